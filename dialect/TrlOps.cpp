@@ -1,0 +1,805 @@
+//===- TrlOps.cpp - trl op verifiers and cost descriptions ----------------===//
+//
+// Verifiers state the shape rule they enforce in their message, with the
+// shapes they saw, so that a builder bug reads as a sentence.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialect/TrlDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/TypeUtilities.h"
+#include "llvm/ADT/STLExtras.h"
+
+using namespace mlir;
+using namespace mlir::trl;
+
+#define GET_OP_CLASSES
+#include "dialect/TrlOps.cpp.inc"
+
+namespace {
+
+RankedTensorType rt(Value v) { return cast<RankedTensorType>(v.getType()); }
+RankedTensorType rt(Type t) { return cast<RankedTensorType>(t); }
+
+std::string shapeStr(ArrayRef<int64_t> shape) {
+  std::string s = "[";
+  for (auto [i, d] : llvm::enumerate(shape)) {
+    if (i)
+      s += ", ";
+    s += ShapedType::isDynamic(d) ? "?" : std::to_string(d);
+  }
+  return s + "]";
+}
+
+SmallVector<int64_t> dropLast(ArrayRef<int64_t> shape) {
+  return SmallVector<int64_t>(shape.drop_back());
+}
+
+SmallVector<int64_t> append(ArrayRef<int64_t> shape, int64_t d) {
+  SmallVector<int64_t> out(shape);
+  out.push_back(d);
+  return out;
+}
+
+/// Checks that every named value has the element type of the first.
+LogicalResult sameElementType(Operation *op,
+                              ArrayRef<std::pair<StringRef, Type>> values) {
+  Type first = getElementTypeOrSelf(values.front().second);
+  for (auto [name, type] : values.drop_front())
+    if (getElementTypeOrSelf(type) != first)
+      return op->emitOpError() << "expects " << name << " to have element type "
+                               << first << " like " << values.front().first
+                               << ", got " << getElementTypeOrSelf(type);
+  return success();
+}
+
+LogicalResult expectShape(Operation *op, StringRef what, Type type,
+                          ArrayRef<int64_t> expected) {
+  if (rt(type).getShape() != expected)
+    return op->emitOpError() << "expects " << what << " of shape "
+                             << shapeStr(expected) << ", got "
+                             << shapeStr(rt(type).getShape());
+  return success();
+}
+
+LogicalResult expectType(Operation *op, StringRef what, Type type,
+                         Type expected) {
+  if (type != expected)
+    return op->emitOpError() << "expects " << what << " of type " << expected
+                             << ", got " << type;
+  return success();
+}
+
+LogicalResult expectPositive(Operation *op, StringRef what, double value) {
+  if (!(value > 0))
+    return op->emitOpError() << "expects " << what << " > 0, got " << value;
+  return success();
+}
+
+/// The [V, H] weight / [..., H] hidden / [...] labels rule shared by the
+/// fused lm_head ops.
+LogicalResult verifyLmHead(Operation *op, Value hidden, Value weight,
+                           Value labels) {
+  auto h = rt(hidden), w = rt(weight);
+  if (h.getRank() < 2)
+    return op->emitOpError() << "expects hidden states of rank >= 2, got "
+                             << shapeStr(h.getShape());
+  if (w.getRank() != 2 || w.getDimSize(1) != h.getShape().back())
+    return op->emitOpError()
+           << "expects the lm_head weight as [vocab, " << h.getShape().back()
+           << "], got " << shapeStr(w.getShape());
+  if (failed(sameElementType(op, {{"hidden", h}, {"weight", w}})))
+    return failure();
+  return expectShape(op, "labels", labels.getType(), dropLast(h.getShape()));
+}
+
+LogicalResult verifyLogitsLabels(Operation *op, Value logits, Value labels) {
+  auto l = rt(logits);
+  if (l.getRank() < 2)
+    return op->emitOpError() << "expects logits of rank >= 2, got "
+                             << shapeStr(l.getShape());
+  return expectShape(op, "labels", labels.getType(), dropLast(l.getShape()));
+}
+
+/// Layout, head-count and shape rules shared by attention and its gradient.
+LogicalResult verifyAttention(Operation *op, AttentionLayout layout, Value qv,
+                              Value kv, Value vv, Value mask, Value cuSeqlens,
+                              Type lseType, double scale,
+                              std::optional<int64_t> maxSeqlen) {
+  auto q = rt(qv), k = rt(kv), v = rt(vv);
+  if (failed(expectPositive(op, "scale", scale)))
+    return failure();
+  if (failed(sameElementType(op, {{"q", q}, {"k", k}, {"v", v}})))
+    return failure();
+  if (k.getShape() != v.getShape())
+    return op->emitOpError() << "expects k and v of the same shape, got "
+                             << shapeStr(k.getShape()) << " and "
+                             << shapeStr(v.getShape());
+  bool padded = layout == AttentionLayout::padded;
+  int64_t rank = padded ? 4 : 3;
+  if (q.getRank() != rank || k.getRank() != rank)
+    return op->emitOpError()
+           << "with the " << stringifyAttentionLayout(layout)
+           << " layout expects q, k, v as "
+           << (padded ? "[batch, seq, heads, head_dim]"
+                      : "[tokens, heads, head_dim]")
+           << ", got q " << shapeStr(q.getShape()) << " and k "
+           << shapeStr(k.getShape());
+  int64_t hq = q.getDimSize(rank - 2), hkv = k.getDimSize(rank - 2);
+  if (q.getShape().back() != k.getShape().back())
+    return op->emitOpError() << "expects q and k with the same head_dim, got "
+                             << q.getShape().back() << " and "
+                             << k.getShape().back();
+  if (hkv <= 0 || hq % hkv != 0)
+    return op->emitOpError() << "expects the query heads (" << hq
+                             << ") to be a multiple of the key/value heads ("
+                             << hkv << ")";
+  if (q.getShape().take_front(rank - 2) != k.getShape().take_front(rank - 2))
+    return op->emitOpError()
+           << "expects q and k to agree on "
+           << (padded ? "batch and sequence" : "tokens") << ", got "
+           << shapeStr(q.getShape()) << " and " << shapeStr(k.getShape());
+  if (padded) {
+    if (cuSeqlens)
+      return op->emitOpError()
+             << "the padded layout takes no cu_seqlens (use layout varlen)";
+    if (mask && failed(expectShape(op, "mask", mask.getType(),
+                                   q.getShape().take_front(2))))
+      return failure();
+    return expectShape(op, "lse", lseType,
+                       {q.getDimSize(0), hq, q.getDimSize(1)});
+  }
+  if (!cuSeqlens)
+    return op->emitOpError()
+           << "the varlen layout needs cu_seqlens delimiting the documents";
+  if (mask)
+    return op->emitOpError() << "the varlen layout takes no mask: documents "
+                                "are delimited by cu_seqlens";
+  if (rt(cuSeqlens).getDimSize(0) < 2)
+    return op->emitOpError() << "expects cu_seqlens with at least 2 entries";
+  if (maxSeqlen && (*maxSeqlen <= 0 || *maxSeqlen > q.getDimSize(0)))
+    return op->emitOpError() << "expects 0 < max_seqlen <= tokens ("
+                             << q.getDimSize(0) << "), got " << *maxSeqlen;
+  return expectShape(op, "lse", lseType, {hq, q.getDimSize(0)});
+}
+
+int64_t attentionFlops(RankedTensorType q, AttentionLayout layout,
+                       std::optional<int64_t> maxSeqlen, bool causal) {
+  // QK^T and PV: 2 matmuls of 2*S*S*D per head; causal halves the work.
+  int64_t d = q.getShape().back(), h = q.getShape()[q.getRank() - 2];
+  int64_t pairs;
+  if (layout == AttentionLayout::padded) {
+    int64_t b = q.getDimSize(0), s = q.getDimSize(1);
+    pairs = b * s * s;
+  } else {
+    int64_t t = q.getDimSize(0), s = maxSeqlen.value_or(t);
+    pairs = t * s;
+  }
+  int64_t flops = 4 * pairs * d * h;
+  return causal ? flops / 2 : flops;
+}
+
+int64_t lmHeadFlops(Value hidden, Value weight) {
+  auto w = rt(weight);
+  return 2 * tensorElements(hidden.getType()) * w.getDimSize(0);
+}
+
+/// Rows of fp32 logits one chunk of a fused lm_head op holds at once.
+int64_t lmHeadChunkBytes(Value weight, int64_t chunkSize) {
+  return chunkSize * rt(weight).getDimSize(0) * 4;
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Parameters and forward ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult ParamOp::verify() {
+  if (getName().empty())
+    return emitOpError("needs the parameter's checkpoint name");
+  if (!getType().hasStaticShape())
+    return emitOpError("expects a statically shaped parameter");
+  if (getSet() != "policy" && getSet() != "reference")
+    return emitOpError() << "expects set \"policy\" or \"reference\", got \""
+                         << getSet() << "\"";
+  if (getSet() == "reference" && getTrainable())
+    return emitOpError("reference-model parameters are frozen: set "
+                       "trainable = false");
+  return success();
+}
+
+LogicalResult EmbeddingOp::verify() {
+  auto table = rt(getTable());
+  if (table.getRank() != 2)
+    return emitOpError() << "expects a [vocab, hidden] table, got "
+                         << shapeStr(table.getShape());
+  if (failed(sameElementType(*this, {{"table", table}, {"result", getType()}})))
+    return failure();
+  return expectShape(*this, "result", getType(),
+                     append(rt(getIds()).getShape(), table.getDimSize(1)));
+}
+
+LogicalResult RmsNormOp::verify() {
+  auto x = rt(getX());
+  if (failed(expectShape(*this, "weight", getWeight().getType(),
+                         {x.getShape().back()})) ||
+      failed(sameElementType(*this, {{"x", x}, {"weight", getWeight().getType()}})) ||
+      failed(expectPositive(*this, "eps", getEps().convertToDouble())))
+    return failure();
+  return expectType(*this, "result", getType(), x);
+}
+
+LogicalResult LayerNormOp::verify() {
+  auto x = rt(getX());
+  if (failed(expectShape(*this, "weight", getWeight().getType(),
+                         {x.getShape().back()})) ||
+      failed(expectShape(*this, "bias", getBias().getType(),
+                         {x.getShape().back()})) ||
+      failed(sameElementType(*this, {{"x", x},
+                                     {"weight", getWeight().getType()},
+                                     {"bias", getBias().getType()}})) ||
+      failed(expectPositive(*this, "eps", getEps().convertToDouble())))
+    return failure();
+  return expectType(*this, "result", getType(), x);
+}
+
+static LogicalResult verifyLinearShapes(Operation *op, Value xv, Value wv,
+                                        Type outType) {
+  auto x = rt(xv), w = rt(wv);
+  if (w.getRank() != 2)
+    return op->emitOpError() << "expects a weight of shape [out, in], got "
+                             << shapeStr(w.getShape());
+  if (x.getRank() < 1 || x.getShape().back() != w.getDimSize(1))
+    return op->emitOpError()
+           << "expects the input's last dimension to equal the weight's in "
+              "features ("
+           << w.getDimSize(1) << "), got input " << shapeStr(x.getShape());
+  if (failed(sameElementType(op, {{"input", x}, {"weight", w}})))
+    return failure();
+  return expectShape(op, "output", outType,
+                     append(dropLast(x.getShape()), w.getDimSize(0)));
+}
+
+LogicalResult LinearOp::verify() {
+  if (failed(verifyLinearShapes(*this, getX(), getWeight(), getType())))
+    return failure();
+  if (Value b = getBias())
+    return expectShape(*this, "bias", b.getType(),
+                       {rt(getWeight()).getDimSize(0)});
+  return success();
+}
+
+int64_t LinearOp::getFlops() {
+  return 2 * tensorElements(getType()) * rt(getWeight()).getDimSize(1);
+}
+
+LogicalResult ReshapeOp::verify() {
+  auto in = rt(getX()), out = getType();
+  if (!in.hasStaticShape() || !out.hasStaticShape())
+    return emitOpError("expects static shapes");
+  if (in.getNumElements() != out.getNumElements() ||
+      in.getElementType() != out.getElementType())
+    return emitOpError() << "cannot reshape " << in << " into " << out
+                         << ": element count and type must be preserved";
+  return success();
+}
+
+LogicalResult RopeOp::verify() {
+  auto x = rt(getX()), pos = rt(getPositions());
+  if (x.getRank() != 4 && x.getRank() != 3)
+    return emitOpError() << "expects x as [batch, seq, heads, head_dim] or "
+                            "[tokens, heads, head_dim], got "
+                         << shapeStr(x.getShape());
+  if (failed(expectShape(*this, "positions", pos,
+                         x.getShape().take_front(x.getRank() - 2))))
+    return failure();
+  if (x.getShape().back() % 2 != 0)
+    return emitOpError() << "expects an even head_dim, got "
+                         << x.getShape().back();
+  if (failed(expectPositive(*this, "theta", getTheta().convertToDouble())))
+    return failure();
+  return expectType(*this, "result", getType(), x);
+}
+
+LogicalResult AttentionOp::verify() {
+  if (failed(verifyAttention(*this, getLayout(), getQ(), getK(), getV(),
+                             getMask(), getCuSeqlens(), getLse().getType(),
+                             getScale().convertToDouble(), getMaxSeqlen())))
+    return failure();
+  return expectType(*this, "output", getOut().getType(), getQ().getType());
+}
+
+int64_t AttentionOp::getFlops() {
+  return attentionFlops(rt(getQ()), getLayout(), getMaxSeqlen(), getCausal());
+}
+
+LogicalResult SwigluOp::verify() {
+  if (failed(expectType(*this, "up", getUp().getType(), getGate().getType())))
+    return failure();
+  return expectType(*this, "result", getType(), getGate().getType());
+}
+
+LogicalResult DivOp::verify() {
+  if (failed(sameElementType(*this, {{"x", getX().getType()},
+                                     {"divisor", getDivisor().getType()}})))
+    return failure();
+  return expectType(*this, "result", getType(), getX().getType());
+}
+
+//===----------------------------------------------------------------------===//
+// Losses
+//===----------------------------------------------------------------------===//
+
+LogicalResult CrossEntropyOp::verify() {
+  return verifyLogitsLabels(*this, getLogits(), getLabels());
+}
+
+int64_t CrossEntropyOp::getFlops() {
+  return 4 * tensorElements(getLogits().getType());
+}
+
+LogicalResult FusedLinearCrossEntropyOp::verify() {
+  if (getChunkSize() <= 0)
+    return emitOpError() << "expects chunk_size > 0, got " << getChunkSize();
+  return verifyLmHead(*this, getHidden(), getWeight(), getLabels());
+}
+
+int64_t FusedLinearCrossEntropyOp::getFlops() {
+  return lmHeadFlops(getHidden(), getWeight());
+}
+
+int64_t FusedLinearCrossEntropyOp::getWorkspaceBytes() {
+  return lmHeadChunkBytes(getWeight(), getChunkSize());
+}
+
+LogicalResult LogProbsOp::verify() {
+  if (failed(verifyLogitsLabels(*this, getLogits(), getLabels())))
+    return failure();
+  return expectShape(*this, "result", getType(),
+                     rt(getLabels()).getShape());
+}
+
+int64_t LogProbsOp::getFlops() {
+  return 4 * tensorElements(getLogits().getType());
+}
+
+LogicalResult FusedLinearLogProbsOp::verify() {
+  if (getChunkSize() <= 0)
+    return emitOpError() << "expects chunk_size > 0, got " << getChunkSize();
+  if (failed(verifyLmHead(*this, getHidden(), getWeight(), getLabels())))
+    return failure();
+  return expectShape(*this, "result", getType(),
+                     rt(getLabels()).getShape());
+}
+
+int64_t FusedLinearLogProbsOp::getFlops() {
+  return lmHeadFlops(getHidden(), getWeight());
+}
+
+int64_t FusedLinearLogProbsOp::getWorkspaceBytes() {
+  return lmHeadChunkBytes(getWeight(), getChunkSize());
+}
+
+LogicalResult MaskedSumOp::verify() {
+  auto x = rt(getX());
+  if (x.getRank() < 1)
+    return emitOpError("expects x of rank >= 1");
+  if (failed(expectType(*this, "mask", getMask().getType(), x)))
+    return failure();
+  return expectShape(*this, "result", getType(), dropLast(x.getShape()));
+}
+
+static LogicalResult verifyPairedVectors(Operation *op, ValueRange values,
+                                         ArrayRef<StringRef> names) {
+  auto first = values.front().getType();
+  for (auto [v, name] : llvm::zip(values.drop_front(), names.drop_front()))
+    if (failed(expectType(op, name, v.getType(), first)))
+      return failure();
+  return success();
+}
+
+LogicalResult DpoLossOp::verify() {
+  if (failed(verifyPairedVectors(
+          *this,
+          {getPolicyChosen(), getPolicyRejected(), getRefChosen(),
+           getRefRejected(), getChosenRewards(), getRejectedRewards()},
+          {"policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected",
+           "chosen_rewards", "rejected_rewards"})))
+    return failure();
+  if (failed(expectPositive(*this, "beta", getBeta().convertToDouble())))
+    return failure();
+  double ls = getLabelSmoothing().convertToDouble();
+  if (ls < 0 || ls > 0.5)
+    return emitOpError() << "expects 0 <= label_smoothing <= 0.5, got " << ls;
+  return success();
+}
+
+static LogicalResult verifyKtoCommon(Operation *op, Value policy, Value ref,
+                                     Value label, double beta, double dw,
+                                     double uw) {
+  if (failed(expectType(op, "ref", ref.getType(), policy.getType())) ||
+      failed(expectShape(op, "label", label.getType(),
+                         rt(policy).getShape())) ||
+      failed(expectPositive(op, "beta", beta)))
+    return failure();
+  if (dw < 0 || uw < 0)
+    return op->emitOpError("expects non-negative desirable/undesirable weights");
+  return success();
+}
+
+LogicalResult KtoLossOp::verify() {
+  if (failed(verifyKtoCommon(*this, getPolicy(), getRef(), getLabel(),
+                             getBeta().convertToDouble(),
+                             getDesirableWeight().convertToDouble(),
+                             getUndesirableWeight().convertToDouble())))
+    return failure();
+  if (failed(expectType(*this, "kl_ref", getKlRef().getType(),
+                        getKlPolicy().getType())))
+    return failure();
+  return expectType(*this, "rewards", getRewards().getType(),
+                    getPolicy().getType());
+}
+
+static LogicalResult verifyGrpoCommon(Operation *op, Value logp, Value old,
+                                      Value adv, Value mask, Value ref,
+                                      double epsLow, double epsHigh,
+                                      double beta) {
+  auto lp = rt(logp);
+  if (lp.getRank() != 2)
+    return op->emitOpError() << "expects per-token log-probs as [batch, "
+                                "completion_length], got "
+                             << shapeStr(lp.getShape());
+  if (failed(expectType(op, "old_logp", old.getType(), lp)) ||
+      failed(expectType(op, "mask", mask.getType(), lp)) ||
+      failed(expectShape(op, "advantages", adv.getType(), {lp.getDimSize(0)})))
+    return failure();
+  if (epsLow < 0 || epsHigh < 0)
+    return op->emitOpError("expects non-negative clipping epsilons");
+  if ((beta != 0) != static_cast<bool>(ref))
+    return op->emitOpError()
+           << "needs ref_logp exactly when beta != 0 (beta = " << beta << ")";
+  if (ref)
+    return expectType(op, "ref_logp", ref.getType(), lp);
+  return success();
+}
+
+LogicalResult GrpoLossOp::verify() {
+  return verifyGrpoCommon(*this, getLogp(), getOldLogp(), getAdvantages(),
+                          getMask(), getRefLogp(),
+                          getEpsilonLow().convertToDouble(),
+                          getEpsilonHigh().convertToDouble(),
+                          getBeta().convertToDouble());
+}
+
+//===----------------------------------------------------------------------===//
+// Backward ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbeddingGradOp::verify() {
+  auto table = getType();
+  if (table.getRank() != 2)
+    return emitOpError() << "expects a [vocab, hidden] table gradient, got "
+                         << shapeStr(table.getShape());
+  return expectShape(*this, "incoming gradient", getGrad().getType(),
+                     append(rt(getIds()).getShape(), table.getDimSize(1)));
+}
+
+LogicalResult RmsNormGradOp::verify() {
+  auto x = rt(getX());
+  if (failed(expectType(*this, "incoming gradient", getGrad().getType(), x)) ||
+      failed(expectShape(*this, "weight", getWeight().getType(),
+                         {x.getShape().back()})) ||
+      failed(expectType(*this, "grad_x", getGradX().getType(), x)))
+    return failure();
+  return expectType(*this, "grad_weight", getGradWeight().getType(),
+                    getWeight().getType());
+}
+
+LogicalResult LayerNormGradOp::verify() {
+  auto x = rt(getX());
+  if (failed(expectType(*this, "incoming gradient", getGrad().getType(), x)) ||
+      failed(expectShape(*this, "weight", getWeight().getType(),
+                         {x.getShape().back()})) ||
+      failed(expectType(*this, "grad_x", getGradX().getType(), x)) ||
+      failed(expectType(*this, "grad_weight", getGradWeight().getType(),
+                        getWeight().getType())))
+    return failure();
+  return expectType(*this, "grad_bias", getGradBias().getType(),
+                    getWeight().getType());
+}
+
+LogicalResult LinearGradOp::verify() {
+  if (failed(verifyLinearShapes(*this, getX(), getWeight(),
+                                getGrad().getType())) ||
+      failed(expectType(*this, "grad_x", getGradX().getType(),
+                        getX().getType())) ||
+      failed(expectType(*this, "grad_weight", getGradWeight().getType(),
+                        getWeight().getType())))
+    return failure();
+  Value db = getGradBias();
+  if (getHasBias() != static_cast<bool>(db))
+    return emitOpError("produces a bias gradient exactly when has_bias is set");
+  if (db)
+    return expectShape(*this, "grad_bias", db.getType(),
+                       {rt(getWeight()).getDimSize(0)});
+  return success();
+}
+
+int64_t LinearGradOp::getFlops() {
+  return 4 * tensorElements(getGrad().getType()) *
+         rt(getWeight()).getDimSize(1);
+}
+
+LogicalResult AttentionGradOp::verify() {
+  if (failed(verifyAttention(*this, getLayout(), getQ(), getK(), getV(),
+                             getMask(), getCuSeqlens(), getLse().getType(),
+                             getScale().convertToDouble(), getMaxSeqlen())) ||
+      failed(expectType(*this, "incoming gradient", getGradOut().getType(),
+                        getQ().getType())) ||
+      failed(expectType(*this, "saved output", getOut().getType(),
+                        getQ().getType())) ||
+      failed(expectType(*this, "grad_q", getGradQ().getType(),
+                        getQ().getType())) ||
+      failed(expectType(*this, "grad_k", getGradK().getType(),
+                        getK().getType())))
+    return failure();
+  return expectType(*this, "grad_v", getGradV().getType(), getV().getType());
+}
+
+int64_t AttentionGradOp::getFlops() {
+  // Recompute QK^T, then dV, dP, dQ, dK: 2.5x the forward.
+  return attentionFlops(rt(getQ()), getLayout(), getMaxSeqlen(), getCausal()) *
+         5 / 2;
+}
+
+LogicalResult SwigluGradOp::verify() {
+  Type t = getGate().getType();
+  if (failed(expectType(*this, "up", getUp().getType(), t)) ||
+      failed(expectType(*this, "incoming gradient", getGrad().getType(), t)) ||
+      failed(expectType(*this, "grad_gate", getGradGate().getType(), t)))
+    return failure();
+  return expectType(*this, "grad_up", getGradUp().getType(), t);
+}
+
+LogicalResult CrossEntropyGradOp::verify() {
+  if (failed(verifyLogitsLabels(*this, getLogits(), getLabels())))
+    return failure();
+  return expectType(*this, "result", getType(), getLogits().getType());
+}
+
+LogicalResult FusedLinearCrossEntropyGradOp::verify() {
+  if (getChunkSize() <= 0)
+    return emitOpError() << "expects chunk_size > 0, got " << getChunkSize();
+  if (failed(verifyLmHead(*this, getHidden(), getWeight(), getLabels())) ||
+      failed(expectType(*this, "grad_hidden", getGradHidden().getType(),
+                        getHidden().getType())))
+    return failure();
+  return expectType(*this, "grad_weight", getGradWeight().getType(),
+                    getWeight().getType());
+}
+
+int64_t FusedLinearCrossEntropyGradOp::getFlops() {
+  return 2 * lmHeadFlops(getHidden(), getWeight());
+}
+
+int64_t FusedLinearCrossEntropyGradOp::getWorkspaceBytes() {
+  return lmHeadChunkBytes(getWeight(), getChunkSize());
+}
+
+LogicalResult LogProbsGradOp::verify() {
+  if (failed(verifyLogitsLabels(*this, getLogits(), getLabels())) ||
+      failed(expectShape(*this, "incoming gradient", getGrad().getType(),
+                         rt(getLabels()).getShape())))
+    return failure();
+  return expectType(*this, "result", getType(), getLogits().getType());
+}
+
+LogicalResult FusedLinearLogProbsGradOp::verify() {
+  if (getChunkSize() <= 0)
+    return emitOpError() << "expects chunk_size > 0, got " << getChunkSize();
+  if (failed(verifyLmHead(*this, getHidden(), getWeight(), getLabels())) ||
+      failed(expectShape(*this, "incoming gradient", getGrad().getType(),
+                         rt(getLabels()).getShape())) ||
+      failed(expectType(*this, "grad_hidden", getGradHidden().getType(),
+                        getHidden().getType())))
+    return failure();
+  return expectType(*this, "grad_weight", getGradWeight().getType(),
+                    getWeight().getType());
+}
+
+int64_t FusedLinearLogProbsGradOp::getFlops() {
+  return 2 * lmHeadFlops(getHidden(), getWeight());
+}
+
+int64_t FusedLinearLogProbsGradOp::getWorkspaceBytes() {
+  return lmHeadChunkBytes(getWeight(), getChunkSize());
+}
+
+LogicalResult MaskedSumGradOp::verify() {
+  auto mask = rt(getMask());
+  if (mask.getRank() < 1)
+    return emitOpError("expects a mask of rank >= 1");
+  if (failed(expectShape(*this, "incoming gradient", getGrad().getType(),
+                         dropLast(mask.getShape()))))
+    return failure();
+  return expectType(*this, "result", getType(), mask);
+}
+
+LogicalResult DpoLossGradOp::verify() {
+  if (failed(verifyPairedVectors(
+          *this,
+          {getPolicyChosen(), getPolicyRejected(), getRefChosen(),
+           getRefRejected(), getGradChosen(), getGradRejected()},
+          {"policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected",
+           "grad_chosen", "grad_rejected"})))
+    return failure();
+  return expectPositive(*this, "beta", getBeta().convertToDouble());
+}
+
+LogicalResult KtoLossGradOp::verify() {
+  if (failed(verifyKtoCommon(*this, getPolicy(), getRef(), getLabel(),
+                             getBeta().convertToDouble(),
+                             getDesirableWeight().convertToDouble(),
+                             getUndesirableWeight().convertToDouble())))
+    return failure();
+  return expectType(*this, "result", getType(), getPolicy().getType());
+}
+
+LogicalResult GrpoLossGradOp::verify() {
+  if (failed(verifyGrpoCommon(*this, getLogp(), getOldLogp(), getAdvantages(),
+                              getMask(), getRefLogp(),
+                              getEpsilonLow().convertToDouble(),
+                              getEpsilonHigh().convertToDouble(),
+                              getBeta().convertToDouble())))
+    return failure();
+  return expectType(*this, "result", getType(), getLogp().getType());
+}
+
+//===----------------------------------------------------------------------===//
+// Optimizer ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult GradNormOp::verify() {
+  if (getGrads().empty())
+    return emitOpError("expects at least one gradient");
+  return success();
+}
+
+LogicalResult ClipGradOp::verify() {
+  if (failed(expectPositive(*this, "max_norm", getMaxNorm().convertToDouble())))
+    return failure();
+  return expectType(*this, "result", getType(), getGrad().getType());
+}
+
+LogicalResult LrScheduleOp::verify() {
+  if (getBaseLr().convertToDouble() < 0)
+    return emitOpError("expects base_lr >= 0");
+  if (getTotalSteps() <= 0)
+    return emitOpError() << "expects total_steps > 0, got " << getTotalSteps();
+  if (getWarmupSteps() < 0 || getWarmupSteps() > getTotalSteps())
+    return emitOpError() << "expects 0 <= warmup_steps <= total_steps ("
+                         << getTotalSteps() << "), got " << getWarmupSteps();
+  return success();
+}
+
+LogicalResult AdamWOp::verify() {
+  Type p = getParam().getType();
+  if (failed(expectShape(*this, "grad", getGrad().getType(), rt(p).getShape())) ||
+      failed(expectType(*this, "exp_avg", getExpAvg().getType(), p)) ||
+      failed(expectType(*this, "exp_avg_sq", getExpAvgSq().getType(), p)) ||
+      failed(expectType(*this, "new_param", getNewParam().getType(), p)) ||
+      failed(expectType(*this, "new_exp_avg", getNewExpAvg().getType(), p)) ||
+      failed(expectType(*this, "new_exp_avg_sq", getNewExpAvgSq().getType(), p)))
+    return failure();
+  double b1 = getBeta1().convertToDouble(), b2 = getBeta2().convertToDouble();
+  if (b1 < 0 || b1 >= 1 || b2 < 0 || b2 >= 1)
+    return emitOpError() << "expects betas in [0, 1), got (" << b1 << ", "
+                         << b2 << ")";
+  if (failed(expectPositive(*this, "eps", getEps().convertToDouble())))
+    return failure();
+  if (getWeightDecay().convertToDouble() < 0)
+    return emitOpError("expects weight_decay >= 0");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Memory ops
+//===----------------------------------------------------------------------===//
+
+static LogicalResult verifyTransfer(Operation *op, Type from, Type to,
+                                    bool toHost) {
+  auto a = rt(from), b = rt(to);
+  if (a.getShape() != b.getShape() || a.getElementType() != b.getElementType())
+    return op->emitOpError() << "must preserve shape and element type, got "
+                             << a << " -> " << b;
+  if (isHostTensor(a) == toHost || isHostTensor(b) != toHost)
+    return op->emitOpError()
+           << "moves a tensor " << (toHost ? "from device to host" : "from host to device")
+           << ": expects " << (toHost ? "the result" : "the operand")
+           << " with #trl.space<host> and the other without, got " << a
+           << " -> " << b;
+  return success();
+}
+
+LogicalResult OffloadOp::verify() {
+  return verifyTransfer(*this, getX().getType(), getType(), /*toHost=*/true);
+}
+
+LogicalResult ReloadOp::verify() {
+  return verifyTransfer(*this, getX().getType(), getType(), /*toHost=*/false);
+}
+
+LogicalResult RecomputeOp::verify() {
+  Block &body = getBody().front();
+  if (body.getArgumentTypes() != getInputs().getTypes())
+    return emitOpError("expects the region's arguments to match its inputs");
+  auto yield = dyn_cast<YieldOp>(body.getTerminator());
+  if (!yield)
+    return emitOpError("expects the region to end with trl.yield");
+  if (yield.getValues().getTypes() != getResultTypes())
+    return emitOpError("expects trl.yield to return the op's result types");
+  return success();
+}
+
+int64_t RecomputeOp::getFlops() {
+  int64_t flops = 0;
+  getBody().walk([&](MemoryCostOpInterface op) {
+    if (op.getOperation() != getOperation())
+      flops += op.getFlops();
+  });
+  return flops;
+}
+
+//===----------------------------------------------------------------------===//
+// Collectives
+//===----------------------------------------------------------------------===//
+
+static LogicalResult verifyWorldSize(Operation *op, int64_t worldSize) {
+  if (worldSize < 1)
+    return op->emitOpError() << "expects world_size >= 1, got " << worldSize;
+  return success();
+}
+
+LogicalResult AllGatherOp::verify() {
+  auto x = rt(getX());
+  if (failed(verifyWorldSize(*this, getWorldSize())))
+    return failure();
+  if (x.getRank() < 1)
+    return emitOpError("expects a shard of rank >= 1");
+  SmallVector<int64_t> full(x.getShape());
+  full[0] *= getWorldSize();
+  if (failed(sameElementType(*this, {{"shard", x}, {"result", getType()}})))
+    return failure();
+  return expectShape(*this, "result", getType(), full);
+}
+
+LogicalResult ReduceScatterOp::verify() {
+  auto x = rt(getX());
+  if (failed(verifyWorldSize(*this, getWorldSize())))
+    return failure();
+  if (x.getRank() < 1 || x.getDimSize(0) % getWorldSize() != 0)
+    return emitOpError() << "expects dimension 0 of " << shapeStr(x.getShape())
+                         << " to divide evenly over " << getWorldSize()
+                         << " ranks (pad the flattened buffer)";
+  SmallVector<int64_t> shard(x.getShape());
+  shard[0] /= getWorldSize();
+  if (failed(sameElementType(*this, {{"input", x}, {"result", getType()}})))
+    return failure();
+  return expectShape(*this, "result", getType(), shard);
+}
+
+LogicalResult AllReduceOp::verify() {
+  return verifyWorldSize(*this, getWorldSize());
+}
+
+LogicalResult BroadcastOp::verify() {
+  if (failed(verifyWorldSize(*this, getWorldSize())))
+    return failure();
+  if (getRoot() < 0 || getRoot() >= getWorldSize())
+    return emitOpError() << "expects 0 <= root < world_size ("
+                         << getWorldSize() << "), got " << getRoot();
+  return success();
+}

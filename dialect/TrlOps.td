@@ -1,0 +1,934 @@
+//===- TrlOps.td - trl operations -------------------------*- tablegen -*-===//
+//
+// Conventions shared by every op:
+// - activations are [B, S, ...] (padded layout) or [T, ...] (varlen layout);
+//   the last dimension is the feature dimension;
+// - linear weights are [out_features, in_features] (Hugging Face nn.Linear);
+//   gpt2's Conv1D weights are transposed when they are loaded;
+// - losses are f32 (or f64 in gradient checks) 0-d tensors.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRL_OPS_TD
+#define TRL_OPS_TD
+
+include "dialect/TrlDialect.td"
+include "dialect/TrlAttrs.td"
+include "dialect/TrlInterfaces.td"
+include "mlir/IR/OpBase.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/ControlFlowInterfaces.td"
+
+//===----------------------------------------------------------------------===//
+// Parameters
+//===----------------------------------------------------------------------===//
+
+def Trl_ParamOp : Trl_Op<"param", [Pure]> {
+  let summary = "reads a model parameter by its Hugging Face name";
+  let description = [{
+    `name` is the tensor name in the Hugging Face checkpoint. `trainable`
+    parameters receive gradients; frozen ones (the DPO/KTO reference model,
+    `set = "reference"`) do not. `hf_transposed` marks weights stored as
+    [in, out] in the checkpoint (gpt2 Conv1D); the op's type is always the
+    [out, in] layout the linear op expects.
+
+    ```mlir
+    %w = trl.param "model.embed_tokens.weight" : tensor<256x64xf32>
+    %r = trl.param "model.embed_tokens.weight" {set = "reference", trainable = false} : tensor<256x64xf32>
+    ```
+  }];
+  let arguments = (ins StrAttr:$name,
+                   DefaultValuedAttr<BoolAttr, "true">:$trainable,
+                   DefaultValuedAttr<StrAttr, "\"policy\"">:$set,
+                   UnitAttr:$hf_transposed);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$name attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Forward ops
+//===----------------------------------------------------------------------===//
+
+def Trl_EmbeddingOp : Trl_Op<"embedding", [Pure]> {
+  let summary = "token (or learned position) embedding lookup";
+  let description = [{
+    Gathers rows of `table` [V, H] at `ids` [...] giving [..., H].
+
+    ```mlir
+    %h = trl.embedding %table, %ids : (tensor<256x64xf32>, tensor<2x16xi64>) -> tensor<2x16x64xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$table, Trl_IndexTensor:$ids);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$table `,` $ids attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_RmsNormOp : Trl_Op<"rms_norm", [Pure]> {
+  let summary = "RMSNorm over the last dimension: x / rms(x) * weight";
+  let description = [{
+    ```mlir
+    %y = trl.rms_norm %x, %w {eps = 1.0e-06 : f64} : (tensor<2x16x64xf32>, tensor<64xf32>) -> tensor<2x16x64xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$x, Trl_FloatTensor:$weight,
+                   DefaultValuedAttr<F64Attr, "1e-6">:$eps);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$x `,` $weight attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_LayerNormOp : Trl_Op<"layer_norm", [Pure]> {
+  let summary = "LayerNorm over the last dimension with weight and bias";
+  let description = [{
+    ```mlir
+    %y = trl.layer_norm %x, %w, %b {eps = 1.0e-05 : f64} : (tensor<2x16x64xf32>, tensor<64xf32>, tensor<64xf32>) -> tensor<2x16x64xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$x, Trl_FloatTensor:$weight,
+                   Trl_FloatTensor:$bias,
+                   DefaultValuedAttr<F64Attr, "1e-5">:$eps);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$x `,` $weight `,` $bias attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_LinearOp : Trl_Op<"linear", [Pure]> {
+  let summary = "y = x W^T (+ b), W in [out, in] layout";
+  let description = [{
+    ```mlir
+    %y = trl.linear %x, %w : (tensor<2x16x64xf32>, tensor<128x64xf32>) -> tensor<2x16x128xf32>
+    %z = trl.linear %x, %w bias %b : (tensor<2x16x64xf32>, tensor<128x64xf32>, tensor<128xf32>) -> tensor<2x16x128xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$x, Trl_FloatTensor:$weight,
+                   Optional<Trl_FloatTensor>:$bias);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = [{
+    $x `,` $weight (`bias` $bias^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops(); }];
+}
+
+def Trl_ReshapeOp : Trl_Op<"reshape", [Pure]> {
+  let summary = "reinterprets a tensor with another shape of the same size";
+  let description = [{
+    Splits or merges dimensions (for example [B, S, H*D] to [B, S, H, D]).
+
+    ```mlir
+    %q4 = trl.reshape %q : (tensor<2x16x64xf32>) -> tensor<2x16x4x16xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$x);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
+}
+
+def Trl_RopeOp : Trl_Op<"rope", [Pure]> {
+  let summary = "rotary position embedding, rotate-half convention";
+  let description = [{
+    Rotates the pairs (x[i], x[i + D/2]) of each head by position * inv_freq[i]
+    with inv_freq[i] = theta^(-2i/D), optionally rescaled Llama-3 style.
+    `x` is [B, S, H, D] with `positions` [B, S], or [T, H, D] with
+    `positions` [T] (positions restart at every packed document). `inverse`
+    rotates by the opposite angle, which is the op's vector-Jacobian product.
+
+    ```mlir
+    %qr = trl.rope %q, %pos {theta = 10000.0 : f64} : (tensor<2x16x4x16xf32>, tensor<2x16xi64>) -> tensor<2x16x4x16xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$x, Trl_IndexTensor:$positions,
+                   DefaultValuedAttr<F64Attr, "10000.0">:$theta,
+                   OptionalAttr<Trl_RopeScalingAttr>:$scaling,
+                   UnitAttr:$inverse);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$x `,` $positions attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_AttentionOp : Trl_Op<"attention", [Pure, AttrSizedOperandSegments]> {
+  let summary = "scaled dot-product attention with grouped-query heads";
+  let description = [{
+    `padded` layout: q [B, S, Hq, D], k and v [B, S, Hkv, D], optional key
+    `mask` [B, S] (nonzero = real token). `varlen` layout: q [T, Hq, D], k and
+    v [T, Hkv, D], `cu_seqlens` [N+1] (i32) delimits N documents that never
+    attend to each other. Hq must be a multiple of Hkv. Results: the output
+    (shape of q) and the log-sum-exp of every softmax row (f32, [B, Hq, S] or
+    [Hq, T]) that the backward pass reuses.
+
+    ```mlir
+    %o, %lse = trl.attention %q, %k, %v {layout = #trl.layout<padded>, causal = true, scale = 0.25 : f64}
+        : (tensor<2x16x4x16xf32>, tensor<2x16x2x16xf32>, tensor<2x16x2x16xf32>) -> (tensor<2x16x4x16xf32>, tensor<2x4x16xf32>)
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$q, Trl_FloatTensor:$k,
+                   Trl_FloatTensor:$v,
+                   Optional<RankedTensorOf<[I1, I32, I64, F32]>>:$mask,
+                   Optional<1DTensorOf<[I32]>>:$cu_seqlens,
+                   Trl_AttentionLayoutAttr:$layout,
+                   DefaultValuedAttr<BoolAttr, "true">:$causal,
+                   F64Attr:$scale,
+                   OptionalAttr<I64Attr>:$max_seqlen);
+  let results = (outs Trl_FloatTensor:$out, RankedTensorOf<[F32, F64]>:$lse);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v (`mask` $mask^)? (`cu_seqlens` $cu_seqlens^)? attr-dict
+    `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops(); }];
+}
+
+def Trl_SwigluOp : Trl_Op<"swiglu", [Pure]> {
+  let summary = "silu(gate) * up";
+  let description = [{
+    ```mlir
+    %a = trl.swiglu %gate, %up : (tensor<2x16x128xf32>, tensor<2x16x128xf32>) -> tensor<2x16x128xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$gate, Trl_FloatTensor:$up);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$gate `,` $up attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_GeluOp : Trl_Op<"gelu", [Pure, SameOperandsAndResultType]> {
+  let summary = "GELU activation, exact or tanh-approximated";
+  let description = [{
+    ```mlir
+    %a = trl.gelu %x {approximate = #trl.gelu<tanh>} : tensor<2x16x256xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$x,
+                   DefaultValuedAttr<Trl_GeluApproximationAttr,
+                     "::mlir::trl::GeluApproximation::none">:$approximate);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x)";
+}
+
+def Trl_AddOp : Trl_Op<"add", [Pure, SameOperandsAndResultType]> {
+  let summary = "elementwise sum (residual connections, gradient accumulation)";
+  let description = [{
+    ```mlir
+    %h2 = trl.add %h, %attn : tensor<2x16x64xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$lhs, Trl_FloatTensor:$rhs);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+}
+
+def Trl_DivOp : Trl_Op<"div", [Pure]> {
+  let summary = "divides every element by a 0-d divisor (loss normalisation)";
+  let description = [{
+    ```mlir
+    %loss = trl.div %sum, %num_tokens : (tensor<f32>, tensor<f32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$x, Trl_Scalar:$divisor);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$x `,` $divisor attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Losses and log-probabilities
+//===----------------------------------------------------------------------===//
+
+def Trl_CrossEntropyOp : Trl_Op<"cross_entropy", [Pure]> {
+  let summary = "sum over non-ignored labels of -log softmax(logits)[label]";
+  let description = [{
+    `logits` [..., V], `labels` [...] (already shifted: label t is the token
+    that follows position t). Labels equal to `ignore_index` do not count.
+    The result is the sum; the step divides by the number of trainable
+    tokens of the whole accumulated batch, as TRL does.
+
+    ```mlir
+    %s = trl.cross_entropy %logits, %labels : (tensor<2x16x256xf32>, tensor<2x16xi64>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$logits, Trl_IndexTensor:$labels,
+                   DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
+  let results = (outs Trl_Scalar:$loss);
+  let assemblyFormat = "$logits `,` $labels attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops(); }];
+}
+
+def Trl_FusedLinearCrossEntropyOp
+    : Trl_Op<"fused_linear_cross_entropy", [Pure]> {
+  let summary = "lm_head matmul + cross entropy in row chunks, no [T, V] logits";
+  let description = [{
+    Same value as `trl.cross_entropy(trl.linear(hidden, weight), labels)`,
+    computed `chunk_size` rows at a time so the full logits never exist.
+
+    ```mlir
+    %s = trl.fused_linear_cross_entropy %h, %w, %labels {chunk_size = 256 : i64}
+        : (tensor<2x16x64xf32>, tensor<256x64xf32>, tensor<2x16xi64>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$hidden, Trl_FloatTensor:$weight,
+                   Trl_IndexTensor:$labels,
+                   DefaultValuedAttr<I64Attr, "-100">:$ignore_index,
+                   I64Attr:$chunk_size);
+  let results = (outs Trl_Scalar:$loss);
+  let assemblyFormat = [{
+    $hidden `,` $weight `,` $labels attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops(); int64_t getWorkspaceBytes(); }];
+}
+
+def Trl_LogProbsOp : Trl_Op<"log_probs", [Pure]> {
+  let summary = "per-token log softmax(logits)[label] (0 where ignored)";
+  let description = [{
+    The per-token log-probabilities that DPO, KTO and GRPO sum or compare.
+
+    ```mlir
+    %lp = trl.log_probs %logits, %labels : (tensor<2x16x256xf32>, tensor<2x16xi64>) -> tensor<2x16xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$logits, Trl_IndexTensor:$labels,
+                   DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
+  let results = (outs RankedTensorOf<[F32, F64]>:$result);
+  let assemblyFormat = "$logits `,` $labels attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops(); }];
+}
+
+def Trl_FusedLinearLogProbsOp : Trl_Op<"fused_linear_log_probs", [Pure]> {
+  let summary = "lm_head matmul + per-token log-probabilities in row chunks";
+  let description = [{
+    ```mlir
+    %lp = trl.fused_linear_log_probs %h, %w, %labels {chunk_size = 256 : i64}
+        : (tensor<2x16x64xf32>, tensor<256x64xf32>, tensor<2x16xi64>) -> tensor<2x16xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$hidden, Trl_FloatTensor:$weight,
+                   Trl_IndexTensor:$labels,
+                   DefaultValuedAttr<I64Attr, "-100">:$ignore_index,
+                   I64Attr:$chunk_size);
+  let results = (outs RankedTensorOf<[F32, F64]>:$result);
+  let assemblyFormat = [{
+    $hidden `,` $weight `,` $labels attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops(); int64_t getWorkspaceBytes(); }];
+}
+
+def Trl_MaskedSumOp : Trl_Op<"masked_sum", [Pure]> {
+  let summary = "sum over the last dimension of x * mask";
+  let description = [{
+    Sequence log-probability of the completion tokens: [B, S] -> [B].
+
+    ```mlir
+    %seq = trl.masked_sum %lp, %mask : (tensor<4x16xf32>, tensor<4x16xf32>) -> tensor<4xf32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32, F64]>:$x,
+                   RankedTensorOf<[F32, F64]>:$mask);
+  let results = (outs RankedTensorOf<[F32, F64]>:$result);
+  let assemblyFormat = "$x `,` $mask attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_DpoLossOp : Trl_Op<"dpo_loss", [Pure]> {
+  let summary = "DPO loss from policy and reference sequence log-probabilities";
+  let description = [{
+    With logits = beta * ((pi_c - ref_c) - (pi_r - ref_r)):
+    sigmoid: -log sigmoid(logits) (1 - label_smoothing) - log sigmoid(-logits) label_smoothing;
+    hinge: relu(1 - logits); ipo: ((pi_c - ref_c) - (pi_r - ref_r) - 1/(2 beta))^2.
+    Mean over pairs. Also returns the chosen and rejected rewards
+    beta * (pi - ref) for the metrics.
+
+    ```mlir
+    %l, %rc, %rr = trl.dpo_loss %pc, %pr, %refc, %refr {beta = 1.0e-01 : f64}
+        : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
+    ```
+  }];
+  let arguments = (ins Trl_Vector:$policy_chosen, Trl_Vector:$policy_rejected,
+                   Trl_Vector:$ref_chosen, Trl_Vector:$ref_rejected,
+                   DefaultValuedAttr<F64Attr, "0.1">:$beta,
+                   DefaultValuedAttr<Trl_DpoLossTypeAttr,
+                     "::mlir::trl::DpoLossType::sigmoid">:$loss_type,
+                   DefaultValuedAttr<F64Attr, "0.0">:$label_smoothing);
+  let results = (outs Trl_Scalar:$loss, Trl_Vector:$chosen_rewards,
+                 Trl_Vector:$rejected_rewards);
+  let assemblyFormat = [{
+    $policy_chosen `,` $policy_rejected `,` $ref_chosen `,` $ref_rejected attr-dict
+    `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Trl_KtoLossOp : Trl_Op<"kto_loss", [Pure]> {
+  let summary = "KTO loss for unpaired desirable/undesirable completions";
+  let description = [{
+    r = pi - ref per example; KL = max(0, mean(kl_policy - kl_ref)) detached,
+    from mismatched prompt/completion pairs. Desirable (label true):
+    desirable_weight * (1 - sigmoid(beta (r - KL))); undesirable:
+    undesirable_weight * (1 - sigmoid(beta (KL - r))). Mean over examples.
+    Returns the loss, the rewards beta * r and the KL estimate.
+
+    ```mlir
+    %l, %r, %kl = trl.kto_loss %pi, %ref, %klp, %klr, %label {beta = 1.0e-01 : f64}
+        : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xi1>) -> (tensor<f32>, tensor<4xf32>, tensor<f32>)
+    ```
+  }];
+  let arguments = (ins Trl_Vector:$policy, Trl_Vector:$ref,
+                   Trl_Vector:$kl_policy, Trl_Vector:$kl_ref,
+                   1DTensorOf<[I1]>:$label,
+                   DefaultValuedAttr<F64Attr, "0.1">:$beta,
+                   DefaultValuedAttr<F64Attr, "1.0">:$desirable_weight,
+                   DefaultValuedAttr<F64Attr, "1.0">:$undesirable_weight);
+  let results = (outs Trl_Scalar:$loss, Trl_Vector:$rewards, Trl_Scalar:$kl);
+  let assemblyFormat = [{
+    $policy `,` $ref `,` $kl_policy `,` $kl_ref `,` $label attr-dict
+    `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Trl_GrpoLossOp : Trl_Op<"grpo_loss", [Pure]> {
+  let summary = "clipped GRPO policy loss over completion tokens";
+  let description = [{
+    Per token: ratio = exp(logp - old_logp),
+    -min(ratio A, clip(ratio, 1 - epsilon_low, 1 + epsilon_high) A) + beta KL3
+    (KL3 = exp(ref - logp) - (ref - logp) - 1, needs `ref_logp`, present iff
+    beta != 0), masked by `mask`, normalised by `loss_type`; `normalizer` is
+    the number of active tokens of the global batch (dapo) or the divisor the
+    loss type prescribes.
+
+    ```mlir
+    %l = trl.grpo_loss %lp, %old, %adv, %mask, %n {epsilon_low = 2.0e-01 : f64, epsilon_high = 2.0e-01 : f64}
+        : (tensor<8x32xf32>, tensor<8x32xf32>, tensor<8xf32>, tensor<8x32xf32>, tensor<f32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32, F64]>:$logp,
+                   RankedTensorOf<[F32, F64]>:$old_logp,
+                   Trl_Vector:$advantages,
+                   RankedTensorOf<[F32, F64]>:$mask,
+                   Trl_Scalar:$normalizer,
+                   Optional<RankedTensorOf<[F32, F64]>>:$ref_logp,
+                   DefaultValuedAttr<F64Attr, "0.2">:$epsilon_low,
+                   DefaultValuedAttr<F64Attr, "0.2">:$epsilon_high,
+                   DefaultValuedAttr<F64Attr, "0.0">:$beta,
+                   DefaultValuedAttr<Trl_GrpoLossTypeAttr,
+                     "::mlir::trl::GrpoLossType::dapo">:$loss_type);
+  let results = (outs Trl_Scalar:$loss);
+  let assemblyFormat = [{
+    $logp `,` $old_logp `,` $advantages `,` $mask `,` $normalizer
+    (`ref` $ref_logp^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Backward ops
+//===----------------------------------------------------------------------===//
+
+def Trl_EmbeddingGradOp : Trl_Op<"embedding_grad", [Pure]> {
+  let summary = "scatter-adds output cotangents into a [V, H] table gradient";
+  let description = [{
+    ```mlir
+    %dt = trl.embedding_grad %dy, %ids : (tensor<2x16x64xf32>, tensor<2x16xi64>) -> tensor<256x64xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$grad, Trl_IndexTensor:$ids);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$grad `,` $ids attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_RmsNormGradOp : Trl_Op<"rms_norm_grad", [Pure]> {
+  let summary = "gradients of rms_norm w.r.t. its input and weight";
+  let description = [{
+    ```mlir
+    %dx, %dw = trl.rms_norm_grad %dy, %x, %w {eps = 1.0e-06 : f64}
+        : (tensor<2x16x64xf32>, tensor<2x16x64xf32>, tensor<64xf32>) -> (tensor<2x16x64xf32>, tensor<64xf32>)
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$grad, Trl_FloatTensor:$x,
+                   Trl_FloatTensor:$weight,
+                   DefaultValuedAttr<F64Attr, "1e-6">:$eps);
+  let results = (outs Trl_FloatTensor:$grad_x, Trl_FloatTensor:$grad_weight);
+  let assemblyFormat = "$grad `,` $x `,` $weight attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_LayerNormGradOp : Trl_Op<"layer_norm_grad", [Pure]> {
+  let summary = "gradients of layer_norm w.r.t. its input, weight and bias";
+  let description = [{
+    ```mlir
+    %dx, %dw, %db = trl.layer_norm_grad %dy, %x, %w {eps = 1.0e-05 : f64}
+        : (tensor<2x16x64xf32>, tensor<2x16x64xf32>, tensor<64xf32>) -> (tensor<2x16x64xf32>, tensor<64xf32>, tensor<64xf32>)
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$grad, Trl_FloatTensor:$x,
+                   Trl_FloatTensor:$weight,
+                   DefaultValuedAttr<F64Attr, "1e-5">:$eps);
+  let results = (outs Trl_FloatTensor:$grad_x, Trl_FloatTensor:$grad_weight,
+                 Trl_FloatTensor:$grad_bias);
+  let assemblyFormat = "$grad `,` $x `,` $weight attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_LinearGradOp : Trl_Op<"linear_grad", [Pure]> {
+  let summary = "gradients of linear w.r.t. input, weight and (optional) bias";
+  let description = [{
+    dx = dy W, dW = dy^T x summed over all leading dimensions, db = sum dy.
+    The bias gradient is produced iff `has_bias`.
+
+    ```mlir
+    %dx, %dw = trl.linear_grad %dy, %x, %w
+        : (tensor<2x16x128xf32>, tensor<2x16x64xf32>, tensor<128x64xf32>) -> (tensor<2x16x64xf32>, tensor<128x64xf32>)
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$grad, Trl_FloatTensor:$x,
+                   Trl_FloatTensor:$weight, UnitAttr:$has_bias);
+  let results = (outs Trl_FloatTensor:$grad_x, Trl_FloatTensor:$grad_weight,
+                 Optional<Trl_FloatTensor>:$grad_bias);
+  let assemblyFormat = "$grad `,` $x `,` $weight attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops(); }];
+}
+
+def Trl_AttentionGradOp
+    : Trl_Op<"attention_grad", [Pure, AttrSizedOperandSegments]> {
+  let summary = "gradients of attention w.r.t. q, k and v";
+  let description = [{
+    Recomputes the probabilities from q, k and the saved log-sum-exp, as
+    flash attention's backward does. Layout rules are those of
+    `trl.attention`.
+
+    ```mlir
+    %dq, %dk, %dv = trl.attention_grad %do, %q, %k, %v, %o, %lse {layout = #trl.layout<padded>, scale = 0.25 : f64}
+        : (tensor<2x16x4x16xf32>, tensor<2x16x4x16xf32>, tensor<2x16x2x16xf32>, tensor<2x16x2x16xf32>, tensor<2x16x4x16xf32>, tensor<2x4x16xf32>)
+          -> (tensor<2x16x4x16xf32>, tensor<2x16x2x16xf32>, tensor<2x16x2x16xf32>)
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$grad_out, Trl_FloatTensor:$q,
+                   Trl_FloatTensor:$k, Trl_FloatTensor:$v,
+                   Trl_FloatTensor:$out, RankedTensorOf<[F32, F64]>:$lse,
+                   Optional<RankedTensorOf<[I1, I32, I64, F32]>>:$mask,
+                   Optional<1DTensorOf<[I32]>>:$cu_seqlens,
+                   Trl_AttentionLayoutAttr:$layout,
+                   DefaultValuedAttr<BoolAttr, "true">:$causal,
+                   F64Attr:$scale,
+                   OptionalAttr<I64Attr>:$max_seqlen);
+  let results = (outs Trl_FloatTensor:$grad_q, Trl_FloatTensor:$grad_k,
+                 Trl_FloatTensor:$grad_v);
+  let assemblyFormat = [{
+    $grad_out `,` $q `,` $k `,` $v `,` $out `,` $lse (`mask` $mask^)?
+    (`cu_seqlens` $cu_seqlens^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops(); }];
+}
+
+def Trl_SwigluGradOp : Trl_Op<"swiglu_grad", [Pure]> {
+  let summary = "gradients of swiglu w.r.t. gate and up";
+  let description = [{
+    ```mlir
+    %dg, %du = trl.swiglu_grad %dy, %g, %u : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>)
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$grad, Trl_FloatTensor:$gate,
+                   Trl_FloatTensor:$up);
+  let results = (outs Trl_FloatTensor:$grad_gate, Trl_FloatTensor:$grad_up);
+  let assemblyFormat = "$grad `,` $gate `,` $up attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_GeluGradOp : Trl_Op<"gelu_grad", [Pure, SameOperandsAndResultType]> {
+  let summary = "gradient of gelu w.r.t. its input";
+  let description = [{
+    ```mlir
+    %dx = trl.gelu_grad %dy, %x {approximate = #trl.gelu<tanh>} : tensor<4x8xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$grad, Trl_FloatTensor:$x,
+                   DefaultValuedAttr<Trl_GeluApproximationAttr,
+                     "::mlir::trl::GeluApproximation::none">:$approximate);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$grad `,` $x attr-dict `:` type($result)";
+}
+
+def Trl_CrossEntropyGradOp : Trl_Op<"cross_entropy_grad", [Pure]> {
+  let summary = "gradient of cross_entropy w.r.t. the logits";
+  let description = [{
+    dlogits = dloss * (softmax(logits) - onehot(label)), zero on ignored rows.
+
+    ```mlir
+    %dl = trl.cross_entropy_grad %dloss, %logits, %labels
+        : (tensor<f32>, tensor<2x16x256xf32>, tensor<2x16xi64>) -> tensor<2x16x256xf32>
+    ```
+  }];
+  let arguments = (ins Trl_Scalar:$grad, Trl_FloatTensor:$logits,
+                   Trl_IndexTensor:$labels,
+                   DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$grad `,` $logits `,` $labels attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_FusedLinearCrossEntropyGradOp
+    : Trl_Op<"fused_linear_cross_entropy_grad", [Pure]> {
+  let summary = "gradients of the fused lm_head + cross entropy";
+  let description = [{
+    Produces the hidden-state and lm_head gradients chunk by chunk with fp32
+    accumulation, never holding more than `chunk_size` rows of logits.
+
+    ```mlir
+    %dh, %dw = trl.fused_linear_cross_entropy_grad %dloss, %h, %w, %labels {chunk_size = 256 : i64}
+        : (tensor<f32>, tensor<2x16x64xf32>, tensor<256x64xf32>, tensor<2x16xi64>) -> (tensor<2x16x64xf32>, tensor<256x64xf32>)
+    ```
+  }];
+  let arguments = (ins Trl_Scalar:$grad, Trl_FloatTensor:$hidden,
+                   Trl_FloatTensor:$weight, Trl_IndexTensor:$labels,
+                   DefaultValuedAttr<I64Attr, "-100">:$ignore_index,
+                   I64Attr:$chunk_size);
+  let results = (outs Trl_FloatTensor:$grad_hidden, Trl_FloatTensor:$grad_weight);
+  let assemblyFormat = [{
+    $grad `,` $hidden `,` $weight `,` $labels attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops(); int64_t getWorkspaceBytes(); }];
+}
+
+def Trl_LogProbsGradOp : Trl_Op<"log_probs_grad", [Pure]> {
+  let summary = "gradient of log_probs w.r.t. the logits";
+  let description = [{
+    ```mlir
+    %dl = trl.log_probs_grad %dlp, %logits, %labels
+        : (tensor<2x16xf32>, tensor<2x16x256xf32>, tensor<2x16xi64>) -> tensor<2x16x256xf32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32, F64]>:$grad, Trl_FloatTensor:$logits,
+                   Trl_IndexTensor:$labels,
+                   DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$grad `,` $logits `,` $labels attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_FusedLinearLogProbsGradOp
+    : Trl_Op<"fused_linear_log_probs_grad", [Pure]> {
+  let summary = "gradients of the fused lm_head + log-probabilities";
+  let description = [{
+    ```mlir
+    %dh, %dw = trl.fused_linear_log_probs_grad %dlp, %h, %w, %labels {chunk_size = 256 : i64}
+        : (tensor<2x16xf32>, tensor<2x16x64xf32>, tensor<256x64xf32>, tensor<2x16xi64>) -> (tensor<2x16x64xf32>, tensor<256x64xf32>)
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32, F64]>:$grad, Trl_FloatTensor:$hidden,
+                   Trl_FloatTensor:$weight, Trl_IndexTensor:$labels,
+                   DefaultValuedAttr<I64Attr, "-100">:$ignore_index,
+                   I64Attr:$chunk_size);
+  let results = (outs Trl_FloatTensor:$grad_hidden, Trl_FloatTensor:$grad_weight);
+  let assemblyFormat = [{
+    $grad `,` $hidden `,` $weight `,` $labels attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops(); int64_t getWorkspaceBytes(); }];
+}
+
+def Trl_MaskedSumGradOp : Trl_Op<"masked_sum_grad", [Pure]> {
+  let summary = "gradient of masked_sum: dy broadcast over the last dimension times mask";
+  let description = [{
+    ```mlir
+    %dx = trl.masked_sum_grad %dy, %mask : (tensor<4xf32>, tensor<4x16xf32>) -> tensor<4x16xf32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32, F64]>:$grad,
+                   RankedTensorOf<[F32, F64]>:$mask);
+  let results = (outs RankedTensorOf<[F32, F64]>:$result);
+  let assemblyFormat = "$grad `,` $mask attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_DpoLossGradOp : Trl_Op<"dpo_loss_grad", [Pure]> {
+  let summary = "gradient of dpo_loss w.r.t. the policy log-probabilities";
+  let description = [{
+    ```mlir
+    %dc, %dr = trl.dpo_loss_grad %dl, %pc, %pr, %refc, %refr {beta = 1.0e-01 : f64}
+        : (tensor<f32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<2xf32>, tensor<2xf32>)
+    ```
+  }];
+  let arguments = (ins Trl_Scalar:$grad, Trl_Vector:$policy_chosen,
+                   Trl_Vector:$policy_rejected, Trl_Vector:$ref_chosen,
+                   Trl_Vector:$ref_rejected,
+                   DefaultValuedAttr<F64Attr, "0.1">:$beta,
+                   DefaultValuedAttr<Trl_DpoLossTypeAttr,
+                     "::mlir::trl::DpoLossType::sigmoid">:$loss_type,
+                   DefaultValuedAttr<F64Attr, "0.0">:$label_smoothing);
+  let results = (outs Trl_Vector:$grad_chosen, Trl_Vector:$grad_rejected);
+  let assemblyFormat = [{
+    $grad `,` $policy_chosen `,` $policy_rejected `,` $ref_chosen `,` $ref_rejected
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Trl_KtoLossGradOp : Trl_Op<"kto_loss_grad", [Pure]> {
+  let summary = "gradient of kto_loss w.r.t. the policy log-probabilities (KL detached)";
+  let description = [{
+    ```mlir
+    %dp = trl.kto_loss_grad %dl, %pi, %ref, %kl, %label {beta = 1.0e-01 : f64}
+        : (tensor<f32>, tensor<4xf32>, tensor<4xf32>, tensor<f32>, tensor<4xi1>) -> tensor<4xf32>
+    ```
+  }];
+  let arguments = (ins Trl_Scalar:$grad, Trl_Vector:$policy, Trl_Vector:$ref,
+                   Trl_Scalar:$kl, 1DTensorOf<[I1]>:$label,
+                   DefaultValuedAttr<F64Attr, "0.1">:$beta,
+                   DefaultValuedAttr<F64Attr, "1.0">:$desirable_weight,
+                   DefaultValuedAttr<F64Attr, "1.0">:$undesirable_weight);
+  let results = (outs Trl_Vector:$result);
+  let assemblyFormat = [{
+    $grad `,` $policy `,` $ref `,` $kl `,` $label attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Trl_GrpoLossGradOp : Trl_Op<"grpo_loss_grad", [Pure]> {
+  let summary = "gradient of grpo_loss w.r.t. the policy token log-probabilities";
+  let description = [{
+    ```mlir
+    %dlp = trl.grpo_loss_grad %dl, %lp, %old, %adv, %mask, %n
+        : (tensor<f32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8xf32>, tensor<8x32xf32>, tensor<f32>) -> tensor<8x32xf32>
+    ```
+  }];
+  let arguments = (ins Trl_Scalar:$grad, RankedTensorOf<[F32, F64]>:$logp,
+                   RankedTensorOf<[F32, F64]>:$old_logp,
+                   Trl_Vector:$advantages,
+                   RankedTensorOf<[F32, F64]>:$mask,
+                   Trl_Scalar:$normalizer,
+                   Optional<RankedTensorOf<[F32, F64]>>:$ref_logp,
+                   DefaultValuedAttr<F64Attr, "0.2">:$epsilon_low,
+                   DefaultValuedAttr<F64Attr, "0.2">:$epsilon_high,
+                   DefaultValuedAttr<F64Attr, "0.0">:$beta,
+                   DefaultValuedAttr<Trl_GrpoLossTypeAttr,
+                     "::mlir::trl::GrpoLossType::dapo">:$loss_type);
+  let results = (outs RankedTensorOf<[F32, F64]>:$result);
+  let assemblyFormat = [{
+    $grad `,` $logp `,` $old_logp `,` $advantages `,` $mask `,` $normalizer
+    (`ref` $ref_logp^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Optimizer ops
+//===----------------------------------------------------------------------===//
+
+def Trl_GradNormOp : Trl_Op<"grad_norm", [Pure]> {
+  let summary = "global L2 norm over a list of gradients (fp32 accumulation)";
+  let description = [{
+    ```mlir
+    %n = trl.grad_norm %g0, %g1 : (tensor<256x64xf32>, tensor<64xf32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Variadic<Trl_FloatTensor>:$grads);
+  let results = (outs Trl_Scalar:$norm);
+  let assemblyFormat = "$grads attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_ClipGradOp : Trl_Op<"clip_grad", [Pure]> {
+  let summary = "scales a gradient by min(1, max_norm / (global_norm + 1e-6))";
+  let description = [{
+    ```mlir
+    %gc = trl.clip_grad %g, %n {max_norm = 1.0 : f64} : (tensor<64xf32>, tensor<f32>) -> tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$grad, Trl_Scalar:$global_norm,
+                   F64Attr:$max_norm);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$grad `,` $global_norm attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_LrScheduleOp : Trl_Op<"lr_schedule", [Pure]> {
+  let summary = "learning rate at an optimizer step (Hugging Face schedules)";
+  let description = [{
+    Linear warm-up from 0 over `warmup_steps`, then constant, linear decay to
+    0 at `total_steps`, or half-cosine decay to 0.
+
+    ```mlir
+    %lr = trl.lr_schedule %step {schedule = #trl.lr_schedule<cosine>, base_lr = 2.0e-05 : f64,
+                                 warmup_steps = 10 : i64, total_steps = 100 : i64} : (tensor<i64>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins 0DTensorOf<[I64]>:$step, Trl_LrScheduleAttr:$schedule,
+                   F64Attr:$base_lr, I64Attr:$warmup_steps, I64Attr:$total_steps);
+  let results = (outs Trl_Scalar:$lr);
+  let assemblyFormat = "$step attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_AdamWOp : Trl_Op<"adamw", [Pure]> {
+  let summary = "one AdamW update with bias correction and decoupled weight decay";
+  let description = [{
+    Returns the new parameter and moments (all fp32 master copies).
+
+    ```mlir
+    %p1, %m1, %v1 = trl.adamw %p, %g, %m, %v, %lr, %step {beta1 = 0.9 : f64, beta2 = 0.999 : f64, eps = 1.0e-08 : f64, weight_decay = 0.0 : f64}
+        : (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<f32>, tensor<i64>) -> (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>)
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$param, Trl_FloatTensor:$grad,
+                   Trl_FloatTensor:$exp_avg, Trl_FloatTensor:$exp_avg_sq,
+                   Trl_Scalar:$lr, 0DTensorOf<[I64]>:$step,
+                   DefaultValuedAttr<F64Attr, "0.9">:$beta1,
+                   DefaultValuedAttr<F64Attr, "0.999">:$beta2,
+                   DefaultValuedAttr<F64Attr, "1e-8">:$eps,
+                   DefaultValuedAttr<F64Attr, "0.0">:$weight_decay);
+  let results = (outs Trl_FloatTensor:$new_param, Trl_FloatTensor:$new_exp_avg,
+                 Trl_FloatTensor:$new_exp_avg_sq);
+  let assemblyFormat = [{
+    $param `,` $grad `,` $exp_avg `,` $exp_avg_sq `,` $lr `,` $step attr-dict
+    `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Memory ops
+//===----------------------------------------------------------------------===//
+
+def Trl_OffloadOp : Trl_Op<"offload", [Pure]> {
+  let summary = "copies a device tensor to host memory";
+  let description = [{
+    The result carries the `#trl.space<host>` encoding. The copy runs on the
+    copy stream after the tensor's last forward use.
+
+    ```mlir
+    %h = trl.offload %x : (tensor<2x16x64xf32>) -> tensor<2x16x64xf32, #trl.space<host>>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$x);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
+}
+
+def Trl_ReloadOp : Trl_Op<"reload", [Pure]> {
+  let summary = "copies a host tensor back to device memory";
+  let description = [{
+    ```mlir
+    %x = trl.reload %h : (tensor<2x16x64xf32, #trl.space<host>>) -> tensor<2x16x64xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$x);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
+}
+
+def Trl_RecomputeOp : Trl_Op<"recompute", [IsolatedFromAbove]> {
+  let summary = "a region re-executed in the backward pass instead of saving its results";
+  let description = [{
+    The block's arguments are the region's inputs; `trl.yield` gives the
+    recomputed values.
+
+    ```mlir
+    %y = trl.recompute %x, %w : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32> {
+    ^bb0(%a: tensor<4x8xf32>, %b: tensor<8xf32>):
+      %n = trl.rms_norm %a, %b : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+      trl.yield %n : tensor<4x8xf32>
+    }
+    ```
+  }];
+  let arguments = (ins Variadic<AnyType>:$inputs);
+  let results = (outs Variadic<AnyType>:$results);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = [{
+    $inputs attr-dict `:` functional-type($inputs, $results) $body
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops(); }];
+}
+
+def Trl_YieldOp : Trl_Op<"yield", [Pure, Terminator, HasParent<"RecomputeOp">]> {
+  let summary = "returns values from a trl.recompute region";
+  let description = [{
+    ```mlir
+    trl.yield %n : tensor<4x8xf32>
+    ```
+  }];
+  let arguments = (ins Variadic<AnyType>:$values);
+  let assemblyFormat = "($values^ `:` type($values))? attr-dict";
+  let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
+}
+
+//===----------------------------------------------------------------------===//
+// Collectives
+//===----------------------------------------------------------------------===//
+
+def Trl_AllGatherOp : Trl_Op<"all_gather", [Pure]> {
+  let summary = "concatenates every rank's shard along dimension 0";
+  let description = [{
+    ```mlir
+    %full = trl.all_gather %shard {world_size = 4 : i64} : (tensor<16x64xf32>) -> tensor<64x64xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$x, I64Attr:$world_size);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
+}
+
+def Trl_ReduceScatterOp : Trl_Op<"reduce_scatter", [Pure]> {
+  let summary = "reduces over ranks and keeps this rank's slice of dimension 0";
+  let description = [{
+    ```mlir
+    %g = trl.reduce_scatter %full {world_size = 4 : i64, reduce = #trl.reduce<avg>} : (tensor<64x64xf32>) -> tensor<16x64xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$x, I64Attr:$world_size,
+                   DefaultValuedAttr<Trl_ReduceKindAttr,
+                     "::mlir::trl::ReduceKind::sum">:$reduce);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_AllReduceOp : Trl_Op<"all_reduce", [Pure, SameOperandsAndResultType]> {
+  let summary = "reduces a tensor over all ranks";
+  let description = [{
+    ```mlir
+    %s = trl.all_reduce %x {world_size = 2 : i64, reduce = #trl.reduce<sum>} : tensor<f32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F16, BF16, F32, F64, I64]>:$x,
+                   I64Attr:$world_size,
+                   DefaultValuedAttr<Trl_ReduceKindAttr,
+                     "::mlir::trl::ReduceKind::sum">:$reduce);
+  let results = (outs RankedTensorOf<[F16, BF16, F32, F64, I64]>:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x)";
+  let hasVerifier = 1;
+}
+
+def Trl_BroadcastOp : Trl_Op<"broadcast", [Pure, SameOperandsAndResultType]> {
+  let summary = "copies rank `root`'s tensor to every rank";
+  let description = [{
+    ```mlir
+    %p = trl.broadcast %x {world_size = 2 : i64, root = 0 : i64} : tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$x, I64Attr:$world_size,
+                   DefaultValuedAttr<I64Attr, "0">:$root);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
+}
+
+#endif // TRL_OPS_TD
