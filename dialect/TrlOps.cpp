@@ -287,6 +287,50 @@ LogicalResult ReshapeOp::verify() {
   return success();
 }
 
+/// Shared by split and concat: `parts` glued along `axis` make `whole`.
+static LogicalResult verifyConcatenation(Operation *op, Type whole,
+                                         TypeRange parts, int64_t axis) {
+  auto w = rt(whole);
+  if (parts.empty())
+    return op->emitOpError("expects at least one part");
+  if (axis < 0 || axis >= w.getRank())
+    return op->emitOpError() << "expects 0 <= axis < " << w.getRank()
+                             << ", got " << axis;
+  int64_t total = 0;
+  for (Type t : parts) {
+    auto p = rt(t);
+    if (p.getRank() != w.getRank() || p.getElementType() != w.getElementType())
+      return op->emitOpError() << "expects every part to have rank "
+                               << w.getRank() << " and element type "
+                               << w.getElementType() << ", got " << p;
+    for (int64_t d = 0; d < w.getRank(); ++d)
+      if (d != axis && p.getDimSize(d) != w.getDimSize(d))
+        return op->emitOpError()
+               << "parts must match " << shapeStr(w.getShape())
+               << " outside axis " << axis << ", got " << shapeStr(p.getShape());
+    total += p.getDimSize(axis);
+  }
+  if (total != w.getDimSize(axis))
+    return op->emitOpError() << "parts add up to " << total << " along axis "
+                             << axis << ", expected " << w.getDimSize(axis);
+  return success();
+}
+
+LogicalResult SplitOp::verify() {
+  if (failed(verifyConcatenation(*this, getX().getType(),
+                                 getParts().getTypes(), getAxis())))
+    return failure();
+  for (Type t : getParts().getTypes())
+    if (t != getParts().front().getType())
+      return emitOpError("splits into equal parts");
+  return success();
+}
+
+LogicalResult ConcatOp::verify() {
+  return verifyConcatenation(*this, getType(), getInputs().getTypes(),
+                             getAxis());
+}
+
 LogicalResult RopeOp::verify() {
   auto x = rt(getX()), pos = rt(getPositions());
   if (x.getRank() != 4 && x.getRank() != 3)

@@ -129,6 +129,37 @@ def Trl_ReshapeOp : Trl_Op<"reshape", [Pure]> {
   let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
 }
 
+def Trl_SplitOp : Trl_Op<"split", [Pure]> {
+  let summary = "splits a tensor into equal parts along an axis";
+  let description = [{
+    Used for gpt2's fused q/k/v projection and for the chosen/rejected halves
+    of a preference batch. Its vector-Jacobian product is `trl.concat`.
+
+    ```mlir
+    %q, %k, %v = trl.split %qkv {axis = 2 : i64} : (tensor<2x16x192xf32>) -> (tensor<2x16x64xf32>, tensor<2x16x64xf32>, tensor<2x16x64xf32>)
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$x, I64Attr:$axis);
+  let results = (outs Variadic<AnyRankedTensor>:$parts);
+  let assemblyFormat = "$x attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
+}
+
+def Trl_ConcatOp : Trl_Op<"concat", [Pure]> {
+  let summary = "concatenates tensors along an axis";
+  let description = [{
+    ```mlir
+    %qkv = trl.concat %q, %k, %v {axis = 2 : i64} : (tensor<2x16x64xf32>, tensor<2x16x64xf32>, tensor<2x16x64xf32>) -> tensor<2x16x192xf32>
+    ```
+  }];
+  let arguments = (ins Variadic<AnyRankedTensor>:$inputs, I64Attr:$axis);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$inputs attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
+}
+
 def Trl_RopeOp : Trl_Op<"rope", [Pure]> {
   let summary = "rotary position embedding, rotate-half convention";
   let description = [{

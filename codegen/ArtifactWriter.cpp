@@ -1,0 +1,79 @@
+//===- ArtifactWriter.cpp - writes a compiled artifact directory ----------===//
+
+#include "codegen/ArtifactWriter.h"
+#include "frontend/GraphBuilder.h"
+#include "trlc/Artifact.h"
+
+#include "mlir/IR/AsmState.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace trlc {
+
+namespace {
+std::optional<Error> writeFile(const fs::path &file, const std::string &text) {
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out)
+    return Error{file.string() + ": error: cannot write (check the directory "
+                                 "permissions and free space)"};
+  return std::nullopt;
+}
+} // namespace
+
+std::optional<Error> writeArtifact(const std::string &outDir,
+                                   const Recipe &recipe, mlir::ModuleOp module,
+                                   const MemorySummary &cpu,
+                                   const MemorySummary &cuda) {
+  fs::path dir(outDir);
+  std::error_code ec;
+  if (fs::exists(dir, ec)) {
+    // An empty directory or an earlier artifact may be replaced.
+    bool ours = fs::is_directory(dir) &&
+                (fs::is_empty(dir, ec) ||
+                 fs::exists(dir / artifact::kManifestFile));
+    if (!ours)
+      return Error{outDir + ": error: exists and is not a trlc artifact; "
+                            "choose another -o path or remove it"};
+  }
+  fs::create_directories(dir / artifact::kIrDir, ec);
+  if (ec)
+    return Error{outDir + ": error: cannot create the artifact directory (" +
+                 ec.message() + ")"};
+
+  std::string ir;
+  llvm::raw_string_ostream os(ir);
+  module.print(os);
+  os.flush();
+
+  nlohmann::json manifest{
+      {"format", artifact::kFormatName},
+      {"format_version", artifact::kFormatVersion},
+      {"recipe", recipe.file},
+      {"recipe_hash", artifact::contentHash(recipe.resolvedToml)},
+      {"method", methodName(recipe.method)},
+      {"model_type", familyName(recipe.model.config.family)},
+      {"world_size", 1},
+      {"batch_size", recipe.train.perDeviceTrainBatchSize},
+      {"sequence_bound", sequenceBound(recipe)},
+      {"parameters", cpu.trainableParameters}};
+
+  if (auto err = writeFile(dir / artifact::kRecipeFile, recipe.resolvedToml))
+    return err;
+  if (auto err = writeFile(dir / artifact::kIrDir / artifact::kStepIrFile, ir))
+    return err;
+  if (auto err = writeFile(dir / artifact::kMemoryPlanFile,
+                           memorySummaryJson(cpu, cuda)))
+    return err;
+  // The manifest goes last: a directory without one is an incomplete write.
+  return writeFile(dir / artifact::kManifestFile, manifest.dump(2) + "\n");
+}
+
+} // namespace trlc

@@ -1,0 +1,57 @@
+//===- MemorySummary.h - memory accounting of a step module -----*- C++ -*-===//
+//
+// A first-order account of one training step's device memory, read off the
+// `trl` module through the MemoryCostOpInterface: model state (weights,
+// gradients, AdamW state) and the activations of the forward pass if every
+// intermediate were kept. The exact, liveness-based plan replaces the
+// activation figure once the memory planner runs.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_CODEGEN_MEMORYSUMMARY_H
+#define TRLC_CODEGEN_MEMORYSUMMARY_H
+
+#include "mlir/IR/BuiltinOps.h"
+
+#include <cstdint>
+#include <string>
+
+namespace trlc {
+
+struct MemorySummary {
+  int64_t floatBytes = 4;          // bytes per float element (4 fp32, 2 bf16)
+  int64_t trainableParameters = 0;
+  int64_t frozenParameters = 0;    // reference model
+  int64_t parameterBytes = 0;      // trainable weights at compute precision
+  int64_t frozenBytes = 0;
+  int64_t gradientBytes = 0;
+  int64_t optimizerBytes = 0;      // AdamW m, v (+ fp32 master with bf16)
+  int64_t activationBytes = 0;     // every forward intermediate kept
+  int64_t largestActivationBytes = 0;
+  std::string largestActivationOp; // op name and type of that tensor
+  int64_t workspaceBytes = 0;      // largest op scratch
+  int64_t forwardFlops = 0;
+
+  int64_t totalBytes() const {
+    return parameterBytes + frozenBytes + gradientBytes + optimizerBytes +
+           activationBytes + workspaceBytes;
+  }
+};
+
+/// Accounts the module's `train_step` for floats of `floatBytes` bytes.
+MemorySummary summarizeMemory(mlir::ModuleOp module, int64_t floatBytes);
+
+/// Human-readable bytes: "1.50 GiB".
+std::string formatBytes(int64_t bytes);
+
+/// A table comparing the CPU (fp32) and CUDA (bf16) accounts.
+std::string formatMemorySummary(const MemorySummary &cpu,
+                                const MemorySummary &cuda);
+
+/// The same as JSON (memory_plan.json).
+std::string memorySummaryJson(const MemorySummary &cpu,
+                              const MemorySummary &cuda);
+
+} // namespace trlc
+
+#endif // TRLC_CODEGEN_MEMORYSUMMARY_H

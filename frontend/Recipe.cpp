@@ -1,0 +1,950 @@
+//===- Recipe.cpp - recipe schema, validation and defaults ----------------===//
+//
+// The schema below is the single list of recipe keys: section, name, kind,
+// TRL default (per method where TRL's configs differ), range, and the
+// methods the key applies to. Validation, defaults and --print-config are
+// all driven by it.
+//
+//===----------------------------------------------------------------------===//
+
+#include "frontend/Recipe.h"
+#include "frontend/Diag.h"
+#include "frontend/ModelConfig.h"
+#include "frontend/Suggest.h"
+
+#include <toml++/toml.h>
+
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace trlc {
+
+const char *methodName(Method method) {
+  switch (method) {
+  case Method::SFT: return "sft";
+  case Method::DPO: return "dpo";
+  case Method::KTO: return "kto";
+  case Method::GRPO: return "grpo";
+  }
+  return "?";
+}
+
+Error Diag::at(const toml::source_region &where, const std::string &msg) const {
+  std::ostringstream os;
+  if (where.begin.line)
+    os << file << ":" << where.begin.line << ":" << where.begin.column;
+  else
+    os << file;
+  os << ": error: " << msg;
+  return Error{os.str()};
+}
+
+Error Diag::at(const toml::node &node, const std::string &msg) const {
+  if (auto it = overrides.find(&node); it != overrides.end())
+    return Error{"--set " + it->second + ": error: " + msg};
+  return at(node.source(), msg);
+}
+
+std::string tomlTypeName(const toml::node &n) {
+  switch (n.type()) {
+  case toml::node_type::string: return "a string";
+  case toml::node_type::integer: return "an integer";
+  case toml::node_type::floating_point: return "a float";
+  case toml::node_type::boolean: return "a boolean";
+  case toml::node_type::array: return "an array";
+  case toml::node_type::table: return "a table";
+  default: return "a date/time";
+  }
+}
+
+std::string tomlValueText(const toml::node &n) {
+  if (auto s = n.as_string()) {
+    std::string out = "\"";
+    for (char c : s->get()) {
+      if (c == '"' || c == '\\')
+        out += '\\';
+      if (c == '\n') {
+        out += "\\n";
+        continue;
+      }
+      out += c;
+    }
+    return out + "\"";
+  }
+  if (auto f = n.as_floating_point()) {
+    double v = f->get();
+    if (std::isnan(v))
+      return "nan";
+    if (std::isinf(v))
+      return v > 0 ? "inf" : "-inf";
+    // Shortest text that reads back as the same double, always a float.
+    char buf[64];
+    auto res = std::to_chars(buf, buf + sizeof(buf), v);
+    std::string out(buf, res.ptr);
+    if (out.find_first_of(".e") == std::string::npos)
+      out += ".0";
+    return out;
+  }
+  if (auto a = n.as_array()) {
+    std::string out = "[";
+    for (size_t i = 0; i < a->size(); ++i)
+      out += (i ? ", " : "") + tomlValueText(*a->get(i));
+    return out + "]";
+  }
+  std::ostringstream os;
+  n.visit([&](auto &&v) { os << toml::toml_formatter(v); });
+  return os.str();
+}
+
+namespace {
+
+enum class Kind { String, Int, Float, Bool, Enum, Size, Paths };
+
+enum MethodMask : unsigned {
+  SFT = 1,
+  DPO = 2,
+  KTO = 4,
+  GRPO = 8,
+  ALL = 15,
+};
+
+struct KeySpec {
+  const char *section;  // "" for top-level keys
+  const char *key;
+  Kind kind;
+  /// Default as a TOML literal per method (sft, dpo, kto, grpo); nullptr
+  /// means "no value" (optional key) for that method.
+  std::array<const char *, 4> defaults;
+  unsigned methods = ALL;
+  const char *choices = nullptr;  // "a|b|c" for Kind::Enum
+  double lo = -INFINITY, hi = INFINITY;
+  bool loOpen = false;  // range excludes lo
+  const char *help = "";
+};
+
+constexpr std::array<const char *, 4> all(const char *v) { return {v, v, v, v}; }
+constexpr std::array<const char *, 4> none() { return {nullptr, nullptr, nullptr, nullptr}; }
+
+// clang-format off
+const KeySpec kSchema[] = {
+  {"", "method", Kind::Enum, none(), ALL, "sft|dpo|kto|grpo", -INFINITY, INFINITY, false, "training method"},
+
+  {"model", "path", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "Hugging Face model directory"},
+  {"model", "dtype", Kind::Enum, all("\"bf16\""), ALL, "bf16|fp16|fp32", -INFINITY, INFINITY, false, "compute dtype on CUDA (the CPU computes in fp32)"},
+  {"model", "init_seed", Kind::Int, all("0"), ALL, nullptr, 0, 4294967295.0, false, "seed of the random initialisation (inline [model.config] only)"},
+  {"model", "tokenizer", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "directory with tokenizer.json (default: the model directory)"},
+
+  {"data", "train", Kind::Paths, none(), ALL, nullptr, -INFINITY, INFINITY, false, "JSONL file, glob or list of them"},
+  {"data", "format", Kind::Enum, all("\"auto\""), ALL, "auto|language_modeling|prompt_only|prompt_completion|preference|unpaired_preference|tokenized", -INFINITY, INFINITY, false, "dataset format"},
+  {"data", "dataset_text_field", Kind::String, {"\"text\"", nullptr, nullptr, nullptr}, SFT, nullptr, -INFINITY, INFINITY, false, "column of language-modeling text"},
+  {"data", "max_length", Kind::Int, {"1024", "1024", "1024", nullptr}, SFT | DPO | KTO, nullptr, 1, 1 << 24, false, "maximum tokens per example"},
+  {"data", "max_prompt_length", Kind::Int, {nullptr, "512", "512", "512"}, DPO | KTO | GRPO, nullptr, 1, 1 << 24, false, "maximum prompt tokens (keeps the prompt's end)"},
+  {"data", "max_completion_length", Kind::Int, {nullptr, nullptr, nullptr, "512"}, DPO | KTO | GRPO, nullptr, 1, 1 << 24, false, "maximum completion tokens (keeps the completion's start)"},
+  {"data", "truncation_mode", Kind::Enum, {"\"keep_start\"", "\"keep_end\"", "\"keep_end\"", nullptr}, SFT | DPO | KTO, "keep_start|keep_end", -INFINITY, INFINITY, false, "which end of an over-long example to keep"},
+  {"data", "packing", Kind::Bool, {"false", nullptr, nullptr, nullptr}, SFT, nullptr, -INFINITY, INFINITY, false, "pack examples into rows of max_length"},
+  {"data", "packing_strategy", Kind::Enum, {"\"bfd\"", nullptr, nullptr, nullptr}, SFT, "bfd|bfd_split|wrapped", -INFINITY, INFINITY, false, "packing algorithm"},
+  {"data", "padding_free", Kind::Bool, {"false", "false", nullptr, nullptr}, SFT | DPO, nullptr, -INFINITY, INFINITY, false, "flatten each batch into one row with per-document positions"},
+  {"data", "completion_only_loss", Kind::Bool, none(), SFT, nullptr, -INFINITY, INFINITY, false, "train on completion tokens only (default: on for prompt-completion data)"},
+  {"data", "assistant_only_loss", Kind::Bool, {"false", nullptr, nullptr, nullptr}, SFT, nullptr, -INFINITY, INFINITY, false, "train on assistant turns only"},
+  {"data", "chat_template_path", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "Jinja chat template overriding tokenizer_config.json"},
+  {"data", "on_bad_row", Kind::Enum, all("\"error\""), ALL, "error|skip", -INFINITY, INFINITY, false, "what to do with an invalid dataset row"},
+
+  {"train", "learning_rate", Kind::Float, {"2e-5", "1e-6", "1e-6", "1e-6"}, ALL, nullptr, 0, 10, false, "peak learning rate"},
+  {"train", "lr_scheduler_type", Kind::Enum, all("\"linear\""), ALL, "constant|linear|cosine", -INFINITY, INFINITY, false, "learning-rate schedule"},
+  {"train", "warmup_ratio", Kind::Float, all("0.0"), ALL, nullptr, 0, 1, false, "fraction of steps spent warming up"},
+  {"train", "warmup_steps", Kind::Int, all("0"), ALL, nullptr, 0, INFINITY, false, "warm-up steps (overrides warmup_ratio)"},
+  {"train", "per_device_train_batch_size", Kind::Int, all("8"), ALL, nullptr, 1, 1 << 20, false, "examples (or packed rows) per micro-batch"},
+  {"train", "gradient_accumulation_steps", Kind::Int, all("1"), ALL, nullptr, 1, 1 << 20, false, "micro-batches per optimizer step"},
+  {"train", "num_train_epochs", Kind::Float, all("3.0"), ALL, nullptr, 0, 1e6, true, "passes over the dataset"},
+  {"train", "max_steps", Kind::Int, all("-1"), ALL, nullptr, -1, INFINITY, false, "optimizer steps (-1: from num_train_epochs)"},
+  {"train", "max_grad_norm", Kind::Float, all("1.0"), ALL, nullptr, 0, INFINITY, false, "global gradient-norm clip (0 disables)"},
+  {"train", "weight_decay", Kind::Float, all("0.0"), ALL, nullptr, 0, INFINITY, false, "AdamW decoupled weight decay"},
+  {"train", "adam_beta1", Kind::Float, all("0.9"), ALL, nullptr, 0, 1, false, "AdamW beta1"},
+  {"train", "adam_beta2", Kind::Float, all("0.999"), ALL, nullptr, 0, 1, false, "AdamW beta2"},
+  {"train", "adam_epsilon", Kind::Float, all("1e-8"), ALL, nullptr, 0, 1, true, "AdamW epsilon"},
+  {"train", "seed", Kind::Int, all("42"), ALL, nullptr, 0, 4294967295.0, false, "data order and dropout seed"},
+
+  {"memory", "use_liger_kernel", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "fused linear losses (never materialise [T, V] logits)"},
+  {"memory", "activation_offloading", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "offload saved activations to host memory"},
+  {"memory", "gradient_checkpointing", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "recompute activations in the backward pass"},
+  {"memory", "budget", Kind::Size, all("\"auto\""), ALL, nullptr, -INFINITY, INFINITY, false, "device memory budget (\"auto\" or a size such as \"20GiB\")"},
+  {"memory", "zero_stage", Kind::Int, all("0"), ALL, nullptr, 0, 3, false, "ZeRO sharding stage"},
+  {"memory", "ds3_gather_for_generation", Kind::Bool, {nullptr, nullptr, nullptr, "true"}, GRPO, nullptr, -INFINITY, INFINITY, false, "gather the whole model for generation under ZeRO-3"},
+
+  {"sft", "loss_type", Kind::Enum, {"\"nll\"", nullptr, nullptr, nullptr}, SFT, "nll|dft", -INFINITY, INFINITY, false, "SFT loss"},
+
+  {"dpo", "beta", Kind::Float, {nullptr, "0.1", nullptr, nullptr}, DPO, nullptr, 0, INFINITY, true, "KL coefficient"},
+  {"dpo", "loss_type", Kind::Enum, {nullptr, "\"sigmoid\"", nullptr, nullptr}, DPO, "sigmoid|hinge|ipo", -INFINITY, INFINITY, false, "DPO loss variant"},
+  {"dpo", "label_smoothing", Kind::Float, {nullptr, "0.0", nullptr, nullptr}, DPO, nullptr, 0, 0.5, false, "conservative-DPO label smoothing"},
+
+  {"kto", "beta", Kind::Float, {nullptr, nullptr, "0.1", nullptr}, KTO, nullptr, 0, INFINITY, true, "KL coefficient"},
+  {"kto", "desirable_weight", Kind::Float, {nullptr, nullptr, "1.0", nullptr}, KTO, nullptr, 0, INFINITY, false, "weight of desirable examples"},
+  {"kto", "undesirable_weight", Kind::Float, {nullptr, nullptr, "1.0", nullptr}, KTO, nullptr, 0, INFINITY, false, "weight of undesirable examples"},
+
+  {"grpo", "num_generations", Kind::Int, {nullptr, nullptr, nullptr, "8"}, GRPO, nullptr, 2, 1 << 16, false, "completions per prompt"},
+  {"grpo", "temperature", Kind::Float, {nullptr, nullptr, nullptr, "1.0"}, GRPO, nullptr, 0, INFINITY, true, "sampling temperature"},
+  {"grpo", "top_p", Kind::Float, {nullptr, nullptr, nullptr, "1.0"}, GRPO, nullptr, 0, 1, true, "nucleus sampling"},
+  {"grpo", "epsilon", Kind::Float, {nullptr, nullptr, nullptr, "0.2"}, GRPO, nullptr, 0, 1, false, "lower clipping epsilon"},
+  {"grpo", "epsilon_high", Kind::Float, none(), GRPO, nullptr, 0, INFINITY, false, "upper clipping epsilon (default: epsilon)"},
+  {"grpo", "beta", Kind::Float, {nullptr, nullptr, nullptr, "0.0"}, GRPO, nullptr, 0, INFINITY, false, "KL coefficient (0: no reference model)"},
+  {"grpo", "loss_type", Kind::Enum, {nullptr, nullptr, nullptr, "\"dapo\""}, GRPO, "grpo|bnpo|dr_grpo|dapo", -INFINITY, INFINITY, false, "loss normalisation"},
+  {"grpo", "num_iterations", Kind::Int, {nullptr, nullptr, nullptr, "1"}, GRPO, nullptr, 1, 1024, false, "policy updates per generation batch"},
+
+  {"output", "output_dir", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "where metrics and checkpoints go (default: runs/<recipe name>)"},
+  {"output", "logging_steps", Kind::Int, all("10"), ALL, nullptr, 1, INFINITY, false, "log every N optimizer steps"},
+  {"output", "save_steps", Kind::Int, all("500"), ALL, nullptr, 1, INFINITY, false, "checkpoint every N optimizer steps"},
+  {"output", "save_total_limit", Kind::Int, none(), ALL, nullptr, 1, INFINITY, false, "keep at most N checkpoints"},
+};
+// clang-format on
+
+struct Alias {
+  const char *section, *alias, *canonical;
+};
+const Alias kAliases[] = {
+    {"memory", "use_liger_loss", "use_liger_kernel"},
+};
+
+const char *const kSections[] = {"model", "data", "train", "memory", "sft",
+                                 "dpo",   "kto",  "grpo",  "output"};
+const char *const kMethodSections[] = {"sft", "dpo", "kto", "grpo"};
+
+unsigned maskOf(Method m) { return 1u << static_cast<unsigned>(m); }
+
+const KeySpec *findSpec(std::string_view section, std::string_view key) {
+  for (const KeySpec &s : kSchema)
+    if (section == s.section && key == s.key)
+      return &s;
+  return nullptr;
+}
+
+std::string methodList(unsigned mask) {
+  std::string out;
+  for (unsigned i = 0; i < 4; ++i)
+    if (mask & (1u << i)) {
+      if (!out.empty())
+        out += ", ";
+      out += methodName(static_cast<Method>(i));
+    }
+  return out;
+}
+
+std::string displayKey(std::string_view section, std::string_view key) {
+  if (section.empty())
+    return std::string(key);
+  return "[" + std::string(section) + "] " + std::string(key);
+}
+
+std::string formatNumber(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+std::vector<std::string> splitChoices(const char *choices) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (const char *p = choices; *p; ++p) {
+    if (*p == '|') {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += *p;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+std::string quotedChoices(const std::vector<std::string> &choices) {
+  std::string out;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    if (i)
+      out += i + 1 == choices.size() ? " or " : ", ";
+    out += "\"" + choices[i] + "\"";
+  }
+  return out;
+}
+
+/// Parses "auto" or a size such as "20GiB", "512MB", "1000000" into bytes.
+std::optional<std::optional<int64_t>> parseSize(const std::string &text) {
+  if (text == "auto")
+    return std::optional<int64_t>{};
+  size_t pos = 0;
+  while (pos < text.size() && (isdigit(text[pos]) || text[pos] == '.'))
+    ++pos;
+  if (pos == 0)
+    return std::nullopt;
+  double number;
+  try {
+    number = std::stod(text.substr(0, pos));
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string unit = text.substr(pos);
+  while (!unit.empty() && unit.front() == ' ')
+    unit.erase(unit.begin());
+  static const std::pair<const char *, double> units[] = {
+      {"", 1},           {"B", 1},
+      {"KB", 1e3},       {"MB", 1e6},
+      {"GB", 1e9},       {"TB", 1e12},
+      {"KiB", 1024.0},   {"MiB", 1048576.0},
+      {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+  for (auto [name, scale] : units)
+    if (unit == name)
+      return std::optional<int64_t>(static_cast<int64_t>(number * scale));
+  return std::nullopt;
+}
+
+/// Checks one value against its spec.
+std::optional<Error> checkValue(const Diag &diag, const KeySpec &spec,
+                                const toml::node &v) {
+  std::string name = displayKey(spec.section, spec.key);
+  auto wrongType = [&](const char *expected) {
+    return diag.at(v, name + " must be " + expected + ", got " + tomlTypeName(v) +
+                          " (" + tomlValueText(v) + ")");
+  };
+  switch (spec.kind) {
+  case Kind::String:
+    if (!v.is_string())
+      return wrongType("a string");
+    if (v.as_string()->get().empty())
+      return diag.at(v, name + " must not be empty");
+    return std::nullopt;
+  case Kind::Bool:
+    if (!v.is_boolean())
+      return wrongType("true or false");
+    return std::nullopt;
+  case Kind::Enum: {
+    if (!v.is_string())
+      return wrongType("a string");
+    auto choices = splitChoices(spec.choices);
+    const std::string &s = v.as_string()->get();
+    for (const std::string &c : choices)
+      if (s == c)
+        return std::nullopt;
+    std::string msg = name + " must be one of " + quotedChoices(choices) +
+                      ", got \"" + s + "\"";
+    if (auto best = closestMatch(s, choices))
+      msg += "; did you mean \"" + *best + "\"?";
+    return diag.at(v, msg);
+  }
+  case Kind::Size: {
+    if (!v.is_string())
+      return wrongType("a string such as \"auto\" or \"20GiB\"");
+    auto parsed = parseSize(v.as_string()->get());
+    if (!parsed)
+      return diag.at(v, name + " must be \"auto\" or a size such as \"20GiB\", "
+                               "\"512MiB\" or \"8GB\", got \"" +
+                            v.as_string()->get() + "\"");
+    if (*parsed && **parsed <= 0)
+      return diag.at(v, name + " must be positive");
+    return std::nullopt;
+  }
+  case Kind::Paths: {
+    if (v.is_string()) {
+      if (v.as_string()->get().empty())
+        return diag.at(v, name + " must not be empty");
+      return std::nullopt;
+    }
+    if (!v.is_array())
+      return wrongType("a path or a list of paths");
+    const toml::array &arr = *v.as_array();
+    if (arr.empty())
+      return diag.at(v, name + " must list at least one file");
+    for (const toml::node &e : arr)
+      if (!e.is_string() || e.as_string()->get().empty())
+        return diag.at(e, name + " entries must be non-empty strings, got " +
+                              tomlTypeName(e));
+    return std::nullopt;
+  }
+  case Kind::Int:
+  case Kind::Float: {
+    double number;
+    if (spec.kind == Kind::Int) {
+      if (!v.is_integer())
+        return wrongType("an integer");
+      number = static_cast<double>(v.as_integer()->get());
+    } else {
+      if (!v.is_number())
+        return wrongType("a number");
+      number = v.is_integer() ? static_cast<double>(v.as_integer()->get())
+                              : v.as_floating_point()->get();
+      if (!std::isfinite(number))
+        return diag.at(v, name + " must be finite, got " + tomlValueText(v));
+    }
+    bool belowLo = spec.loOpen ? number <= spec.lo : number < spec.lo;
+    if (belowLo || number > spec.hi) {
+      std::string range;
+      if (std::isinf(spec.hi))
+        range = std::string(spec.loOpen ? "> " : ">= ") + formatNumber(spec.lo);
+      else
+        range = "in " + std::string(spec.loOpen ? "(" : "[") +
+                formatNumber(spec.lo) + ", " + formatNumber(spec.hi) + "]";
+      return diag.at(v, name + " must be " + range + ", got " + tomlValueText(v));
+    }
+    return std::nullopt;
+  }
+  }
+  return std::nullopt;
+}
+
+/// Splits "a.b.c=value" of --set into the dotted key and the value text.
+std::optional<std::pair<std::vector<std::string>, std::string>>
+splitOverride(const std::string &arg) {
+  size_t eq = arg.find('=');
+  if (eq == std::string::npos || eq == 0)
+    return std::nullopt;
+  std::vector<std::string> parts;
+  std::string key = arg.substr(0, eq), cur;
+  for (char c : key) {
+    if (c == '.') {
+      parts.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  parts.push_back(cur);
+  for (const std::string &p : parts)
+    if (p.empty())
+      return std::nullopt;
+  return std::make_pair(parts, arg.substr(eq + 1));
+}
+
+/// A --set value is TOML when it parses as TOML (numbers, booleans, quoted
+/// strings, arrays), and a bare string otherwise.
+toml::table overrideValue(const std::string &text) {
+  toml::table holder;
+  try {
+    toml::table parsed = toml::parse("v = " + text);
+    if (parsed.contains("v")) {
+      holder.insert("v", *parsed.get("v"));
+      return holder;
+    }
+  } catch (const toml::parse_error &) {
+  }
+  holder.insert("v", text);
+  return holder;
+}
+
+class Resolver {
+public:
+  Resolver(const std::string &path, Diag &diag) : path(path), diag(diag) {}
+
+  Expected<Recipe> run(toml::table &root,
+                       const std::vector<std::string> &overrides);
+
+private:
+  std::optional<Error> applyOverrides(toml::table &root,
+                                      const std::vector<std::string> &args);
+  std::optional<Error> checkStructure(toml::table &root);
+  std::optional<Error> checkMethodApplicability(toml::table &root);
+  std::optional<Error> checkContradictions(toml::table &root);
+  void fill(toml::table &root, Recipe &r);
+  std::optional<Error> resolveModel(toml::table &root, Recipe &r);
+  std::string printResolved(const toml::table &root, const Recipe &r);
+
+  const toml::node *get(const toml::table &root, const char *section,
+                        const char *key) const {
+    if (!*section)
+      return root.get(key);
+    const toml::table *t = root[section].as_table();
+    return t ? t->get(key) : nullptr;
+  }
+
+  const std::string &path;
+  Diag &diag;
+  Method method = Method::SFT;
+};
+
+std::optional<Error>
+Resolver::applyOverrides(toml::table &root,
+                         const std::vector<std::string> &args) {
+  for (const std::string &arg : args) {
+    auto split = splitOverride(arg);
+    if (!split)
+      return Error{"--set " + arg +
+                   ": error: expected section.key=value, for example "
+                   "--set train.learning_rate=1e-4"};
+    auto &[parts, text] = *split;
+    bool modelConfig =
+        parts.size() == 3 && parts[0] == "model" && parts[1] == "config";
+    bool topLevel = parts.size() == 1;
+    if (!modelConfig && !topLevel && parts.size() != 2)
+      return Error{"--set " + arg +
+                   ": error: expected section.key=value (or "
+                   "model.config.key=value)"};
+    if (!modelConfig) {
+      std::string section = topLevel ? "" : parts[0];
+      std::string key = parts.back();
+      bool known = findSpec(section, key) != nullptr;
+      for (const Alias &a : kAliases)
+        known |= section == a.section && key == a.alias;
+      if (!known) {
+        std::vector<std::string> candidates;
+        for (const KeySpec &s : kSchema)
+          candidates.push_back(*s.section ? std::string(s.section) + "." + s.key
+                                          : std::string(s.key));
+        std::string dotted = topLevel ? key : section + "." + key;
+        std::string msg =
+            "--set " + arg + ": error: unknown key '" + dotted + "'";
+        if (auto best = closestMatch(dotted, candidates))
+          msg += "; did you mean '" + *best + "'?";
+        return Error{msg};
+      }
+    }
+    toml::table holder = overrideValue(text);
+    toml::table *target = &root;
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      toml::node *child = target->get(parts[i]);
+      if (!child) {
+        target->insert(parts[i], toml::table{});
+        child = target->get(parts[i]);
+      }
+      if (!child->is_table())
+        return Error{"--set " + arg + ": error: '" + parts[i] +
+                     "' is not a table in the recipe"};
+      target = child->as_table();
+    }
+    target->insert_or_assign(parts.back(), *holder.get("v"));
+    diag.noteOverride(target->get(parts.back()), arg);
+  }
+  return std::nullopt;
+}
+
+std::optional<Error> Resolver::checkStructure(toml::table &root) {
+  std::vector<std::string> sectionNames(std::begin(kSections),
+                                        std::end(kSections));
+  std::vector<std::string> topKeys = sectionNames;
+  topKeys.push_back("method");
+  for (auto &&[k, v] : root) {
+    std::string key(k.str());
+    if (key == "method")
+      continue;
+    bool isSection = false;
+    for (const char *s : kSections)
+      isSection |= key == s;
+    if (!isSection) {
+      // A known key at top level most likely lost its section header.
+      std::string msg = "unknown top-level key '" + key + "'";
+      const KeySpec *elsewhere = nullptr;
+      for (const KeySpec &s : kSchema)
+        if (key == s.key && *s.section)
+          elsewhere = &s;
+      if (elsewhere)
+        msg += "; '" + key + "' belongs in [" + elsewhere->section + "]";
+      else if (auto best = closestMatch(key, topKeys))
+        msg += "; did you mean '" + *best + "'?";
+      return diag.at(k.source(), msg);
+    }
+    if (!v.is_table())
+      return diag.at(v, "'" + key + "' must be a table ([" + key +
+                            "]), got " + tomlTypeName(v));
+    toml::table &section = *v.as_table();
+    std::vector<std::string> keys;
+    for (const KeySpec &s : kSchema)
+      if (key == s.section)
+        keys.push_back(s.key);
+    for (auto &&[sk, sv] : section) {
+      std::string name(sk.str());
+      if (key == "model" && name == "config")
+        continue;  // validated against the model family in resolveModel
+      if (findSpec(key, name))
+        continue;
+      bool alias = false;
+      for (const Alias &a : kAliases)
+        alias |= key == a.section && name == a.alias;
+      if (alias)
+        continue;
+      std::string msg =
+          "unknown key '" + name + "' in [" + key + "]";
+      const KeySpec *elsewhere = nullptr;
+      for (const KeySpec &s : kSchema)
+        if (name == s.key && key != s.section)
+          elsewhere = &s;
+      if (auto best = closestMatch(name, keys))
+        msg += "; did you mean '" + *best + "'?";
+      else if (elsewhere)
+        msg += "; '" + name + "' belongs in " +
+               (*elsewhere->section ? "[" + std::string(elsewhere->section) + "]"
+                                    : std::string("the top level"));
+      return diag.at(sk.source(), msg);
+    }
+  }
+  // Aliases: rename to the canonical key, refusing both at once.
+  for (const Alias &a : kAliases) {
+    toml::table *section = root[a.section].as_table();
+    if (!section || !section->contains(a.alias))
+      continue;
+    if (section->contains(a.canonical))
+      return diag.at(*section->get(a.alias),
+                     std::string("set either ") + a.alias + " or " +
+                         a.canonical + " (an alias of it), not both");
+    toml::node *node = section->get(a.alias);
+    if (!node->is_boolean())
+      return diag.at(*node, displayKey(a.section, a.alias) +
+                                " must be true or false, got " +
+                                tomlTypeName(*node) + " (" + tomlValueText(*node) + ")");
+    section->insert(a.canonical, node->as_boolean()->get());
+    section->erase(a.alias);
+  }
+  // Types and ranges of everything present.
+  for (const KeySpec &spec : kSchema)
+    if (const toml::node *v = get(root, spec.section, spec.key))
+      if (auto err = checkValue(diag, spec, *v))
+        return err;
+  return std::nullopt;
+}
+
+std::optional<Error> Resolver::checkMethodApplicability(toml::table &root) {
+  const toml::node *m = root.get("method");
+  if (!m)
+    return diag.atFile("missing required key 'method' (one of \"sft\", "
+                       "\"dpo\", \"kto\", \"grpo\"); add for example "
+                       "method = \"sft\" at the top of the recipe");
+  std::string name = m->as_string()->get();
+  for (unsigned i = 0; i < 4; ++i)
+    if (name == methodName(static_cast<Method>(i)))
+      method = static_cast<Method>(i);
+  for (const char *table : kMethodSections) {
+    const toml::node *t = root.get(table);
+    if (t && name != table)
+      return diag.at(*t, std::string("table [") + table +
+                             "] does not apply to method = \"" + name +
+                             "\"; remove it or set method = \"" + table + "\"");
+  }
+  for (const KeySpec &spec : kSchema)
+    if (const toml::node *v = get(root, spec.section, spec.key))
+      if (!(spec.methods & maskOf(method)))
+        return diag.at(*v, displayKey(spec.section, spec.key) +
+                               " applies to method " + methodList(spec.methods) +
+                               " only (this recipe has method = \"" + name +
+                               "\")");
+  return std::nullopt;
+}
+
+std::optional<Error> Resolver::checkContradictions(toml::table &root) {
+  auto present = [&](const char *s, const char *k) { return get(root, s, k); };
+  auto boolOf = [&](const char *s, const char *k, bool def) {
+    const toml::node *n = present(s, k);
+    return n ? n->as_boolean()->get() : def;
+  };
+  auto intOf = [&](const char *s, const char *k) -> std::optional<int64_t> {
+    const toml::node *n = present(s, k);
+    if (!n)
+      return std::nullopt;
+    return n->as_integer()->get();
+  };
+
+  if (const toml::node *ps = present("data", "packing_strategy"))
+    if (!boolOf("data", "packing", false))
+      return diag.at(*ps, "[data] packing_strategy has no effect without "
+                          "packing; add packing = true or remove it");
+  if (const toml::node *ws = present("train", "warmup_steps"))
+    if (const toml::node *wr = present("train", "warmup_ratio"))
+      if (ws->as_integer()->get() > 0 &&
+          (wr->is_integer() ? wr->as_integer()->get() != 0
+                            : wr->as_floating_point()->get() > 0))
+        return diag.at(*ws, "[train] warmup_steps and warmup_ratio are both "
+                            "set; keep one of them");
+  if (boolOf("data", "padding_free", false) && boolOf("data", "packing", false))
+    if (const toml::node *s = present("data", "packing_strategy"))
+      if (s->as_string()->get() == "wrapped")
+        return diag.at(*s, "wrapped packing ignores document boundaries and "
+                           "cannot be padding-free; use \"bfd\" or "
+                           "\"bfd_split\", or set padding_free = false");
+  auto maxLen = intOf("data", "max_length");
+  auto maxPrompt = intOf("data", "max_prompt_length");
+  if (maxLen && maxPrompt && *maxPrompt >= *maxLen)
+    return diag.at(*present("data", "max_prompt_length"),
+                   "[data] max_prompt_length (" + std::to_string(*maxPrompt) +
+                       ") must be smaller than max_length (" +
+                       std::to_string(*maxLen) +
+                       "), or every example would be dropped");
+  if (const toml::node *seed = present("model", "init_seed"))
+    if (present("model", "path"))
+      return diag.at(*seed, "[model] init_seed applies to models trained from "
+                            "scratch ([model.config]); a model loaded from "
+                            "[model] path keeps its weights");
+  if (method == Method::GRPO) {
+    int64_t gens = intOf("grpo", "num_generations").value_or(8);
+    int64_t batch = intOf("train", "per_device_train_batch_size").value_or(8);
+    int64_t accum = intOf("train", "gradient_accumulation_steps").value_or(1);
+    if ((batch * accum) % gens != 0) {
+      const toml::node *where = present("grpo", "num_generations");
+      if (!where)
+        where = present("train", "per_device_train_batch_size");
+      std::string msg =
+          "the generation batch (per_device_train_batch_size x "
+          "gradient_accumulation_steps = " +
+          std::to_string(batch * accum) +
+          ") must be a multiple of [grpo] num_generations (" +
+          std::to_string(gens) + ")";
+      return where ? diag.at(*where, msg) : diag.atFile(msg);
+    }
+  }
+  return std::nullopt;
+}
+
+/// Writes every default the recipe left out into `root`.
+void fillDefaults(toml::table &root, Method method) {
+  for (const KeySpec &spec : kSchema) {
+    if (!(spec.methods & maskOf(method)))
+      continue;
+    const char *def = spec.defaults[static_cast<unsigned>(method)];
+    if (!def)
+      continue;
+    // A pretrained model has no random initialisation to seed.
+    if (std::string_view(spec.key) == "init_seed" &&
+        root["model"]["path"].is_string())
+      continue;
+    toml::table *section = &root;
+    if (*spec.section) {
+      if (!root.contains(spec.section))
+        root.insert(spec.section, toml::table{});
+      section = root[spec.section].as_table();
+    }
+    if (section->contains(spec.key))
+      continue;
+    toml::table holder = toml::parse(std::string("v = ") + def);
+    section->insert(spec.key, *holder.get("v"));
+  }
+}
+
+void Resolver::fill(toml::table &root, Recipe &r) {
+  auto str = [&](const char *s, const char *k) -> std::optional<std::string> {
+    if (const toml::node *n = get(root, s, k))
+      return n->as_string()->get();
+    return std::nullopt;
+  };
+  auto i64 = [&](const char *s, const char *k) -> std::optional<int64_t> {
+    if (const toml::node *n = get(root, s, k))
+      return n->as_integer()->get();
+    return std::nullopt;
+  };
+  auto f64 = [&](const char *s, const char *k) -> std::optional<double> {
+    if (const toml::node *n = get(root, s, k))
+      return n->is_integer() ? static_cast<double>(n->as_integer()->get())
+                             : n->as_floating_point()->get();
+    return std::nullopt;
+  };
+  auto b = [&](const char *s, const char *k) -> std::optional<bool> {
+    if (const toml::node *n = get(root, s, k))
+      return n->as_boolean()->get();
+    return std::nullopt;
+  };
+
+  r.method = method;
+  r.model.path = str("model", "path");
+  r.model.dtype = *str("model", "dtype");
+  r.model.initSeed = *i64("model", "init_seed");
+  r.model.tokenizer = str("model", "tokenizer");
+
+  if (const toml::node *t = get(root, "data", "train")) {
+    if (t->is_string())
+      r.data.train.push_back(t->as_string()->get());
+    else
+      for (const toml::node &e : *t->as_array())
+        r.data.train.push_back(e.as_string()->get());
+  }
+  r.data.format = *str("data", "format");
+  r.data.datasetTextField = str("data", "dataset_text_field").value_or("text");
+  r.data.maxLength = i64("data", "max_length");
+  r.data.maxPromptLength = i64("data", "max_prompt_length");
+  r.data.maxCompletionLength = i64("data", "max_completion_length");
+  r.data.truncationMode = str("data", "truncation_mode").value_or("");
+  r.data.packing = b("data", "packing").value_or(false);
+  r.data.packingStrategy = str("data", "packing_strategy").value_or("bfd");
+  r.data.paddingFree = b("data", "padding_free").value_or(false);
+  r.data.completionOnlyLoss = b("data", "completion_only_loss");
+  r.data.assistantOnlyLoss = b("data", "assistant_only_loss").value_or(false);
+  r.data.chatTemplatePath = str("data", "chat_template_path");
+  r.data.onBadRow = *str("data", "on_bad_row");
+
+  r.train.learningRate = *f64("train", "learning_rate");
+  r.train.lrSchedulerType = *str("train", "lr_scheduler_type");
+  r.train.warmupRatio = *f64("train", "warmup_ratio");
+  r.train.warmupSteps = *i64("train", "warmup_steps");
+  r.train.perDeviceTrainBatchSize = *i64("train", "per_device_train_batch_size");
+  r.train.gradientAccumulationSteps = *i64("train", "gradient_accumulation_steps");
+  r.train.numTrainEpochs = *f64("train", "num_train_epochs");
+  r.train.maxSteps = *i64("train", "max_steps");
+  r.train.maxGradNorm = *f64("train", "max_grad_norm");
+  r.train.weightDecay = *f64("train", "weight_decay");
+  r.train.adamBeta1 = *f64("train", "adam_beta1");
+  r.train.adamBeta2 = *f64("train", "adam_beta2");
+  r.train.adamEpsilon = *f64("train", "adam_epsilon");
+  r.train.seed = *i64("train", "seed");
+
+  r.memory.useLigerKernel = *b("memory", "use_liger_kernel");
+  r.memory.activationOffloading = *b("memory", "activation_offloading");
+  r.memory.gradientCheckpointing = *b("memory", "gradient_checkpointing");
+  r.memory.budgetBytes = *parseSize(*str("memory", "budget"));
+  r.memory.zeroStage = *i64("memory", "zero_stage");
+  r.memory.ds3GatherForGeneration =
+      b("memory", "ds3_gather_for_generation").value_or(true);
+
+  switch (method) {
+  case Method::SFT:
+    r.sft.lossType = *str("sft", "loss_type");
+    break;
+  case Method::DPO:
+    r.dpo.beta = *f64("dpo", "beta");
+    r.dpo.lossType = *str("dpo", "loss_type");
+    r.dpo.labelSmoothing = *f64("dpo", "label_smoothing");
+    break;
+  case Method::KTO:
+    r.kto.beta = *f64("kto", "beta");
+    r.kto.desirableWeight = *f64("kto", "desirable_weight");
+    r.kto.undesirableWeight = *f64("kto", "undesirable_weight");
+    break;
+  case Method::GRPO:
+    r.grpo.numGenerations = *i64("grpo", "num_generations");
+    r.grpo.maxPromptLength = *r.data.maxPromptLength;
+    r.grpo.maxCompletionLength = *r.data.maxCompletionLength;
+    r.grpo.temperature = *f64("grpo", "temperature");
+    r.grpo.topP = *f64("grpo", "top_p");
+    r.grpo.epsilon = *f64("grpo", "epsilon");
+    r.grpo.epsilonHigh = f64("grpo", "epsilon_high").value_or(r.grpo.epsilon);
+    r.grpo.beta = *f64("grpo", "beta");
+    r.grpo.lossType = *str("grpo", "loss_type");
+    r.grpo.numIterations = *i64("grpo", "num_iterations");
+    break;
+  }
+
+  r.output.outputDir =
+      str("output", "output_dir").value_or("runs/" + r.stem);
+  r.output.loggingSteps = *i64("output", "logging_steps");
+  r.output.saveSteps = *i64("output", "save_steps");
+  r.output.saveTotalLimit = i64("output", "save_total_limit");
+}
+
+std::optional<Error> Resolver::resolveModel(toml::table &root, Recipe &r) {
+  toml::table *model = root["model"].as_table();
+  const toml::node *inlineConfig = model ? model->get("config") : nullptr;
+  const toml::node *pathNode = model ? model->get("path") : nullptr;
+  if (pathNode && inlineConfig)
+    return diag.at(*inlineConfig,
+                   "[model] has both path and [model.config]; use path for a "
+                   "Hugging Face model directory or [model.config] to train "
+                   "from scratch, not both");
+  if (!pathNode && !inlineConfig)
+    return diag.at(model ? model->source() : root.source(),
+                   "missing the model: set [model] path = \"DIR\" (a Hugging "
+                   "Face model directory) or give a [model.config] table");
+  if (inlineConfig) {
+    if (!inlineConfig->is_table())
+      return diag.at(*inlineConfig, "[model] config must be a table, got " +
+                                        tomlTypeName(*inlineConfig));
+    auto config = configFromToml(*inlineConfig->as_table(), diag);
+    if (!config)
+      return config.error();
+    r.model.config = *config;
+    return std::nullopt;
+  }
+  fs::path dir = pathNode->as_string()->get();
+  if (!fs::is_directory(dir))
+    return diag.at(*pathNode, "[model] path '" + dir.string() +
+                                  "' is not a directory; give a Hugging Face "
+                                  "model directory holding config.json");
+  auto config = configFromJsonFile(dir / "config.json");
+  if (!config)
+    return config.error();
+  r.model.config = *config;
+  return std::nullopt;
+}
+
+std::string Resolver::printResolved(const toml::table &root, const Recipe &r) {
+  std::ostringstream os;
+  os << "# " << path << ", fully resolved (defaults included)\n";
+  os << "method = \"" << methodName(r.method) << "\"\n";
+  for (const char *section : kSections) {
+    const toml::table *t = root[section].as_table();
+    if (!t)
+      continue;
+    os << "\n[" << section << "]\n";
+    for (const KeySpec &spec : kSchema) {
+      if (std::string_view(spec.section) != section ||
+          !(spec.methods & maskOf(r.method)))
+        continue;
+      if (const toml::node *v = t->get(spec.key)) {
+        os << spec.key << " = " << tomlValueText(*v) << "\n";
+      } else if (std::string_view(spec.key) == "output_dir") {
+        os << "output_dir = \"" << r.output.outputDir << "\"\n";
+      } else {
+        os << "# " << spec.key << " is not set: " << spec.help << "\n";
+      }
+    }
+    if (std::string_view(section) == "model")
+      os << "\n" << printModelConfig(r.model.config, r.model.path.has_value());
+  }
+  return os.str();
+}
+
+Expected<Recipe> Resolver::run(toml::table &root,
+                               const std::vector<std::string> &overrides) {
+  Recipe r;
+  r.file = path;
+  r.stem = fs::path(path).stem().string();
+  if (auto err = applyOverrides(root, overrides))
+    return *err;
+  if (auto err = checkStructure(root))
+    return *err;
+  if (auto err = checkMethodApplicability(root))
+    return *err;
+  if (!get(root, "data", "train")) {
+    const toml::node *data = root.get("data");
+    return data ? diag.at(*data, "missing required key 'train' in [data]: "
+                                 "the JSONL training file(s)")
+                : diag.atFile("missing required table [data] with train = "
+                              "\"FILE.jsonl\"");
+  }
+  if (auto err = checkContradictions(root))
+    return *err;
+  if (!root.contains("model"))
+    return diag.atFile("missing the model: add a [model] table with path = "
+                       "\"DIR\" or a [model.config] table");
+  if (auto err = resolveModel(root, r))
+    return *err;
+  fillDefaults(root, method);
+  fill(root, r);
+  r.resolvedToml = printResolved(root, r);
+  return r;
+}
+
+} // namespace
+
+Expected<Recipe> parseRecipe(const std::string &text, const std::string &path,
+                             const std::vector<std::string> &overrides) {
+  Diag diag(path);
+  toml::table root;
+  try {
+    root = toml::parse(text, path);
+  } catch (const toml::parse_error &e) {
+    return diag.at(e.source(), std::string(e.description()));
+  }
+  Resolver resolver(path, diag);
+  return resolver.run(root, overrides);
+}
+
+Expected<Recipe> loadRecipe(const std::string &path,
+                            const std::vector<std::string> &overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return Error{path + ": error: cannot read the recipe (" +
+                 (fs::exists(path) ? std::string("permission denied")
+                                   : std::string("no such file")) +
+                 ")"};
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return parseRecipe(buffer.str(), path, overrides);
+}
+
+} // namespace trlc

@@ -1,0 +1,180 @@
+//===- Recipe.h - TOML training recipes: parse, validate, resolve -*- C++ -*-===//
+//
+// A recipe names a method (sft, dpo, kto, grpo), a model, data, training
+// hyperparameters, memory options and outputs, with Hugging Face / TRL key
+// names. `loadRecipe` parses the file, applies `--set` overrides, checks every
+// key against the schema (Recipe.cpp), fills TRL's defaults and resolves the
+// model configuration. Every error names the file, line and column.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_FRONTEND_RECIPE_H
+#define TRLC_FRONTEND_RECIPE_H
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace trlc {
+
+/// An error in user input, already formatted as `file:line:col: error: ...`.
+struct Error {
+  std::string message;
+};
+
+/// A value or an Error.
+template <typename T> class Expected {
+public:
+  Expected(T value) : storage(std::move(value)) {}
+  Expected(Error error) : storage(std::move(error)) {}
+  explicit operator bool() const { return storage.index() == 0; }
+  T &operator*() { return std::get<0>(storage); }
+  T *operator->() { return &std::get<0>(storage); }
+  const Error &error() const { return std::get<1>(storage); }
+
+private:
+  std::variant<T, Error> storage;
+};
+
+enum class Method { SFT, DPO, KTO, GRPO };
+const char *methodName(Method method);
+
+/// Architecture families the graph builders know.
+enum class ModelFamily { Llama, Qwen2, Qwen3, Mistral, GPT2 };
+const char *familyName(ModelFamily family);
+
+struct RopeScaling {
+  double factor = 8.0;
+  double lowFreqFactor = 1.0;
+  double highFreqFactor = 4.0;
+  int64_t originalMaxPositionEmbeddings = 8192;
+};
+
+/// A Hugging Face config.json, normalised across families.
+struct ModelConfig {
+  ModelFamily family = ModelFamily::Llama;
+  int64_t hiddenSize = 0;
+  int64_t intermediateSize = 0;
+  int64_t numLayers = 0;
+  int64_t numHeads = 0;
+  int64_t numKvHeads = 0;
+  int64_t headDim = 0;
+  int64_t vocabSize = 0;
+  int64_t maxPositionEmbeddings = 0;
+  double normEps = 1e-6;
+  double ropeTheta = 10000.0;
+  std::optional<RopeScaling> ropeScaling;
+  bool tieWordEmbeddings = false;
+  bool attentionBias = false;   // bias on q, k, v (and o for llama's flag)
+  bool qkNorm = false;          // qwen3: RMSNorm on q and k per head
+  std::string hiddenAct = "silu";
+  double initializerRange = 0.02;
+  std::optional<int64_t> bosTokenId, eosTokenId, padTokenId;
+
+  /// Number of parameters of the model.
+  int64_t numParameters() const;
+};
+
+struct Recipe {
+  std::string file;  // the recipe's path, as given
+  std::string stem;  // file name without directory and extension
+  Method method = Method::SFT;
+
+  struct Model {
+    std::optional<std::string> path;  // Hugging Face model directory
+    std::string dtype = "bf16";
+    int64_t initSeed = 0;
+    std::optional<std::string> tokenizer;
+    ModelConfig config;
+  } model;
+
+  struct Data {
+    std::vector<std::string> train;
+    std::string format = "auto";
+    std::string datasetTextField = "text";
+    std::optional<int64_t> maxLength;
+    std::optional<int64_t> maxPromptLength;
+    std::optional<int64_t> maxCompletionLength;
+    std::string truncationMode;
+    bool packing = false;
+    std::string packingStrategy = "bfd";
+    bool paddingFree = false;
+    std::optional<bool> completionOnlyLoss;
+    bool assistantOnlyLoss = false;
+    std::optional<std::string> chatTemplatePath;
+    std::string onBadRow = "error";
+  } data;
+
+  struct Train {
+    double learningRate = 2e-5;
+    std::string lrSchedulerType = "linear";
+    double warmupRatio = 0.0;
+    int64_t warmupSteps = 0;
+    int64_t perDeviceTrainBatchSize = 8;
+    int64_t gradientAccumulationSteps = 1;
+    double numTrainEpochs = 3.0;
+    int64_t maxSteps = -1;
+    double maxGradNorm = 1.0;
+    double weightDecay = 0.0;
+    double adamBeta1 = 0.9, adamBeta2 = 0.999, adamEpsilon = 1e-8;
+    int64_t seed = 42;
+  } train;
+
+  struct Memory {
+    bool useLigerKernel = false;
+    bool activationOffloading = false;
+    bool gradientCheckpointing = false;
+    std::optional<int64_t> budgetBytes;  // none = "auto"
+    int64_t zeroStage = 0;
+    bool ds3GatherForGeneration = true;
+  } memory;
+
+  struct Sft {
+    std::string lossType = "nll";
+  } sft;
+  struct Dpo {
+    double beta = 0.1;
+    std::string lossType = "sigmoid";
+    double labelSmoothing = 0.0;
+  } dpo;
+  struct Kto {
+    double beta = 0.1;
+    double desirableWeight = 1.0, undesirableWeight = 1.0;
+  } kto;
+  struct Grpo {
+    int64_t numGenerations = 8;
+    int64_t maxPromptLength = 512;
+    int64_t maxCompletionLength = 512;
+    double temperature = 1.0, topP = 1.0;
+    double epsilon = 0.2, epsilonHigh = 0.2;
+    double beta = 0.0;
+    std::string lossType = "dapo";
+    int64_t numIterations = 1;
+  } grpo;
+
+  struct Output {
+    std::string outputDir;
+    int64_t loggingSteps = 10;
+    int64_t saveSteps = 500;
+    std::optional<int64_t> saveTotalLimit;
+  } output;
+
+  /// The fully resolved recipe (every key, defaults included) as TOML text.
+  std::string resolvedToml;
+};
+
+/// Loads, overrides, validates and resolves a recipe. `overrides` are
+/// `section.key=value` strings from `--set`.
+Expected<Recipe> loadRecipe(const std::string &path,
+                            const std::vector<std::string> &overrides = {});
+
+/// The same from TOML text (for tests); `path` is used in messages and to
+/// resolve relative paths.
+Expected<Recipe> parseRecipe(const std::string &text, const std::string &path,
+                             const std::vector<std::string> &overrides = {});
+
+} // namespace trlc
+
+#endif // TRLC_FRONTEND_RECIPE_H

@@ -1,0 +1,220 @@
+//===- trlc.cpp - the trlc command line -----------------------------------===//
+//
+//   trlc compile RECIPE.toml [-o OUT.trlc] [--emit=mlir] [--print-ir-after-all]
+//                            [--print-ir-after=PASS] [--set section.key=value ...]
+//                            [--print-config]
+//
+//===----------------------------------------------------------------------===//
+
+#include "codegen/ArtifactWriter.h"
+#include "codegen/MemorySummary.h"
+#include "dialect/TrlDialect.h"
+#include "frontend/GraphBuilder.h"
+#include "frontend/Recipe.h"
+#include "frontend/Suggest.h"
+#include "passes/Pipeline.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassManager.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+const char *kUsage =
+    "usage: trlc <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  compile RECIPE.toml   compile a training recipe into an artifact\n"
+    "\n"
+    "compile options:\n"
+    "  -o OUT.trlc               artifact directory (default: RECIPE_NAME.trlc)\n"
+    "  --emit=mlir               print the trl module after the pipeline and stop\n"
+    "  --print-ir-after-all      print the IR after every pass (to stderr)\n"
+    "  --print-ir-after=PASS     print the IR after the named pass (to stderr)\n"
+    "  --set section.key=value   override a recipe key (repeatable)\n"
+    "  --print-config            print the fully resolved recipe and stop\n";
+
+int usageError(const std::string &msg) {
+  std::cerr << "trlc: error: " << msg << "\n\n" << kUsage;
+  return 2;
+}
+
+struct CompileOptions {
+  std::string recipe;
+  std::string output;
+  std::string emit;
+  bool printIrAfterAll = false;
+  std::vector<std::string> printIrAfter;
+  std::vector<std::string> overrides;
+  bool printConfig = false;
+};
+
+/// Parses compile's arguments; returns an error message or "".
+std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
+  auto valueOf = [&](int &i, const std::string &arg,
+                     const std::string &flag) -> std::optional<std::string> {
+    if (arg.rfind(flag + "=", 0) == 0)
+      return arg.substr(flag.size() + 1);
+    if (arg == flag && i + 1 < argc)
+      return std::string(argv[++i]);
+    return std::nullopt;
+  };
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (auto v = valueOf(i, arg, "-o")) {
+      o.output = *v;
+    } else if (auto v = valueOf(i, arg, "--emit")) {
+      if (*v != "mlir")
+        return "unknown --emit value '" + *v + "'; expected --emit=mlir";
+      o.emit = *v;
+    } else if (arg == "--print-ir-after-all") {
+      o.printIrAfterAll = true;
+    } else if (auto v = valueOf(i, arg, "--print-ir-after")) {
+      o.printIrAfter.push_back(*v);
+    } else if (auto v = valueOf(i, arg, "--set")) {
+      o.overrides.push_back(*v);
+    } else if (arg == "--print-config") {
+      o.printConfig = true;
+    } else if (!arg.empty() && arg[0] == '-') {
+      std::vector<std::string> flags = {"-o", "--emit", "--print-ir-after-all",
+                                        "--print-ir-after", "--set",
+                                        "--print-config"};
+      std::string name = arg.substr(0, arg.find('='));
+      std::string msg = "unknown option '" + arg + "'";
+      if (auto best = trlc::closestMatch(name, flags))
+        msg += "; did you mean '" + *best + "'?";
+      return msg;
+    } else if (o.recipe.empty()) {
+      o.recipe = arg;
+    } else {
+      return "more than one recipe given ('" + o.recipe + "' and '" + arg + "')";
+    }
+  }
+  if (o.recipe.empty())
+    return "compile needs a recipe: trlc compile RECIPE.toml";
+  return "";
+}
+
+/// Pass arguments the pipeline runs, for --print-ir-after validation.
+std::vector<std::string> pipelinePassNames() {
+  mlir::MLIRContext ctx;
+  mlir::PassManager pm(&ctx);
+  mlir::trl::buildTrlPipeline(pm, {});
+  std::vector<std::string> names;
+  for (mlir::Pass &p : pm.getPasses())
+    names.push_back(p.getArgument().str());
+  return names;
+}
+
+int compile(const CompileOptions &o) {
+  auto recipe = trlc::loadRecipe(o.recipe, o.overrides);
+  if (!recipe) {
+    std::cerr << recipe.error().message << "\n";
+    return 1;
+  }
+  if (o.printConfig) {
+    std::cout << recipe->resolvedToml;
+    return 0;
+  }
+
+  std::vector<std::string> known = pipelinePassNames();
+  for (const std::string &name : o.printIrAfter) {
+    if (std::find(known.begin(), known.end(), name) != known.end())
+      continue;
+    std::string list;
+    for (const std::string &k : known)
+      list += (list.empty() ? "" : ", ") + k;
+    std::string msg = "--print-ir-after=" + name +
+                      ": no such pass in the pipeline (passes: " + list + ")";
+    if (auto best = trlc::closestMatch(name, known))
+      msg += "; did you mean '" + *best + "'?";
+    return usageError(msg);
+  }
+
+  mlir::MLIRContext context;
+  // Any MLIR diagnostic here is a compiler bug, not a recipe error: report it
+  // as such instead of printing raw IR locations.
+  std::string diagnostics;
+  mlir::ScopedDiagnosticHandler handler(&context, [&](mlir::Diagnostic &d) {
+    diagnostics += d.str() + "\n";
+    return mlir::success();
+  });
+  auto module = trlc::buildTrainStep(context, *recipe);
+  auto internalError = [&](const char *stage) {
+    std::cerr << "trlc: internal error while " << stage << " for "
+              << o.recipe << " (please report it with the recipe):\n"
+              << diagnostics;
+    return 3;
+  };
+  if (mlir::failed(mlir::verify(*module)))
+    return internalError("building the training step");
+
+  mlir::PassManager pm(&context);
+  mlir::trl::buildTrlPipeline(pm, {});
+  if (o.printIrAfterAll || !o.printIrAfter.empty()) {
+    context.disableMultithreading();
+    auto names = o.printIrAfter;
+    bool all = o.printIrAfterAll;
+    pm.enableIRPrinting(
+        /*shouldPrintBeforePass=*/[](mlir::Pass *, mlir::Operation *) { return false; },
+        /*shouldPrintAfterPass=*/
+        [names, all](mlir::Pass *pass, mlir::Operation *) {
+          return all || std::find(names.begin(), names.end(),
+                                  pass->getArgument().str()) != names.end();
+        },
+        /*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false);
+  }
+  if (mlir::failed(pm.run(*module)))
+    return internalError("running the pass pipeline");
+
+  if (o.emit == "mlir") {
+    module->print(llvm::outs());
+    llvm::outs() << "\n";
+    return 0;
+  }
+
+  trlc::MemorySummary cpu = trlc::summarizeMemory(*module, 4);
+  trlc::MemorySummary cuda = trlc::summarizeMemory(*module, 2);
+  std::string out = o.output.empty() ? recipe->stem + ".trlc" : o.output;
+  if (auto err = trlc::writeArtifact(out, *recipe, *module, cpu, cuda)) {
+    std::cerr << err->message << "\n";
+    return 1;
+  }
+  std::cout << "compiled " << o.recipe << " (" << trlc::methodName(recipe->method)
+            << ", " << trlc::familyName(recipe->model.config.family) << ") -> "
+            << out << "\n"
+            << trlc::formatMemorySummary(cpu, cuda);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  if (argc < 2)
+    return usageError("missing command");
+  std::string command = argv[1];
+  if (command == "-h" || command == "--help" || command == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (command == "compile") {
+    CompileOptions options;
+    std::string err = parseCompileArgs(argc, argv, options);
+    if (!err.empty())
+      return usageError(err);
+    return compile(options);
+  }
+  std::string msg = "unknown command '" + command + "'";
+  if (auto best = trlc::closestMatch(command, {"compile"}))
+    msg += "; did you mean '" + *best + "'?";
+  return usageError(msg);
+}
