@@ -12,6 +12,8 @@
 #include "mlir/IR/TypeUtilities.h"
 #include "llvm/ADT/STLExtras.h"
 
+#include <cstdio>
+
 using namespace mlir;
 using namespace mlir::trl;
 
@@ -31,6 +33,13 @@ std::string shapeStr(ArrayRef<int64_t> shape) {
     s += ShapedType::isDynamic(d) ? "?" : std::to_string(d);
   }
   return s + "]";
+}
+
+/// Doubles in messages as a person writes them ("0.7", not "7.000000e-01").
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
 }
 
 SmallVector<int64_t> dropLast(ArrayRef<int64_t> shape) {
@@ -74,7 +83,7 @@ LogicalResult expectType(Operation *op, StringRef what, Type type,
 
 LogicalResult expectPositive(Operation *op, StringRef what, double value) {
   if (!(value > 0))
-    return op->emitOpError() << "expects " << what << " > 0, got " << value;
+    return op->emitOpError() << "expects " << what << " > 0, got " << num(value);
   return success();
 }
 
@@ -457,7 +466,7 @@ LogicalResult DpoLossOp::verify() {
     return failure();
   double ls = getLabelSmoothing().convertToDouble();
   if (ls < 0 || ls > 0.5)
-    return emitOpError() << "expects 0 <= label_smoothing <= 0.5, got " << ls;
+    return emitOpError() << "expects 0 <= label_smoothing <= 0.5, got " << num(ls);
   return success();
 }
 
@@ -504,7 +513,8 @@ static LogicalResult verifyGrpoCommon(Operation *op, Value logp, Value old,
     return op->emitOpError("expects non-negative clipping epsilons");
   if ((beta != 0) != static_cast<bool>(ref))
     return op->emitOpError()
-           << "needs ref_logp exactly when beta != 0 (beta = " << beta << ")";
+           << "needs ref_logp exactly when beta != 0 (beta = " << num(beta)
+                              << ")";
   if (ref)
     return expectType(op, "ref_logp", ref.getType(), lp);
   return success();
@@ -740,8 +750,8 @@ LogicalResult AdamWOp::verify() {
     return failure();
   double b1 = getBeta1().convertToDouble(), b2 = getBeta2().convertToDouble();
   if (b1 < 0 || b1 >= 1 || b2 < 0 || b2 >= 1)
-    return emitOpError() << "expects betas in [0, 1), got (" << b1 << ", "
-                         << b2 << ")";
+    return emitOpError() << "expects betas in [0, 1), got (" << num(b1) << ", "
+                         << num(b2) << ")";
   if (failed(expectPositive(*this, "eps", getEps().convertToDouble())))
     return failure();
   if (getWeightDecay().convertToDouble() < 0)

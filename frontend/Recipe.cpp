@@ -242,6 +242,8 @@ std::string displayKey(std::string_view section, std::string_view key) {
 }
 
 std::string formatNumber(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e15)
+    return std::to_string(static_cast<int64_t>(v));
   std::ostringstream os;
   os << v;
   return os.str();
@@ -701,9 +703,13 @@ void fillDefaults(toml::table &root, Method method) {
     const char *def = spec.defaults[static_cast<unsigned>(method)];
     if (!def)
       continue;
-    // A pretrained model has no random initialisation to seed.
+    // A pretrained model has no random initialisation to seed, and a
+    // packing strategy without packing would contradict itself.
     if (std::string_view(spec.key) == "init_seed" &&
         root["model"]["path"].is_string())
+      continue;
+    if (std::string_view(spec.key) == "packing_strategy" &&
+        !root["data"]["packing"].value_or(false))
       continue;
     toml::table *section = &root;
     if (*spec.section) {

@@ -1,0 +1,14 @@
+import os
+import lit.formats
+
+config.name = "trlc"
+config.test_format = lit.formats.ShTest(execute_external=False)
+config.suffixes = [".mlir", ".test"]
+config.excludes = ["Inputs"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.trlc_obj_root, "tests", "lit")
+
+config.environment["PATH"] = os.pathsep.join(
+    [config.trlc_tools_dir, config.environment.get("PATH", os.environ["PATH"])])
+config.substitutions.append(("%src_root", config.trlc_src_root))
+config.substitutions.append(("FileCheck", config.filecheck))
