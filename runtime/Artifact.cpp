@@ -12,7 +12,7 @@
 namespace trlc::artifact {
 
 std::string contentHash(const std::string &text) {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64-bit offset basis
   for (unsigned char c : text) {
     h ^= c;
     h *= 1099511628211ull;
