@@ -54,7 +54,8 @@ private:
     return op.getResult();
   }
 
-  Value input(func::FuncOp fn, StringRef name, RankedTensorType type) {
+  Value input(func::FuncOp fn, const std::string &name,
+              RankedTensorType type) {
     unsigned index = fn.getNumArguments();
     fn.insertArgument(index, type, b.getDictionaryAttr({}), loc);
     fn.setArgAttr(index, "trl.input", b.getStringAttr(name));
@@ -120,6 +121,19 @@ private:
                             UnitAttr());
   }
 
+  /// The token tensors every method's batch has, named `prefix` + name.
+  struct TokenInputs {
+    Value ids, positions, mask, labels;
+  };
+  TokenInputs tokenInputs(func::FuncOp fn, int64_t rows,
+                          const std::string &prefix = "") {
+    auto type = tensor({rows, seqLen}, i64);
+    return {input(fn, prefix + "input_ids", type),
+            input(fn, prefix + "position_ids", type),
+            input(fn, prefix + "attention_mask", type),
+            input(fn, prefix + "labels", type)};
+  }
+
   /// Final hidden states [B, S, H] of the llama family.
   Value llamaForward(Value ids, Value positions, Value mask, int64_t batch);
   /// Final hidden states [B, S, H] of gpt2.
@@ -127,9 +141,8 @@ private:
   /// Hidden states and the output-head weight of the current parameter set.
   std::pair<Value, Value> forward(Value ids, Value positions, Value mask,
                                   int64_t batch);
-  /// Per-token log-probabilities [B, S] of `labels`.
-  Value tokenLogProbs(Value ids, Value positions, Value mask, Value labels,
-                      int64_t batch);
+  /// Per-token log-probabilities [B, S] of the batch's labels.
+  Value tokenLogProbs(const TokenInputs &in, int64_t batch);
 
   Value buildSft(func::FuncOp fn);
   Value buildDpo(func::FuncOp fn);
@@ -236,26 +249,21 @@ std::pair<Value, Value> Builder::forward(Value ids, Value positions,
   return {hidden, head};
 }
 
-Value Builder::tokenLogProbs(Value ids, Value positions, Value mask,
-                             Value labels, int64_t batch) {
-  auto [hidden, head] = forward(ids, positions, mask, batch);
+Value Builder::tokenLogProbs(const TokenInputs &in, int64_t batch) {
+  auto [hidden, head] = forward(in.ids, in.positions, in.mask, batch);
   Value logits = linear(hidden, head);
-  return b.create<LogProbsOp>(loc, act({batch, seqLen}), logits, labels,
+  return b.create<LogProbsOp>(loc, act({batch, seqLen}), logits, in.labels,
                               b.getI64IntegerAttr(-100));
 }
 
 Value Builder::buildSft(func::FuncOp fn) {
   int64_t batch = recipe.train.perDeviceTrainBatchSize;
-  auto ids = tensor({batch, seqLen}, i64);
-  Value inputIds = input(fn, "input_ids", ids);
-  Value positions = input(fn, "position_ids", ids);
-  Value mask = input(fn, "attention_mask", ids);
-  Value labels = input(fn, "labels", ids);
+  TokenInputs in = tokenInputs(fn, batch);
   // Trainable tokens of the whole accumulated batch (TRL's normalisation).
   Value numItems = input(fn, "num_items_in_batch", tensor({}, f32));
-  auto [hidden, head] = forward(inputIds, positions, mask, batch);
+  auto [hidden, head] = forward(in.ids, in.positions, in.mask, batch);
   Value logits = linear(hidden, head);
-  Value sum = b.create<CrossEntropyOp>(loc, tensor({}, f32), logits, labels,
+  Value sum = b.create<CrossEntropyOp>(loc, tensor({}, f32), logits, in.labels,
                                        b.getI64IntegerAttr(-100));
   return b.create<DivOp>(loc, sum.getType(), sum, numItems);
 }
@@ -263,15 +271,11 @@ Value Builder::buildSft(func::FuncOp fn) {
 /// Preference batches hold the B chosen rows, then the B rejected rows.
 Value Builder::buildDpo(func::FuncOp fn) {
   int64_t pairs = recipe.train.perDeviceTrainBatchSize, rows = 2 * pairs;
-  auto ids = tensor({rows, seqLen}, i64);
-  Value inputIds = input(fn, "input_ids", ids);
-  Value positions = input(fn, "position_ids", ids);
-  Value mask = input(fn, "attention_mask", ids);
-  Value labels = input(fn, "labels", ids);
+  TokenInputs in = tokenInputs(fn, rows);
   Value completionMask = input(fn, "completion_mask", act({rows, seqLen}));
   auto seqLogProbs = [&](const std::string &set) {
     paramSet = set;
-    Value lp = tokenLogProbs(inputIds, positions, mask, labels, rows);
+    Value lp = tokenLogProbs(in, rows);
     Value seq = b.create<MaskedSumOp>(loc, act({rows}), lp, completionMask);
     auto halves = b.create<SplitOp>(loc, TypeRange{act({pairs}), act({pairs})},
                                     seq, b.getI64IntegerAttr(0));
@@ -293,29 +297,22 @@ Value Builder::buildDpo(func::FuncOp fn) {
 /// completions paired with other prompts of the batch.
 Value Builder::buildKto(func::FuncOp fn) {
   int64_t batch = recipe.train.perDeviceTrainBatchSize;
-  auto ids = tensor({batch, seqLen}, i64);
-  Value inputIds = input(fn, "input_ids", ids);
-  Value positions = input(fn, "position_ids", ids);
-  Value mask = input(fn, "attention_mask", ids);
-  Value labels = input(fn, "labels", ids);
+  TokenInputs in = tokenInputs(fn, batch);
   Value completionMask = input(fn, "completion_mask", act({batch, seqLen}));
-  Value klIds = input(fn, "kl_input_ids", ids);
-  Value klPositions = input(fn, "kl_position_ids", ids);
-  Value klMask = input(fn, "kl_attention_mask", ids);
-  Value klLabels = input(fn, "kl_labels", ids);
+  TokenInputs kl = tokenInputs(fn, batch, "kl_");
   Value klCompletionMask =
       input(fn, "kl_completion_mask", act({batch, seqLen}));
   Value label = input(fn, "label", tensor({batch}, b.getI1Type()));
-  auto seqLogProbs = [&](Value i, Value p, Value m, Value l, Value cm) {
-    Value lp = tokenLogProbs(i, p, m, l, batch);
+  auto seqLogProbs = [&](const TokenInputs &t, Value cm) {
+    Value lp = tokenLogProbs(t, batch);
     return b.create<MaskedSumOp>(loc, act({batch}), lp, cm).getResult();
   };
   paramSet = "policy";
-  Value pi = seqLogProbs(inputIds, positions, mask, labels, completionMask);
-  Value klPi = seqLogProbs(klIds, klPositions, klMask, klLabels, klCompletionMask);
+  Value pi = seqLogProbs(in, completionMask);
+  Value klPi = seqLogProbs(kl, klCompletionMask);
   paramSet = "reference";
-  Value ref = seqLogProbs(inputIds, positions, mask, labels, completionMask);
-  Value klRef = seqLogProbs(klIds, klPositions, klMask, klLabels, klCompletionMask);
+  Value ref = seqLogProbs(in, completionMask);
+  Value klRef = seqLogProbs(kl, klCompletionMask);
   paramSet = "policy";
   auto op = b.create<KtoLossOp>(
       loc, tensor({}, f32), act({batch}), tensor({}, f32), pi, ref, klPi,
@@ -330,20 +327,16 @@ Value Builder::buildKto(func::FuncOp fn) {
 /// group-normalised advantages.
 Value Builder::buildGrpo(func::FuncOp fn) {
   int64_t batch = recipe.train.perDeviceTrainBatchSize;
-  auto ids = tensor({batch, seqLen}, i64);
-  Value inputIds = input(fn, "input_ids", ids);
-  Value positions = input(fn, "position_ids", ids);
-  Value mask = input(fn, "attention_mask", ids);
-  Value labels = input(fn, "labels", ids);
+  TokenInputs in = tokenInputs(fn, batch);
   Value completionMask = input(fn, "completion_mask", act({batch, seqLen}));
   Value oldLogp = input(fn, "old_per_token_logps", act({batch, seqLen}));
   Value advantages = input(fn, "advantages", act({batch}));
   Value normalizer = input(fn, "num_items_in_batch", tensor({}, f32));
-  Value lp = tokenLogProbs(inputIds, positions, mask, labels, batch);
+  Value lp = tokenLogProbs(in, batch);
   Value refLp;
   if (recipe.grpo.beta != 0) {
     paramSet = "reference";
-    refLp = tokenLogProbs(inputIds, positions, mask, labels, batch);
+    refLp = tokenLogProbs(in, batch);
     paramSet = "policy";
   }
   auto lossType = *symbolizeGrpoLossType(recipe.grpo.lossType);
