@@ -17,6 +17,7 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -754,6 +755,8 @@ void Resolver::fill(toml::table &root, Recipe &r) {
   r.model.tokenizer = str("model", "tokenizer");
 
   if (const toml::node *t = get(root, "data", "train")) {
+    r.data.trainWhere = diag.at(*t, "").message;
+    r.data.trainWhere.resize(r.data.trainWhere.size() - strlen(": error: "));
     if (t->is_string())
       r.data.train.push_back(t->as_string()->get());
     else
@@ -926,6 +929,17 @@ Expected<Recipe> Resolver::run(toml::table &root,
 }
 
 } // namespace
+
+std::optional<Error> checkInputFiles(const Recipe &recipe) {
+  for (const std::string &file : recipe.data.train) {
+    if (file.find_first_of("*?[") != std::string::npos || fs::exists(file))
+      continue;
+    return Error{recipe.data.trainWhere + ": error: [data] train file '" +
+                 file + "' does not exist (relative paths are relative to " +
+                 "the current directory, " + fs::current_path().string() + ")"};
+  }
+  return std::nullopt;
+}
 
 Expected<Recipe> parseRecipe(const std::string &text, const std::string &path,
                              const std::vector<std::string> &overrides) {

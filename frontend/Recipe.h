@@ -92,6 +92,7 @@ struct Recipe {
 
   struct Data {
     std::vector<std::string> train;
+    std::string trainWhere;  // "file:line:col" of [data] train, for messages
     std::string format = "auto";
     std::string datasetTextField = "text";
     std::optional<int64_t> maxLength;
@@ -169,6 +170,10 @@ struct Recipe {
 /// `section.key=value` strings from `--set`.
 Expected<Recipe> loadRecipe(const std::string &path,
                             const std::vector<std::string> &overrides = {});
+
+/// Checks that the files the recipe names exist (globs are expanded by the
+/// data pipeline and not checked here).
+std::optional<Error> checkInputFiles(const Recipe &recipe);
 
 /// The same from TOML text (for tests); `path` is used in messages and to
 /// resolve relative paths.

@@ -125,6 +125,10 @@ int compile(const CompileOptions &o) {
     std::cout << recipe->resolvedToml;
     return 0;
   }
+  if (auto err = trlc::checkInputFiles(*recipe)) {
+    std::cerr << err->message << "\n";
+    return 1;
+  }
 
   std::vector<std::string> known = pipelinePassNames();
   for (const std::string &name : o.printIrAfter) {
