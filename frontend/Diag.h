@@ -21,6 +21,8 @@ public:
   void noteOverride(const toml::node *node, std::string arg) {
     overrides[node] = std::move(arg);
   }
+  /// "file:line:col" of a node, or "--set ARG" for a command-line value.
+  std::string where(const toml::node &node) const;
   Error at(const toml::source_region &where, const std::string &msg) const;
   Error at(const toml::node &node, const std::string &msg) const;
   Error atFile(const std::string &msg) const {

@@ -17,7 +17,6 @@
 #include <array>
 #include <charconv>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -37,6 +36,16 @@ const char *methodName(Method method) {
   return "?";
 }
 
+std::string Diag::where(const toml::node &node) const {
+  if (auto it = overrides.find(&node); it != overrides.end())
+    return "--set " + it->second;
+  const toml::source_region &src = node.source();
+  if (!src.begin.line)
+    return file;
+  return file + ":" + std::to_string(src.begin.line) + ":" +
+         std::to_string(src.begin.column);
+}
+
 Error Diag::at(const toml::source_region &where, const std::string &msg) const {
   std::ostringstream os;
   if (where.begin.line)
@@ -48,9 +57,7 @@ Error Diag::at(const toml::source_region &where, const std::string &msg) const {
 }
 
 Error Diag::at(const toml::node &node, const std::string &msg) const {
-  if (auto it = overrides.find(&node); it != overrides.end())
-    return Error{"--set " + it->second + ": error: " + msg};
-  return at(node.source(), msg);
+  return Error{where(node) + ": error: " + msg};
 }
 
 std::string tomlTypeName(const toml::node &n) {
@@ -755,8 +762,7 @@ void Resolver::fill(toml::table &root, Recipe &r) {
   r.model.tokenizer = str("model", "tokenizer");
 
   if (const toml::node *t = get(root, "data", "train")) {
-    r.data.trainWhere = diag.at(*t, "").message;
-    r.data.trainWhere.resize(r.data.trainWhere.size() - strlen(": error: "));
+    r.data.trainWhere = diag.where(*t);
     if (t->is_string())
       r.data.train.push_back(t->as_string()->get());
     else
