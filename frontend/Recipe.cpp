@@ -652,6 +652,13 @@ std::optional<Error> Resolver::checkContradictions(toml::table &root) {
       return std::nullopt;
     return n->as_integer()->get();
   };
+  // The value in force: the recipe's, or the schema's default for the method.
+  auto intOrDefault = [&](const char *s, const char *k) -> int64_t {
+    if (auto v = intOf(s, k))
+      return *v;
+    const char *def = findSpec(s, k)->defaults[static_cast<unsigned>(method)];
+    return std::stoll(def);
+  };
 
   if (const toml::node *ps = present("data", "packing_strategy"))
     if (!boolOf("data", "packing", false))
@@ -684,9 +691,9 @@ std::optional<Error> Resolver::checkContradictions(toml::table &root) {
                             "scratch ([model.config]); a model loaded from "
                             "[model] path keeps its weights");
   if (method == Method::GRPO) {
-    int64_t gens = intOf("grpo", "num_generations").value_or(8);
-    int64_t batch = intOf("train", "per_device_train_batch_size").value_or(8);
-    int64_t accum = intOf("train", "gradient_accumulation_steps").value_or(1);
+    int64_t gens = intOrDefault("grpo", "num_generations");
+    int64_t batch = intOrDefault("train", "per_device_train_batch_size");
+    int64_t accum = intOrDefault("train", "gradient_accumulation_steps");
     if ((batch * accum) % gens != 0) {
       const toml::node *where = present("grpo", "num_generations");
       if (!where)

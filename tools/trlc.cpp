@@ -104,17 +104,6 @@ std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
   return "";
 }
 
-/// Pass arguments the pipeline runs, for --print-ir-after validation.
-std::vector<std::string> pipelinePassNames() {
-  mlir::MLIRContext ctx;
-  mlir::PassManager pm(&ctx);
-  mlir::trl::buildTrlPipeline(pm, {});
-  std::vector<std::string> names;
-  for (mlir::Pass &p : pm.getPasses())
-    names.push_back(p.getArgument().str());
-  return names;
-}
-
 int compile(const CompileOptions &o) {
   auto recipe = trlc::loadRecipe(o.recipe, o.overrides);
   if (!recipe) {
@@ -128,20 +117,6 @@ int compile(const CompileOptions &o) {
   if (auto err = trlc::checkInputFiles(*recipe)) {
     std::cerr << err->message << "\n";
     return 1;
-  }
-
-  std::vector<std::string> known = pipelinePassNames();
-  for (const std::string &name : o.printIrAfter) {
-    if (std::find(known.begin(), known.end(), name) != known.end())
-      continue;
-    std::string list;
-    for (const std::string &k : known)
-      list += (list.empty() ? "" : ", ") + k;
-    std::string msg = "--print-ir-after=" + name +
-                      ": no such pass in the pipeline (passes: " + list + ")";
-    if (auto best = trlc::closestMatch(name, known))
-      msg += "; did you mean '" + *best + "'?";
-    return usageError(msg);
   }
 
   mlir::MLIRContext context;
@@ -164,6 +139,22 @@ int compile(const CompileOptions &o) {
 
   mlir::PassManager pm(&context);
   mlir::trl::buildTrlPipeline(pm, {});
+  std::vector<std::string> known;
+  for (mlir::Pass &p : pm.getPasses())
+    known.push_back(p.getArgument().str());
+  for (const std::string &name : o.printIrAfter) {
+    if (std::find(known.begin(), known.end(), name) != known.end())
+      continue;
+    std::string list;
+    for (const std::string &k : known)
+      list += (list.empty() ? "" : ", ") + k;
+    std::string msg = "--print-ir-after=" + name +
+                      ": no such pass in the pipeline (passes: " + list + ")";
+    if (auto best = trlc::closestMatch(name, known))
+      msg += "; did you mean '" + *best + "'?";
+    return usageError(msg);
+  }
+
   if (o.printIrAfterAll || !o.printIrAfter.empty()) {
     context.disableMultithreading();
     auto names = o.printIrAfter;
