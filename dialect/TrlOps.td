@@ -20,6 +20,10 @@ include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/Interfaces/ControlFlowInterfaces.td"
 
+// Ops that `trl-autodiff` differentiates through; their vector-Jacobian
+// products live in TrlVJP.cpp.
+defvar Trl_Differentiable = DeclareOpInterfaceMethods<Trl_VJPOpInterface>;
+
 //===----------------------------------------------------------------------===//
 // Parameters
 //===----------------------------------------------------------------------===//
@@ -47,11 +51,26 @@ def Trl_ParamOp : Trl_Op<"param", [Pure]> {
   let hasVerifier = 1;
 }
 
+def Trl_FillOp : Trl_Op<"fill", [Pure]> {
+  let summary = "a tensor with every element equal to `value`";
+  let description = [{
+    The seed cotangent of the loss, zero cotangents and cleared gradient
+    accumulators.
+
+    ```mlir
+    %one = trl.fill {value = 1.0 : f64} : tensor<f32>
+    ```
+  }];
+  let arguments = (ins F64Attr:$value);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "attr-dict `:` type($result)";
+}
+
 //===----------------------------------------------------------------------===//
 // Forward ops
 //===----------------------------------------------------------------------===//
 
-def Trl_EmbeddingOp : Trl_Op<"embedding", [Pure]> {
+def Trl_EmbeddingOp : Trl_Op<"embedding", [Trl_Differentiable, Pure]> {
   let summary = "token (or learned position) embedding lookup";
   let description = [{
     Gathers rows of `table` [V, H] at `ids` [...] giving [..., H].
@@ -66,7 +85,7 @@ def Trl_EmbeddingOp : Trl_Op<"embedding", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_RmsNormOp : Trl_Op<"rms_norm", [Pure]> {
+def Trl_RmsNormOp : Trl_Op<"rms_norm", [Trl_Differentiable, Pure]> {
   let summary = "RMSNorm over the last dimension: x / rms(x) * weight";
   let description = [{
     ```mlir
@@ -80,7 +99,7 @@ def Trl_RmsNormOp : Trl_Op<"rms_norm", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_LayerNormOp : Trl_Op<"layer_norm", [Pure]> {
+def Trl_LayerNormOp : Trl_Op<"layer_norm", [Trl_Differentiable, Pure]> {
   let summary = "LayerNorm over the last dimension with weight and bias";
   let description = [{
     ```mlir
@@ -95,7 +114,7 @@ def Trl_LayerNormOp : Trl_Op<"layer_norm", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_LinearOp : Trl_Op<"linear", [Pure]> {
+def Trl_LinearOp : Trl_Op<"linear", [Trl_Differentiable, Pure]> {
   let summary = "y = x W^T (+ b), W in [out, in] layout";
   let description = [{
     ```mlir
@@ -113,7 +132,7 @@ def Trl_LinearOp : Trl_Op<"linear", [Pure]> {
   let extraClassDeclaration = [{ int64_t getFlops(); }];
 }
 
-def Trl_ReshapeOp : Trl_Op<"reshape", [Pure]> {
+def Trl_ReshapeOp : Trl_Op<"reshape", [Trl_Differentiable, Pure]> {
   let summary = "reinterprets a tensor with another shape of the same size";
   let description = [{
     Splits or merges dimensions (for example [B, S, H*D] to [B, S, H, D]).
@@ -129,7 +148,7 @@ def Trl_ReshapeOp : Trl_Op<"reshape", [Pure]> {
   let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
 }
 
-def Trl_SplitOp : Trl_Op<"split", [Pure]> {
+def Trl_SplitOp : Trl_Op<"split", [Trl_Differentiable, Pure]> {
   let summary = "splits a tensor into equal parts along an axis";
   let description = [{
     Used for gpt2's fused q/k/v projection and for the chosen/rejected halves
@@ -146,7 +165,7 @@ def Trl_SplitOp : Trl_Op<"split", [Pure]> {
   let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
 }
 
-def Trl_ConcatOp : Trl_Op<"concat", [Pure]> {
+def Trl_ConcatOp : Trl_Op<"concat", [Trl_Differentiable, Pure]> {
   let summary = "concatenates tensors along an axis";
   let description = [{
     ```mlir
@@ -160,7 +179,7 @@ def Trl_ConcatOp : Trl_Op<"concat", [Pure]> {
   let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
 }
 
-def Trl_RopeOp : Trl_Op<"rope", [Pure]> {
+def Trl_RopeOp : Trl_Op<"rope", [Trl_Differentiable, Pure]> {
   let summary = "rotary position embedding, rotate-half convention";
   let description = [{
     Rotates the pairs (x[i], x[i + D/2]) of each head by position * inv_freq[i]
@@ -182,7 +201,7 @@ def Trl_RopeOp : Trl_Op<"rope", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_AttentionOp : Trl_Op<"attention", [Pure, AttrSizedOperandSegments]> {
+def Trl_AttentionOp : Trl_Op<"attention", [Trl_Differentiable, Pure, AttrSizedOperandSegments]> {
   let summary = "scaled dot-product attention with grouped-query heads";
   let description = [{
     `padded` layout: q [B, S, Hq, D], k and v [B, S, Hkv, D], optional key
@@ -214,7 +233,7 @@ def Trl_AttentionOp : Trl_Op<"attention", [Pure, AttrSizedOperandSegments]> {
   let extraClassDeclaration = [{ int64_t getFlops(); }];
 }
 
-def Trl_SwigluOp : Trl_Op<"swiglu", [Pure]> {
+def Trl_SwigluOp : Trl_Op<"swiglu", [Trl_Differentiable, Pure]> {
   let summary = "silu(gate) * up";
   let description = [{
     ```mlir
@@ -227,7 +246,7 @@ def Trl_SwigluOp : Trl_Op<"swiglu", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_GeluOp : Trl_Op<"gelu", [Pure, SameOperandsAndResultType]> {
+def Trl_GeluOp : Trl_Op<"gelu", [Trl_Differentiable, Pure, SameOperandsAndResultType]> {
   let summary = "GELU activation, exact or tanh-approximated";
   let description = [{
     ```mlir
@@ -241,7 +260,7 @@ def Trl_GeluOp : Trl_Op<"gelu", [Pure, SameOperandsAndResultType]> {
   let assemblyFormat = "$x attr-dict `:` type($x)";
 }
 
-def Trl_AddOp : Trl_Op<"add", [Pure, SameOperandsAndResultType]> {
+def Trl_AddOp : Trl_Op<"add", [Trl_Differentiable, Pure, SameOperandsAndResultType]> {
   let summary = "elementwise sum (residual connections, gradient accumulation)";
   let description = [{
     ```mlir
@@ -253,7 +272,7 @@ def Trl_AddOp : Trl_Op<"add", [Pure, SameOperandsAndResultType]> {
   let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
 }
 
-def Trl_DivOp : Trl_Op<"div", [Pure]> {
+def Trl_DivOp : Trl_Op<"div", [Trl_Differentiable, Pure]> {
   let summary = "divides every element by a 0-d divisor (loss normalisation)";
   let description = [{
     ```mlir
@@ -270,7 +289,7 @@ def Trl_DivOp : Trl_Op<"div", [Pure]> {
 // Losses and log-probabilities
 //===----------------------------------------------------------------------===//
 
-def Trl_CrossEntropyOp : Trl_Op<"cross_entropy", [Pure]> {
+def Trl_CrossEntropyOp : Trl_Op<"cross_entropy", [Trl_Differentiable, Pure]> {
   let summary = "sum over non-ignored labels of -log softmax(logits)[label]";
   let description = [{
     `logits` [..., V], `labels` [...] (already shifted: label t is the token
@@ -291,7 +310,7 @@ def Trl_CrossEntropyOp : Trl_Op<"cross_entropy", [Pure]> {
 }
 
 def Trl_FusedLinearCrossEntropyOp
-    : Trl_Op<"fused_linear_cross_entropy", [Pure]> {
+    : Trl_Op<"fused_linear_cross_entropy", [Trl_Differentiable, Pure]> {
   let summary = "lm_head matmul + cross entropy in row chunks, no [T, V] logits";
   let description = [{
     Same value as `trl.cross_entropy(trl.linear(hidden, weight), labels)`,
@@ -314,7 +333,7 @@ def Trl_FusedLinearCrossEntropyOp
   let extraClassDeclaration = [{ int64_t getFlops(); int64_t getWorkspaceBytes(); }];
 }
 
-def Trl_LogProbsOp : Trl_Op<"log_probs", [Pure]> {
+def Trl_LogProbsOp : Trl_Op<"log_probs", [Trl_Differentiable, Pure]> {
   let summary = "per-token log softmax(logits)[label] (0 where ignored)";
   let description = [{
     The per-token log-probabilities that DPO, KTO and GRPO sum or compare.
@@ -331,7 +350,7 @@ def Trl_LogProbsOp : Trl_Op<"log_probs", [Pure]> {
   let extraClassDeclaration = [{ int64_t getFlops(); }];
 }
 
-def Trl_FusedLinearLogProbsOp : Trl_Op<"fused_linear_log_probs", [Pure]> {
+def Trl_FusedLinearLogProbsOp : Trl_Op<"fused_linear_log_probs", [Trl_Differentiable, Pure]> {
   let summary = "lm_head matmul + per-token log-probabilities in row chunks";
   let description = [{
     ```mlir
@@ -351,7 +370,7 @@ def Trl_FusedLinearLogProbsOp : Trl_Op<"fused_linear_log_probs", [Pure]> {
   let extraClassDeclaration = [{ int64_t getFlops(); int64_t getWorkspaceBytes(); }];
 }
 
-def Trl_MaskedSumOp : Trl_Op<"masked_sum", [Pure]> {
+def Trl_MaskedSumOp : Trl_Op<"masked_sum", [Trl_Differentiable, Pure]> {
   let summary = "sum over the last dimension of x * mask";
   let description = [{
     Sequence log-probability of the completion tokens: [B, S] -> [B].
@@ -367,7 +386,7 @@ def Trl_MaskedSumOp : Trl_Op<"masked_sum", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_DpoLossOp : Trl_Op<"dpo_loss", [Pure]> {
+def Trl_DpoLossOp : Trl_Op<"dpo_loss", [Trl_Differentiable, Pure]> {
   let summary = "DPO loss from policy and reference sequence log-probabilities";
   let description = [{
     With logits = beta * ((pi_c - ref_c) - (pi_r - ref_r)):
@@ -396,7 +415,7 @@ def Trl_DpoLossOp : Trl_Op<"dpo_loss", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_KtoLossOp : Trl_Op<"kto_loss", [Pure]> {
+def Trl_KtoLossOp : Trl_Op<"kto_loss", [Trl_Differentiable, Pure]> {
   let summary = "KTO loss for unpaired desirable/undesirable completions";
   let description = [{
     r = pi - ref per example; KL = max(0, mean(kl_policy - kl_ref)) detached,
@@ -424,7 +443,7 @@ def Trl_KtoLossOp : Trl_Op<"kto_loss", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_GrpoLossOp : Trl_Op<"grpo_loss", [Pure]> {
+def Trl_GrpoLossOp : Trl_Op<"grpo_loss", [Trl_Differentiable, Pure]> {
   let summary = "clipped GRPO policy loss over completion tokens";
   let description = [{
     Per token: ratio = exp(logp - old_logp),
@@ -804,7 +823,9 @@ def Trl_LrScheduleOp : Trl_Op<"lr_schedule", [Pure]> {
 def Trl_AdamWOp : Trl_Op<"adamw", [Pure]> {
   let summary = "one AdamW update with bias correction and decoupled weight decay";
   let description = [{
-    Returns the new parameter and moments (all fp32 master copies).
+    `step` counts the updates already applied (0 for the first), so bias
+    correction uses step + 1. Returns the new parameter and moments (all
+    fp32 master copies); torch.optim.AdamW's arithmetic.
 
     ```mlir
     %p1, %m1, %v1 = trl.adamw %p, %g, %m, %v, %lr, %step {beta1 = 0.9 : f64, beta2 = 0.999 : f64, eps = 1.0e-08 : f64, weight_decay = 0.0 : f64}
@@ -831,7 +852,7 @@ def Trl_AdamWOp : Trl_Op<"adamw", [Pure]> {
 // Memory ops
 //===----------------------------------------------------------------------===//
 
-def Trl_OffloadOp : Trl_Op<"offload", [Pure]> {
+def Trl_OffloadOp : Trl_Op<"offload", [Trl_Differentiable, Pure]> {
   let summary = "copies a device tensor to host memory";
   let description = [{
     The result carries the `#trl.space<host>` encoding. The copy runs on the
@@ -848,7 +869,7 @@ def Trl_OffloadOp : Trl_Op<"offload", [Pure]> {
   let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
 }
 
-def Trl_ReloadOp : Trl_Op<"reload", [Pure]> {
+def Trl_ReloadOp : Trl_Op<"reload", [Trl_Differentiable, Pure]> {
   let summary = "copies a host tensor back to device memory";
   let description = [{
     ```mlir
@@ -902,7 +923,7 @@ def Trl_YieldOp : Trl_Op<"yield", [Pure, Terminator, HasParent<"RecomputeOp">]> 
 // Collectives
 //===----------------------------------------------------------------------===//
 
-def Trl_AllGatherOp : Trl_Op<"all_gather", [Pure]> {
+def Trl_AllGatherOp : Trl_Op<"all_gather", [Trl_Differentiable, Pure]> {
   let summary = "concatenates every rank's shard along dimension 0";
   let description = [{
     ```mlir
@@ -916,7 +937,7 @@ def Trl_AllGatherOp : Trl_Op<"all_gather", [Pure]> {
   let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
 }
 
-def Trl_ReduceScatterOp : Trl_Op<"reduce_scatter", [Pure]> {
+def Trl_ReduceScatterOp : Trl_Op<"reduce_scatter", [Trl_Differentiable, Pure]> {
   let summary = "reduces over ranks and keeps this rank's slice of dimension 0";
   let description = [{
     ```mlir
@@ -931,7 +952,7 @@ def Trl_ReduceScatterOp : Trl_Op<"reduce_scatter", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_AllReduceOp : Trl_Op<"all_reduce", [Pure, SameOperandsAndResultType]> {
+def Trl_AllReduceOp : Trl_Op<"all_reduce", [Trl_Differentiable, Pure, SameOperandsAndResultType]> {
   let summary = "reduces a tensor over all ranks";
   let description = [{
     ```mlir

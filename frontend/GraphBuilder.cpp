@@ -148,6 +148,8 @@ private:
   Value buildDpo(func::FuncOp fn);
   Value buildKto(func::FuncOp fn);
   Value buildGrpo(func::FuncOp fn);
+  /// `@predict`: next-token logits of a batch, for greedy evaluation.
+  void buildPredict(ModuleOp module);
 
   MLIRContext &ctx;
   OpBuilder b;
@@ -348,6 +350,23 @@ Value Builder::buildGrpo(func::FuncOp fn) {
       GrpoLossTypeAttr::get(&ctx, lossType));
 }
 
+void Builder::buildPredict(ModuleOp module) {
+  b.setInsertionPointToEnd(module.getBody());
+  auto fn = b.create<func::FuncOp>(loc, "predict", b.getFunctionType({}, {}));
+  Block *entry = fn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  int64_t batch = recipe.train.perDeviceTrainBatchSize;
+  auto type = tensor({batch, seqLen}, i64);
+  Value ids = input(fn, "input_ids", type);
+  Value positions = input(fn, "position_ids", type);
+  Value mask = input(fn, "attention_mask", type);
+  auto [hidden, head] = forward(ids, positions, mask, batch);
+  Value logits = linear(hidden, head);
+  b.create<func::ReturnOp>(loc, logits);
+  fn.setType(b.getFunctionType(entry->getArgumentTypes(), {logits.getType()}));
+  fn.setResultAttr(0, "trl.output", b.getStringAttr("logits"));
+}
+
 OwningOpRef<ModuleOp> Builder::build() {
   seqLen = sequenceBound(recipe);
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
@@ -375,6 +394,8 @@ OwningOpRef<ModuleOp> Builder::build() {
   }
   b.create<func::ReturnOp>(loc, loss);
   fn.setType(b.getFunctionType(entry->getArgumentTypes(), {loss.getType()}));
+  if (recipe.method == Method::SFT && !recipe.data.eval.empty())
+    buildPredict(*module);
   return module;
 }
 

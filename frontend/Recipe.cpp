@@ -150,6 +150,7 @@ const KeySpec kSchema[] = {
   {"model", "tokenizer", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "directory with tokenizer.json (default: the model directory)"},
 
   {"data", "train", Kind::Paths, none(), ALL, nullptr, -INFINITY, INFINITY, false, "JSONL file, glob or list of them"},
+  {"data", "eval", Kind::Paths, none(), ALL, nullptr, -INFINITY, INFINITY, false, "held-out JSONL file(s) for evaluation"},
   {"data", "format", Kind::Enum, all("\"auto\""), ALL, "auto|language_modeling|prompt_only|prompt_completion|preference|unpaired_preference|tokenized", -INFINITY, INFINITY, false, "dataset format"},
   {"data", "dataset_text_field", Kind::String, {"\"text\"", nullptr, nullptr, nullptr}, SFT, nullptr, -INFINITY, INFINITY, false, "column of language-modeling text"},
   {"data", "max_length", Kind::Int, {"1024", "1024", "1024", nullptr}, SFT | DPO | KTO, nullptr, 1, 1 << 24, false, "maximum tokens per example"},
@@ -768,14 +769,20 @@ void Resolver::fill(toml::table &root, Recipe &r) {
   r.model.initSeed = *i64("model", "init_seed");
   r.model.tokenizer = str("model", "tokenizer");
 
-  if (const toml::node *t = get(root, "data", "train")) {
-    r.data.trainWhere = diag.where(*t);
+  auto pathList = [&](const char *key, std::vector<std::string> &files,
+                      std::string &where) {
+    const toml::node *t = get(root, "data", key);
+    if (!t)
+      return;
+    where = diag.where(*t);
     if (t->is_string())
-      r.data.train.push_back(t->as_string()->get());
+      files.push_back(t->as_string()->get());
     else
       for (const toml::node &e : *t->as_array())
-        r.data.train.push_back(e.as_string()->get());
-  }
+        files.push_back(e.as_string()->get());
+  };
+  pathList("train", r.data.train, r.data.trainWhere);
+  pathList("eval", r.data.eval, r.data.evalWhere);
   r.data.format = *str("data", "format");
   r.data.datasetTextField = str("data", "dataset_text_field").value_or("text");
   r.data.maxLength = i64("data", "max_length");
@@ -944,14 +951,21 @@ Expected<Recipe> Resolver::run(toml::table &root,
 } // namespace
 
 std::optional<Error> checkInputFiles(const Recipe &recipe) {
-  for (const std::string &file : recipe.data.train) {
-    if (file.find_first_of("*?[") != std::string::npos || fs::exists(file))
-      continue;
-    return Error{recipe.data.trainWhere + ": error: [data] train file '" +
-                 file + "' does not exist (relative paths are relative to " +
-                 "the current directory, " + fs::current_path().string() + ")"};
-  }
-  return std::nullopt;
+  auto check = [](const std::vector<std::string> &files,
+                  const std::string &where,
+                  const char *key) -> std::optional<Error> {
+    for (const std::string &file : files) {
+      if (file.find_first_of("*?[") != std::string::npos || fs::exists(file))
+        continue;
+      return Error{where + ": error: [data] " + key + " file '" + file +
+                   "' does not exist (relative paths are relative to the " +
+                   "current directory, " + fs::current_path().string() + ")"};
+    }
+    return std::nullopt;
+  };
+  if (auto err = check(recipe.data.train, recipe.data.trainWhere, "train"))
+    return err;
+  return check(recipe.data.eval, recipe.data.evalWhere, "eval");
 }
 
 Expected<Recipe> parseRecipe(const std::string &text, const std::string &path,

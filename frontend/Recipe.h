@@ -93,6 +93,8 @@ struct Recipe {
   struct Data {
     std::vector<std::string> train;
     std::string trainWhere;  // "file:line:col" of [data] train, for messages
+    std::vector<std::string> eval;
+    std::string evalWhere;
     std::string format = "auto";
     std::string datasetTextField = "text";
     std::optional<int64_t> maxLength;

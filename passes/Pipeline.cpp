@@ -1,22 +1,41 @@
 //===- Pipeline.cpp - the trl compilation pipeline ------------------------===//
 
 #include "passes/Pipeline.h"
+#include "passes/Passes.h"
 
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 
 using namespace mlir;
 
-void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &) {
-  // Deduplicate parameter reads and drop values nothing uses before the
-  // memory passes see the graph.
+void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o) {
+  // Deduplicate parameter reads and drop values nothing uses before
+  // differentiating.
   pm.addPass(createCSEPass());
   pm.addPass(createCanonicalizerPass());
+  if (o.forwardOnly)
+    return;
+  pm.addPass(createTrlAutodiff());
+  TrlOptimizerOptions opt;
+  opt.maxGradNorm = o.maxGradNorm;
+  opt.learningRate = o.learningRate;
+  opt.schedule = o.schedule;
+  opt.warmupSteps = o.warmupSteps;
+  opt.totalSteps = o.totalSteps;
+  opt.beta1 = o.beta1;
+  opt.beta2 = o.beta2;
+  opt.epsilon = o.epsilon;
+  opt.weightDecay = o.weightDecay;
+  pm.addPass(createTrlOptimizer(opt));
+  // The backward pass reads some forward values twice (a tied head's
+  // weight); merge what it duplicated.
+  pm.addPass(createCSEPass());
 }
 
-void trl::registerTrlPasses() {
+void trl::registerTrlPipeline() {
   registerCSEPass();
   registerCanonicalizerPass();
+  registerTrlPasses();
   PassPipelineRegistration<>(
       "trl-pipeline", "the full trlc compilation pipeline",
       [](OpPassManager &pm) { buildTrlPipeline(pm, PipelineOptions{}); });

@@ -5,10 +5,24 @@
 
 #include "mlir/Pass/PassManager.h"
 
+#include <cstdint>
+#include <string>
+
 namespace mlir::trl {
 
 /// Options of the compilation pipeline that come from the recipe.
-struct PipelineOptions {};
+struct PipelineOptions {
+  /// Stop after the forward pass (no autodiff, no optimizer): for tests and
+  /// `--emit=mlir` of the bare model.
+  bool forwardOnly = false;
+  // trl-optimizer
+  double maxGradNorm = 1.0;
+  double learningRate = 2e-5;
+  std::string schedule = "linear";
+  int64_t warmupSteps = 0;
+  int64_t totalSteps = 1;
+  double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8, weightDecay = 0.0;
+};
 
 /// Appends the trl compilation pipeline to `pm`, in DESIGN.md order. Passes
 /// added by later stages of the compiler plug in here and nowhere else.
@@ -16,7 +30,7 @@ void buildTrlPipeline(OpPassManager &pm, const PipelineOptions &options);
 
 /// Registers every trl pass and the `trl-pipeline` pipeline with the global
 /// registry (for trl-opt and --print-ir-after=NAME).
-void registerTrlPasses();
+void registerTrlPipeline();
 
 } // namespace mlir::trl
 

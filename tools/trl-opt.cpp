@@ -8,7 +8,7 @@
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 
 int main(int argc, char **argv) {
-  mlir::trl::registerTrlPasses();
+  mlir::trl::registerTrlPipeline();
   mlir::DialectRegistry registry;
   registry.insert<mlir::trl::TrlDialect, mlir::func::FuncDialect>();
   return mlir::asMainReturnCode(

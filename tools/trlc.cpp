@@ -22,7 +22,12 @@
 #include "mlir/Pass/PassManager.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <glob.h>
+
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -38,6 +43,7 @@ const char *kUsage =
     "compile options:\n"
     "  -o OUT.trlc               artifact directory (default: RECIPE_NAME.trlc)\n"
     "  --emit=mlir               print the trl module after the pipeline and stop\n"
+    "  --emit=forward            print the forward pass and loss (before autodiff) and stop\n"
     "  --print-ir-after-all      print the IR after every pass (to stderr)\n"
     "  --print-ir-after=PASS     print the IR after the named pass (to stderr)\n"
     "  --set section.key=value   override a recipe key (repeatable)\n"
@@ -73,8 +79,9 @@ std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
     if (auto v = valueOf(i, arg, "-o")) {
       o.output = *v;
     } else if (auto v = valueOf(i, arg, "--emit")) {
-      if (*v != "mlir")
-        return "unknown --emit value '" + *v + "'; expected --emit=mlir";
+      if (*v != "mlir" && *v != "forward")
+        return "unknown --emit value '" + *v +
+               "'; expected --emit=mlir or --emit=forward";
       o.emit = *v;
     } else if (arg == "--print-ir-after-all") {
       o.printIrAfterAll = true;
@@ -102,6 +109,64 @@ std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
   if (o.recipe.empty())
     return "compile needs a recipe: trlc compile RECIPE.toml";
   return "";
+}
+
+/// Optimizer steps of the run, as the Hugging Face Trainer counts them.
+struct Schedule {
+  int64_t rows = 0;          // training examples
+  int64_t totalSteps = 0;    // optimizer steps
+  int64_t warmupSteps = 0;
+};
+
+trlc::Expected<Schedule> trainingSchedule(const trlc::Recipe &r) {
+  Schedule s;
+  for (const std::string &pattern : r.data.train) {
+    glob_t g{};
+    if (::glob(pattern.c_str(), 0, nullptr, &g) != 0) {
+      globfree(&g);
+      return trlc::Error{r.data.trainWhere + ": error: [data] train '" +
+                         pattern + "' matches no file"};
+    }
+    for (size_t i = 0; i < g.gl_pathc; ++i) {
+      std::ifstream in(g.gl_pathv[i]);
+      std::string line;
+      while (std::getline(in, line))
+        if (line.find_first_not_of(" \t\r") != std::string::npos)
+          ++s.rows;
+    }
+    globfree(&g);
+  }
+  if (s.rows == 0)
+    return trlc::Error{r.data.trainWhere +
+                       ": error: the [data] train files hold no examples"};
+  int64_t batches = (s.rows + r.train.perDeviceTrainBatchSize - 1) /
+                    r.train.perDeviceTrainBatchSize;
+  int64_t perEpoch =
+      std::max<int64_t>(batches / r.train.gradientAccumulationSteps, 1);
+  s.totalSteps = r.train.maxSteps > 0
+                     ? r.train.maxSteps
+                     : static_cast<int64_t>(
+                           std::ceil(r.train.numTrainEpochs * perEpoch));
+  s.warmupSteps = r.train.warmupSteps > 0
+                      ? r.train.warmupSteps
+                      : static_cast<int64_t>(
+                            std::ceil(r.train.warmupRatio * s.totalSteps));
+  return s;
+}
+
+mlir::trl::PipelineOptions pipelineOptions(const trlc::Recipe &r,
+                                           const Schedule &s) {
+  mlir::trl::PipelineOptions o;
+  o.maxGradNorm = r.train.maxGradNorm;
+  o.learningRate = r.train.learningRate;
+  o.schedule = r.train.lrSchedulerType;
+  o.warmupSteps = s.warmupSteps;
+  o.totalSteps = s.totalSteps;
+  o.beta1 = r.train.adamBeta1;
+  o.beta2 = r.train.adamBeta2;
+  o.epsilon = r.train.adamEpsilon;
+  o.weightDecay = r.train.weightDecay;
+  return o;
 }
 
 int compile(const CompileOptions &o) {
@@ -137,11 +202,20 @@ int compile(const CompileOptions &o) {
   if (mlir::failed(mlir::verify(*module)))
     return internalError("building the training step");
 
+  auto schedule = trainingSchedule(*recipe);
+  if (!schedule) {
+    std::cerr << schedule.error().message << "\n";
+    return 1;
+  }
   mlir::PassManager pm(&context);
-  mlir::trl::buildTrlPipeline(pm, {});
+  auto options = pipelineOptions(*recipe, *schedule);
+  options.forwardOnly = o.emit == "forward";
+  mlir::trl::buildTrlPipeline(pm, options);
   std::vector<std::string> known;
   for (mlir::Pass &p : pm.getPasses())
-    known.push_back(p.getArgument().str());
+    if (std::find(known.begin(), known.end(), p.getArgument().str()) ==
+        known.end())
+      known.push_back(p.getArgument().str());
   for (const std::string &name : o.printIrAfter) {
     if (std::find(known.begin(), known.end(), name) != known.end())
       continue;
@@ -171,7 +245,7 @@ int compile(const CompileOptions &o) {
   if (mlir::failed(pm.run(*module)))
     return internalError("running the pass pipeline");
 
-  if (o.emit == "mlir") {
+  if (!o.emit.empty()) {
     module->print(llvm::outs());
     llvm::outs() << "\n";
     return 0;

@@ -1,0 +1,48 @@
+//===- Passes.td - trl passes ---------------------------------*- tablegen -*-===//
+
+#ifndef TRL_PASSES_TD
+#define TRL_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def TrlAutodiff : Pass<"trl-autodiff", "ModuleOp"> {
+  let summary = "reverse-mode differentiation of @train_step";
+  let description = [{
+    Walks `@train_step` backwards from its loss through the VJP op
+    interface and returns, after the loss, the gradient of every trainable
+    `trl.param` (result attribute `trl.grad = NAME`). Only values that
+    depend on a trainable parameter are differentiated, so the frozen
+    reference model of DPO/KTO/GRPO gets no backward pass. A parameter read
+    twice (tied embeddings) gets the sum of both cotangents.
+  }];
+  let dependentDialects = ["::mlir::trl::TrlDialect"];
+}
+
+def TrlOptimizer : Pass<"trl-optimizer", "ModuleOp"> {
+  let summary = "gradient accumulation, clipping, LR schedule and AdamW";
+  let description = [{
+    Turns the gradients of `@train_step` into accumulators (arguments and
+    results with `trl.state = "grad:NAME"`, summed every micro-batch) and
+    adds `@optimizer_step(%step)`: global-norm clipping, the learning-rate
+    schedule and one AdamW update per trainable parameter, returning the new
+    parameters and moments as `trl.state` results and cleared accumulators.
+    Weight decay applies to matrices only (not to biases and norm weights),
+    as the Hugging Face Trainer does.
+  }];
+  let dependentDialects = ["::mlir::trl::TrlDialect"];
+  let options = [
+    Option<"maxGradNorm", "max-grad-norm", "double", "1.0",
+           "clip the global gradient norm to this (0 disables clipping)">,
+    Option<"learningRate", "learning-rate", "double", "2e-5", "peak learning rate">,
+    Option<"schedule", "schedule", "std::string", "\"linear\"",
+           "constant | linear | cosine">,
+    Option<"warmupSteps", "warmup-steps", "int64_t", "0", "linear warm-up steps">,
+    Option<"totalSteps", "total-steps", "int64_t", "1", "optimizer steps of the run">,
+    Option<"beta1", "beta1", "double", "0.9", "AdamW beta1">,
+    Option<"beta2", "beta2", "double", "0.999", "AdamW beta2">,
+    Option<"epsilon", "epsilon", "double", "1e-8", "AdamW epsilon">,
+    Option<"weightDecay", "weight-decay", "double", "0.0", "decoupled weight decay">,
+  ];
+}
+
+#endif // TRL_PASSES_TD
