@@ -31,7 +31,8 @@ std::optional<Error> writeFile(const fs::path &file, const std::string &text) {
 std::optional<Error> writeArtifact(const std::string &outDir,
                                    const Recipe &recipe, mlir::ModuleOp module,
                                    const MemorySummary &cpu,
-                                   const MemorySummary &cuda) {
+                                   const MemorySummary &cuda,
+                                   const artifact::Plan &plan) {
   fs::path dir(outDir);
   std::error_code ec;
   if (fs::exists(dir, ec)) {
@@ -71,6 +72,9 @@ std::optional<Error> writeArtifact(const std::string &outDir,
     return err;
   if (auto err = writeFile(dir / artifact::kMemoryPlanFile,
                            memorySummaryJson(cpu, cuda)))
+    return err;
+  if (auto err = writeFile(dir / artifact::kPlanFile,
+                           artifact::planToJson(plan).dump() + "\n"))
     return err;
   // The manifest goes last: a directory without one is an incomplete write.
   return writeFile(dir / artifact::kManifestFile, manifest.dump(2) + "\n");

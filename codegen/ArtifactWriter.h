@@ -5,6 +5,7 @@
 
 #include "codegen/MemorySummary.h"
 #include "frontend/Recipe.h"
+#include "trlc/Artifact.h"
 
 #include "mlir/IR/BuiltinOps.h"
 
@@ -16,7 +17,8 @@ namespace trlc {
 std::optional<Error> writeArtifact(const std::string &outDir,
                                    const Recipe &recipe, mlir::ModuleOp module,
                                    const MemorySummary &cpu,
-                                   const MemorySummary &cuda);
+                                   const MemorySummary &cuda,
+                                   const artifact::Plan &plan);
 
 } // namespace trlc
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <map>
 #include <functional>
 #include <set>
 #include <sstream>
@@ -472,6 +473,69 @@ std::string printModelConfig(const ModelConfig &c, bool fromPath) {
     os << p << "pad_token_id = " << *c.padTokenId << "\n";
   os << "# parameters: " << c.numParameters() << "\n";
   return os.str();
+}
+
+} // namespace trlc
+
+namespace trlc {
+
+std::string configToHfJson(const ModelConfig &c) {
+  json j;
+  auto ids = [&](json &out) {
+    if (c.bosTokenId) out["bos_token_id"] = *c.bosTokenId;
+    if (c.eosTokenId) out["eos_token_id"] = *c.eosTokenId;
+    if (c.padTokenId) out["pad_token_id"] = *c.padTokenId;
+  };
+  if (c.family == ModelFamily::GPT2) {
+    j = {{"architectures", {"GPT2LMHeadModel"}},
+         {"model_type", "gpt2"},
+         {"n_embd", c.hiddenSize},
+         {"n_layer", c.numLayers},
+         {"n_head", c.numHeads},
+         {"n_inner", c.intermediateSize},
+         {"n_positions", c.maxPositionEmbeddings},
+         {"vocab_size", c.vocabSize},
+         {"layer_norm_epsilon", c.normEps},
+         {"activation_function", c.hiddenAct},
+         {"initializer_range", c.initializerRange},
+         {"tie_word_embeddings", true},
+         {"resid_pdrop", 0.0}, {"embd_pdrop", 0.0}, {"attn_pdrop", 0.0}};
+    ids(j);
+    return j.dump(2) + "\n";
+  }
+  static const std::map<ModelFamily, const char *> arch = {
+      {ModelFamily::Llama, "LlamaForCausalLM"},
+      {ModelFamily::Qwen2, "Qwen2ForCausalLM"},
+      {ModelFamily::Qwen3, "Qwen3ForCausalLM"},
+      {ModelFamily::Mistral, "MistralForCausalLM"}};
+  j = {{"architectures", {arch.at(c.family)}},
+       {"model_type", familyName(c.family)},
+       {"hidden_size", c.hiddenSize},
+       {"intermediate_size", c.intermediateSize},
+       {"num_hidden_layers", c.numLayers},
+       {"num_attention_heads", c.numHeads},
+       {"num_key_value_heads", c.numKvHeads},
+       {"head_dim", c.headDim},
+       {"vocab_size", c.vocabSize},
+       {"max_position_embeddings", c.maxPositionEmbeddings},
+       {"rms_norm_eps", c.normEps},
+       {"rope_theta", c.ropeTheta},
+       {"tie_word_embeddings", c.tieWordEmbeddings},
+       {"hidden_act", c.hiddenAct},
+       {"initializer_range", c.initializerRange},
+       {"attention_dropout", 0.0}};
+  if (c.family == ModelFamily::Llama || c.family == ModelFamily::Qwen3)
+    j["attention_bias"] = c.attentionBias;
+  if (c.ropeScaling)
+    j["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", c.ropeScaling->factor},
+        {"low_freq_factor", c.ropeScaling->lowFreqFactor},
+        {"high_freq_factor", c.ropeScaling->highFreqFactor},
+        {"original_max_position_embeddings",
+         c.ropeScaling->originalMaxPositionEmbeddings}};
+  ids(j);
+  return j.dump(2) + "\n";
 }
 
 } // namespace trlc

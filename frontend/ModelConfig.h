@@ -23,6 +23,9 @@ Expected<ModelConfig> configFromToml(const toml::table &table,
 /// out when the model comes from a directory).
 std::string printModelConfig(const ModelConfig &config, bool fromPath);
 
+/// The configuration as a transformers config.json (saved with checkpoints).
+std::string configToHfJson(const ModelConfig &config);
+
 } // namespace trlc
 
 #endif // TRLC_FRONTEND_MODELCONFIG_H

@@ -7,6 +7,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "codegen/ArtifactWriter.h"
+#include "codegen/Lowering.h"
+#include "frontend/ModelConfig.h"
 #include "codegen/MemorySummary.h"
 #include "dialect/TrlDialect.h"
 #include "frontend/GraphBuilder.h"
@@ -27,6 +29,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -169,6 +172,47 @@ mlir::trl::PipelineOptions pipelineOptions(const trlc::Recipe &r,
   return o;
 }
 
+/// What the runtime's training loop needs from the recipe (plan.json "run").
+nlohmann::json runInfo(const trlc::Recipe &r, const Schedule &s) {
+  namespace fs = std::filesystem;
+  auto absolute = [](const std::vector<std::string> &files) {
+    std::vector<std::string> out;
+    for (const std::string &f : files)
+      out.push_back(fs::absolute(f).lexically_normal().string());
+    return out;
+  };
+  std::string tokenizer;
+  if (r.model.tokenizer)
+    tokenizer = fs::absolute(*r.model.tokenizer).lexically_normal().string();
+  else if (r.model.path)
+    tokenizer = fs::absolute(*r.model.path).lexically_normal().string();
+  return {
+      {"method", trlc::methodName(r.method)},
+      {"batch_size", r.train.perDeviceTrainBatchSize},
+      {"seq_len", trlc::sequenceBound(r)},
+      {"gradient_accumulation_steps", r.train.gradientAccumulationSteps},
+      {"train_rows", s.rows},
+      {"total_steps", s.totalSteps},
+      {"num_train_epochs", r.train.numTrainEpochs},
+      {"seed", r.train.seed},
+      {"init_seed", r.model.initSeed},
+      {"initializer_range", r.model.config.initializerRange},
+      {"model_path", r.model.path
+                         ? fs::absolute(*r.model.path).lexically_normal().string()
+                         : std::string()},
+      {"tokenizer", tokenizer},
+      {"model_config", nlohmann::json::parse(
+                           trlc::configToHfJson(r.model.config))},
+      {"pad_token_id", r.model.config.padTokenId.value_or(
+                           r.model.config.eosTokenId.value_or(0))},
+      {"train", absolute(r.data.train)},
+      {"eval", absolute(r.data.eval)},
+      {"output_dir", fs::absolute(r.output.outputDir).lexically_normal().string()},
+      {"logging_steps", r.output.loggingSteps},
+      {"save_steps", r.output.saveSteps},
+      {"save_total_limit", r.output.saveTotalLimit.value_or(-1)}};
+}
+
 int compile(const CompileOptions &o) {
   auto recipe = trlc::loadRecipe(o.recipe, o.overrides);
   if (!recipe) {
@@ -251,10 +295,17 @@ int compile(const CompileOptions &o) {
     return 0;
   }
 
+  auto plan = trlc::lowerToPlan(*module);
+  if (!plan) {
+    std::cerr << "trlc: " << plan.error().message << " (please report it with "
+              << "the recipe " << o.recipe << ")\n";
+    return 3;
+  }
+  plan->run = runInfo(*recipe, *schedule);
   trlc::MemorySummary cpu = trlc::summarizeMemory(*module, 4);
   trlc::MemorySummary cuda = trlc::summarizeMemory(*module, 2);
   std::string out = o.output.empty() ? recipe->stem + ".trlc" : o.output;
-  if (auto err = trlc::writeArtifact(out, *recipe, *module, cpu, cuda)) {
+  if (auto err = trlc::writeArtifact(out, *recipe, *module, cpu, cuda, *plan)) {
     std::cerr << err->message << "\n";
     return 1;
   }

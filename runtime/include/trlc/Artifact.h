@@ -5,9 +5,10 @@
 //   manifest.json      what the artifact is (this header's format version)
 //   recipe.toml        the fully resolved recipe it was compiled from
 //   memory_plan.json   the compiler's memory accounting of one step
+//   plan.json          the executable plan (below)
 //   ir/train_step.mlir the `trl` module after the pass pipeline
 //
-// manifest.json fields (format version 1):
+// manifest.json fields (format version 2):
 //   format            "trlc-artifact"
 //   format_version    integer; the runtime refuses any other version
 //   recipe            path of the recipe as given to `trlc compile`
@@ -19,6 +20,33 @@
 //   sequence_bound    static upper bound of every sequence dimension
 //   parameters        trainable parameter count
 //
+// plan.json (format version 2) is what the runtime executes:
+//   arena_bytes   size of the one arena every tensor lives in
+//   tensors       [{offset, shape, dtype}]: dtype f32 | f64 | i64 | i32 | bool
+//                 (bool is one byte); offsets are bytes into the arena,
+//                 64-byte aligned; views (reshapes) share their source's
+//                 offset
+//   params        [{name, set, trainable, hf_transposed, tensor, grad,
+//                 exp_avg, exp_avg_sq}]: the parameter table; `set` is
+//                 "policy" or "reference" (the frozen model); the optimizer
+//                 state indices are -1 for frozen parameters
+//   programs      {NAME: {inputs: {name: tensor}, outputs: {name: tensor},
+//                 calls: [{kernel, in: [tensor or -1 for an absent optional
+//                 operand], out: [tensor], attrs: {...}}]}}; programs are
+//                 train_step (one micro-batch: forward, backward, gradient
+//                 accumulation), optimizer_step (clip, schedule, AdamW, clear
+//                 the accumulators) and, with [data] eval, predict (logits)
+//   run           what the training loop needs from the recipe: method,
+//                 batch_size, seq_len, gradient_accumulation_steps,
+//                 total_steps, num_train_epochs, max_steps, seed, init_seed,
+//                 initializer_range, model_path, tokenizer, model_config
+//                 (config.json to save with checkpoints), train and eval
+//                 files, output_dir, logging_steps, save_steps,
+//                 save_total_limit
+// Tensors of different programs may share arena bytes: programs never run
+// at the same time, and parameters, gradients and optimizer moments
+// (persistent state) are never shared.
+//
 // The runtime never links MLIR: it reads these files only.
 //
 //===----------------------------------------------------------------------===//
@@ -26,16 +54,21 @@
 #ifndef TRLC_RUNTIME_ARTIFACT_H
 #define TRLC_RUNTIME_ARTIFACT_H
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 namespace trlc::artifact {
 
-inline constexpr int kFormatVersion = 1;
+inline constexpr int kFormatVersion = 2;
 inline constexpr const char *kFormatName = "trlc-artifact";
 inline constexpr const char *kManifestFile = "manifest.json";
 inline constexpr const char *kRecipeFile = "recipe.toml";
 inline constexpr const char *kMemoryPlanFile = "memory_plan.json";
+inline constexpr const char *kPlanFile = "plan.json";
 inline constexpr const char *kIrDir = "ir";
 inline constexpr const char *kStepIrFile = "train_step.mlir";
 
@@ -50,6 +83,54 @@ struct Manifest {
   int64_t sequenceBound = 0;
   int64_t parameters = 0;
 };
+
+enum class DType { F32, F64, I64, I32, Bool };
+
+/// Bytes of one element; the name used in plan.json.
+int64_t dtypeBytes(DType dtype);
+const char *dtypeName(DType dtype);
+
+struct TensorDesc {
+  int64_t offset = 0;
+  std::vector<int64_t> shape;
+  DType dtype = DType::F32;
+  int64_t numel() const;
+  int64_t bytes() const { return numel() * dtypeBytes(dtype); }
+};
+
+struct ParamDesc {
+  std::string name;
+  std::string set = "policy";
+  bool trainable = true;
+  bool hfTransposed = false;
+  int tensor = -1, grad = -1, expAvg = -1, expAvgSq = -1;
+};
+
+struct KernelCall {
+  std::string kernel;
+  std::vector<int> in;   // -1: an absent optional operand
+  std::vector<int> out;
+  nlohmann::json attrs = nlohmann::json::object();
+};
+
+struct Program {
+  std::map<std::string, int> inputs, outputs;
+  std::vector<KernelCall> calls;
+};
+
+struct Plan {
+  int64_t arenaBytes = 0;
+  std::vector<TensorDesc> tensors;
+  std::vector<ParamDesc> params;
+  std::map<std::string, Program> programs;
+  nlohmann::json run = nlohmann::json::object();
+};
+
+nlohmann::json planToJson(const Plan &plan);
+
+/// Reads `dir`/plan.json, checking every tensor against the arena and every
+/// call's tensor indices. On failure returns false and sets `error`.
+bool readPlan(const std::string &dir, Plan &plan, std::string &error);
 
 /// Reads and validates `dir`/manifest.json. On failure returns false and
 /// sets `error` to a message naming the file and the fix.
