@@ -1,0 +1,1127 @@
+//===- CpuKernels.cpp - the CPU backend's kernels -------------------------===//
+//
+// One function per kernel of the plan, templated on the float type (f32 for
+// training, f64 for the finite-difference tests). Matrix products go to
+// OpenBLAS; everything else is a static OpenMP loop. Reductions that cross
+// loop iterations are split in a fixed way (per-thread partials summed in
+// thread order, or one thread per output column), so a fixed thread count
+// gives bit-identical results.
+//
+//===----------------------------------------------------------------------===//
+
+#include "trlc/Backend.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <map>
+#include <vector>
+
+namespace trlc {
+namespace {
+
+using artifact::DType;
+
+// --- helpers ----------------------------------------------------------------
+
+int64_t rowsOf(const TensorRef &t) { return t.numel() / t.dim(-1); }
+
+double attrF(const KernelArgs &a, const char *k) { return a.attrs->at(k).get<double>(); }
+int64_t attrI(const KernelArgs &a, const char *k) { return a.attrs->at(k).get<int64_t>(); }
+bool attrB(const KernelArgs &a, const char *k) {
+  return a.attrs->contains(k) && a.attrs->at(k).get<bool>();
+}
+std::string attrS(const KernelArgs &a, const char *k) {
+  return a.attrs->at(k).get<std::string>();
+}
+
+int64_t index(const TensorRef &t, int64_t i) {
+  switch (t.dtype()) {
+  case DType::I64: return t.as<int64_t>()[i];
+  case DType::I32: return t.as<int32_t>()[i];
+  case DType::Bool: return t.as<uint8_t>()[i];
+  case DType::F32: return t.as<float>()[i] != 0;
+  case DType::F64: return t.as<double>()[i] != 0;
+  }
+  return 0;
+}
+
+template <typename T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *a,
+          int64_t lda, const T *b, int64_t ldb, T beta, T *c, int64_t ldc) {
+  auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, TA, TB, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  else
+    cblas_dgemm(CblasRowMajor, TA, TB, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+}
+
+/// Deterministic parallel sum of f(i) for i in [0, n).
+template <typename F> double parallelSum(int64_t n, F f) {
+  int threads = omp_get_max_threads();
+  std::vector<double> partial(threads, 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    int t = omp_get_thread_num();
+    int64_t lo = n * t / threads, hi = n * (t + 1) / threads;
+    double s = 0;
+    for (int64_t i = lo; i < hi; ++i)
+      s += f(i);
+    partial[t] = s;
+  }
+  double total = 0;
+  for (double p : partial)
+    total += p;
+  return total;
+}
+
+template <typename T> T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+template <typename T> T logSigmoid(T x) {
+  return x >= 0 ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x));
+}
+
+// --- elementwise ---------------------------------------------------------------
+
+template <typename T> void fill(const KernelArgs &a) {
+  T v = static_cast<T>(attrF(a, "value"));
+  T *y = a.out[0].as<T>();
+  int64_t n = a.out[0].numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = v;
+}
+
+template <typename T> void add(const KernelArgs &a) {
+  const T *x = a.in[0].as<T>(), *z = a.in[1].as<T>();
+  T *y = a.out[0].as<T>();
+  int64_t n = a.out[0].numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = x[i] + z[i];
+}
+
+template <typename T> void div(const KernelArgs &a) {
+  const T *x = a.in[0].as<T>();
+  T d = a.in[1].as<T>()[0];
+  T *y = a.out[0].as<T>();
+  int64_t n = a.out[0].numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = x[i] / d;
+}
+
+template <typename T> void swiglu(const KernelArgs &a) {
+  const T *g = a.in[0].as<T>(), *u = a.in[1].as<T>();
+  T *y = a.out[0].as<T>();
+  int64_t n = a.out[0].numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = g[i] * sigmoid(g[i]) * u[i];
+}
+
+template <typename T> void swigluGrad(const KernelArgs &a) {
+  const T *dy = a.in[0].as<T>(), *g = a.in[1].as<T>(), *u = a.in[2].as<T>();
+  T *dg = a.out[0].as<T>(), *du = a.out[1].as<T>();
+  int64_t n = a.out[0].numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T s = sigmoid(g[i]);
+    du[i] = dy[i] * g[i] * s;
+    dg[i] = dy[i] * u[i] * (s + g[i] * s * (1 - s));
+  }
+}
+
+constexpr double kSqrt2OverPi = 0.7978845608028654;
+
+template <typename T> void gelu(const KernelArgs &a) {
+  bool tanhApprox = attrS(a, "approximate") == "tanh";
+  const T *x = a.in[0].as<T>();
+  T *y = a.out[0].as<T>();
+  int64_t n = a.out[0].numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T v = x[i];
+    y[i] = tanhApprox
+               ? T(0.5) * v * (1 + std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)))
+               : T(0.5) * v * (1 + std::erf(v / std::sqrt(T(2))));
+  }
+}
+
+template <typename T> void geluGrad(const KernelArgs &a) {
+  bool tanhApprox = attrS(a, "approximate") == "tanh";
+  const T *dy = a.in[0].as<T>(), *x = a.in[1].as<T>();
+  T *dx = a.out[0].as<T>();
+  int64_t n = a.out[0].numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T v = x[i], d;
+    if (tanhApprox) {
+      T k = T(kSqrt2OverPi), inner = k * (v + T(0.044715) * v * v * v);
+      T t = std::tanh(inner);
+      d = T(0.5) * (1 + t) + T(0.5) * v * (1 - t * t) * k * (1 + 3 * T(0.044715) * v * v);
+    } else {
+      d = T(0.5) * (1 + std::erf(v / std::sqrt(T(2)))) +
+          v * std::exp(-v * v / 2) / std::sqrt(T(2 * M_PI));
+    }
+    dx[i] = dy[i] * d;
+  }
+}
+
+template <typename T> void copyKernel(const KernelArgs &a) {
+  if (a.out[0].data != a.in[0].data)
+    std::memcpy(a.out[0].data, a.in[0].data, a.in[0].desc->bytes());
+}
+
+// --- shapes ------------------------------------------------------------------
+
+/// outer x (axis dim) x inner decomposition of `t` at `axis`.
+void around(const TensorRef &t, int64_t axis, int64_t &outer, int64_t &inner) {
+  outer = inner = 1;
+  for (int64_t i = 0; i < axis; ++i)
+    outer *= t.dim(i);
+  for (int64_t i = axis + 1; i < t.rank(); ++i)
+    inner *= t.dim(i);
+}
+
+template <typename T> void split(const KernelArgs &a) {
+  int64_t axis = attrI(a, "axis"), outer, inner;
+  around(a.in[0], axis, outer, inner);
+  int64_t full = a.in[0].dim(axis) * inner, at = 0;
+  for (const TensorRef &part : a.out) {
+    int64_t w = part.dim(axis) * inner;
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(part.as<T>() + o * w, a.in[0].as<T>() + o * full + at, w * sizeof(T));
+    at += w;
+  }
+}
+
+template <typename T> void concat(const KernelArgs &a) {
+  int64_t axis = attrI(a, "axis"), outer, inner;
+  around(a.out[0], axis, outer, inner);
+  int64_t full = a.out[0].dim(axis) * inner, at = 0;
+  for (const TensorRef &part : a.in) {
+    int64_t w = part.dim(axis) * inner;
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(a.out[0].as<T>() + o * full + at, part.as<T>() + o * w, w * sizeof(T));
+    at += w;
+  }
+}
+
+// --- embedding -----------------------------------------------------------------
+
+template <typename T> void embedding(const KernelArgs &a) {
+  const TensorRef &table = a.in[0], &ids = a.in[1];
+  int64_t v = table.dim(0), h = table.dim(1), n = ids.numel();
+  for (int64_t i = 0; i < n; ++i)
+    if (index(ids, i) < 0 || index(ids, i) >= v)
+      throw KernelError("token id " + std::to_string(index(ids, i)) +
+                        " is outside the vocabulary (size " + std::to_string(v) + ")");
+  T *y = a.out[0].as<T>();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(y + i * h, table.as<T>() + index(ids, i) * h, h * sizeof(T));
+}
+
+template <typename T> void embeddingGrad(const KernelArgs &a) {
+  const TensorRef &dy = a.in[0], &ids = a.in[1];
+  T *dt = a.out[0].as<T>();
+  int64_t h = a.out[0].dim(1), n = ids.numel();
+  std::memset(dt, 0, a.out[0].desc->bytes());
+  // One thread per column block: every row is summed in token order.
+#pragma omp parallel
+  {
+    int t = omp_get_thread_num(), threads = omp_get_num_threads();
+    int64_t lo = h * t / threads, hi = h * (t + 1) / threads;
+    for (int64_t i = 0; i < n; ++i) {
+      T *row = dt + index(ids, i) * h;
+      const T *g = dy.as<T>() + i * h;
+      for (int64_t j = lo; j < hi; ++j)
+        row[j] += g[j];
+    }
+  }
+}
+
+// --- norms -------------------------------------------------------------------
+
+template <typename T> void rmsNorm(const KernelArgs &a) {
+  const T *x = a.in[0].as<T>(), *w = a.in[1].as<T>();
+  T *y = a.out[0].as<T>();
+  T eps = static_cast<T>(attrF(a, "eps"));
+  int64_t h = a.in[0].dim(-1), rows = rowsOf(a.in[0]);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T *xr = x + r * h;
+    T ss = 0;
+    for (int64_t j = 0; j < h; ++j)
+      ss += xr[j] * xr[j];
+    T inv = 1 / std::sqrt(ss / h + eps);
+    for (int64_t j = 0; j < h; ++j)
+      y[r * h + j] = xr[j] * inv * w[j];
+  }
+}
+
+/// Sums per-thread partial rows [threads, h] into `out` in thread order.
+template <typename T>
+void reducePartials(const T *partials, int threads, int64_t h, T *out) {
+  for (int64_t j = 0; j < h; ++j) {
+    T s = 0;
+    for (int t = 0; t < threads; ++t)
+      s += partials[t * h + j];
+    out[j] = s;
+  }
+}
+
+template <typename T> void rmsNormGrad(const KernelArgs &a) {
+  const T *dy = a.in[0].as<T>(), *x = a.in[1].as<T>(), *w = a.in[2].as<T>();
+  T *dx = a.out[0].as<T>(), *dw = a.out[1].as<T>();
+  T eps = static_cast<T>(attrF(a, "eps"));
+  int64_t h = a.in[1].dim(-1), rows = rowsOf(a.in[1]);
+  int threads = omp_get_max_threads();
+  T *partial = static_cast<T *>(a.scratch);
+  std::fill(partial, partial + threads * h, T(0));
+#pragma omp parallel num_threads(threads)
+  {
+    int t = omp_get_thread_num();
+    T *pw = partial + t * h;
+    int64_t lo = rows * t / threads, hi = rows * (t + 1) / threads;
+    for (int64_t r = lo; r < hi; ++r) {
+      const T *xr = x + r * h, *g = dy + r * h;
+      T ss = 0;
+      for (int64_t j = 0; j < h; ++j)
+        ss += xr[j] * xr[j];
+      T inv = 1 / std::sqrt(ss / h + eps);
+      T dot = 0;  // mean of (dy * w) * xhat
+      for (int64_t j = 0; j < h; ++j) {
+        T xhat = xr[j] * inv;
+        dot += g[j] * w[j] * xhat;
+        pw[j] += g[j] * xhat;
+      }
+      dot /= h;
+      for (int64_t j = 0; j < h; ++j)
+        dx[r * h + j] = inv * (g[j] * w[j] - xr[j] * inv * dot);
+    }
+  }
+  reducePartials(partial, threads, h, dw);
+}
+
+template <typename T> void layerNorm(const KernelArgs &a) {
+  const T *x = a.in[0].as<T>(), *w = a.in[1].as<T>(), *b = a.in[2].as<T>();
+  T *y = a.out[0].as<T>();
+  T eps = static_cast<T>(attrF(a, "eps"));
+  int64_t h = a.in[0].dim(-1), rows = rowsOf(a.in[0]);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T *xr = x + r * h;
+    T mean = 0, var = 0;
+    for (int64_t j = 0; j < h; ++j)
+      mean += xr[j];
+    mean /= h;
+    for (int64_t j = 0; j < h; ++j)
+      var += (xr[j] - mean) * (xr[j] - mean);
+    T inv = 1 / std::sqrt(var / h + eps);
+    for (int64_t j = 0; j < h; ++j)
+      y[r * h + j] = (xr[j] - mean) * inv * w[j] + b[j];
+  }
+}
+
+template <typename T> void layerNormGrad(const KernelArgs &a) {
+  const T *dy = a.in[0].as<T>(), *x = a.in[1].as<T>(), *w = a.in[2].as<T>();
+  T *dx = a.out[0].as<T>(), *dw = a.out[1].as<T>(), *db = a.out[2].as<T>();
+  T eps = static_cast<T>(attrF(a, "eps"));
+  int64_t h = a.in[1].dim(-1), rows = rowsOf(a.in[1]);
+  int threads = omp_get_max_threads();
+  T *pw = static_cast<T *>(a.scratch), *pb = pw + threads * h;
+  std::fill(pw, pw + 2 * threads * h, T(0));
+#pragma omp parallel num_threads(threads)
+  {
+    int t = omp_get_thread_num();
+    int64_t lo = rows * t / threads, hi = rows * (t + 1) / threads;
+    for (int64_t r = lo; r < hi; ++r) {
+      const T *xr = x + r * h, *g = dy + r * h;
+      T mean = 0, var = 0;
+      for (int64_t j = 0; j < h; ++j)
+        mean += xr[j];
+      mean /= h;
+      for (int64_t j = 0; j < h; ++j)
+        var += (xr[j] - mean) * (xr[j] - mean);
+      T inv = 1 / std::sqrt(var / h + eps);
+      T m1 = 0, m2 = 0;  // means of dxhat and dxhat * xhat
+      for (int64_t j = 0; j < h; ++j) {
+        T xhat = (xr[j] - mean) * inv, dxhat = g[j] * w[j];
+        m1 += dxhat;
+        m2 += dxhat * xhat;
+        pw[t * h + j] += g[j] * xhat;
+        pb[t * h + j] += g[j];
+      }
+      m1 /= h;
+      m2 /= h;
+      for (int64_t j = 0; j < h; ++j) {
+        T xhat = (xr[j] - mean) * inv;
+        dx[r * h + j] = inv * (g[j] * w[j] - m1 - xhat * m2);
+      }
+    }
+  }
+  reducePartials(pw, threads, h, dw);
+  reducePartials(pb, threads, h, db);
+}
+
+// --- linear ------------------------------------------------------------------
+
+template <typename T> void linear(const KernelArgs &a) {
+  const TensorRef &x = a.in[0], &w = a.in[1];
+  int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
+  T *y = a.out[0].as<T>();
+  gemm<T>(false, true, m, n, k, x.as<T>(), k, w.as<T>(), k, T(0), y, n);
+  if (a.in.size() > 2 && a.in[2]) {
+    const T *b = a.in[2].as<T>();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t j = 0; j < n; ++j)
+        y[r * n + j] += b[j];
+  }
+}
+
+template <typename T> void linearGrad(const KernelArgs &a) {
+  const TensorRef &dy = a.in[0], &x = a.in[1], &w = a.in[2];
+  int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
+  gemm<T>(false, false, m, k, n, dy.as<T>(), n, w.as<T>(), k, T(0),
+          a.out[0].as<T>(), k);
+  gemm<T>(true, false, n, k, m, dy.as<T>(), n, x.as<T>(), k, T(0),
+          a.out[1].as<T>(), k);
+  if (a.out.size() > 2) {
+    T *db = a.out[2].as<T>();
+    const T *g = dy.as<T>();
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < n; ++j) {
+      T s = 0;
+      for (int64_t r = 0; r < m; ++r)
+        s += g[r * n + j];
+      db[j] = s;
+    }
+  }
+}
+
+// --- rope --------------------------------------------------------------------
+
+/// Inverse frequencies of the rotate-half convention, with Llama-3 scaling.
+std::vector<double> inverseFrequencies(const KernelArgs &a, int64_t d) {
+  double theta = attrF(a, "theta");
+  std::vector<double> inv(d / 2);
+  for (int64_t i = 0; i < d / 2; ++i) {
+    // transformers computes base ** (2i / d) in float32.
+    float expo = static_cast<float>(2 * i) / static_cast<float>(d);
+    inv[i] = 1.0f / std::pow(static_cast<float>(theta), expo);
+  }
+  if (a.attrs->contains("scaling")) {
+    const auto &s = a.attrs->at("scaling");
+    double factor = s.at("factor"), low = s.at("low_freq_factor"),
+           high = s.at("high_freq_factor"),
+           old = s.at("original_max_position_embeddings").get<double>();
+    double lowWavelen = old / low, highWavelen = old / high;
+    for (double &f : inv) {
+      double wavelen = 2 * M_PI / f;
+      if (wavelen < highWavelen)
+        continue;
+      if (wavelen > lowWavelen) {
+        f /= factor;
+        continue;
+      }
+      double smooth = (old / wavelen - low) / (high - low);
+      f = (1 - smooth) * f / factor + smooth * f;
+    }
+  }
+  return inv;
+}
+
+template <typename T> void rope(const KernelArgs &a) {
+  const TensorRef &x = a.in[0], &pos = a.in[1];
+  int64_t d = x.dim(-1), heads = x.dim(-2), tokens = pos.numel();
+  std::vector<double> inv = inverseFrequencies(a, d);
+  double sign = attrB(a, "inverse") ? -1 : 1;
+  const T *in = x.as<T>();
+  T *out = a.out[0].as<T>();
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < tokens; ++t) {
+    double p = static_cast<double>(index(pos, t));
+    for (int64_t i = 0; i < d / 2; ++i) {
+      // transformers forms the angle and its cos/sin in float32.
+      float angle = static_cast<float>(p) * static_cast<float>(inv[i]);
+      T c = std::cos(angle), s = static_cast<T>(sign) * std::sin(angle);
+      for (int64_t h = 0; h < heads; ++h) {
+        const T *xr = in + (t * heads + h) * d;
+        T *yr = out + (t * heads + h) * d;
+        T x1 = xr[i], x2 = xr[i + d / 2];
+        yr[i] = x1 * c - x2 * s;
+        yr[i + d / 2] = x2 * c + x1 * s;
+      }
+    }
+  }
+}
+
+// --- attention -------------------------------------------------------------------
+
+/// The sequences of an attention call: padded rows or varlen documents.
+struct Sequences {
+  bool varlen = false;
+  int64_t count = 0, rowLength = 0, totalTokens = 0;
+  const TensorRef *mask = nullptr, *cu = nullptr;
+  int64_t start(int64_t s) const { return varlen ? index(*cu, s) : s * rowLength; }
+  int64_t length(int64_t s) const {
+    return varlen ? index(*cu, s + 1) - index(*cu, s) : rowLength;
+  }
+  bool keyVisible(int64_t s, int64_t j) const {
+    return !mask || !*mask || index(*mask, s * rowLength + j) != 0;
+  }
+  int64_t lseIndex(int64_t s, int64_t h, int64_t i, int64_t heads) const {
+    return varlen ? h * totalTokens + start(s) + i : (s * heads + h) * rowLength + i;
+  }
+};
+
+Sequences sequences(const KernelArgs &a, const TensorRef &q, int maskArg) {
+  Sequences s;
+  s.varlen = attrS(a, "layout") == "varlen";
+  if (s.varlen) {
+    s.cu = &a.in[maskArg + 1];
+    s.count = s.cu->numel() - 1;
+    s.totalTokens = q.dim(0);
+  } else {
+    s.count = q.dim(0);
+    s.rowLength = q.dim(1);
+    s.totalTokens = s.count * s.rowLength;
+    if (a.in[maskArg])
+      s.mask = &a.in[maskArg];
+  }
+  return s;
+}
+
+template <typename T> void attention(const KernelArgs &a) {
+  const TensorRef &q = a.in[0], &k = a.in[1], &v = a.in[2];
+  Sequences seq = sequences(a, q, 3);
+  int64_t d = q.dim(-1), hq = q.dim(-2), hkv = k.dim(-2), group = hq / hkv;
+  bool causal = attrB(a, "causal");
+  T scale = static_cast<T>(attrF(a, "scale"));
+  T *out = a.out[0].as<T>(), *lse = a.out[1].as<T>();
+  int64_t maxLen = 0;
+  for (int64_t s = 0; s < seq.count; ++s)
+    maxLen = std::max(maxLen, seq.length(s));
+#pragma omp parallel
+  {
+    T *p = static_cast<T *>(a.scratch) + omp_get_thread_num() * maxLen;
+#pragma omp for schedule(static) collapse(2)
+    for (int64_t s = 0; s < seq.count; ++s)
+      for (int64_t h = 0; h < hq; ++h) {
+        int64_t base = seq.start(s), len = seq.length(s), kh = h / group;
+        for (int64_t i = 0; i < len; ++i) {
+          const T *qi = q.as<T>() + ((base + i) * hq + h) * d;
+          T *oi = out + ((base + i) * hq + h) * d;
+          int64_t last = causal ? i : len - 1;
+          T mx = -std::numeric_limits<T>::infinity();
+          for (int64_t j = 0; j <= last; ++j) {
+            if (!seq.keyVisible(s, j)) {
+              p[j] = -std::numeric_limits<T>::infinity();
+              continue;
+            }
+            const T *kj = k.as<T>() + ((base + j) * hkv + kh) * d;
+            T dot = 0;
+            for (int64_t c = 0; c < d; ++c)
+              dot += qi[c] * kj[c];
+            p[j] = dot * scale;
+            mx = std::max(mx, p[j]);
+          }
+          std::fill(oi, oi + d, T(0));
+          T &l = lse[seq.lseIndex(s, h, i, hq)];
+          if (mx == -std::numeric_limits<T>::infinity()) {
+            l = -std::numeric_limits<T>::infinity();  // no visible key
+            continue;
+          }
+          T sum = 0;
+          for (int64_t j = 0; j <= last; ++j) {
+            p[j] = std::exp(p[j] - mx);
+            sum += p[j];
+          }
+          for (int64_t j = 0; j <= last; ++j) {
+            if (p[j] == 0)
+              continue;
+            const T *vj = v.as<T>() + ((base + j) * hkv + kh) * d;
+            T pj = p[j] / sum;
+            for (int64_t c = 0; c < d; ++c)
+              oi[c] += pj * vj[c];
+          }
+          l = mx + std::log(sum);
+        }
+      }
+  }
+}
+
+template <typename T> void attentionGrad(const KernelArgs &a) {
+  const TensorRef &dout = a.in[0], &q = a.in[1], &k = a.in[2], &v = a.in[3],
+                  &o = a.in[4], &lse = a.in[5];
+  Sequences seq = sequences(a, q, 6);
+  int64_t d = q.dim(-1), hq = q.dim(-2), hkv = k.dim(-2), group = hq / hkv;
+  bool causal = attrB(a, "causal");
+  T scale = static_cast<T>(attrF(a, "scale"));
+  T *dq = a.out[0].as<T>(), *dk = a.out[1].as<T>(), *dv = a.out[2].as<T>();
+  std::memset(dq, 0, a.out[0].desc->bytes());
+  std::memset(dk, 0, a.out[1].desc->bytes());
+  std::memset(dv, 0, a.out[2].desc->bytes());
+  // One thread owns a (sequence, kv head): its dk and dv rows are written by
+  // no one else, and are summed in a fixed order.
+#pragma omp parallel for schedule(static) collapse(2)
+  for (int64_t s = 0; s < seq.count; ++s)
+    for (int64_t kh = 0; kh < hkv; ++kh) {
+      int64_t base = seq.start(s), len = seq.length(s);
+      for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
+        for (int64_t i = 0; i < len; ++i) {
+          T l = lse.as<T>()[seq.lseIndex(s, h, i, hq)];
+          if (l == -std::numeric_limits<T>::infinity())
+            continue;
+          const T *qi = q.as<T>() + ((base + i) * hq + h) * d;
+          const T *gi = dout.as<T>() + ((base + i) * hq + h) * d;
+          const T *oi = o.as<T>() + ((base + i) * hq + h) * d;
+          T *dqi = dq + ((base + i) * hq + h) * d;
+          T di = 0;
+          for (int64_t c = 0; c < d; ++c)
+            di += gi[c] * oi[c];
+          int64_t last = causal ? i : len - 1;
+          for (int64_t j = 0; j <= last; ++j) {
+            if (!seq.keyVisible(s, j))
+              continue;
+            const T *kj = k.as<T>() + ((base + j) * hkv + kh) * d;
+            const T *vj = v.as<T>() + ((base + j) * hkv + kh) * d;
+            T dot = 0, dp = 0;
+            for (int64_t c = 0; c < d; ++c) {
+              dot += qi[c] * kj[c];
+              dp += gi[c] * vj[c];
+            }
+            T p = std::exp(dot * scale - l);
+            T ds = p * (dp - di) * scale;
+            T *dkj = dk + ((base + j) * hkv + kh) * d;
+            T *dvj = dv + ((base + j) * hkv + kh) * d;
+            for (int64_t c = 0; c < d; ++c) {
+              dqi[c] += ds * kj[c];
+              dkj[c] += ds * qi[c];
+              dvj[c] += p * gi[c];
+            }
+          }
+        }
+    }
+}
+
+// --- losses ------------------------------------------------------------------
+
+/// log-sum-exp of one row of logits.
+template <typename T> T rowLse(const T *row, int64_t n) {
+  T mx = row[0];
+  for (int64_t j = 1; j < n; ++j)
+    mx = std::max(mx, row[j]);
+  T s = 0;
+  for (int64_t j = 0; j < n; ++j)
+    s += std::exp(row[j] - mx);
+  return mx + std::log(s);
+}
+
+template <typename T>
+void checkLabel(int64_t label, int64_t ignore, int64_t vocab) {
+  if (label != ignore && (label < 0 || label >= vocab))
+    throw KernelError("label " + std::to_string(label) +
+                      " is outside the vocabulary (size " + std::to_string(vocab) + ")");
+}
+
+/// Per-row log-probability of the label (0 for ignored rows).
+template <typename T>
+T rowLogProb(const T *row, int64_t vocab, int64_t label, int64_t ignore) {
+  if (label == ignore)
+    return 0;
+  checkLabel<T>(label, ignore, vocab);
+  return row[label] - rowLse(row, vocab);
+}
+
+/// dlogits = coef * (softmax - onehot(label)) for one row.
+template <typename T>
+void rowSoftmaxMinusOnehot(const T *row, int64_t vocab, int64_t label, T coef,
+                           T *out) {
+  T l = rowLse(row, vocab);
+  for (int64_t j = 0; j < vocab; ++j)
+    out[j] = coef * std::exp(row[j] - l);
+  out[label] -= coef;
+}
+
+template <typename T> void crossEntropy(const KernelArgs &a) {
+  const TensorRef &logits = a.in[0], &labels = a.in[1];
+  int64_t vocab = logits.dim(-1), ignore = attrI(a, "ignore_index");
+  a.out[0].as<T>()[0] = static_cast<T>(-parallelSum(rowsOf(logits), [&](int64_t r) {
+    return static_cast<double>(rowLogProb(logits.as<T>() + r * vocab, vocab,
+                                          index(labels, r), ignore));
+  }));
+}
+
+template <typename T> void crossEntropyGrad(const KernelArgs &a) {
+  T g = a.in[0].as<T>()[0];
+  const TensorRef &logits = a.in[1], &labels = a.in[2];
+  int64_t vocab = logits.dim(-1), ignore = attrI(a, "ignore_index");
+  T *dl = a.out[0].as<T>();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rowsOf(logits); ++r) {
+    int64_t label = index(labels, r);
+    if (label == ignore)
+      std::fill(dl + r * vocab, dl + (r + 1) * vocab, T(0));
+    else
+      rowSoftmaxMinusOnehot(logits.as<T>() + r * vocab, vocab, label, g, dl + r * vocab);
+  }
+}
+
+template <typename T> void logProbs(const KernelArgs &a) {
+  const TensorRef &logits = a.in[0], &labels = a.in[1];
+  int64_t vocab = logits.dim(-1), ignore = attrI(a, "ignore_index");
+  T *y = a.out[0].as<T>();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rowsOf(logits); ++r)
+    y[r] = rowLogProb(logits.as<T>() + r * vocab, vocab, index(labels, r), ignore);
+}
+
+template <typename T> void logProbsGrad(const KernelArgs &a) {
+  const T *g = a.in[0].as<T>();
+  const TensorRef &logits = a.in[1], &labels = a.in[2];
+  int64_t vocab = logits.dim(-1), ignore = attrI(a, "ignore_index");
+  T *dl = a.out[0].as<T>();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rowsOf(logits); ++r) {
+    int64_t label = index(labels, r);
+    if (label == ignore)
+      std::fill(dl + r * vocab, dl + (r + 1) * vocab, T(0));
+    else
+      rowSoftmaxMinusOnehot(logits.as<T>() + r * vocab, vocab, label, -g[r],
+                            dl + r * vocab);
+  }
+}
+
+/// Fused lm_head + per-row log-probabilities, `chunk` rows of logits at a
+/// time in scratch. `perRow(r, logp)` consumes each row's value; with
+/// `rowGrad`, the gradient path: dlogits = rowGrad(r) * (onehot - softmax)
+/// flows into dhidden and dweight.
+template <typename T, typename PerRow, typename RowGrad>
+void fusedLinearRows(const KernelArgs &a, int gradArgs, PerRow perRow,
+                     RowGrad rowGrad) {
+  const TensorRef &hidden = a.in[gradArgs], &weight = a.in[gradArgs + 1],
+                  &labels = a.in[gradArgs + 2];
+  int64_t rows = rowsOf(hidden), h = hidden.dim(-1), vocab = weight.dim(0);
+  int64_t chunk = std::max<int64_t>(1, std::min(attrI(a, "chunk_size"), rows));
+  int64_t ignore = attrI(a, "ignore_index");
+  T *logits = static_cast<T *>(a.scratch);
+  bool grad = gradArgs > 0;
+  if (grad)
+    std::memset(a.out[1].data, 0, a.out[1].desc->bytes());
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    int64_t n = std::min(chunk, rows - r0);
+    gemm<T>(false, true, n, vocab, h, hidden.as<T>() + r0 * h, h, weight.as<T>(),
+            h, T(0), logits, vocab);
+    if (!grad) {
+      for (int64_t r = 0; r < n; ++r)
+        perRow(r0 + r, rowLogProb(logits + r * vocab, vocab,
+                                  index(labels, r0 + r), ignore));
+      continue;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n; ++r) {
+      int64_t label = index(labels, r0 + r);
+      T *row = logits + r * vocab;
+      if (label == ignore)
+        std::fill(row, row + vocab, T(0));
+      else
+        rowSoftmaxMinusOnehot(row, vocab, label, -rowGrad(r0 + r), row);
+    }
+    gemm<T>(false, false, n, h, vocab, logits, vocab, weight.as<T>(), h, T(0),
+            a.out[0].as<T>() + r0 * h, h);
+    gemm<T>(true, false, vocab, h, n, logits, vocab, hidden.as<T>() + r0 * h, h,
+            T(1), a.out[1].as<T>(), h);
+  }
+}
+
+template <typename T> void fusedLinearCrossEntropy(const KernelArgs &a) {
+  double sum = 0;  // rows in order: deterministic
+  fusedLinearRows<T>(a, 0, [&](int64_t, T lp) { sum -= lp; },
+                     [](int64_t) { return T(0); });
+  a.out[0].as<T>()[0] = static_cast<T>(sum);
+}
+
+template <typename T> void fusedLinearCrossEntropyGrad(const KernelArgs &a) {
+  T g = a.in[0].as<T>()[0];
+  fusedLinearRows<T>(a, 1, [](int64_t, T) {}, [&](int64_t) { return -g; });
+}
+
+template <typename T> void fusedLinearLogProbs(const KernelArgs &a) {
+  T *y = a.out[0].as<T>();
+  fusedLinearRows<T>(a, 0, [&](int64_t r, T lp) { y[r] = lp; },
+                     [](int64_t) { return T(0); });
+}
+
+template <typename T> void fusedLinearLogProbsGrad(const KernelArgs &a) {
+  const T *g = a.in[0].as<T>();
+  fusedLinearRows<T>(a, 1, [](int64_t, T) {}, [&](int64_t r) { return g[r]; });
+}
+
+template <typename T> void maskedSum(const KernelArgs &a) {
+  const T *x = a.in[0].as<T>(), *m = a.in[1].as<T>();
+  int64_t s = a.in[0].dim(-1);
+  T *y = a.out[0].as<T>();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < a.out[0].numel(); ++r) {
+    T acc = 0;
+    for (int64_t j = 0; j < s; ++j)
+      acc += x[r * s + j] * m[r * s + j];
+    y[r] = acc;
+  }
+}
+
+template <typename T> void maskedSumGrad(const KernelArgs &a) {
+  const T *g = a.in[0].as<T>(), *m = a.in[1].as<T>();
+  int64_t s = a.in[1].dim(-1);
+  T *dx = a.out[0].as<T>();
+  for (int64_t i = 0; i < a.out[0].numel(); ++i)
+    dx[i] = g[i / s] * m[i];
+}
+
+/// DPO per pair: loss and d loss / d (pi_chosen) (= - d / d pi_rejected).
+template <typename T>
+std::pair<T, T> dpoPair(const KernelArgs &a, T pc, T pr, T rc, T rr) {
+  T beta = static_cast<T>(attrF(a, "beta"));
+  T ls = static_cast<T>(attrF(a, "label_smoothing"));
+  std::string type = attrS(a, "loss_type");
+  T h = (pc - rc) - (pr - rr), z = beta * h;
+  if (type == "hinge")
+    return {std::max(T(0), 1 - z), 1 - z > 0 ? -beta : T(0)};
+  if (type == "ipo") {
+    T e = h - 1 / (2 * beta);
+    return {e * e, 2 * e};
+  }
+  T loss = -logSigmoid(z) * (1 - ls) - logSigmoid(-z) * ls;
+  T dz = (1 - ls) * (sigmoid(z) - 1) + ls * sigmoid(z);
+  return {loss, dz * beta};
+}
+
+template <typename T> void dpoLoss(const KernelArgs &a) {
+  int64_t n = a.in[0].numel();
+  T beta = static_cast<T>(attrF(a, "beta"));
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    T pc = a.in[0].as<T>()[i], pr = a.in[1].as<T>()[i], rc = a.in[2].as<T>()[i],
+      rr = a.in[3].as<T>()[i];
+    total += dpoPair(a, pc, pr, rc, rr).first;
+    a.out[1].as<T>()[i] = beta * (pc - rc);
+    a.out[2].as<T>()[i] = beta * (pr - rr);
+  }
+  a.out[0].as<T>()[0] = static_cast<T>(total / n);
+}
+
+template <typename T> void dpoLossGrad(const KernelArgs &a) {
+  T g = a.in[0].as<T>()[0];
+  int64_t n = a.in[1].numel();
+  for (int64_t i = 0; i < n; ++i) {
+    T d = dpoPair(a, a.in[1].as<T>()[i], a.in[2].as<T>()[i], a.in[3].as<T>()[i],
+                  a.in[4].as<T>()[i]).second * g / n;
+    a.out[0].as<T>()[i] = d;
+    a.out[1].as<T>()[i] = -d;
+  }
+}
+
+template <typename T> void ktoLoss(const KernelArgs &a) {
+  int64_t n = a.in[0].numel();
+  T beta = static_cast<T>(attrF(a, "beta"));
+  T wd = static_cast<T>(attrF(a, "desirable_weight"));
+  T wu = static_cast<T>(attrF(a, "undesirable_weight"));
+  double kl = 0;
+  for (int64_t i = 0; i < n; ++i)
+    kl += a.in[2].as<T>()[i] - a.in[3].as<T>()[i];
+  T klv = std::max(T(0), static_cast<T>(kl / n));
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    T r = a.in[0].as<T>()[i] - a.in[1].as<T>()[i];
+    bool good = index(a.in[4], i) != 0;
+    total += good ? wd * (1 - sigmoid(beta * (r - klv)))
+                  : wu * (1 - sigmoid(beta * (klv - r)));
+    a.out[1].as<T>()[i] = beta * r;
+  }
+  a.out[0].as<T>()[0] = static_cast<T>(total / n);
+  a.out[2].as<T>()[0] = klv;
+}
+
+template <typename T> void ktoLossGrad(const KernelArgs &a) {
+  T g = a.in[0].as<T>()[0], klv = a.in[3].as<T>()[0];
+  int64_t n = a.in[1].numel();
+  T beta = static_cast<T>(attrF(a, "beta"));
+  T wd = static_cast<T>(attrF(a, "desirable_weight"));
+  T wu = static_cast<T>(attrF(a, "undesirable_weight"));
+  for (int64_t i = 0; i < n; ++i) {
+    T r = a.in[1].as<T>()[i] - a.in[2].as<T>()[i];
+    bool good = index(a.in[4], i) != 0;
+    T s = good ? sigmoid(beta * (r - klv)) : sigmoid(beta * (klv - r));
+    T d = good ? -wd * beta * s * (1 - s) : wu * beta * s * (1 - s);
+    a.out[0].as<T>()[i] = g * d / n;
+  }
+}
+
+/// GRPO: the per-token loss, its derivative in logp, and each token's
+/// normalisation weight. Loss types: grpo averages each sequence over its
+/// completion tokens, then over sequences; bnpo divides by the batch's
+/// completion tokens; dr_grpo by rows x sequence length; dapo by
+/// `normalizer` (the completion tokens of the whole accumulated batch).
+template <typename T, typename F>
+void grpoTokens(const KernelArgs &a, int first, F f) {
+  const TensorRef &logp = a.in[first], &old = a.in[first + 1],
+                  &adv = a.in[first + 2], &mask = a.in[first + 3];
+  T normalizer = a.in[first + 4].as<T>()[0];
+  bool hasRef = a.in.size() > static_cast<size_t>(first + 5) && a.in[first + 5];
+  T el = static_cast<T>(attrF(a, "epsilon_low")), eh = static_cast<T>(attrF(a, "epsilon_high"));
+  T beta = static_cast<T>(attrF(a, "beta"));
+  std::string type = attrS(a, "loss_type");
+  int64_t rows = logp.dim(0), s = logp.dim(1);
+  double active = 0;
+  for (int64_t i = 0; i < logp.numel(); ++i)
+    active += mask.as<T>()[i];
+  for (int64_t b = 0; b < rows; ++b) {
+    double rowActive = 0;
+    for (int64_t j = 0; j < s; ++j)
+      rowActive += mask.as<T>()[b * s + j];
+    T weight;
+    if (type == "grpo")
+      weight = T(1) / (std::max(rowActive, 1.0) * rows);
+    else if (type == "bnpo")
+      weight = T(1) / std::max(active, 1.0);
+    else if (type == "dr_grpo")
+      weight = T(1) / (rows * s);
+    else
+      weight = T(1) / normalizer;
+    T A = adv.as<T>()[b];
+    for (int64_t j = 0; j < s; ++j) {
+      int64_t i = b * s + j;
+      T m = mask.as<T>()[i];
+      T lp = logp.as<T>()[i], ratio = std::exp(lp - old.as<T>()[i]);
+      T unclipped = ratio * A, clipped = std::clamp(ratio, 1 - el, 1 + eh) * A;
+      T loss = -std::min(unclipped, clipped);
+      T dloss = unclipped <= clipped ? -A * ratio : T(0);
+      if (hasRef && beta != 0) {
+        T diff = a.in[first + 5].as<T>()[i] - lp;
+        loss += beta * (std::exp(diff) - diff - 1);
+        dloss += beta * (1 - std::exp(diff));
+      }
+      f(i, m * weight * loss, m * weight * dloss);
+    }
+  }
+}
+
+template <typename T> void grpoLoss(const KernelArgs &a) {
+  double total = 0;
+  grpoTokens<T>(a, 0, [&](int64_t, T l, T) { total += l; });
+  a.out[0].as<T>()[0] = static_cast<T>(total);
+}
+
+template <typename T> void grpoLossGrad(const KernelArgs &a) {
+  T g = a.in[0].as<T>()[0];
+  T *dl = a.out[0].as<T>();
+  grpoTokens<T>(a, 1, [&](int64_t i, T, T d) { dl[i] = g * d; });
+}
+
+// --- optimizer -----------------------------------------------------------------
+
+template <typename T> void gradNorm(const KernelArgs &a) {
+  double total = 0;
+  for (const TensorRef &g : a.in)
+    total += parallelSum(g.numel(), [&](int64_t i) {
+      double v = g.as<T>()[i];
+      return v * v;
+    });
+  a.out[0].as<T>()[0] = static_cast<T>(std::sqrt(total));
+}
+
+template <typename T> void clipGrad(const KernelArgs &a) {
+  const T *g = a.in[0].as<T>();
+  T norm = a.in[1].as<T>()[0];
+  // torch.nn.utils.clip_grad_norm_: scale by min(1, max / (norm + 1e-6)).
+  T coef = std::min(T(1), static_cast<T>(attrF(a, "max_norm")) / (norm + T(1e-6)));
+  T *y = a.out[0].as<T>();
+  int64_t n = a.out[0].numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = g[i] * coef;
+}
+
+template <typename T> void lrSchedule(const KernelArgs &a) {
+  double k = static_cast<double>(index(a.in[0], 0));
+  double base = attrF(a, "base_lr");
+  double warm = static_cast<double>(attrI(a, "warmup_steps"));
+  double total = static_cast<double>(attrI(a, "total_steps"));
+  std::string kind = attrS(a, "schedule");
+  double f;
+  if (k < warm)
+    f = k / std::max(1.0, warm);
+  else if (kind == "constant")
+    f = 1;
+  else {
+    double progress = (k - warm) / std::max(1.0, total - warm);
+    f = kind == "linear" ? std::max(0.0, 1 - progress)
+                         : std::max(0.0, 0.5 * (1 + std::cos(M_PI * progress)));
+  }
+  a.out[0].as<T>()[0] = static_cast<T>(base * f);
+}
+
+template <typename T> void adamw(const KernelArgs &a) {
+  const T *p = a.in[0].as<T>(), *g = a.in[1].as<T>(), *m = a.in[2].as<T>(),
+          *v = a.in[3].as<T>();
+  T lr = a.in[4].as<T>()[0];
+  double t = static_cast<double>(index(a.in[5], 0)) + 1;
+  T b1 = static_cast<T>(attrF(a, "beta1")), b2 = static_cast<T>(attrF(a, "beta2"));
+  T eps = static_cast<T>(attrF(a, "eps")), wd = static_cast<T>(attrF(a, "weight_decay"));
+  T bc1 = static_cast<T>(1 - std::pow(attrF(a, "beta1"), t));
+  T bc2sqrt = static_cast<T>(std::sqrt(1 - std::pow(attrF(a, "beta2"), t)));
+  T stepSize = lr / bc1;
+  T *po = a.out[0].as<T>(), *mo = a.out[1].as<T>(), *vo = a.out[2].as<T>();
+  int64_t n = a.out[0].numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T w = p[i] * (1 - lr * wd);
+    T mi = b1 * m[i] + (1 - b1) * g[i];
+    T vi = b2 * v[i] + (1 - b2) * g[i] * g[i];
+    po[i] = w - stepSize * mi / (std::sqrt(vi) / bc2sqrt + eps);
+    mo[i] = mi;
+    vo[i] = vi;
+  }
+}
+
+// --- registry ------------------------------------------------------------------
+
+using Kernel = void (*)(const KernelArgs &);
+struct Entry {
+  Kernel f32, f64;
+};
+
+#define TRLC_KERNEL(name, fn) {name, {&fn<float>, &fn<double>}}
+const std::map<std::string, Entry> &registry() {
+  static const std::map<std::string, Entry> r = {
+      TRLC_KERNEL("fill", fill),
+      TRLC_KERNEL("copy", copyKernel),
+      TRLC_KERNEL("add", add),
+      TRLC_KERNEL("div", div),
+      TRLC_KERNEL("swiglu", swiglu),
+      TRLC_KERNEL("swiglu_grad", swigluGrad),
+      TRLC_KERNEL("gelu", gelu),
+      TRLC_KERNEL("gelu_grad", geluGrad),
+      TRLC_KERNEL("split", split),
+      TRLC_KERNEL("concat", concat),
+      TRLC_KERNEL("embedding", embedding),
+      TRLC_KERNEL("embedding_grad", embeddingGrad),
+      TRLC_KERNEL("rms_norm", rmsNorm),
+      TRLC_KERNEL("rms_norm_grad", rmsNormGrad),
+      TRLC_KERNEL("layer_norm", layerNorm),
+      TRLC_KERNEL("layer_norm_grad", layerNormGrad),
+      TRLC_KERNEL("linear", linear),
+      TRLC_KERNEL("linear_grad", linearGrad),
+      TRLC_KERNEL("rope", rope),
+      TRLC_KERNEL("attention", attention),
+      TRLC_KERNEL("attention_grad", attentionGrad),
+      TRLC_KERNEL("cross_entropy", crossEntropy),
+      TRLC_KERNEL("cross_entropy_grad", crossEntropyGrad),
+      TRLC_KERNEL("log_probs", logProbs),
+      TRLC_KERNEL("log_probs_grad", logProbsGrad),
+      TRLC_KERNEL("fused_linear_cross_entropy", fusedLinearCrossEntropy),
+      TRLC_KERNEL("fused_linear_cross_entropy_grad", fusedLinearCrossEntropyGrad),
+      TRLC_KERNEL("fused_linear_log_probs", fusedLinearLogProbs),
+      TRLC_KERNEL("fused_linear_log_probs_grad", fusedLinearLogProbsGrad),
+      TRLC_KERNEL("masked_sum", maskedSum),
+      TRLC_KERNEL("masked_sum_grad", maskedSumGrad),
+      TRLC_KERNEL("dpo_loss", dpoLoss),
+      TRLC_KERNEL("dpo_loss_grad", dpoLossGrad),
+      TRLC_KERNEL("kto_loss", ktoLoss),
+      TRLC_KERNEL("kto_loss_grad", ktoLossGrad),
+      TRLC_KERNEL("grpo_loss", grpoLoss),
+      TRLC_KERNEL("grpo_loss_grad", grpoLossGrad),
+      TRLC_KERNEL("grad_norm", gradNorm),
+      TRLC_KERNEL("clip_grad", clipGrad),
+      TRLC_KERNEL("lr_schedule", lrSchedule),
+      TRLC_KERNEL("adamw", adamw),
+  };
+  return r;
+}
+#undef TRLC_KERNEL
+
+/// The float type a call computes in: that of its first float tensor.
+std::optional<DType> floatType(const KernelArgs &a) {
+  for (const auto *list : {&a.out, &a.in})
+    for (const TensorRef &t : *list)
+      if (t && (t.dtype() == DType::F32 || t.dtype() == DType::F64))
+        return t.dtype();
+  return std::nullopt;
+}
+
+class CpuBackend : public Backend {
+public:
+  explicit CpuBackend(int threads) : threads(threads) {
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+  }
+  std::string name() const override { return "cpu"; }
+  void *allocate(int64_t bytes) override {
+    return std::aligned_alloc(64, std::max<int64_t>(64, (bytes + 63) / 64 * 64));
+  }
+  void release(void *ptr) override { std::free(ptr); }
+  void copy(void *dst, const void *src, int64_t bytes) override {
+    std::memmove(dst, src, bytes);
+  }
+  bool supports(const std::string &kernel) const override {
+    return registry().count(kernel) > 0;
+  }
+  int64_t scratchBytes(const artifact::KernelCall &call,
+                       const artifact::Plan &plan) const override {
+    auto shape = [&](int i) -> const std::vector<int64_t> & {
+      return plan.tensors[call.in[i]].shape;
+    };
+    const int64_t e = 8;  // room for f64
+    const std::string &k = call.kernel;
+    if (k == "rms_norm_grad")
+      return threads * shape(1).back() * e;
+    if (k == "layer_norm_grad")
+      return 2 * threads * shape(1).back() * e;
+    if (k == "attention" || k == "attention_grad") {
+      const auto &q = shape(k == "attention" ? 0 : 1);
+      int64_t len = q.size() == 4 ? q[1] : q[0];
+      return threads * len * e;
+    }
+    if (k.rfind("fused_linear_", 0) == 0) {
+      int grad = k.size() > 5 && k.substr(k.size() - 5) == "_grad";
+      const auto &h = shape(grad);
+      int64_t rows = 1;
+      for (size_t i = 0; i + 1 < h.size(); ++i)
+        rows *= h[i];
+      int64_t chunk = std::min<int64_t>(call.attrs.at("chunk_size").get<int64_t>(), rows);
+      return std::max<int64_t>(chunk, 1) * shape(grad + 1)[0] * e;
+    }
+    return 0;
+  }
+  void run(const std::string &kernel, const KernelArgs &args) override {
+    auto it = registry().find(kernel);
+    if (it == registry().end())
+      throw KernelError("the CPU backend has no kernel '" + kernel + "'");
+    auto type = floatType(args);
+    if (!type)
+      throw KernelError("kernel '" + kernel + "' has no float tensor");
+    (*type == DType::F64 ? it->second.f64 : it->second.f32)(args);
+  }
+  void synchronize() override {}
+
+private:
+  int threads;
+};
+
+} // namespace
+
+std::unique_ptr<Backend> makeCpuBackend(int threads) {
+  return std::make_unique<CpuBackend>(std::max(1, threads));
+}
+
+} // namespace trlc

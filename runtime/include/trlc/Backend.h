@@ -1,0 +1,71 @@
+//===- Backend.h - where kernels run: the runtime's one device interface --===//
+//
+// The executor talks to a device only through this interface: allocate the
+// arena once, copy bytes in and out, run a kernel call of the plan,
+// synchronize. A backend says which kernels it supports so that an artifact
+// it cannot run is refused before the first step, and how much scratch
+// memory its kernels need so that the executor can reserve it up front.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_RUNTIME_BACKEND_H
+#define TRLC_RUNTIME_BACKEND_H
+
+#include "trlc/Artifact.h"
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace trlc {
+
+/// A tensor of the plan at its place in device memory.
+struct TensorRef {
+  void *data = nullptr;
+  const artifact::TensorDesc *desc = nullptr;
+
+  template <typename T> T *as() const { return static_cast<T *>(data); }
+  int64_t numel() const { return desc->numel(); }
+  int64_t rank() const { return static_cast<int64_t>(desc->shape.size()); }
+  int64_t dim(int64_t i) const {
+    return desc->shape[i < 0 ? desc->shape.size() + i : i];
+  }
+  artifact::DType dtype() const { return desc->dtype; }
+  explicit operator bool() const { return data != nullptr; }
+};
+
+struct KernelArgs {
+  std::vector<TensorRef> in;   // absent optional operands are null refs
+  std::vector<TensorRef> out;
+  const nlohmann::json *attrs = nullptr;
+  void *scratch = nullptr;     // scratchBytes(call) bytes, reserved up front
+};
+
+/// A kernel failure the user can act on (bad dtype, unsupported shape).
+struct KernelError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Backend {
+public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual void *allocate(int64_t bytes) = 0;
+  virtual void release(void *ptr) = 0;
+  /// Copies between host and device memory (or within the device).
+  virtual void copy(void *dst, const void *src, int64_t bytes) = 0;
+  virtual bool supports(const std::string &kernel) const = 0;
+  virtual int64_t scratchBytes(const artifact::KernelCall &call,
+                               const artifact::Plan &plan) const = 0;
+  virtual void run(const std::string &kernel, const KernelArgs &args) = 0;
+  virtual void synchronize() = 0;
+};
+
+/// The CPU backend: OpenBLAS for matrix products, OpenMP for the rest.
+/// Results are deterministic for a fixed thread count.
+std::unique_ptr<Backend> makeCpuBackend(int threads);
+
+} // namespace trlc
+
+#endif // TRLC_RUNTIME_BACKEND_H

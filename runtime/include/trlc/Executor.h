@@ -1,0 +1,42 @@
+//===- Executor.h - runs the programs of a plan on a backend ----*- C++ -*-===//
+
+#ifndef TRLC_RUNTIME_EXECUTOR_H
+#define TRLC_RUNTIME_EXECUTOR_H
+
+#include "trlc/Backend.h"
+
+namespace trlc {
+
+/// Owns the plan's arena. Everything a step needs is allocated and resolved
+/// when the executor is built: running a program allocates nothing.
+class Executor {
+public:
+  /// Throws KernelError when the backend lacks a kernel of the plan.
+  Executor(const artifact::Plan &plan, Backend &backend);
+  ~Executor();
+  Executor(const Executor &) = delete;
+  Executor &operator=(const Executor &) = delete;
+
+  void run(const std::string &program);
+  bool hasProgram(const std::string &program) const {
+    return calls.count(program) > 0;
+  }
+  TensorRef tensor(int id) const;
+  /// A program input or output by name; throws when the plan has none.
+  TensorRef input(const std::string &program, const std::string &name) const;
+  TensorRef output(const std::string &program, const std::string &name) const;
+  const artifact::Plan &plan() const { return plan_; }
+  int64_t reservedBytes() const { return plan_.arenaBytes + scratchBytes; }
+
+private:
+  const artifact::Plan &plan_;
+  Backend &backend;
+  void *arena = nullptr;
+  void *scratch = nullptr;
+  int64_t scratchBytes = 0;
+  std::map<std::string, std::vector<std::pair<std::string, KernelArgs>>> calls;
+};
+
+} // namespace trlc
+
+#endif // TRLC_RUNTIME_EXECUTOR_H
