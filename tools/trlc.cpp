@@ -15,6 +15,7 @@
 #include "frontend/Recipe.h"
 #include "frontend/Suggest.h"
 #include "passes/Pipeline.h"
+#include "trlc/Trainer.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Diagnostics.h"
@@ -42,6 +43,8 @@ const char *kUsage =
     "\n"
     "commands:\n"
     "  compile RECIPE.toml   compile a training recipe into an artifact\n"
+    "  run ARTIFACT.trlc     train with a compiled artifact\n"
+    "  train RECIPE.toml     compile, then run\n"
     "\n"
     "compile options:\n"
     "  -o OUT.trlc               artifact directory (default: RECIPE_NAME.trlc)\n"
@@ -50,7 +53,15 @@ const char *kUsage =
     "  --print-ir-after-all      print the IR after every pass (to stderr)\n"
     "  --print-ir-after=PASS     print the IR after the named pass (to stderr)\n"
     "  --set section.key=value   override a recipe key (repeatable)\n"
-    "  --print-config            print the fully resolved recipe and stop\n";
+    "  --print-config            print the fully resolved recipe and stop\n"
+    "\n"
+    "run options (train takes them too):\n"
+    "  --max-steps N             stop after N optimizer steps (the LR schedule keeps\n"
+    "                            the recipe's length)\n"
+    "  --threads N               CPU threads (default: all)\n"
+    "  --quiet                   no progress output\n"
+    "  --dump-initial FILE       write the initial weights (safetensors)\n"
+    "  --dump-gradients FILE     write the first micro-batch's gradients (safetensors)\n";
 
 int usageError(const std::string &msg) {
   std::cerr << "trlc: error: " << msg << "\n\n" << kUsage;
@@ -65,10 +76,57 @@ struct CompileOptions {
   std::vector<std::string> printIrAfter;
   std::vector<std::string> overrides;
   bool printConfig = false;
+  trlc::RunOptions run;
+  bool train = false;
 };
 
-/// Parses compile's arguments; returns an error message or "".
+/// Parses one of run's options at argv[i]; false if argv[i] is not one.
+/// Sets `err` when the option's value is bad.
+bool parseRunArg(int &i, int argc, char **argv, trlc::RunOptions &r,
+                 std::string &err) {
+  std::string arg = argv[i];
+  auto value = [&](const std::string &flag) -> std::optional<std::string> {
+    if (arg.rfind(flag + "=", 0) == 0)
+      return arg.substr(flag.size() + 1);
+    if (arg == flag) {
+      if (i + 1 < argc)
+        return std::string(argv[++i]);
+      err = flag + " needs a value";
+      return std::string();
+    }
+    return std::nullopt;
+  };
+  auto integer = [&](const std::string &flag, const std::string &v, int64_t &out) {
+    if (!err.empty())
+      return;
+    char *end = nullptr;
+    long long n = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end || n <= 0)
+      err = flag + " needs a positive integer, got '" + v + "'";
+    else
+      out = n;
+  };
+  if (auto v = value("--max-steps")) {
+    integer("--max-steps", *v, r.maxSteps);
+  } else if (auto v = value("--threads")) {
+    int64_t n = 0;
+    integer("--threads", *v, n);
+    r.threads = static_cast<int>(n);
+  } else if (auto v = value("--dump-initial")) {
+    r.dumpInitial = *v;
+  } else if (auto v = value("--dump-gradients")) {
+    r.dumpGradients = *v;
+  } else if (arg == "--quiet") {
+    r.quiet = true;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+/// Parses compile's (and train's) arguments; returns an error message or "".
 std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
+  std::string err;
   auto valueOf = [&](int &i, const std::string &arg,
                      const std::string &flag) -> std::optional<std::string> {
     if (arg.rfind(flag + "=", 0) == 0)
@@ -94,10 +152,16 @@ std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
       o.overrides.push_back(*v);
     } else if (arg == "--print-config") {
       o.printConfig = true;
+    } else if (o.train && parseRunArg(i, argc, argv, o.run, err)) {
+      if (!err.empty())
+        return err;
     } else if (!arg.empty() && arg[0] == '-') {
       std::vector<std::string> flags = {"-o", "--emit", "--print-ir-after-all",
                                         "--print-ir-after", "--set",
                                         "--print-config"};
+      if (o.train)
+        flags.insert(flags.end(), {"--max-steps", "--threads", "--quiet",
+                                   "--dump-initial", "--dump-gradients"});
       std::string name = arg.substr(0, arg.find('='));
       std::string msg = "unknown option '" + arg + "'";
       if (auto best = trlc::closestMatch(name, flags))
@@ -110,7 +174,8 @@ std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
     }
   }
   if (o.recipe.empty())
-    return "compile needs a recipe: trlc compile RECIPE.toml";
+    return o.train ? "train needs a recipe: trlc train RECIPE.toml"
+                   : "compile needs a recipe: trlc compile RECIPE.toml";
   return "";
 }
 
@@ -326,15 +391,50 @@ int main(int argc, char **argv) {
     std::cout << kUsage;
     return 0;
   }
-  if (command == "compile") {
+  if (command == "compile" || command == "train") {
     CompileOptions options;
+    options.train = command == "train";
     std::string err = parseCompileArgs(argc, argv, options);
     if (!err.empty())
       return usageError(err);
-    return compile(options);
+    if (options.train && (!options.emit.empty() || options.printConfig))
+      return usageError("--emit and --print-config belong to `trlc compile`");
+    int rc = compile(options);
+    if (rc != 0 || !options.train)
+      return rc;
+    options.run.artifact = options.output.empty()
+                               ? std::filesystem::path(options.recipe).stem().string() + ".trlc"
+                               : options.output;
+    return trlc::runArtifact(options.run);
+  }
+  if (command == "run") {
+    trlc::RunOptions r;
+    for (int i = 2; i < argc; ++i) {
+      std::string err, arg = argv[i];
+      if (parseRunArg(i, argc, argv, r, err)) {
+        if (!err.empty())
+          return usageError(err);
+      } else if (!arg.empty() && arg[0] == '-') {
+        std::string msg = "unknown option '" + arg + "'";
+        if (auto best = trlc::closestMatch(
+                arg.substr(0, arg.find('=')),
+                {"--max-steps", "--threads", "--quiet", "--dump-initial",
+                 "--dump-gradients"}))
+          msg += "; did you mean '" + *best + "'?";
+        return usageError(msg);
+      } else if (r.artifact.empty()) {
+        r.artifact = arg;
+      } else {
+        return usageError("more than one artifact given ('" + r.artifact +
+                          "' and '" + arg + "')");
+      }
+    }
+    if (r.artifact.empty())
+      return usageError("run needs an artifact: trlc run OUT.trlc");
+    return trlc::runArtifact(r);
   }
   std::string msg = "unknown command '" + command + "'";
-  if (auto best = trlc::closestMatch(command, {"compile"}))
+  if (auto best = trlc::closestMatch(command, {"compile", "run", "train"}))
     msg += "; did you mean '" + *best + "'?";
   return usageError(msg);
 }

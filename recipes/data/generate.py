@@ -19,6 +19,39 @@ def problems(rng, n, lo=0, hi=49):
         yield f"{a}+{b}=", str(a + b), a + b
 
 
+# A character-level vocabulary for the arithmetic task: the demo's tokenizer.
+SPECIAL = ["<pad>", "<s>", "</s>"]
+CHARS = list("0123456789+=-")
+VOCAB = {tok: i for i, tok in enumerate(SPECIAL + CHARS)}
+PAD, BOS, EOS = 0, 1, 2
+
+
+def tokenizer_json():
+    """A Hugging Face tokenizers file: one token per character."""
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {"id": i, "content": t, "single_word": False, "lstrip": False,
+             "rstrip": False, "normalized": False, "special": True}
+            for i, t in enumerate(SPECIAL)],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "."},
+                          "behavior": "Isolated", "invert": False},
+        "post_processor": None,
+        "decoder": {"type": "Fuse"},
+        "model": {"type": "WordLevel", "vocab": VOCAB, "unk_token": "<pad>"},
+    }
+
+
+def tokenize(prompt, completion):
+    """Pre-tokenized prompt-completion row: loss on the completion and EOS."""
+    p = [BOS] + [VOCAB[c] for c in prompt]
+    c = [VOCAB[ch] for ch in completion] + [EOS]
+    return {"input_ids": p + c, "completion_mask": [0] * len(p) + [1] * len(c)}
+
+
 def write(name, rows):
     with open(os.path.join(HERE, name), "w") as f:
         for row in rows:
@@ -31,6 +64,20 @@ def main():
           [{"prompt": p, "completion": c} for p, c, _ in problems(rng, 2000)])
     write("arith-sft-eval.jsonl",
           [{"prompt": p, "completion": c} for p, c, _ in problems(rng, 64)])
+    # Pre-tokenized copies for `trlc run` until the data pipeline lands.
+    for name in ("arith-sft", "arith-sft-eval"):
+        with open(os.path.join(HERE, name + ".jsonl")) as f:
+            rows = [json.loads(line) for line in f]
+        write(name + ".tokens.jsonl",
+              [tokenize(r["prompt"], r["completion"]) for r in rows])
+    os.makedirs(os.path.join(HERE, "arith-tokenizer"), exist_ok=True)
+    with open(os.path.join(HERE, "arith-tokenizer", "tokenizer.json"), "w") as f:
+        json.dump(tokenizer_json(), f, indent=1)
+        f.write("\n")
+    with open(os.path.join(HERE, "arith-tokenizer", "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
+                   "tokenizer_class": "PreTrainedTokenizerFast"}, f, indent=1)
+        f.write("\n")
     write("arith-dpo.jsonl",
           [{"prompt": p, "chosen": c, "rejected": str(s + rng.choice([-1, 1]))}
            for p, c, s in problems(rng, 256, lo=1)])

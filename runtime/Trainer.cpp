@@ -1,0 +1,659 @@
+//===- Trainer.cpp - the training loop around a compiled plan -------------===//
+
+#include "trlc/Trainer.h"
+#include "trlc/Artifact.h"
+#include "trlc/Executor.h"
+#include "trlc/Safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <thread>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace trlc {
+namespace {
+
+struct Failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// --- data ----------------------------------------------------------------------
+
+struct Example {
+  std::vector<int64_t> ids;
+  std::vector<uint8_t> completion;  // 1: the loss counts this token
+};
+
+struct Dataset {
+  std::vector<Example> rows;
+  int64_t truncated = 0;
+};
+
+Dataset readTokenized(const std::vector<std::string> &files, int64_t seqLen,
+                      int64_t vocab) {
+  Dataset data;
+  for (const std::string &file : files) {
+    std::ifstream in(file);
+    if (!in)
+      throw Failure(file + ": error: cannot read the dataset file");
+    std::string line;
+    for (int64_t lineNo = 1; std::getline(in, line); ++lineNo) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos)
+        continue;
+      std::string where = file + ":" + std::to_string(lineNo) + ": error: ";
+      auto j = json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object())
+        throw Failure(where + "not a JSON object");
+      if (!j.contains("input_ids"))
+        throw Failure(where + "no \"input_ids\": until the data pipeline lands, "
+                      "trlc run reads pre-tokenized rows {\"input_ids\": [...], "
+                      "\"completion_mask\": [...]} (recipes/data/generate.py "
+                      "writes them)");
+      Example ex;
+      try {
+        ex.ids = j["input_ids"].get<std::vector<int64_t>>();
+        if (j.contains("completion_mask"))
+          for (int64_t v : j["completion_mask"].get<std::vector<int64_t>>())
+            ex.completion.push_back(v != 0);
+        else
+          ex.completion.assign(ex.ids.size(), 1);
+      } catch (const json::exception &) {
+        throw Failure(where + "\"input_ids\" and \"completion_mask\" must be "
+                      "arrays of integers");
+      }
+      if (ex.ids.empty())
+        throw Failure(where + "\"input_ids\" is empty");
+      if (ex.completion.size() != ex.ids.size())
+        throw Failure(where + "\"completion_mask\" has " +
+                      std::to_string(ex.completion.size()) + " entries but " +
+                      "\"input_ids\" has " + std::to_string(ex.ids.size()));
+      for (int64_t id : ex.ids)
+        if (id < 0 || id >= vocab)
+          throw Failure(where + "token id " + std::to_string(id) +
+                        " is outside the model's vocabulary (vocab_size " +
+                        std::to_string(vocab) + ")");
+      if (static_cast<int64_t>(ex.ids.size()) > seqLen) {
+        // [data] max_length truncation (keep_start), as TRL does.
+        ex.ids.resize(seqLen);
+        ex.completion.resize(seqLen);
+        ++data.truncated;
+      }
+      data.rows.push_back(std::move(ex));
+    }
+  }
+  return data;
+}
+
+/// Token id -> text, from a Hugging Face tokenizer.json (model.vocab and
+/// added_tokens), for printing generations.
+std::vector<std::string> readVocab(const std::string &tokenizer) {
+  std::vector<std::string> vocab;
+  if (tokenizer.empty())
+    return vocab;
+  fs::path file = fs::is_directory(tokenizer) ? fs::path(tokenizer) / "tokenizer.json"
+                                              : fs::path(tokenizer);
+  std::ifstream in(file);
+  auto j = json::parse(in, nullptr, false);
+  if (j.is_discarded())
+    return vocab;
+  auto put = [&](const std::string &tok, int64_t id) {
+    if (id < 0 || id > 10000000)
+      return;
+    if (static_cast<int64_t>(vocab.size()) <= id)
+      vocab.resize(id + 1);
+    vocab[id] = tok;
+  };
+  if (j.contains("model") && j["model"].contains("vocab") && j["model"]["vocab"].is_object())
+    for (const auto &[tok, id] : j["model"]["vocab"].items())
+      if (id.is_number_integer())
+        put(tok, id.get<int64_t>());
+  if (j.contains("added_tokens") && j["added_tokens"].is_array())
+    for (const auto &t : j["added_tokens"])
+      if (t.contains("content") && t.contains("id"))
+        put(t["content"].get<std::string>(), t["id"].get<int64_t>());
+  return vocab;
+}
+
+std::string decode(const std::vector<std::string> &vocab,
+                   const std::vector<int64_t> &ids) {
+  std::string s;
+  for (int64_t id : ids)
+    s += id < static_cast<int64_t>(vocab.size()) && !vocab[id].empty()
+             ? vocab[id]
+             : "<" + std::to_string(id) + ">";
+  return s;
+}
+
+// --- weights -------------------------------------------------------------------
+
+uint64_t nameSeed(uint64_t seed, const std::string &name) {
+  uint64_t h = 0xcbf29ce484222325ull ^ seed;
+  for (unsigned char c : name) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+/// Hugging Face's initialisation: N(0, initializer_range) for matrices,
+/// ones for norm weights, zeros for biases. Each parameter draws from its
+/// own generator (init_seed, name), so the order of the table is irrelevant.
+void randomInit(const artifact::ParamDesc &p, const TensorRef &t, uint64_t seed,
+                double std) {
+  float *w = t.as<float>();
+  int64_t n = t.numel();
+  bool bias = p.name.size() >= 4 && p.name.compare(p.name.size() - 4, 4, "bias") == 0;
+  if (t.rank() == 1) {
+    std::fill(w, w + n, bias ? 0.0f : 1.0f);
+    return;
+  }
+  std::mt19937_64 rng(nameSeed(seed, p.name));
+  std::normal_distribution<double> normal(0.0, std);
+  for (int64_t i = 0; i < n; ++i)
+    w[i] = static_cast<float>(normal(rng));
+}
+
+/// The weight in Hugging Face layout (Conv1D weights transposed back).
+std::vector<float> hfLayout(const artifact::ParamDesc &p, const TensorRef &t,
+                            std::vector<int64_t> &shape) {
+  const float *w = t.as<float>();
+  shape = t.desc->shape;
+  std::vector<float> out(w, w + t.numel());
+  if (p.hfTransposed) {
+    int64_t rows = shape[0], cols = shape[1];
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        out[c * rows + r] = w[r * cols + c];
+    std::swap(shape[0], shape[1]);
+  }
+  return out;
+}
+
+void loadWeights(Executor &ex, const std::string &dir) {
+  std::map<std::string, safetensors::Tensor> tensors;
+  std::string error;
+  if (!safetensors::readModelDir(dir, tensors, error))
+    throw Failure(error);
+  for (const artifact::ParamDesc &p : ex.plan().params) {
+    TensorRef t = ex.tensor(p.tensor);
+    auto it = tensors.find(p.name);
+    if (it == tensors.end())
+      throw Failure(dir + ": error: the checkpoint has no tensor '" + p.name +
+                    "' (is [model] path the model the recipe's config describes?)");
+    std::vector<int64_t> want = t.desc->shape;
+    if (p.hfTransposed)
+      std::swap(want[0], want[1]);
+    if (it->second.shape != want) {
+      auto str = [](const std::vector<int64_t> &s) {
+        std::string o = "[";
+        for (size_t i = 0; i < s.size(); ++i)
+          o += (i ? ", " : "") + std::to_string(s[i]);
+        return o + "]";
+      };
+      throw Failure(dir + ": error: tensor '" + p.name + "' has shape " +
+                    str(it->second.shape) + " but the model needs " + str(want));
+    }
+    const std::vector<float> &src = it->second.data;
+    float *w = t.as<float>();
+    if (!p.hfTransposed) {
+      std::copy(src.begin(), src.end(), w);
+      continue;
+    }
+    int64_t in = want[0], out = want[1];  // stored [in, out]
+    for (int64_t r = 0; r < out; ++r)
+      for (int64_t c = 0; c < in; ++c)
+        w[r * in + c] = src[c * out + r];
+  }
+}
+
+bool writeParams(const Executor &ex, const std::string &path, std::string &error,
+                 const std::string &which = "param") {
+  std::vector<std::vector<float>> storage;
+  std::vector<safetensors::Entry> entries;
+  storage.reserve(ex.plan().params.size());
+  for (const artifact::ParamDesc &p : ex.plan().params) {
+    if (p.set != "policy")
+      continue;
+    int id = which == "param" ? p.tensor
+             : which == "grad" ? p.grad
+             : which == "exp_avg" ? p.expAvg : p.expAvgSq;
+    if (id < 0)
+      continue;
+    std::vector<int64_t> shape;
+    storage.push_back(hfLayout(p, ex.tensor(id), shape));
+    entries.push_back({p.name, shape, storage.back().data()});
+  }
+  return safetensors::writeFile(path, entries, error);
+}
+
+// --- batches -------------------------------------------------------------------
+
+/// Fills train_step's SFT inputs from `rows` (missing rows are padding that
+/// contributes nothing); returns the trainable tokens of these rows.
+int64_t fillSftBatch(Executor &ex, const std::string &prog,
+                     const std::vector<const Example *> &rows, int64_t pad,
+                     int64_t &inputTokens) {
+  TensorRef ids = ex.input(prog, "input_ids"), pos = ex.input(prog, "position_ids"),
+            mask = ex.input(prog, "attention_mask");
+  int64_t b = ids.dim(0), s = ids.dim(1), trainable = 0;
+  int64_t *labels = prog == "train_step" ? ex.input(prog, "labels").as<int64_t>() : nullptr;
+  for (int64_t r = 0; r < b; ++r) {
+    const Example *e = r < static_cast<int64_t>(rows.size()) ? rows[r] : nullptr;
+    int64_t len = e ? static_cast<int64_t>(e->ids.size()) : 0;
+    inputTokens += len;
+    for (int64_t t = 0; t < s; ++t) {
+      int64_t i = r * s + t;
+      ids.as<int64_t>()[i] = t < len ? e->ids[t] : pad;
+      pos.as<int64_t>()[i] = t < len ? t : 0;
+      mask.as<int64_t>()[i] = t < len;
+      if (labels) {
+        bool counts = t + 1 < len && e->completion[t + 1];
+        labels[i] = counts ? e->ids[t + 1] : -100;
+        trainable += counts;
+      }
+    }
+  }
+  return trainable;
+}
+
+int64_t countTrainable(const std::vector<const Example *> &rows) {
+  int64_t n = 0;
+  for (const Example *e : rows)
+    for (size_t t = 1; t < e->ids.size(); ++t)
+      n += e->completion[t];
+  return n;
+}
+
+// --- output --------------------------------------------------------------------
+
+int64_t peakRss() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;
+}
+
+std::string clock(double seconds) {
+  int64_t s = static_cast<int64_t>(seconds + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%lld:%02lld:%02lld",
+                static_cast<long long>(s / 3600), static_cast<long long>(s / 60 % 60),
+                static_cast<long long>(s % 60));
+  return buf;
+}
+
+void writeText(const fs::path &file, const std::string &text) {
+  std::ofstream out(file, std::ios::trunc);
+  out << text;
+  if (!out)
+    throw Failure(file.string() + ": error: cannot write (check free space and permissions)");
+}
+
+/// The output directory is ours if it is new, empty, or an earlier trlc run.
+void claimOutputDir(const fs::path &dir) {
+  std::error_code ec;
+  if (fs::exists(dir) && !fs::is_empty(dir, ec) && !fs::exists(dir / "trlc_run.json"))
+    throw Failure(dir.string() + ": error: [output] output_dir exists and is not "
+                  "a trlc run directory; choose another output_dir or remove it");
+  fs::create_directories(dir, ec);
+  if (ec)
+    throw Failure(dir.string() + ": error: cannot create the output directory (" +
+                  ec.message() + ")");
+}
+
+void copyTokenizer(const std::string &tokenizer, const fs::path &dst) {
+  if (tokenizer.empty())
+    return;
+  fs::path src = fs::is_directory(tokenizer) ? fs::path(tokenizer)
+                                             : fs::path(tokenizer).parent_path();
+  for (const char *f : {"tokenizer.json", "tokenizer_config.json",
+                        "special_tokens_map.json", "vocab.json", "merges.txt"})
+    if (fs::exists(src / f))
+      fs::copy_file(src / f, dst / f, fs::copy_options::overwrite_existing);
+}
+
+class Run {
+public:
+  Run(const RunOptions &o, artifact::Plan &plan, Executor &ex)
+      : o(o), plan(plan), ex(ex), run(plan.run) {}
+  int main();
+
+private:
+  void save(const fs::path &dir, bool withState);
+  void evaluate();
+
+  const RunOptions &o;
+  artifact::Plan &plan;
+  Executor &ex;
+  const json &run;
+  json logHistory = json::array();
+  int64_t step = 0;
+  std::vector<std::string> checkpoints;
+};
+
+void Run::save(const fs::path &dir, bool withState) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::string error;
+  if (!writeParams(ex, (dir / "model.safetensors").string(), error))
+    throw Failure(error);
+  writeText(dir / "config.json", run["model_config"].dump(2) + "\n");
+  copyTokenizer(run["tokenizer"].get<std::string>(), dir);
+  if (!withState)
+    return;
+  std::vector<std::vector<float>> storage;
+  std::vector<safetensors::Entry> entries;
+  storage.reserve(2 * plan.params.size());
+  for (const artifact::ParamDesc &p : plan.params)
+    for (auto [id, key] : {std::pair{p.expAvg, "exp_avg."}, std::pair{p.expAvgSq, "exp_avg_sq."}}) {
+      if (id < 0)
+        continue;
+      std::vector<int64_t> shape;
+      storage.push_back(hfLayout(p, ex.tensor(id), shape));
+      entries.push_back({key + p.name, shape, storage.back().data()});
+    }
+  if (!safetensors::writeFile((dir / "optimizer.safetensors").string(), entries, error))
+    throw Failure(error);
+  writeText(dir / "rng_state.json",
+            json{{"seed", run["seed"]}, {"global_step", step}}.dump(2) + "\n");
+  writeText(dir / "trainer_state.json",
+            json{{"global_step", step},
+                 {"max_steps", run["total_steps"]},
+                 {"num_train_epochs", run["num_train_epochs"]},
+                 {"logging_steps", run["logging_steps"]},
+                 {"save_steps", run["save_steps"]},
+                 {"train_batch_size", run["batch_size"]},
+                 {"log_history", logHistory}}.dump(2) + "\n");
+}
+
+void Run::evaluate() {
+  if (!ex.hasProgram("predict") || run["eval"].empty())
+    return;
+  int64_t vocabSize = run["model_config"]["vocab_size"].get<int64_t>();
+  int64_t seqLen = run["seq_len"].get<int64_t>();
+  Dataset data = readTokenized(run["eval"].get<std::vector<std::string>>(), seqLen, vocabSize);
+  std::vector<std::string> vocab = readVocab(run["tokenizer"].get<std::string>());
+  const json &cfg = run["model_config"];
+  int64_t eos = cfg.contains("eos_token_id") ? cfg["eos_token_id"].get<int64_t>() : -1;
+  int64_t pad = run["pad_token_id"].get<int64_t>();
+  TensorRef ids = ex.input("predict", "input_ids");
+  int64_t b = ids.dim(0);
+  TensorRef logits = ex.output("predict", "logits");
+  int64_t correct = 0, shown = 0;
+  for (size_t start = 0; start < data.rows.size(); start += b) {
+    size_t n = std::min<size_t>(b, data.rows.size() - start);
+    std::vector<Example> cur(n);
+    std::vector<std::vector<int64_t>> expected(n);
+    std::vector<bool> done(n, false);
+    for (size_t r = 0; r < n; ++r) {
+      const Example &e = data.rows[start + r];
+      for (size_t t = 0; t < e.ids.size(); ++t)
+        (e.completion[t] ? expected[r] : cur[r].ids).push_back(e.ids[t]);
+      cur[r].completion.assign(cur[r].ids.size(), 0);
+    }
+    for (int64_t iter = 0; iter < seqLen; ++iter) {
+      std::vector<const Example *> rows;
+      for (auto &c : cur)
+        rows.push_back(&c);
+      int64_t unused = 0;
+      fillSftBatch(ex, "predict", rows, pad, unused);
+      ex.run("predict");
+      bool any = false;
+      for (size_t r = 0; r < n; ++r) {
+        if (done[r])
+          continue;
+        int64_t len = cur[r].ids.size();
+        const float *row = logits.as<float>() + ((r * seqLen) + len - 1) * vocabSize;
+        int64_t next = std::max_element(row, row + vocabSize) - row;
+        cur[r].ids.push_back(next);
+        cur[r].completion.push_back(1);
+        int64_t generated = std::count(cur[r].completion.begin(), cur[r].completion.end(), 1);
+        if (next == eos || len + 1 >= seqLen ||
+            (eos < 0 && generated >= static_cast<int64_t>(expected[r].size())))
+          done[r] = true;
+        any |= !done[r];
+      }
+      if (!any)
+        break;
+    }
+    for (size_t r = 0; r < n; ++r) {
+      std::vector<int64_t> prompt, got;
+      for (size_t t = 0; t < cur[r].ids.size(); ++t)
+        (cur[r].completion[t] ? got : prompt).push_back(cur[r].ids[t]);
+      bool ok = got == expected[r];
+      correct += ok;
+      if (shown < 5 && !o.quiet) {
+        auto strip = [&](std::vector<int64_t> v) {
+          v.erase(std::remove_if(v.begin(), v.end(), [&](int64_t t) {
+                    return t == eos || t == pad || (cfg.contains("bos_token_id") &&
+                                                    t == cfg["bos_token_id"].get<int64_t>());
+                  }), v.end());
+          return decode(vocab, v);
+        };
+        std::cout << "  " << strip(prompt) << " " << strip(got) << "   (expected "
+                  << strip(expected[r]) << ")" << (ok ? "" : "  x") << "\n";
+        ++shown;
+      }
+    }
+  }
+  double acc = data.rows.empty() ? 0 : static_cast<double>(correct) / data.rows.size();
+  std::printf("eval: exact match %lld/%zu = %.1f%% (greedy)\n",
+              static_cast<long long>(correct), data.rows.size(), 100 * acc);
+  json result = {{"eval_exact_match", acc}, {"eval_examples", data.rows.size()}, {"step", step}};
+  logHistory.push_back(result);
+  std::ofstream(fs::path(run["output_dir"].get<std::string>()) / "metrics.jsonl",
+                std::ios::app) << result.dump() << "\n";
+}
+
+int Run::main() {
+  if (run["method"] != "sft")
+    throw Failure(o.artifact + ": error: trlc run trains SFT artifacts; " +
+                  run["method"].get<std::string>() +
+                  " needs the data pipeline's preference batches, which is not "
+                  "built yet");
+  int64_t seqLen = run["seq_len"], batch = run["batch_size"],
+          accum = run["gradient_accumulation_steps"];
+  int64_t vocab = run["model_config"]["vocab_size"];
+  fs::path outDir = run["output_dir"].get<std::string>();
+  claimOutputDir(outDir);
+  writeText(outDir / "trlc_run.json",
+            json{{"artifact", fs::absolute(o.artifact).string()}}.dump(2) + "\n");
+
+  // Weights.
+  const std::string modelPath = run["model_path"];
+  if (!modelPath.empty()) {
+    loadWeights(ex, modelPath);
+  } else {
+    for (const artifact::ParamDesc &p : plan.params)
+      randomInit(p, ex.tensor(p.tensor), run["init_seed"].get<uint64_t>(),
+                 run["initializer_range"].get<double>());
+  }
+  std::string error;
+  if (!o.dumpInitial.empty() && !writeParams(ex, o.dumpInitial, error))
+    throw Failure(error);
+
+  Dataset data = readTokenized(run["train"].get<std::vector<std::string>>(), seqLen, vocab);
+  if (data.rows.empty())
+    throw Failure("error: the [data] train files hold no examples");
+  if (data.truncated && !o.quiet)
+    std::cout << "note: " << data.truncated << " training examples are longer than "
+              << "max_length " << seqLen << " and were truncated (keep_start)\n";
+
+  int64_t total = o.maxSteps > 0 ? std::min<int64_t>(o.maxSteps, run["total_steps"])
+                                 : run["total_steps"].get<int64_t>();
+  int64_t pad = run["pad_token_id"];
+  std::vector<size_t> order(data.rows.size());
+  size_t cursor = order.size();
+  int64_t epoch = -1;
+  uint64_t seed = run["seed"];
+  auto nextRows = [&]() {
+    std::vector<const Example *> rows;
+    while (static_cast<int64_t>(rows.size()) < batch) {
+      if (cursor == order.size()) {
+        if (!rows.empty())
+          break;  // the epoch's last, partial batch
+        ++epoch;
+        std::iota(order.begin(), order.end(), 0);
+        std::mt19937_64 rng(seed + epoch);
+        std::shuffle(order.begin(), order.end(), rng);
+        cursor = 0;
+      }
+      rows.push_back(&data.rows[order[cursor++]]);
+    }
+    return rows;
+  };
+
+  const bool tty = isatty(2) && !o.quiet;
+  std::ofstream metrics(outDir / "metrics.jsonl", std::ios::trunc);
+  int64_t logEvery = std::max<int64_t>(1, run["logging_steps"].get<int64_t>());
+  int64_t saveEvery = run["save_steps"], keep = run["save_total_limit"];
+  double intervalLoss = 0, intervalTime = 0;
+  int64_t intervalTokens = 0, intervalSteps = 0, numTokens = 0;
+  auto begin = std::chrono::steady_clock::now();
+  TensorRef stepIn = ex.input("optimizer_step", "step");
+  TensorRef numItems = ex.input("train_step", "num_items_in_batch");
+  TensorRef lossOut = ex.output("train_step", "loss");
+  if (!o.quiet)
+    std::cout << "training " << total << " steps on " << data.rows.size()
+              << " examples (batch " << batch << " x " << accum
+              << " accumulation, sequence bound " << seqLen << ")\n";
+
+  for (step = 0; step < total; ++step) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::vector<const Example *>> micro(accum);
+    int64_t trainable = 0;
+    for (auto &m : micro) {
+      m = nextRows();
+      trainable += countTrainable(m);
+    }
+    double loss = 0;
+    for (auto &m : micro) {
+      int64_t tokens = 0;
+      fillSftBatch(ex, "train_step", m, pad, tokens);
+      numItems.as<float>()[0] = static_cast<float>(std::max<int64_t>(trainable, 1));
+      ex.run("train_step");
+      loss += lossOut.as<float>()[0];
+      numTokens += tokens;
+      intervalTokens += tokens;
+      if (step == 0 && &m == &micro[0] && !o.dumpGradients.empty() &&
+          !writeParams(ex, o.dumpGradients, error, "grad"))
+        throw Failure(error);
+    }
+    stepIn.as<int64_t>()[0] = step;
+    ex.run("optimizer_step");
+    double gradNorm = ex.output("optimizer_step", "grad_norm").as<float>()[0];
+    double lr = ex.output("optimizer_step", "learning_rate").as<float>()[0];
+    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!std::isfinite(loss))
+      throw Failure("error: the loss is " + std::to_string(loss) + " at step " +
+                    std::to_string(step + 1) + "; lower [train] learning_rate or "
+                    "set max_grad_norm");
+    intervalLoss += loss;
+    intervalTime += dt;
+    ++intervalSteps;
+    if ((step + 1) % logEvery == 0 || step + 1 == total) {
+      json m = {{"step", step + 1},
+                {"loss", intervalLoss / intervalSteps},
+                {"grad_norm", gradNorm},
+                {"learning_rate", lr},
+                {"num_tokens", numTokens},
+                {"tokens_per_second", intervalTokens / std::max(intervalTime, 1e-9)},
+                {"step_time_s", intervalTime / intervalSteps},
+                {"peak_memory_bytes", peakRss()},
+                {"planned_memory_bytes", ex.reservedBytes()},
+                {"epoch", static_cast<double>(step + 1) * batch * accum / data.rows.size()}};
+      metrics << m.dump() << "\n" << std::flush;
+      logHistory.push_back(m);
+      if (!tty && !o.quiet)
+        std::printf("step %lld/%lld  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s\n",
+                    static_cast<long long>(step + 1), static_cast<long long>(total),
+                    m["loss"].get<double>(), gradNorm, lr,
+                    m["tokens_per_second"].get<double>());
+      intervalLoss = intervalTime = 0;
+      intervalTokens = intervalSteps = 0;
+    }
+    if (tty) {
+      double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+      int width = 30, filled = static_cast<int>(width * (step + 1) / total);
+      std::fprintf(stderr, "\r[%s%s] %lld/%lld loss %.4f  %s<%s ",
+                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                   static_cast<long long>(step + 1), static_cast<long long>(total), loss,
+                   clock(elapsed).c_str(),
+                   clock(elapsed / (step + 1) * (total - step - 1)).c_str());
+      if (step + 1 == total)
+        std::fprintf(stderr, "\n");
+    }
+    if (saveEvery > 0 && (step + 1) % saveEvery == 0 && step + 1 != total) {
+      fs::path dir = outDir / ("checkpoint-" + std::to_string(step + 1));
+      save(dir, true);
+      checkpoints.push_back(dir.string());
+      while (keep > 0 && static_cast<int64_t>(checkpoints.size()) > keep) {
+        fs::remove_all(checkpoints.front());
+        checkpoints.erase(checkpoints.begin());
+      }
+    }
+  }
+  // The last step is always checkpointed, and the final model is saved.
+  fs::path last = outDir / ("checkpoint-" + std::to_string(step));
+  save(last, true);
+  checkpoints.push_back(last.string());
+  while (keep > 0 && static_cast<int64_t>(checkpoints.size()) > keep) {
+    fs::remove_all(checkpoints.front());
+    checkpoints.erase(checkpoints.begin());
+  }
+  save(outDir, false);
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  if (!o.quiet)
+    std::cout << "trained " << step << " steps in " << clock(elapsed) << "; model saved to "
+              << outDir.string() << "\n";
+  evaluate();
+  return 0;
+}
+
+} // namespace
+
+int runArtifact(const RunOptions &o) {
+  try {
+    artifact::Manifest manifest;
+    std::string error;
+    if (!artifact::readManifest(o.artifact, manifest, error))
+      throw Failure(error);
+    artifact::Plan plan;
+    if (!artifact::readPlan(o.artifact, plan, error))
+      throw Failure(error);
+    int threads = o.threads > 0 ? o.threads
+                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    auto backend = makeCpuBackend(threads);
+    Executor ex(plan, *backend);
+    return Run(o, plan, ex).main();
+  } catch (const Failure &e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  } catch (const KernelError &e) {
+    std::cerr << o.artifact << ": error: " << e.what() << "\n";
+    return 1;
+  } catch (const json::exception &e) {
+    std::cerr << o.artifact << "/plan.json: error: malformed run section (" << e.what()
+              << "); recompile the artifact with `trlc compile`\n";
+    return 1;
+  } catch (const fs::filesystem_error &e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+} // namespace trlc

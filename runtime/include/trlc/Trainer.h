@@ -1,0 +1,41 @@
+//===- Trainer.h - the training loop around a compiled plan -----*- C++ -*-===//
+//
+// Reads the artifact, initialises or loads the weights, feeds batches from
+// pre-tokenized JSONL into train_step, runs optimizer_step every
+// gradient_accumulation_steps micro-batches, logs metrics.jsonl, writes
+// Hugging Face-layout checkpoints and the final model, and, when the recipe
+// has [data] eval, greedily completes the held-out prompts.
+//
+// Pre-tokenized rows (until the data pipeline lands): {"input_ids": [...],
+// "completion_mask": [...]}; completion_mask is optional (absent: every
+// token is trained on) and, for SFT, selects the tokens the loss counts.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_RUNTIME_TRAINER_H
+#define TRLC_RUNTIME_TRAINER_H
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace trlc {
+
+struct RunOptions {
+  std::string artifact;
+  int64_t maxSteps = -1;  // -1: the plan's total_steps
+  int threads = 0;        // 0: all hardware threads
+  bool quiet = false;
+  /// Write the weights as initialised to this safetensors file and, after
+  /// each step, "step N loss L grad_norm G" lines (for the PyTorch tests).
+  std::string dumpInitial;
+  std::string dumpGradients;  // gradients of the first micro-batch
+};
+
+/// Runs the artifact; returns the process exit code. Errors are printed
+/// with the file and the fix.
+int runArtifact(const RunOptions &options);
+
+} // namespace trlc
+
+#endif // TRLC_RUNTIME_TRAINER_H
