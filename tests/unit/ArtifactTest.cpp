@@ -70,7 +70,8 @@ TEST_F(ManifestTest, RefusesMissingFieldsAndBadJson) {
   EXPECT_FALSE(readManifest(dir.string(), m, error));
   EXPECT_NE(error.find("not valid JSON"), std::string::npos) << error;
 
-  write(R"({"format": "trlc-artifact", "format_version": 1})");
+  write(R"({"format": "trlc-artifact", "format_version": )" +
+        std::to_string(kFormatVersion) + "}");
   EXPECT_FALSE(readManifest(dir.string(), m, error));
   EXPECT_NE(error.find("missing string \"recipe\""), std::string::npos) << error;
 
