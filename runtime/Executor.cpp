@@ -2,12 +2,18 @@
 
 #include "trlc/Executor.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace trlc {
 
 Executor::Executor(const artifact::Plan &plan, Backend &backend)
     : plan_(plan), backend(backend) {
+  const char *env = std::getenv("TRLC_PROFILE");
+  profile = env && *env && std::string(env) != "0";
   for (const auto &[name, prog] : plan.programs)
     for (const artifact::KernelCall &c : prog.calls) {
       if (!backend.supports(c.kernel))
@@ -37,6 +43,18 @@ Executor::Executor(const artifact::Plan &plan, Backend &backend)
 }
 
 Executor::~Executor() {
+  if (profile) {
+    std::vector<std::pair<double, std::string>> rows;
+    double total = 0;
+    for (auto &[k, t] : kernelSeconds) {
+      rows.push_back({t, k});
+      total += t;
+    }
+    std::sort(rows.rbegin(), rows.rend());
+    std::fprintf(stderr, "kernel time (TRLC_PROFILE):\n");
+    for (auto &[t, k] : rows)
+      std::fprintf(stderr, "  %-34s %9.3f s  %5.1f%%\n", k.c_str(), t, 100 * t / total);
+  }
   backend.release(arena);
   if (scratch)
     backend.release(scratch);
@@ -48,9 +66,19 @@ TensorRef Executor::tensor(int id) const {
 }
 
 void Executor::run(const std::string &program) {
-  for (auto &[kernel, args] : calls.at(program))
+  if (!profile) {
+    for (auto &[kernel, args] : calls.at(program))
+      backend.run(kernel, args);
+    backend.synchronize();
+    return;
+  }
+  for (auto &[kernel, args] : calls.at(program)) {
+    auto t0 = std::chrono::steady_clock::now();
     backend.run(kernel, args);
-  backend.synchronize();
+    backend.synchronize();
+    kernelSeconds[kernel] +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
 }
 
 TensorRef Executor::input(const std::string &program,

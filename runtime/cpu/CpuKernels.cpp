@@ -530,6 +530,7 @@ template <typename T> void attention(const KernelArgs &a) {
             }
             const T *kj = k.as<T>() + ((base + j) * hkv + kh) * d;
             T dot = 0;
+#pragma omp simd reduction(+ : dot)
             for (int64_t c = 0; c < d; ++c)
               dot += qi[c] * kj[c];
             p[j] = dot * scale;
@@ -551,6 +552,7 @@ template <typename T> void attention(const KernelArgs &a) {
               continue;
             const T *vj = v.as<T>() + ((base + j) * hkv + kh) * d;
             T pj = p[j] / sum;
+#pragma omp simd
             for (int64_t c = 0; c < d; ++c)
               oi[c] += pj * vj[c];
           }
@@ -587,6 +589,7 @@ template <typename T> void attentionGrad(const KernelArgs &a) {
           const T *oi = o.as<T>() + ((base + i) * hq + h) * d;
           T *dqi = dq + ((base + i) * hq + h) * d;
           T di = 0;
+#pragma omp simd reduction(+ : di)
           for (int64_t c = 0; c < d; ++c)
             di += gi[c] * oi[c];
           int64_t last = causal ? i : len - 1;
@@ -596,6 +599,7 @@ template <typename T> void attentionGrad(const KernelArgs &a) {
             const T *kj = k.as<T>() + ((base + j) * hkv + kh) * d;
             const T *vj = v.as<T>() + ((base + j) * hkv + kh) * d;
             T dot = 0, dp = 0;
+#pragma omp simd reduction(+ : dot, dp)
             for (int64_t c = 0; c < d; ++c) {
               dot += qi[c] * kj[c];
               dp += gi[c] * vj[c];
@@ -604,6 +608,7 @@ template <typename T> void attentionGrad(const KernelArgs &a) {
             T ds = p * (dp - di) * scale;
             T *dkj = dk + ((base + j) * hkv + kh) * d;
             T *dvj = dv + ((base + j) * hkv + kh) * d;
+#pragma omp simd
             for (int64_t c = 0; c < d; ++c) {
               dqi[c] += ds * kj[c];
               dkj[c] += ds * qi[c];

@@ -9,6 +9,7 @@ namespace trlc {
 
 /// Owns the plan's arena. Everything a step needs is allocated and resolved
 /// when the executor is built: running a program allocates nothing.
+/// TRLC_PROFILE=1 in the environment prints the time spent per kernel.
 class Executor {
 public:
   /// Throws KernelError when the backend lacks a kernel of the plan.
@@ -35,6 +36,8 @@ private:
   void *scratch = nullptr;
   int64_t scratchBytes = 0;
   std::map<std::string, std::vector<std::pair<std::string, KernelArgs>>> calls;
+  bool profile = false;  // TRLC_PROFILE=1: time every kernel, print at exit
+  std::map<std::string, double> kernelSeconds;
 };
 
 } // namespace trlc
