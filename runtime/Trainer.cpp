@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -625,6 +626,75 @@ int Run::main() {
 }
 
 } // namespace
+
+// Parses one of run's options at argv[i]; false if argv[i] is not one.
+/// Sets `err` when the option's value is bad.
+bool parseRunOption(int &i, int argc, char **argv, RunOptions &r,
+                    std::string &err) {
+  std::string arg = argv[i];
+  auto value = [&](const std::string &flag) -> std::optional<std::string> {
+    if (arg.rfind(flag + "=", 0) == 0)
+      return arg.substr(flag.size() + 1);
+    if (arg == flag) {
+      if (i + 1 < argc)
+        return std::string(argv[++i]);
+      err = flag + " needs a value";
+      return std::string();
+    }
+    return std::nullopt;
+  };
+  auto integer = [&](const std::string &flag, const std::string &v, int64_t &out) {
+    if (!err.empty())
+      return;
+    char *end = nullptr;
+    long long n = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end || n <= 0)
+      err = flag + " needs a positive integer, got '" + v + "'";
+    else
+      out = n;
+  };
+  if (auto v = value("--max-steps")) {
+    integer("--max-steps", *v, r.maxSteps);
+  } else if (auto v = value("--threads")) {
+    int64_t n = 0;
+    integer("--threads", *v, n);
+    r.threads = static_cast<int>(n);
+  } else if (auto v = value("--dump-initial")) {
+    r.dumpInitial = *v;
+  } else if (auto v = value("--dump-gradients")) {
+    r.dumpGradients = *v;
+  } else if (arg == "--quiet") {
+    r.quiet = true;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+int runCommand(int argc, char **argv, std::string &err) {
+  RunOptions r;
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (parseRunOption(i, argc, argv, r, err)) {
+      if (!err.empty())
+        return 2;
+    } else if (!arg.empty() && arg[0] == '-') {
+      err = "unknown option '" + arg + "' (run takes --max-steps, --threads, "
+            "--quiet, --dump-initial, --dump-gradients)";
+      return 2;
+    } else if (r.artifact.empty()) {
+      r.artifact = arg;
+    } else {
+      err = "more than one artifact given ('" + r.artifact + "' and '" + arg + "')";
+      return 2;
+    }
+  }
+  if (r.artifact.empty()) {
+    err = "run needs an artifact: trlc run OUT.trlc";
+    return 2;
+  }
+  return runArtifact(r);
+}
 
 int runArtifact(const RunOptions &o) {
   try {

@@ -80,50 +80,6 @@ struct CompileOptions {
   bool train = false;
 };
 
-/// Parses one of run's options at argv[i]; false if argv[i] is not one.
-/// Sets `err` when the option's value is bad.
-bool parseRunArg(int &i, int argc, char **argv, trlc::RunOptions &r,
-                 std::string &err) {
-  std::string arg = argv[i];
-  auto value = [&](const std::string &flag) -> std::optional<std::string> {
-    if (arg.rfind(flag + "=", 0) == 0)
-      return arg.substr(flag.size() + 1);
-    if (arg == flag) {
-      if (i + 1 < argc)
-        return std::string(argv[++i]);
-      err = flag + " needs a value";
-      return std::string();
-    }
-    return std::nullopt;
-  };
-  auto integer = [&](const std::string &flag, const std::string &v, int64_t &out) {
-    if (!err.empty())
-      return;
-    char *end = nullptr;
-    long long n = std::strtoll(v.c_str(), &end, 10);
-    if (v.empty() || *end || n <= 0)
-      err = flag + " needs a positive integer, got '" + v + "'";
-    else
-      out = n;
-  };
-  if (auto v = value("--max-steps")) {
-    integer("--max-steps", *v, r.maxSteps);
-  } else if (auto v = value("--threads")) {
-    int64_t n = 0;
-    integer("--threads", *v, n);
-    r.threads = static_cast<int>(n);
-  } else if (auto v = value("--dump-initial")) {
-    r.dumpInitial = *v;
-  } else if (auto v = value("--dump-gradients")) {
-    r.dumpGradients = *v;
-  } else if (arg == "--quiet") {
-    r.quiet = true;
-  } else {
-    return false;
-  }
-  return true;
-}
-
 /// Parses compile's (and train's) arguments; returns an error message or "".
 std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
   std::string err;
@@ -152,7 +108,7 @@ std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
       o.overrides.push_back(*v);
     } else if (arg == "--print-config") {
       o.printConfig = true;
-    } else if (o.train && parseRunArg(i, argc, argv, o.run, err)) {
+    } else if (o.train && trlc::parseRunOption(i, argc, argv, o.run, err)) {
       if (!err.empty())
         return err;
     } else if (!arg.empty() && arg[0] == '-') {
@@ -408,30 +364,9 @@ int main(int argc, char **argv) {
     return trlc::runArtifact(options.run);
   }
   if (command == "run") {
-    trlc::RunOptions r;
-    for (int i = 2; i < argc; ++i) {
-      std::string err, arg = argv[i];
-      if (parseRunArg(i, argc, argv, r, err)) {
-        if (!err.empty())
-          return usageError(err);
-      } else if (!arg.empty() && arg[0] == '-') {
-        std::string msg = "unknown option '" + arg + "'";
-        if (auto best = trlc::closestMatch(
-                arg.substr(0, arg.find('=')),
-                {"--max-steps", "--threads", "--quiet", "--dump-initial",
-                 "--dump-gradients"}))
-          msg += "; did you mean '" + *best + "'?";
-        return usageError(msg);
-      } else if (r.artifact.empty()) {
-        r.artifact = arg;
-      } else {
-        return usageError("more than one artifact given ('" + r.artifact +
-                          "' and '" + arg + "')");
-      }
-    }
-    if (r.artifact.empty())
-      return usageError("run needs an artifact: trlc run OUT.trlc");
-    return trlc::runArtifact(r);
+    std::string err;
+    int rc = trlc::runCommand(argc, argv, err);
+    return err.empty() ? rc : usageError(err);
   }
   std::string msg = "unknown command '" + command + "'";
   if (auto best = trlc::closestMatch(command, {"compile", "run", "train"}))

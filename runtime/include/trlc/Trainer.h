@@ -36,6 +36,15 @@ struct RunOptions {
 /// with the file and the fix.
 int runArtifact(const RunOptions &options);
 
+/// Parses one `trlc run` option at argv[i] (advancing i past its value);
+/// false when argv[i] is not a run option. Sets `err` for a bad value.
+bool parseRunOption(int &i, int argc, char **argv, RunOptions &options,
+                    std::string &err);
+
+/// `trlc run ARTIFACT [options]` from argv[2..]; sets `err` (and returns 2)
+/// for a command-line mistake, else returns runArtifact's exit code.
+int runCommand(int argc, char **argv, std::string &err);
+
 } // namespace trlc
 
 #endif // TRLC_RUNTIME_TRAINER_H

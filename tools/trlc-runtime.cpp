@@ -1,0 +1,38 @@
+//===- trlc-runtime.cpp - trlc built without the compiler -----------------===//
+//
+// With -DTRLC_COMPILER=OFF (a GPU machine without MLIR), `trlc` runs
+// artifacts compiled elsewhere:  trlc run OUT.trlc [options]
+//
+//===----------------------------------------------------------------------===//
+
+#include "trlc/Trainer.h"
+
+#include <iostream>
+#include <string>
+
+int main(int argc, char **argv) {
+  const char *usage =
+      "usage: trlc run ARTIFACT.trlc [--max-steps N] [--threads N] [--quiet]\n"
+      "                [--dump-initial FILE] [--dump-gradients FILE]\n"
+      "(this trlc was built with TRLC_COMPILER=OFF: compile recipes with a\n"
+      "full build and copy the artifact here)\n";
+  std::string command = argc > 1 ? argv[1] : "";
+  if (command == "-h" || command == "--help" || command == "help") {
+    std::cout << usage;
+    return 0;
+  }
+  if (command == "run") {
+    std::string err;
+    int rc = trlc::runCommand(argc, argv, err);
+    if (err.empty())
+      return rc;
+    std::cerr << "trlc: error: " << err << "\n\n" << usage;
+    return 2;
+  }
+  std::cerr << "trlc: error: "
+            << (command.empty() ? std::string("missing command")
+                                : "'" + command + "' needs the compiler, and "
+                                  "this trlc was built with TRLC_COMPILER=OFF")
+            << "\n\n" << usage;
+  return 2;
+}
