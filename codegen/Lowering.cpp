@@ -98,7 +98,7 @@ private:
   }
 
   std::optional<Error> lowerFunction(func::FuncOp fn);
-  void placeActivations(const std::string &name, artifact::Program &prog,
+  void placeActivations(artifact::Program &prog,
                         const std::vector<int> &programTensors);
 
   artifact::Plan plan;
@@ -130,12 +130,12 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
   // Results returned as persistent state: where possible the op that
   // computes them writes the state tensor in place.
   auto ret = cast<func::ReturnOp>(fn.front().getTerminator());
-  DenseMap<Value, std::string> stateOfArg;
+  std::map<std::string, Value> stateValue;  // state key -> value before the update
   for (unsigned i = 0; i < fn.getNumArguments(); ++i) {
     BlockArgument arg = fn.getArgument(i);
     if (auto s = fn.getArgAttrOfType<StringAttr>(i, "trl.state")) {
       tensorOf[arg] = state(s.str(), arg.getType());
-      stateOfArg[arg] = s.str();
+      stateValue[s.str()] = arg;
     } else if (auto n = fn.getArgAttrOfType<StringAttr>(i, "trl.input")) {
       int t = activation(arg.getType());
       tensorOf[arg] = t;
@@ -145,23 +145,14 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
                               " is neither a trl.input nor trl.state");
     }
   }
+  fn.walk([&](ParamOp p) {
+    if (p.getSet() == "policy")
+      stateValue["param:" + p.getName().str()] = p.getResult();
+  });
   DenseMap<Operation *, unsigned> position;
   unsigned pos = 0;
   for (Operation &op : fn.front())
     position[&op] = pos++;
-  // The value that holds a state before this function updates it.
-  auto stateInput = [&](const std::string &key) -> Value {
-    for (auto &[v, s] : stateOfArg)
-      if (s == key)
-        return v;
-    Value found;
-    if (key.rfind("param:", 0) == 0)
-      fn.walk([&](ParamOp p) {
-        if (p.getSet() == "policy" && "param:" + p.getName().str() == key)
-          found = p.getResult();
-      });
-    return found;
-  };
   DenseMap<Value, int> inPlace;  // value -> state tensor it is written into
   DenseMap<Value, int> returnCount;
   for (Value v : ret.getOperands())
@@ -174,7 +165,7 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
     Operation *def = v.getDefiningOp();
     if (!def || returnCount[v] != 1 || !isa<AddOp, AdamWOp, FillOp>(def))
       continue;
-    Value before = stateInput(s.str());
+    Value before = stateValue.count(s.str()) ? stateValue[s.str()] : Value();
     bool laterUse = before && llvm::any_of(before.getUsers(), [&](Operation *u) {
       return u != ret && position[u] > position[def];
     });
@@ -253,7 +244,7 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
     copy.out = {dst};
     prog.calls.push_back(std::move(copy));
   }
-  placeActivations(fn.getSymName().str(), prog, programTensors);
+  placeActivations(prog, programTensors);
   plan.programs[fn.getSymName().str()] = std::move(prog);
   return std::nullopt;
 }
@@ -263,7 +254,7 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
 /// to its last reader (outputs: to the end); tensors are placed largest
 /// first at the lowest offset that overlaps no live-range-overlapping
 /// tensor placed before.
-void Lowerer::placeActivations(const std::string &, artifact::Program &prog,
+void Lowerer::placeActivations(artifact::Program &prog,
                                const std::vector<int> &tensors) {
   const int end = static_cast<int>(prog.calls.size());
   std::map<int, std::pair<int, int>> live;  // root -> [first, last]

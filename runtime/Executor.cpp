@@ -81,21 +81,14 @@ void Executor::run(const std::string &program) {
   }
 }
 
-TensorRef Executor::input(const std::string &program,
+TensorRef Executor::named(const std::string &program, bool input,
                           const std::string &name) const {
-  const auto &inputs = plan_.programs.at(program).inputs;
-  auto it = inputs.find(name);
-  if (it == inputs.end())
-    throw KernelError("program " + program + " has no input '" + name + "'");
-  return tensor(it->second);
-}
-
-TensorRef Executor::output(const std::string &program,
-                           const std::string &name) const {
-  const auto &outputs = plan_.programs.at(program).outputs;
-  auto it = outputs.find(name);
-  if (it == outputs.end())
-    throw KernelError("program " + program + " has no output '" + name + "'");
+  const artifact::Program &p = plan_.programs.at(program);
+  const auto &names = input ? p.inputs : p.outputs;
+  auto it = names.find(name);
+  if (it == names.end())
+    throw KernelError("program " + program + " has no " +
+                      (input ? "input" : "output") + " '" + name + "'");
   return tensor(it->second);
 }
 

@@ -667,19 +667,32 @@ template <typename T> void crossEntropy(const KernelArgs &a) {
   }));
 }
 
-template <typename T> void crossEntropyGrad(const KernelArgs &a) {
-  T g = a.in[0].as<T>()[0];
+/// The logits gradient of one row: coef * (softmax - onehot(label)), zero
+/// where the label is ignored.
+template <typename T>
+void rowLogitsGrad(const T *row, int64_t vocab, int64_t label, int64_t ignore,
+                   T coef, T *out) {
+  if (label == ignore)
+    std::fill(out, out + vocab, T(0));
+  else
+    rowSoftmaxMinusOnehot(row, vocab, label, coef, out);
+}
+
+/// dlogits for (grad, logits, labels) with a per-row coefficient.
+template <typename T, typename Coef>
+void logitsGrad(const KernelArgs &a, Coef coef) {
   const TensorRef &logits = a.in[1], &labels = a.in[2];
   int64_t vocab = logits.dim(-1), ignore = attrI(a, "ignore_index");
   T *dl = a.out[0].as<T>();
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rowsOf(logits); ++r) {
-    int64_t label = index(labels, r);
-    if (label == ignore)
-      std::fill(dl + r * vocab, dl + (r + 1) * vocab, T(0));
-    else
-      rowSoftmaxMinusOnehot(logits.as<T>() + r * vocab, vocab, label, g, dl + r * vocab);
-  }
+  for (int64_t r = 0; r < rowsOf(logits); ++r)
+    rowLogitsGrad(logits.as<T>() + r * vocab, vocab, index(labels, r), ignore,
+                  coef(r), dl + r * vocab);
+}
+
+template <typename T> void crossEntropyGrad(const KernelArgs &a) {
+  T g = a.in[0].as<T>()[0];
+  logitsGrad<T>(a, [g](int64_t) { return g; });
 }
 
 template <typename T> void logProbs(const KernelArgs &a) {
@@ -693,18 +706,7 @@ template <typename T> void logProbs(const KernelArgs &a) {
 
 template <typename T> void logProbsGrad(const KernelArgs &a) {
   const T *g = a.in[0].as<T>();
-  const TensorRef &logits = a.in[1], &labels = a.in[2];
-  int64_t vocab = logits.dim(-1), ignore = attrI(a, "ignore_index");
-  T *dl = a.out[0].as<T>();
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rowsOf(logits); ++r) {
-    int64_t label = index(labels, r);
-    if (label == ignore)
-      std::fill(dl + r * vocab, dl + (r + 1) * vocab, T(0));
-    else
-      rowSoftmaxMinusOnehot(logits.as<T>() + r * vocab, vocab, label, -g[r],
-                            dl + r * vocab);
-  }
+  logitsGrad<T>(a, [g](int64_t r) { return -g[r]; });
 }
 
 /// Fused lm_head + per-row log-probabilities, `chunk` rows of logits at a
@@ -734,14 +736,9 @@ void fusedLinearRows(const KernelArgs &a, int gradArgs, PerRow perRow,
       continue;
     }
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < n; ++r) {
-      int64_t label = index(labels, r0 + r);
-      T *row = logits + r * vocab;
-      if (label == ignore)
-        std::fill(row, row + vocab, T(0));
-      else
-        rowSoftmaxMinusOnehot(row, vocab, label, -rowGrad(r0 + r), row);
-    }
+    for (int64_t r = 0; r < n; ++r)
+      rowLogitsGrad(logits + r * vocab, vocab, index(labels, r0 + r), ignore,
+                    -rowGrad(r0 + r), logits + r * vocab);
     gemm<T>(false, false, n, h, vocab, logits, vocab, weight.as<T>(), h, T(0),
             a.out[0].as<T>() + r0 * h, h);
     gemm<T>(true, false, vocab, h, n, logits, vocab, hidden.as<T>() + r0 * h, h,

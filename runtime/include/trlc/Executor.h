@@ -24,12 +24,19 @@ public:
   }
   TensorRef tensor(int id) const;
   /// A program input or output by name; throws when the plan has none.
-  TensorRef input(const std::string &program, const std::string &name) const;
-  TensorRef output(const std::string &program, const std::string &name) const;
+  TensorRef input(const std::string &program, const std::string &name) const {
+    return named(program, true, name);
+  }
+  TensorRef output(const std::string &program, const std::string &name) const {
+    return named(program, false, name);
+  }
   const artifact::Plan &plan() const { return plan_; }
   int64_t reservedBytes() const { return plan_.arenaBytes + scratchBytes; }
 
 private:
+  TensorRef named(const std::string &program, bool input,
+                  const std::string &name) const;
+
   const artifact::Plan &plan_;
   Backend &backend;
   void *arena = nullptr;
