@@ -671,6 +671,13 @@ bool parseRunOption(int &i, int argc, char **argv, RunOptions &r,
   return true;
 }
 
+void preferPassiveOpenMP(char **argv) {
+  if (std::getenv("OMP_WAIT_POLICY"))
+    return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  execv("/proc/self/exe", argv);
+}
+
 int runCommand(int argc, char **argv, std::string &err) {
   RunOptions r;
   for (int i = 2; i < argc; ++i) {

@@ -22,6 +22,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (command == "run") {
+    trlc::preferPassiveOpenMP(argv);
     std::string err;
     int rc = trlc::runCommand(argc, argv, err);
     if (err.empty())

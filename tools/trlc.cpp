@@ -343,6 +343,8 @@ int main(int argc, char **argv) {
   if (argc < 2)
     return usageError("missing command");
   std::string command = argv[1];
+  if (command == "run" || command == "train")
+    trlc::preferPassiveOpenMP(argv);
   if (command == "-h" || command == "--help" || command == "help") {
     std::cout << kUsage;
     return 0;

@@ -133,14 +133,25 @@ def main():
                 if has != "True":
                     print(f"{name}: unavailable (this torch has no torch.compile)")
                     continue
-            out = subprocess.run([sys.executable, __file__, "--child", "torch", "--threads", str(args.threads),
-                                  "--steps", str(args.steps), "--init", init, "--data", data] + extra,
-                                 capture_output=True, text=True)
-            if out.returncode != 0:
-                print(f"{name}: failed\n{out.stderr[-2000:]}")
-                continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            results[name] = (r["tokens_per_second"], r["peak_rss"])
+            # PyTorch gets the better of the default and the passive OpenMP
+            # wait policy (trlc runs with the passive one).
+            best = None
+            for policy in (None, "PASSIVE"):
+                env = dict(os.environ)
+                env.pop("OMP_WAIT_POLICY", None)
+                if policy:
+                    env["OMP_WAIT_POLICY"] = policy
+                out = subprocess.run([sys.executable, __file__, "--child", "torch", "--threads", str(args.threads),
+                                      "--steps", str(args.steps), "--init", init, "--data", data] + extra,
+                                     capture_output=True, text=True, env=env)
+                if out.returncode != 0:
+                    print(f"{name}: failed\n{out.stderr[-2000:]}")
+                    continue
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                if best is None or r["tokens_per_second"] > best[0]:
+                    best = (r["tokens_per_second"], r["peak_rss"])
+            if best:
+                results[name] = best
 
     print(f"\ncpu_sft: llama 4x256 (GQA 8/4, vocab 1024), batch {BATCH} x {SEQ} tokens, "
           f"{args.threads} threads, fp32")

@@ -53,12 +53,22 @@ int64_t index(const TensorRef &t, int64_t i) {
 
 template <typename T>
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T *a,
-          int64_t lda, const T *b, int64_t ldb, T beta, T *c, int64_t ldc) {
+          int64_t lda, const T *b, int64_t ldb, T beta, T *c, int64_t ldc,
+          T alpha = T(1)) {
   auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>)
-    cblas_sgemm(CblasRowMajor, TA, TB, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+    cblas_sgemm(CblasRowMajor, TA, TB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   else
-    cblas_dgemm(CblasRowMajor, TA, TB, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+    cblas_dgemm(CblasRowMajor, TA, TB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/// Runs `body` with OpenBLAS single-threaded: inside an OpenMP loop every
+/// thread makes its own small matrix products.
+template <typename F> void withSerialBlas(F body) {
+  int blasThreads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  body();
+  openblas_set_num_threads(blasThreads);
 }
 
 /// Deterministic parallel sum of f(i) for i in [0, n).
@@ -501,6 +511,48 @@ Sequences sequences(const KernelArgs &a, const TensorRef &q, int maskArg) {
   return s;
 }
 
+/// Softmax probabilities of one (sequence, head): P = softmax(scale Q K^T)
+/// over the visible keys, in `p` [len, len] (rows of invisible keys are 0).
+/// With `lse` given (backward), the saved log-sum-exp normalises instead.
+template <typename T>
+void probabilities(const Sequences &seq, int64_t s, int64_t len, bool causal,
+                   T *p, T *lse, bool useLse) {
+  const T inf = std::numeric_limits<T>::infinity();
+  for (int64_t i = 0; i < len; ++i) {
+    T *row = p + i * len;
+    int64_t last = causal ? i : len - 1;
+    T mx = -inf;
+    for (int64_t j = 0; j <= last; ++j)
+      if (seq.keyVisible(s, j))
+        mx = std::max(mx, row[j]);
+    else
+        row[j] = -inf;
+    for (int64_t j = last + 1; j < len; ++j)
+      row[j] = 0;
+    if (mx == -inf) {  // no visible key: the row attends to nothing
+      std::fill(row, row + len, T(0));
+      if (!useLse)
+        lse[i] = -inf;
+      continue;
+    }
+    T l;
+    if (useLse) {
+      l = lse[i];
+    } else {
+      T sum = 0;
+      for (int64_t j = 0; j <= last; ++j)
+        sum += row[j] == -inf ? T(0) : std::exp(row[j] - mx);
+      l = mx + std::log(sum);
+      lse[i] = l;
+    }
+    for (int64_t j = 0; j <= last; ++j)
+      row[j] = row[j] == -inf ? T(0) : std::exp(row[j] - l);
+  }
+}
+
+/// Attention by matrix products per (sequence, head): S = scale Q K^T,
+/// P = softmax(S) masked, O = P V. Threads take (sequence, head) pairs;
+/// each makes its own single-threaded products into its scratch.
 template <typename T> void attention(const KernelArgs &a) {
   const TensorRef &q = a.in[0], &k = a.in[1], &v = a.in[2];
   Sequences seq = sequences(a, q, 3);
@@ -511,57 +563,34 @@ template <typename T> void attention(const KernelArgs &a) {
   int64_t maxLen = 0;
   for (int64_t s = 0; s < seq.count; ++s)
     maxLen = std::max(maxLen, seq.length(s));
+  withSerialBlas([&] {
 #pragma omp parallel
-  {
-    T *p = static_cast<T *>(a.scratch) + omp_get_thread_num() * maxLen;
+    {
+      T *p = static_cast<T *>(a.scratch) + omp_get_thread_num() * (maxLen * maxLen + maxLen);
+      T *rowLse = p + maxLen * maxLen;
 #pragma omp for schedule(static) collapse(2)
-    for (int64_t s = 0; s < seq.count; ++s)
-      for (int64_t h = 0; h < hq; ++h) {
-        int64_t base = seq.start(s), len = seq.length(s), kh = h / group;
-        for (int64_t i = 0; i < len; ++i) {
-          const T *qi = q.as<T>() + ((base + i) * hq + h) * d;
-          T *oi = out + ((base + i) * hq + h) * d;
-          int64_t last = causal ? i : len - 1;
-          T mx = -std::numeric_limits<T>::infinity();
-          for (int64_t j = 0; j <= last; ++j) {
-            if (!seq.keyVisible(s, j)) {
-              p[j] = -std::numeric_limits<T>::infinity();
-              continue;
-            }
-            const T *kj = k.as<T>() + ((base + j) * hkv + kh) * d;
-            T dot = 0;
-#pragma omp simd reduction(+ : dot)
-            for (int64_t c = 0; c < d; ++c)
-              dot += qi[c] * kj[c];
-            p[j] = dot * scale;
-            mx = std::max(mx, p[j]);
-          }
-          std::fill(oi, oi + d, T(0));
-          T &l = lse[seq.lseIndex(s, h, i, hq)];
-          if (mx == -std::numeric_limits<T>::infinity()) {
-            l = -std::numeric_limits<T>::infinity();  // no visible key
+      for (int64_t s = 0; s < seq.count; ++s)
+        for (int64_t h = 0; h < hq; ++h) {
+          int64_t base = seq.start(s), len = seq.length(s), kh = h / group;
+          if (len == 0)
             continue;
-          }
-          T sum = 0;
-          for (int64_t j = 0; j <= last; ++j) {
-            p[j] = std::exp(p[j] - mx);
-            sum += p[j];
-          }
-          for (int64_t j = 0; j <= last; ++j) {
-            if (p[j] == 0)
-              continue;
-            const T *vj = v.as<T>() + ((base + j) * hkv + kh) * d;
-            T pj = p[j] / sum;
-#pragma omp simd
-            for (int64_t c = 0; c < d; ++c)
-              oi[c] += pj * vj[c];
-          }
-          l = mx + std::log(sum);
+          const T *qh = q.as<T>() + (base * hq + h) * d;
+          const T *kk = k.as<T>() + (base * hkv + kh) * d;
+          const T *vk = v.as<T>() + (base * hkv + kh) * d;
+          gemm<T>(false, true, len, len, d, qh, hq * d, kk, hkv * d, T(0), p, len, scale);
+          probabilities(seq, s, len, causal, p, rowLse, false);
+          gemm<T>(false, false, len, d, len, p, len, vk, hkv * d, T(0),
+                  out + (base * hq + h) * d, hq * d);
+          for (int64_t i = 0; i < len; ++i)
+            lse[seq.lseIndex(s, h, i, hq)] = rowLse[i];
         }
-      }
-  }
+    }
+  });
 }
 
+/// dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO O)) scale, dQ = dS K,
+/// dK = dS^T Q. One thread owns a (sequence, kv head): the dk and dv rows of
+/// its query-head group are summed by no one else, in a fixed order.
 template <typename T> void attentionGrad(const KernelArgs &a) {
   const TensorRef &dout = a.in[0], &q = a.in[1], &k = a.in[2], &v = a.in[3],
                   &o = a.in[4], &lse = a.in[5];
@@ -570,53 +599,52 @@ template <typename T> void attentionGrad(const KernelArgs &a) {
   bool causal = attrB(a, "causal");
   T scale = static_cast<T>(attrF(a, "scale"));
   T *dq = a.out[0].as<T>(), *dk = a.out[1].as<T>(), *dv = a.out[2].as<T>();
-  std::memset(dq, 0, a.out[0].desc->bytes());
   std::memset(dk, 0, a.out[1].desc->bytes());
   std::memset(dv, 0, a.out[2].desc->bytes());
-  // One thread owns a (sequence, kv head): its dk and dv rows are written by
-  // no one else, and are summed in a fixed order.
-#pragma omp parallel for schedule(static) collapse(2)
+  int64_t maxLen = 0;
   for (int64_t s = 0; s < seq.count; ++s)
-    for (int64_t kh = 0; kh < hkv; ++kh) {
-      int64_t base = seq.start(s), len = seq.length(s);
-      for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
-        for (int64_t i = 0; i < len; ++i) {
-          T l = lse.as<T>()[seq.lseIndex(s, h, i, hq)];
-          if (l == -std::numeric_limits<T>::infinity())
+    maxLen = std::max(maxLen, seq.length(s));
+  withSerialBlas([&] {
+#pragma omp parallel
+    {
+      T *p = static_cast<T *>(a.scratch) + omp_get_thread_num() * (2 * maxLen * maxLen + maxLen);
+      T *dp = p + maxLen * maxLen, *rowLse = dp + maxLen * maxLen;
+#pragma omp for schedule(static) collapse(2)
+      for (int64_t s = 0; s < seq.count; ++s)
+        for (int64_t kh = 0; kh < hkv; ++kh) {
+          int64_t base = seq.start(s), len = seq.length(s);
+          if (len == 0)
             continue;
-          const T *qi = q.as<T>() + ((base + i) * hq + h) * d;
-          const T *gi = dout.as<T>() + ((base + i) * hq + h) * d;
-          const T *oi = o.as<T>() + ((base + i) * hq + h) * d;
-          T *dqi = dq + ((base + i) * hq + h) * d;
-          T di = 0;
+          const T *kk = k.as<T>() + (base * hkv + kh) * d;
+          const T *vk = v.as<T>() + (base * hkv + kh) * d;
+          T *dkk = dk + (base * hkv + kh) * d, *dvk = dv + (base * hkv + kh) * d;
+          for (int64_t h = kh * group; h < (kh + 1) * group; ++h) {
+            const T *qh = q.as<T>() + (base * hq + h) * d;
+            const T *gh = dout.as<T>() + (base * hq + h) * d;
+            const T *oh = o.as<T>() + (base * hq + h) * d;
+            for (int64_t i = 0; i < len; ++i)
+              rowLse[i] = lse.as<T>()[seq.lseIndex(s, h, i, hq)];
+            gemm<T>(false, true, len, len, d, qh, hq * d, kk, hkv * d, T(0), p, len, scale);
+            probabilities(seq, s, len, causal, p, rowLse, true);
+            gemm<T>(true, false, len, d, len, p, len, gh, hq * d, T(1), dvk, hkv * d);
+            gemm<T>(false, true, len, len, d, gh, hq * d, vk, hkv * d, T(0), dp, len);
+            for (int64_t i = 0; i < len; ++i) {
+              T di = 0;
 #pragma omp simd reduction(+ : di)
-          for (int64_t c = 0; c < d; ++c)
-            di += gi[c] * oi[c];
-          int64_t last = causal ? i : len - 1;
-          for (int64_t j = 0; j <= last; ++j) {
-            if (!seq.keyVisible(s, j))
-              continue;
-            const T *kj = k.as<T>() + ((base + j) * hkv + kh) * d;
-            const T *vj = v.as<T>() + ((base + j) * hkv + kh) * d;
-            T dot = 0, dp = 0;
-#pragma omp simd reduction(+ : dot, dp)
-            for (int64_t c = 0; c < d; ++c) {
-              dot += qi[c] * kj[c];
-              dp += gi[c] * vj[c];
-            }
-            T p = std::exp(dot * scale - l);
-            T ds = p * (dp - di) * scale;
-            T *dkj = dk + ((base + j) * hkv + kh) * d;
-            T *dvj = dv + ((base + j) * hkv + kh) * d;
+              for (int64_t c = 0; c < d; ++c)
+                di += gh[i * hq * d + c] * oh[i * hq * d + c];
+              T *pr = p + i * len, *dpr = dp + i * len;
 #pragma omp simd
-            for (int64_t c = 0; c < d; ++c) {
-              dqi[c] += ds * kj[c];
-              dkj[c] += ds * qi[c];
-              dvj[c] += p * gi[c];
+              for (int64_t j = 0; j < len; ++j)
+                dpr[j] = pr[j] * (dpr[j] - di) * scale;
             }
+            gemm<T>(false, false, len, d, len, dp, len, kk, hkv * d, T(0),
+                    dq + (base * hq + h) * d, hq * d);
+            gemm<T>(true, false, len, d, len, dp, len, qh, hq * d, T(1), dkk, hkv * d);
           }
         }
     }
+  });
 }
 
 // --- losses ------------------------------------------------------------------
@@ -1091,8 +1119,9 @@ public:
       return 2 * threads * shape(1).back() * e;
     if (k == "attention" || k == "attention_grad") {
       const auto &q = shape(k == "attention" ? 0 : 1);
-      int64_t len = q.size() == 4 ? q[1] : q[0];
-      return threads * len * e;
+      int64_t len = q.size() == 4 ? q[1] : q[0];  // varlen: at most all tokens
+      int64_t matrices = k == "attention" ? 1 : 2;
+      return threads * (matrices * len * len + len) * e;
     }
     if (k.rfind("fused_linear_", 0) == 0) {
       int grad = k.size() > 5 && k.substr(k.size() - 5) == "_grad";

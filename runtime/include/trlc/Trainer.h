@@ -32,6 +32,13 @@ struct RunOptions {
   std::string dumpGradients;  // gradients of the first micro-batch
 };
 
+/// OpenMP threads that spin after a parallel loop take the cores OpenBLAS's
+/// threads need for the next matrix product (steps run 1.5x slower on two
+/// cores). libgomp reads OMP_WAIT_POLICY before main, so when it is unset
+/// this sets it to PASSIVE and re-executes the process; an explicit setting
+/// is left alone, and if re-executing fails the run goes on as it is.
+void preferPassiveOpenMP(char **argv);
+
 /// Runs the artifact; returns the process exit code. Errors are printed
 /// with the file and the fix.
 int runArtifact(const RunOptions &options);
