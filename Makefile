@@ -19,7 +19,7 @@ build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 # Trains a tiny llama-shaped model from scratch to add two numbers (about
-# a minute on two cores), then greedily answers held-out prompts.
+# 15 seconds on two cores), then greedily answers held-out prompts.
 demo: build
 	$(BUILD)/bin/trlc train recipes/tiny-sft.toml -o $(BUILD)/tiny-sft.trlc
 

@@ -295,7 +295,36 @@ def run_case(trlc, case, tmp, failures):
     if worst > 1e-4:
         failures.append(f"{case}: AdamW loss trajectory differs by {worst:.2e} (limit 1e-4)")
 
-    # 3. The saved model loads in transformers and gives the same logits.
+    # 3. The saved model is a Hugging Face model directory trlc loads back:
+    # the same weights (gpt2's Conv1D transposed on save and on load).
+    reload_recipe = os.path.join(tmp, case + "-reload.toml")
+    with open(reload_recipe, "w") as f:
+        f.write(f"""method = "sft"
+[model]
+path = "{out_dir}"
+[data]
+train = "{data}"
+max_length = 12
+[train]
+max_steps = 1
+per_device_train_batch_size = {batch}
+[output]
+output_dir = "{out_dir}-reload"
+""")
+    again = os.path.join(tmp, case + "-again.safetensors")
+    res = subprocess.run([trlc, "train", reload_recipe, "-o", os.path.join(tmp, case + "-reload.trlc"),
+                          "--threads", "1", "--quiet", "--dump-initial", again],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        failures.append(f"{case}: trlc could not load its saved model:\n{res.stdout}{res.stderr}")
+    else:
+        saved, loaded = read_safetensors(os.path.join(out_dir, "model.safetensors")), read_safetensors(again)
+        same = set(saved) == set(loaded) and all(torch.equal(saved[k], loaded[k]) for k in saved)
+        print(f"{case}: saved model reloads with identical weights: {same}")
+        if not same:
+            failures.append(f"{case}: reloading the saved model changed its weights")
+
+    # 4. The saved model loads in transformers and gives the same logits.
     try:
         import transformers  # noqa: F401
     except ImportError:
