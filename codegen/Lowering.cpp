@@ -182,6 +182,18 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
       tensorOf[p.getResult()] = param(p).tensor;
       continue;
     }
+    if (auto f = dyn_cast<FillOp>(op)) {
+      // A constant returned only into several states is filled there
+      // directly (below); it needs no tensor of its own.
+      bool onlyStates = returnCount.lookup(f.getResult()) > 1;
+      for (OpOperand &use : f->getUses())
+        onlyStates &= use.getOwner() == ret &&
+                      fn.getResultAttr(use.getOperandNumber(), "trl.state");
+      if (onlyStates) {
+        tensorOf[f.getResult()] = -1;
+        continue;
+      }
+    }
     if (auto r = dyn_cast<ReshapeOp>(op)) {
       // A view: same bytes, another shape.
       int src = tensorOf.lookup(r.getX());
@@ -238,11 +250,18 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
     int dst = state(key, v.getType());
     if (dst == t)
       continue;
-    artifact::KernelCall copy;
-    copy.kernel = "copy";
-    copy.in = {t};
-    copy.out = {dst};
-    prog.calls.push_back(std::move(copy));
+    artifact::KernelCall update;
+    if (auto fill = v.getDefiningOp<FillOp>()) {
+      // A constant shared by several states (CSE merged the cleared
+      // accumulators): fill each state instead of copying the constant.
+      update.kernel = "fill";
+      update.attrs["value"] = fill.getValue().convertToDouble();
+    } else {
+      update.kernel = "copy";
+      update.in = {t};
+    }
+    update.out = {dst};
+    prog.calls.push_back(std::move(update));
   }
   placeActivations(prog, programTensors);
   plan.programs[fn.getSymName().str()] = std::move(prog);
