@@ -20,7 +20,6 @@
 #include <numeric>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <thread>
 
 namespace fs = std::filesystem;
@@ -663,6 +662,17 @@ bool parseRunOption(int &i, int argc, char **argv, RunOptions &r,
     r.dumpInitial = *v;
   } else if (auto v = value("--dump-gradients")) {
     r.dumpGradients = *v;
+  } else if (auto v = value("--device")) {
+    if (err.empty() && *v != "cpu")
+      err = *v == "cuda" ? "--device cuda: this trlc has no CUDA backend yet; "
+                           "run on the CPU (--device cpu)"
+                         : "--device must be cpu or cuda, got '" + *v + "'";
+  } else if (auto v = value("--nproc")) {
+    int64_t n = 0;
+    integer("--nproc", *v, n);
+    if (err.empty() && n != 1)
+      err = "--nproc " + *v + ": multi-process runs are not supported yet; "
+            "use --nproc 1";
   } else if (arg == "--quiet") {
     r.quiet = true;
   } else {
@@ -686,8 +696,8 @@ int runCommand(int argc, char **argv, std::string &err) {
       if (!err.empty())
         return 2;
     } else if (!arg.empty() && arg[0] == '-') {
-      err = "unknown option '" + arg + "' (run takes --max-steps, --threads, "
-            "--quiet, --dump-initial, --dump-gradients)";
+      err = "unknown option '" + arg + "' (run takes --device, --max-steps, "
+            "--nproc, --threads, --quiet, --dump-initial, --dump-gradients)";
       return 2;
     } else if (r.artifact.empty()) {
       r.artifact = arg;

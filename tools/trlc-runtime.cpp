@@ -12,7 +12,8 @@
 
 int main(int argc, char **argv) {
   const char *usage =
-      "usage: trlc run ARTIFACT.trlc [--max-steps N] [--threads N] [--quiet]\n"
+      "usage: trlc run ARTIFACT.trlc [--device cpu] [--max-steps N] [--nproc 1]\n"
+      "                [--threads N] [--quiet]\n"
       "                [--dump-initial FILE] [--dump-gradients FILE]\n"
       "(this trlc was built with TRLC_COMPILER=OFF: compile recipes with a\n"
       "full build and copy the artifact here)\n";

@@ -50,12 +50,15 @@ const char *kUsage =
     "  -o OUT.trlc               artifact directory (default: RECIPE_NAME.trlc)\n"
     "  --emit=mlir               print the trl module after the pipeline and stop\n"
     "  --emit=forward            print the forward pass and loss (before autodiff) and stop\n"
+    "  --emit=plan               print the executable plan (plan.json) and stop\n"
     "  --print-ir-after-all      print the IR after every pass (to stderr)\n"
     "  --print-ir-after=PASS     print the IR after the named pass (to stderr)\n"
     "  --set section.key=value   override a recipe key (repeatable)\n"
     "  --print-config            print the fully resolved recipe and stop\n"
     "\n"
     "run options (train takes them too):\n"
+    "  --device cpu              where to run (the CUDA backend is not built yet)\n"
+    "  --nproc 1                 processes (multi-process runs are not supported yet)\n"
     "  --max-steps N             stop after N optimizer steps (the LR schedule keeps\n"
     "                            the recipe's length)\n"
     "  --threads N               CPU threads (default: all)\n"
@@ -96,9 +99,9 @@ std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
     if (auto v = valueOf(i, arg, "-o")) {
       o.output = *v;
     } else if (auto v = valueOf(i, arg, "--emit")) {
-      if (*v != "mlir" && *v != "forward")
+      if (*v != "mlir" && *v != "forward" && *v != "plan")
         return "unknown --emit value '" + *v +
-               "'; expected --emit=mlir or --emit=forward";
+               "'; expected --emit=mlir, --emit=forward or --emit=plan";
       o.emit = *v;
     } else if (arg == "--print-ir-after-all") {
       o.printIrAfterAll = true;
@@ -116,8 +119,9 @@ std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
                                         "--print-ir-after", "--set",
                                         "--print-config"};
       if (o.train)
-        flags.insert(flags.end(), {"--max-steps", "--threads", "--quiet",
-                                   "--dump-initial", "--dump-gradients"});
+        flags.insert(flags.end(), {"--device", "--max-steps", "--nproc",
+                                   "--threads", "--quiet", "--dump-initial",
+                                   "--dump-gradients"});
       std::string name = arg.substr(0, arg.find('='));
       std::string msg = "unknown option '" + arg + "'";
       if (auto best = trlc::closestMatch(name, flags))
@@ -310,7 +314,7 @@ int compile(const CompileOptions &o) {
   if (mlir::failed(pm.run(*module)))
     return internalError("running the pass pipeline");
 
-  if (!o.emit.empty()) {
+  if (o.emit == "mlir" || o.emit == "forward") {
     module->print(llvm::outs());
     llvm::outs() << "\n";
     return 0;
@@ -323,6 +327,10 @@ int compile(const CompileOptions &o) {
     return 3;
   }
   plan->run = runInfo(*recipe, *schedule);
+  if (o.emit == "plan") {
+    std::cout << trlc::artifact::planToJson(*plan).dump(1) << "\n";
+    return 0;
+  }
   trlc::MemorySummary cpu = trlc::summarizeMemory(*module, 4);
   trlc::MemorySummary cuda = trlc::summarizeMemory(*module, 2);
   std::string out = o.output.empty() ? recipe->stem + ".trlc" : o.output;
