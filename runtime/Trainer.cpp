@@ -2,6 +2,7 @@
 
 #include "trlc/Trainer.h"
 #include "trlc/Artifact.h"
+#include "trlc/Data.h"
 #include "trlc/Executor.h"
 #include "trlc/Safetensors.h"
 
@@ -31,113 +32,6 @@ namespace {
 struct Failure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-// --- data ----------------------------------------------------------------------
-
-struct Example {
-  std::vector<int64_t> ids;
-  std::vector<uint8_t> completion;  // 1: the loss counts this token
-};
-
-struct Dataset {
-  std::vector<Example> rows;
-  int64_t truncated = 0;
-};
-
-Dataset readTokenized(const std::vector<std::string> &files, int64_t seqLen,
-                      int64_t vocab) {
-  Dataset data;
-  for (const std::string &file : files) {
-    std::ifstream in(file);
-    if (!in)
-      throw Failure(file + ": error: cannot read the dataset file");
-    std::string line;
-    for (int64_t lineNo = 1; std::getline(in, line); ++lineNo) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos)
-        continue;
-      std::string where = file + ":" + std::to_string(lineNo) + ": error: ";
-      auto j = json::parse(line, nullptr, false);
-      if (j.is_discarded() || !j.is_object())
-        throw Failure(where + "not a JSON object");
-      if (!j.contains("input_ids"))
-        throw Failure(where + "no \"input_ids\": until the data pipeline lands, "
-                      "trlc run reads pre-tokenized rows {\"input_ids\": [...], "
-                      "\"completion_mask\": [...]} (recipes/data/generate.py "
-                      "writes them)");
-      Example ex;
-      try {
-        ex.ids = j["input_ids"].get<std::vector<int64_t>>();
-        if (j.contains("completion_mask"))
-          for (int64_t v : j["completion_mask"].get<std::vector<int64_t>>())
-            ex.completion.push_back(v != 0);
-        else
-          ex.completion.assign(ex.ids.size(), 1);
-      } catch (const json::exception &) {
-        throw Failure(where + "\"input_ids\" and \"completion_mask\" must be "
-                      "arrays of integers");
-      }
-      if (ex.ids.empty())
-        throw Failure(where + "\"input_ids\" is empty");
-      if (ex.completion.size() != ex.ids.size())
-        throw Failure(where + "\"completion_mask\" has " +
-                      std::to_string(ex.completion.size()) + " entries but " +
-                      "\"input_ids\" has " + std::to_string(ex.ids.size()));
-      for (int64_t id : ex.ids)
-        if (id < 0 || id >= vocab)
-          throw Failure(where + "token id " + std::to_string(id) +
-                        " is outside the model's vocabulary (vocab_size " +
-                        std::to_string(vocab) + ")");
-      if (static_cast<int64_t>(ex.ids.size()) > seqLen) {
-        // [data] max_length truncation (keep_start), as TRL does.
-        ex.ids.resize(seqLen);
-        ex.completion.resize(seqLen);
-        ++data.truncated;
-      }
-      data.rows.push_back(std::move(ex));
-    }
-  }
-  return data;
-}
-
-/// Token id -> text, from a Hugging Face tokenizer.json (model.vocab and
-/// added_tokens), for printing generations.
-std::vector<std::string> readVocab(const std::string &tokenizer) {
-  std::vector<std::string> vocab;
-  if (tokenizer.empty())
-    return vocab;
-  fs::path file = fs::is_directory(tokenizer) ? fs::path(tokenizer) / "tokenizer.json"
-                                              : fs::path(tokenizer);
-  std::ifstream in(file);
-  auto j = json::parse(in, nullptr, false);
-  if (j.is_discarded())
-    return vocab;
-  auto put = [&](const std::string &tok, int64_t id) {
-    if (id < 0 || id > 10000000)
-      return;
-    if (static_cast<int64_t>(vocab.size()) <= id)
-      vocab.resize(id + 1);
-    vocab[id] = tok;
-  };
-  if (j.contains("model") && j["model"].contains("vocab") && j["model"]["vocab"].is_object())
-    for (const auto &[tok, id] : j["model"]["vocab"].items())
-      if (id.is_number_integer())
-        put(tok, id.get<int64_t>());
-  if (j.contains("added_tokens") && j["added_tokens"].is_array())
-    for (const auto &t : j["added_tokens"])
-      if (t.contains("content") && t.contains("id"))
-        put(t["content"].get<std::string>(), t["id"].get<int64_t>());
-  return vocab;
-}
-
-std::string decode(const std::vector<std::string> &vocab,
-                   const std::vector<int64_t> &ids) {
-  std::string s;
-  for (int64_t id : ids)
-    s += id < static_cast<int64_t>(vocab.size()) && !vocab[id].empty()
-             ? vocab[id]
-             : "<" + std::to_string(id) + ">";
-  return s;
-}
 
 // --- weights -------------------------------------------------------------------
 
@@ -239,44 +133,6 @@ bool writeParams(const Executor &ex, const std::string &path, std::string &error
     entries.push_back({p.name, shape, storage.back().data()});
   }
   return safetensors::writeFile(path, entries, error);
-}
-
-// --- batches -------------------------------------------------------------------
-
-/// Fills train_step's SFT inputs from `rows` (missing rows are padding that
-/// contributes nothing); returns the trainable tokens of these rows.
-int64_t fillSftBatch(Executor &ex, const std::string &prog,
-                     const std::vector<const Example *> &rows, int64_t pad,
-                     int64_t &inputTokens) {
-  TensorRef ids = ex.input(prog, "input_ids"), pos = ex.input(prog, "position_ids"),
-            mask = ex.input(prog, "attention_mask");
-  int64_t b = ids.dim(0), s = ids.dim(1), trainable = 0;
-  int64_t *labels = prog == "train_step" ? ex.input(prog, "labels").as<int64_t>() : nullptr;
-  for (int64_t r = 0; r < b; ++r) {
-    const Example *e = r < static_cast<int64_t>(rows.size()) ? rows[r] : nullptr;
-    int64_t len = e ? static_cast<int64_t>(e->ids.size()) : 0;
-    inputTokens += len;
-    for (int64_t t = 0; t < s; ++t) {
-      int64_t i = r * s + t;
-      ids.as<int64_t>()[i] = t < len ? e->ids[t] : pad;
-      pos.as<int64_t>()[i] = t < len ? t : 0;
-      mask.as<int64_t>()[i] = t < len;
-      if (labels) {
-        bool counts = t + 1 < len && e->completion[t + 1];
-        labels[i] = counts ? e->ids[t + 1] : -100;
-        trainable += counts;
-      }
-    }
-  }
-  return trainable;
-}
-
-int64_t countTrainable(const std::vector<const Example *> &rows) {
-  int64_t n = 0;
-  for (const Example *e : rows)
-    for (size_t t = 1; t < e->ids.size(); ++t)
-      n += e->completion[t];
-  return n;
 }
 
 // --- output --------------------------------------------------------------------
@@ -728,6 +584,9 @@ int runArtifact(const RunOptions &o) {
     Executor ex(plan, *backend);
     return Run(o, plan, ex).main();
   } catch (const Failure &e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  } catch (const DataError &e) {
     std::cerr << e.what() << "\n";
     return 1;
   } catch (const KernelError &e) {

@@ -1,14 +1,10 @@
 //===- Trainer.h - the training loop around a compiled plan -----*- C++ -*-===//
 //
-// Reads the artifact, initialises or loads the weights, feeds batches from
-// pre-tokenized JSONL into train_step, runs optimizer_step every
+// Reads the artifact, initialises or loads the weights, feeds batches
+// (trlc/Data.h) into train_step, runs optimizer_step every
 // gradient_accumulation_steps micro-batches, logs metrics.jsonl, writes
 // Hugging Face-layout checkpoints and the final model, and, when the recipe
 // has [data] eval, greedily completes the held-out prompts.
-//
-// Pre-tokenized rows (until the data pipeline lands): {"input_ids": [...],
-// "completion_mask": [...]}; completion_mask is optional (absent: every
-// token is trained on) and, for SFT, selects the tokens the loss counts.
 //
 //===----------------------------------------------------------------------===//
 
