@@ -248,6 +248,23 @@ int compile(const CompileOptions &o) {
     std::cout << recipe->resolvedToml;
     return 0;
   }
+  // Settings the pipeline does not apply yet: said, not silently ignored.
+  std::vector<std::string> pending;
+  if (recipe->data.packing)
+    pending.push_back("[data] packing (rows stay one example each, padded)");
+  if (recipe->data.paddingFree)
+    pending.push_back("[data] padding_free");
+  if (recipe->memory.useLigerKernel)
+    pending.push_back("[memory] use_liger_kernel (the loss is not fused)");
+  if (recipe->memory.gradientCheckpointing)
+    pending.push_back("[memory] gradient_checkpointing");
+  if (recipe->memory.activationOffloading)
+    pending.push_back("[memory] activation_offloading");
+  if (recipe->memory.zeroStage > 0)
+    pending.push_back("[memory] zero_stage");
+  for (const std::string &p : pending)
+    std::cerr << recipe->file << ": note: " << p
+              << " is not applied by this version of trlc\n";
   if (auto err = trlc::checkInputFiles(*recipe)) {
     std::cerr << err->message << "\n";
     return 1;
