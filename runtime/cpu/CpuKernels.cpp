@@ -249,30 +249,31 @@ void around(const TensorRef &t, int64_t axis, int64_t &outer, int64_t &inner) {
     inner *= t.dim(i);
 }
 
-template <typename T> void split(const KernelArgs &a) {
+/// Moves the parts of `whole` along `axis` out to `parts` (split) or in
+/// from them (concat).
+template <typename T>
+void moveParts(const KernelArgs &a, const TensorRef &whole,
+               const std::vector<TensorRef> &parts, bool toParts) {
   int64_t axis = attrI(a, "axis"), outer, inner;
-  around(a.in[0], axis, outer, inner);
-  int64_t full = a.in[0].dim(axis) * inner, at = 0;
-  for (const TensorRef &part : a.out) {
+  around(whole, axis, outer, inner);
+  int64_t full = whole.dim(axis) * inner, at = 0;
+  for (const TensorRef &part : parts) {
     int64_t w = part.dim(axis) * inner;
 #pragma omp parallel for schedule(static)
-    for (int64_t o = 0; o < outer; ++o)
-      std::memcpy(part.as<T>() + o * w, a.in[0].as<T>() + o * full + at, w * sizeof(T));
+    for (int64_t o = 0; o < outer; ++o) {
+      T *p = part.as<T>() + o * w, *f = whole.as<T>() + o * full + at;
+      std::memcpy(toParts ? p : f, toParts ? f : p, w * sizeof(T));
+    }
     at += w;
   }
 }
 
+template <typename T> void split(const KernelArgs &a) {
+  moveParts<T>(a, a.in[0], a.out, true);
+}
+
 template <typename T> void concat(const KernelArgs &a) {
-  int64_t axis = attrI(a, "axis"), outer, inner;
-  around(a.out[0], axis, outer, inner);
-  int64_t full = a.out[0].dim(axis) * inner, at = 0;
-  for (const TensorRef &part : a.in) {
-    int64_t w = part.dim(axis) * inner;
-#pragma omp parallel for schedule(static)
-    for (int64_t o = 0; o < outer; ++o)
-      std::memcpy(a.out[0].as<T>() + o * full + at, part.as<T>() + o * w, w * sizeof(T));
-    at += w;
-  }
+  moveParts<T>(a, a.out[0], a.in, false);
 }
 
 // --- embedding -----------------------------------------------------------------
