@@ -270,9 +270,11 @@ void Run::evaluate() {
       ex.run("predict");
       bool any = false;
       for (size_t r = 0; r < n; ++r) {
+        int64_t len = cur[r].ids.size();
+        if (len >= seqLen)  // a prompt that fills the sequence bound
+          done[r] = true;
         if (done[r])
           continue;
-        int64_t len = cur[r].ids.size();
         const float *row = logits.as<float>() + ((r * seqLen) + len - 1) * vocabSize;
         int64_t next = std::max_element(row, row + vocabSize) - row;
         cur[r].ids.push_back(next);
