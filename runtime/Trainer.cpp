@@ -407,10 +407,11 @@ int Run::main() {
       loss += lossOut.as<float>()[0];
       numTokens += tokens;
       intervalTokens += tokens;
-      if (step == 0 && &m == &micro[0] && !o.dumpGradients.empty() &&
-          !writeParams(ex, o.dumpGradients, error, "grad"))
-        throw Failure(error);
     }
+    // The accumulated gradients of the first optimizer step.
+    if (step == 0 && !o.dumpGradients.empty() &&
+        !writeParams(ex, o.dumpGradients, error, "grad"))
+      throw Failure(error);
     stepIn.as<int64_t>()[0] = step;
     ex.run("optimizer_step");
     double gradNorm = ex.output("optimizer_step", "grad_norm").as<float>()[0];

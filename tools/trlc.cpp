@@ -64,7 +64,7 @@ const char *kUsage =
     "  --threads N               CPU threads (default: all)\n"
     "  --quiet                   no progress output\n"
     "  --dump-initial FILE       write the initial weights (safetensors)\n"
-    "  --dump-gradients FILE     write the first micro-batch's gradients (safetensors)\n";
+    "  --dump-gradients FILE     write the first step's accumulated gradients (safetensors)\n";
 
 int usageError(const std::string &msg) {
   std::cerr << "trlc: error: " << msg << "\n\n" << kUsage;

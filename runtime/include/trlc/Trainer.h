@@ -25,7 +25,7 @@ struct RunOptions {
   /// Write the weights as initialised to this safetensors file and, after
   /// each step, "step N loss L grad_norm G" lines (for the PyTorch tests).
   std::string dumpInitial;
-  std::string dumpGradients;  // gradients of the first micro-batch
+  std::string dumpGradients;  // accumulated gradients of the first step
 };
 
 /// OpenMP threads that spin after a parallel loop take the cores OpenBLAS's
