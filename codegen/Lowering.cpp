@@ -163,8 +163,13 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
       continue;
     Value v = ret.getOperand(i);
     Operation *def = v.getDefiningOp();
-    if (!def || returnCount[v] != 1 || !isa<AddOp, AdamWOp, FillOp>(def))
-      continue;
+    if (!def || returnCount[v] != 1 || !isa<AddOp, AdamWOp, FillOp>(def)) {
+      // linear_grad accumulating into this state updates it in place too.
+      auto lg = dyn_cast_or_null<LinearGradOp>(def);
+      if (!lg || v != lg.getGradWeight() || !lg.getAccumulate() ||
+          returnCount[v] != 1)
+        continue;
+    }
     Value before = stateValue.count(s.str()) ? stateValue[s.str()] : Value();
     bool laterUse = before && llvm::any_of(before.getUsers(), [&](Operation *u) {
       return u != ret && position[u] > position[def];

@@ -573,6 +573,10 @@ LogicalResult LinearGradOp::verify() {
       failed(expectType(*this, "grad_weight", getGradWeight().getType(),
                         getWeight().getType())))
     return failure();
+  if (Value acc = getAccumulate())
+    if (failed(expectType(*this, "accumulator", acc.getType(),
+                          getWeight().getType())))
+      return failure();
   Value db = getGradBias();
   if (getHasBias() != static_cast<bool>(db))
     return emitOpError("produces a bias gradient exactly when has_bias is set");

@@ -531,18 +531,25 @@ def Trl_LinearGradOp : Trl_Op<"linear_grad", [Pure]> {
   let summary = "gradients of linear w.r.t. input, weight and (optional) bias";
   let description = [{
     dx = dy W, dW = dy^T x summed over all leading dimensions, db = sum dy.
-    The bias gradient is produced iff `has_bias`.
+    The bias gradient is produced iff `has_bias`. With `accumulate %acc`,
+    dW = acc + dy^T x: the weight gradient is added into a gradient
+    accumulator by the matrix product itself (trl-optimizer fuses it).
 
     ```mlir
     %dx, %dw = trl.linear_grad %dy, %x, %w
         : (tensor<2x16x128xf32>, tensor<2x16x64xf32>, tensor<128x64xf32>) -> (tensor<2x16x64xf32>, tensor<128x64xf32>)
+    %dx2, %acc2 = trl.linear_grad %dy, %x, %w accumulate %acc
+        : (tensor<2x16x128xf32>, tensor<2x16x64xf32>, tensor<128x64xf32>, tensor<128x64xf32>) -> (tensor<2x16x64xf32>, tensor<128x64xf32>)
     ```
   }];
   let arguments = (ins Trl_FloatTensor:$grad, Trl_FloatTensor:$x,
-                   Trl_FloatTensor:$weight, UnitAttr:$has_bias);
+                   Trl_FloatTensor:$weight,
+                   Optional<Trl_FloatTensor>:$accumulate, UnitAttr:$has_bias);
   let results = (outs Trl_FloatTensor:$grad_x, Trl_FloatTensor:$grad_weight,
                  Optional<Trl_FloatTensor>:$grad_bias);
-  let assemblyFormat = "$grad `,` $x `,` $weight attr-dict `:` functional-type(operands, results)";
+  let assemblyFormat = [{
+    $grad `,` $x `,` $weight (`accumulate` $accumulate^)? attr-dict `:` functional-type(operands, results)
+  }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{ int64_t getFlops(); }];
 }

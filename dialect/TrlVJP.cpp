@@ -71,7 +71,8 @@ LogicalResult LinearOp::buildVJP(OpBuilder &b, ValueRange grads,
   Type biasType = getBias() ? getBias().getType() : Type();
   auto op = b.create<LinearGradOp>(
       getLoc(), getX().getType(), getWeight().getType(), biasType, grads[0],
-      getX(), getWeight(), getBias() ? b.getUnitAttr() : UnitAttr());
+      getX(), getWeight(), /*accumulate=*/Value(),
+      getBias() ? b.getUnitAttr() : UnitAttr());
   out.append({op.getGradX(), op.getGradWeight()});
   if (getBias())
     out.push_back(op.getGradBias());

@@ -64,7 +64,16 @@ struct Optimizer : mlir::trl::impl::TrlOptimizerBase<Optimizer> {
       fn.insertArgument(arg, type, b.getDictionaryAttr({}), fn.getLoc());
       std::string state = ("grad:" + name.getValue()).str();
       fn.setArgAttr(arg, "trl.state", b.getStringAttr(state));
-      results[i] = b.create<AddOp>(fn.getLoc(), fn.getArgument(arg), results[i]);
+      Value acc = fn.getArgument(arg);
+      // A weight gradient that only feeds this accumulator is added by its
+      // matrix product (beta = 1) instead of a separate pass over memory.
+      auto lg = results[i].getDefiningOp<LinearGradOp>();
+      if (lg && results[i] == lg.getGradWeight() && !lg.getAccumulate() &&
+          results[i].hasOneUse()) {
+        lg.getAccumulateMutable().assign(acc);
+      } else {
+        results[i] = b.create<AddOp>(fn.getLoc(), acc, results[i]);
+      }
       fn.removeResultAttr(i, b.getStringAttr("trl.grad"));
       fn.setResultAttr(i, "trl.state", b.getStringAttr(state));
     }

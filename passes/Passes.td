@@ -22,7 +22,9 @@ def TrlOptimizer : Pass<"trl-optimizer", "ModuleOp"> {
   let summary = "gradient accumulation, clipping, LR schedule and AdamW";
   let description = [{
     Turns the gradients of `@train_step` into accumulators (arguments and
-    results with `trl.state = "grad:NAME"`, summed every micro-batch) and
+    results with `trl.state = "grad:NAME"`, summed every micro-batch; a
+    weight gradient of `trl.linear_grad` that feeds nothing else is summed
+    by the product itself, `accumulate %acc`) and
     adds `@optimizer_step(%step)`: global-norm clipping, the learning-rate
     schedule and one AdamW update per trainable parameter, returning the new
     parameters and moments as `trl.state` results and cleared accumulators.

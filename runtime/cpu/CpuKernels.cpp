@@ -455,8 +455,12 @@ template <typename T> void linearGrad(const KernelArgs &a) {
   int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
   gemm<T>(false, false, m, k, n, dy.as<T>(), n, w.as<T>(), k, T(0),
           a.out[0].as<T>(), k);
-  gemm<T>(true, false, n, k, m, dy.as<T>(), n, x.as<T>(), k, T(0),
-          a.out[1].as<T>(), k);
+  // With an accumulator (in[3]): dW = acc + dy^T x, by the product itself.
+  bool accumulate = a.in.size() > 3 && a.in[3];
+  if (accumulate && a.out[1].data != a.in[3].data)
+    std::memcpy(a.out[1].data, a.in[3].data, a.out[1].desc->bytes());
+  gemm<T>(true, false, n, k, m, dy.as<T>(), n, x.as<T>(), k,
+          accumulate ? T(1) : T(0), a.out[1].as<T>(), k);
   if (a.out.size() > 2) {
     T *db = a.out[2].as<T>();
     const T *g = dy.as<T>();

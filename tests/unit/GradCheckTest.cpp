@@ -184,6 +184,18 @@ TEST_F(GradCheck, LinearWithAndWithoutBias) {
   }
 }
 
+TEST_F(GradCheck, LinearGradAccumulatesInPlace) {
+  Buf dy = floats({3, 5}), x = floats({3, 4}), w = floats({5, 4}), acc = floats({5, 4});
+  Buf dx = zeros({3, 4}), dw = zeros({5, 4});
+  run("linear_grad", {&dy, &x, &w}, {&dx, &dw}, {});
+  Buf expect = acc;
+  for (size_t i = 0; i < expect.f.size(); ++i)
+    expect.f[i] += dw.f[i];
+  run("linear_grad", {&dy, &x, &w, &acc}, {&dx, &acc}, {});  // in place
+  for (size_t i = 0; i < expect.f.size(); ++i)
+    EXPECT_NEAR(acc.f[i], expect.f[i], 1e-12);
+}
+
 TEST_F(GradCheck, RopeWithLlama3Scaling) {
   for (bool scaled : {false, true}) {
     std::vector<Buf> in = {floats({2, 3, 2, 8}), ints({2, 3}, {0, 1, 2, 5, 9, 30})};

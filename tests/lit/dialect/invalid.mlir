@@ -820,3 +820,11 @@ func.func @packing() attributes {trl.packing = #trl.packing<strategy = wrapped, 
 func.func @packing_len() attributes {trl.packing = #trl.packing<strategy = bfd, seq_length = 0, padding_free = false>} {
   return
 }
+
+// -----
+
+func.func @linear_grad_accumulator(%dy: tensor<2x4xf32>, %x: tensor<2x8xf32>, %w: tensor<4x8xf32>, %acc: tensor<8x4xf32>) {
+  // expected-error @+1 {{accumulator}}
+  %dx, %dw = trl.linear_grad %dy, %x, %w accumulate %acc : (tensor<2x4xf32>, tensor<2x8xf32>, tensor<4x8xf32>, tensor<8x4xf32>) -> (tensor<2x8xf32>, tensor<4x8xf32>)
+  return
+}

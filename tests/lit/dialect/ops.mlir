@@ -152,3 +152,10 @@ func.func @memory_and_collectives(%x: tensor<16x64xf32>, %w: tensor<64xf32>) -> 
 func.func @attributes(%ids: tensor<1x1024xi64> {trl.seq_bound = #trl.seq_bound<max = 1024, source = "max_length">}) attributes {trl.packing = #trl.packing<strategy = bfd_split, seq_length = 1024, padding_free = true>} {
   return
 }
+
+// CHECK-LABEL: func.func @linear_grad_accumulate
+// CHECK: trl.linear_grad %arg0, %arg1, %arg2 accumulate %arg3
+func.func @linear_grad_accumulate(%dy: tensor<3x5xf32>, %x: tensor<3x4xf32>, %w: tensor<5x4xf32>, %acc: tensor<5x4xf32>) -> tensor<5x4xf32> {
+  %dx, %dw = trl.linear_grad %dy, %x, %w accumulate %acc : (tensor<3x5xf32>, tensor<3x4xf32>, tensor<5x4xf32>, tensor<5x4xf32>) -> (tensor<3x4xf32>, tensor<5x4xf32>)
+  return %dw : tensor<5x4xf32>
+}

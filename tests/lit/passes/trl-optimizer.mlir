@@ -1,6 +1,7 @@
 // RUN: trl-opt %s -trl-optimizer="max-grad-norm=1.0 learning-rate=0.001 schedule=cosine warmup-steps=2 total-steps=10 weight-decay=0.01" | FileCheck %s
 // RUN: trl-opt %s -trl-optimizer="max-grad-norm=0" | FileCheck %s --check-prefix=NOCLIP
 // RUN: not trl-opt %s -trl-optimizer="schedule=exponential" 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: trl-opt %S/Inputs/linear-grad-step.mlir -trl-optimizer | FileCheck %s --check-prefix=FUSED
 
 func.func @train_step(%x: tensor<2x4xf32>) -> (tensor<f32> {trl.output = "loss"}, tensor<3x4xf32> {trl.grad = "w"}, tensor<3xf32> {trl.grad = "b"}) {
   %w = trl.param "w" : tensor<3x4xf32>
@@ -38,3 +39,13 @@ func.func @train_step(%x: tensor<2x4xf32>) -> (tensor<f32> {trl.output = "loss"}
 // NOCLIP-NOT: trl.clip_grad
 
 // BAD: trl-optimizer: unknown schedule 'exponential' (constant, linear, cosine)
+
+// A weight gradient that feeds only its accumulator is summed by the
+// matrix product; one that feeds more (a tied head) keeps its add.
+// FUSED-LABEL: func.func @train_step
+// FUSED-SAME: %[[ACCW:[^:]*]]: tensor<5x4xf32> {trl.state = "grad:w"}, %[[ACCT:[^:]*]]: tensor<5x4xf32> {trl.state = "grad:tied"})
+// FUSED: %{{.*}}, %[[DW:.*]] = trl.linear_grad %arg0, %arg1, %{{.*}} accumulate %[[ACCW]]
+// FUSED: %{{.*}}, %[[DT:.*]] = trl.linear_grad %arg0, %arg1, %{{.*}} :
+// FUSED: %[[SUM:.*]] = trl.add %[[DT]], %[[DT]]
+// FUSED: %[[ACC2:.*]] = trl.add %[[ACCT]], %[[SUM]]
+// FUSED: return %{{.*}}, %[[DW]], %[[ACC2]]
