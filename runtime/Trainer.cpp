@@ -1,6 +1,7 @@
 //===- Trainer.cpp - the training loop around a compiled plan -------------===//
 
 #include "trlc/Trainer.h"
+#include "data/Packing.h"
 #include "trlc/Artifact.h"
 #include "trlc/Data.h"
 #include "trlc/Executor.h"
@@ -18,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <random>
@@ -344,12 +346,34 @@ int Run::main() {
   if (!o.dumpInitial.empty() && !writeParams(ex, o.dumpInitial, error))
     throw Failure(error);
 
-  Dataset data = readTokenized(run["train"].get<std::vector<std::string>>(), seqLen, vocab);
+  // SFT truncation as TRL does it (trlc/data): cut ids and loss mask to
+  // max_length by truncation_mode, drop examples left without a target.
+  Dataset data = readTokenized(run["train"].get<std::vector<std::string>>(),
+                               std::numeric_limits<int64_t>::max(), vocab);
+  std::vector<data::Sequence> seqs;
+  bool completionOnly = run.value("completion_only_loss", true);
+  for (Example &e : data.rows) {
+    if (!completionOnly)
+      std::fill(e.completion.begin(), e.completion.end(), 1);
+    seqs.push_back({std::move(e.ids), std::move(e.completion)});
+  }
+  std::string mode = run.value("truncation_mode", "keep_start");
+  data::TruncationStats ts;
+  seqs = data::truncate(std::move(seqs), seqLen,
+                        mode == "keep_end" ? data::TruncationMode::KeepEnd
+                                           : data::TruncationMode::KeepStart,
+                        ts);
+  data.rows.clear();
+  for (data::Sequence &q : seqs)
+    data.rows.push_back({std::move(q.ids), std::move(q.mask)});
+  if (!o.quiet && (ts.truncated || ts.droppedEmpty || ts.droppedNoTarget))
+    std::cout << "data: " << ts.truncated << " examples truncated to max_length "
+              << seqLen << " (" << mode << "), " << ts.droppedEmpty
+              << " empty and " << ts.droppedNoTarget
+              << " without a trainable token dropped\n";
   if (data.rows.empty())
-    throw Failure("error: the [data] train files hold no examples");
-  if (data.truncated && !o.quiet)
-    std::cout << "note: " << data.truncated << " training examples are longer than "
-              << "max_length " << seqLen << " and were truncated (keep_start)\n";
+    throw Failure("error: no training example has a trainable token (check [data] "
+                  "max_length and completion_only_loss)");
 
   int64_t total = o.maxSteps > 0 ? std::min<int64_t>(o.maxSteps, run["total_steps"])
                                  : run["total_steps"].get<int64_t>();

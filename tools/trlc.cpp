@@ -15,6 +15,8 @@
 #include "frontend/Recipe.h"
 #include "frontend/Suggest.h"
 #include "passes/Pipeline.h"
+#include "data/Packing.h"
+#include "trlc/Data.h"
 #include "trlc/Trainer.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -32,6 +34,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <map>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -45,6 +49,7 @@ const char *kUsage =
     "  compile RECIPE.toml   compile a training recipe into an artifact\n"
     "  run ARTIFACT.trlc     train with a compiled artifact\n"
     "  train RECIPE.toml     compile, then run\n"
+    "  data RECIPE.toml      run only the data plan: [--emit=jsonl] [--stats] [--limit N]\n"
     "\n"
     "compile options:\n"
     "  -o OUT.trlc               artifact directory (default: RECIPE_NAME.trlc)\n"
@@ -228,6 +233,8 @@ nlohmann::json runInfo(const trlc::Recipe &r, const Schedule &s) {
       {"tokenizer", tokenizer},
       {"model_config", nlohmann::json::parse(
                            trlc::configToHfJson(r.model.config))},
+      {"truncation_mode", r.data.truncationMode},
+      {"completion_only_loss", r.data.completionOnlyLoss.value_or(true)},
       {"pad_token_id", r.model.config.padTokenId.value_or(
                            r.model.config.eosTokenId.value_or(0))},
       {"train", absolute(r.data.train)},
@@ -362,6 +369,149 @@ int compile(const CompileOptions &o) {
   return 0;
 }
 
+/// `trlc data`: the recipe's training rows after truncation or packing.
+int dataCommand(int argc, char **argv) {
+  std::string recipePath, emit;
+  std::vector<std::string> overrides;
+  bool stats = false;
+  int64_t limit = -1;
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&](const std::string &flag) -> std::optional<std::string> {
+      if (arg.rfind(flag + "=", 0) == 0)
+        return arg.substr(flag.size() + 1);
+      if (arg == flag && i + 1 < argc)
+        return std::string(argv[++i]);
+      return std::nullopt;
+    };
+    if (auto v = value("--emit")) {
+      if (*v != "jsonl")
+        return usageError("unknown --emit value '" + *v + "' for data; expected --emit=jsonl");
+      emit = *v;
+    } else if (auto v = value("--limit")) {
+      char *end = nullptr;
+      limit = std::strtoll(v->c_str(), &end, 10);
+      if (v->empty() || *end || limit < 0)
+        return usageError("--limit needs a non-negative integer, got '" + *v + "'");
+    } else if (auto v = value("--set")) {
+      overrides.push_back(*v);
+    } else if (arg == "--stats") {
+      stats = true;
+    } else if (!arg.empty() && arg[0] == '-') {
+      std::string msg = "unknown option '" + arg + "'";
+      if (auto best = trlc::closestMatch(arg.substr(0, arg.find('=')),
+                                         {"--emit", "--stats", "--limit", "--set"}))
+        msg += "; did you mean '" + *best + "'?";
+      return usageError(msg);
+    } else if (recipePath.empty()) {
+      recipePath = arg;
+    } else {
+      return usageError("more than one recipe given ('" + recipePath + "' and '" + arg + "')");
+    }
+  }
+  if (recipePath.empty())
+    return usageError("data needs a recipe: trlc data RECIPE.toml");
+  if (emit.empty() && !stats)
+    emit = "jsonl";
+  auto recipe = trlc::loadRecipe(recipePath, overrides);
+  if (!recipe) {
+    std::cerr << recipe.error().message << "\n";
+    return 1;
+  }
+  if (auto err = trlc::checkInputFiles(*recipe)) {
+    std::cerr << err->message << "\n";
+    return 1;
+  }
+  if (recipe->method != trlc::Method::SFT) {
+    std::cerr << recipePath << ": error: trlc data handles SFT recipes until the "
+              << "data pipeline builds preference and prompt batches\n";
+    return 1;
+  }
+  const trlc::Recipe &r = *recipe;
+  int64_t maxLength = *r.data.maxLength;
+  trlc::Dataset read;
+  try {
+    read = trlc::readTokenized(r.data.train, std::numeric_limits<int64_t>::max(),
+                               r.model.config.vocabSize);
+  } catch (const trlc::DataError &e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  }
+  std::vector<trlc::data::Sequence> seqs;
+  for (trlc::Example &e : read.rows) {
+    if (r.data.completionOnlyLoss == false)
+      std::fill(e.completion.begin(), e.completion.end(), 1);
+    seqs.push_back({std::move(e.ids), std::move(e.completion)});
+  }
+  int64_t examples = static_cast<int64_t>(seqs.size());
+  trlc::data::TruncationStats ts;
+  std::vector<trlc::data::Row> rows;
+  if (r.data.packing) {
+    rows = trlc::data::pack(trlc::data::dropUntrainable(std::move(seqs), ts),
+                            maxLength, r.data.packingStrategy);
+  } else {
+    auto mode = r.data.truncationMode == "keep_end"
+                    ? trlc::data::TruncationMode::KeepEnd
+                    : trlc::data::TruncationMode::KeepStart;
+    rows = trlc::data::unpacked(trlc::data::truncate(std::move(seqs), maxLength, mode, ts));
+  }
+  if (emit == "jsonl") {
+    int64_t n = 0;
+    for (const trlc::data::Row &row : rows) {
+      if (limit >= 0 && n++ >= limit)
+        break;
+      std::vector<int> mask(row.mask.begin(), row.mask.end());
+      nlohmann::json j = {{"input_ids", row.ids},
+                          {"seq_lengths", row.seqLengths},
+                          {"position_ids", row.positions()},
+                          {"completion_mask", mask}};
+      std::cout << j.dump() << "\n";
+    }
+  }
+  if (stats) {
+    int64_t tokens = 0, kept = 0;
+    std::map<int64_t, int64_t> histogram;  // power-of-two bucket -> documents
+    for (const trlc::data::Row &row : rows) {
+      tokens += static_cast<int64_t>(row.ids.size());
+      std::vector<int64_t> docs = row.seqLengths;
+      if (docs.empty())
+        docs = {static_cast<int64_t>(row.ids.size())};
+      for (int64_t len : docs) {
+        int64_t bucket = 1;
+        while (bucket < len)
+          bucket *= 2;
+        ++histogram[bucket];
+        ++kept;
+      }
+    }
+    auto pct = [](double x) {
+      char buf[16];
+      std::snprintf(buf, sizeof(buf), "%.1f%%", 100 * x);
+      return std::string(buf);
+    };
+    int64_t docsKept = examples - ts.droppedEmpty - ts.droppedNoTarget;
+    std::ostream &out = emit.empty() ? std::cout : std::cerr;
+    out << "examples read: " << examples << "\n"
+        << "dropped, empty: " << ts.droppedEmpty << "\n"
+        << "dropped, no trainable token: " << ts.droppedNoTarget << "\n"
+        << "truncated to max_length " << maxLength << ": " << ts.truncated << "\n"
+        << "tokens: " << tokens << "\n"
+        << "rows: " << rows.size()
+        << (r.data.packing ? " (packed, " + r.data.packingStrategy + ")" : "") << "\n"
+        << "padding before packing: "
+        << pct(docsKept ? 1.0 - double(tokens) / double(docsKept * maxLength) : 0)
+        << "\n"
+        << "padding after packing: "
+        << pct(rows.empty() ? 0 : 1.0 - double(tokens) / double(rows.size() * maxLength))
+        << "\n"
+        << "document lengths (up to):";
+    for (auto [bucket, count] : histogram)
+      out << " " << bucket << ":" << count;
+    out << "\n";
+  }
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -390,13 +540,15 @@ int main(int argc, char **argv) {
                                : options.output;
     return trlc::runArtifact(options.run);
   }
+  if (command == "data")
+    return dataCommand(argc, argv);
   if (command == "run") {
     std::string err;
     int rc = trlc::runCommand(argc, argv, err);
     return err.empty() ? rc : usageError(err);
   }
   std::string msg = "unknown command '" + command + "'";
-  if (auto best = trlc::closestMatch(command, {"compile", "run", "train"}))
+  if (auto best = trlc::closestMatch(command, {"compile", "run", "train", "data"}))
     msg += "; did you mean '" + *best + "'?";
   return usageError(msg);
 }

@@ -39,7 +39,8 @@
 //   run           what the training loop needs from the recipe: method,
 //                 batch_size, seq_len, gradient_accumulation_steps,
 //                 total_steps, num_train_epochs, max_steps, seed, init_seed,
-//                 initializer_range, model_path, tokenizer, model_config
+//                 initializer_range, truncation_mode, completion_only_loss,
+//                 pad_token_id, model_path, tokenizer, model_config
 //                 (config.json to save with checkpoints), train and eval
 //                 files, output_dir, logging_steps, save_steps,
 //                 save_total_limit
