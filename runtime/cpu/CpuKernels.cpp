@@ -312,6 +312,25 @@ template <typename T> void embeddingGrad(const KernelArgs &a) {
 
 // --- norms -------------------------------------------------------------------
 
+/// 1 / sqrt(mean(x^2) + eps) of one row.
+template <typename T> T rowInvRms(const T *x, int64_t h, T eps) {
+  T ss = 0;
+  for (int64_t j = 0; j < h; ++j)
+    ss += x[j] * x[j];
+  return 1 / std::sqrt(ss / h + eps);
+}
+
+/// Mean and 1 / sqrt(biased variance + eps) of one row.
+template <typename T> std::pair<T, T> rowMoments(const T *x, int64_t h, T eps) {
+  T mean = 0, var = 0;
+  for (int64_t j = 0; j < h; ++j)
+    mean += x[j];
+  mean /= h;
+  for (int64_t j = 0; j < h; ++j)
+    var += (x[j] - mean) * (x[j] - mean);
+  return {mean, 1 / std::sqrt(var / h + eps)};
+}
+
 template <typename T> void rmsNorm(const KernelArgs &a) {
   const T *x = a.in[0].as<T>(), *w = a.in[1].as<T>();
   T *y = a.out[0].as<T>();
@@ -320,10 +339,7 @@ template <typename T> void rmsNorm(const KernelArgs &a) {
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const T *xr = x + r * h;
-    T ss = 0;
-    for (int64_t j = 0; j < h; ++j)
-      ss += xr[j] * xr[j];
-    T inv = 1 / std::sqrt(ss / h + eps);
+    T inv = rowInvRms(xr, h, eps);
     for (int64_t j = 0; j < h; ++j)
       y[r * h + j] = xr[j] * inv * w[j];
   }
@@ -355,10 +371,7 @@ template <typename T> void rmsNormGrad(const KernelArgs &a) {
     int64_t lo = rows * t / threads, hi = rows * (t + 1) / threads;
     for (int64_t r = lo; r < hi; ++r) {
       const T *xr = x + r * h, *g = dy + r * h;
-      T ss = 0;
-      for (int64_t j = 0; j < h; ++j)
-        ss += xr[j] * xr[j];
-      T inv = 1 / std::sqrt(ss / h + eps);
+      T inv = rowInvRms(xr, h, eps);
       T dot = 0;  // mean of (dy * w) * xhat
       for (int64_t j = 0; j < h; ++j) {
         T xhat = xr[j] * inv;
@@ -381,13 +394,7 @@ template <typename T> void layerNorm(const KernelArgs &a) {
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const T *xr = x + r * h;
-    T mean = 0, var = 0;
-    for (int64_t j = 0; j < h; ++j)
-      mean += xr[j];
-    mean /= h;
-    for (int64_t j = 0; j < h; ++j)
-      var += (xr[j] - mean) * (xr[j] - mean);
-    T inv = 1 / std::sqrt(var / h + eps);
+    auto [mean, inv] = rowMoments(xr, h, eps);
     for (int64_t j = 0; j < h; ++j)
       y[r * h + j] = (xr[j] - mean) * inv * w[j] + b[j];
   }
@@ -407,13 +414,7 @@ template <typename T> void layerNormGrad(const KernelArgs &a) {
     int64_t lo = rows * t / threads, hi = rows * (t + 1) / threads;
     for (int64_t r = lo; r < hi; ++r) {
       const T *xr = x + r * h, *g = dy + r * h;
-      T mean = 0, var = 0;
-      for (int64_t j = 0; j < h; ++j)
-        mean += xr[j];
-      mean /= h;
-      for (int64_t j = 0; j < h; ++j)
-        var += (xr[j] - mean) * (xr[j] - mean);
-      T inv = 1 / std::sqrt(var / h + eps);
+      auto [mean, inv] = rowMoments(xr, h, eps);
       T m1 = 0, m2 = 0;  // means of dxhat and dxhat * xhat
       for (int64_t j = 0; j < h; ++j) {
         T xhat = (xr[j] - mean) * inv, dxhat = g[j] * w[j];
