@@ -1,0 +1,84 @@
+//===- TokenizerTest.cpp - tokenizer.json against the HF library ----------===//
+//
+// The fixtures under tests/data/tokenizers were built and encoded by the
+// Hugging Face `tokenizers` library (tests/data/make_tokenizers.py); every
+// id and every decoded string must match. TRLC_TOKENIZER_FIXTURES points
+// the test at freshly generated fixtures instead (the tokenizer-oracle test).
+//
+//===----------------------------------------------------------------------===//
+
+#include "data/Tokenizer.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+using trlc::data::InputError;
+using trlc::data::Tokenizer;
+
+namespace {
+
+std::string fixtures() {
+  if (const char *dir = std::getenv("TRLC_TOKENIZER_FIXTURES"))
+    return dir;
+  return std::string(TRLC_SOURCE_DIR) + "/tests/data/tokenizers";
+}
+
+void checkFixture(const std::string &name) {
+  std::string dir = fixtures() + "/" + name;
+  Tokenizer tok = Tokenizer::load(dir);
+  std::ifstream in(dir + "/cases.jsonl");
+  ASSERT_TRUE(in) << dir;
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    auto c = nlohmann::json::parse(line);
+    std::string text = c["text"];
+    auto ids = c["ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(tok.encode(text), ids) << name << ": " << text;
+    EXPECT_EQ(tok.encode(text, false), c["ids_no_special"].get<std::vector<int32_t>>())
+        << name << ": " << text;
+    EXPECT_EQ(tok.decode(ids), c["decoded"].get<std::string>()) << name << ": " << text;
+    EXPECT_EQ(tok.decode(ids, true), c["decoded_skip"].get<std::string>())
+        << name << ": " << text;
+    ++n;
+  }
+  EXPECT_GT(n, 50);
+}
+
+} // namespace
+
+TEST(Tokenizer, QwenByteLevelMatchesHF) { checkFixture("qwen-bytelevel"); }
+TEST(Tokenizer, Llama3ByteLevelMatchesHF) { checkFixture("llama3-bytelevel"); }
+TEST(Tokenizer, Llama2MetaspaceMatchesHF) { checkFixture("llama2-metaspace"); }
+TEST(Tokenizer, MistralMetaspaceMatchesHF) { checkFixture("mistral-metaspace"); }
+
+TEST(Tokenizer, ConfigGivesSpecialTokens) {
+  Tokenizer tok = Tokenizer::load(fixtures() + "/llama3-bytelevel");
+  ASSERT_TRUE(tok.bosId && tok.eosId);
+  EXPECT_EQ(tok.idToToken(*tok.bosId), "<|begin_of_text|>");
+  EXPECT_EQ(tok.eosToken, "<|eot_id|>");
+  EXPECT_FALSE(tok.padId);
+}
+
+TEST(Tokenizer, BadFilesNameTheFileAndField) {
+  try {
+    Tokenizer::fromJson("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", "x/tokenizer.json");
+    FAIL() << "Unigram accepted";
+  } catch (const InputError &e) {
+    EXPECT_NE(std::string(e.what()).find("x/tokenizer.json: error: model type 'Unigram'"),
+              std::string::npos) << e.what();
+  }
+  try {
+    Tokenizer::fromJson("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, "
+                        "\"merges\": [\"a b\"]}}", "t.json");
+    FAIL() << "bad merge accepted";
+  } catch (const InputError &e) {
+    EXPECT_NE(std::string(e.what()).find("merges[0]"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Tokenizer::fromJson("{not json", "t.json"), InputError);
+  EXPECT_THROW(Tokenizer::load("/nonexistent/dir"), InputError);
+}
