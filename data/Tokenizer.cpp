@@ -527,6 +527,10 @@ struct Tokenizer::Impl {
   void encodePiece(const std::string &piece, std::vector<int32_t> &out) const;
   void bpe(std::vector<int32_t> &symbols) const;
   void encodeSegment(std::string text, bool first, std::vector<int32_t> &out) const;
+  std::vector<int32_t> encodeImpl(std::string_view text, bool addSpecialTokens,
+                                  std::vector<std::pair<size_t, size_t>> *offsets) const;
+  /// The raw text bytes token `id` stands for.
+  std::string tokenBytes(int32_t id) const;
 };
 
 // ------------------------------------------------------------------- loading
@@ -1068,10 +1072,69 @@ void Tokenizer::Impl::encodeSegment(std::string text, bool first,
     encodePiece(p.text, out);
 }
 
+std::string Tokenizer::Impl::tokenBytes(int32_t id) const {
+  const std::string &tok = idToToken[id];
+  if (byteLevel) {
+    std::string out;
+    utf8::forEach(tok, [&](uint32_t cp) {
+      auto it = charToByte.find(cp);
+      if (it != charToByte.end())
+        out += static_cast<char>(it->second);
+      else
+        utf8::append(out, cp);
+    });
+    return out;
+  }
+  if (tok.size() == 6 && tok.compare(0, 3, "<0x") == 0 && tok[5] == '>')
+    return std::string(1, static_cast<char>(std::stoi(tok.substr(3, 2), nullptr, 16)));
+  std::string out;
+  const std::string meta = "\xe2\x96\x81";
+  for (size_t i = 0; i < tok.size();) {
+    if (tok.compare(i, meta.size(), meta) == 0) {
+      out += ' ';
+      i += meta.size();
+    } else {
+      out += tok[i++];
+    }
+  }
+  return out;
+}
+
 std::vector<int32_t> Tokenizer::encode(std::string_view text,
                                        bool addSpecialTokens) const {
-  const Impl &t = *impl_;
+  return impl_->encodeImpl(text, addSpecialTokens, nullptr);
+}
+
+std::vector<int32_t> Tokenizer::encodeWithOffsets(
+    std::string_view text, std::vector<std::pair<size_t, size_t>> &offsets) const {
+  offsets.clear();
+  return impl_->encodeImpl(text, false, &offsets);
+}
+
+std::vector<int32_t>
+Tokenizer::Impl::encodeImpl(std::string_view text, bool addSpecialTokens,
+                            std::vector<std::pair<size_t, size_t>> *offsets) const {
+  const Impl &t = *this;
   std::vector<int32_t> out;
+  // Aligns the tokens of text[b, e) with that text: each token's raw bytes
+  // are matched in order; bytes the tokenizer inserted (a prefix space) are
+  // skipped.
+  auto align = [&](size_t from, size_t b, size_t e) {
+    if (!offsets)
+      return;
+    size_t pos = b;
+    for (size_t k = from; k < out.size(); ++k) {
+      std::string raw = t.tokenBytes(out[k]);
+      size_t start = pos;
+      for (char c : raw) {
+        if (pos < e && text[pos] == c)
+          ++pos;
+        else if (pos == start && c == ' ')
+          continue;  // inserted
+      }
+      offsets->emplace_back(start, pos);
+    }
+  };
   if (addSpecialTokens)
     out = t.prefix;
   // Split on added tokens, leftmost-longest, honouring lstrip/rstrip.
@@ -1107,15 +1170,23 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text,
     if (hit->rstrip)
       while (next < text.size() && std::isspace(static_cast<unsigned char>(text[next])))
         ++next;
-    if (segEnd > segStart)
+    if (segEnd > segStart) {
+      size_t from = out.size();
       t.encodeSegment(std::string(text.substr(segStart, segEnd - segStart)),
                       first && segStart == 0, out);
+      align(from, segStart, segEnd);
+    }
     out.push_back(hit->id);
+    if (offsets)
+      offsets->emplace_back(i, i + hit->content.size());
     first = false;
     segStart = i = next;
   }
-  if (segStart < text.size())
+  if (segStart < text.size()) {
+    size_t from = out.size();
     t.encodeSegment(std::string(text.substr(segStart)), first && segStart == 0, out);
+    align(from, segStart, text.size());
+  }
   if (addSpecialTokens)
     out.insert(out.end(), t.suffix.begin(), t.suffix.end());
   return out;

@@ -51,6 +51,10 @@ public:
   /// for Llama-style templates), as `tokenizer(text)` does. Thread-safe.
   std::vector<int32_t> encode(std::string_view text,
                               bool addSpecialTokens = true) const;
+  /// encode(text, false) with the [begin, end) byte range of `text` each
+  /// token covers (HF's offsets, used for assistant masks).
+  std::vector<int32_t> encodeWithOffsets(
+      std::string_view text, std::vector<std::pair<size_t, size_t>> &offsets) const;
   /// Text of `ids`, as `tokenizer.decode(ids, skip_special_tokens)`.
   std::string decode(const std::vector<int32_t> &ids,
                      bool skipSpecialTokens = false) const;
