@@ -12,61 +12,6 @@ using nlohmann::json;
 
 namespace trlc {
 
-Dataset readTokenized(const std::vector<std::string> &files, int64_t seqLen,
-                      int64_t vocab) {
-  Dataset data;
-  for (const std::string &file : files) {
-    std::ifstream in(file);
-    if (!in)
-      throw DataError(file + ": error: cannot read the dataset file");
-    std::string line;
-    for (int64_t lineNo = 1; std::getline(in, line); ++lineNo) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos)
-        continue;
-      std::string where = file + ":" + std::to_string(lineNo) + ": error: ";
-      auto j = json::parse(line, nullptr, false);
-      if (j.is_discarded() || !j.is_object())
-        throw DataError(where + "not a JSON object");
-      if (!j.contains("input_ids"))
-        throw DataError(where + "no \"input_ids\": until the data pipeline lands, "
-                      "trlc run reads pre-tokenized rows {\"input_ids\": [...], "
-                      "\"completion_mask\": [...]} (recipes/data/generate.py "
-                      "writes them)");
-      Example ex;
-      try {
-        ex.ids = j["input_ids"].get<std::vector<int64_t>>();
-        if (j.contains("completion_mask"))
-          for (int64_t v : j["completion_mask"].get<std::vector<int64_t>>())
-            ex.completion.push_back(v != 0);
-        else
-          ex.completion.assign(ex.ids.size(), 1);
-      } catch (const json::exception &) {
-        throw DataError(where + "\"input_ids\" and \"completion_mask\" must be "
-                      "arrays of integers");
-      }
-      if (ex.ids.empty())
-        throw DataError(where + "\"input_ids\" is empty");
-      if (ex.completion.size() != ex.ids.size())
-        throw DataError(where + "\"completion_mask\" has " +
-                      std::to_string(ex.completion.size()) + " entries but " +
-                      "\"input_ids\" has " + std::to_string(ex.ids.size()));
-      for (int64_t id : ex.ids)
-        if (id < 0 || id >= vocab)
-          throw DataError(where + "token id " + std::to_string(id) +
-                        " is outside the model's vocabulary (vocab_size " +
-                        std::to_string(vocab) + ")");
-      if (static_cast<int64_t>(ex.ids.size()) > seqLen) {
-        // [data] max_length truncation (keep_start), as TRL does.
-        ex.ids.resize(seqLen);
-        ex.completion.resize(seqLen);
-        ++data.truncated;
-      }
-      data.rows.push_back(std::move(ex));
-    }
-  }
-  return data;
-}
-
 std::vector<std::string> readVocab(const std::string &tokenizer) {
   std::vector<std::string> vocab;
   if (tokenizer.empty())

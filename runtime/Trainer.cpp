@@ -1,7 +1,7 @@
 //===- Trainer.cpp - the training loop around a compiled plan -------------===//
 
 #include "trlc/Trainer.h"
-#include "data/Packing.h"
+#include "data/Shards.h"
 #include "trlc/Artifact.h"
 #include "trlc/Data.h"
 #include "trlc/Executor.h"
@@ -193,6 +193,7 @@ public:
 private:
   void save(const fs::path &dir, bool withState);
   void evaluate();
+  Dataset loadShard(const char *key);
 
   const RunOptions &o;
   artifact::Plan &plan;
@@ -238,12 +239,33 @@ void Run::save(const fs::path &dir, bool withState) {
                  {"log_history", logHistory}}.dump(2) + "\n");
 }
 
+/// Rows of one of the artifact's token shards; refuses to train on a
+/// dataset that changed since the compile.
+Dataset Run::loadShard(const char *key) {
+  const json &d = run["data"];
+  std::vector<std::string> sources = d["sources"].get<std::vector<std::string>>();
+  bool present = std::all_of(sources.begin(), sources.end(),
+                             [](const std::string &f) { return fs::exists(f); });
+  if (present && data::hashFiles(sources) != d["hash"].get<std::string>())
+    throw Failure(o.artifact + ": error: the dataset changed since this artifact was "
+                  "compiled (" + sources.front() + (sources.size() > 1 ? ", ..." : "") +
+                  "); run trlc compile again (trlc train recompiles by itself)");
+  Dataset out;
+  try {
+    for (data::Row &r : data::readShard((fs::path(o.artifact) / d[key].get<std::string>()).string()))
+      out.rows.push_back({std::move(r.ids), std::move(r.mask)});
+  } catch (const std::runtime_error &e) {
+    throw Failure(e.what());
+  }
+  return out;
+}
+
 void Run::evaluate() {
-  if (!ex.hasProgram("predict") || run["eval"].empty())
+  if (!ex.hasProgram("predict") || run["data"]["eval_shard"].get<std::string>().empty())
     return;
   int64_t vocabSize = run["model_config"]["vocab_size"].get<int64_t>();
   int64_t seqLen = run["seq_len"].get<int64_t>();
-  Dataset data = readTokenized(run["eval"].get<std::vector<std::string>>(), seqLen, vocabSize);
+  Dataset data = loadShard("eval_shard");
   std::vector<std::string> vocab = readVocab(run["tokenizer"].get<std::string>());
   const json &cfg = run["model_config"];
   int64_t eos = cfg.contains("eos_token_id") ? cfg["eos_token_id"].get<int64_t>() : -1;
@@ -346,31 +368,8 @@ int Run::main() {
   if (!o.dumpInitial.empty() && !writeParams(ex, o.dumpInitial, error))
     throw Failure(error);
 
-  // SFT truncation as TRL does it (trlc/data): cut ids and loss mask to
-  // max_length by truncation_mode, drop examples left without a target.
-  Dataset data = readTokenized(run["train"].get<std::vector<std::string>>(),
-                               std::numeric_limits<int64_t>::max(), vocab);
-  std::vector<data::Sequence> seqs;
-  bool completionOnly = run.value("completion_only_loss", true);
-  for (Example &e : data.rows) {
-    if (!completionOnly)
-      std::fill(e.completion.begin(), e.completion.end(), 1);
-    seqs.push_back({std::move(e.ids), std::move(e.completion)});
-  }
-  std::string mode = run.value("truncation_mode", "keep_start");
-  data::TruncationStats ts;
-  seqs = data::truncate(std::move(seqs), seqLen,
-                        mode == "keep_end" ? data::TruncationMode::KeepEnd
-                                           : data::TruncationMode::KeepStart,
-                        ts);
-  data.rows.clear();
-  for (data::Sequence &q : seqs)
-    data.rows.push_back({std::move(q.ids), std::move(q.mask)});
-  if (!o.quiet && (ts.truncated || ts.droppedEmpty || ts.droppedNoTarget))
-    std::cout << "data: " << ts.truncated << " examples truncated to max_length "
-              << seqLen << " (" << mode << "), " << ts.droppedEmpty
-              << " empty and " << ts.droppedNoTarget
-              << " without a trainable token dropped\n";
+  // The rows the compiler's data plan wrote into the artifact.
+  Dataset data = loadShard("train_shard");
   if (data.rows.empty())
     throw Failure("error: no training example has a trainable token (check [data] "
                   "max_length and completion_only_loss)");

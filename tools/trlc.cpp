@@ -15,7 +15,8 @@
 #include "frontend/Recipe.h"
 #include "frontend/Suggest.h"
 #include "passes/Pipeline.h"
-#include "data/Packing.h"
+#include "data/Dataset.h"
+#include "data/Shards.h"
 #include "trlc/Data.h"
 #include "trlc/Trainer.h"
 
@@ -144,6 +145,280 @@ std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
   return "";
 }
 
+/// The data plan's settings from the recipe; `eval` reads [data] eval one
+/// example per row.
+trlc::data::DataConfig dataConfig(const trlc::Recipe &r, bool eval) {
+  trlc::data::DataConfig c;
+  c.method = trlc::methodName(r.method);
+  c.files = eval ? r.data.eval : r.data.train;
+  c.where = eval ? r.data.evalWhere : r.data.trainWhere;
+  c.format = r.data.format;
+  c.datasetTextField = r.data.datasetTextField;
+  c.skipBadRows = r.data.onBadRow == "skip";
+  if (r.model.tokenizer)
+    c.tokenizer = *r.model.tokenizer;
+  else if (r.model.path)
+    c.tokenizer = *r.model.path;
+  c.chatTemplatePath = r.data.chatTemplatePath.value_or("");
+  c.maxLength = r.data.maxLength;
+  c.maxPromptLength = r.data.maxPromptLength;
+  c.maxCompletionLength = r.data.maxCompletionLength;
+  c.truncation = r.data.truncationMode == "keep_end" ? trlc::data::TruncationMode::KeepEnd
+                                                     : trlc::data::TruncationMode::KeepStart;
+  c.packing = r.data.packing && !eval;
+  c.packingStrategy = r.data.packingStrategy;
+  c.paddingFree = r.data.paddingFree && !eval;
+  c.completionOnlyLoss = r.data.completionOnlyLoss;
+  c.assistantOnlyLoss = r.data.assistantOnlyLoss;
+  c.vocabSize = r.model.config.vocabSize;
+  c.batchSize = r.train.perDeviceTrainBatchSize;
+  return c;
+}
+
+/// Padding when batches of `batch` rows are padded to their longest row.
+double paddingFraction(const std::vector<int64_t> &lengths, int64_t batch) {
+  int64_t tokens = 0, padded = 0;
+  for (size_t k = 0; k < lengths.size(); k += batch) {
+    int64_t longest = 0, n = 0;
+    for (size_t j = k; j < std::min(lengths.size(), k + size_t(batch)); ++j, ++n) {
+      longest = std::max(longest, lengths[j]);
+      tokens += lengths[j];
+    }
+    padded += longest * n;
+  }
+  return padded ? 1.0 - double(tokens) / double(padded) : 0.0;
+}
+
+void printDataStats(std::ostream &out, const trlc::Recipe &r,
+                    const trlc::data::DataConfig &c, const trlc::data::DataPlan &plan) {
+  const trlc::data::DataStats &st = plan.stats;
+  auto pct = [](double x) {
+    char buf[16];
+    std::snprintf(buf, sizeof(buf), "%.1f%%", 100 * x);
+    return std::string(buf);
+  };
+  out << "format: " << st.format << (st.conversational ? " (conversational)" : "") << "\n"
+      << "examples read: " << st.rowsRead << "\n";
+  int64_t skipped = 0;
+  for (auto &[why, n] : st.skipped)
+    skipped += n;
+  out << "bad rows skipped: " << skipped;
+  for (auto &[why, n] : st.skipped)
+    out << " (" << why << ": " << n << ")";
+  out << "\n";
+  int64_t dropped = 0;
+  for (auto &[why, n] : st.dropped)
+    dropped += n;
+  out << "examples dropped: " << dropped;
+  for (auto &[why, n] : st.dropped)
+    out << " (" << why << ": " << n << ")";
+  out << "\n"
+      << "examples truncated: " << st.truncated << "\n";
+
+  std::vector<int64_t> docs, rows;
+  int64_t tokens = 0;
+  if (r.method == trlc::Method::SFT) {
+    for (const trlc::data::Row &row : plan.rows) {
+      rows.push_back(static_cast<int64_t>(row.ids.size()));
+      tokens += rows.back();
+      if (row.seqLengths.empty())
+        docs.push_back(rows.back());
+      for (int64_t len : row.seqLengths)
+        docs.push_back(len);
+    }
+  } else {
+    for (const trlc::data::PairedExample &e : plan.examples) {
+      for (const trlc::data::Sequence *s : {&e.chosen, &e.rejected}) {
+        if (s->ids.empty())
+          continue;
+        docs.push_back(static_cast<int64_t>(s->ids.size()));
+        rows.push_back(docs.back());
+        tokens += docs.back();
+      }
+    }
+  }
+  out << "tokens: " << tokens << "\n"
+      << "rows: " << rows.size();
+  if (c.packing)
+    out << " (packed, " << c.packingStrategy << ", seq_length " << plan.maxLength << ")";
+  else if (c.paddingFree)
+    out << " (padding-free, " << c.batchSize << " examples per row)";
+  out << "\n";
+  int64_t batch = r.train.perDeviceTrainBatchSize;
+  out << "padding before packing: " << pct(paddingFraction(docs, batch)) << "\n"
+      << "padding after packing: "
+      << pct(c.paddingFree ? 0.0 : paddingFraction(rows, batch))
+      << "\n";
+  std::map<int64_t, int64_t> histogram;  // power-of-two bucket -> sequences
+  for (int64_t len : docs) {
+    int64_t bucket = 1;
+    while (bucket < len)
+      bucket *= 2;
+    ++histogram[bucket];
+  }
+  out << "sequence lengths (up to):";
+  for (auto [bucket, count] : histogram)
+    out << " " << bucket << ":" << count;
+  out << "\n";
+}
+
+/// The data plan of a compile: its rows, reused from an earlier artifact
+/// when neither the data, the tokenizer nor the data settings changed.
+struct PreparedData {
+  int64_t rows = 0;
+  nlohmann::json run;    // plan.json run.data
+  nlohmann::json index;  // data/index.json
+  std::vector<trlc::data::Row> train, eval;
+  bool reused = false;
+  std::string summary;
+
+  std::optional<trlc::Error> write(const std::string &artifact) const {
+    namespace fs = std::filesystem;
+    if (reused)
+      return std::nullopt;
+    fs::path dir = fs::path(artifact) / "data";
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    try {
+      trlc::data::writeShard((dir / "train.bin").string(), train);
+      if (!eval.empty())
+        trlc::data::writeShard((dir / "eval.bin").string(), eval);
+      else
+        fs::remove(dir / "eval.bin", ec);
+    } catch (const std::exception &e) {
+      return trlc::Error{e.what()};
+    }
+    std::ofstream(dir / "index.json") << index.dump(1) << "\n";
+    return std::nullopt;
+  }
+};
+
+trlc::Expected<PreparedData> prepareData(const trlc::Recipe &r, const std::string &artifact,
+                                         bool mayReuse) {
+  namespace fs = std::filesystem;
+  PreparedData d;
+  trlc::data::DataConfig train = dataConfig(r, false), eval = dataConfig(r, true);
+  // The training step is padded one example per row until the
+  // trl-packing-layout pass lands: the artifact's rows are not packed.
+  train.packing = false;
+  train.paddingFree = false;
+  std::vector<std::string> sources, evalSources;
+  try {
+    sources = trlc::data::expandFiles(train.files, train.where);
+    if (!eval.files.empty())
+      evalSources = trlc::data::expandFiles(eval.files, eval.where);
+  } catch (const trlc::data::InputError &e) {
+    return trlc::Error{e.what()};
+  }
+  std::vector<std::string> hashed = sources;
+  hashed.insert(hashed.end(), evalSources.begin(), evalSources.end());
+  std::vector<std::string> tokenizerFiles;
+  if (!train.tokenizer.empty())
+    for (const char *f : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"})
+      if (fs::exists(fs::path(train.tokenizer) / f))
+        tokenizerFiles.push_back((fs::path(train.tokenizer) / f).string());
+  if (!train.chatTemplatePath.empty())
+    tokenizerFiles.push_back(train.chatTemplatePath);
+  auto absolute = [](std::vector<std::string> files) {
+    for (std::string &f : files)
+      f = fs::absolute(f).lexically_normal().string();
+    return files;
+  };
+  nlohmann::json settings = {
+      {"method", train.method}, {"format", train.format},
+      {"dataset_text_field", train.datasetTextField}, {"skip_bad_rows", train.skipBadRows},
+      {"max_length", train.maxLength.value_or(-1)},
+      {"max_prompt_length", train.maxPromptLength.value_or(-1)},
+      {"max_completion_length", train.maxCompletionLength.value_or(-1)},
+      {"truncation_mode", r.data.truncationMode},
+      {"completion_only_loss", train.completionOnlyLoss.value_or(true)},
+      {"assistant_only_loss", train.assistantOnlyLoss}, {"vocab_size", train.vocabSize},
+      {"tokenizer", trlc::data::hashFiles(tokenizerFiles)}};
+  std::string hash = trlc::data::hashFiles(hashed);
+  d.run = {{"train_shard", "data/train.bin"},
+           {"eval_shard", evalSources.empty() ? "" : "data/eval.bin"},
+           {"sources", absolute(hashed)},
+           {"hash", hash}};
+
+  fs::path indexPath = fs::path(artifact) / "data" / "index.json";
+  if (mayReuse && fs::exists(indexPath)) {
+    try {
+      nlohmann::json old = nlohmann::json::parse(std::ifstream(indexPath));
+      if (old.value("hash", "") == hash && old.value("settings", nlohmann::json()) == settings &&
+          fs::exists(fs::path(artifact) / "data" / "train.bin")) {
+        d.index = old;
+        d.rows = old.value("train_rows", 0);
+        d.reused = true;
+        d.summary = "data: unchanged since the last compile (hash " + hash +
+                    "), reusing the token shards\n";
+        return d;
+      }
+    } catch (const std::exception &) {
+      // Damaged index: rebuild.
+    }
+  }
+
+  try {
+    trlc::data::DataPlan plan = trlc::data::runDataPlan(train);
+    if (r.method == trlc::Method::SFT) {
+      d.train = std::move(plan.rows);
+    } else {
+      for (trlc::data::PairedExample &e : plan.examples)
+        d.train.push_back({std::move(e.chosen.ids), std::move(e.chosen.mask),
+                           {static_cast<int64_t>(e.chosen.ids.size())}});
+    }
+    d.rows = static_cast<int64_t>(r.method == trlc::Method::SFT ? d.train.size()
+                                                                : plan.examples.size());
+    if (!evalSources.empty() && r.method == trlc::Method::SFT)
+      d.eval = trlc::data::runDataPlan(eval).rows;
+    int64_t tokens = 0, longest = 0;
+    std::map<int64_t, int64_t> histogram;
+    for (const trlc::data::Row &row : d.train) {
+      int64_t len = static_cast<int64_t>(row.ids.size());
+      tokens += len;
+      longest = std::max(longest, len);
+      int64_t bucket = 1;
+      while (bucket < len)
+        bucket *= 2;
+      ++histogram[bucket];
+    }
+    nlohmann::json hist = nlohmann::json::object();
+    for (auto [b, n] : histogram)
+      hist[std::to_string(b)] = n;
+    int64_t skipped = 0, dropped = 0;
+    for (auto &[k, n] : plan.stats.skipped)
+      skipped += n;
+    for (auto &[k, n] : plan.stats.dropped)
+      dropped += n;
+    d.index = {{"hash", hash}, {"settings", settings}, {"sources", absolute(hashed)},
+               {"format", plan.stats.format}, {"train_rows", d.rows},
+               {"eval_rows", d.eval.size()}, {"tokens", tokens},
+               {"max_length", longest}, {"length_histogram", hist},
+               {"rows_read", plan.stats.rowsRead}, {"bad_rows_skipped", skipped},
+               {"examples_dropped", dropped}, {"examples_truncated", plan.stats.truncated},
+               {"packing", false}};
+    if (d.rows == 0) {
+      std::string why;
+      for (auto &[k, n] : plan.stats.dropped)
+        why += (why.empty() ? "" : ", ") + k + ": " + std::to_string(n);
+      for (auto &[k, n] : plan.stats.skipped)
+        why += (why.empty() ? "" : ", ") + k + " (skipped): " + std::to_string(n);
+      return trlc::Error{train.where + ": error: no training example is left after the data "
+                         "plan: " + std::to_string(plan.stats.rowsRead) + " rows read, none kept (" +
+                         why + "); check [data] max_length, truncation_mode and "
+                         "completion_only_loss (trlc data --stats shows the plan)"};
+    }
+    d.summary = "data: " + std::to_string(plan.stats.rowsRead) + " rows read (" +
+                plan.stats.format + "), " + std::to_string(d.rows) + " training rows, " +
+                std::to_string(tokens) + " tokens, longest " + std::to_string(longest) +
+                (skipped ? ", " + std::to_string(skipped) + " bad rows skipped" : "") +
+                (dropped ? ", " + std::to_string(dropped) + " examples dropped" : "") + "\n";
+  } catch (const trlc::data::InputError &e) {
+    return trlc::Error{e.what()};
+  }
+  return d;
+}
+
 /// Optimizer steps of the run, as the Hugging Face Trainer counts them.
 struct Schedule {
   int64_t rows = 0;          // training examples
@@ -151,27 +426,13 @@ struct Schedule {
   int64_t warmupSteps = 0;
 };
 
-trlc::Expected<Schedule> trainingSchedule(const trlc::Recipe &r) {
+trlc::Expected<Schedule> trainingSchedule(const trlc::Recipe &r, int64_t rows) {
   Schedule s;
-  for (const std::string &pattern : r.data.train) {
-    glob_t g{};
-    if (::glob(pattern.c_str(), 0, nullptr, &g) != 0) {
-      globfree(&g);
-      return trlc::Error{r.data.trainWhere + ": error: [data] train '" +
-                         pattern + "' matches no file"};
-    }
-    for (size_t i = 0; i < g.gl_pathc; ++i) {
-      std::ifstream in(g.gl_pathv[i]);
-      std::string line;
-      while (std::getline(in, line))
-        if (line.find_first_not_of(" \t\r") != std::string::npos)
-          ++s.rows;
-    }
-    globfree(&g);
-  }
+  s.rows = rows;
   if (s.rows == 0)
     return trlc::Error{r.data.trainWhere +
-                       ": error: the [data] train files hold no examples"};
+                       ": error: no training example is left after the data plan "
+                       "(see trlc data --stats)"};
   int64_t batches = (s.rows + r.train.perDeviceTrainBatchSize - 1) /
                     r.train.perDeviceTrainBatchSize;
   int64_t perEpoch =
@@ -276,6 +537,12 @@ int compile(const CompileOptions &o) {
     std::cerr << err->message << "\n";
     return 1;
   }
+  std::string out = o.output.empty() ? recipe->stem + ".trlc" : o.output;
+  auto data = prepareData(*recipe, out, true);
+  if (!data) {
+    std::cerr << data.error().message << "\n";
+    return 1;
+  }
 
   mlir::MLIRContext context;
   // Any MLIR diagnostic here is a compiler bug, not a recipe error: report it
@@ -295,7 +562,7 @@ int compile(const CompileOptions &o) {
   if (mlir::failed(mlir::verify(*module)))
     return internalError("building the training step");
 
-  auto schedule = trainingSchedule(*recipe);
+  auto schedule = trainingSchedule(*recipe, data->rows);
   if (!schedule) {
     std::cerr << schedule.error().message << "\n";
     return 1;
@@ -351,17 +618,22 @@ int compile(const CompileOptions &o) {
     return 3;
   }
   plan->run = runInfo(*recipe, *schedule);
+  plan->run["data"] = data->run;
   if (o.emit == "plan") {
     std::cout << trlc::artifact::planToJson(*plan).dump(1) << "\n";
     return 0;
   }
   trlc::MemorySummary cpu = trlc::summarizeMemory(*module, 4);
   trlc::MemorySummary cuda = trlc::summarizeMemory(*module, 2);
-  std::string out = o.output.empty() ? recipe->stem + ".trlc" : o.output;
   if (auto err = trlc::writeArtifact(out, *recipe, *module, cpu, cuda, *plan)) {
     std::cerr << err->message << "\n";
     return 1;
   }
+  if (auto err = data->write(out)) {
+    std::cerr << err->message << "\n";
+    return 1;
+  }
+  std::cout << data->summary;
   std::cout << "compiled " << o.recipe << " (" << trlc::methodName(recipe->method)
             << ", " << trlc::familyName(recipe->model.config.family) << ") -> "
             << out << "\n"
@@ -369,7 +641,8 @@ int compile(const CompileOptions &o) {
   return 0;
 }
 
-/// `trlc data`: the recipe's training rows after truncation or packing.
+/// `trlc data`: the recipe's training rows after tokenization, truncation
+/// and packing, one JSON object per line, and/or statistics.
 int dataCommand(int argc, char **argv) {
   std::string recipePath, emit;
   std::vector<std::string> overrides;
@@ -422,92 +695,68 @@ int dataCommand(int argc, char **argv) {
     std::cerr << err->message << "\n";
     return 1;
   }
-  if (recipe->method != trlc::Method::SFT) {
-    std::cerr << recipePath << ": error: trlc data handles SFT recipes until the "
-              << "data pipeline builds preference and prompt batches\n";
-    return 1;
-  }
   const trlc::Recipe &r = *recipe;
-  int64_t maxLength = *r.data.maxLength;
-  trlc::Dataset read;
+  trlc::data::DataConfig config = dataConfig(r, false);
+  trlc::data::DataPlan plan;
   try {
-    read = trlc::readTokenized(r.data.train, std::numeric_limits<int64_t>::max(),
-                               r.model.config.vocabSize);
-  } catch (const trlc::DataError &e) {
+    plan = trlc::data::runDataPlan(config);
+  } catch (const trlc::data::InputError &e) {
     std::cerr << e.what() << "\n";
     return 1;
   }
-  std::vector<trlc::data::Sequence> seqs;
-  for (trlc::Example &e : read.rows) {
-    if (r.data.completionOnlyLoss == false)
-      std::fill(e.completion.begin(), e.completion.end(), 1);
-    seqs.push_back({std::move(e.ids), std::move(e.completion)});
-  }
-  int64_t examples = static_cast<int64_t>(seqs.size());
-  trlc::data::TruncationStats ts;
-  std::vector<trlc::data::Row> rows;
-  if (r.data.packing) {
-    rows = trlc::data::pack(trlc::data::dropUntrainable(std::move(seqs), ts),
-                            maxLength, r.data.packingStrategy);
-  } else {
-    auto mode = r.data.truncationMode == "keep_end"
-                    ? trlc::data::TruncationMode::KeepEnd
-                    : trlc::data::TruncationMode::KeepStart;
-    rows = trlc::data::unpacked(trlc::data::truncate(std::move(seqs), maxLength, mode, ts));
-  }
-  if (emit == "jsonl") {
-    int64_t n = 0;
-    for (const trlc::data::Row &row : rows) {
-      if (limit >= 0 && n++ >= limit)
-        break;
-      std::vector<int> mask(row.mask.begin(), row.mask.end());
-      nlohmann::json j = {{"input_ids", row.ids},
+
+  auto rowJson = [](const trlc::data::Row &row) {
+    std::vector<int> mask(row.mask.begin(), row.mask.end());
+    return nlohmann::json{{"input_ids", row.ids},
                           {"seq_lengths", row.seqLengths},
                           {"position_ids", row.positions()},
                           {"completion_mask", mask}};
-      std::cout << j.dump() << "\n";
+  };
+  auto seqRow = [](const trlc::data::Sequence &s) {
+    trlc::data::Row row{s.ids, s.mask, {static_cast<int64_t>(s.ids.size())}};
+    return row;
+  };
+  if (emit == "jsonl") {
+    int64_t n = 0;
+    auto more = [&] { return limit < 0 || n++ < limit; };
+    if (r.method == trlc::Method::SFT) {
+      for (const trlc::data::Row &row : plan.rows) {
+        if (!more())
+          break;
+        nlohmann::json j = rowJson(row);
+        if (config.paddingFree || config.packing) {
+          std::vector<int64_t> cu{0};
+          for (int64_t len : row.seqLengths)
+            cu.push_back(cu.back() + len);
+          if (row.seqLengths.empty())  // wrapped: one attention span
+            cu.push_back(static_cast<int64_t>(row.ids.size()));
+          j["cu_seqlens"] = cu;
+        }
+        std::cout << j.dump() << "\n";
+      }
+    } else {
+      for (size_t k = 0; k < plan.examples.size() && more(); ++k) {
+        const trlc::data::PairedExample &e = plan.examples[k];
+        nlohmann::json j = rowJson(seqRow(e.chosen));
+        j["example"] = k;
+        if (r.method == trlc::Method::DPO) {
+          j["kind"] = "chosen";
+          std::cout << j.dump() << "\n";
+          if (!more())
+            break;
+          j = rowJson(seqRow(e.rejected));
+          j["example"] = k;
+          j["kind"] = "rejected";
+        } else if (r.method == trlc::Method::KTO) {
+          j["label"] = e.label;
+        }
+        std::cout << j.dump() << "\n";
+      }
     }
   }
   if (stats) {
-    int64_t tokens = 0, kept = 0;
-    std::map<int64_t, int64_t> histogram;  // power-of-two bucket -> documents
-    for (const trlc::data::Row &row : rows) {
-      tokens += static_cast<int64_t>(row.ids.size());
-      std::vector<int64_t> docs = row.seqLengths;
-      if (docs.empty())
-        docs = {static_cast<int64_t>(row.ids.size())};
-      for (int64_t len : docs) {
-        int64_t bucket = 1;
-        while (bucket < len)
-          bucket *= 2;
-        ++histogram[bucket];
-        ++kept;
-      }
-    }
-    auto pct = [](double x) {
-      char buf[16];
-      std::snprintf(buf, sizeof(buf), "%.1f%%", 100 * x);
-      return std::string(buf);
-    };
-    int64_t docsKept = examples - ts.droppedEmpty - ts.droppedNoTarget;
     std::ostream &out = emit.empty() ? std::cout : std::cerr;
-    out << "examples read: " << examples << "\n"
-        << "dropped, empty: " << ts.droppedEmpty << "\n"
-        << "dropped, no trainable token: " << ts.droppedNoTarget << "\n"
-        << "truncated to max_length " << maxLength << ": " << ts.truncated << "\n"
-        << "tokens: " << tokens << "\n"
-        << "rows: " << rows.size()
-        << (r.data.packing ? " (packed, " + r.data.packingStrategy + ")" : "") << "\n"
-        << "padding before packing: "
-        << pct(docsKept ? 1.0 - double(tokens) / double(docsKept * maxLength) : 0)
-        << "\n"
-        << "padding after packing: "
-        << pct(rows.empty() ? 0 : 1.0 - double(tokens) / double(rows.size() * maxLength))
-        << "\n"
-        << "document lengths (up to):";
-    for (auto [bucket, count] : histogram)
-      out << " " << bucket << ":" << count;
-    out << "\n";
+    printDataStats(out, r, config, plan);
   }
   return 0;
 }

@@ -39,7 +39,15 @@ def tokenizer_json():
         "normalizer": None,
         "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "."},
                           "behavior": "Isolated", "invert": False},
-        "post_processor": None,
+        # BOS before every encoded text, as Llama's tokenizers do.
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                     {"Sequence": {"id": "A", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {"<s>": {"id": "<s>", "ids": [BOS], "tokens": ["<s>"]}}},
         "decoder": {"type": "Fuse"},
         "model": {"type": "WordLevel", "vocab": VOCAB, "unk_token": "<pad>"},
     }
@@ -64,7 +72,8 @@ def main():
           [{"prompt": p, "completion": c} for p, c, _ in problems(rng, 2000)])
     write("arith-sft-eval.jsonl",
           [{"prompt": p, "completion": c} for p, c, _ in problems(rng, 64)])
-    # Pre-tokenized copies for `trlc run` until the data pipeline lands.
+    # Pre-tokenized copies: the `tokenized` format, and what the tokenizer
+    # must reproduce from the text (tests/lit/tools/data.test).
     for name in ("arith-sft", "arith-sft-eval"):
         with open(os.path.join(HERE, name + ".jsonl")) as f:
             rows = [json.loads(line) for line in f]

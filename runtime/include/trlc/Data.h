@@ -1,12 +1,9 @@
 //===- Data.h - training examples and the batches they fill -----*- C++ -*-===//
 //
 // The runtime's batch interface: tokenized examples (ids plus the mask of
-// tokens the loss counts) fill a program's batch inputs by name. Today the
-// examples come from pre-tokenized JSONL; the data pipeline (tokenizers,
-// chat templates, packing) will produce the same Example rows.
-//
-// Pre-tokenized rows: {"input_ids": [...], "completion_mask": [...]};
-// completion_mask is optional (absent: every token counts).
+// tokens the loss counts) fill a program's batch inputs by name. The rows
+// come from the artifact's token shards (data/Shards.h), which the
+// compiler's data plan (data/Dataset.h) wrote.
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,13 +30,7 @@ struct Example {
 
 struct Dataset {
   std::vector<Example> rows;
-  int64_t truncated = 0;  // rows longer than the sequence bound (keep_start)
 };
-
-/// Reads pre-tokenized JSONL; ids must lie in [0, vocab). Rows longer than
-/// `seqLen` are truncated to it ([data] max_length, keep_start) and counted.
-Dataset readTokenized(const std::vector<std::string> &files, int64_t seqLen,
-                      int64_t vocab);
 
 /// Fills the SFT batch inputs of `program` (input_ids, position_ids,
 /// attention_mask and, when the program has them, labels shifted by one

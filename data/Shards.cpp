@@ -1,0 +1,115 @@
+//===- Shards.cpp - token shards in the artifact --------------------------===//
+
+#include "data/Shards.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+namespace fs = std::filesystem;
+
+namespace trlc::data {
+
+namespace {
+const char kMagic[8] = {'T', 'R', 'L', 'C', 'T', 'O', 'K', '1'};
+
+template <typename T> void put(std::string &out, T v) {
+  out.append(reinterpret_cast<const char *>(&v), sizeof v);
+}
+} // namespace
+
+void writeShard(const std::string &path, const std::vector<Row> &rows) {
+  std::string buf(kMagic, sizeof kMagic);
+  put<uint64_t>(buf, rows.size());
+  for (const Row &r : rows) {
+    put<uint32_t>(buf, static_cast<uint32_t>(r.ids.size()));
+    put<uint32_t>(buf, static_cast<uint32_t>(r.seqLengths.size()));
+    for (int64_t id : r.ids)
+      put<int32_t>(buf, static_cast<int32_t>(id));
+    buf.append(reinterpret_cast<const char *>(r.mask.data()), r.mask.size());
+    for (int64_t len : r.seqLengths)
+      put<uint32_t>(buf, static_cast<uint32_t>(len));
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+  if (!out)
+    throw std::runtime_error(path + ": error: cannot write the token shard");
+}
+
+std::vector<Row> readShard(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw std::runtime_error(path + ": error: cannot read the token shard (is the "
+                                    "artifact complete? compile it again)");
+  std::string buf((std::istreambuf_iterator<char>(in)), {});
+  auto damaged = [&](const std::string &what) {
+    return std::runtime_error(path + ": error: damaged token shard (" + what +
+                              "); compile the artifact again");
+  };
+  size_t pos = 0;
+  auto take = [&](void *dst, size_t n) {
+    if (buf.size() - pos < n)
+      throw damaged("truncated at byte " + std::to_string(pos));
+    std::memcpy(dst, buf.data() + pos, n);
+    pos += n;
+  };
+  char magic[8];
+  take(magic, sizeof magic);
+  if (std::memcmp(magic, kMagic, sizeof magic) != 0)
+    throw damaged("bad magic");
+  uint64_t n;
+  take(&n, sizeof n);
+  if (n > buf.size())
+    throw damaged("row count " + std::to_string(n));
+  std::vector<Row> rows(n);
+  for (Row &r : rows) {
+    uint32_t tokens, docs;
+    take(&tokens, 4);
+    take(&docs, 4);
+    if (tokens > buf.size() || docs > tokens)
+      throw damaged("row sizes");
+    std::vector<int32_t> ids(tokens);
+    take(ids.data(), 4ull * tokens);
+    r.ids.assign(ids.begin(), ids.end());
+    r.mask.resize(tokens);
+    take(r.mask.data(), tokens);
+    std::vector<uint32_t> lens(docs);
+    take(lens.data(), 4ull * docs);
+    uint64_t sum = 0;
+    for (uint32_t l : lens)
+      sum += l;
+    if (docs && sum != tokens)
+      throw damaged("document lengths do not add up to the row");
+    r.seqLengths.assign(lens.begin(), lens.end());
+  }
+  if (pos != buf.size())
+    throw damaged("trailing bytes");
+  return rows;
+}
+
+std::string hashFiles(const std::vector<std::string> &files) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const unsigned char *p, size_t n) {
+    for (size_t k = 0; k < n; ++k) {
+      h ^= p[k];
+      h *= 1099511628211ull;
+    }
+  };
+  std::vector<char> buf(1 << 20);
+  for (const std::string &f : files) {
+    std::error_code ec;
+    uint64_t size = fs::file_size(f, ec);
+    mix(reinterpret_cast<const unsigned char *>(&size), sizeof size);
+    std::ifstream in(f, std::ios::binary);
+    while (in) {
+      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      mix(reinterpret_cast<const unsigned char *>(buf.data()), static_cast<size_t>(in.gcount()));
+    }
+  }
+  char out[20];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
+} // namespace trlc::data
