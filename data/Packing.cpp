@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <numeric>
 #include <set>
+#include <tuple>
 #include <stdexcept>
 
 namespace trlc::data {
@@ -51,7 +52,9 @@ Row single(const Sequence &s) {
 }
 
 /// Best-fit decreasing: longest first (stable), each into the open bin with
-/// the least room that still fits, the oldest among equals, else a new bin.
+/// the least room that still fits, else a new bin. Among bins with equal
+/// room the one that came down to that room first wins (TRL keeps a FIFO
+/// queue per remaining space), which is not always the oldest bin.
 std::vector<Row> bestFit(std::vector<Sequence> docs, int64_t seqLength) {
   std::vector<size_t> order(docs.size());
   std::iota(order.begin(), order.end(), 0);
@@ -59,17 +62,19 @@ std::vector<Row> bestFit(std::vector<Sequence> docs, int64_t seqLength) {
     return docs[a].ids.size() > docs[b].ids.size();
   });
   std::vector<Row> bins;
-  std::set<std::pair<int64_t, size_t>> open;  // (room left, bin index)
+  // (room left, when the bin came down to it, bin index)
+  std::set<std::tuple<int64_t, uint64_t, size_t>> open;
+  uint64_t clock = 0;
   for (size_t i : order) {
     Sequence &d = docs[i];
     int64_t len = static_cast<int64_t>(d.ids.size());
-    auto it = open.lower_bound({len, 0});
+    auto it = open.lower_bound({len, 0, 0});
     size_t bin;
     if (it == open.end()) {
       bin = bins.size();
       bins.emplace_back();
     } else {
-      bin = it->second;
+      bin = std::get<2>(*it);
       open.erase(it);
     }
     Row &r = bins[bin];
@@ -78,7 +83,7 @@ std::vector<Row> bestFit(std::vector<Sequence> docs, int64_t seqLength) {
     r.seqLengths.push_back(len);
     int64_t room = seqLength - static_cast<int64_t>(r.ids.size());
     if (room > 0)
-      open.insert({room, bin});
+      open.insert({room, clock++, bin});
   }
   return bins;
 }
@@ -110,7 +115,17 @@ std::vector<Sequence> dropUntrainable(std::vector<Sequence> sequences,
 }
 
 std::vector<Row> pack(const std::vector<Sequence> &sequences, int64_t seqLength,
-                      const std::string &strategy) {
+                      const std::string &strategy, size_t batch) {
+  if (batch > 0 && sequences.size() > batch) {
+    std::vector<Row> rows;
+    for (size_t at = 0; at < sequences.size(); at += batch) {
+      std::vector<Sequence> part(sequences.begin() + at,
+                                 sequences.begin() + std::min(sequences.size(), at + batch));
+      for (Row &r : pack(part, seqLength, strategy, 0))
+        rows.push_back(std::move(r));
+    }
+    return rows;
+  }
   if (seqLength <= 0)
     throw std::invalid_argument("pack: seq_length must be positive");
   if (strategy == "wrapped") {

@@ -56,10 +56,15 @@ std::vector<Sequence> truncate(std::vector<Sequence> sequences,
 std::vector<Sequence> dropUntrainable(std::vector<Sequence> sequences,
                                       TruncationStats &stats);
 
+/// TRL's pack_dataset runs as a batched datasets.map, so each block of
+/// 1000 examples (the map's default batch size) is packed on its own.
+constexpr size_t kTrlPackBatch = 1000;
+
 /// Packs `sequences` into rows of at most `seqLength` tokens with the
-/// strategy "bfd", "bfd_split" or "wrapped".
+/// strategy "bfd", "bfd_split" or "wrapped", each block of `batch`
+/// sequences separately (0: all at once).
 std::vector<Row> pack(const std::vector<Sequence> &sequences, int64_t seqLength,
-                      const std::string &strategy);
+                      const std::string &strategy, size_t batch = kTrlPackBatch);
 
 /// One row per sequence (packing off).
 std::vector<Row> unpacked(const std::vector<Sequence> &sequences);

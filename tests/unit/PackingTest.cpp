@@ -99,3 +99,35 @@ TEST(Packing, RefusesBadArguments) {
 }
 
 } // namespace
+
+// pack_dataset is a batched map: each block of 1000 examples is packed on
+// its own, so a wrapped row never spans two blocks.
+TEST(Packing, BlocksOfAThousandArePackedSeparately) {
+  std::vector<Sequence> ones;
+  for (int i = 0; i < 1001; ++i)
+    ones.push_back({{i}, {1}});
+  auto rows = pack(ones, 3, "wrapped");
+  ASSERT_EQ(rows.size(), 335u);  // 333 full + [999] from block 1, [1000] from block 2
+  EXPECT_EQ(rows[333].ids, (std::vector<int64_t>{999}));
+  EXPECT_EQ(rows[334].ids, (std::vector<int64_t>{1000}));
+  EXPECT_EQ(pack(ones, 3, "wrapped", 0).size(), 334u);
+}
+
+// Equal room: the bin that came down to it first wins, not the oldest bin
+// (checked against trl.data_utils.pack_dataset: rows [4], [5, 6, 3], [1, 0, 2]).
+TEST(Packing, EqualRoomGoesToTheBinThatReachedItFirst) {
+  std::vector<Sequence> docs;
+  for (int64_t len : {4, 5, 1, 1, 10, 7, 2}) {
+    Sequence s;
+    for (int64_t j = 0; j < len; ++j)
+      s.ids.push_back(100 * static_cast<int64_t>(docs.size()) + j);
+    s.mask.assign(len, 1);
+    docs.push_back(s);
+  }
+  auto rows = pack(docs, 10, "bfd");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[1].seqLengths, (std::vector<int64_t>{7, 2, 1}));
+  EXPECT_EQ(rows[1].ids.back(), 300);
+  EXPECT_EQ(rows[2].seqLengths, (std::vector<int64_t>{5, 4, 1}));
+  EXPECT_EQ(rows[2].ids.back(), 200);
+}
