@@ -21,6 +21,7 @@
 #include "trlc/Trainer.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
@@ -553,6 +554,24 @@ int compile(const CompileOptions &o) {
     return mlir::success();
   });
   auto module = trlc::buildTrainStep(context, *recipe);
+  // The data plan's length statistics, for the truncation and packing
+  // passes: rows, tokens, the longest row and the power-of-two histogram.
+  {
+    mlir::Builder b(&context);
+    const nlohmann::json &idx = data->index;
+    llvm::SmallVector<mlir::NamedAttribute> hist;
+    nlohmann::json histogram = idx.value("length_histogram", nlohmann::json::object());
+    for (auto &[bucket, n] : histogram.items())
+      hist.push_back(b.getNamedAttr("le_" + bucket, b.getI64IntegerAttr(n.get<int64_t>())));
+    (*module)->setAttr(
+        "trl.data",
+        b.getDictionaryAttr({
+            b.getNamedAttr("rows", b.getI64IntegerAttr(idx.value("train_rows", int64_t(0)))),
+            b.getNamedAttr("tokens", b.getI64IntegerAttr(idx.value("tokens", int64_t(0)))),
+            b.getNamedAttr("max_length", b.getI64IntegerAttr(idx.value("max_length", int64_t(0)))),
+            b.getNamedAttr("length_histogram", b.getDictionaryAttr(hist)),
+            b.getNamedAttr("hash", b.getStringAttr(idx.value("hash", std::string())))}));
+  }
   auto internalError = [&](const char *stage) {
     std::cerr << "trlc: internal error while " << stage << " for "
               << o.recipe << " (please report it with the recipe):\n"
