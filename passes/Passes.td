@@ -5,6 +5,20 @@
 
 include "mlir/Pass/PassBase.td"
 
+def TrlPackingLayout : Pass<"trl-packing-layout", "ModuleOp"> {
+  let summary = "packed rows: padded attention becomes block-diagonal varlen attention";
+  let description = [{
+    For packed or padding-free data (several documents per row). Every
+    padded `trl.attention` of `@train_step` becomes varlen attention over
+    the B*S tokens flattened, delimited by a new `cu_seqlens` input
+    (`trl.input = "cu_seqlens"`, B*S+1 int32 offsets; the padding at the end
+    of a row is a document of its own). Token-wise ops keep their [B, S]
+    shapes; position ids restart per document in the data. Runs before
+    trl-autodiff, whose VJP gives the varlen backward.
+  }];
+  let dependentDialects = ["::mlir::trl::TrlDialect"];
+}
+
 def TrlAutodiff : Pass<"trl-autodiff", "ModuleOp"> {
   let summary = "reverse-mode differentiation of @train_step";
   let description = [{

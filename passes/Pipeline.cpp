@@ -13,6 +13,8 @@ void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o) {
   // differentiating.
   pm.addPass(createCSEPass());
   pm.addPass(createCanonicalizerPass());
+  if (o.packing)
+    pm.addPass(createTrlPackingLayout());
   if (o.forwardOnly)
     return;
   pm.addPass(createTrlAutodiff());

@@ -15,6 +15,7 @@ struct PipelineOptions {
   /// Stop after the forward pass (no autodiff, no optimizer): for tests and
   /// `--emit=mlir` of the bare model.
   bool forwardOnly = false;
+  bool packing = false;  // rows hold several documents: trl-packing-layout
   // trl-optimizer
   double maxGradNorm = 1.0;
   double learningRate = 2e-5;

@@ -50,6 +50,22 @@ std::string decode(const std::vector<std::string> &vocab,
   return s;
 }
 
+namespace {
+/// Marks the tokens of `e` that start a document.
+std::vector<uint8_t> documentStarts(const Example &e) {
+  std::vector<uint8_t> starts(e.ids.size(), 0);
+  if (!starts.empty())
+    starts[0] = 1;
+  size_t at = 0;
+  for (int64_t len : e.seqLengths) {
+    if (at < starts.size())
+      starts[at] = 1;
+    at += static_cast<size_t>(len);
+  }
+  return starts;
+}
+} // namespace
+
 int64_t fillSftBatch(Executor &ex, const std::string &prog,
                      const std::vector<const Example *> &rows, int64_t pad,
                      int64_t &inputTokens) {
@@ -57,30 +73,52 @@ int64_t fillSftBatch(Executor &ex, const std::string &prog,
             mask = ex.input(prog, "attention_mask");
   int64_t b = ids.dim(0), s = ids.dim(1), trainable = 0;
   int64_t *labels = prog == "train_step" ? ex.input(prog, "labels").as<int64_t>() : nullptr;
+  int32_t *cu = ex.hasInput(prog, "cu_seqlens") ? ex.input(prog, "cu_seqlens").as<int32_t>()
+                                                : nullptr;
+  int64_t docs = 0;
+  if (cu)
+    cu[0] = 0;
   for (int64_t r = 0; r < b; ++r) {
     const Example *e = r < static_cast<int64_t>(rows.size()) ? rows[r] : nullptr;
     int64_t len = e ? static_cast<int64_t>(e->ids.size()) : 0;
+    std::vector<uint8_t> starts = e ? documentStarts(*e) : std::vector<uint8_t>();
     inputTokens += len;
+    int64_t position = 0;
     for (int64_t t = 0; t < s; ++t) {
       int64_t i = r * s + t;
+      if (t < len && starts[t]) {
+        position = 0;
+        if (cu && t > 0)
+          cu[++docs] = static_cast<int32_t>(i);
+      }
       ids.as<int64_t>()[i] = t < len ? e->ids[t] : pad;
-      pos.as<int64_t>()[i] = t < len ? t : 0;
+      pos.as<int64_t>()[i] = t < len ? position++ : 0;
       mask.as<int64_t>()[i] = t < len;
       if (labels) {
-        bool counts = t + 1 < len && e->completion[t + 1];
+        bool counts = t + 1 < len && e->completion[t + 1] && !starts[t + 1];
         labels[i] = counts ? e->ids[t + 1] : -100;
         trainable += counts;
       }
     }
+    if (cu) {
+      if (len > 0 && len < s)
+        cu[++docs] = static_cast<int32_t>(r * s + len);  // the row's padding
+      cu[++docs] = static_cast<int32_t>((r + 1) * s);
+    }
   }
+  if (cu)
+    for (int64_t k = docs + 1; k <= b * s; ++k)
+      cu[k] = static_cast<int32_t>(b * s);
   return trainable;
 }
 
 int64_t countTrainable(const std::vector<const Example *> &rows) {
   int64_t n = 0;
-  for (const Example *e : rows)
+  for (const Example *e : rows) {
+    std::vector<uint8_t> starts = documentStarts(*e);
     for (size_t t = 1; t < e->ids.size(); ++t)
-      n += e->completion[t];
+      n += e->completion[t] && !starts[t];
+  }
   return n;
 }
 

@@ -253,7 +253,7 @@ Dataset Run::loadShard(const char *key) {
   Dataset out;
   try {
     for (data::Row &r : data::readShard((fs::path(o.artifact) / d[key].get<std::string>()).string()))
-      out.rows.push_back({std::move(r.ids), std::move(r.mask)});
+      out.rows.push_back({std::move(r.ids), std::move(r.mask), std::move(r.seqLengths)});
   } catch (const std::runtime_error &e) {
     throw Failure(e.what());
   }

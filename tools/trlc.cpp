@@ -299,9 +299,10 @@ trlc::Expected<PreparedData> prepareData(const trlc::Recipe &r, const std::strin
   namespace fs = std::filesystem;
   PreparedData d;
   trlc::data::DataConfig train = dataConfig(r, false), eval = dataConfig(r, true);
-  // The training step is padded one example per row until the
-  // trl-packing-layout pass lands: the artifact's rows are not packed.
-  train.packing = false;
+  // Packed rows feed the step through trl-packing-layout (SFT). Padding-free
+  // batches without packing need the [T] token layout, which the step does
+  // not have yet: those rows stay one example each.
+  train.packing = train.packing && r.method == trlc::Method::SFT;
   train.paddingFree = false;
   std::vector<std::string> sources, evalSources;
   try {
@@ -334,6 +335,7 @@ trlc::Expected<PreparedData> prepareData(const trlc::Recipe &r, const std::strin
       {"truncation_mode", r.data.truncationMode},
       {"completion_only_loss", train.completionOnlyLoss.value_or(true)},
       {"assistant_only_loss", train.assistantOnlyLoss}, {"vocab_size", train.vocabSize},
+      {"packing", train.packing}, {"packing_strategy", train.packingStrategy},
       {"tokenizer", trlc::data::hashFiles(tokenizerFiles)}};
   std::string hash = trlc::data::hashFiles(hashed);
   d.run = {{"train_shard", "data/train.bin"},
@@ -397,7 +399,7 @@ trlc::Expected<PreparedData> prepareData(const trlc::Recipe &r, const std::strin
                {"max_length", longest}, {"length_histogram", hist},
                {"rows_read", plan.stats.rowsRead}, {"bad_rows_skipped", skipped},
                {"examples_dropped", dropped}, {"examples_truncated", plan.stats.truncated},
-               {"packing", false}};
+               {"packing", train.packing}};
     if (d.rows == 0) {
       std::string why;
       for (auto &[k, n] : plan.stats.dropped)
@@ -519,10 +521,11 @@ int compile(const CompileOptions &o) {
   }
   // Settings the pipeline does not apply yet: said, not silently ignored.
   std::vector<std::string> pending;
-  if (recipe->data.packing)
-    pending.push_back("[data] packing (rows stay one example each, padded)");
-  if (recipe->data.paddingFree)
-    pending.push_back("[data] padding_free");
+  if (recipe->data.packing && recipe->method != trlc::Method::SFT)
+    pending.push_back("[data] packing for " + std::string(trlc::methodName(recipe->method)));
+  if (recipe->data.paddingFree && !recipe->data.packing)
+    pending.push_back("[data] padding_free without packing (rows stay one example each, "
+                      "padded)");
   if (recipe->memory.useLigerKernel)
     pending.push_back("[memory] use_liger_kernel (the loss is not fused)");
   if (recipe->memory.gradientCheckpointing)
@@ -589,6 +592,7 @@ int compile(const CompileOptions &o) {
   mlir::PassManager pm(&context);
   auto options = pipelineOptions(*recipe, *schedule);
   options.forwardOnly = o.emit == "forward";
+  options.packing = recipe->data.packing && recipe->method == trlc::Method::SFT;
   mlir::trl::buildTrlPipeline(pm, options);
   std::vector<std::string> known;
   for (mlir::Pass &p : pm.getPasses())

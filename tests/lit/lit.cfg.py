@@ -12,3 +12,4 @@ config.environment["PATH"] = os.pathsep.join(
     [config.trlc_tools_dir, config.environment.get("PATH", os.environ["PATH"])])
 config.substitutions.append(("%src_root", config.trlc_src_root))
 config.substitutions.append(("FileCheck", config.filecheck))
+config.substitutions.append(("%python", config.python))

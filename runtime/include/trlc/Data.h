@@ -26,16 +26,23 @@ struct DataError : std::runtime_error {
 struct Example {
   std::vector<int64_t> ids;
   std::vector<uint8_t> completion;  // 1: the loss counts this token
+  /// Document lengths of a packed row; empty: one document. The first
+  /// token of a document is never a target, and no label crosses into the
+  /// next document.
+  std::vector<int64_t> seqLengths;
 };
 
 struct Dataset {
   std::vector<Example> rows;
 };
 
-/// Fills the SFT batch inputs of `program` (input_ids, position_ids,
-/// attention_mask and, when the program has them, labels shifted by one
-/// with -100 where the loss does not count) from `rows`, right-padded with
-/// `pad`; missing rows are padding that contributes nothing. Adds the real
+/// Fills the SFT batch inputs of `program` (input_ids, position_ids
+/// restarting at each document, attention_mask and, when the program has
+/// them, labels shifted by one with -100 where the loss does not count,
+/// and the cu_seqlens of trl-packing-layout: every document, the padding
+/// at the end of each row as one more, unused entries at the total) from
+/// `rows`, right-padded with `pad`; missing rows are padding that
+/// contributes nothing. Adds the real
 /// tokens to `inputTokens`; returns the tokens the loss counts.
 int64_t fillSftBatch(Executor &ex, const std::string &program,
                      const std::vector<const Example *> &rows, int64_t pad,

@@ -30,6 +30,10 @@ public:
   TensorRef output(const std::string &program, const std::string &name) const {
     return named(program, false, name);
   }
+  bool hasInput(const std::string &program, const std::string &name) const {
+    auto it = plan_.programs.find(program);
+    return it != plan_.programs.end() && it->second.inputs.count(name) > 0;
+  }
   const artifact::Plan &plan() const { return plan_; }
   int64_t reservedBytes() const { return plan_.arenaBytes + scratchBytes; }
 
