@@ -181,6 +181,7 @@ const KeySpec kSchema[] = {
   {"train", "seed", Kind::Int, all("42"), ALL, nullptr, 0, 4294967295.0, false, "data order and dropout seed"},
 
   {"memory", "use_liger_kernel", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "fused linear losses (never materialise [T, V] logits)"},
+  {"memory", "loss_chunk_size", Kind::Int, all("0"), ALL, nullptr, 0, 1e9, false, "rows per chunk of the fused loss (0: Liger's rule)"},
   {"memory", "activation_offloading", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "offload saved activations to host memory"},
   {"memory", "gradient_checkpointing", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "recompute activations in the backward pass"},
   {"memory", "budget", Kind::Size, all("\"auto\""), ALL, nullptr, -INFINITY, INFINITY, false, "device memory budget (\"auto\" or a size such as \"20GiB\")"},
@@ -665,6 +666,11 @@ std::optional<Error> Resolver::checkContradictions(toml::table &root) {
     if (!boolOf("data", "packing", false))
       return diag.at(*ps, "[data] packing_strategy has no effect without "
                           "packing; add packing = true or remove it");
+  if (const toml::node *cs = present("memory", "loss_chunk_size"))
+    if (cs->is_integer() && cs->as_integer()->get() != 0 &&
+        !boolOf("memory", "use_liger_kernel", false))
+      return diag.at(*cs, "[memory] loss_chunk_size has no effect without the "
+                          "fused loss; add use_liger_kernel = true or remove it");
   if (const toml::node *ws = present("train", "warmup_steps"))
     if (const toml::node *wr = present("train", "warmup_ratio"))
       if (ws->as_integer()->get() > 0 &&
@@ -813,6 +819,7 @@ void Resolver::fill(toml::table &root, Recipe &r) {
   r.train.seed = *i64("train", "seed");
 
   r.memory.useLigerKernel = *b("memory", "use_liger_kernel");
+  r.memory.lossChunkSize = *i64("memory", "loss_chunk_size");
   r.memory.activationOffloading = *b("memory", "activation_offloading");
   r.memory.gradientCheckpointing = *b("memory", "gradient_checkpointing");
   r.memory.budgetBytes = *parseSize(*str("memory", "budget"));

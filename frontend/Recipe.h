@@ -127,6 +127,7 @@ struct Recipe {
 
   struct Memory {
     bool useLigerKernel = false;
+    int64_t lossChunkSize = 0;  // 0: Liger's rule
     bool activationOffloading = false;
     bool gradientCheckpointing = false;
     std::optional<int64_t> budgetBytes;  // none = "auto"

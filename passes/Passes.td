@@ -19,6 +19,24 @@ def TrlPackingLayout : Pass<"trl-packing-layout", "ModuleOp"> {
   let dependentDialects = ["::mlir::trl::TrlDialect"];
 }
 
+def TrlFuseLoss : Pass<"trl-fuse-loss", "ModuleOp"> {
+  let summary = "lm_head + cross entropy / log-probs as one chunked op (no [T, V] logits)";
+  let description = [{
+    Rewrites `trl.cross_entropy` and `trl.log_probs` of a bias-free
+    `trl.linear` whose logits nothing else reads into
+    `trl.fused_linear_cross_entropy` / `trl.fused_linear_log_probs`, which
+    compute (and differentiate) `chunk_size` rows at a time. The chunk size
+    is `chunk-size`, or Liger-Kernel's rule when 0:
+    next_power_of_2(ceil(T / ceil(V / H))) for T rows, vocabulary V and
+    hidden size H. Logits that are also a program output (`@predict`) stay.
+  }];
+  let dependentDialects = ["::mlir::trl::TrlDialect"];
+  let options = [
+    Option<"chunkSize", "chunk-size", "int64_t", "0",
+           "rows per chunk (0: Liger's rule)">,
+  ];
+}
+
 def TrlAutodiff : Pass<"trl-autodiff", "ModuleOp"> {
   let summary = "reverse-mode differentiation of @train_step";
   let description = [{

@@ -15,6 +15,11 @@ void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o) {
   pm.addPass(createCanonicalizerPass());
   if (o.packing)
     pm.addPass(createTrlPackingLayout());
+  if (o.fuseLoss) {
+    TrlFuseLossOptions fuse;
+    fuse.chunkSize = o.lossChunkSize;
+    pm.addPass(createTrlFuseLoss(fuse));
+  }
   if (o.forwardOnly)
     return;
   pm.addPass(createTrlAutodiff());

@@ -16,6 +16,8 @@ struct PipelineOptions {
   /// `--emit=mlir` of the bare model.
   bool forwardOnly = false;
   bool packing = false;  // rows hold several documents: trl-packing-layout
+  bool fuseLoss = false;       // trl-fuse-loss ([memory] use_liger_kernel)
+  int64_t lossChunkSize = 0;   // its rows per chunk, 0: Liger's rule
   // trl-optimizer
   double maxGradNorm = 1.0;
   double learningRate = 2e-5;

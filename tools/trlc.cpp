@@ -526,8 +526,6 @@ int compile(const CompileOptions &o) {
   if (recipe->data.paddingFree && !recipe->data.packing)
     pending.push_back("[data] padding_free without packing (rows stay one example each, "
                       "padded)");
-  if (recipe->memory.useLigerKernel)
-    pending.push_back("[memory] use_liger_kernel (the loss is not fused)");
   if (recipe->memory.gradientCheckpointing)
     pending.push_back("[memory] gradient_checkpointing");
   if (recipe->memory.activationOffloading)
@@ -593,6 +591,8 @@ int compile(const CompileOptions &o) {
   auto options = pipelineOptions(*recipe, *schedule);
   options.forwardOnly = o.emit == "forward";
   options.packing = recipe->data.packing && recipe->method == trlc::Method::SFT;
+  options.fuseLoss = recipe->memory.useLigerKernel;
+  options.lossChunkSize = recipe->memory.lossChunkSize;
   mlir::trl::buildTrlPipeline(pm, options);
   std::vector<std::string> known;
   for (mlir::Pass &p : pm.getPasses())
