@@ -13,6 +13,7 @@
 int main(int argc, char **argv) {
   const char *usage =
       "usage: trlc run ARTIFACT.trlc [--device cpu] [--max-steps N] [--nproc 1]\n"
+      "       trlc inspect ARTIFACT.trlc [--memory] [--json] [--timeline FILE.svg]\n"
       "                [--threads N] [--quiet]\n"
       "                [--dump-initial FILE] [--dump-gradients FILE]\n"
       "(this trlc was built with TRLC_COMPILER=OFF: compile recipes with a\n"
@@ -29,6 +30,14 @@ int main(int argc, char **argv) {
     if (err.empty())
       return rc;
     std::cerr << "trlc: error: " << err << "\n\n" << usage;
+    return 2;
+  }
+  if (command == "inspect") {
+    std::string err;
+    int rc = trlc::inspectCommand(argc, argv, err);
+    if (err.empty())
+      return rc;
+    std::cerr << "trlc: error: " << err << "\n";
     return 2;
   }
   std::cerr << "trlc: error: "

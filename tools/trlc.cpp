@@ -18,6 +18,7 @@
 #include "data/Dataset.h"
 #include "data/Shards.h"
 #include "trlc/Data.h"
+#include "trlc/Backend.h"
 #include "trlc/Trainer.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -52,6 +53,7 @@ const char *kUsage =
     "  run ARTIFACT.trlc     train with a compiled artifact\n"
     "  train RECIPE.toml     compile, then run\n"
     "  data RECIPE.toml      run only the data plan: [--emit=jsonl] [--stats] [--limit N]\n"
+    "  inspect ARTIFACT.trlc the memory plan: [--memory] [--json] [--timeline FILE.svg]\n"
     "\n"
     "compile options:\n"
     "  -o OUT.trlc               artifact directory (default: RECIPE_NAME.trlc)\n"
@@ -509,6 +511,48 @@ nlohmann::json runInfo(const trlc::Recipe &r, const Schedule &s) {
       {"save_total_limit", r.output.saveTotalLimit.value_or(-1)}};
 }
 
+/// Planned device bytes (arena + the CPU kernels' largest scratch) of the
+/// recipe's step compiled with `options`; -1 when a stage fails.
+int64_t plannedDeviceBytes(const trlc::Recipe &r, const mlir::trl::PipelineOptions &options) {
+  mlir::MLIRContext context;
+  mlir::ScopedDiagnosticHandler quiet(&context, [](mlir::Diagnostic &) { return mlir::success(); });
+  auto module = trlc::buildTrainStep(context, r);
+  mlir::PassManager pm(&context);
+  mlir::trl::buildTrlPipeline(pm, options);
+  if (mlir::failed(pm.run(*module)))
+    return -1;
+  auto plan = trlc::lowerToPlan(*module);
+  if (!plan)
+    return -1;
+  auto backend = trlc::makeCpuBackend(1);
+  int64_t scratch = 0;
+  for (auto &[name, prog] : plan->programs)
+    for (const trlc::artifact::KernelCall &c : prog.calls)
+      scratch = std::max(scratch, backend->scratchBytes(c, *plan));
+  return plan->arenaBytes + scratch;
+}
+
+/// The planned device bytes with none, then each, of the memory passes the
+/// recipe turns on (in pipeline order), for `trlc inspect --memory`.
+nlohmann::json passEffects(const trlc::Recipe &r, mlir::trl::PipelineOptions options) {
+  nlohmann::json out = nlohmann::json::array();
+  bool packing = options.packing, fuse = options.fuseLoss;
+  if (!packing && !fuse)
+    return out;
+  options.packing = options.fuseLoss = false;
+  options.forwardOnly = false;
+  out.push_back({{"pass", "none"}, {"device_bytes", plannedDeviceBytes(r, options)}});
+  if (packing) {
+    options.packing = true;
+    out.push_back({{"pass", "trl-packing-layout"}, {"device_bytes", plannedDeviceBytes(r, options)}});
+  }
+  if (fuse) {
+    options.fuseLoss = true;
+    out.push_back({{"pass", "trl-fuse-loss"}, {"device_bytes", plannedDeviceBytes(r, options)}});
+  }
+  return out;
+}
+
 int compile(const CompileOptions &o) {
   auto recipe = trlc::loadRecipe(o.recipe, o.overrides);
   if (!recipe) {
@@ -651,6 +695,18 @@ int compile(const CompileOptions &o) {
   if (auto err = trlc::writeArtifact(out, *recipe, *module, cpu, cuda, *plan)) {
     std::cerr << err->message << "\n";
     return 1;
+  }
+  {
+    // Record what each memory pass changed (trlc inspect --memory).
+    namespace fs = std::filesystem;
+    fs::path mp = fs::path(out) / "memory_plan.json";
+    nlohmann::json memoryPlan = nlohmann::json::object();
+    if (fs::exists(mp))
+      memoryPlan = nlohmann::json::parse(std::ifstream(mp), nullptr, false);
+    if (memoryPlan.is_discarded() || !memoryPlan.is_object())
+      memoryPlan = nlohmann::json::object();
+    memoryPlan["passes"] = passEffects(*recipe, options);
+    std::ofstream(mp) << memoryPlan.dump(2) << "\n";
   }
   if (auto err = data->write(out)) {
     std::cerr << err->message << "\n";
@@ -814,13 +870,18 @@ int main(int argc, char **argv) {
   }
   if (command == "data")
     return dataCommand(argc, argv);
+  if (command == "inspect") {
+    std::string err;
+    int rc = trlc::inspectCommand(argc, argv, err);
+    return err.empty() ? rc : usageError(err);
+  }
   if (command == "run") {
     std::string err;
     int rc = trlc::runCommand(argc, argv, err);
     return err.empty() ? rc : usageError(err);
   }
   std::string msg = "unknown command '" + command + "'";
-  if (auto best = trlc::closestMatch(command, {"compile", "run", "train", "data"}))
+  if (auto best = trlc::closestMatch(command, {"compile", "run", "train", "data", "inspect"}))
     msg += "; did you mean '" + *best + "'?";
   return usageError(msg);
 }

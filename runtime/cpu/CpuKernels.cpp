@@ -609,6 +609,18 @@ void probabilities(const Sequences &seq, int64_t s, int64_t len, bool causal,
   }
 }
 
+/// The scratch of a varlen call is sized by its `max_seqlen`: a longer
+/// document (bad cu_seqlens) is an error, not an overrun.
+void checkMaxSeqlen(const KernelArgs &a, const Sequences &seq, int64_t maxLen) {
+  if (!seq.varlen || !a.attrs->contains("max_seqlen"))
+    return;
+  int64_t bound = (*a.attrs)["max_seqlen"].get<int64_t>();
+  if (maxLen > bound)
+    throw KernelError("attention: a document of " + std::to_string(maxLen) +
+                      " tokens exceeds max_seqlen " + std::to_string(bound) +
+                      " (cu_seqlens does not match the plan)");
+}
+
 /// Attention by matrix products per (sequence, head): S = scale Q K^T,
 /// P = softmax(S) masked, O = P V. Threads take (sequence, head) pairs;
 /// each makes its own single-threaded products into its scratch.
@@ -622,6 +634,7 @@ template <typename T> void attention(const KernelArgs &a) {
   int64_t maxLen = 0;
   for (int64_t s = 0; s < seq.count; ++s)
     maxLen = std::max(maxLen, seq.length(s));
+  checkMaxSeqlen(a, seq, maxLen);
   withSerialBlas([&] {
 #pragma omp parallel
     {
@@ -663,6 +676,7 @@ template <typename T> void attentionGrad(const KernelArgs &a) {
   int64_t maxLen = 0;
   for (int64_t s = 0; s < seq.count; ++s)
     maxLen = std::max(maxLen, seq.length(s));
+  checkMaxSeqlen(a, seq, maxLen);
   withSerialBlas([&] {
 #pragma omp parallel
     {
@@ -1180,7 +1194,10 @@ public:
       return 2 * threads * shape(1).back() * e;
     if (k == "attention" || k == "attention_grad") {
       const auto &q = shape(k == "attention" ? 0 : 1);
-      int64_t len = q.size() == 4 ? q[1] : q[0];  // varlen: at most all tokens
+      // varlen: documents of at most max_seqlen tokens (all tokens without it)
+      int64_t len = q.size() == 4 ? q[1]
+                    : call.attrs.contains("max_seqlen") ? call.attrs["max_seqlen"].get<int64_t>()
+                                                        : q[0];
       int64_t matrices = k == "attention" ? 1 : 2;
       return threads * (matrices * len * len + len) * e;
     }

@@ -48,6 +48,11 @@ bool parseRunOption(int &i, int argc, char **argv, RunOptions &options,
 /// for a command-line mistake, else returns runArtifact's exit code.
 int runCommand(int argc, char **argv, std::string &err);
 
+/// `trlc inspect OUT.trlc [--memory] [--json] [--timeline FILE.svg]`: the
+/// artifact's memory plan (trlc/MemoryReport.h). Sets `err` for usage
+/// mistakes.
+int inspectCommand(int argc, char **argv, std::string &err);
+
 } // namespace trlc
 
 #endif // TRLC_RUNTIME_TRAINER_H

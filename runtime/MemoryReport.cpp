@@ -1,0 +1,345 @@
+//===- MemoryReport.cpp - what a plan keeps in device memory --------------===//
+
+#include "trlc/MemoryReport.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+namespace trlc {
+
+namespace {
+constexpr int kCount = int(MemCategory::Count);
+
+std::string bytesText(int64_t b) {
+  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", v, units[u]);
+  return buf;
+}
+
+std::string shapeText(const artifact::TensorDesc &t) {
+  std::string s = "[";
+  for (size_t i = 0; i < t.shape.size(); ++i)
+    s += (i ? "x" : "") + std::to_string(t.shape[i]);
+  return s + "]";
+}
+} // namespace
+
+const char *categoryName(MemCategory c) {
+  switch (c) {
+  case MemCategory::Parameters: return "parameters";
+  case MemCategory::Frozen: return "frozen (reference) parameters";
+  case MemCategory::Gradients: return "gradients";
+  case MemCategory::Optimizer: return "optimizer state";
+  case MemCategory::Inputs: return "batch inputs";
+  case MemCategory::Activations: return "activations";
+  case MemCategory::Workspace: return "workspace";
+  default: return "";
+  }
+}
+
+int64_t MemoryReport::Point::total() const {
+  int64_t t = 0;
+  for (int64_t b : bytes)
+    t += b;
+  return t;
+}
+
+MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
+  MemoryReport r;
+  r.arenaBytes = plan.arenaBytes;
+  r.scratchBytes = scratch;
+  size_t n = plan.tensors.size();
+  std::vector<MemCategory> cat(n, MemCategory::Activations);
+  std::vector<std::string> what(n);
+  std::vector<bool> persistent(n, false);
+  for (const artifact::ParamDesc &p : plan.params) {
+    auto mark = [&](int t, MemCategory c, const std::string &w) {
+      if (t < 0)
+        return;
+      cat[t] = c;
+      what[t] = w;
+      persistent[t] = true;
+    };
+    mark(p.tensor, p.trainable ? MemCategory::Parameters : MemCategory::Frozen, "param " + p.name);
+    mark(p.grad, MemCategory::Gradients, "grad " + p.name);
+    mark(p.expAvg, MemCategory::Optimizer, "exp_avg " + p.name);
+    mark(p.expAvgSq, MemCategory::Optimizer, "exp_avg_sq " + p.name);
+  }
+  for (auto &[name, prog] : plan.programs)
+    for (auto &[in, t] : prog.inputs)
+      if (!persistent[t]) {
+        cat[t] = MemCategory::Inputs;
+        what[t] = "input " + in;
+      }
+  std::vector<bool> used(n, false);
+  for (auto &[name, prog] : plan.programs)
+    for (const artifact::KernelCall &c : prog.calls) {
+      for (int t : c.in)
+        if (t >= 0)
+          used[t] = true;
+      for (size_t k = 0; k < c.out.size(); ++k) {
+        int t = c.out[k];
+        used[t] = true;
+        if (what[t].empty())
+          what[t] = c.kernel + " output" + (c.out.size() > 1 ? " " + std::to_string(k) : "");
+      }
+    }
+  for (size_t t = 0; t < n; ++t)
+    if (what[t].empty())
+      what[t] = "view";  // a reshape: shares its owner's bytes
+  // Persistent state counts throughout. An activation is live from the
+  // call that writes it (program inputs: from the start) to its last
+  // reader (outputs: to the end). Views (reshapes) share their owner's
+  // offset: tensors live at once at one offset are one buffer, since the
+  // planner never overlaps two live buffers.
+  std::map<int64_t, bool> stateOffsets;
+  for (size_t t = 0; t < n; ++t)
+    if (persistent[t] && !stateOffsets.count(plan.tensors[t].offset)) {
+      stateOffsets[plan.tensors[t].offset] = true;
+      r.categoryBytes[int(cat[t])] += plan.tensors[t].bytes();
+    }
+  r.categoryBytes[int(MemCategory::Workspace)] = scratch;
+
+  MemoryReport::Point base;
+  {
+    std::map<int64_t, bool> seen;
+    for (size_t t = 0; t < n; ++t)
+      if (persistent[t] && !seen.count(plan.tensors[t].offset)) {
+        seen[plan.tensors[t].offset] = true;
+        base.bytes[int(cat[t])] += plan.tensors[t].bytes();
+      }
+  }
+  base.bytes[int(MemCategory::Workspace)] = scratch;
+
+  struct Span {
+    std::vector<int64_t> first, last;
+  };
+  auto spans = [&](const artifact::Program &prog) {
+    Span sp{std::vector<int64_t>(n, -1), std::vector<int64_t>(n, -1)};
+    auto touch = [&](int t, int64_t i) {
+      if (t < 0 || persistent[t] || stateOffsets.count(plan.tensors[t].offset))
+        return;
+      if (sp.first[t] < 0 || i < sp.first[t])
+        sp.first[t] = i;
+      sp.last[t] = std::max(sp.last[t], i);
+    };
+    for (auto &[in, t] : prog.inputs)
+      touch(t, 0);
+    for (auto &[out, t] : prog.outputs)
+      touch(t, static_cast<int64_t>(prog.calls.size()) - 1);
+    for (size_t i = 0; i < prog.calls.size(); ++i) {
+      for (int t : prog.calls[i].out)
+        touch(t, static_cast<int64_t>(i));
+      for (int t : prog.calls[i].in)
+        touch(t, static_cast<int64_t>(i));
+    }
+    return sp;
+  };
+
+  std::vector<std::pair<const artifact::Program *, Span>> progs;
+  for (const char *progName : {"train_step", "optimizer_step"}) {
+    auto it = plan.programs.find(progName);
+    if (it == plan.programs.end())
+      continue;
+    const artifact::Program &prog = it->second;
+    Span sp = spans(prog);
+    size_t calls = prog.calls.size();
+    std::vector<std::vector<int>> starts(calls), ends(calls);
+    for (size_t t = 0; t < n; ++t)
+      if (sp.first[t] >= 0) {
+        starts[sp.first[t]].push_back(int(t));
+        ends[sp.last[t]].push_back(int(t));
+      }
+    // offset -> (tensors live there, bytes counted, category)
+    std::map<int64_t, std::pair<int, int64_t>> buffers;
+    std::array<int64_t, kCount> running{};
+    for (size_t i = 0; i < calls; ++i) {
+      for (int t : starts[i]) {
+        auto &[count, bytes] = buffers[plan.tensors[t].offset];
+        if (count++ == 0) {
+          bytes = plan.tensors[t].bytes();
+          running[int(cat[t])] += bytes;
+        }
+      }
+      MemoryReport::Point p = base;
+      p.program = progName;
+      p.kernel = prog.calls[i].kernel;
+      for (int c = 0; c < kCount; ++c)
+        p.bytes[c] += running[c];
+      r.timeline.push_back(p);
+      for (int t : ends[i]) {
+        auto it2 = buffers.find(plan.tensors[t].offset);
+        if (--it2->second.first == 0) {
+          running[int(cat[t])] -= it2->second.second;
+          buffers.erase(it2);
+        }
+      }
+    }
+    progs.emplace_back(&prog, std::move(sp));
+  }
+  for (size_t i = 0; i < r.timeline.size(); ++i)
+    if (r.timeline[i].total() > r.timeline[r.peakIndex].total())
+      r.peakIndex = i;
+
+  // The buffers live at the peak.
+  if (!r.timeline.empty()) {
+    size_t idx = r.peakIndex;
+    size_t which = 0;
+    while (which < progs.size() && idx >= progs[which].first->calls.size())
+      idx -= progs[which++].first->calls.size();
+    const Span &sp = progs[which].second;
+    std::map<int64_t, bool> seen;
+    for (size_t t = 0; t < n; ++t) {
+      bool isState = persistent[t] || stateOffsets.count(plan.tensors[t].offset);
+      bool live = isState ? persistent[t]
+                          : sp.first[t] >= 0 && sp.first[t] <= int64_t(idx) && int64_t(idx) <= sp.last[t];
+      if (!live || seen.count(plan.tensors[t].offset))
+        continue;
+      seen[plan.tensors[t].offset] = true;
+      r.liveAtPeak.push_back({int(t), what[t] + " " + shapeText(plan.tensors[t]), cat[t],
+                              plan.tensors[t].bytes()});
+    }
+    std::stable_sort(r.liveAtPeak.begin(), r.liveAtPeak.end(),
+                     [](const LiveTensor &a, const LiveTensor &b) { return a.bytes > b.bytes; });
+  }
+  return r;
+}
+
+nlohmann::json memoryReportJson(const MemoryReport &r) {
+  nlohmann::json cats = nlohmann::json::object(), peakCats = nlohmann::json::object();
+  const MemoryReport::Point *peak = r.timeline.empty() ? nullptr : &r.timeline[r.peakIndex];
+  for (int c = 0; c < kCount; ++c) {
+    cats[categoryName(MemCategory(c))] = r.categoryBytes[c];
+    peakCats[categoryName(MemCategory(c))] = peak ? peak->bytes[c] : 0;
+  }
+  nlohmann::json live = nlohmann::json::array();
+  for (const LiveTensor &t : r.liveAtPeak)
+    live.push_back({{"tensor", t.tensor}, {"what", t.what},
+                    {"category", categoryName(t.category)}, {"bytes", t.bytes}});
+  nlohmann::json timeline = nlohmann::json::array();
+  for (const MemoryReport::Point &p : r.timeline)
+    timeline.push_back({{"program", p.program}, {"kernel", p.kernel}, {"bytes", p.total()}});
+  return {{"arena_bytes", r.arenaBytes},
+          {"workspace_bytes", r.scratchBytes},
+          {"device_bytes", r.arenaBytes + r.scratchBytes},
+          {"planned_bytes_by_category", cats},
+          {"peak",
+           {{"bytes", r.peakBytes()},
+            {"program", peak ? peak->program : ""},
+            {"call", r.peakIndex},
+            {"kernel", peak ? peak->kernel : ""},
+            {"by_category", peakCats},
+            {"live_tensors", live}}},
+          {"timeline", timeline}};
+}
+
+std::string memoryReportText(const MemoryReport &r) {
+  std::ostringstream out;
+  char line[256];
+  out << "device memory: " << bytesText(r.arenaBytes + r.scratchBytes) << " ("
+      << bytesText(r.arenaBytes) << " arena + " << bytesText(r.scratchBytes)
+      << " kernel workspace)\n";
+  if (r.timeline.empty())
+    return out.str();
+  const MemoryReport::Point &peak = r.timeline[r.peakIndex];
+  size_t idx = r.peakIndex;
+  for (size_t i = 0; i < r.peakIndex; ++i)
+    if (r.timeline[i].program != peak.program)
+      --idx;
+  out << "peak live: " << bytesText(peak.total()) << " at " << peak.program << " call "
+      << idx << " (" << peak.kernel << ")\n";
+  for (int c = 0; c < kCount; ++c) {
+    if (!peak.bytes[c] && !r.categoryBytes[c])
+      continue;
+    std::snprintf(line, sizeof line, "  %-32s %12s at the peak\n", categoryName(MemCategory(c)),
+                  bytesText(peak.bytes[c]).c_str());
+    out << line;
+  }
+  out << "  offloaded (host)                          0 B (no offload pass has run)\n"
+      << "  communication buffers                     0 B (one process)\n";
+  out << "largest tensors live at the peak:\n";
+  for (size_t i = 0; i < r.liveAtPeak.size() && i < 10; ++i) {
+    std::snprintf(line, sizeof line, "  %12s  %-14s %s\n", bytesText(r.liveAtPeak[i].bytes).c_str(),
+                  categoryName(r.liveAtPeak[i].category), r.liveAtPeak[i].what.c_str());
+    out << line;
+  }
+  if (r.liveAtPeak.size() > 10)
+    out << "  ... " << r.liveAtPeak.size() - 10 << " more\n";
+  return out.str();
+}
+
+std::string memoryTimelineSvg(const MemoryReport &r, const std::string &title) {
+  const int width = 960, height = 420, left = 80, right = 220, top = 40, bottom = 50;
+  const int plotW = width - left - right, plotH = height - top - bottom;
+  const char *colors[] = {"#4e79a7", "#9c755f", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#b07aa1"};
+  int64_t maxBytes = 1;
+  for (const MemoryReport::Point &p : r.timeline)
+    maxBytes = std::max(maxBytes, p.total());
+  size_t n = std::max<size_t>(r.timeline.size(), 1);
+  auto x = [&](double i) { return left + plotW * i / double(n); };
+  auto y = [&](double b) { return top + plotH - plotH * b / double(maxBytes); };
+  std::ostringstream s;
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
+    << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
+    << "<title>" << title << "</title>\n"
+    << "<text x=\"" << left << "\" y=\"20\" font-size=\"14\">" << title
+    << ": live device memory over one step (peak " << bytesText(r.peakBytes()) << ")</text>\n";
+  // Stacked areas, bottom category first.
+  std::vector<double> base(r.timeline.size(), 0.0);
+  for (int c = 0; c < kCount; ++c) {
+    bool any = false;
+    for (const MemoryReport::Point &p : r.timeline)
+      any |= p.bytes[c] > 0;
+    if (!any)
+      continue;
+    std::ostringstream pts;
+    for (size_t i = 0; i < r.timeline.size(); ++i) {
+      double top2 = base[i] + r.timeline[i].bytes[c];
+      pts << x(i) << "," << y(top2) << " " << x(i + 1) << "," << y(top2) << " ";
+    }
+    for (size_t i = r.timeline.size(); i-- > 0;)
+      pts << x(i + 1) << "," << y(base[i]) << " " << x(i) << "," << y(base[i]) << " ";
+    for (size_t i = 0; i < r.timeline.size(); ++i)
+      base[i] += r.timeline[i].bytes[c];
+    s << "<polygon fill=\"" << colors[c] << "\" stroke=\"none\" points=\"" << pts.str()
+      << "\"><title>" << categoryName(MemCategory(c)) << "</title></polygon>\n";
+    int ly = top + 20 * c;
+    s << "<rect x=\"" << width - right + 20 << "\" y=\"" << ly << "\" width=\"12\" height=\"12\" fill=\""
+      << colors[c] << "\"/><text x=\"" << width - right + 38 << "\" y=\"" << ly + 11 << "\">"
+      << categoryName(MemCategory(c)) << "</text>\n";
+  }
+  // Program boundary and peak marker, axes.
+  for (size_t i = 1; i < r.timeline.size(); ++i)
+    if (r.timeline[i].program != r.timeline[i - 1].program)
+      s << "<line x1=\"" << x(i) << "\" y1=\"" << top << "\" x2=\"" << x(i) << "\" y2=\""
+        << top + plotH << "\" stroke=\"#333\" stroke-dasharray=\"4,3\"/><text x=\"" << x(i) + 4
+        << "\" y=\"" << top + 12 << "\">" << r.timeline[i].program << "</text>\n";
+  if (!r.timeline.empty())
+    s << "<line x1=\"" << x(r.peakIndex + 0.5) << "\" y1=\"" << top << "\" x2=\""
+      << x(r.peakIndex + 0.5) << "\" y2=\"" << top + plotH
+      << "\" stroke=\"red\"/><text x=\"" << x(r.peakIndex + 0.5) + 4 << "\" y=\"" << top + 28
+      << "\" fill=\"red\">peak: " << r.timeline[r.peakIndex].kernel << "</text>\n";
+  s << "<line x1=\"" << left << "\" y1=\"" << top + plotH << "\" x2=\"" << left + plotW << "\" y2=\""
+    << top + plotH << "\" stroke=\"black\"/>\n<line x1=\"" << left << "\" y1=\"" << top << "\" x2=\""
+    << left << "\" y2=\"" << top + plotH << "\" stroke=\"black\"/>\n";
+  for (int k = 0; k <= 4; ++k) {
+    double b = maxBytes * k / 4.0;
+    s << "<text x=\"" << left - 6 << "\" y=\"" << y(b) + 4 << "\" text-anchor=\"end\">"
+      << bytesText(static_cast<int64_t>(b)) << "</text>\n";
+  }
+  s << "<text x=\"" << left + plotW / 2 << "\" y=\"" << height - 15
+    << "\" text-anchor=\"middle\">kernel call (train_step, then optimizer_step)</text>\n</svg>\n";
+  return s.str();
+}
+
+} // namespace trlc

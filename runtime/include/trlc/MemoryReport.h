@@ -1,0 +1,64 @@
+//===- MemoryReport.h - what a plan keeps in device memory ------*- C++ -*-===//
+//
+// `trlc inspect --memory`: from an artifact's plan alone (no MLIR), the
+// bytes of every tensor by category, the live bytes after every kernel call
+// of the training step and the optimizer step (persistent state throughout,
+// activations from the call that writes them to the last call that reads
+// them, program inputs from the start of their program), the call where
+// the live bytes peak and the tensors live there, and the arena and
+// kernel scratch the runtime allocates.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_RUNTIME_MEMORYREPORT_H
+#define TRLC_RUNTIME_MEMORYREPORT_H
+
+#include "trlc/Artifact.h"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace trlc {
+
+enum class MemCategory {
+  Parameters, Frozen, Gradients, Optimizer, Inputs, Activations, Workspace, Count
+};
+const char *categoryName(MemCategory c);
+
+struct LiveTensor {
+  int tensor;
+  std::string what;  // "param model.norm.weight", "input labels", "swiglu output" ...
+  MemCategory category;
+  int64_t bytes;
+};
+
+struct MemoryReport {
+  int64_t arenaBytes = 0;       // what the runtime allocates for tensors
+  int64_t scratchBytes = 0;     // the largest kernel scratch (workspace)
+  int64_t categoryBytes[int(MemCategory::Count)] = {};  // whole-plan totals
+  /// One point per kernel call of train_step then optimizer_step: bytes
+  /// live after it, by category.
+  struct Point {
+    std::string program, kernel;
+    int64_t bytes[int(MemCategory::Count)] = {};
+    int64_t total() const;
+  };
+  std::vector<Point> timeline;
+  size_t peakIndex = 0;
+  std::vector<LiveTensor> liveAtPeak;  // largest first
+  int64_t peakBytes() const { return timeline.empty() ? 0 : timeline[peakIndex].total(); }
+};
+
+/// `scratch` is the largest scratch of any call (the backend decides it).
+MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch);
+
+nlohmann::json memoryReportJson(const MemoryReport &r);
+std::string memoryReportText(const MemoryReport &r);
+/// A stacked-area SVG of live bytes over the step, by category.
+std::string memoryTimelineSvg(const MemoryReport &r, const std::string &title);
+
+} // namespace trlc
+
+#endif // TRLC_RUNTIME_MEMORYREPORT_H
