@@ -457,6 +457,7 @@ int Run::main() {
                 {"step_time_s", intervalTime / intervalSteps},
                 {"peak_memory_bytes", peakRss()},
                 {"planned_memory_bytes", ex.reservedBytes()},
+                {"runtime_allocated_bytes", ex.allocatedPeakBytes()},
                 {"epoch", static_cast<double>(step + 1) * batch * accum / data.rows.size()}};
       metrics << m.dump() << "\n" << std::flush;
       logHistory.push_back(m);

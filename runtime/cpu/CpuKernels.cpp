@@ -1170,11 +1170,27 @@ public:
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
   }
+  std::map<void *, int64_t> sizes;  // live allocations
+  int64_t held = 0, peakHeld = 0;
   std::string name() const override { return "cpu"; }
   void *allocate(int64_t bytes) override {
-    return std::aligned_alloc(64, std::max<int64_t>(64, (bytes + 63) / 64 * 64));
+    void *p = std::aligned_alloc(64, std::max<int64_t>(64, (bytes + 63) / 64 * 64));
+    if (p) {
+      sizes[p] = bytes;
+      held += bytes;
+      peakHeld = std::max(peakHeld, held);
+    }
+    return p;
   }
-  void release(void *ptr) override { std::free(ptr); }
+  void release(void *ptr) override {
+    auto it = sizes.find(ptr);
+    if (it != sizes.end()) {
+      held -= it->second;
+      sizes.erase(it);
+    }
+    std::free(ptr);
+  }
+  int64_t allocatedPeakBytes() const override { return peakHeld; }
   void copy(void *dst, const void *src, int64_t bytes) override {
     std::memmove(dst, src, bytes);
   }

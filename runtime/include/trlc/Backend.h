@@ -60,6 +60,9 @@ public:
                                const artifact::Plan &plan) const = 0;
   virtual void run(const std::string &kernel, const KernelArgs &args) = 0;
   virtual void synchronize() = 0;
+  /// The most bytes allocate() has held at once (the measured high-water
+  /// mark of the backend's memory; the plan says what it should be).
+  virtual int64_t allocatedPeakBytes() const = 0;
 };
 
 /// The CPU backend: OpenBLAS for matrix products, OpenMP for the rest.

@@ -36,6 +36,8 @@ public:
   }
   const artifact::Plan &plan() const { return plan_; }
   int64_t reservedBytes() const { return plan_.arenaBytes + scratchBytes; }
+  /// What the backend has measured holding at most.
+  int64_t allocatedPeakBytes() const { return backend.allocatedPeakBytes(); }
 
 private:
   TensorRef named(const std::string &program, bool input,
