@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Memory benchmark: planned device memory with each memory technique.
+
+Part 1 (planning, no weights): for a Qwen2.5-0.5B-shaped and a
+Llama-3-8B-shaped model at sequence 4096, batch 8, compiles the SFT step with
+nothing, + packing (trl-packing-layout), + the fused loss (trl-fuse-loss)
+and reads `trlc inspect --json`: the peak device bytes by category, against
+the closed forms of REFERENCE.md (16 bytes per parameter of model state,
+34 s b h bytes of 16-bit activations per layer, the s b V logits). trlc's
+CPU plan is fp32, so its activations are compared with twice the 16-bit
+formula. Offloading and a memory budget print "not implemented" until the
+trl-offload-remat pass lands.
+
+Part 2 (measured, CPU): trains a small llama for a few steps with the fused
+loss on and off and prints peak RSS, the planned bytes and the bytes the
+runtime allocated.
+
+    python3 bench/memory/run.py --trlc build/bin/trlc
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+MODELS = {
+    "Qwen2.5-0.5B": dict(model_type="qwen2", hidden_size=896, intermediate_size=4864,
+                         num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                         vocab_size=151936, tie_word_embeddings="true"),
+    "Llama-3-8B": dict(model_type="llama", hidden_size=4096, intermediate_size=14336,
+                       num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                       vocab_size=128256, tie_word_embeddings="false"),
+}
+GIB = 1024 ** 3
+
+
+def recipe(path, cfg, seq, batch, packing, liger, out):
+    lines = ['method = "sft"', "[model]", "init_seed = 0",
+             'tokenizer = "recipes/data/arith-tokenizer"', "[model.config]"]
+    lines += [f"{k} = {v}" if not isinstance(v, str) or v in ("true", "false") else f'{k} = "{v}"'
+              for k, v in cfg.items()]
+    lines += [f"max_position_embeddings = {seq}", "[data]",
+              'train = "recipes/data/arith-sft.jsonl"', f"max_length = {seq}"]
+    if packing:
+        lines += ["packing = true"]
+    lines += ["[train]", f"per_device_train_batch_size = {batch}", "max_steps = 10",
+              "[memory]", f"use_liger_kernel = {'true' if liger else 'false'}",
+              "[output]", f'output_dir = "{out}"']
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def plan(trlc, work, name, cfg, seq, batch, packing, liger):
+    r = os.path.join(work, f"{name}.toml")
+    recipe(r, cfg, seq, batch, packing, liger, os.path.join(work, "out"))
+    art = os.path.join(work, f"{name}.trlc")
+    subprocess.run([trlc, "compile", r, "-o", art], check=True, capture_output=True)
+    j = json.loads(subprocess.run([trlc, "inspect", art, "--json"], check=True,
+                                  capture_output=True, text=True).stdout)
+    return j
+
+
+def params_of(cfg):
+    h, i, L, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    d = h // cfg["num_attention_heads"]
+    kv = cfg["num_key_value_heads"] * d
+    per_layer = h * h * 2 + 2 * h * kv + 3 * h * i + 2 * h
+    bias = (2 * kv + h) if cfg["model_type"] == "qwen2" else 0
+    head = 0 if cfg["tie_word_embeddings"] == "true" else v * h
+    return L * (per_layer + bias) + v * h + head + h
+
+
+def part1(trlc, seq, batch):
+    print(f"## Planned peak device memory, SFT step, sequence {seq}, batch {batch} (fp32 CPU plan)\n")
+    print("| model | setting | peak | model state | activations | workspace | formula |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as work:
+        for mname, cfg in MODELS.items():
+            n = params_of(cfg)
+            s, b, h, L, v = seq, batch, cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+            state = 16 * n
+            acts16 = 34 * s * b * h * L
+            logits = 4 * s * b * v
+            for label, packing, liger in [("nothing", False, False), ("+ packing", True, False),
+                                          ("+ fused loss", True, True)]:
+                j = plan(trlc, work, f"{mname}-{packing}-{liger}", cfg, seq, batch, packing, liger)
+                c = j["peak"]["by_category"]
+                model_state = c["parameters"] + c["gradients"] + c["optimizer state"]
+                formula = state + 2 * acts16 + (0 if liger else 2 * logits)
+                print(f"| {mname} | {label} | {j['peak']['bytes'] / GIB:.1f} GiB | "
+                      f"{model_state / GIB:.2f} GiB | {c['activations'] / GIB:.1f} GiB | "
+                      f"{c['workspace'] / GIB:.2f} GiB | {formula / GIB:.1f} GiB |")
+            for label in ("+ activation offloading", "+ budget 24 GiB"):
+                print(f"| {mname} | {label} | not implemented (trl-offload-remat) | | | | |")
+            print(f"| {mname} | closed forms | {n / 1e9:.3f} B params: 16 B/param = {state / GIB:.2f} GiB; "
+                  f"34sbh x L (bf16) = {acts16 / GIB:.1f} GiB; fp32 logits s b V = {logits / GIB:.1f} GiB | | | | |")
+    print()
+
+
+def part2(trlc):
+    print("## Measured on the CPU: small llama, fused loss off / on\n")
+    print("| setting | steps | peak RSS | planned (arena + workspace) | runtime allocated |")
+    print("|---|---|---|---|---|")
+    cfg = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+               num_attention_heads=8, num_key_value_heads=4, vocab_size=32000,
+               tie_word_embeddings="false")
+    with tempfile.TemporaryDirectory() as work:
+        for liger in (False, True):
+            out = os.path.join(work, f"out-{liger}")
+            r = os.path.join(work, f"small-{liger}.toml")
+            recipe(r, cfg, 256, 8, True, liger, out)
+            subprocess.run([trlc, "train", r, "-o", os.path.join(work, f"s-{liger}.trlc"),
+                            "--max-steps", "3", "--quiet", "--threads", "2"], check=True,
+                           capture_output=True)
+            rows = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+            m = max(rows, key=lambda x: x.get("peak_memory_bytes", 0))
+            print(f"| fused loss {'on' if liger else 'off'} | 3 | {m['peak_memory_bytes'] / 2**20:.1f} MiB | "
+                  f"{m['planned_memory_bytes'] / 2**20:.1f} MiB | {m['runtime_allocated_bytes'] / 2**20:.1f} MiB |")
+    print()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--trlc", default="build/bin/trlc")
+    ap.add_argument("--seq", type=int, default=4096)
+    ap.add_argument("--batch", type=int, default=8)
+    args = ap.parse_args()
+    part1(args.trlc, args.seq, args.batch)
+    part2(args.trlc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
