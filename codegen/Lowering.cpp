@@ -98,8 +98,9 @@ private:
   }
 
   std::optional<Error> lowerFunction(func::FuncOp fn);
-  void placeActivations(artifact::Program &prog,
-                        const std::vector<int> &programTensors);
+  void placeActivations(artifact::Program &prog, const std::vector<int> &programTensors,
+                        int64_t &regionBytes,
+                        std::vector<std::pair<int, int64_t>> &offsets);
 
   artifact::Plan plan;
   std::vector<int> root;  // view -> the tensor that owns the bytes
@@ -108,15 +109,23 @@ private:
   int64_t stateBytes = 0;
   int64_t activationBytes = 0;  // max over programs
   std::vector<std::pair<int, int64_t>> pendingOffsets;  // (tensor, region offset)
+  int64_t hostBytes = 0;  // the host pool, max over programs
+  std::vector<std::pair<int, int64_t>> pendingHostOffsets;
 };
 
 std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
   artifact::Program prog;
   DenseMap<Value, int> tensorOf;
   std::vector<int> programTensors;  // activations owned by this program
+  std::vector<int> hostTensors;     // offloaded activations (host pool)
   auto activation = [&](Type type) {
     int t = newTensor(type);
-    programTensors.push_back(t);
+    if (isHostTensor(type)) {
+      plan.tensors[t].host = true;
+      hostTensors.push_back(t);
+    } else {
+      programTensors.push_back(t);
+    }
     return t;
   };
   auto internal = [&](Operation *op, const std::string &msg) {
@@ -268,7 +277,8 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
     update.out = {dst};
     prog.calls.push_back(std::move(update));
   }
-  placeActivations(prog, programTensors);
+  placeActivations(prog, programTensors, activationBytes, pendingOffsets);
+  placeActivations(prog, hostTensors, hostBytes, pendingHostOffsets);
   plan.programs[fn.getSymName().str()] = std::move(prog);
   return std::nullopt;
 }
@@ -278,8 +288,9 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
 /// to its last reader (outputs: to the end); tensors are placed largest
 /// first at the lowest offset that overlaps no live-range-overlapping
 /// tensor placed before.
-void Lowerer::placeActivations(artifact::Program &prog,
-                               const std::vector<int> &tensors) {
+void Lowerer::placeActivations(artifact::Program &prog, const std::vector<int> &tensors,
+                               int64_t &regionBytes,
+                               std::vector<std::pair<int, int64_t>> &offsets) {
   const int end = static_cast<int>(prog.calls.size());
   std::map<int, std::pair<int, int>> live;  // root -> [first, last]
   for (int t : tensors)
@@ -326,10 +337,10 @@ void Lowerer::placeActivations(artifact::Program &prog,
       offset = std::max(offset, hi);
     }
     placed.push_back({offset, bytes, first, last});
-    pendingOffsets.push_back({t, offset});
+    offsets.push_back({t, offset});
     peak = std::max(peak, offset + bytes);
   }
-  activationBytes = std::max(activationBytes, peak);
+  regionBytes = std::max(regionBytes, peak);
 }
 
 Expected<artifact::Plan> Lowerer::run(ModuleOp module) {
@@ -339,6 +350,8 @@ Expected<artifact::Plan> Lowerer::run(ModuleOp module) {
   // Activations follow the state; views take their owner's offset.
   for (auto [t, offset] : pendingOffsets)
     plan.tensors[t].offset = stateBytes + offset;
+  for (auto [t, offset] : pendingHostOffsets)
+    plan.tensors[t].offset = offset;
   for (size_t t = 0; t < plan.tensors.size(); ++t)
     if (root[t] != static_cast<int>(t))
       plan.tensors[t].offset = plan.tensors[root[t]].offset;
@@ -354,6 +367,7 @@ Expected<artifact::Plan> Lowerer::run(ModuleOp module) {
     p.expAvgSq = find("exp_avg_sq:");
   }
   plan.arenaBytes = stateBytes + activationBytes;
+  plan.hostBytes = hostBytes;
   return plan;
 }
 

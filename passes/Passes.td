@@ -50,6 +50,28 @@ def TrlAutodiff : Pass<"trl-autodiff", "ModuleOp"> {
   let dependentDialects = ["::mlir::trl::TrlDialect"];
 }
 
+def TrlOffloadRemat : Pass<"trl-offload-remat", "ModuleOp"> {
+  let summary = "keep, recompute or offload each activation the backward pass reads";
+  let description = [{
+    Runs after trl-autodiff on `@train_step`. With `recompute`, a saved
+    activation made by a cheap op (rms_norm, layer_norm, rope, swiglu, gelu,
+    add) whose operands the backward keeps anyway is recomputed by a clone
+    of that op (`trl.recomputed`) before its first backward use. With
+    `offload`, every other saved activation of at least `min-bytes` bytes is
+    copied to host memory (`trl.offload`) after its last forward use and
+    back (`trl.reload`) before its first backward use, as TRL's
+    activation offloading does; parameters, inputs and the output head's
+    activations stay on the device. The counts are recorded on the function
+    (`trl.recomputed_values`, `trl.offloaded_values`).
+  }];
+  let dependentDialects = ["::mlir::trl::TrlDialect"];
+  let options = [
+    Option<"offload", "offload", "bool", "false", "offload saved activations to host memory">,
+    Option<"recompute", "recompute", "bool", "false", "recompute cheap saved activations">,
+    Option<"minBytes", "min-bytes", "int64_t", "1024", "smallest activation worth offloading">,
+  ];
+}
+
 def TrlOptimizer : Pass<"trl-optimizer", "ModuleOp"> {
   let summary = "gradient accumulation, clipping, LR schedule and AdamW";
   let description = [{

@@ -23,6 +23,12 @@ void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o) {
   if (o.forwardOnly)
     return;
   pm.addPass(createTrlAutodiff());
+  if (o.offload || o.recompute) {
+    TrlOffloadRematOptions remat;
+    remat.offload = o.offload;
+    remat.recompute = o.recompute;
+    pm.addPass(createTrlOffloadRemat(remat));
+  }
   TrlOptimizerOptions opt;
   opt.maxGradNorm = o.maxGradNorm;
   opt.learningRate = o.learningRate;

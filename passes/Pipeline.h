@@ -18,6 +18,8 @@ struct PipelineOptions {
   bool packing = false;  // rows hold several documents: trl-packing-layout
   bool fuseLoss = false;       // trl-fuse-loss ([memory] use_liger_kernel)
   int64_t lossChunkSize = 0;   // its rows per chunk, 0: Liger's rule
+  bool offload = false;        // trl-offload-remat ([memory] activation_offloading)
+  bool recompute = false;      // trl-offload-remat ([memory] gradient_checkpointing)
   // trl-optimizer
   double maxGradNorm = 1.0;
   double learningRate = 2e-5;

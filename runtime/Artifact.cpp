@@ -106,9 +106,12 @@ int64_t TensorDesc::numel() const {
 nlohmann::json planToJson(const Plan &plan) {
   using nlohmann::json;
   json tensors = json::array();
-  for (const TensorDesc &t : plan.tensors)
-    tensors.push_back(
-        {{"offset", t.offset}, {"shape", t.shape}, {"dtype", dtypeName(t.dtype)}});
+  for (const TensorDesc &t : plan.tensors) {
+    json d = {{"offset", t.offset}, {"shape", t.shape}, {"dtype", dtypeName(t.dtype)}};
+    if (t.host)
+      d["host"] = true;
+    tensors.push_back(std::move(d));
+  }
   json params = json::array();
   for (const ParamDesc &p : plan.params)
     params.push_back({{"name", p.name}, {"set", p.set},
@@ -128,6 +131,7 @@ nlohmann::json planToJson(const Plan &plan) {
   }
   return {{"format_version", kFormatVersion},
           {"arena_bytes", plan.arenaBytes},
+          {"host_bytes", plan.hostBytes},
           {"tensors", tensors},
           {"params", params},
           {"programs", programs},
@@ -158,9 +162,13 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
     plan.arenaBytes = j.at("arena_bytes").get<int64_t>();
     if (plan.arenaBytes < 0)
       return fail("negative arena_bytes");
+    plan.hostBytes = j.value("host_bytes", int64_t(0));
+    if (plan.hostBytes < 0)
+      return fail("negative host_bytes");
     for (const auto &t : j.at("tensors")) {
       TensorDesc d;
       d.offset = t.at("offset").get<int64_t>();
+      d.host = t.value("host", false);
       d.shape = t.at("shape").get<std::vector<int64_t>>();
       std::string dt = t.at("dtype").get<std::string>();
       bool known = false;
@@ -177,7 +185,7 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
           return fail("tensor " + std::to_string(plan.tensors.size()) +
                       " has a negative dimension");
       if (d.offset < 0 || d.offset % 64 != 0 ||
-          d.offset + d.bytes() > plan.arenaBytes)
+          d.offset + d.bytes() > (d.host ? plan.hostBytes : plan.arenaBytes))
         return fail("tensor " + std::to_string(plan.tensors.size()) +
                     " lies outside the arena or is misaligned");
       plan.tensors.push_back(std::move(d));

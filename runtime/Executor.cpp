@@ -27,6 +27,12 @@ Executor::Executor(const artifact::Plan &plan, Backend &backend)
     throw KernelError("cannot allocate the " + std::to_string(plan.arenaBytes) +
                       "-byte arena the plan needs");
   std::memset(arena, 0, plan.arenaBytes);
+  if (plan.hostBytes > 0) {
+    hostPool = std::aligned_alloc(64, (plan.hostBytes + 63) / 64 * 64);
+    if (!hostPool)
+      throw KernelError("cannot allocate the " + std::to_string(plan.hostBytes) +
+                        "-byte host pool the plan needs");
+  }
   for (const auto &[name, prog] : plan.programs) {
     auto &list = calls[name];
     for (const artifact::KernelCall &c : prog.calls) {
@@ -58,11 +64,12 @@ Executor::~Executor() {
   backend.release(arena);
   if (scratch)
     backend.release(scratch);
+  std::free(hostPool);
 }
 
 TensorRef Executor::tensor(int id) const {
   const artifact::TensorDesc &d = plan_.tensors.at(id);
-  return {static_cast<char *>(arena) + d.offset, &d};
+  return {static_cast<char *>(d.host ? hostPool : arena) + d.offset, &d};
 }
 
 void Executor::run(const std::string &program) {

@@ -43,14 +43,16 @@ const char *categoryName(MemCategory c) {
   case MemCategory::Inputs: return "batch inputs";
   case MemCategory::Activations: return "activations";
   case MemCategory::Workspace: return "workspace";
+  case MemCategory::Host: return "offloaded (host)";
   default: return "";
   }
 }
 
 int64_t MemoryReport::Point::total() const {
   int64_t t = 0;
-  for (int64_t b : bytes)
-    t += b;
+  for (int c = 0; c < kCount; ++c)
+    if (c != int(MemCategory::Host))
+      t += bytes[c];
   return t;
 }
 
@@ -58,6 +60,7 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
   MemoryReport r;
   r.arenaBytes = plan.arenaBytes;
   r.scratchBytes = scratch;
+  r.hostBytes = plan.hostBytes;
   size_t n = plan.tensors.size();
   std::vector<MemCategory> cat(n, MemCategory::Activations);
   std::vector<std::string> what(n);
@@ -75,6 +78,9 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
     mark(p.expAvg, MemCategory::Optimizer, "exp_avg " + p.name);
     mark(p.expAvgSq, MemCategory::Optimizer, "exp_avg_sq " + p.name);
   }
+  for (size_t t = 0; t < n; ++t)
+    if (plan.tensors[t].host)
+      cat[t] = MemCategory::Host;
   for (auto &[name, prog] : plan.programs)
     for (auto &[in, t] : prog.inputs)
       if (!persistent[t]) {
@@ -127,7 +133,8 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
   auto spans = [&](const artifact::Program &prog) {
     Span sp{std::vector<int64_t>(n, -1), std::vector<int64_t>(n, -1)};
     auto touch = [&](int t, int64_t i) {
-      if (t < 0 || persistent[t] || stateOffsets.count(plan.tensors[t].offset))
+      if (t < 0 || persistent[t] ||
+          (!plan.tensors[t].host && stateOffsets.count(plan.tensors[t].offset)))
         return;
       if (sp.first[t] < 0 || i < sp.first[t])
         sp.first[t] = i;
@@ -161,11 +168,11 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
         ends[sp.last[t]].push_back(int(t));
       }
     // offset -> (tensors live there, bytes counted, category)
-    std::map<int64_t, std::pair<int, int64_t>> buffers;
+    std::map<std::pair<bool, int64_t>, std::pair<int, int64_t>> buffers;
     std::array<int64_t, kCount> running{};
     for (size_t i = 0; i < calls; ++i) {
       for (int t : starts[i]) {
-        auto &[count, bytes] = buffers[plan.tensors[t].offset];
+        auto &[count, bytes] = buffers[{plan.tensors[t].host, plan.tensors[t].offset}];
         if (count++ == 0) {
           bytes = plan.tensors[t].bytes();
           running[int(cat[t])] += bytes;
@@ -174,11 +181,17 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
       MemoryReport::Point p = base;
       p.program = progName;
       p.kernel = prog.calls[i].kernel;
+      for (int t : prog.calls[i].out)
+        if (plan.tensors[t].host)
+          p.kernel = "offload";
+      for (int t : prog.calls[i].in)
+        if (t >= 0 && plan.tensors[t].host)
+          p.kernel = "reload";
       for (int c = 0; c < kCount; ++c)
         p.bytes[c] += running[c];
       r.timeline.push_back(p);
       for (int t : ends[i]) {
-        auto it2 = buffers.find(plan.tensors[t].offset);
+        auto it2 = buffers.find({plan.tensors[t].host, plan.tensors[t].offset});
         if (--it2->second.first == 0) {
           running[int(cat[t])] -= it2->second.second;
           buffers.erase(it2);
@@ -198,14 +211,16 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
     while (which < progs.size() && idx >= progs[which].first->calls.size())
       idx -= progs[which++].first->calls.size();
     const Span &sp = progs[which].second;
-    std::map<int64_t, bool> seen;
+    std::map<std::pair<bool, int64_t>, bool> seen;
     for (size_t t = 0; t < n; ++t) {
-      bool isState = persistent[t] || stateOffsets.count(plan.tensors[t].offset);
+      bool isState = persistent[t] ||
+                     (!plan.tensors[t].host && stateOffsets.count(plan.tensors[t].offset));
       bool live = isState ? persistent[t]
                           : sp.first[t] >= 0 && sp.first[t] <= int64_t(idx) && int64_t(idx) <= sp.last[t];
-      if (!live || seen.count(plan.tensors[t].offset))
+      std::pair<bool, int64_t> key{plan.tensors[t].host, plan.tensors[t].offset};
+      if (!live || seen.count(key))
         continue;
-      seen[plan.tensors[t].offset] = true;
+      seen[key] = true;
       r.liveAtPeak.push_back({int(t), what[t] + " " + shapeText(plan.tensors[t]), cat[t],
                               plan.tensors[t].bytes()});
     }
@@ -231,6 +246,7 @@ nlohmann::json memoryReportJson(const MemoryReport &r) {
     timeline.push_back({{"program", p.program}, {"kernel", p.kernel}, {"bytes", p.total()}});
   return {{"arena_bytes", r.arenaBytes},
           {"workspace_bytes", r.scratchBytes},
+          {"host_bytes", r.hostBytes},
           {"device_bytes", r.arenaBytes + r.scratchBytes},
           {"planned_bytes_by_category", cats},
           {"peak",
@@ -265,8 +281,11 @@ std::string memoryReportText(const MemoryReport &r) {
                   bytesText(peak.bytes[c]).c_str());
     out << line;
   }
-  out << "  offloaded (host)                          0 B (no offload pass has run)\n"
-      << "  communication buffers                     0 B (one process)\n";
+  if (!r.hostBytes)
+    out << "  offloaded (host)                          0 B (nothing offloaded)\n";
+  out << "  communication buffers                     0 B (one process)\n";
+  if (r.hostBytes)
+    out << "host pool for offloaded activations: " << bytesText(r.hostBytes) << "\n";
   out << "largest tensors live at the peak:\n";
   for (size_t i = 0; i < r.liveAtPeak.size() && i < 10; ++i) {
     std::snprintf(line, sizeof line, "  %12s  %-14s %s\n", bytesText(r.liveAtPeak[i].bytes).c_str(),
@@ -297,6 +316,8 @@ std::string memoryTimelineSvg(const MemoryReport &r, const std::string &title) {
   // Stacked areas, bottom category first.
   std::vector<double> base(r.timeline.size(), 0.0);
   for (int c = 0; c < kCount; ++c) {
+    if (c == int(MemCategory::Host))
+      continue;  // host memory: not stacked with the device's
     bool any = false;
     for (const MemoryReport::Point &p : r.timeline)
       any |= p.bytes[c] > 0;
@@ -318,6 +339,22 @@ std::string memoryTimelineSvg(const MemoryReport &r, const std::string &title) {
       << colors[c] << "\"/><text x=\"" << width - right + 38 << "\" y=\"" << ly + 11 << "\">"
       << categoryName(MemCategory(c)) << "</text>\n";
   }
+  // Offloads (orange, down) and reloads (green, up) under the axis.
+  for (size_t i = 0; i < r.timeline.size(); ++i) {
+    bool off = r.timeline[i].kernel == "offload", re = r.timeline[i].kernel == "reload";
+    if (!off && !re)
+      continue;
+    double cx = x(i + 0.5), by = top + plotH + 4;
+    s << "<polygon fill=\"" << (off ? "#f28e2b" : "#59a14f") << "\" points=\"" << cx - 4 << ","
+      << (off ? by : by + 8) << " " << cx + 4 << "," << (off ? by : by + 8) << " " << cx << ","
+      << (off ? by + 8 : by) << "\"><title>" << (off ? "offload" : "reload") << "</title></polygon>\n";
+  }
+  if (r.hostBytes)
+    s << "<text x=\"" << width - right + 20 << "\" y=\"" << top + 20 * kCount + 10
+      << "\">host pool: " << bytesText(r.hostBytes) << "</text>\n<text x=\"" << width - right + 20
+      << "\" y=\"" << top + 20 * kCount + 28 << "\" fill=\"#f28e2b\">v offload</text><text x=\""
+      << width - right + 100 << "\" y=\"" << top + 20 * kCount + 28
+      << "\" fill=\"#59a14f\">^ reload</text>\n";
   // Program boundary and peak marker, axes.
   for (size_t i = 1; i < r.timeline.size(); ++i)
     if (r.timeline[i].program != r.timeline[i - 1].program)

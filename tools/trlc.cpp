@@ -536,10 +536,11 @@ int64_t plannedDeviceBytes(const trlc::Recipe &r, const mlir::trl::PipelineOptio
 /// recipe turns on (in pipeline order), for `trlc inspect --memory`.
 nlohmann::json passEffects(const trlc::Recipe &r, mlir::trl::PipelineOptions options) {
   nlohmann::json out = nlohmann::json::array();
-  bool packing = options.packing, fuse = options.fuseLoss;
-  if (!packing && !fuse)
+  bool packing = options.packing, fuse = options.fuseLoss, recompute = options.recompute,
+       offload = options.offload;
+  if (!packing && !fuse && !recompute && !offload)
     return out;
-  options.packing = options.fuseLoss = false;
+  options.packing = options.fuseLoss = options.recompute = options.offload = false;
   options.forwardOnly = false;
   out.push_back({{"pass", "none"}, {"device_bytes", plannedDeviceBytes(r, options)}});
   if (packing) {
@@ -549,6 +550,16 @@ nlohmann::json passEffects(const trlc::Recipe &r, mlir::trl::PipelineOptions opt
   if (fuse) {
     options.fuseLoss = true;
     out.push_back({{"pass", "trl-fuse-loss"}, {"device_bytes", plannedDeviceBytes(r, options)}});
+  }
+  if (recompute) {
+    options.recompute = true;
+    out.push_back({{"pass", "trl-offload-remat (recompute)"},
+                   {"device_bytes", plannedDeviceBytes(r, options)}});
+  }
+  if (offload) {
+    options.offload = true;
+    out.push_back({{"pass", "trl-offload-remat (offload)"},
+                   {"device_bytes", plannedDeviceBytes(r, options)}});
   }
   return out;
 }
@@ -570,10 +581,6 @@ int compile(const CompileOptions &o) {
   if (recipe->data.paddingFree && !recipe->data.packing)
     pending.push_back("[data] padding_free without packing (rows stay one example each, "
                       "padded)");
-  if (recipe->memory.gradientCheckpointing)
-    pending.push_back("[memory] gradient_checkpointing");
-  if (recipe->memory.activationOffloading)
-    pending.push_back("[memory] activation_offloading");
   if (recipe->memory.zeroStage > 0)
     pending.push_back("[memory] zero_stage");
   for (const std::string &p : pending)
@@ -637,6 +644,8 @@ int compile(const CompileOptions &o) {
   options.packing = recipe->data.packing && recipe->method == trlc::Method::SFT;
   options.fuseLoss = recipe->memory.useLigerKernel;
   options.lossChunkSize = recipe->memory.lossChunkSize;
+  options.offload = recipe->memory.activationOffloading;
+  options.recompute = recipe->memory.gradientCheckpointing;
   mlir::trl::buildTrlPipeline(pm, options);
   std::vector<std::string> known;
   for (mlir::Pass &p : pm.getPasses())

@@ -8,7 +8,7 @@
 //   plan.json          the executable plan (below)
 //   ir/train_step.mlir the `trl` module after the pass pipeline
 //
-// manifest.json fields (format version 2):
+// manifest.json fields (format version 3):
 //   format            "trlc-artifact"
 //   format_version    integer; the runtime refuses any other version
 //   recipe            path of the recipe as given to `trlc compile`
@@ -20,10 +20,13 @@
 //   sequence_bound    static upper bound of every sequence dimension
 //   parameters        trainable parameter count
 //
-// plan.json (format version 2) is what the runtime executes:
-//   arena_bytes   size of the one arena every tensor lives in
-//   tensors       [{offset, shape, dtype}]: dtype f32 | f64 | i64 | i32 | bool
-//                 (bool is one byte); offsets are bytes into the arena,
+// plan.json (format version 3) is what the runtime executes:
+//   arena_bytes   size of the one device arena every tensor lives in
+//   host_bytes    size of the host pool of offloaded activations (0: none)
+//   tensors       [{offset, shape, dtype[, host]}]: dtype f32 | f64 | i64 |
+//                 i32 | bool (bool is one byte); `host: true` places the
+//                 tensor in the host pool; offsets are bytes into the arena
+//                 (or the pool),
 //                 64-byte aligned; views (reshapes) share their source's
 //                 offset
 //   params        [{name, set, trainable, hf_transposed, tensor, grad,
@@ -64,7 +67,7 @@
 
 namespace trlc::artifact {
 
-inline constexpr int kFormatVersion = 2;
+inline constexpr int kFormatVersion = 3;
 inline constexpr const char *kFormatName = "trlc-artifact";
 inline constexpr const char *kManifestFile = "manifest.json";
 inline constexpr const char *kRecipeFile = "recipe.toml";
@@ -92,9 +95,10 @@ int64_t dtypeBytes(DType dtype);
 const char *dtypeName(DType dtype);
 
 struct TensorDesc {
-  int64_t offset = 0;
+  int64_t offset = 0;   // in the device arena, or in the host pool when `host`
   std::vector<int64_t> shape;
   DType dtype = DType::F32;
+  bool host = false;    // an offloaded activation (trl-offload-remat)
   int64_t numel() const;
   int64_t bytes() const { return numel() * dtypeBytes(dtype); }
 };
@@ -121,6 +125,7 @@ struct Program {
 
 struct Plan {
   int64_t arenaBytes = 0;
+  int64_t hostBytes = 0;  // the pinned host pool offloaded activations live in
   std::vector<TensorDesc> tensors;
   std::vector<ParamDesc> params;
   std::map<std::string, Program> programs;

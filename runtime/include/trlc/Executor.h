@@ -47,6 +47,7 @@ private:
   Backend &backend;
   void *arena = nullptr;
   void *scratch = nullptr;
+  void *hostPool = nullptr;  // offloaded activations (host memory)
   int64_t scratchBytes = 0;
   std::map<std::string, std::vector<std::pair<std::string, KernelArgs>>> calls;
   bool profile = false;  // TRLC_PROFILE=1: time every kernel, print at exit

@@ -23,7 +23,9 @@
 namespace trlc {
 
 enum class MemCategory {
-  Parameters, Frozen, Gradients, Optimizer, Inputs, Activations, Workspace, Count
+  Parameters, Frozen, Gradients, Optimizer, Inputs, Activations, Workspace,
+  Host,  // offloaded activations, in the host pool (not device memory)
+  Count
 };
 const char *categoryName(MemCategory c);
 
@@ -37,13 +39,14 @@ struct LiveTensor {
 struct MemoryReport {
   int64_t arenaBytes = 0;       // what the runtime allocates for tensors
   int64_t scratchBytes = 0;     // the largest kernel scratch (workspace)
+  int64_t hostBytes = 0;        // the host pool of offloaded activations
   int64_t categoryBytes[int(MemCategory::Count)] = {};  // whole-plan totals
   /// One point per kernel call of train_step then optimizer_step: bytes
   /// live after it, by category.
   struct Point {
     std::string program, kernel;
     int64_t bytes[int(MemCategory::Count)] = {};
-    int64_t total() const;
+    int64_t total() const;        // device bytes (the host pool excluded)
   };
   std::vector<Point> timeline;
   size_t peakIndex = 0;

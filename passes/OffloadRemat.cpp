@@ -1,0 +1,154 @@
+//===- OffloadRemat.cpp - trl-offload-remat: what the backward keeps ------===//
+//
+// After trl-autodiff, every forward value the backward pass reads (a saved
+// activation) is kept on the device from its definition to its last
+// backward use. This pass decides, per saved activation:
+//
+//  - recompute (`recompute` option, [memory] gradient_checkpointing): a
+//    cheap op (norms, RoPE, SwiGLU, GELU, residual add) whose operands the
+//    backward keeps anyway is cloned right before its first backward use, so
+//    its result dies after the forward;
+//  - offload (`offload` option, [memory] activation_offloading, as TRL
+//    does it): a saved activation of at least `min-bytes` bytes (1024) is
+//    copied to host memory (`trl.offload`, #trl.space<host>) after its last
+//    forward use and copied back (`trl.reload`) before its first backward
+//    use. Parameters, inputs and the output head's activations (the lm_head
+//    input and the logits, which the loss reads right back) stay.
+//  - keep: everything else.
+//
+// Each decision copies or recomputes bit-identical values; the plan's
+// device arena shrinks and, for offloads, a host pool appears.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "mlir/IR/Builders.h"
+
+namespace mlir::trl {
+#define GEN_PASS_DEF_TRLOFFLOADREMAT
+#include "passes/Passes.h.inc"
+} // namespace mlir::trl
+
+using namespace mlir;
+using namespace mlir::trl;
+
+namespace {
+
+struct OffloadRemat : mlir::trl::impl::TrlOffloadRematBase<OffloadRemat> {
+  using TrlOffloadRematBase::TrlOffloadRematBase;
+
+  void runOnOperation() override {
+    auto fn = getOperation().lookupSymbol<func::FuncOp>("train_step");
+    if (!fn || (!offload && !recompute))
+      return;
+    auto ret = cast<func::ReturnOp>(fn.front().getTerminator());
+    if (ret.getNumOperands() < 2 || !fn.getResultAttr(1, "trl.grad")) {
+      fn.emitOpError("trl-offload-remat runs after trl-autodiff (no gradients yet)");
+      return signalPassFailure();
+    }
+    Operation *lossDef = ret.getOperand(0).getDefiningOp();
+    if (!lossDef) {
+      fn.emitOpError("trl-offload-remat: the loss is not computed in @train_step");
+      return signalPassFailure();
+    }
+    DenseMap<Operation *, unsigned> position;
+    unsigned n = 0;
+    for (Operation &op : fn.front())
+      position[&op] = n++;
+    unsigned boundary = position[lossDef];
+    auto isBackward = [&](Operation *op) { return position.lookup(op) > boundary; };
+
+    // The output head: the loss's tensor operands and, through a plain
+    // lm_head product, that product's input.
+    DenseSet<Value> head;
+    fn.walk([&](Operation *op) {
+      if (!isa<CrossEntropyOp, LogProbsOp, FusedLinearCrossEntropyOp, FusedLinearLogProbsOp>(op))
+        return;
+      for (Value v : op->getOperands()) {
+        head.insert(v);
+        if (auto lin = v.getDefiningOp<LinearOp>())
+          head.insert(lin.getX());
+      }
+    });
+
+    // Saved activations, in forward order.
+    SmallVector<Value> saved;
+    for (Operation &op : fn.front()) {
+      if (position[&op] > boundary)
+        break;
+      if (isa<ParamOp>(op))
+        continue;
+      for (Value v : op.getResults())
+        if (llvm::any_of(v.getUsers(), isBackward))
+          saved.push_back(v);
+    }
+    auto neededInBackward = [&](Value v) {
+      if (isa<BlockArgument>(v) || v.getDefiningOp<ParamOp>())
+        return true;
+      return llvm::any_of(v.getUsers(), isBackward);
+    };
+    auto firstBackwardUser = [&](Value v) {
+      Operation *first = nullptr;
+      for (Operation *u : v.getUsers())
+        if (isBackward(u) && (!first || position[u] < position[first]))
+          first = u;
+      return first;
+    };
+    auto replaceBackwardUses = [&](Value v, Value with) {
+      v.replaceUsesWithIf(with, [&](OpOperand &use) { return isBackward(use.getOwner()); });
+    };
+
+    OpBuilder b(&getContext());
+    int64_t recomputed = 0, offloaded = 0;
+    DenseSet<Value> done;
+    if (recompute) {
+      for (Value v : saved) {
+        Operation *def = v.getDefiningOp();
+        if (!isa<RmsNormOp, LayerNormOp, RopeOp, SwigluOp, GeluOp, AddOp>(def) ||
+            head.contains(v) || def->getNumResults() != 1)
+          continue;
+        if (!llvm::all_of(def->getOperands(), neededInBackward))
+          continue;
+        Operation *first = firstBackwardUser(v);
+        b.setInsertionPoint(first);
+        Operation *clone = b.clone(*def);
+        clone->setAttr("trl.recomputed", b.getUnitAttr());
+        position[clone] = position[first];  // counts as backward
+        replaceBackwardUses(v, clone->getResult(0));
+        done.insert(v);
+        ++recomputed;
+      }
+    }
+    if (offload) {
+      for (Value v : saved) {
+        if (done.contains(v) || head.contains(v) || v.getDefiningOp<ReshapeOp>())
+          continue;
+        auto type = dyn_cast<RankedTensorType>(v.getType());
+        if (!type || isHostTensor(type) || tensorBytes(type) < minBytes)
+          continue;
+        // After the last forward use (or the definition), before the first
+        // backward one.
+        Operation *lastForward = v.getDefiningOp();
+        for (Operation *u : v.getUsers())
+          if (!isBackward(u) && position[u] > position[lastForward])
+            lastForward = u;
+        Operation *first = firstBackwardUser(v);
+        auto hostType = RankedTensorType::get(type.getShape(), type.getElementType(),
+                                              MemorySpaceAttr::get(&getContext(), MemorySpace::host));
+        b.setInsertionPointAfter(lastForward);
+        auto off = b.create<OffloadOp>(v.getLoc(), hostType, v);
+        position[off] = position[lastForward];
+        b.setInsertionPoint(first);
+        auto back = b.create<ReloadOp>(v.getLoc(), type, off.getResult());
+        position[back] = position[first];
+        replaceBackwardUses(v, back.getResult());
+        ++offloaded;
+      }
+    }
+    fn->setAttr("trl.recomputed_values", b.getI64IntegerAttr(recomputed));
+    fn->setAttr("trl.offloaded_values", b.getI64IntegerAttr(offloaded));
+  }
+};
+
+} // namespace
