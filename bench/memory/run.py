@@ -8,8 +8,8 @@ and reads `trlc inspect --json`: the peak device bytes by category, against
 the closed forms of REFERENCE.md (16 bytes per parameter of model state,
 34 s b h bytes of 16-bit activations per layer, the s b V logits). trlc's
 CPU plan is fp32, so its activations are compared with twice the 16-bit
-formula. Offloading and a memory budget print "not implemented" until the
-trl-offload-remat pass lands.
+formula. Recomputation and offloading come from trl-offload-remat; a
+memory budget (a cost model choosing among them) prints "not implemented".
 
 Part 2 (measured, CPU): trains a small llama for a few steps with the fused
 loss on and off and prints peak RSS, the planned bytes and the bytes the
@@ -35,7 +35,7 @@ MODELS = {
 GIB = 1024 ** 3
 
 
-def recipe(path, cfg, seq, batch, packing, liger, out):
+def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=False):
     lines = ['method = "sft"', "[model]", "init_seed = 0",
              'tokenizer = "recipes/data/arith-tokenizer"', "[model.config]"]
     lines += [f"{k} = {v}" if not isinstance(v, str) or v in ("true", "false") else f'{k} = "{v}"'
@@ -46,14 +46,16 @@ def recipe(path, cfg, seq, batch, packing, liger, out):
         lines += ["packing = true"]
     lines += ["[train]", f"per_device_train_batch_size = {batch}", "max_steps = 10",
               "[memory]", f"use_liger_kernel = {'true' if liger else 'false'}",
+              f"gradient_checkpointing = {'true' if recompute else 'false'}",
+              f"activation_offloading = {'true' if offload else 'false'}",
               "[output]", f'output_dir = "{out}"']
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
-def plan(trlc, work, name, cfg, seq, batch, packing, liger):
+def plan(trlc, work, name, cfg, seq, batch, packing, liger, recompute=False, offload=False):
     r = os.path.join(work, f"{name}.toml")
-    recipe(r, cfg, seq, batch, packing, liger, os.path.join(work, "out"))
+    recipe(r, cfg, seq, batch, packing, liger, os.path.join(work, "out"), recompute, offload)
     art = os.path.join(work, f"{name}.trlc")
     subprocess.run([trlc, "compile", r, "-o", art], check=True, capture_output=True)
     j = json.loads(subprocess.run([trlc, "inspect", art, "--json"], check=True,
@@ -73,8 +75,8 @@ def params_of(cfg):
 
 def part1(trlc, seq, batch):
     print(f"## Planned peak device memory, SFT step, sequence {seq}, batch {batch} (fp32 CPU plan)\n")
-    print("| model | setting | peak | model state | activations | workspace | formula |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | setting | peak (device) | model state | activations | workspace | host pool | formula |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
         for mname, cfg in MODELS.items():
             n = params_of(cfg)
@@ -82,41 +84,53 @@ def part1(trlc, seq, batch):
             state = 16 * n
             acts16 = 34 * s * b * h * L
             logits = 4 * s * b * v
-            for label, packing, liger in [("nothing", False, False), ("+ packing", True, False),
-                                          ("+ fused loss", True, True)]:
-                j = plan(trlc, work, f"{mname}-{packing}-{liger}", cfg, seq, batch, packing, liger)
+            for label, packing, liger, rec, off in [
+                    ("nothing", False, False, False, False),
+                    ("+ packing", True, False, False, False),
+                    ("+ fused loss", True, True, False, False),
+                    ("+ recompute (gradient_checkpointing)", True, True, True, False),
+                    ("+ activation offloading", True, True, True, True)]:
+                j = plan(trlc, work, f"{mname}-{packing}-{liger}-{rec}-{off}", cfg, seq, batch,
+                         packing, liger, rec, off)
                 c = j["peak"]["by_category"]
                 model_state = c["parameters"] + c["gradients"] + c["optimizer state"]
                 formula = state + 2 * acts16 + (0 if liger else 2 * logits)
                 print(f"| {mname} | {label} | {j['peak']['bytes'] / GIB:.1f} GiB | "
                       f"{model_state / GIB:.2f} GiB | {c['activations'] / GIB:.1f} GiB | "
-                      f"{c['workspace'] / GIB:.2f} GiB | {formula / GIB:.1f} GiB |")
-            for label in ("+ activation offloading", "+ budget 24 GiB"):
-                print(f"| {mname} | {label} | not implemented (trl-offload-remat) | | | | |")
+                      f"{c['workspace'] / GIB:.2f} GiB | {j['host_bytes'] / GIB:.1f} GiB | "
+                      f"{formula / GIB:.1f} GiB |")
+            print(f"| {mname} | + budget 24 GiB | not implemented (no cost model yet) | | | | | |")
             print(f"| {mname} | closed forms | {n / 1e9:.3f} B params: 16 B/param = {state / GIB:.2f} GiB; "
-                  f"34sbh x L (bf16) = {acts16 / GIB:.1f} GiB; fp32 logits s b V = {logits / GIB:.1f} GiB | | | | |")
+                  f"34sbh x L (bf16) = {acts16 / GIB:.1f} GiB; fp32 logits s b V = {logits / GIB:.1f} GiB | | | | | |")
     print()
 
 
 def part2(trlc):
-    print("## Measured on the CPU: small llama, fused loss off / on\n")
-    print("| setting | steps | peak RSS | planned (arena + workspace) | runtime allocated |")
+    print("## Measured on the CPU: small llama, each technique on top of the previous\n")
+    print("| setting | peak RSS | planned device (arena + workspace) | runtime allocated | host pool |")
     print("|---|---|---|---|---|")
     cfg = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hidden_layers=4,
                num_attention_heads=8, num_key_value_heads=4, vocab_size=32000,
                tie_word_embeddings="false")
     with tempfile.TemporaryDirectory() as work:
-        for liger in (False, True):
-            out = os.path.join(work, f"out-{liger}")
-            r = os.path.join(work, f"small-{liger}.toml")
-            recipe(r, cfg, 256, 8, True, liger, out)
-            subprocess.run([trlc, "train", r, "-o", os.path.join(work, f"s-{liger}.trlc"),
-                            "--max-steps", "3", "--quiet", "--threads", "2"], check=True,
-                           capture_output=True)
+        for label, liger, rec, off in [("packing", False, False, False),
+                                       ("+ fused loss", True, False, False),
+                                       ("+ recompute", True, True, False),
+                                       ("+ activation offloading", True, True, True)]:
+            tag = f"{liger}-{rec}-{off}"
+            out = os.path.join(work, f"out-{tag}")
+            r = os.path.join(work, f"small-{tag}.toml")
+            art = os.path.join(work, f"s-{tag}.trlc")
+            recipe(r, cfg, 256, 8, True, liger, out, rec, off)
+            subprocess.run([trlc, "train", r, "-o", art, "--max-steps", "3", "--quiet",
+                            "--threads", "2"], check=True, capture_output=True)
+            host = json.loads(subprocess.run([trlc, "inspect", art, "--json"], check=True,
+                                             capture_output=True, text=True).stdout)["host_bytes"]
             rows = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
             m = max(rows, key=lambda x: x.get("peak_memory_bytes", 0))
-            print(f"| fused loss {'on' if liger else 'off'} | 3 | {m['peak_memory_bytes'] / 2**20:.1f} MiB | "
-                  f"{m['planned_memory_bytes'] / 2**20:.1f} MiB | {m['runtime_allocated_bytes'] / 2**20:.1f} MiB |")
+            print(f"| {label} | {m['peak_memory_bytes'] / 2**20:.1f} MiB | "
+                  f"{m['planned_memory_bytes'] / 2**20:.1f} MiB | "
+                  f"{m['runtime_allocated_bytes'] / 2**20:.1f} MiB | {host / 2**20:.1f} MiB |")
     print()
 
 
