@@ -27,6 +27,7 @@ void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o) {
     TrlOffloadRematOptions remat;
     remat.offload = o.offload;
     remat.recompute = o.recompute;
+    remat.minBytes = o.offloadMinBytes;
     pm.addPass(createTrlOffloadRemat(remat));
   }
   TrlOptimizerOptions opt;

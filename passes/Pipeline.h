@@ -20,6 +20,7 @@ struct PipelineOptions {
   int64_t lossChunkSize = 0;   // its rows per chunk, 0: Liger's rule
   bool offload = false;        // trl-offload-remat ([memory] activation_offloading)
   bool recompute = false;      // trl-offload-remat ([memory] gradient_checkpointing)
+  int64_t offloadMinBytes = 1024;  // smallest activation it offloads
   // trl-optimizer
   double maxGradNorm = 1.0;
   double learningRate = 2e-5;

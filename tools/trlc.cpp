@@ -564,6 +564,61 @@ nlohmann::json passEffects(const trlc::Recipe &r, mlir::trl::PipelineOptions opt
   return out;
 }
 
+/// `[memory] budget`: the cheapest schedule whose planned device bytes fit.
+/// Recomputing cheap ops costs little compute; offloading costs host-link
+/// bandwidth, so the search adds recomputation first, then offloads only
+/// the activations of at least T bytes, with the largest T that fits (the
+/// fewest bytes moved). Returns a message when nothing fits, naming the
+/// smallest budget that would.
+std::optional<std::string> fitBudget(const trlc::Recipe &r, mlir::trl::PipelineOptions &options,
+                                     std::string &decision) {
+  if (!r.memory.budgetBytes)
+    return std::nullopt;
+  int64_t budget = *r.memory.budgetBytes;
+  auto fits = [&](const mlir::trl::PipelineOptions &o, int64_t &bytes) {
+    bytes = plannedDeviceBytes(r, o);
+    return bytes >= 0 && bytes <= budget;
+  };
+  int64_t bytes = 0;
+  mlir::trl::PipelineOptions o = options;
+  o.forwardOnly = false;
+  if (fits(o, bytes)) {
+    decision = "fits as the recipe asks (" + trlc::formatBytes(bytes) + ")";
+    return std::nullopt;
+  }
+  o.recompute = true;
+  if (fits(o, bytes)) {
+    options.recompute = true;
+    decision = "recomputing cheap activations (" + trlc::formatBytes(bytes) + ")";
+    return std::nullopt;
+  }
+  o.offload = true;
+  o.offloadMinBytes = 1;
+  int64_t smallest = 0;
+  if (!fits(o, smallest))
+    return "the step needs at least " + trlc::formatBytes(smallest) + " (" +
+           std::to_string(smallest) + " bytes) of device memory even with recomputation and "
+           "every activation offloaded; raise [memory] budget to at least that, or shrink "
+           "per_device_train_batch_size or max_length";
+  // The largest threshold that fits: binary search over powers of two.
+  int64_t lo = 1, hi = int64_t(1) << 40;  // lo fits
+  while (hi / lo > 2) {
+    int64_t mid = static_cast<int64_t>(std::sqrt(double(lo) * double(hi)));
+    o.offloadMinBytes = mid;
+    if (fits(o, bytes))
+      lo = mid;
+    else
+      hi = mid;
+  }
+  o.offloadMinBytes = lo;
+  fits(o, bytes);
+  options.recompute = options.offload = true;
+  options.offloadMinBytes = lo;
+  decision = "recomputing cheap activations and offloading those of " + trlc::formatBytes(lo) +
+             " or more (" + trlc::formatBytes(bytes) + ")";
+  return std::nullopt;
+}
+
 int compile(const CompileOptions &o) {
   auto recipe = trlc::loadRecipe(o.recipe, o.overrides);
   if (!recipe) {
@@ -646,6 +701,15 @@ int compile(const CompileOptions &o) {
   options.lossChunkSize = recipe->memory.lossChunkSize;
   options.offload = recipe->memory.activationOffloading;
   options.recompute = recipe->memory.gradientCheckpointing;
+  std::string budgetDecision;
+  if (auto err = fitBudget(*recipe, options, budgetDecision)) {
+    std::cerr << recipe->file << ": error: [memory] budget "
+              << trlc::formatBytes(*recipe->memory.budgetBytes) << ": " << *err << "\n";
+    return 1;
+  }
+  if (!budgetDecision.empty())
+    std::cerr << recipe->file << ": note: [memory] budget "
+              << trlc::formatBytes(*recipe->memory.budgetBytes) << ": " << budgetDecision << "\n";
   mlir::trl::buildTrlPipeline(pm, options);
   std::vector<std::string> known;
   for (mlir::Pass &p : pm.getPasses())

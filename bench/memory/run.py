@@ -9,7 +9,7 @@ the closed forms of REFERENCE.md (16 bytes per parameter of model state,
 34 s b h bytes of 16-bit activations per layer, the s b V logits). trlc's
 CPU plan is fp32, so its activations are compared with twice the 16-bit
 formula. Recomputation and offloading come from trl-offload-remat; a
-memory budget (a cost model choosing among them) prints "not implemented".
+`[memory] budget` row lets the compiler choose among them.
 
 Part 2 (measured, CPU): trains a small llama for a few steps with the fused
 loss on and off and prints peak RSS, the planned bytes and the bytes the
@@ -35,7 +35,8 @@ MODELS = {
 GIB = 1024 ** 3
 
 
-def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=False):
+def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=False,
+           budget=None):
     lines = ['method = "sft"', "[model]", "init_seed = 0",
              'tokenizer = "recipes/data/arith-tokenizer"', "[model.config]"]
     lines += [f"{k} = {v}" if not isinstance(v, str) or v in ("true", "false") else f'{k} = "{v}"'
@@ -48,16 +49,24 @@ def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=
               "[memory]", f"use_liger_kernel = {'true' if liger else 'false'}",
               f"gradient_checkpointing = {'true' if recompute else 'false'}",
               f"activation_offloading = {'true' if offload else 'false'}",
+              f'budget = "{budget or "auto"}"',
               "[output]", f'output_dir = "{out}"']
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
-def plan(trlc, work, name, cfg, seq, batch, packing, liger, recompute=False, offload=False):
+def plan(trlc, work, name, cfg, seq, batch, packing, liger, recompute=False, offload=False,
+         budget=None):
     r = os.path.join(work, f"{name}.toml")
-    recipe(r, cfg, seq, batch, packing, liger, os.path.join(work, "out"), recompute, offload)
+    recipe(r, cfg, seq, batch, packing, liger, os.path.join(work, "out"), recompute, offload,
+           budget)
     art = os.path.join(work, f"{name}.trlc")
-    subprocess.run([trlc, "compile", r, "-o", art], check=True, capture_output=True)
+    done = subprocess.run([trlc, "compile", r, "-o", art], capture_output=True, text=True)
+    for line in done.stderr.splitlines():
+        if "budget" in line:
+            print(f"<!-- {line.strip()} -->")
+    if done.returncode != 0:
+        return None
     j = json.loads(subprocess.run([trlc, "inspect", art, "--json"], check=True,
                                   capture_output=True, text=True).stdout)
     return j
@@ -99,7 +108,16 @@ def part1(trlc, seq, batch):
                       f"{model_state / GIB:.2f} GiB | {c['activations'] / GIB:.1f} GiB | "
                       f"{c['workspace'] / GIB:.2f} GiB | {j['host_bytes'] / GIB:.1f} GiB | "
                       f"{formula / GIB:.1f} GiB |")
-            print(f"| {mname} | + budget 24 GiB | not implemented (no cost model yet) | | | | | |")
+            j = plan(trlc, work, f"{mname}-budget", cfg, seq, batch, True, True, False, False,
+                     budget="24GiB")
+            if j is None:
+                print(f"| {mname} | fused loss + budget 24 GiB | does not fit (see the compiler's message) | | | | | |")
+            else:
+                c = j["peak"]["by_category"]
+                print(f"| {mname} | fused loss + budget 24 GiB | {j['peak']['bytes'] / GIB:.1f} GiB | "
+                      f"{(c['parameters'] + c['gradients'] + c['optimizer state']) / GIB:.2f} GiB | "
+                      f"{c['activations'] / GIB:.1f} GiB | {c['workspace'] / GIB:.2f} GiB | "
+                      f"{j['host_bytes'] / GIB:.1f} GiB | |")
             print(f"| {mname} | closed forms | {n / 1e9:.3f} B params: 16 B/param = {state / GIB:.2f} GiB; "
                   f"34sbh x L (bf16) = {acts16 / GIB:.1f} GiB; fp32 logits s b V = {logits / GIB:.1f} GiB | | | | | |")
     print()
