@@ -66,6 +66,8 @@ private:
   }
 
   StringRef boundSource() const {
+    if (!recipe.data.seqBoundSource.empty())
+      return recipe.data.seqBoundSource;
     return recipe.method == Method::GRPO
                ? "max_prompt_length + max_completion_length"
                : "max_length";

@@ -5,6 +5,23 @@
 
 include "mlir/Pass/PassBase.td"
 
+def TrlTruncationBounds : Pass<"trl-truncation-bounds", "ModuleOp"> {
+  let summary = "every sequence dimension has a static bound that the data fits";
+  let description = [{
+    Checks that every tensor is statically shaped, that every batch argument
+    with a sequence dimension carries `trl.seq_bound` (the bound and its
+    source: the recipe's max_length, or the data plan's longest row when the
+    compiler tightened it), and that the data plan's longest row
+    (the larger of `data-max` and the module's `trl.data` max_length) fits it. Records
+    the step's bound as the module attribute `trl.sequence_bound`.
+  }];
+  let dependentDialects = ["::mlir::trl::TrlDialect"];
+  let options = [
+    Option<"dataMax", "data-max", "int64_t", "0",
+           "the data plan's longest row (the larger of this and the module's trl.data max_length)">,
+  ];
+}
+
 def TrlPackingLayout : Pass<"trl-packing-layout", "ModuleOp"> {
   let summary = "packed rows: padded attention becomes block-diagonal varlen attention";
   let description = [{

@@ -11,6 +11,7 @@ using namespace mlir;
 void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o) {
   // Deduplicate parameter reads and drop values nothing uses before
   // differentiating.
+  pm.addPass(createTrlTruncationBounds());
   pm.addPass(createCSEPass());
   pm.addPass(createCanonicalizerPass());
   if (o.packing)

@@ -395,7 +395,11 @@ trlc::Expected<PreparedData> prepareData(const trlc::Recipe &r, const std::strin
       skipped += n;
     for (auto &[k, n] : plan.stats.dropped)
       dropped += n;
+    int64_t evalLongest = 0;
+    for (const trlc::data::Row &row : d.eval)
+      evalLongest = std::max<int64_t>(evalLongest, static_cast<int64_t>(row.ids.size()));
     d.index = {{"hash", hash}, {"settings", settings}, {"sources", absolute(hashed)},
+               {"eval_max_length", evalLongest},
                {"format", plan.stats.format}, {"train_rows", d.rows},
                {"eval_rows", d.eval.size()}, {"tokens", tokens},
                {"max_length", longest}, {"length_histogram", hist},
@@ -660,7 +664,20 @@ int compile(const CompileOptions &o) {
     diagnostics += d.str() + "\n";
     return mlir::success();
   });
-  auto module = trlc::buildTrainStep(context, *recipe);
+  // The data plan knows the longest row: an SFT step needs no longer
+  // sequence bound than that (rounded up to a multiple of 8).
+  trlc::Recipe built = *recipe;
+  if (recipe->method == trlc::Method::SFT && recipe->data.maxLength) {
+    int64_t longest = std::max(data->index.value("max_length", int64_t(0)),
+                               data->index.value("eval_max_length", int64_t(0)));
+    int64_t bound = std::min(*recipe->data.maxLength, (longest + 7) / 8 * 8);
+    if (longest > 0 && bound < *recipe->data.maxLength) {
+      built.data.maxLength = bound;
+      built.data.seqBoundSource = "data plan: longest row " + std::to_string(longest) +
+                                  " (max_length " + std::to_string(*recipe->data.maxLength) + ")";
+    }
+  }
+  auto module = trlc::buildTrainStep(context, built);
   // The data plan's length statistics, for the truncation and packing
   // passes: rows, tokens, the longest row and the power-of-two histogram.
   {
@@ -702,7 +719,7 @@ int compile(const CompileOptions &o) {
   options.offload = recipe->memory.activationOffloading;
   options.recompute = recipe->memory.gradientCheckpointing;
   std::string budgetDecision;
-  if (auto err = fitBudget(*recipe, options, budgetDecision)) {
+  if (auto err = fitBudget(built, options, budgetDecision)) {
     std::cerr << recipe->file << ": error: [memory] budget "
               << trlc::formatBytes(*recipe->memory.budgetBytes) << ": " << *err << "\n";
     return 1;
@@ -757,7 +774,7 @@ int compile(const CompileOptions &o) {
               << "the recipe " << o.recipe << ")\n";
     return 3;
   }
-  plan->run = runInfo(*recipe, *schedule);
+  plan->run = runInfo(built, *schedule);
   plan->run["data"] = data->run;
   if (o.emit == "plan") {
     std::cout << trlc::artifact::planToJson(*plan).dump(1) << "\n";
@@ -765,7 +782,7 @@ int compile(const CompileOptions &o) {
   }
   trlc::MemorySummary cpu = trlc::summarizeMemory(*module, 4);
   trlc::MemorySummary cuda = trlc::summarizeMemory(*module, 2);
-  if (auto err = trlc::writeArtifact(out, *recipe, *module, cpu, cuda, *plan)) {
+  if (auto err = trlc::writeArtifact(out, built, *module, cpu, cuda, *plan)) {
     std::cerr << err->message << "\n";
     return 1;
   }
@@ -778,7 +795,7 @@ int compile(const CompileOptions &o) {
       memoryPlan = nlohmann::json::parse(std::ifstream(mp), nullptr, false);
     if (memoryPlan.is_discarded() || !memoryPlan.is_object())
       memoryPlan = nlohmann::json::object();
-    memoryPlan["passes"] = passEffects(*recipe, options);
+    memoryPlan["passes"] = passEffects(built, options);
     std::ofstream(mp) << memoryPlan.dump(2) << "\n";
   }
   if (auto err = data->write(out)) {
