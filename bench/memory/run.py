@@ -35,14 +35,29 @@ MODELS = {
 GIB = 1024 ** 3
 
 
+def long_rows(path, n=64, chars=5000):
+    """Rows longer than the sequence (digits, one token per character with
+    the demo tokenizer), so the data plan keeps the full bound: trlc sizes
+    a step by the longest row it will see."""
+    import random
+    rng = random.Random(0)
+    with open(path, "w") as f:
+        for _ in range(n):
+            text = "".join(rng.choice("0123456789+=") for _ in range(chars))
+            f.write(json.dumps({"text": text}) + "\n")
+
+
 def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=False,
            budget=None):
+    data = os.path.join(os.path.dirname(path), "long.jsonl")
+    if not os.path.exists(data):
+        long_rows(data)
     lines = ['method = "sft"', "[model]", "init_seed = 0",
              'tokenizer = "recipes/data/arith-tokenizer"', "[model.config]"]
     lines += [f"{k} = {v}" if not isinstance(v, str) or v in ("true", "false") else f'{k} = "{v}"'
               for k, v in cfg.items()]
     lines += [f"max_position_embeddings = {seq}", "[data]",
-              'train = "recipes/data/arith-sft.jsonl"', f"max_length = {seq}"]
+              f'train = "{data}"', f"max_length = {seq}"]
     if packing:
         lines += ["packing = true"]
     lines += ["[train]", f"per_device_train_batch_size = {batch}", "max_steps = 10",
