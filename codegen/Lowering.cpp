@@ -98,9 +98,6 @@ private:
   }
 
   std::optional<Error> lowerFunction(func::FuncOp fn);
-  void placeActivations(artifact::Program &prog, const std::vector<int> &programTensors,
-                        int64_t &regionBytes,
-                        std::vector<std::pair<int, int64_t>> &offsets);
 
   artifact::Plan plan;
   std::vector<int> root;  // view -> the tensor that owns the bytes
@@ -116,15 +113,16 @@ private:
 std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
   artifact::Program prog;
   DenseMap<Value, int> tensorOf;
-  std::vector<int> programTensors;  // activations owned by this program
-  std::vector<int> hostTensors;     // offloaded activations (host pool)
-  auto activation = [&](Type type) {
+  // Activations sit where trl-plan-memory put them: device ones after the
+  // persistent state (known once every function is lowered), host ones in
+  // the host pool.
+  auto activation = [&](Type type, int64_t regionOffset) {
     int t = newTensor(type);
     if (isHostTensor(type)) {
       plan.tensors[t].host = true;
-      hostTensors.push_back(t);
+      pendingHostOffsets.push_back({t, regionOffset});
     } else {
-      programTensors.push_back(t);
+      pendingOffsets.push_back({t, regionOffset});
     }
     return t;
   };
@@ -136,8 +134,13 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
     return Error{os.str()};
   };
 
-  // Results returned as persistent state: where possible the op that
-  // computes them writes the state tensor in place.
+  auto activationBytesAttr = fn->getAttrOfType<IntegerAttr>("trl.activation_bytes");
+  auto hostBytesAttr = fn->getAttrOfType<IntegerAttr>("trl.host_bytes");
+  if (!activationBytesAttr || !hostBytesAttr)
+    return internal(fn, "no memory plan (run trl-plan-memory first)");
+  activationBytes = std::max(activationBytes, activationBytesAttr.getInt());
+  hostBytes = std::max(hostBytes, hostBytesAttr.getInt());
+
   auto ret = cast<func::ReturnOp>(fn.front().getTerminator());
   std::map<std::string, Value> stateValue;  // state key -> value before the update
   for (unsigned i = 0; i < fn.getNumArguments(); ++i) {
@@ -146,7 +149,10 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
       tensorOf[arg] = state(s.str(), arg.getType());
       stateValue[s.str()] = arg;
     } else if (auto n = fn.getArgAttrOfType<StringAttr>(i, "trl.input")) {
-      int t = activation(arg.getType());
+      auto offset = fn.getArgAttrOfType<IntegerAttr>(i, "trl.offset");
+      if (!offset || offset.getInt() < 0)
+        return internal(fn, "input " + n.str() + " has no planned offset");
+      int t = activation(arg.getType(), offset.getInt());
       tensorOf[arg] = t;
       prog.inputs[n.str()] = t;
     } else {
@@ -158,55 +164,16 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
     if (p.getSet() == "policy")
       stateValue["param:" + p.getName().str()] = p.getResult();
   });
-  DenseMap<Operation *, unsigned> position;
-  unsigned pos = 0;
-  for (Operation &op : fn.front())
-    position[&op] = pos++;
-  DenseMap<Value, int> inPlace;  // value -> state tensor it is written into
-  DenseMap<Value, int> returnCount;
-  for (Value v : ret.getOperands())
-    ++returnCount[v];
-  for (unsigned i = 0; i < ret.getNumOperands(); ++i) {
-    auto s = fn.getResultAttrOfType<StringAttr>(i, "trl.state");
-    if (!s)
-      continue;
-    Value v = ret.getOperand(i);
-    Operation *def = v.getDefiningOp();
-    if (!def || returnCount[v] != 1 || !isa<AddOp, AdamWOp, FillOp>(def)) {
-      // linear_grad accumulating into this state updates it in place too.
-      auto lg = dyn_cast_or_null<LinearGradOp>(def);
-      if (!lg || v != lg.getGradWeight() || !lg.getAccumulate() ||
-          returnCount[v] != 1)
-        continue;
-    }
-    Value before = stateValue.count(s.str()) ? stateValue[s.str()] : Value();
-    bool laterUse = before && llvm::any_of(before.getUsers(), [&](Operation *u) {
-      return u != ret && position[u] > position[def];
-    });
-    if (laterUse)
-      continue;
-    std::string key = s.str();
-    if (key.rfind("param:", 0) == 0)
-      key = "param@policy:" + key.substr(6);
-    inPlace[v] = state(key, v.getType());
-  }
-
   for (Operation &op : fn.front().without_terminator()) {
     if (auto p = dyn_cast<ParamOp>(op)) {
       tensorOf[p.getResult()] = param(p).tensor;
       continue;
     }
-    if (auto f = dyn_cast<FillOp>(op)) {
+    if (op.hasAttr("trl.no_buffer")) {
       // A constant returned only into several states is filled there
       // directly (below); it needs no tensor of its own.
-      bool onlyStates = returnCount.lookup(f.getResult()) > 1;
-      for (OpOperand &use : f->getUses())
-        onlyStates &= use.getOwner() == ret &&
-                      fn.getResultAttr(use.getOperandNumber(), "trl.state");
-      if (onlyStates) {
-        tensorOf[f.getResult()] = -1;
-        continue;
-      }
+      tensorOf[op.getResult(0)] = -1;
+      continue;
     }
     if (auto r = dyn_cast<ReshapeOp>(op)) {
       // A view: same bytes, another shape.
@@ -234,14 +201,29 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
     else
       for (Value v : op.getOperands())
         call.in.push_back(operand(v));
-    for (Value r : op.getResults()) {
-      int t = inPlace.count(r) ? inPlace.lookup(r) : activation(r.getType());
+    auto offsets = op.getAttrOfType<DenseI64ArrayAttr>("trl.offsets");
+    auto inPlace = op.getAttrOfType<ArrayAttr>("trl.in_place");
+    if (!offsets || offsets.size() != static_cast<int64_t>(op.getNumResults()))
+      return internal(&op, "no planned offsets (run trl-plan-memory first)");
+    for (auto [k, r] : llvm::enumerate(op.getResults())) {
+      std::string key = inPlace ? cast<StringAttr>(inPlace[k]).str() : "";
+      int t;
+      if (!key.empty()) {
+        if (key.rfind("param:", 0) == 0)
+          key = "param@policy:" + key.substr(6);
+        t = state(key, r.getType());
+      } else if (offsets[k] >= 0) {
+        t = activation(r.getType(), offsets[k]);
+      } else {
+        return internal(&op, "result " + std::to_string(k) + " has no buffer");
+      }
       tensorOf[r] = t;
       call.out.push_back(t);
     }
     for (NamedAttribute a : op.getAttrDictionary())
       if (a.getName() != "operandSegmentSizes" &&
-          a.getName() != "resultSegmentSizes")
+          a.getName() != "resultSegmentSizes" &&
+          !a.getName().strref().starts_with("trl."))
         call.attrs[a.getName().str()] = attrToJson(a.getValue());
     prog.calls.push_back(std::move(call));
   }
@@ -277,70 +259,8 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
     update.out = {dst};
     prog.calls.push_back(std::move(update));
   }
-  placeActivations(prog, programTensors, activationBytes, pendingOffsets);
-  placeActivations(prog, hostTensors, hostBytes, pendingHostOffsets);
   plan.programs[fn.getSymName().str()] = std::move(prog);
   return std::nullopt;
-}
-
-/// Offsets of a program's activations relative to the activation region:
-/// each tensor is live from the call that writes it (inputs: from the start)
-/// to its last reader (outputs: to the end); tensors are placed largest
-/// first at the lowest offset that overlaps no live-range-overlapping
-/// tensor placed before.
-void Lowerer::placeActivations(artifact::Program &prog, const std::vector<int> &tensors,
-                               int64_t &regionBytes,
-                               std::vector<std::pair<int, int64_t>> &offsets) {
-  const int end = static_cast<int>(prog.calls.size());
-  std::map<int, std::pair<int, int>> live;  // root -> [first, last]
-  for (int t : tensors)
-    live[t] = {end, -1};
-  auto touch = [&](int t, int at) {
-    auto it = live.find(root[t]);
-    if (it == live.end())
-      return;
-    it->second.first = std::min(it->second.first, at);
-    it->second.second = std::max(it->second.second, at);
-  };
-  for (auto &[name, t] : prog.inputs)
-    touch(t, -1);
-  for (int i = 0; i < end; ++i) {
-    for (int t : prog.calls[i].in)
-      if (t >= 0)
-        touch(t, i);
-    for (int t : prog.calls[i].out)
-      touch(t, i);
-  }
-  for (auto &[name, t] : prog.outputs)
-    touch(t, end);
-  std::vector<int> order(tensors);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    return plan.tensors[a].bytes() > plan.tensors[b].bytes();
-  });
-  struct Placed { int64_t offset, bytes; int first, last; };
-  std::vector<Placed> placed;
-  int64_t peak = 0;
-  for (int t : order) {
-    auto [first, last] = live[t];
-    if (last < first)  // never touched: still give it bytes
-      first = last = -1;
-    int64_t bytes = alignUp(std::max<int64_t>(plan.tensors[t].bytes(), 1));
-    std::vector<std::pair<int64_t, int64_t>> busy;
-    for (const Placed &p : placed)
-      if (p.first <= last && first <= p.last)
-        busy.push_back({p.offset, p.offset + p.bytes});
-    std::sort(busy.begin(), busy.end());
-    int64_t offset = 0;
-    for (auto [lo, hi] : busy) {
-      if (offset + bytes <= lo)
-        break;
-      offset = std::max(offset, hi);
-    }
-    placed.push_back({offset, bytes, first, last});
-    offsets.push_back({t, offset});
-    peak = std::max(peak, offset + bytes);
-  }
-  regionBytes = std::max(regionBytes, peak);
 }
 
 Expected<artifact::Plan> Lowerer::run(ModuleOp module) {

@@ -3,8 +3,9 @@
 // Every func.func of the module becomes a program: a linear list of kernel
 // calls over tensors at fixed offsets in one arena. Parameters, gradient
 // accumulators and optimizer moments are persistent state at the start of
-// the arena; each program's activations share the rest, placed by liveness
-// (a tensor's bytes are reused once its last reader has run).
+// the arena; each program's activations share the rest at the offsets
+// trl-plan-memory chose (and the host pool for offloaded ones), and the
+// state updates it marked `trl.in_place` write their state directly.
 //
 //===----------------------------------------------------------------------===//
 

@@ -118,4 +118,25 @@ def TrlOptimizer : Pass<"trl-optimizer", "ModuleOp"> {
   ];
 }
 
+def TrlPlanMemory : Pass<"trl-plan-memory", "ModuleOp"> {
+  let summary = "liveness over the final schedule: in-place updates and every buffer's offset";
+  let description = [{
+    The last pass. For every function: results returned as persistent state
+    are written in place when the op allows it and nothing later reads the
+    old state (`trl.in_place`); fills returned only into states need no
+    buffer (`trl.no_buffer`); reshapes share their source's buffer; every
+    other value is an activation live from its definition (inputs: the
+    start) to its last use (returned values: the end), placed largest first
+    at the lowest `alignment`-aligned offset free for its whole lifetime,
+    device and host (#trl.space<host>) values in separate regions. Records
+    `trl.offsets` per op, `trl.offset` per input argument and
+    `trl.activation_bytes` / `trl.host_bytes` per function; lowering builds
+    the plan from exactly these.
+  }];
+  let dependentDialects = ["::mlir::trl::TrlDialect"];
+  let options = [
+    Option<"alignment", "alignment", "int64_t", "64", "buffer alignment in bytes (per backend)">,
+  ];
+}
+
 #endif // TRL_PASSES_TD

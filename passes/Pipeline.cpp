@@ -45,6 +45,7 @@ void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o) {
   // The backward pass reads some forward values twice (a tied head's
   // weight); merge what it duplicated.
   pm.addPass(createCSEPass());
+  pm.addPass(createTrlPlanMemory());
 }
 
 void trl::registerTrlPipeline() {
