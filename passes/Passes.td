@@ -78,14 +78,25 @@ def TrlOffloadRemat : Pass<"trl-offload-remat", "ModuleOp"> {
     copied to host memory (`trl.offload`) after its last forward use and
     back (`trl.reload`) before its first backward use, as TRL's
     activation offloading does; parameters, inputs and the output head's
-    activations stay on the device. The counts are recorded on the function
-    (`trl.recomputed_values`, `trl.offloaded_values`).
+    activations stay on the device. With `max-cost`, a cost model prices
+    each saved activation's two options on the backend `profile`
+    (recomputation: the op's FLOPs at peak plus a launch; offload: two
+    copies over the host link, each with its latency) and takes the cheaper
+    one when it costs at most `max-cost` seconds per byte freed; the
+    compiler searches that bound for the cheapest schedule under
+    `[memory] budget`. The counts and the estimated time added per step
+    are recorded on the function (`trl.recomputed_values`,
+    `trl.offloaded_values`, `trl.remat_overhead_s`).
   }];
   let dependentDialects = ["::mlir::trl::TrlDialect"];
   let options = [
     Option<"offload", "offload", "bool", "false", "offload saved activations to host memory">,
     Option<"recompute", "recompute", "bool", "false", "recompute cheap saved activations">,
     Option<"minBytes", "min-bytes", "int64_t", "1024", "smallest activation worth offloading">,
+    Option<"maxCost", "max-cost", "double", "-1",
+           "cost model: take the cheaper decision for every activation whose cost is at most this many seconds per byte freed (-1: off)">,
+    Option<"profile", "profile", "std::string", "\"cpu\"",
+           "backend profile pricing decisions: cpu | cuda (peak FLOP/s, host link bytes/s, copy latency)">,
   ];
 }
 

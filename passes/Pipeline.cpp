@@ -24,11 +24,12 @@ void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o) {
   if (o.forwardOnly)
     return;
   pm.addPass(createTrlAutodiff());
-  if (o.offload || o.recompute) {
+  if (o.offload || o.recompute || o.rematMaxCost >= 0) {
     TrlOffloadRematOptions remat;
     remat.offload = o.offload;
     remat.recompute = o.recompute;
     remat.minBytes = o.offloadMinBytes;
+    remat.maxCost = o.rematMaxCost;
     pm.addPass(createTrlOffloadRemat(remat));
   }
   TrlOptimizerOptions opt;

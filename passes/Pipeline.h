@@ -21,6 +21,7 @@ struct PipelineOptions {
   bool offload = false;        // trl-offload-remat ([memory] activation_offloading)
   bool recompute = false;      // trl-offload-remat ([memory] gradient_checkpointing)
   int64_t offloadMinBytes = 1024;  // smallest activation it offloads
+  double rematMaxCost = -1;        // its cost bound, s per byte freed (-1: off)
   // trl-optimizer
   double maxGradNorm = 1.0;
   double learningRate = 2e-5;

@@ -515,25 +515,46 @@ nlohmann::json runInfo(const trlc::Recipe &r, const Schedule &s) {
       {"save_total_limit", r.output.saveTotalLimit.value_or(-1)}};
 }
 
-/// Planned device bytes (arena + the CPU kernels' largest scratch) of the
-/// recipe's step compiled with `options`; -1 when a stage fails.
-int64_t plannedDeviceBytes(const trlc::Recipe &r, const mlir::trl::PipelineOptions &options) {
+/// A compiled step's planned device bytes (arena + the CPU kernels'
+/// largest scratch) and what trl-offload-remat decided; bytes -1 when a
+/// stage fails.
+struct Planned {
+  int64_t bytes = -1;
+  int64_t recomputed = 0, offloaded = 0;
+  double overheadSeconds = 0;
+};
+
+Planned planStep(const trlc::Recipe &r, const mlir::trl::PipelineOptions &options) {
+  Planned out;
   mlir::MLIRContext context;
   mlir::ScopedDiagnosticHandler quiet(&context, [](mlir::Diagnostic &) { return mlir::success(); });
   auto module = trlc::buildTrainStep(context, r);
   mlir::PassManager pm(&context);
   mlir::trl::buildTrlPipeline(pm, options);
   if (mlir::failed(pm.run(*module)))
-    return -1;
+    return out;
+  if (auto fn = module->lookupSymbol<mlir::func::FuncOp>("train_step")) {
+    if (auto a = fn->getAttrOfType<mlir::IntegerAttr>("trl.recomputed_values"))
+      out.recomputed = a.getInt();
+    if (auto a = fn->getAttrOfType<mlir::IntegerAttr>("trl.offloaded_values"))
+      out.offloaded = a.getInt();
+    if (auto a = fn->getAttrOfType<mlir::FloatAttr>("trl.remat_overhead_s"))
+      out.overheadSeconds = a.getValueAsDouble();
+  }
   auto plan = trlc::lowerToPlan(*module);
   if (!plan)
-    return -1;
+    return out;
   auto backend = trlc::makeCpuBackend(1);
   int64_t scratch = 0;
   for (auto &[name, prog] : plan->programs)
     for (const trlc::artifact::KernelCall &c : prog.calls)
       scratch = std::max(scratch, backend->scratchBytes(c, *plan));
-  return plan->arenaBytes + scratch;
+  out.bytes = plan->arenaBytes + scratch;
+  return out;
+}
+
+int64_t plannedDeviceBytes(const trlc::Recipe &r, const mlir::trl::PipelineOptions &options) {
+  return planStep(r, options).bytes;
 }
 
 /// The planned device bytes with none, then each, of the memory passes the
@@ -569,57 +590,52 @@ nlohmann::json passEffects(const trlc::Recipe &r, mlir::trl::PipelineOptions opt
 }
 
 /// `[memory] budget`: the cheapest schedule whose planned device bytes fit.
-/// Recomputing cheap ops costs little compute; offloading costs host-link
-/// bandwidth, so the search adds recomputation first, then offloads only
-/// the activations of at least T bytes, with the largest T that fits (the
-/// fewest bytes moved). Returns a message when nothing fits, naming the
-/// smallest budget that would.
+/// trl-offload-remat's cost model prices, on the CPU profile, recomputing
+/// or offloading each saved activation per byte it frees; the search looks
+/// for the smallest cost bound whose schedule fits (bisection in log
+/// space). Returns a message when nothing fits, naming the smallest budget
+/// that would.
 std::optional<std::string> fitBudget(const trlc::Recipe &r, mlir::trl::PipelineOptions &options,
                                      std::string &decision) {
   if (!r.memory.budgetBytes)
     return std::nullopt;
   int64_t budget = *r.memory.budgetBytes;
-  auto fits = [&](const mlir::trl::PipelineOptions &o, int64_t &bytes) {
-    bytes = plannedDeviceBytes(r, o);
-    return bytes >= 0 && bytes <= budget;
-  };
-  int64_t bytes = 0;
   mlir::trl::PipelineOptions o = options;
   o.forwardOnly = false;
-  if (fits(o, bytes)) {
-    decision = "fits as the recipe asks (" + trlc::formatBytes(bytes) + ")";
+  auto describe = [](const Planned &p) {
+    char overhead[64];
+    std::snprintf(overhead, sizeof overhead, "%.3g ms", 1e3 * p.overheadSeconds);
+    return std::to_string(p.recomputed) + " activations recomputed, " +
+           std::to_string(p.offloaded) + " offloaded, about " + overhead +
+           " added per step on the cpu profile; planned " + trlc::formatBytes(p.bytes);
+  };
+  Planned asIs = planStep(r, o);
+  if (asIs.bytes >= 0 && asIs.bytes <= budget) {
+    decision = "fits as the recipe asks (" + trlc::formatBytes(asIs.bytes) + ")";
     return std::nullopt;
   }
-  o.recompute = true;
-  if (fits(o, bytes)) {
-    options.recompute = true;
-    decision = "recomputing cheap activations (" + trlc::formatBytes(bytes) + ")";
-    return std::nullopt;
-  }
-  o.offload = true;
-  o.offloadMinBytes = 1;
-  int64_t smallest = 0;
-  if (!fits(o, smallest))
-    return "the step needs at least " + trlc::formatBytes(smallest) + " (" +
-           std::to_string(smallest) + " bytes) of device memory even with recomputation and "
-           "every activation offloaded; raise [memory] budget to at least that, or shrink "
-           "per_device_train_batch_size or max_length";
-  // The largest threshold that fits: binary search over powers of two.
-  int64_t lo = 1, hi = int64_t(1) << 40;  // lo fits
-  while (hi / lo > 2) {
-    int64_t mid = static_cast<int64_t>(std::sqrt(double(lo) * double(hi)));
-    o.offloadMinBytes = mid;
-    if (fits(o, bytes))
-      lo = mid;
-    else
+  o.rematMaxCost = 1e9;  // every decision the model can take
+  Planned most = planStep(r, o);
+  if (most.bytes < 0 || most.bytes > budget)
+    return "the step needs at least " + trlc::formatBytes(most.bytes) + " (" +
+           std::to_string(most.bytes) + " bytes) of device memory even with every saved "
+           "activation recomputed or offloaded; raise [memory] budget to at least that, or "
+           "shrink per_device_train_batch_size or max_length";
+  double lo = 1e-15, hi = 1e-3;  // s per byte; hi: effectively everything
+  Planned best = most;
+  for (int i = 0; i < 24; ++i) {
+    double mid = std::sqrt(lo * hi);
+    o.rematMaxCost = mid;
+    Planned p = planStep(r, o);
+    if (p.bytes >= 0 && p.bytes <= budget) {
       hi = mid;
+      best = p;
+    } else {
+      lo = mid;
+    }
   }
-  o.offloadMinBytes = lo;
-  fits(o, bytes);
-  options.recompute = options.offload = true;
-  options.offloadMinBytes = lo;
-  decision = "recomputing cheap activations and offloading those of " + trlc::formatBytes(lo) +
-             " or more (" + trlc::formatBytes(bytes) + ")";
+  options.rematMaxCost = hi;
+  decision = describe(best);
   return std::nullopt;
 }
 
