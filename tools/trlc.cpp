@@ -301,11 +301,10 @@ trlc::Expected<PreparedData> prepareData(const trlc::Recipe &r, const std::strin
   namespace fs = std::filesystem;
   PreparedData d;
   trlc::data::DataConfig train = dataConfig(r, false), eval = dataConfig(r, true);
-  // Packed rows feed the step through trl-packing-layout (SFT). Padding-free
-  // batches without packing need the [T] token layout, which the step does
-  // not have yet: those rows stay one example each.
+  // Packed rows feed the step through trl-packing-layout (SFT); so do
+  // padding-free rows (one batch of examples back to back per row).
   train.packing = train.packing && r.method == trlc::Method::SFT;
-  train.paddingFree = false;
+  train.paddingFree = train.paddingFree && !train.packing && r.method == trlc::Method::SFT;
   std::vector<std::string> sources, evalSources;
   try {
     sources = trlc::data::expandFiles(train.files, train.where);
@@ -338,6 +337,7 @@ trlc::Expected<PreparedData> prepareData(const trlc::Recipe &r, const std::strin
       {"completion_only_loss", train.completionOnlyLoss.value_or(true)},
       {"assistant_only_loss", train.assistantOnlyLoss}, {"vocab_size", train.vocabSize},
       {"packing", train.packing}, {"packing_strategy", train.packingStrategy},
+      {"padding_free", train.paddingFree}, {"batch_size", train.batchSize},
       {"tokenizer", trlc::data::hashFiles(tokenizerFiles)}};
   std::string hash = trlc::data::hashFiles(hashed);
   d.run = {{"train_shard", "data/train.bin"},
@@ -405,7 +405,7 @@ trlc::Expected<PreparedData> prepareData(const trlc::Recipe &r, const std::strin
                {"max_length", longest}, {"length_histogram", hist},
                {"rows_read", plan.stats.rowsRead}, {"bad_rows_skipped", skipped},
                {"examples_dropped", dropped}, {"examples_truncated", plan.stats.truncated},
-               {"packing", train.packing}};
+               {"packing", train.packing}, {"padding_free", train.paddingFree}};
     if (d.rows == 0) {
       std::string why;
       for (auto &[k, n] : plan.stats.dropped)
@@ -653,9 +653,8 @@ int compile(const CompileOptions &o) {
   std::vector<std::string> pending;
   if (recipe->data.packing && recipe->method != trlc::Method::SFT)
     pending.push_back("[data] packing for " + std::string(trlc::methodName(recipe->method)));
-  if (recipe->data.paddingFree && !recipe->data.packing)
-    pending.push_back("[data] padding_free without packing (rows stay one example each, "
-                      "padded)");
+  if (recipe->data.paddingFree && recipe->method != trlc::Method::SFT)
+    pending.push_back("[data] padding_free for " + std::string(trlc::methodName(recipe->method)));
   if (recipe->memory.zeroStage > 0)
     pending.push_back("[memory] zero_stage");
   for (const std::string &p : pending)
@@ -683,14 +682,21 @@ int compile(const CompileOptions &o) {
   // The data plan knows the longest row: an SFT step needs no longer
   // sequence bound than that (rounded up to a multiple of 8).
   trlc::Recipe built = *recipe;
-  if (recipe->method == trlc::Method::SFT && recipe->data.maxLength) {
+  bool sft = recipe->method == trlc::Method::SFT;
+  if (sft && recipe->data.paddingFree && !recipe->data.packing && recipe->data.maxLength) {
+    // Padding-free: one row holds a whole batch, documents back to back.
+    built.data.maxLength = *recipe->data.maxLength * recipe->train.perDeviceTrainBatchSize;
+    built.train.perDeviceTrainBatchSize = 1;
+  }
+  if (sft && built.data.maxLength) {
+    int64_t limit = *built.data.maxLength;
     int64_t longest = std::max(data->index.value("max_length", int64_t(0)),
                                data->index.value("eval_max_length", int64_t(0)));
-    int64_t bound = std::min(*recipe->data.maxLength, (longest + 7) / 8 * 8);
-    if (longest > 0 && bound < *recipe->data.maxLength) {
+    int64_t bound = std::min(limit, (longest + 7) / 8 * 8);
+    if (longest > 0 && bound < limit) {
       built.data.maxLength = bound;
       built.data.seqBoundSource = "data plan: longest row " + std::to_string(longest) +
-                                  " (max_length " + std::to_string(*recipe->data.maxLength) + ")";
+                                  " (bound " + std::to_string(limit) + ", from max_length)";
     }
   }
   auto module = trlc::buildTrainStep(context, built);
@@ -721,7 +727,7 @@ int compile(const CompileOptions &o) {
   if (mlir::failed(mlir::verify(*module)))
     return internalError("building the training step");
 
-  auto schedule = trainingSchedule(*recipe, data->rows);
+  auto schedule = trainingSchedule(built, data->rows);
   if (!schedule) {
     std::cerr << schedule.error().message << "\n";
     return 1;
@@ -729,7 +735,8 @@ int compile(const CompileOptions &o) {
   mlir::PassManager pm(&context);
   auto options = pipelineOptions(*recipe, *schedule);
   options.forwardOnly = o.emit == "forward";
-  options.packing = recipe->data.packing && recipe->method == trlc::Method::SFT;
+  options.packing = (recipe->data.packing || recipe->data.paddingFree) &&
+                    recipe->method == trlc::Method::SFT;
   options.fuseLoss = recipe->memory.useLigerKernel;
   options.lossChunkSize = recipe->memory.lossChunkSize;
   options.offload = recipe->memory.activationOffloading;
