@@ -66,21 +66,6 @@ MemorySummary summarizeMemory(ModuleOp module, int64_t floatBytes) {
   return s;
 }
 
-std::string formatBytes(int64_t bytes) {
-  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  if (u == 0)
-    std::snprintf(buf, sizeof(buf), "%lld B", static_cast<long long>(bytes));
-  else
-    std::snprintf(buf, sizeof(buf), "%.2f %s", v, units[u]);
-  return buf;
-}
 
 std::string formatMemorySummary(const MemorySummary &cpu,
                                 const MemorySummary &cuda) {

@@ -11,6 +11,8 @@
 #ifndef TRLC_CODEGEN_MEMORYSUMMARY_H
 #define TRLC_CODEGEN_MEMORYSUMMARY_H
 
+#include "trlc/MemoryReport.h"  // formatBytes
+
 #include "mlir/IR/BuiltinOps.h"
 
 #include <cstdint>
@@ -41,8 +43,6 @@ struct MemorySummary {
 /// Accounts the module's `train_step` for floats of `floatBytes` bytes.
 MemorySummary summarizeMemory(mlir::ModuleOp module, int64_t floatBytes);
 
-/// Human-readable bytes: "1.50 GiB".
-std::string formatBytes(int64_t bytes);
 
 /// A table comparing the CPU (fp32) and CUDA (bf16) accounts.
 std::string formatMemorySummary(const MemorySummary &cpu,

@@ -2,13 +2,18 @@
 
 #include "data/Utf8.h"
 
+#include <algorithm>
+
 namespace trlc::data::utf8 {
 
 namespace {
-/// Length of the valid sequence at s[i], or 0 (Rust's from_utf8 rules).
-size_t validAt(std::string_view s, size_t i) {
+/// How many bytes at s[i] begin a well-formed sequence (Rust's from_utf8
+/// rules: no overlongs, no surrogates, nothing above U+10FFFF), and whether
+/// they complete it. 0 when s[i] cannot start one.
+size_t wellFormedPrefix(std::string_view s, size_t i, bool &complete) {
   unsigned char c = s[i];
-  if (c < 0x80)
+  complete = c < 0x80;
+  if (complete)
     return 1;
   size_t n;
   unsigned char lo = 0x80, hi = 0xBF;
@@ -21,47 +26,28 @@ size_t validAt(std::string_view s, size_t i) {
   else if (c >= 0xF1 && c <= 0xF3) n = 4;
   else if (c == 0xF4) { n = 4; hi = 0x8F; }
   else return 0;
-  if (i + 1 >= s.size())
-    return 0;
-  unsigned char d = s[i + 1];
-  if (d < lo || d > hi)
-    return 0;
-  for (size_t k = 2; k < n; ++k) {
-    if (i + k >= s.size())
-      return 0;
-    unsigned char e = s[i + k];
-    if ((e & 0xC0) != 0x80)
-      return 0;
-  }
-  return n;
+  if (i + 1 >= s.size() || static_cast<unsigned char>(s[i + 1]) < lo ||
+      static_cast<unsigned char>(s[i + 1]) > hi)
+    return 1;
+  size_t k = 2;
+  while (k < n && i + k < s.size() && (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80)
+    ++k;
+  complete = k == n;
+  return k;
 }
 
-/// Bytes Rust's lossy decoder consumes for one U+FFFD at an invalid s[i]:
+/// Length of the valid sequence at s[i], or 0.
+size_t validAt(std::string_view s, size_t i) {
+  bool complete;
+  size_t k = wellFormedPrefix(s, i, complete);
+  return complete ? k : 0;
+}
+
+/// Bytes Rust's lossy decoder replaces by one U+FFFD at an invalid s[i]:
 /// the longest prefix of a valid sequence (at least one byte).
 size_t invalidRun(std::string_view s, size_t i) {
-  unsigned char c = s[i];
-  size_t n;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) n = 2;
-  else if (c == 0xE0) { n = 3; lo = 0xA0; }
-  else if (c >= 0xE1 && c <= 0xEC) n = 3;
-  else if (c == 0xED) { n = 3; hi = 0x9F; }
-  else if (c >= 0xEE && c <= 0xEF) n = 3;
-  else if (c == 0xF0) { n = 4; lo = 0x90; }
-  else if (c >= 0xF1 && c <= 0xF3) n = 4;
-  else if (c == 0xF4) { n = 4; hi = 0x8F; }
-  else return 1;
-  size_t k = 1;
-  if (i + k < s.size()) {
-    unsigned char d = s[i + k];
-    if (d < lo || d > hi)
-      return 1;
-    ++k;
-    while (k < n && i + k < s.size() &&
-           (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80)
-      ++k;
-  }
-  return k;
+  bool complete;
+  return std::max<size_t>(1, wellFormedPrefix(s, i, complete));
 }
 } // namespace
 

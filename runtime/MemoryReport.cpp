@@ -13,18 +13,6 @@ namespace trlc {
 namespace {
 constexpr int kCount = int(MemCategory::Count);
 
-std::string bytesText(int64_t b) {
-  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", v, units[u]);
-  return buf;
-}
 
 std::string shapeText(const artifact::TensorDesc &t) {
   std::string s = "[";
@@ -33,6 +21,22 @@ std::string shapeText(const artifact::TensorDesc &t) {
   return s + "]";
 }
 } // namespace
+
+std::string formatBytes(int64_t bytes) {
+  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0)
+    std::snprintf(buf, sizeof(buf), "%lld B", static_cast<long long>(bytes));
+  else
+    std::snprintf(buf, sizeof(buf), "%.2f %s", v, units[u]);
+  return buf;
+}
 
 const char *categoryName(MemCategory c) {
   switch (c) {
@@ -262,8 +266,8 @@ nlohmann::json memoryReportJson(const MemoryReport &r) {
 std::string memoryReportText(const MemoryReport &r) {
   std::ostringstream out;
   char line[256];
-  out << "device memory: " << bytesText(r.arenaBytes + r.scratchBytes) << " ("
-      << bytesText(r.arenaBytes) << " arena + " << bytesText(r.scratchBytes)
+  out << "device memory: " << formatBytes(r.arenaBytes + r.scratchBytes) << " ("
+      << formatBytes(r.arenaBytes) << " arena + " << formatBytes(r.scratchBytes)
       << " kernel workspace)\n";
   if (r.timeline.empty())
     return out.str();
@@ -272,23 +276,23 @@ std::string memoryReportText(const MemoryReport &r) {
   for (size_t i = 0; i < r.peakIndex; ++i)
     if (r.timeline[i].program != peak.program)
       --idx;
-  out << "peak live: " << bytesText(peak.total()) << " at " << peak.program << " call "
+  out << "peak live: " << formatBytes(peak.total()) << " at " << peak.program << " call "
       << idx << " (" << peak.kernel << ")\n";
   for (int c = 0; c < kCount; ++c) {
     if (!peak.bytes[c] && !r.categoryBytes[c])
       continue;
     std::snprintf(line, sizeof line, "  %-32s %12s at the peak\n", categoryName(MemCategory(c)),
-                  bytesText(peak.bytes[c]).c_str());
+                  formatBytes(peak.bytes[c]).c_str());
     out << line;
   }
   if (!r.hostBytes)
     out << "  offloaded (host)                          0 B (nothing offloaded)\n";
   out << "  communication buffers                     0 B (one process)\n";
   if (r.hostBytes)
-    out << "host pool for offloaded activations: " << bytesText(r.hostBytes) << "\n";
+    out << "host pool for offloaded activations: " << formatBytes(r.hostBytes) << "\n";
   out << "largest tensors live at the peak:\n";
   for (size_t i = 0; i < r.liveAtPeak.size() && i < 10; ++i) {
-    std::snprintf(line, sizeof line, "  %12s  %-14s %s\n", bytesText(r.liveAtPeak[i].bytes).c_str(),
+    std::snprintf(line, sizeof line, "  %12s  %-14s %s\n", formatBytes(r.liveAtPeak[i].bytes).c_str(),
                   categoryName(r.liveAtPeak[i].category), r.liveAtPeak[i].what.c_str());
     out << line;
   }
@@ -312,7 +316,7 @@ std::string memoryTimelineSvg(const MemoryReport &r, const std::string &title) {
     << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
     << "<title>" << title << "</title>\n"
     << "<text x=\"" << left << "\" y=\"20\" font-size=\"14\">" << title
-    << ": live device memory over one step (peak " << bytesText(r.peakBytes()) << ")</text>\n";
+    << ": live device memory over one step (peak " << formatBytes(r.peakBytes()) << ")</text>\n";
   // Stacked areas, bottom category first.
   std::vector<double> base(r.timeline.size(), 0.0);
   for (int c = 0; c < kCount; ++c) {
@@ -351,7 +355,7 @@ std::string memoryTimelineSvg(const MemoryReport &r, const std::string &title) {
   }
   if (r.hostBytes)
     s << "<text x=\"" << width - right + 20 << "\" y=\"" << top + 20 * kCount + 10
-      << "\">host pool: " << bytesText(r.hostBytes) << "</text>\n<text x=\"" << width - right + 20
+      << "\">host pool: " << formatBytes(r.hostBytes) << "</text>\n<text x=\"" << width - right + 20
       << "\" y=\"" << top + 20 * kCount + 28 << "\" fill=\"#f28e2b\">v offload</text><text x=\""
       << width - right + 100 << "\" y=\"" << top + 20 * kCount + 28
       << "\" fill=\"#59a14f\">^ reload</text>\n";
@@ -372,7 +376,7 @@ std::string memoryTimelineSvg(const MemoryReport &r, const std::string &title) {
   for (int k = 0; k <= 4; ++k) {
     double b = maxBytes * k / 4.0;
     s << "<text x=\"" << left - 6 << "\" y=\"" << y(b) + 4 << "\" text-anchor=\"end\">"
-      << bytesText(static_cast<int64_t>(b)) << "</text>\n";
+      << formatBytes(static_cast<int64_t>(b)) << "</text>\n";
   }
   s << "<text x=\"" << left + plotW / 2 << "\" y=\"" << height - 15
     << "\" text-anchor=\"middle\">kernel call (train_step, then optimizer_step)</text>\n</svg>\n";

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "data/Tokenizer.h"
+#include "data/Utf8.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -81,4 +82,20 @@ TEST(Tokenizer, BadFilesNameTheFileAndField) {
   }
   EXPECT_THROW(Tokenizer::fromJson("{not json", "t.json"), InputError);
   EXPECT_THROW(Tokenizer::load("/nonexistent/dir"), InputError);
+}
+
+// Decoding byte-level tokens can cut a character; the text replaces each
+// maximal invalid subpart with U+FFFD, as Rust's from_utf8_lossy (and
+// Python's errors="replace") do.
+TEST(Tokenizer, LossyUtf8MatchesRust) {
+  namespace utf8 = trlc::data::utf8;
+  const std::string r = "\xEF\xBF\xBD";
+  EXPECT_EQ(utf8::lossy("\xE6\x97" "a"), r + "a");
+  EXPECT_EQ(utf8::lossy("\xF0\x9F\x98"), r);
+  EXPECT_EQ(utf8::lossy("\xED\xA0\x80"), r + r + r);  // a surrogate
+  EXPECT_EQ(utf8::lossy("\xC0\xAF"), r + r);          // an overlong
+  EXPECT_EQ(utf8::lossy("a\x80" "b"), "a" + r + "b");
+  EXPECT_EQ(utf8::lossy("\xF4\x90\x80\x80"), r + r + r + r);  // above U+10FFFF
+  EXPECT_TRUE(utf8::valid("caf\xC3\xA9 \xF0\x9F\xA4\x97"));
+  EXPECT_FALSE(utf8::valid("\xED\xA0\x80"));
 }

@@ -28,6 +28,8 @@ enum class MemCategory {
   Count
 };
 const char *categoryName(MemCategory c);
+/// Human-readable bytes: "1.50 GiB".
+std::string formatBytes(int64_t bytes);
 
 struct LiveTensor {
   int tensor;
