@@ -2,6 +2,7 @@
 
 #include "trlc/Trainer.h"
 #include "data/Shards.h"
+#include "trlc/Comm.h"
 #include "trlc/Artifact.h"
 #include "trlc/Data.h"
 #include "trlc/Executor.h"
@@ -11,6 +12,8 @@
 
 #include <sys/resource.h>
 #include <unistd.h>
+#include <csignal>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
@@ -199,6 +202,8 @@ private:
   artifact::Plan &plan;
   Executor &ex;
   const json &run;
+  std::unique_ptr<Communicator> comm = makeCommunicator();
+  bool lead() const { return comm->rank() == 0; }  // writes every output
   json logHistory = json::array();
   int64_t step = 0;
   std::vector<std::string> checkpoints;
@@ -351,9 +356,13 @@ int Run::main() {
           accum = run["gradient_accumulation_steps"];
   int64_t vocab = run["model_config"]["vocab_size"];
   fs::path outDir = run["output_dir"].get<std::string>();
-  claimOutputDir(outDir);
-  writeText(outDir / "trlc_run.json",
-            json{{"artifact", fs::absolute(o.artifact).string()}}.dump(2) + "\n");
+  int world = comm->size(), rank = comm->rank();
+  if (lead()) {
+    claimOutputDir(outDir);
+    writeText(outDir / "trlc_run.json",
+              json{{"artifact", fs::absolute(o.artifact).string()}}.dump(2) + "\n");
+  }
+  comm->barrier();
 
   // Weights.
   const std::string modelPath = run["model_path"];
@@ -365,7 +374,7 @@ int Run::main() {
                  run["initializer_range"].get<double>());
   }
   std::string error;
-  if (!o.dumpInitial.empty() && !writeParams(ex, o.dumpInitial, error))
+  if (!o.dumpInitial.empty() && lead() && !writeParams(ex, o.dumpInitial, error))
     throw Failure(error);
 
   // The rows the compiler's data plan wrote into the artifact.
@@ -381,9 +390,12 @@ int Run::main() {
   size_t cursor = order.size();
   int64_t epoch = -1;
   uint64_t seed = run["seed"];
-  auto nextRows = [&]() {
+  // Data parallel: every rank draws the same global micro-batch of
+  // world x batch rows (same shuffle) and trains on its own slice, so the
+  // global batch does not depend on the world size.
+  auto nextGlobalRows = [&]() {
     std::vector<const Example *> rows;
-    while (static_cast<int64_t>(rows.size()) < batch) {
+    while (static_cast<int64_t>(rows.size()) < batch * world) {
       if (cursor == order.size()) {
         if (!rows.empty())
           break;  // the epoch's last, partial batch
@@ -397,9 +409,16 @@ int Run::main() {
     }
     return rows;
   };
+  auto slice = [&](const std::vector<const Example *> &global) {
+    size_t from = std::min(global.size(), size_t(rank * batch));
+    size_t to = std::min(global.size(), size_t((rank + 1) * batch));
+    return std::vector<const Example *>(global.begin() + from, global.begin() + to);
+  };
 
-  const bool tty = isatty(2) && !o.quiet;
-  std::ofstream metrics(outDir / "metrics.jsonl", std::ios::trunc);
+  const bool tty = isatty(2) && !o.quiet && lead();
+  std::ofstream metrics;
+  if (lead())
+    metrics.open(outDir / "metrics.jsonl", std::ios::trunc);
   int64_t logEvery = std::max<int64_t>(1, run["logging_steps"].get<int64_t>());
   int64_t saveEvery = run["save_steps"], keep = run["save_total_limit"];
   double intervalLoss = 0, intervalTime = 0;
@@ -408,31 +427,58 @@ int Run::main() {
   TensorRef stepIn = ex.input("optimizer_step", "step");
   TensorRef numItems = ex.input("train_step", "num_items_in_batch");
   TensorRef lossOut = ex.output("train_step", "loss");
-  if (!o.quiet)
+  if (!o.quiet && lead())
     std::cout << "training " << total << " steps on " << data.rows.size()
-              << " examples (batch " << batch << " x " << accum
-              << " accumulation, sequence bound " << seqLen << ")\n";
+              << " examples (batch " << batch << " x " << accum << " accumulation"
+              << (world > 1 ? " x " + std::to_string(world) + " processes (" + comm->name() + ")"
+                            : std::string())
+              << ", sequence bound " << seqLen << ")\n";
 
+  // For the multi-process tests: TRLC_FAULT_EXIT=RANK:STEP makes that rank
+  // die at that step, as a crashed process would.
+  int faultRank = -1;
+  int64_t faultStep = -1;
+  if (const char *f = std::getenv("TRLC_FAULT_EXIT"))
+    std::sscanf(f, "%d:%ld", &faultRank, &faultStep);
   for (step = 0; step < total; ++step) {
+    if (rank == faultRank && step == faultStep)
+      std::_Exit(3);
     auto t0 = std::chrono::steady_clock::now();
     std::vector<std::vector<const Example *>> micro(accum);
-    int64_t trainable = 0;
+    int64_t trainable = 0;  // over the whole global batch, as TRL divides
     for (auto &m : micro) {
-      m = nextRows();
-      trainable += countTrainable(m);
+      std::vector<const Example *> global = nextGlobalRows();
+      trainable += countTrainable(global);
+      m = slice(global);
     }
-    double loss = 0;
+    double loss = 0, tokensNow = 0;
     for (auto &m : micro) {
       int64_t tokens = 0;
       fillSftBatch(ex, "train_step", m, pad, tokens);
       numItems.as<float>()[0] = static_cast<float>(std::max<int64_t>(trainable, 1));
       ex.run("train_step");
       loss += lossOut.as<float>()[0];
-      numTokens += tokens;
-      intervalTokens += tokens;
+      tokensNow += tokens;
     }
+    if (world > 1) {
+      // Each rank's gradients are its share of the global mean: sum them.
+      for (const artifact::ParamDesc &p : plan.params)
+        if (p.grad >= 0) {
+          TensorRef g = ex.tensor(p.grad);
+          if (g.dtype() == artifact::DType::F64)
+            comm->allReduceSum(g.as<double>(), g.numel());
+          else
+            comm->allReduceSum(g.as<float>(), g.numel());
+        }
+      double totals[2] = {loss, tokensNow};
+      comm->allReduceSum(totals, 2);
+      loss = totals[0];
+      tokensNow = totals[1];
+    }
+    numTokens += static_cast<int64_t>(tokensNow);
+    intervalTokens += static_cast<int64_t>(tokensNow);
     // The accumulated gradients of the first optimizer step.
-    if (step == 0 && !o.dumpGradients.empty() &&
+    if (step == 0 && !o.dumpGradients.empty() && lead() &&
         !writeParams(ex, o.dumpGradients, error, "grad"))
       throw Failure(error);
     stepIn.as<int64_t>()[0] = step;
@@ -447,7 +493,7 @@ int Run::main() {
     intervalLoss += loss;
     intervalTime += dt;
     ++intervalSteps;
-    if ((step + 1) % logEvery == 0 || step + 1 == total) {
+    if (lead() && ((step + 1) % logEvery == 0 || step + 1 == total)) {
       json m = {{"step", step + 1},
                 {"loss", intervalLoss / intervalSteps},
                 {"grad_norm", gradNorm},
@@ -458,7 +504,7 @@ int Run::main() {
                 {"peak_memory_bytes", peakRss()},
                 {"planned_memory_bytes", ex.reservedBytes()},
                 {"runtime_allocated_bytes", ex.allocatedPeakBytes()},
-                {"epoch", static_cast<double>(step + 1) * batch * accum / data.rows.size()}};
+                {"epoch", static_cast<double>(step + 1) * batch * accum * world / data.rows.size()}};
       metrics << m.dump() << "\n" << std::flush;
       logHistory.push_back(m);
       if (!tty && !o.quiet)
@@ -480,7 +526,7 @@ int Run::main() {
       if (step + 1 == total)
         std::fprintf(stderr, "\n");
     }
-    if (saveEvery > 0 && (step + 1) % saveEvery == 0 && step + 1 != total) {
+    if (lead() && saveEvery > 0 && (step + 1) % saveEvery == 0 && step + 1 != total) {
       fs::path dir = outDir / ("checkpoint-" + std::to_string(step + 1));
       save(dir, true);
       checkpoints.push_back(dir.string());
@@ -490,7 +536,11 @@ int Run::main() {
       }
     }
   }
-  // The last step is always checkpointed, and the final model is saved.
+  // The last step is always checkpointed, and the final model is saved
+  // (by rank 0: with replicated weights every rank holds the same model).
+  comm->barrier();
+  if (!lead())
+    return 0;
   fs::path last = outDir / ("checkpoint-" + std::to_string(step));
   save(last, true);
   checkpoints.push_back(last.string());
@@ -553,9 +603,9 @@ bool parseRunOption(int &i, int argc, char **argv, RunOptions &r,
   } else if (auto v = value("--nproc")) {
     int64_t n = 0;
     integer("--nproc", *v, n);
-    if (err.empty() && n != 1)
-      err = "--nproc " + *v + ": multi-process runs are not supported yet; "
-            "use --nproc 1";
+    if (err.empty() && n > 256)
+      err = "--nproc " + *v + ": at most 256 local processes";
+    r.nproc = static_cast<int>(n);
   } else if (arg == "--quiet") {
     r.quiet = true;
   } else {
@@ -596,7 +646,90 @@ int runCommand(int argc, char **argv, std::string &err) {
   return runArtifact(r);
 }
 
+
+namespace {
+
+/// `--nproc N`: starts N copies of this program as ranks 0..N-1 of one
+/// data-parallel run (the torchrun variables plus a rendezvous directory),
+/// waits, and stops the others as soon as one fails.
+int launch(const RunOptions &o) {
+  char dirTemplate[] = "/tmp/trlc-rendezvous-XXXXXX";
+  if (!mkdtemp(dirTemplate)) {
+    std::cerr << "error: cannot create a rendezvous directory in /tmp\n";
+    return 1;
+  }
+  std::string dir = dirTemplate;
+  int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = o.threads > 0 ? o.threads : std::max(1, hw / o.nproc);
+  std::vector<std::string> args = {"trlc", "run", o.artifact, "--threads",
+                                   std::to_string(threads)};
+  if (o.maxSteps > 0)
+    args.insert(args.end(), {"--max-steps", std::to_string(o.maxSteps)});
+  if (o.quiet)
+    args.push_back("--quiet");
+  if (!o.dumpInitial.empty())
+    args.insert(args.end(), {"--dump-initial", o.dumpInitial});
+  if (!o.dumpGradients.empty())
+    args.insert(args.end(), {"--dump-gradients", o.dumpGradients});
+  std::vector<pid_t> pids;
+  for (int r = 0; r < o.nproc; ++r) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      std::cerr << "error: cannot start process " << r << "\n";
+      for (pid_t p : pids)
+        kill(p, SIGTERM);
+      return 1;
+    }
+    if (pid == 0) {
+      setenv("RANK", std::to_string(r).c_str(), 1);
+      setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
+      setenv("WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
+      setenv("TRLC_RENDEZVOUS_DIR", dir.c_str(), 1);
+      std::vector<char *> argv;
+      for (std::string &a : args)
+        argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv("/proc/self/exe", argv.data());
+      std::_Exit(127);
+    }
+    pids.push_back(pid);
+  }
+  int rc = 0;
+  size_t running = pids.size();
+  while (running > 0) {
+    int status = 0;
+    pid_t done = waitpid(-1, &status, 0);
+    if (done < 0)
+      break;
+    --running;
+    int r = static_cast<int>(std::find(pids.begin(), pids.end(), done) - pids.begin());
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok && rc == 0) {
+      rc = 1;
+      std::cerr << "error: rank " << r << " of " << o.nproc << " "
+                << (WIFSIGNALED(status) ? "was killed by signal " + std::to_string(WTERMSIG(status))
+                                        : "exited with status " + std::to_string(WEXITSTATUS(status)))
+                << "; stopping the other ranks\n";
+      for (pid_t p : pids)
+        if (p != done)
+          kill(p, SIGTERM);
+    }
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return rc;
+}
+
+} // namespace
+
 int runArtifact(const RunOptions &o) {
+  const char *worldEnv = std::getenv("WORLD_SIZE");
+  bool launched = worldEnv && *worldEnv;  // by `--nproc` or an outside launcher
+  if (o.nproc > 1 && launched && std::to_string(o.nproc) != worldEnv) {
+    std::cerr << "error: --nproc " << o.nproc << " but WORLD_SIZE is " << worldEnv
+              << " (set by the launcher that started this process); drop --nproc\n";
+    return 2;
+  }
   try {
     artifact::Manifest manifest;
     std::string error;
@@ -605,6 +738,15 @@ int runArtifact(const RunOptions &o) {
     artifact::Plan plan;
     if (!artifact::readPlan(o.artifact, plan, error))
       throw Failure(error);
+    int64_t compiled = plan.run.value("world_size", int64_t(1));
+    int64_t world = launched ? std::atoll(worldEnv) : std::max(1, o.nproc);
+    if (world != compiled)
+      throw Failure(o.artifact + ": error: compiled for " + std::to_string(compiled) +
+                    " process(es) but run with " + std::to_string(world) +
+                    "; compile again with --nproc " + std::to_string(world) +
+                    " (the step count, LR schedule and sharding depend on it)");
+    if (world > 1 && !launched)
+      return launch(o);
     int threads = o.threads > 0 ? o.threads
                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     auto backend = makeCpuBackend(threads);
@@ -612,6 +754,9 @@ int runArtifact(const RunOptions &o) {
     return Run(o, plan, ex).main();
   } catch (const Failure &e) {
     std::cerr << e.what() << "\n";
+    return 1;
+  } catch (const CommError &e) {
+    std::cerr << "error: " << e.what() << "\n";
     return 1;
   } catch (const DataError &e) {
     std::cerr << e.what() << "\n";

@@ -57,6 +57,7 @@ const char *kUsage =
     "\n"
     "compile options:\n"
     "  -o OUT.trlc               artifact directory (default: RECIPE_NAME.trlc)\n"
+    "  --nproc N                 compile for N data-parallel processes (default 1)\n"
     "  --emit=mlir               print the trl module after the pipeline and stop\n"
     "  --emit=forward            print the forward pass and loss (before autodiff) and stop\n"
     "  --emit=plan               print the executable plan (plan.json) and stop\n"
@@ -67,7 +68,8 @@ const char *kUsage =
     "\n"
     "run options (train takes them too):\n"
     "  --device cpu              where to run (the CUDA backend is not built yet)\n"
-    "  --nproc 1                 processes (multi-process runs are not supported yet)\n"
+    "  --nproc N                 start N local data-parallel processes (Gloo);\n"
+    "                            the artifact must be compiled for N\n"
     "  --max-steps N             stop after N optimizer steps (the LR schedule keeps\n"
     "                            the recipe's length)\n"
     "  --threads N               CPU threads (default: all)\n"
@@ -120,13 +122,21 @@ std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
       o.overrides.push_back(*v);
     } else if (arg == "--print-config") {
       o.printConfig = true;
+    } else if (!o.train && valueOf(i, arg, "--nproc")) {
+      // compile: the world size the schedule is made for
+      std::string v = arg.rfind("--nproc=", 0) == 0 ? arg.substr(8) : argv[i];
+      char *end = nullptr;
+      long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end || n <= 0 || n > 256)
+        return "--nproc needs a positive integer (at most 256), got '" + v + "'";
+      o.run.nproc = static_cast<int>(n);
     } else if (o.train && trlc::parseRunOption(i, argc, argv, o.run, err)) {
       if (!err.empty())
         return err;
     } else if (!arg.empty() && arg[0] == '-') {
       std::vector<std::string> flags = {"-o", "--emit", "--print-ir-after-all",
                                         "--print-ir-after", "--set",
-                                        "--print-config"};
+                                        "--print-config", "--nproc"};
       if (o.train)
         flags.insert(flags.end(), {"--device", "--max-steps", "--nproc",
                                    "--threads", "--quiet", "--dump-initial",
@@ -435,15 +445,16 @@ struct Schedule {
   int64_t warmupSteps = 0;
 };
 
-trlc::Expected<Schedule> trainingSchedule(const trlc::Recipe &r, int64_t rows) {
+trlc::Expected<Schedule> trainingSchedule(const trlc::Recipe &r, int64_t rows, int world) {
   Schedule s;
   s.rows = rows;
   if (s.rows == 0)
     return trlc::Error{r.data.trainWhere +
                        ": error: no training example is left after the data plan "
                        "(see trlc data --stats)"};
-  int64_t batches = (s.rows + r.train.perDeviceTrainBatchSize - 1) /
-                    r.train.perDeviceTrainBatchSize;
+  // Data parallel: each optimizer step takes world x batch rows.
+  int64_t global = r.train.perDeviceTrainBatchSize * world;
+  int64_t batches = (s.rows + global - 1) / global;
   int64_t perEpoch =
       std::max<int64_t>(batches / r.train.gradientAccumulationSteps, 1);
   s.totalSteps = r.train.maxSteps > 0
@@ -473,7 +484,7 @@ mlir::trl::PipelineOptions pipelineOptions(const trlc::Recipe &r,
 }
 
 /// What the runtime's training loop needs from the recipe (plan.json "run").
-nlohmann::json runInfo(const trlc::Recipe &r, const Schedule &s) {
+nlohmann::json runInfo(const trlc::Recipe &r, const Schedule &s, int world) {
   namespace fs = std::filesystem;
   auto absolute = [](const std::vector<std::string> &files) {
     std::vector<std::string> out;
@@ -488,6 +499,7 @@ nlohmann::json runInfo(const trlc::Recipe &r, const Schedule &s) {
     tokenizer = fs::absolute(*r.model.path).lexically_normal().string();
   return {
       {"method", trlc::methodName(r.method)},
+      {"world_size", world},
       {"batch_size", r.train.perDeviceTrainBatchSize},
       {"seq_len", trlc::sequenceBound(r)},
       {"gradient_accumulation_steps", r.train.gradientAccumulationSteps},
@@ -727,7 +739,7 @@ int compile(const CompileOptions &o) {
   if (mlir::failed(mlir::verify(*module)))
     return internalError("building the training step");
 
-  auto schedule = trainingSchedule(built, data->rows);
+  auto schedule = trainingSchedule(built, data->rows, o.run.nproc);
   if (!schedule) {
     std::cerr << schedule.error().message << "\n";
     return 1;
@@ -797,7 +809,7 @@ int compile(const CompileOptions &o) {
               << "the recipe " << o.recipe << ")\n";
     return 3;
   }
-  plan->run = runInfo(built, *schedule);
+  plan->run = runInfo(built, *schedule, o.run.nproc);
   plan->run["data"] = data->run;
   if (o.emit == "plan") {
     std::cout << trlc::artifact::planToJson(*plan).dump(1) << "\n";

@@ -13,3 +13,5 @@ config.environment["PATH"] = os.pathsep.join(
 config.substitutions.append(("%src_root", config.trlc_src_root))
 config.substitutions.append(("FileCheck", config.filecheck))
 config.substitutions.append(("%python", config.python))
+if config.have_gloo == "ON":
+    config.available_features.add("gloo")

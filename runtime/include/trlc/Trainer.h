@@ -26,6 +26,7 @@ struct RunOptions {
   /// each step, "step N loss L grad_norm G" lines (for the PyTorch tests).
   std::string dumpInitial;
   std::string dumpGradients;  // accumulated gradients of the first step
+  int nproc = 1;  // > 1: start that many local processes (Gloo), data parallel
 };
 
 /// OpenMP threads that spin after a parallel loop take the cores OpenBLAS's

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Compares two trlc runs step by step: the loss of every logged step
+(relative error) and the final model.safetensors (largest relative error
+of any tensor, in norm). Standard library only.
+
+    compare_trajectories.py RUN_A RUN_B TOLERANCE
+"""
+import json
+import math
+import struct
+import sys
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", (name, info["dtype"])
+        b, e = info["data_offsets"]
+        out[name] = struct.unpack(f"<{(e - b) // 4}f", data[8 + n + b:8 + n + e])
+    return out
+
+
+def losses(run):
+    with open(f"{run}/metrics.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def main():
+    run_a, run_b, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    la, lb = losses(run_a), losses(run_b)
+    if la.keys() != lb.keys() or not la:
+        print(f"different logged steps: {sorted(la)} vs {sorted(lb)}")
+        return 1
+    worst_loss = max(abs(la[s] - lb[s]) / abs(la[s]) for s in la)
+    print(f"{len(la)} steps, worst loss relative error {worst_loss:.2e}")
+    wa = read_safetensors(f"{run_a}/model.safetensors")
+    wb = read_safetensors(f"{run_b}/model.safetensors")
+    if wa.keys() != wb.keys():
+        print("different tensors in the final models")
+        return 1
+    worst_weight = 0.0
+    for name in sorted(wa):
+        diff = math.sqrt(sum((x - y) ** 2 for x, y in zip(wa[name], wb[name])))
+        norm = math.sqrt(sum(x * x for x in wa[name])) or 1.0
+        worst_weight = max(worst_weight, diff / norm)
+    print(f"{len(wa)} weights, worst relative error {worst_weight:.2e}")
+    ok = worst_loss <= tol and worst_weight <= tol
+    print("MATCH" if ok else "DIFFER")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
