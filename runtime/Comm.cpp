@@ -3,6 +3,7 @@
 #include "trlc/Comm.h"
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 
 #ifdef TRLC_HAVE_GLOO
@@ -31,6 +32,9 @@ public:
 class GlooComm : public Communicator {
 public:
   GlooComm(int rank, int size, const std::string &dir, int timeoutSeconds) {
+    // A peer that died closes its sockets: writing to one must fail the
+    // collective with an error, not kill this process with SIGPIPE.
+    std::signal(SIGPIPE, SIG_IGN);
     try {
       gloo::transport::tcp::attr attr;
       const char *host = std::getenv("TRLC_HOST");
