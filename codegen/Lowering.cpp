@@ -67,6 +67,7 @@ private:
     d.offset = offset;
     plan.tensors.push_back(d);
     root.push_back(static_cast<int>(plan.tensors.size()) - 1);
+    viewBytes.push_back(0);
     return static_cast<int>(plan.tensors.size()) - 1;
   }
 
@@ -101,6 +102,7 @@ private:
 
   artifact::Plan plan;
   std::vector<int> root;  // view -> the tensor that owns the bytes
+  std::vector<int64_t> viewBytes;  // view -> its bytes into the owner
   std::map<std::string, int> states;
   std::map<std::string, size_t> paramIndex;
   int64_t stateBytes = 0;
@@ -175,12 +177,15 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
       tensorOf[op.getResult(0)] = -1;
       continue;
     }
-    if (auto r = dyn_cast<ReshapeOp>(op)) {
-      // A view: same bytes, another shape.
-      int src = tensorOf.lookup(r.getX());
-      int t = newTensor(r.getType(), plan.tensors[src].offset);
+    if (isa<ReshapeOp, FlatViewOp>(op)) {
+      // A view: same bytes (from an offset into a flat buffer), another shape.
+      int src = tensorOf.lookup(op.getOperand(0));
+      int t = newTensor(op.getResult(0).getType(), plan.tensors[src].offset);
       root[t] = root[src];
-      tensorOf[r.getResult()] = t;
+      viewBytes[t] = viewBytes[src];
+      if (auto v = dyn_cast<FlatViewOp>(op))
+        viewBytes[t] += v.getOffset() * artifact::dtypeBytes(plan.tensors[src].dtype);
+      tensorOf[op.getResult(0)] = t;
       continue;
     }
     for (Type t : op.getResultTypes())
@@ -274,7 +279,7 @@ Expected<artifact::Plan> Lowerer::run(ModuleOp module) {
     plan.tensors[t].offset = offset;
   for (size_t t = 0; t < plan.tensors.size(); ++t)
     if (root[t] != static_cast<int>(t))
-      plan.tensors[t].offset = plan.tensors[root[t]].offset;
+      plan.tensors[t].offset = plan.tensors[root[t]].offset + viewBytes[t];
   for (artifact::ParamDesc &p : plan.params) {
     if (!p.trainable)
       continue;
@@ -285,6 +290,36 @@ Expected<artifact::Plan> Lowerer::run(ModuleOp module) {
     p.grad = find("grad:");
     p.expAvg = find("exp_avg:");
     p.expAvgSq = find("exp_avg_sq:");
+  }
+  if (auto zero = module->getAttrOfType<DictionaryAttr>("trl.zero")) {
+    plan.zero = nlohmann::json::object();
+    for (NamedAttribute a : zero) {
+      if (a.getName() != "groups") {
+        plan.zero[a.getName().str()] = attrToJson(a.getValue());
+        continue;
+      }
+      plan.zero["groups"] = nlohmann::json::array();
+      for (Attribute g : cast<ArrayAttr>(a.getValue())) {
+        nlohmann::json group;
+        for (NamedAttribute f : cast<DictionaryAttr>(g)) {
+          if (f.getName() != "members") {
+            group[f.getName().str()] = attrToJson(f.getValue());
+            continue;
+          }
+          group["members"] = nlohmann::json::array();
+          for (Attribute m : cast<ArrayAttr>(f.getValue())) {
+            nlohmann::json member;
+            for (NamedAttribute x : cast<DictionaryAttr>(m))
+              if (auto shape = dyn_cast<DenseI64ArrayAttr>(x.getValue()))
+                member[x.getName().str()] = std::vector<int64_t>(shape.asArrayRef());
+              else
+                member[x.getName().str()] = attrToJson(x.getValue());
+            group["members"].push_back(member);
+          }
+        }
+        plan.zero["groups"].push_back(group);
+      }
+    }
   }
   plan.arenaBytes = stateBytes + activationBytes;
   plan.hostBytes = hostBytes;

@@ -849,6 +849,35 @@ LogicalResult ReduceScatterOp::verify() {
   return expectShape(*this, "result", getType(), shard);
 }
 
+LogicalResult FlatViewOp::verify() {
+  auto x = rt(getX());
+  auto r = rt(getType());
+  if (x.getRank() != 1)
+    return emitOpError("expects a flat (rank-1) source");
+  if (failed(sameElementType(*this, {{"source", x}, {"result", r}})))
+    return failure();
+  if (getOffset() < 0 || getOffset() + r.getNumElements() > x.getDimSize(0))
+    return emitOpError() << "view of " << r.getNumElements() << " elements at offset "
+                         << getOffset() << " does not fit in " << x.getDimSize(0);
+  return success();
+}
+
+LogicalResult PackFlatOp::verify() {
+  auto r = rt(getType());
+  if (r.getRank() != 1)
+    return emitOpError("expects a flat (rank-1) result");
+  int64_t total = 0;
+  for (Value v : getInputs()) {
+    if (failed(sameElementType(*this, {{"input", rt(v)}, {"result", r}})))
+      return failure();
+    total += rt(v).getNumElements();
+  }
+  if (getInputs().empty() || total > r.getDimSize(0))
+    return emitOpError() << "expects inputs of 1 to " << r.getDimSize(0)
+                         << " elements in all, got " << total;
+  return success();
+}
+
 LogicalResult AllReduceOp::verify() {
   return verifyWorldSize(*this, getWorldSize());
 }

@@ -785,11 +785,16 @@ def Trl_GrpoLossGradOp : Trl_Op<"grpo_loss_grad", [Pure]> {
 def Trl_GradNormOp : Trl_Op<"grad_norm", [Pure]> {
   let summary = "global L2 norm over a list of gradients (fp32 accumulation)";
   let description = [{
+    With `squared`, the sum of squares without the root: sharded gradients
+    (ZeRO) sum their squares over the ranks (`trl.all_reduce`) before
+    `trl.sqrt`.
+
     ```mlir
     %n = trl.grad_norm %g0, %g1 : (tensor<256x64xf32>, tensor<64xf32>) -> tensor<f32>
+    %s = trl.grad_norm %shard {squared} : (tensor<4096xf32>) -> tensor<f32>
     ```
   }];
-  let arguments = (ins Variadic<Trl_FloatTensor>:$grads);
+  let arguments = (ins Variadic<Trl_FloatTensor>:$grads, UnitAttr:$squared);
   let results = (outs Trl_Scalar:$norm);
   let assemblyFormat = "$grads attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
@@ -988,6 +993,53 @@ def Trl_BroadcastOp : Trl_Op<"broadcast", [Pure, SameOperandsAndResultType]> {
   let assemblyFormat = "$x attr-dict `:` type($x)";
   let hasVerifier = 1;
   let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
+}
+
+def Trl_FlatViewOp : Trl_Op<"flat_view", [Pure]> {
+  let summary = "a tensor stored inside a flat buffer at an element offset (a view)";
+  let description = [{
+    ZeRO keeps the parameters of a layer in one flat buffer; after
+    `trl.all_gather` each parameter is a view into the gathered buffer. No
+    bytes move: the result shares the source's memory.
+
+    ```mlir
+    %w = trl.flat_view %full {offset = 4096 : i64} : (tensor<16384xf32>) -> tensor<64x64xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$x, I64Attr:$offset);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
+}
+
+def Trl_PackFlatOp : Trl_Op<"pack_flat", [Pure]> {
+  let summary = "copies tensors one after another into a flat buffer, zero-padded";
+  let description = [{
+    The gradients of a ZeRO group in the layout of its flat parameter
+    buffer, padded to a multiple of the world size for `trl.reduce_scatter`.
+
+    ```mlir
+    %flat = trl.pack_flat %g0, %g1 : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<4162xf32>
+    ```
+  }];
+  let arguments = (ins Variadic<Trl_FloatTensor>:$inputs);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$inputs attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops() { return 0; } }];
+}
+
+def Trl_SqrtOp : Trl_Op<"sqrt", [Pure, SameOperandsAndResultType]> {
+  let summary = "elementwise square root";
+  let description = [{
+    ```mlir
+    %n = trl.sqrt %sum : tensor<f32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$x);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x)";
 }
 
 #endif // TRL_OPS_TD

@@ -129,6 +129,39 @@ def TrlOptimizer : Pass<"trl-optimizer", "ModuleOp"> {
   ];
 }
 
+def TrlZero3Shard : Pass<"trl-zero3-shard", "ModuleOp"> {
+  let summary = "ZeRO-3: parameters, gradients and AdamW state sharded over the ranks";
+  let description = [{
+    Runs after `trl-optimizer`. The trainable parameters are grouped per
+    layer (the name up to its layer index; outside the layers, per module),
+    matrices and vectors apart (only matrices are decayed), and each group
+    is flattened into one buffer padded to a multiple of `world-size` and
+    split evenly: rank r keeps elements [r*S, (r+1)*S) as the persistent
+    `trl.param "zero3:GROUP"` (and `grad:` / `exp_avg:` / `exp_avg_sq:`
+    states of the same shape). In every function that reads them,
+    `trl.all_gather` rebuilds a group's buffer before its first forward use
+    and again before its first backward use (the parameters are
+    `trl.flat_view`s into it), so the memory planner frees it after the
+    phase's last use. With `prefetch`, the gather of the next group is
+    issued before the current group's first use (it overlaps that group's
+    compute). Each micro-batch's gradients of a group are packed
+    (`trl.pack_flat`), reduced with `trl.reduce_scatter` and added to the
+    shard accumulator. `@optimizer_step` clips by the global norm (squares
+    summed with `trl.all_reduce`) and runs AdamW on the shards. The layout
+    is recorded in the module attribute `trl.zero` for the runtime (loading,
+    checkpoints, the consolidated model). Stage 0 leaves the module as it
+    is (the runtime all-reduces gradients); stages 1 and 2 are not
+    implemented.
+  }];
+  let dependentDialects = ["::mlir::trl::TrlDialect"];
+  let options = [
+    Option<"worldSize", "world-size", "int64_t", "1", "data-parallel ranks">,
+    Option<"stage", "stage", "int64_t", "3", "ZeRO stage (0 or 3)">,
+    Option<"prefetch", "prefetch", "bool", "true",
+           "gather the next group while the current one computes">,
+  ];
+}
+
 def TrlPlanMemory : Pass<"trl-plan-memory", "ModuleOp"> {
   let summary = "liveness over the final schedule: in-place updates and every buffer's offset";
   let description = [{

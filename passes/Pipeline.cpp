@@ -43,6 +43,12 @@ void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o) {
   opt.epsilon = o.epsilon;
   opt.weightDecay = o.weightDecay;
   pm.addPass(createTrlOptimizer(opt));
+  if (o.zeroStage == 3) {
+    TrlZero3ShardOptions zero;
+    zero.worldSize = o.worldSize;
+    zero.stage = o.zeroStage;
+    pm.addPass(createTrlZero3Shard(zero));
+  }
   // The backward pass reads some forward values twice (a tied head's
   // weight); merge what it duplicated.
   pm.addPass(createCSEPass());

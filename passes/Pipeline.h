@@ -22,6 +22,8 @@ struct PipelineOptions {
   bool recompute = false;      // trl-offload-remat ([memory] gradient_checkpointing)
   int64_t offloadMinBytes = 1024;  // smallest activation it offloads
   double rematMaxCost = -1;        // its cost bound, s per byte freed (-1: off)
+  int64_t zeroStage = 0;   // trl-zero3-shard ([memory] zero_stage)
+  int64_t worldSize = 1;   // data-parallel ranks (trlc compile --nproc)
   // trl-optimizer
   double maxGradNorm = 1.0;
   double learningRate = 2e-5;

@@ -8,7 +8,7 @@
 //    adamw, fill, a linear_grad accumulating into it) and nothing later
 //    reads the old state: `trl.in_place = ["KEY" | ""]` on the op.
 //  - A fill returned only into states needs no buffer (`trl.no_buffer`).
-//  - Views (`trl.reshape`) share their source's buffer.
+//  - Views (`trl.reshape`, `trl.flat_view`) share their source's buffer.
 //  - Every other value (batch inputs included) is an activation, live
 //    from its definition (inputs: the start) to its last use (returned
 //    values: the end). Activations are placed largest first at the lowest
@@ -97,6 +97,7 @@ struct PlanMemory : mlir::trl::impl::TrlPlanMemoryBase<PlanMemory> {
 
     // Buffers: one per activation value; views join their source's.
     DenseMap<Value, Value> rootOf;
+    DenseMap<Value, int64_t> viewBytes;  // a view's bytes into its root
     auto root = [&](Value v) {
       auto it = rootOf.find(v);
       return it == rootOf.end() ? v : it->second;
@@ -125,6 +126,14 @@ struct PlanMemory : mlir::trl::impl::TrlPlanMemoryBase<PlanMemory> {
         continue;
       if (auto r = dyn_cast<ReshapeOp>(op)) {
         rootOf[r.getResult()] = root(r.getX());
+        viewBytes[r.getResult()] = viewBytes.lookup(r.getX());
+        continue;
+      }
+      if (auto v = dyn_cast<FlatViewOp>(op)) {
+        rootOf[v.getResult()] = root(v.getX());
+        viewBytes[v.getResult()] =
+            viewBytes.lookup(v.getX()) +
+            tensorBytes(RankedTensorType::get({v.getOffset()}, v.getType().getElementType()));
         continue;
       }
       if (auto f = dyn_cast<FillOp>(op)) {
@@ -186,7 +195,7 @@ struct PlanMemory : mlir::trl::impl::TrlPlanMemoryBase<PlanMemory> {
       if (noBuffer.count(v) || inPlace.count(v))
         return -1;
       auto it = bufferOf.find(root(v));
-      return it == bufferOf.end() ? -1 : buffers[it->second].offset;
+      return it == bufferOf.end() ? -1 : buffers[it->second].offset + viewBytes.lookup(v);
     };
     for (unsigned i = 0; i < fn.getNumArguments(); ++i)
       if (fn.getArgAttr(i, "trl.input"))

@@ -135,7 +135,8 @@ nlohmann::json planToJson(const Plan &plan) {
           {"tensors", tensors},
           {"params", params},
           {"programs", programs},
-          {"run", plan.run}};
+          {"run", plan.run},
+          {"zero", plan.zero}};
 }
 
 bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
@@ -237,6 +238,7 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
       plan.programs[name] = std::move(p);
     }
     plan.run = j.at("run");
+    plan.zero = j.value("zero", nlohmann::json::object());
   } catch (const nlohmann::json::exception &e) {
     return fail(std::string("malformed (") + e.what() + ")");
   }

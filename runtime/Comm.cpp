@@ -2,11 +2,13 @@
 
 #include "trlc/Comm.h"
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
 
 #ifdef TRLC_HAVE_GLOO
+#include <gloo/allgather.h>
 #include <gloo/allreduce.h>
 #include <gloo/barrier.h>
 #include <gloo/rendezvous/context.h>
@@ -25,6 +27,12 @@ public:
   std::string name() const override { return "none"; }
   void allReduceSum(float *, size_t) override {}
   void allReduceSum(double *, size_t) override {}
+  void allGather(const float *shard, float *out, size_t count) override {
+    std::copy(shard, shard + count, out);
+  }
+  void reduceScatterSum(float *in, float *out, size_t count) override {
+    std::copy(in, in + count, out);
+  }
   void barrier() override {}
 };
 
@@ -56,6 +64,21 @@ public:
   std::string name() const override { return "gloo"; }
   void allReduceSum(float *data, size_t n) override { reduce(data, n); }
   void allReduceSum(double *data, size_t n) override { reduce(data, n); }
+  void allGather(const float *shard, float *out, size_t count) override {
+    try {
+      gloo::AllgatherOptions opts(context_);
+      opts.setInput(const_cast<float *>(shard), count);
+      opts.setOutput(out, count * context_->size);
+      gloo::allgather(opts);
+    } catch (const std::exception &e) {
+      fail(e);
+    }
+  }
+  void reduceScatterSum(float *in, float *out, size_t count) override {
+    reduce(in, count * context_->size);
+    const float *mine = in + count * context_->rank;
+    std::copy(mine, mine + count, out);
+  }
   void barrier() override {
     try {
       gloo::BarrierOptions opts(context_);

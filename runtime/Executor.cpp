@@ -1,6 +1,7 @@
 //===- Executor.cpp - runs the programs of a plan on a backend ------------===//
 
 #include "trlc/Executor.h"
+#include "trlc/Comm.h"
 
 #include <algorithm>
 #include <chrono>
@@ -10,12 +11,30 @@
 
 namespace trlc {
 
-Executor::Executor(const artifact::Plan &plan, Backend &backend)
-    : plan_(plan), backend(backend) {
+namespace {
+bool isCollective(const std::string &kernel) {
+  return kernel == "all_gather" || kernel == "reduce_scatter" || kernel == "all_reduce";
+}
+} // namespace
+
+Executor::Executor(const artifact::Plan &plan, Backend &backend, Communicator *comm)
+    : plan_(plan), backend(backend), comm(comm) {
   const char *env = std::getenv("TRLC_PROFILE");
   profile = env && *env && std::string(env) != "0";
   for (const auto &[name, prog] : plan.programs)
     for (const artifact::KernelCall &c : prog.calls) {
+      if (isCollective(c.kernel)) {
+        int64_t world = c.attrs.value("world_size", int64_t(1));
+        int64_t have = comm ? comm->size() : 1;
+        if (world != have)
+          throw KernelError("program " + name + " has a " + c.kernel + " over " +
+                            std::to_string(world) + " ranks but this run has " +
+                            std::to_string(have) + "; run with --nproc " + std::to_string(world));
+        for (int t : c.in)
+          if (t >= 0 && plan.tensors.at(t).dtype != artifact::DType::F32)
+            throw KernelError(c.kernel + " in program " + name + " supports f32 tensors only");
+        continue;
+      }
       if (!backend.supports(c.kernel))
         throw KernelError("the " + backend.name() + " backend cannot run kernel '" +
                           c.kernel + "' of program " + name);
@@ -49,6 +68,14 @@ Executor::Executor(const artifact::Plan &plan, Backend &backend)
 }
 
 Executor::~Executor() {
+  if (commThread.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(commMutex);
+      commStop = true;
+    }
+    commReady.notify_all();
+    commThread.join();
+  }
   if (profile) {
     std::vector<std::pair<double, std::string>> rows;
     double total = 0;
@@ -72,16 +99,101 @@ TensorRef Executor::tensor(int id) const {
   return {static_cast<char *>(d.host ? hostPool : arena) + d.offset, &d};
 }
 
+void Executor::collective(const std::string &kernel, const KernelArgs &args) {
+  const TensorRef &x = args.in[0], &y = args.out[0];
+  float *out = y.as<float>();
+  if (!comm || comm->size() == 1) {
+    backend.copy(out, x.data, y.desc->bytes());
+    return;
+  }
+  if (kernel == "all_reduce") {
+    backend.copy(out, x.data, y.desc->bytes());
+    comm->allReduceSum(out, y.numel());
+    return;
+  }
+  bool prefetch = args.attrs->contains("prefetch");
+  auto task = [this, kernel, x, out, n = y.numel()] {
+    if (kernel == "all_gather")
+      comm->allGather(x.as<float>(), out, x.numel());
+    else  // reduce_scatter: its input is an activation nothing reads after
+      comm->reduceScatterSum(x.as<float>(), out, n);
+  };
+  if (!commThread.joinable())
+    commThread = std::thread([this] {
+      for (;;) {
+        std::packaged_task<void()> job;
+        {
+          std::unique_lock<std::mutex> lock(commMutex);
+          commReady.wait(lock, [this] { return commStop || !commQueue.empty(); });
+          if (commQueue.empty())
+            return;
+          job = std::move(commQueue.front());
+          commQueue.pop_front();
+        }
+        job();
+      }
+    });
+  std::packaged_task<void()> job(task);
+  std::future<void> done = job.get_future();
+  {
+    std::lock_guard<std::mutex> lock(commMutex);
+    commQueue.push_back(std::move(job));
+  }
+  commReady.notify_one();
+  const char *lo = static_cast<const char *>(y.data);
+  inFlight.push_back({std::move(done), lo, lo + y.desc->bytes()});
+  if (!prefetch)
+    settle(nullptr, true);
+}
+
+void Executor::settle(const KernelArgs *args, bool all) {
+  size_t wait = 0;  // in order: the collectives finish in order anyway
+  if (all) {
+    wait = inFlight.size();
+  } else {
+    auto touches = [&](const InFlight &f) {
+      for (const auto *list : {&args->in, &args->out})
+        for (const TensorRef &t : *list) {
+          if (!t)
+            continue;
+          const char *lo = static_cast<const char *>(t.data);
+          if (lo < f.hi && f.lo < lo + t.desc->bytes())
+            return true;
+        }
+      return false;
+    };
+    for (size_t i = 0; i < inFlight.size(); ++i)
+      if (touches(inFlight[i]))
+        wait = i + 1;
+  }
+  for (size_t i = 0; i < wait; ++i) {
+    InFlight f = std::move(inFlight.front());
+    inFlight.pop_front();
+    f.done.get();  // rethrows a CommError
+  }
+}
+
 void Executor::run(const std::string &program) {
+  auto call = [&](const std::string &kernel, const KernelArgs &args) {
+    if (!inFlight.empty())
+      settle(&args, false);
+    if (isCollective(kernel))
+      collective(kernel, args);
+    else
+      backend.run(kernel, args);
+  };
   if (!profile) {
     for (auto &[kernel, args] : calls.at(program))
-      backend.run(kernel, args);
+      call(kernel, args);
+    settle(nullptr, true);
     backend.synchronize();
     return;
   }
   for (auto &[kernel, args] : calls.at(program)) {
     auto t0 = std::chrono::steady_clock::now();
-    backend.run(kernel, args);
+    call(kernel, args);
+    if (isCollective(kernel))
+      settle(nullptr, true);
     backend.synchronize();
     kernelSeconds[kernel] +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -52,28 +52,26 @@ uint64_t nameSeed(uint64_t seed, const std::string &name) {
 /// Hugging Face's initialisation: N(0, initializer_range) for matrices,
 /// ones for norm weights, zeros for biases. Each parameter draws from its
 /// own generator (init_seed, name), so the order of the table is irrelevant.
-void randomInit(const artifact::ParamDesc &p, const TensorRef &t, uint64_t seed,
+void randomInit(const std::string &name, size_t rank, int64_t n, float *w, uint64_t seed,
                 double std) {
-  float *w = t.as<float>();
-  int64_t n = t.numel();
-  bool bias = p.name.size() >= 4 && p.name.compare(p.name.size() - 4, 4, "bias") == 0;
-  if (t.rank() == 1) {
+  bool bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
+  if (rank == 1) {
     std::fill(w, w + n, bias ? 0.0f : 1.0f);
     return;
   }
-  std::mt19937_64 rng(nameSeed(seed, p.name));
+  std::mt19937_64 rng(nameSeed(seed, name));
   std::normal_distribution<double> normal(0.0, std);
   for (int64_t i = 0; i < n; ++i)
     w[i] = static_cast<float>(normal(rng));
 }
 
 /// The weight in Hugging Face layout (Conv1D weights transposed back).
-std::vector<float> hfLayout(const artifact::ParamDesc &p, const TensorRef &t,
-                            std::vector<int64_t> &shape) {
-  const float *w = t.as<float>();
-  shape = t.desc->shape;
-  std::vector<float> out(w, w + t.numel());
-  if (p.hfTransposed) {
+std::vector<float> hfLayout(const float *w, std::vector<int64_t> &shape, bool hfTransposed) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  std::vector<float> out(w, w + n);
+  if (hfTransposed) {
     int64_t rows = shape[0], cols = shape[1];
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c)
@@ -83,60 +81,86 @@ std::vector<float> hfLayout(const artifact::ParamDesc &p, const TensorRef &t,
   return out;
 }
 
-void loadWeights(Executor &ex, const std::string &dir) {
-  std::map<std::string, safetensors::Tensor> tensors;
-  std::string error;
-  if (!safetensors::readModelDir(dir, tensors, error))
-    throw Failure(error);
-  for (const artifact::ParamDesc &p : ex.plan().params) {
-    TensorRef t = ex.tensor(p.tensor);
-    auto it = tensors.find(p.name);
-    if (it == tensors.end())
-      throw Failure(dir + ": error: the checkpoint has no tensor '" + p.name +
-                    "' (is [model] path the model the recipe's config describes?)");
-    std::vector<int64_t> want = t.desc->shape;
-    if (p.hfTransposed)
-      std::swap(want[0], want[1]);
-    if (it->second.shape != want) {
-      auto str = [](const std::vector<int64_t> &s) {
-        std::string o = "[";
-        for (size_t i = 0; i < s.size(); ++i)
-          o += (i ? ", " : "") + std::to_string(s[i]);
-        return o + "]";
-      };
-      throw Failure(dir + ": error: tensor '" + p.name + "' has shape " +
-                    str(it->second.shape) + " but the model needs " + str(want));
-    }
-    const std::vector<float> &src = it->second.data;
-    float *w = t.as<float>();
-    if (!p.hfTransposed) {
-      std::copy(src.begin(), src.end(), w);
-      continue;
-    }
-    int64_t in = want[0], out = want[1];  // stored [in, out]
-    for (int64_t r = 0; r < out; ++r)
-      for (int64_t c = 0; c < in; ++c)
-        w[r * in + c] = src[c * out + r];
-  }
+std::string shapeStr(const std::vector<int64_t> &s) {
+  std::string o = "[";
+  for (size_t i = 0; i < s.size(); ++i)
+    o += (i ? ", " : "") + std::to_string(s[i]);
+  return o + "]";
 }
 
-bool writeParams(const Executor &ex, const std::string &path, std::string &error,
-                 const std::string &which = "param") {
-  std::vector<std::vector<float>> storage;
-  std::vector<safetensors::Entry> entries;
-  storage.reserve(ex.plan().params.size());
-  for (const artifact::ParamDesc &p : ex.plan().params) {
-    if (p.set != "policy")
-      continue;
-    int id = which == "param" ? p.tensor
-             : which == "grad" ? p.grad
-             : which == "exp_avg" ? p.expAvg : p.expAvgSq;
-    if (id < 0)
-      continue;
-    std::vector<int64_t> shape;
-    storage.push_back(hfLayout(p, ex.tensor(id), shape));
-    entries.push_back({p.name, shape, storage.back().data()});
+/// One parameter from a checkpoint into `w`, in the layout the step uses
+/// (`want`: [out, in] for Conv1D weights stored [in, out]).
+void loadTensor(const std::map<std::string, safetensors::Tensor> &tensors, const std::string &dir,
+                const std::string &name, std::vector<int64_t> want, bool hfTransposed, float *w) {
+  auto it = tensors.find(name);
+  if (it == tensors.end())
+    throw Failure(dir + ": error: the checkpoint has no tensor '" + name +
+                  "' (is [model] path the model the recipe's config describes?)");
+  if (hfTransposed)
+    std::swap(want[0], want[1]);
+  if (it->second.shape != want)
+    throw Failure(dir + ": error: tensor '" + name + "' has shape " +
+                  shapeStr(it->second.shape) + " but the model needs " + shapeStr(want));
+  const std::vector<float> &src = it->second.data;
+  if (!hfTransposed) {
+    std::copy(src.begin(), src.end(), w);
+    return;
   }
+  int64_t in = want[0], out = want[1];  // stored [in, out]
+  for (int64_t r = 0; r < out; ++r)
+    for (int64_t c = 0; c < in; ++c)
+      w[r * in + c] = src[c * out + r];
+}
+
+/// A ZeRO-3 group (plan.json "zero"): its members' places in the flat
+/// buffer and the parameter holding this rank's shard of it.
+struct ZeroGroup {
+  struct Member {
+    std::string name;
+    int64_t offset;
+    std::vector<int64_t> shape;
+    bool hfTransposed;
+  };
+  std::string name;
+  int64_t shard;
+  std::vector<Member> members;
+  const artifact::ParamDesc *desc = nullptr;
+};
+
+std::vector<ZeroGroup> zeroGroups(const artifact::Plan &plan) {
+  std::vector<ZeroGroup> out;
+  if (!plan.zero.contains("groups"))
+    return out;
+  for (const json &g : plan.zero["groups"]) {
+    ZeroGroup z;
+    z.name = g["name"];
+    z.shard = g["shard"];
+    for (const json &m : g["members"])
+      z.members.push_back({m["name"], m["offset"], m["shape"].get<std::vector<int64_t>>(),
+                           m["hf_transposed"]});
+    for (const artifact::ParamDesc &p : plan.params)
+      if (p.name == "zero3:" + z.name)
+        z.desc = &p;
+    if (!z.desc)
+      throw Failure("plan.json: error: ZeRO group '" + z.name +
+                    "' has no shard parameter; recompile the artifact");
+    out.push_back(std::move(z));
+  }
+  return out;
+}
+
+/// A parameter (or its gradient or moment) in Hugging Face layout.
+struct NamedTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+bool writeTensors(const std::string &path, const std::vector<NamedTensor> &tensors,
+                  std::string &error, const std::string &prefix = "") {
+  std::vector<safetensors::Entry> entries;
+  for (const NamedTensor &t : tensors)
+    entries.push_back({prefix + t.name, t.shape, t.data.data()});
   return safetensors::writeFile(path, entries, error);
 }
 
@@ -189,12 +213,29 @@ void copyTokenizer(const std::string &tokenizer, const fs::path &dst) {
 
 class Run {
 public:
-  Run(const RunOptions &o, artifact::Plan &plan, Executor &ex)
-      : o(o), plan(plan), ex(ex), run(plan.run) {}
+  Run(const RunOptions &o, artifact::Plan &plan, Executor &ex, Communicator &comm)
+      : o(o), plan(plan), ex(ex), run(plan.run), comm(&comm), zero(zeroGroups(plan)) {}
   int main();
 
 private:
+  void initWeights();
+  /// The policy's parameters ("param"), gradients ("grad") or moments
+  /// ("exp_avg", "exp_avg_sq") in Hugging Face layout, whole: sharded ones
+  /// are gathered, so every rank must call it.
+  std::vector<NamedTensor> collect(const std::string &which);
+  void writeCollected(const std::string &path, const std::string &which);
   void save(const fs::path &dir, bool withState);
+  /// save() with state, then drops the oldest beyond save_total_limit.
+  void checkpoint(const fs::path &dir, int64_t keep) {
+    save(dir, true);
+    comm->barrier();
+    checkpoints.push_back(dir.string());
+    while (keep > 0 && static_cast<int64_t>(checkpoints.size()) > keep) {
+      if (lead())
+        fs::remove_all(checkpoints.front());
+      checkpoints.erase(checkpoints.begin());
+    }
+  }
   void evaluate();
   Dataset loadShard(const char *key);
 
@@ -202,36 +243,127 @@ private:
   artifact::Plan &plan;
   Executor &ex;
   const json &run;
-  std::unique_ptr<Communicator> comm = makeCommunicator();
+  Communicator *comm;
+  std::vector<ZeroGroup> zero;  // empty: parameters replicated on every rank
   bool lead() const { return comm->rank() == 0; }  // writes every output
   json logHistory = json::array();
   int64_t step = 0;
   std::vector<std::string> checkpoints;
 };
 
+void Run::initWeights() {
+  const std::string modelPath = run["model_path"];
+  std::map<std::string, safetensors::Tensor> tensors;
+  std::string error;
+  if (!modelPath.empty() && !safetensors::readModelDir(modelPath, tensors, error))
+    throw Failure(error);
+  uint64_t seed = run["init_seed"];
+  double range = run["initializer_range"];
+  auto fill = [&](const std::string &name, const std::vector<int64_t> &shape, bool hfT,
+                  float *w) {
+    if (!modelPath.empty())
+      return loadTensor(tensors, modelPath, name, shape, hfT, w);
+    int64_t n = 1;
+    for (int64_t d : shape)
+      n *= d;
+    randomInit(name, shape.size(), n, w, seed, range);
+  };
+  for (const artifact::ParamDesc &p : plan.params)
+    if (p.name.rfind("zero3:", 0) != 0) {
+      TensorRef t = ex.tensor(p.tensor);
+      fill(p.name, t.desc->shape, p.hfTransposed, t.as<float>());
+    }
+  // A sharded group: the whole flat buffer on the host, this rank's part
+  // on the device.
+  for (const ZeroGroup &g : zero) {
+    std::vector<float> flat(g.shard * comm->size(), 0.0f);
+    for (const ZeroGroup::Member &m : g.members)
+      fill(m.name, m.shape, m.hfTransposed, flat.data() + m.offset);
+    std::copy_n(flat.data() + g.shard * comm->rank(), g.shard,
+                ex.tensor(g.desc->tensor).as<float>());
+  }
+}
+
+std::vector<NamedTensor> Run::collect(const std::string &which) {
+  auto idOf = [&](const artifact::ParamDesc &p) {
+    return which == "param" ? p.tensor : which == "grad" ? p.grad
+           : which == "exp_avg" ? p.expAvg : p.expAvgSq;
+  };
+  std::vector<NamedTensor> out;
+  for (const artifact::ParamDesc &p : plan.params) {
+    if (p.set != "policy" || p.name.rfind("zero3:", 0) == 0 || idOf(p) < 0)
+      continue;
+    TensorRef t = ex.tensor(idOf(p));
+    NamedTensor n{p.name, t.desc->shape, {}};
+    n.data = hfLayout(t.as<float>(), n.shape, p.hfTransposed);
+    out.push_back(std::move(n));
+  }
+  for (const ZeroGroup &g : zero) {
+    int id = idOf(*g.desc);
+    if (id < 0)
+      continue;
+    std::vector<float> flat(g.shard * comm->size());
+    comm->allGather(ex.tensor(id).as<float>(), flat.data(), g.shard);
+    for (const ZeroGroup::Member &m : g.members) {
+      NamedTensor n{m.name, m.shape, {}};
+      n.data = hfLayout(flat.data() + m.offset, n.shape, m.hfTransposed);
+      out.push_back(std::move(n));
+    }
+  }
+  // The same order whatever the layout.
+  std::sort(out.begin(), out.end(),
+            [](const NamedTensor &a, const NamedTensor &b) { return a.name < b.name; });
+  return out;
+}
+
+void Run::writeCollected(const std::string &path, const std::string &which) {
+  std::vector<NamedTensor> tensors = collect(which);
+  std::string error;
+  if (lead() && !writeTensors(path, tensors, error))
+    throw Failure(error);
+}
+
+/// Every rank calls it: sharded state is gathered for the consolidated
+/// files rank 0 writes, and each rank writes its own shards.
 void Run::save(const fs::path &dir, bool withState) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  std::string error;
-  if (!writeParams(ex, (dir / "model.safetensors").string(), error))
-    throw Failure(error);
-  writeText(dir / "config.json", run["model_config"].dump(2) + "\n");
-  copyTokenizer(run["tokenizer"].get<std::string>(), dir);
+  writeCollected((dir / "model.safetensors").string(), "param");
+  if (lead()) {
+    writeText(dir / "config.json", run["model_config"].dump(2) + "\n");
+    copyTokenizer(run["tokenizer"].get<std::string>(), dir);
+  }
   if (!withState)
     return;
-  std::vector<std::vector<float>> storage;
-  std::vector<safetensors::Entry> entries;
-  storage.reserve(2 * plan.params.size());
-  for (const artifact::ParamDesc &p : plan.params)
-    for (auto [id, key] : {std::pair{p.expAvg, "exp_avg."}, std::pair{p.expAvgSq, "exp_avg_sq."}}) {
-      if (id < 0)
-        continue;
-      std::vector<int64_t> shape;
-      storage.push_back(hfLayout(p, ex.tensor(id), shape));
-      entries.push_back({key + p.name, shape, storage.back().data()});
-    }
-  if (!safetensors::writeFile((dir / "optimizer.safetensors").string(), entries, error))
-    throw Failure(error);
+  std::vector<NamedTensor> first = collect("exp_avg"), second = collect("exp_avg_sq");
+  std::string error;
+  if (lead()) {
+    std::vector<NamedTensor> all;
+    for (NamedTensor &t : first)
+      all.push_back({"exp_avg." + t.name, t.shape, std::move(t.data)});
+    for (NamedTensor &t : second)
+      all.push_back({"exp_avg_sq." + t.name, t.shape, std::move(t.data)});
+    if (!writeTensors((dir / "optimizer.safetensors").string(), all, error))
+      throw Failure(error);
+  }
+  if (!zero.empty()) {
+    // ZeRO-3: this rank's shards as they are.
+    fs::create_directories(dir / "zero3", ec);
+    std::vector<NamedTensor> shards;
+    for (const ZeroGroup &g : zero)
+      for (auto [id, key] : {std::pair{g.desc->tensor, "param."},
+                             std::pair{g.desc->expAvg, "exp_avg."},
+                             std::pair{g.desc->expAvgSq, "exp_avg_sq."}}) {
+        const float *x = ex.tensor(id).as<float>();
+        shards.push_back({key + g.name, {g.shard}, std::vector<float>(x, x + g.shard)});
+      }
+    std::string file = "rank-" + std::to_string(comm->rank()) + "-of-" +
+                       std::to_string(comm->size()) + ".safetensors";
+    if (!writeTensors((dir / "zero3" / file).string(), shards, error))
+      throw Failure(error);
+  }
+  if (!lead())
+    return;
   writeText(dir / "rng_state.json",
             json{{"seed", run["seed"]}, {"global_step", step}}.dump(2) + "\n");
   writeText(dir / "trainer_state.json",
@@ -241,6 +373,8 @@ void Run::save(const fs::path &dir, bool withState) {
                  {"logging_steps", run["logging_steps"]},
                  {"save_steps", run["save_steps"]},
                  {"train_batch_size", run["batch_size"]},
+                 {"world_size", comm->size()},
+                 {"zero_stage", plan.zero.value("stage", int64_t(0))},
                  {"log_history", logHistory}}.dump(2) + "\n");
 }
 
@@ -323,7 +457,7 @@ void Run::evaluate() {
         (cur[r].completion[t] ? got : prompt).push_back(cur[r].ids[t]);
       bool ok = got == expected[r];
       correct += ok;
-      if (shown < 5 && !o.quiet) {
+      if (shown < 5 && !o.quiet && lead()) {
         auto strip = [&](std::vector<int64_t> v) {
           v.erase(std::remove_if(v.begin(), v.end(), [&](int64_t t) {
                     return t == eos || t == pad || (cfg.contains("bos_token_id") &&
@@ -338,6 +472,8 @@ void Run::evaluate() {
     }
   }
   double acc = data.rows.empty() ? 0 : static_cast<double>(correct) / data.rows.size();
+  if (!lead())
+    return;
   std::printf("eval: exact match %lld/%zu = %.1f%% (greedy)\n",
               static_cast<long long>(correct), data.rows.size(), 100 * acc);
   json result = {{"eval_exact_match", acc}, {"eval_examples", data.rows.size()}, {"step", step}};
@@ -365,17 +501,9 @@ int Run::main() {
   comm->barrier();
 
   // Weights.
-  const std::string modelPath = run["model_path"];
-  if (!modelPath.empty()) {
-    loadWeights(ex, modelPath);
-  } else {
-    for (const artifact::ParamDesc &p : plan.params)
-      randomInit(p, ex.tensor(p.tensor), run["init_seed"].get<uint64_t>(),
-                 run["initializer_range"].get<double>());
-  }
-  std::string error;
-  if (!o.dumpInitial.empty() && lead() && !writeParams(ex, o.dumpInitial, error))
-    throw Failure(error);
+  initWeights();
+  if (!o.dumpInitial.empty())
+    writeCollected(o.dumpInitial, "param");
 
   // The rows the compiler's data plan wrote into the artifact.
   Dataset data = loadShard("train_shard");
@@ -460,8 +588,9 @@ int Run::main() {
       loss += lossOut.as<float>()[0];
       tokensNow += tokens;
     }
-    if (world > 1) {
-      // Each rank's gradients are its share of the global mean: sum them.
+    if (world > 1 && zero.empty())
+      // Each rank's gradients are its share of the global mean: sum them
+      // (ZeRO-3 reduce-scatters them inside the step instead).
       for (const artifact::ParamDesc &p : plan.params)
         if (p.grad >= 0) {
           TensorRef g = ex.tensor(p.grad);
@@ -470,6 +599,7 @@ int Run::main() {
           else
             comm->allReduceSum(g.as<float>(), g.numel());
         }
+    if (world > 1) {
       double totals[2] = {loss, tokensNow};
       comm->allReduceSum(totals, 2);
       loss = totals[0];
@@ -478,9 +608,8 @@ int Run::main() {
     numTokens += static_cast<int64_t>(tokensNow);
     intervalTokens += static_cast<int64_t>(tokensNow);
     // The accumulated gradients of the first optimizer step.
-    if (step == 0 && !o.dumpGradients.empty() && lead() &&
-        !writeParams(ex, o.dumpGradients, error, "grad"))
-      throw Failure(error);
+    if (step == 0 && !o.dumpGradients.empty())
+      writeCollected(o.dumpGradients, "grad");
     stepIn.as<int64_t>()[0] = step;
     ex.run("optimizer_step");
     double gradNorm = ex.output("optimizer_step", "grad_norm").as<float>()[0];
@@ -526,33 +655,21 @@ int Run::main() {
       if (step + 1 == total)
         std::fprintf(stderr, "\n");
     }
-    if (lead() && saveEvery > 0 && (step + 1) % saveEvery == 0 && step + 1 != total) {
-      fs::path dir = outDir / ("checkpoint-" + std::to_string(step + 1));
-      save(dir, true);
-      checkpoints.push_back(dir.string());
-      while (keep > 0 && static_cast<int64_t>(checkpoints.size()) > keep) {
-        fs::remove_all(checkpoints.front());
-        checkpoints.erase(checkpoints.begin());
-      }
-    }
+    if (saveEvery > 0 && (step + 1) % saveEvery == 0 && step + 1 != total)
+      checkpoint(outDir / ("checkpoint-" + std::to_string(step + 1)), keep);
   }
   // The last step is always checkpointed, and the final model is saved
-  // (by rank 0: with replicated weights every rank holds the same model).
-  comm->barrier();
-  if (!lead())
-    return 0;
-  fs::path last = outDir / ("checkpoint-" + std::to_string(step));
-  save(last, true);
-  checkpoints.push_back(last.string());
-  while (keep > 0 && static_cast<int64_t>(checkpoints.size()) > keep) {
-    fs::remove_all(checkpoints.front());
-    checkpoints.erase(checkpoints.begin());
-  }
+  // (consolidated by rank 0 when the weights are sharded).
+  checkpoint(outDir / ("checkpoint-" + std::to_string(step)), keep);
   save(outDir, false);
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
-  if (!o.quiet)
+  if (!o.quiet && lead())
     std::cout << "trained " << step << " steps in " << clock(elapsed) << "; model saved to "
               << outDir.string() << "\n";
+  // Generation reads sharded weights through collectives: every rank
+  // decodes the same batches then; only rank 0 reports.
+  if (zero.empty() && !lead())
+    return 0;
   evaluate();
   return 0;
 }
@@ -750,8 +867,9 @@ int runArtifact(const RunOptions &o) {
     int threads = o.threads > 0 ? o.threads
                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     auto backend = makeCpuBackend(threads);
-    Executor ex(plan, *backend);
-    return Run(o, plan, ex).main();
+    std::unique_ptr<Communicator> comm = makeCommunicator();
+    Executor ex(plan, *backend, comm.get());
+    return Run(o, plan, ex, *comm).main();
   } catch (const Failure &e) {
     std::cerr << e.what() << "\n";
     return 1;

@@ -667,8 +667,12 @@ int compile(const CompileOptions &o) {
     pending.push_back("[data] packing for " + std::string(trlc::methodName(recipe->method)));
   if (recipe->data.paddingFree && recipe->method != trlc::Method::SFT)
     pending.push_back("[data] padding_free for " + std::string(trlc::methodName(recipe->method)));
-  if (recipe->memory.zeroStage > 0)
-    pending.push_back("[memory] zero_stage");
+  if (recipe->memory.zeroStage == 1 || recipe->memory.zeroStage == 2) {
+    std::cerr << recipe->file << ": error: [memory] zero_stage = " << recipe->memory.zeroStage
+              << " is not implemented; use 3 (parameters, gradients and optimizer state "
+                 "sharded) or 0 (replicated, gradients all-reduced)\n";
+    return 1;
+  }
   for (const std::string &p : pending)
     std::cerr << recipe->file << ": note: " << p
               << " is not applied by this version of trlc\n";
@@ -753,6 +757,8 @@ int compile(const CompileOptions &o) {
   options.lossChunkSize = recipe->memory.lossChunkSize;
   options.offload = recipe->memory.activationOffloading;
   options.recompute = recipe->memory.gradientCheckpointing;
+  options.zeroStage = recipe->memory.zeroStage;
+  options.worldSize = o.run.nproc;
   std::string budgetDecision;
   if (auto err = fitBudget(built, options, budgetDecision)) {
     std::cerr << recipe->file << ": error: [memory] budget "

@@ -1042,7 +1042,25 @@ template <typename T> void gradNorm(const KernelArgs &a) {
       double v = g.as<T>()[i];
       return v * v;
     });
-  a.out[0].as<T>()[0] = static_cast<T>(std::sqrt(total));
+  a.out[0].as<T>()[0] = static_cast<T>(attrB(a, "squared") ? total : std::sqrt(total));
+}
+
+template <typename T> void sqrtKernel(const KernelArgs &a) {
+  const T *x = a.in[0].as<T>();
+  T *y = a.out[0].as<T>();
+  for (int64_t i = 0; i < a.out[0].numel(); ++i)
+    y[i] = std::sqrt(x[i]);
+}
+
+/// ZeRO: a group's gradients one after another, the tail zero.
+template <typename T> void packFlat(const KernelArgs &a) {
+  T *y = a.out[0].as<T>();
+  int64_t at = 0;
+  for (const TensorRef &t : a.in) {
+    std::memcpy(y + at, t.as<T>(), t.numel() * sizeof(T));
+    at += t.numel();
+  }
+  std::fill(y + at, y + a.out[0].numel(), T(0));
 }
 
 template <typename T> void clipGrad(const KernelArgs &a) {
@@ -1148,6 +1166,8 @@ const std::map<std::string, Entry> &registry() {
       TRLC_KERNEL("grpo_loss_grad", grpoLossGrad),
       TRLC_KERNEL("grad_norm", gradNorm),
       TRLC_KERNEL("clip_grad", clipGrad),
+      TRLC_KERNEL("sqrt", sqrtKernel),
+      TRLC_KERNEL("pack_flat", packFlat),
       TRLC_KERNEL("lr_schedule", lrSchedule),
       TRLC_KERNEL("adamw", adamw),
   };

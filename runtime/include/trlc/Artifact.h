@@ -130,6 +130,11 @@ struct Plan {
   std::vector<ParamDesc> params;
   std::map<std::string, Program> programs;
   nlohmann::json run = nlohmann::json::object();
+  /// ZeRO-3 layout (trl-zero3-shard): {"stage", "world_size", "groups":
+  /// [{"name", "numel", "shard", "members": [{"name", "offset", "shape",
+  /// "hf_transposed"}]}]}; empty when parameters are replicated. The
+  /// parameter "zero3:GROUP" is this rank's shard of a group's flat buffer.
+  nlohmann::json zero = nlohmann::json::object();
 };
 
 nlohmann::json planToJson(const Plan &plan);

@@ -34,6 +34,13 @@ public:
   /// In-place elementwise sums across the ranks.
   virtual void allReduceSum(float *data, size_t n) = 0;
   virtual void allReduceSum(double *data, size_t n) = 0;
+  /// Every rank's `count` elements, rank 0's first: `out` holds
+  /// size() x count.
+  virtual void allGather(const float *shard, float *out, size_t count) = 0;
+  /// Sums `in` (size() x count elements) over the ranks and writes this
+  /// rank's `count` of them to `out`. `in` is clobbered (Gloo reduces in
+  /// place with an all-reduce; NCCL has a native reduce-scatter).
+  virtual void reduceScatterSum(float *in, float *out, size_t count) = 0;
   virtual void barrier() = 0;
 };
 

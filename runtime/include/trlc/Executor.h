@@ -5,7 +5,16 @@
 
 #include "trlc/Backend.h"
 
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+
 namespace trlc {
+
+class Communicator;
 
 /// Owns the plan's arena. Everything a step needs is allocated and resolved
 /// when the executor is built: running a program allocates nothing.
@@ -13,7 +22,9 @@ namespace trlc {
 class Executor {
 public:
   /// Throws KernelError when the backend lacks a kernel of the plan.
-  Executor(const artifact::Plan &plan, Backend &backend);
+  /// Collectives of the plan (all_gather, reduce_scatter, all_reduce) go
+  /// through `comm`; without one they run as a world of one process.
+  Executor(const artifact::Plan &plan, Backend &backend, Communicator *comm = nullptr);
   ~Executor();
   Executor(const Executor &) = delete;
   Executor &operator=(const Executor &) = delete;
@@ -40,6 +51,10 @@ public:
   int64_t allocatedPeakBytes() const { return backend.allocatedPeakBytes(); }
 
 private:
+  void collective(const std::string &kernel, const KernelArgs &args);
+  /// Waits for in-flight prefetched collectives that write what `args`
+  /// touches (all of them when `all`).
+  void settle(const KernelArgs *args, bool all);
   TensorRef named(const std::string &program, bool input,
                   const std::string &name) const;
 
@@ -50,6 +65,20 @@ private:
   void *hostPool = nullptr;  // offloaded activations (host memory)
   int64_t scratchBytes = 0;
   std::map<std::string, std::vector<std::pair<std::string, KernelArgs>>> calls;
+  Communicator *comm = nullptr;
+  /// One thread issues every collective, in plan order (all ranks must
+  /// issue them in the same order); prefetched gathers (attribute
+  /// `prefetch`) run there while the next kernels compute.
+  struct InFlight {
+    std::future<void> done;
+    const char *lo, *hi;  // the bytes it writes
+  };
+  std::deque<InFlight> inFlight;
+  std::thread commThread;
+  std::mutex commMutex;
+  std::condition_variable commReady;
+  std::deque<std::packaged_task<void()>> commQueue;
+  bool commStop = false;
   bool profile = false;  // TRLC_PROFILE=1: time every kernel, print at exit
   std::map<std::string, double> kernelSeconds;
 };
