@@ -37,6 +37,7 @@ nlohmann::json attrToJson(Attribute a) {
   if (auto f = dyn_cast<FloatAttr>(a)) return f.getValueAsDouble();
   if (auto s = dyn_cast<StringAttr>(a)) return s.getValue().str();
   if (isa<UnitAttr>(a)) return true;
+  if (auto d = dyn_cast<DenseI64ArrayAttr>(a)) return std::vector<int64_t>(d.asArrayRef());
   if (auto r = dyn_cast<RopeScalingAttr>(a))
     return {{"factor", r.getFactor().getValueAsDouble()},
             {"low_freq_factor", r.getLowFreqFactor().getValueAsDouble()},
@@ -279,7 +280,10 @@ Expected<artifact::Plan> Lowerer::run(ModuleOp module) {
     plan.tensors[t].offset = offset;
   for (size_t t = 0; t < plan.tensors.size(); ++t)
     if (root[t] != static_cast<int>(t))
+    {
       plan.tensors[t].offset = plan.tensors[root[t]].offset + viewBytes[t];
+      plan.tensors[t].viewOf = root[t];
+    }
   for (artifact::ParamDesc &p : plan.params) {
     if (!p.trainable)
       continue;
@@ -310,10 +314,7 @@ Expected<artifact::Plan> Lowerer::run(ModuleOp module) {
           for (Attribute m : cast<ArrayAttr>(f.getValue())) {
             nlohmann::json member;
             for (NamedAttribute x : cast<DictionaryAttr>(m))
-              if (auto shape = dyn_cast<DenseI64ArrayAttr>(x.getValue()))
-                member[x.getName().str()] = std::vector<int64_t>(shape.asArrayRef());
-              else
-                member[x.getName().str()] = attrToJson(x.getValue());
+              member[x.getName().str()] = attrToJson(x.getValue());
             group["members"].push_back(member);
           }
         }

@@ -4,6 +4,7 @@
 #include "dialect/TrlDialect.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/ADT/StringMap.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <nlohmann/json.hpp>
@@ -30,11 +31,28 @@ MemorySummary summarizeMemory(ModuleOp module, int64_t floatBytes) {
   MemorySummary s;
   s.floatBytes = floatBytes;
   std::set<std::pair<std::string, std::string>> seen;  // (set, name)
+  llvm::StringMap<int64_t> zeroElements;  // ZeRO-3 group -> its members' elements
+  if (auto zero = module->getAttrOfType<DictionaryAttr>("trl.zero"))
+    if (auto groups = zero.getAs<ArrayAttr>("groups"))
+      for (Attribute g : groups) {
+        auto group = cast<DictionaryAttr>(g);
+        int64_t n = 0;
+        for (Attribute m : group.getAs<ArrayAttr>("members")) {
+          int64_t e = 1;
+          for (int64_t d : cast<DictionaryAttr>(m).getAs<DenseI64ArrayAttr>("shape").asArrayRef())
+            e *= d;
+          n += e;
+        }
+        zeroElements[group.getAs<StringAttr>("name").getValue()] = n;
+      }
   module.walk([&](Operation *op) {
     if (auto param = dyn_cast<trl::ParamOp>(op)) {
       if (!seen.insert({param.getSet().str(), param.getName().str()}).second)
         return;
       int64_t n = trl::tensorElements(param.getType());
+      // A ZeRO-3 shard: the summary counts the model, not this rank's part.
+      if (param.getName().starts_with("zero3:"))
+        n = zeroElements.lookup(param.getName().drop_front(6));
       if (param.getTrainable())
         s.trainableParameters += n;
       else

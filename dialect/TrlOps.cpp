@@ -866,15 +866,22 @@ LogicalResult PackFlatOp::verify() {
   auto r = rt(getType());
   if (r.getRank() != 1)
     return emitOpError("expects a flat (rank-1) result");
-  int64_t total = 0;
-  for (Value v : getInputs()) {
+  ArrayRef<int64_t> offsets = getOffsets();
+  if (getInputs().empty() || offsets.size() != getInputs().size())
+    return emitOpError() << "expects one offset per input, got " << offsets.size() << " for "
+                         << getInputs().size();
+  int64_t end = 0;
+  for (auto [v, offset] : llvm::zip(getInputs(), offsets)) {
     if (failed(sameElementType(*this, {{"input", rt(v)}, {"result", r}})))
       return failure();
-    total += rt(v).getNumElements();
+    if (offset < end)
+      return emitOpError() << "offset " << offset << " overlaps the previous input (ends at "
+                           << end << ")";
+    end = offset + rt(v).getNumElements();
   }
-  if (getInputs().empty() || total > r.getDimSize(0))
-    return emitOpError() << "expects inputs of 1 to " << r.getDimSize(0)
-                         << " elements in all, got " << total;
+  if (end > r.getDimSize(0))
+    return emitOpError() << "inputs end at " << end << ", past the result's "
+                         << r.getDimSize(0) << " elements";
   return success();
 }
 

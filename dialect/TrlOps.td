@@ -1017,13 +1017,15 @@ def Trl_PackFlatOp : Trl_Op<"pack_flat", [Pure]> {
   let summary = "copies tensors one after another into a flat buffer, zero-padded";
   let description = [{
     The gradients of a ZeRO group in the layout of its flat parameter
-    buffer, padded to a multiple of the world size for `trl.reduce_scatter`.
+    buffer: input i at element `offsets[i]`, zeros elsewhere (the gaps that
+    align each member to 64 bytes and the padding to a multiple of the
+    world size for `trl.reduce_scatter`).
 
     ```mlir
-    %flat = trl.pack_flat %g0, %g1 : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<4162xf32>
+    %flat = trl.pack_flat %g0, %g1 {offsets = array<i64: 0, 4096>} : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<4162xf32>
     ```
   }];
-  let arguments = (ins Variadic<Trl_FloatTensor>:$inputs);
+  let arguments = (ins Variadic<Trl_FloatTensor>:$inputs, DenseI64ArrayAttr:$offsets);
   let results = (outs Trl_FloatTensor:$result);
   let assemblyFormat = "$inputs attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;

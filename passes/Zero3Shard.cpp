@@ -110,8 +110,11 @@ struct Zero3Shard : mlir::trl::impl::TrlZero3ShardBase<Zero3Shard> {
         groups.push_back({name, decay, {}});
       Group &g = groups[it->second];
       where[p.getName().str()] = {it->second, g.members.size()};
-      g.members.push_back({p.getName().str(), type, p.getHfTransposed(), g.numel});
-      g.numel += type.getNumElements();
+      // Members start on 64-byte boundaries (16 elements): every view is
+      // as aligned as a buffer of its own.
+      int64_t offset = (g.numel + 15) / 16 * 16;
+      g.members.push_back({p.getName().str(), type, p.getHfTransposed(), offset});
+      g.numel = offset + type.getNumElements();
     });
     for (Group &g : groups)
       g.shard = (g.numel + worldSize - 1) / worldSize;
@@ -291,8 +294,12 @@ struct Zero3Shard : mlir::trl::impl::TrlZero3ShardBase<Zero3Shard> {
       else
         b.setInsertionPointToStart(&block);
       Type elem = g.members.front().type.getElementType();
+      SmallVector<int64_t> offsets;
+      for (const Member &m : g.members)
+        offsets.push_back(m.offset);
       auto flat = b.create<PackFlatOp>(
-          fn.getLoc(), RankedTensorType::get({g.shard * worldSize}, elem), raw[gi]);
+          fn.getLoc(), RankedTensorType::get({g.shard * worldSize}, elem), raw[gi],
+          b.getDenseI64ArrayAttr(offsets));
       auto part = b.create<ReduceScatterOp>(fn.getLoc(), shardType(g), flat.getResult(),
                                             b.getI64IntegerAttr(worldSize), ReduceKindAttr::get(b.getContext(), ReduceKind::sum));
       part->setAttr("group", b.getStringAttr(g.name));

@@ -110,6 +110,8 @@ nlohmann::json planToJson(const Plan &plan) {
     json d = {{"offset", t.offset}, {"shape", t.shape}, {"dtype", dtypeName(t.dtype)}};
     if (t.host)
       d["host"] = true;
+    if (t.viewOf >= 0)
+      d["view_of"] = t.viewOf;
     tensors.push_back(std::move(d));
   }
   json params = json::array();
@@ -170,6 +172,7 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
       TensorDesc d;
       d.offset = t.at("offset").get<int64_t>();
       d.host = t.value("host", false);
+      d.viewOf = t.value("view_of", -1);
       d.shape = t.at("shape").get<std::vector<int64_t>>();
       std::string dt = t.at("dtype").get<std::string>();
       bool known = false;
@@ -185,6 +188,9 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
         if (dim < 0)
           return fail("tensor " + std::to_string(plan.tensors.size()) +
                       " has a negative dimension");
+      if (d.viewOf < -1 || d.viewOf >= static_cast<int>(plan.tensors.size()))
+        return fail("tensor " + std::to_string(plan.tensors.size()) +
+                    " is a view of a tensor that does not precede it");
       if (d.offset < 0 || d.offset % 64 != 0 ||
           d.offset + d.bytes() > (d.host ? plan.hostBytes : plan.arenaBytes))
         return fail("tensor " + std::to_string(plan.tensors.size()) +

@@ -47,6 +47,7 @@ const char *categoryName(MemCategory c) {
   case MemCategory::Inputs: return "batch inputs";
   case MemCategory::Activations: return "activations";
   case MemCategory::Workspace: return "workspace";
+  case MemCategory::Communication: return "communication buffers";
   case MemCategory::Host: return "offloaded (host)";
   default: return "";
   }
@@ -85,6 +86,17 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
   for (size_t t = 0; t < n; ++t)
     if (plan.tensors[t].host)
       cat[t] = MemCategory::Host;
+  for (auto &[name, prog] : plan.programs)
+    for (const artifact::KernelCall &c : prog.calls)
+      if (c.kernel == "all_gather" || c.kernel == "reduce_scatter" || c.kernel == "pack_flat" ||
+          c.kernel == "all_reduce")
+        for (int t : c.out)
+          if (!persistent[t]) {
+            cat[t] = MemCategory::Communication;
+            what[t] = c.kernel + " output" +
+                      (c.attrs.contains("group") ? " (" + c.attrs["group"].get<std::string>() + ")"
+                                                 : std::string());
+          }
   for (auto &[name, prog] : plan.programs)
     for (auto &[in, t] : prog.inputs)
       if (!persistent[t]) {
@@ -137,6 +149,8 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
   auto spans = [&](const artifact::Program &prog) {
     Span sp{std::vector<int64_t>(n, -1), std::vector<int64_t>(n, -1)};
     auto touch = [&](int t, int64_t i) {
+      if (t >= 0 && plan.tensors[t].viewOf >= 0)
+        t = plan.tensors[t].viewOf;  // a view keeps its owner alive
       if (t < 0 || persistent[t] ||
           (!plan.tensors[t].host && stateOffsets.count(plan.tensors[t].offset)))
         return;
@@ -222,7 +236,7 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
       bool live = isState ? persistent[t]
                           : sp.first[t] >= 0 && sp.first[t] <= int64_t(idx) && int64_t(idx) <= sp.last[t];
       std::pair<bool, int64_t> key{plan.tensors[t].host, plan.tensors[t].offset};
-      if (!live || seen.count(key))
+      if (!live || seen.count(key) || plan.tensors[t].viewOf >= 0)
         continue;
       seen[key] = true;
       r.liveAtPeak.push_back({int(t), what[t] + " " + shapeText(plan.tensors[t]), cat[t],
@@ -230,6 +244,39 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
     }
     std::stable_sort(r.liveAtPeak.begin(), r.liveAtPeak.end(),
                      [](const LiveTensor &a, const LiveTensor &b) { return a.bytes > b.bytes; });
+  }
+
+  // Data parallelism: model state per rank against one process, and what
+  // the collectives move per optimizer step.
+  r.worldSize = plan.run.value("world_size", int64_t(1));
+  r.zeroStage = plan.zero.value("stage", int64_t(0));
+  r.modelStateBytes = r.categoryBytes[int(MemCategory::Parameters)] +
+                      r.categoryBytes[int(MemCategory::Gradients)] +
+                      r.categoryBytes[int(MemCategory::Optimizer)];
+  r.unshardedModelStateBytes = r.modelStateBytes;
+  if (plan.zero.contains("groups"))
+    for (const nlohmann::json &g : plan.zero["groups"]) {
+      int64_t shard = g["shard"], numel = g["numel"];
+      r.unshardedModelStateBytes += 4 * 4 * (numel - shard);  // param, grad, 2 moments (f32)
+    }
+  if (r.worldSize > 1) {
+    int64_t accum = plan.run.value("gradient_accumulation_steps", int64_t(1));
+    for (const char *progName : {"train_step", "optimizer_step"}) {
+      auto it = plan.programs.find(progName);
+      if (it == plan.programs.end())
+        continue;
+      int64_t times = std::string(progName) == "train_step" ? accum : 1;
+      for (const artifact::KernelCall &c : it->second.calls) {
+        if (c.kernel == "all_gather" || c.kernel == "all_reduce")
+          r.commBytesPerStep[c.kernel] += times * plan.tensors[c.out[0]].bytes();
+        else if (c.kernel == "reduce_scatter")
+          r.commBytesPerStep[c.kernel] += times * plan.tensors[c.in[0]].bytes();
+      }
+    }
+    if (!plan.zero.contains("groups"))  // stage 0: the runtime all-reduces every gradient
+      for (const artifact::ParamDesc &p : plan.params)
+        if (p.grad >= 0)
+          r.commBytesPerStep["all_reduce"] += plan.tensors[p.grad].bytes();
   }
   return r;
 }
@@ -260,7 +307,13 @@ nlohmann::json memoryReportJson(const MemoryReport &r) {
             {"kernel", peak ? peak->kernel : ""},
             {"by_category", peakCats},
             {"live_tensors", live}}},
-          {"timeline", timeline}};
+          {"timeline", timeline},
+          {"data_parallel",
+           {{"world_size", r.worldSize},
+            {"zero_stage", r.zeroStage},
+            {"model_state_bytes_per_rank", r.modelStateBytes},
+            {"model_state_bytes_one_process", r.unshardedModelStateBytes},
+            {"communication_bytes_per_step", r.commBytesPerStep}}}};
 }
 
 std::string memoryReportText(const MemoryReport &r) {
@@ -287,7 +340,27 @@ std::string memoryReportText(const MemoryReport &r) {
   }
   if (!r.hostBytes)
     out << "  offloaded (host)                          0 B (nothing offloaded)\n";
-  out << "  communication buffers                     0 B (one process)\n";
+  if (r.worldSize <= 1)
+    out << "  communication buffers                     0 B (one process)\n";
+  if (r.worldSize > 1) {
+    out << "data parallel: " << r.worldSize << " ranks, ZeRO stage " << r.zeroStage
+        << "; every number here is per rank\n";
+    std::snprintf(line, sizeof line,
+                  "  model state (parameters, gradients, AdamW) %s per rank, %s on one process\n",
+                  formatBytes(r.modelStateBytes).c_str(),
+                  formatBytes(r.unshardedModelStateBytes).c_str());
+    out << line;
+    int64_t total = 0;
+    for (auto &[k, b] : r.commBytesPerStep)
+      total += b;
+    out << "  communication per optimizer step: " << formatBytes(total);
+    std::string sep = " (";
+    for (auto &[k, b] : r.commBytesPerStep) {
+      out << sep << k << " " << formatBytes(b);
+      sep = ", ";
+    }
+    out << (r.commBytesPerStep.empty() ? "" : ")") << "\n";
+  }
   if (r.hostBytes)
     out << "host pool for offloaded activations: " << formatBytes(r.hostBytes) << "\n";
   out << "largest tensors live at the peak:\n";
@@ -304,7 +377,8 @@ std::string memoryReportText(const MemoryReport &r) {
 std::string memoryTimelineSvg(const MemoryReport &r, const std::string &title) {
   const int width = 960, height = 420, left = 80, right = 220, top = 40, bottom = 50;
   const int plotW = width - left - right, plotH = height - top - bottom;
-  const char *colors[] = {"#4e79a7", "#9c755f", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#b07aa1"};
+  const char *colors[] = {"#4e79a7", "#9c755f", "#f28e2b", "#e15759",
+                          "#76b7b2", "#59a14f", "#b07aa1", "#edc948"};
   int64_t maxBytes = 1;
   for (const MemoryReport::Point &p : r.timeline)
     maxBytes = std::max(maxBytes, p.total());

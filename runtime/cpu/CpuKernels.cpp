@@ -1055,10 +1055,13 @@ template <typename T> void sqrtKernel(const KernelArgs &a) {
 /// ZeRO: a group's gradients one after another, the tail zero.
 template <typename T> void packFlat(const KernelArgs &a) {
   T *y = a.out[0].as<T>();
+  const nlohmann::json &offsets = a.attrs->at("offsets");
   int64_t at = 0;
-  for (const TensorRef &t : a.in) {
-    std::memcpy(y + at, t.as<T>(), t.numel() * sizeof(T));
-    at += t.numel();
+  for (size_t i = 0; i < a.in.size(); ++i) {
+    int64_t offset = offsets.at(i).get<int64_t>();
+    std::fill(y + at, y + offset, T(0));
+    std::memcpy(y + offset, a.in[i].as<T>(), a.in[i].numel() * sizeof(T));
+    at = offset + a.in[i].numel();
   }
   std::fill(y + at, y + a.out[0].numel(), T(0));
 }

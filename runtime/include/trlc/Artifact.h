@@ -99,6 +99,7 @@ struct TensorDesc {
   std::vector<int64_t> shape;
   DType dtype = DType::F32;
   bool host = false;    // an offloaded activation (trl-offload-remat)
+  int viewOf = -1;      // a view: the tensor whose bytes it shares
   int64_t numel() const;
   int64_t bytes() const { return numel() * dtypeBytes(dtype); }
 };

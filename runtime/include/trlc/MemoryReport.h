@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ namespace trlc {
 
 enum class MemCategory {
   Parameters, Frozen, Gradients, Optimizer, Inputs, Activations, Workspace,
+  Communication,  // gathered parameters, packed gradients (ZeRO)
   Host,  // offloaded activations, in the host pool (not device memory)
   Count
 };
@@ -53,6 +55,15 @@ struct MemoryReport {
   std::vector<Point> timeline;
   size_t peakIndex = 0;
   std::vector<LiveTensor> liveAtPeak;  // largest first
+  /// Data parallelism (plan.json "zero" and run.world_size): the numbers
+  /// above are per rank.
+  int64_t worldSize = 1, zeroStage = 0;
+  int64_t modelStateBytes = 0;           // parameters + gradients + optimizer, this rank
+  int64_t unshardedModelStateBytes = 0;  // the same on one process
+  /// Collective payload per optimizer step (micro-batches x train_step +
+  /// optimizer_step), by kernel; gradients all-reduced by the runtime
+  /// (stage 0) count as "all_reduce".
+  std::map<std::string, int64_t> commBytesPerStep;
   int64_t peakBytes() const { return timeline.empty() ? 0 : timeline[peakIndex].total(); }
 };
 

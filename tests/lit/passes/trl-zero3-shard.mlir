@@ -8,11 +8,13 @@ func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>, %n: tenso
   %table = trl.param "model.embed_tokens.weight" : tensor<8x4xf32>
   %w0 = trl.param "model.layers.0.mlp.weight" : tensor<4x4xf32>
   %g0 = trl.param "model.layers.0.norm.weight" : tensor<4xf32>
+  %g1 = trl.param "model.layers.0.post_norm.weight" : tensor<4xf32>
   %w1 = trl.param "model.layers.1.mlp.weight" : tensor<4x4xf32>
   %h = trl.embedding %table, %ids : (tensor<8x4xf32>, tensor<2x3xi64>) -> tensor<2x3x4xf32>
   %a = trl.linear %h, %w0 : (tensor<2x3x4xf32>, tensor<4x4xf32>) -> tensor<2x3x4xf32>
   %b = trl.rms_norm %a, %g0 : (tensor<2x3x4xf32>, tensor<4xf32>) -> tensor<2x3x4xf32>
-  %c = trl.linear %b, %w1 : (tensor<2x3x4xf32>, tensor<4x4xf32>) -> tensor<2x3x4xf32>
+  %b2 = trl.rms_norm %b, %g1 : (tensor<2x3x4xf32>, tensor<4xf32>) -> tensor<2x3x4xf32>
+  %c = trl.linear %b2, %w1 : (tensor<2x3x4xf32>, tensor<4x4xf32>) -> tensor<2x3x4xf32>
   %logits = trl.linear %c, %table : (tensor<2x3x4xf32>, tensor<8x4xf32>) -> tensor<2x3x8xf32>
   %sum = trl.cross_entropy %logits, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<f32>
   %loss = trl.div %sum, %n : (tensor<f32>, tensor<f32>) -> tensor<f32>
@@ -20,13 +22,14 @@ func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>, %n: tenso
 }
 
 // Groups: per layer (matrices and vectors apart), per module outside the
-// layers; flat buffers padded to a multiple of the world size (32 -> 33).
-// CHECK: trl.zero = {groups = [{members = [{hf_transposed = false, name = "model.embed_tokens.weight", offset = 0 : i64, shape = array<i64: 8, 4>}], name = "model.embed_tokens", numel = 32 : i64, shard = 11 : i64}, {{.*}}name = "model.layers.0", numel = 16 : i64, shard = 6 : i64}, {{.*}}name = "model.layers.0.norm.weight"{{.*}}name = "model.layers.0/no_decay", numel = 4 : i64, shard = 2 : i64}, {{.*}}name = "model.layers.1"{{.*}}], stage = 3 : i64, world_size = 3 : i64}
+// layers; members start on 64-byte boundaries (16 elements), flat buffers
+// are padded to a multiple of the world size (32 -> 33, 20 -> 21).
+// CHECK: trl.zero = {groups = [{members = [{hf_transposed = false, name = "model.embed_tokens.weight", offset = 0 : i64, shape = array<i64: 8, 4>}], name = "model.embed_tokens", numel = 32 : i64, shard = 11 : i64}, {{.*}}name = "model.layers.0", numel = 16 : i64, shard = 6 : i64}, {members = [{hf_transposed = false, name = "model.layers.0.norm.weight", offset = 0 : i64, shape = array<i64: 4>}, {hf_transposed = false, name = "model.layers.0.post_norm.weight", offset = 16 : i64, shape = array<i64: 4>}], name = "model.layers.0/no_decay", numel = 20 : i64, shard = 7 : i64}, {{.*}}name = "model.layers.1"{{.*}}], stage = 3 : i64, world_size = 3 : i64}
 
 // The accumulators are shards; the persistent parameters are shards.
 // CHECK-LABEL: func.func @train_step
 // CHECK-SAME: %[[ACC_E:[^:]*]]: tensor<11xf32> {trl.state = "grad:zero3:model.embed_tokens"}, %[[ACC_0:[^:]*]]: tensor<6xf32> {trl.state = "grad:zero3:model.layers.0"}
-// CHECK-SAME: -> (tensor<f32> {trl.output = "loss"}, tensor<11xf32> {trl.state = "grad:zero3:model.embed_tokens"}, tensor<6xf32> {trl.state = "grad:zero3:model.layers.0"}, tensor<2xf32> {trl.state = "grad:zero3:model.layers.0/no_decay"}, tensor<6xf32> {trl.state = "grad:zero3:model.layers.1"})
+// CHECK-SAME: -> (tensor<f32> {trl.output = "loss"}, tensor<11xf32> {trl.state = "grad:zero3:model.embed_tokens"}, tensor<6xf32> {trl.state = "grad:zero3:model.layers.0"}, tensor<7xf32> {trl.state = "grad:zero3:model.layers.0/no_decay"}, tensor<6xf32> {trl.state = "grad:zero3:model.layers.1"})
 // CHECK: %[[SE:.*]] = trl.param "zero3:model.embed_tokens" : tensor<11xf32>
 // CHECK: %[[S0:.*]] = trl.param "zero3:model.layers.0" : tensor<6xf32>
 // CHECK-NOT: trl.param "model.
@@ -45,11 +48,12 @@ func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>, %n: tenso
 // CHECK: trl.all_gather %[[SE]] {group = "model.embed_tokens", phase = "backward"
 // CHECK: %[[B0:.*]] = trl.all_gather %[[S0]] {group = "model.layers.0", phase = "backward", prefetch
 // CHECK: %[[V0:.*]] = trl.flat_view %[[B0]]
+// CHECK: trl.pack_flat %{{.*}}, %{{.*}} {offsets = array<i64: 0, 16>} : (tensor<4xf32>, tensor<4xf32>) -> tensor<21xf32>
 // CHECK: %{{.*}}, %[[DW0:.*]] = trl.linear_grad %{{.*}}, %{{.*}}, %[[V0]] :
-// CHECK: %[[P0:.*]] = trl.pack_flat %[[DW0]] : (tensor<4x4xf32>) -> tensor<18xf32>
+// CHECK: %[[P0:.*]] = trl.pack_flat %[[DW0]] {offsets = array<i64: 0>} : (tensor<4x4xf32>) -> tensor<18xf32>
 // CHECK: %[[R0:.*]] = trl.reduce_scatter %[[P0]] {group = "model.layers.0", world_size = 3 : i64} : (tensor<18xf32>) -> tensor<6xf32>
 // CHECK: %[[N0:.*]] = trl.add %[[ACC_0]], %[[R0]] : tensor<6xf32>
-// CHECK: %[[PE:.*]] = trl.pack_flat %{{.*}} : (tensor<8x4xf32>) -> tensor<33xf32>
+// CHECK: %[[PE:.*]] = trl.pack_flat %{{.*}} {offsets = array<i64: 0>} : (tensor<8x4xf32>) -> tensor<33xf32>
 // CHECK: %[[RE:.*]] = trl.reduce_scatter %[[PE]]
 // CHECK: %[[NE:.*]] = trl.add %[[ACC_E]], %[[RE]] : tensor<11xf32>
 // CHECK: return %{{.*}}, %[[NE]], %[[N0]],
@@ -64,8 +68,8 @@ func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>, %n: tenso
 // CHECK: trl.clip_grad %[[GE2]], %[[NORM]]
 // CHECK: trl.param "zero3:model.embed_tokens" : tensor<11xf32>
 // CHECK: trl.adamw {{.*}} {weight_decay = 1.000000e-01 : f64} : (tensor<11xf32>
-// CHECK: trl.param "zero3:model.layers.0/no_decay" : tensor<2xf32>
-// CHECK: trl.adamw {{[^{]*}} : (tensor<2xf32>
+// CHECK: trl.param "zero3:model.layers.0/no_decay" : tensor<7xf32>
+// CHECK: trl.adamw {{[^{]*}} : (tensor<7xf32>
 // CHECK: return %[[NORM]]
 
 // NOPREFETCH-NOT: prefetch
