@@ -14,7 +14,21 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/file_store.h>
 #include <gloo/rendezvous/prefix_store.h>
+#include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
 #endif
 
 namespace trlc {
@@ -37,25 +51,190 @@ public:
 };
 
 #ifdef TRLC_HAVE_GLOO
+/// The torchrun rendezvous (MASTER_ADDR:MASTER_PORT): rank 0 serves a
+/// key-value store the ranks exchange their Gloo addresses through; only
+/// the rendezvous goes through it, every collective goes through Gloo.
+/// Messages: 'S' key value (set) and 'G' key (get; answered once the key
+/// exists), each string as a 4-byte length then its bytes.
+class TcpStore : public gloo::rendezvous::Store {
+public:
+  TcpStore(const std::string &host, int port, bool serve, int timeoutSeconds)
+      : timeout(timeoutSeconds) {
+    if (serve)
+      listenOn(port);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeoutSeconds);
+    for (;;) {
+      fd = connectTo(host, port);
+      if (fd >= 0)
+        break;
+      if (std::chrono::steady_clock::now() > deadline)
+        throw CommError("cannot reach the rendezvous at MASTER_ADDR=" + host +
+                        " MASTER_PORT=" + std::to_string(port) + " within " +
+                        std::to_string(timeoutSeconds) + " s (is rank 0 running there?)");
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    timeval tv{timeoutSeconds, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~TcpStore() override {
+    if (fd >= 0)
+      close(fd);
+  }
+  void set(const std::string &key, const std::vector<char> &data) override {
+    sendAll(fd, "S", 1);
+    sendString(fd, key);
+    sendString(fd, std::string(data.begin(), data.end()));
+  }
+  std::vector<char> get(const std::string &key) override {
+    sendAll(fd, "G", 1);
+    sendString(fd, key);
+    std::string v;
+    if (!recvString(fd, v))
+      throw CommError("the rendezvous did not answer for '" + key + "' within " +
+                      std::to_string(timeout) + " s (did a rank not start?)");
+    return std::vector<char>(v.begin(), v.end());
+  }
+  void wait(const std::vector<std::string> &keys) override {
+    for (const std::string &k : keys)
+      get(k);
+  }
+
+private:
+  static void sendAll(int s, const char *p, size_t n) {
+    while (n > 0) {
+      ssize_t k = send(s, p, n, MSG_NOSIGNAL);
+      if (k <= 0)
+        throw CommError("the rendezvous connection closed");
+      p += k;
+      n -= static_cast<size_t>(k);
+    }
+  }
+  static bool recvAll(int s, char *p, size_t n) {
+    while (n > 0) {
+      ssize_t k = recv(s, p, n, 0);
+      if (k <= 0)
+        return false;
+      p += k;
+      n -= static_cast<size_t>(k);
+    }
+    return true;
+  }
+  static void sendString(int s, const std::string &v) {
+    uint32_t n = htonl(static_cast<uint32_t>(v.size()));
+    sendAll(s, reinterpret_cast<const char *>(&n), 4);
+    sendAll(s, v.data(), v.size());
+  }
+  static bool recvString(int s, std::string &v) {
+    uint32_t n = 0;
+    if (!recvAll(s, reinterpret_cast<char *>(&n), 4))
+      return false;
+    v.resize(ntohl(n));
+    return recvAll(s, v.data(), v.size());
+  }
+  static int connectTo(const std::string &host, int port) {
+    addrinfo hints{}, *res = nullptr;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0)
+      throw CommError("MASTER_ADDR=" + host + " does not resolve to an address");
+    int s = -1;
+    for (addrinfo *a = res; a && s < 0; a = a->ai_next) {
+      s = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+      if (s >= 0 && connect(s, a->ai_addr, a->ai_addrlen) != 0) {
+        close(s);
+        s = -1;
+      }
+    }
+    freeaddrinfo(res);
+    return s;
+  }
+  /// Rank 0: the store itself, on a thread for the life of the process.
+  void listenOn(int port) {
+    int l = socket(AF_INET6, SOCK_STREAM, 0);
+    int off = 0, on = 1;
+    setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    sockaddr_in6 addr{};
+    addr.sin6_family = AF_INET6;
+    addr.sin6_addr = in6addr_any;
+    addr.sin6_port = htons(static_cast<uint16_t>(port));
+    if (l < 0 || bind(l, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 ||
+        listen(l, 256) != 0)
+      throw CommError("rank 0 cannot listen on MASTER_PORT=" + std::to_string(port) + ": " +
+                      std::strerror(errno) + " (is the port in use? pick another)");
+    struct Shared {
+      std::mutex m;
+      std::condition_variable cv;
+      std::map<std::string, std::string> kv;
+    };
+    auto shared = std::make_shared<Shared>();
+    std::thread([l, shared] {
+      for (;;) {
+        int c = accept(l, nullptr, nullptr);
+        if (c < 0)
+          return;
+        std::thread([c, shared] {
+          char op;
+          std::string key, value;
+          while (recvAll(c, &op, 1) && recvString(c, key)) {
+            if (op == 'S') {
+              if (!recvString(c, value))
+                break;
+              std::lock_guard<std::mutex> lock(shared->m);
+              shared->kv[key] = value;
+              shared->cv.notify_all();
+            } else {
+              std::unique_lock<std::mutex> lock(shared->m);
+              shared->cv.wait(lock, [&] { return shared->kv.count(key) > 0; });
+              value = shared->kv[key];
+              lock.unlock();
+              try {
+                sendString(c, value);
+              } catch (const CommError &) {
+                break;
+              }
+            }
+          }
+          close(c);
+        }).detach();
+      }
+    }).detach();
+  }
+  int fd = -1;
+  int timeout;
+};
+
 class GlooComm : public Communicator {
 public:
-  GlooComm(int rank, int size, const std::string &dir, int timeoutSeconds) {
+  GlooComm(int rank, int size, gloo::rendezvous::Store &base, const std::string &where,
+           int timeoutSeconds) {
     // A peer that died closes its sockets: writing to one must fail the
     // collective with an error, not kill this process with SIGPIPE.
     std::signal(SIGPIPE, SIG_IGN);
     try {
       gloo::transport::tcp::attr attr;
+      // The address the other ranks reach this one at: TRLC_HOST, else
+      // this machine's name when the ranks meet at another machine, else
+      // loopback.
       const char *host = std::getenv("TRLC_HOST");
-      attr.hostname = host && *host ? host : "127.0.0.1";
+      const char *master = std::getenv("MASTER_ADDR");
+      char name[256] = {};
+      bool remote = master && *master && std::string(master) != "localhost" &&
+                    std::string(master).rfind("127.", 0) != 0;
+      if (host && *host)
+        attr.hostname = host;
+      else if (remote && gethostname(name, sizeof name - 1) == 0)
+        attr.hostname = name;
+      else
+        attr.hostname = "127.0.0.1";
       device_ = gloo::transport::tcp::CreateDevice(attr);
-      gloo::rendezvous::FileStore files(dir);
-      gloo::rendezvous::PrefixStore store("trlc", files);
+      gloo::rendezvous::PrefixStore store("trlc", base);
       context_ = std::make_shared<gloo::rendezvous::Context>(rank, size);
       context_->setTimeout(std::chrono::seconds(timeoutSeconds));
       context_->connectFullMesh(store, device_);
     } catch (const std::exception &e) {
       throw CommError("rank " + std::to_string(rank) + ": cannot connect to the other " +
-                      std::to_string(size - 1) + " ranks through " + dir + " within " +
+                      std::to_string(size - 1) + " ranks through " + where + " within " +
                       std::to_string(timeoutSeconds) + " s: " + e.what());
     }
   }
@@ -135,13 +314,27 @@ std::unique_ptr<Communicator> makeCommunicator() {
                     " but RANK is unset or out of range; set RANK to 0.." +
                     std::to_string(size - 1));
   const char *dir = std::getenv("TRLC_RENDEZVOUS_DIR");
-  if (!dir || !*dir)
+  const char *addr = std::getenv("MASTER_ADDR");
+  int port = envInt("MASTER_PORT", 0);
+  bool haveDir = dir && *dir, haveAddr = addr && *addr && port > 0;
+  if (!haveDir && !haveAddr)
     throw CommError("WORLD_SIZE is " + std::to_string(size) +
-                    " but TRLC_RENDEZVOUS_DIR is unset: the ranks meet through a "
-                    "directory they all see (a shared filesystem across machines); "
-                    "`trlc run --nproc N` sets it for local runs");
+                    " but the ranks have nowhere to meet: set MASTER_ADDR and MASTER_PORT "
+                    "(rank 0's host and a free port, as torchrun does) or "
+                    "TRLC_RENDEZVOUS_DIR (a directory every rank sees); "
+                    "`trlc run --nproc N` sets one up for local runs");
 #ifdef TRLC_HAVE_GLOO
-  return std::make_unique<GlooComm>(rank, size, dir, envInt("TRLC_COMM_TIMEOUT", 60));
+  int timeout = envInt("TRLC_COMM_TIMEOUT", 60);
+  if (haveDir) {
+    gloo::rendezvous::FileStore files(dir);
+    return std::make_unique<GlooComm>(rank, size, files, dir, timeout);
+  }
+  // The store object must outlive the connection only; rank 0's server
+  // thread lives on for the late ranks.
+  static std::unique_ptr<TcpStore> tcp;
+  tcp = std::make_unique<TcpStore>(addr, port, rank == 0, timeout);
+  return std::make_unique<GlooComm>(rank, size, *tcp,
+                                    std::string(addr) + ":" + std::to_string(port), timeout);
 #else
   throw CommError("this trlc was built without Gloo (libgloo-dev), so it cannot run "
                   "several processes");
