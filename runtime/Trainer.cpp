@@ -219,15 +219,19 @@ public:
 
 private:
   void initWeights();
+  int64_t resume(const std::string &dir);
   /// The policy's parameters ("param"), gradients ("grad") or moments
   /// ("exp_avg", "exp_avg_sq") in Hugging Face layout, whole: sharded ones
   /// are gathered, so every rank must call it.
   std::vector<NamedTensor> collect(const std::string &which);
   void writeCollected(const std::string &path, const std::string &which);
-  void save(const fs::path &dir, bool withState);
+  /// `done`: the optimizer steps the saved state has taken.
+  void save(const fs::path &dir, bool withState, int64_t done);
   /// save() with state, then drops the oldest beyond save_total_limit.
-  void checkpoint(const fs::path &dir, int64_t keep) {
-    save(dir, true);
+  void checkpoint(int64_t done, int64_t keep) {
+    fs::path dir = fs::path(run["output_dir"].get<std::string>()) /
+                   ("checkpoint-" + std::to_string(done));
+    save(dir, true, done);
     comm->barrier();
     checkpoints.push_back(dir.string());
     while (keep > 0 && static_cast<int64_t>(checkpoints.size()) > keep) {
@@ -325,7 +329,7 @@ void Run::writeCollected(const std::string &path, const std::string &which) {
 
 /// Every rank calls it: sharded state is gathered for the consolidated
 /// files rank 0 writes, and each rank writes its own shards.
-void Run::save(const fs::path &dir, bool withState) {
+void Run::save(const fs::path &dir, bool withState, int64_t done) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   writeCollected((dir / "model.safetensors").string(), "param");
@@ -365,9 +369,9 @@ void Run::save(const fs::path &dir, bool withState) {
   if (!lead())
     return;
   writeText(dir / "rng_state.json",
-            json{{"seed", run["seed"]}, {"global_step", step}}.dump(2) + "\n");
+            json{{"seed", run["seed"]}, {"global_step", done}}.dump(2) + "\n");
   writeText(dir / "trainer_state.json",
-            json{{"global_step", step},
+            json{{"global_step", done},
                  {"max_steps", run["total_steps"]},
                  {"num_train_epochs", run["num_train_epochs"]},
                  {"logging_steps", run["logging_steps"]},
@@ -376,6 +380,67 @@ void Run::save(const fs::path &dir, bool withState) {
                  {"world_size", comm->size()},
                  {"zero_stage", plan.zero.value("stage", int64_t(0))},
                  {"log_history", logHistory}}.dump(2) + "\n");
+}
+
+/// `--resume CHECKPOINT`: weights and AdamW moments from a checkpoint this
+/// trlc wrote; returns its global step. This rank's ZeRO-3 shards are read
+/// as they are when the checkpoint has them for this world size; otherwise
+/// the consolidated Hugging Face files are sharded again (any world size).
+int64_t Run::resume(const std::string &dir) {
+  if (!fs::is_directory(dir))
+    throw Failure("--resume " + dir + ": error: no such checkpoint directory");
+  json state;
+  {
+    std::ifstream in(fs::path(dir) / "trainer_state.json");
+    state = json::parse(in, nullptr, false);
+  }
+  if (state.is_discarded() || !state.contains("global_step"))
+    throw Failure(dir + ": error: no readable trainer_state.json; --resume takes a "
+                  "checkpoint-STEP directory trlc wrote");
+  int64_t global = state["global_step"];
+  if (state.contains("log_history"))
+    logHistory = state["log_history"];
+  std::string error;
+  fs::path shardFile = fs::path(dir) / "zero3" /
+                       ("rank-" + std::to_string(comm->rank()) + "-of-" +
+                        std::to_string(comm->size()) + ".safetensors");
+  if (!zero.empty() && fs::exists(shardFile)) {
+    std::map<std::string, safetensors::Tensor> shards;
+    if (!safetensors::readFile(shardFile.string(), shards, error))
+      throw Failure(error);
+    for (const ZeroGroup &g : zero)
+      for (auto [id, key] : {std::pair{g.desc->tensor, "param."},
+                             std::pair{g.desc->expAvg, "exp_avg."},
+                             std::pair{g.desc->expAvgSq, "exp_avg_sq."}})
+        loadTensor(shards, shardFile.string(), key + g.name, {g.shard}, false,
+                   ex.tensor(id).as<float>());
+    return global;
+  }
+  std::map<std::string, safetensors::Tensor> model, moments;
+  if (!safetensors::readModelDir(dir, model, error) ||
+      !safetensors::readFile((fs::path(dir) / "optimizer.safetensors").string(), moments, error))
+    throw Failure(error);
+  for (const artifact::ParamDesc &p : plan.params) {
+    if (p.name.rfind("zero3:", 0) == 0 || p.set != "policy")
+      continue;
+    for (auto [id, key, file] : {std::tuple{p.tensor, "", &model},
+                                 std::tuple{p.expAvg, "exp_avg.", &moments},
+                                 std::tuple{p.expAvgSq, "exp_avg_sq.", &moments}})
+      if (id >= 0) {
+        TensorRef t = ex.tensor(id);
+        loadTensor(*file, dir, key + p.name, t.desc->shape, p.hfTransposed, t.as<float>());
+      }
+  }
+  for (const ZeroGroup &g : zero)
+    for (auto [id, key, file] : {std::tuple{g.desc->tensor, "", &model},
+                                 std::tuple{g.desc->expAvg, "exp_avg.", &moments},
+                                 std::tuple{g.desc->expAvgSq, "exp_avg_sq.", &moments}}) {
+      std::vector<float> flat(g.shard * comm->size(), 0.0f);
+      for (const ZeroGroup::Member &m : g.members)
+        loadTensor(*file, dir, key + m.name, m.shape, m.hfTransposed, flat.data() + m.offset);
+      std::copy_n(flat.data() + g.shard * comm->rank(), g.shard, ex.tensor(id).as<float>());
+    }
+  return global;
 }
 
 /// Rows of one of the artifact's token shards; refuses to train on a
@@ -504,6 +569,7 @@ int Run::main() {
   initWeights();
   if (!o.dumpInitial.empty())
     writeCollected(o.dumpInitial, "param");
+  int64_t first = o.resume.empty() ? 0 : resume(o.resume);
 
   // The rows the compiler's data plan wrote into the artifact.
   Dataset data = loadShard("train_shard");
@@ -546,7 +612,14 @@ int Run::main() {
   const bool tty = isatty(2) && !o.quiet && lead();
   std::ofstream metrics;
   if (lead())
-    metrics.open(outDir / "metrics.jsonl", std::ios::trunc);
+    metrics.open(outDir / "metrics.jsonl", first > 0 ? std::ios::app : std::ios::trunc);
+  if (first >= total)
+    throw Failure(o.resume + ": error: the checkpoint is at step " + std::to_string(first) +
+                  " and the run has " + std::to_string(total) +
+                  " steps: nothing left to train (raise --max-steps or the recipe's length)");
+  // A resumed run draws the batches the first steps used, and drops them.
+  for (int64_t s = 0; s < first * accum; ++s)
+    nextGlobalRows();
   int64_t logEvery = std::max<int64_t>(1, run["logging_steps"].get<int64_t>());
   int64_t saveEvery = run["save_steps"], keep = run["save_total_limit"];
   double intervalLoss = 0, intervalTime = 0;
@@ -568,7 +641,7 @@ int Run::main() {
   int64_t faultStep = -1;
   if (const char *f = std::getenv("TRLC_FAULT_EXIT"))
     std::sscanf(f, "%d:%ld", &faultRank, &faultStep);
-  for (step = 0; step < total; ++step) {
+  for (step = first; step < total; ++step) {
     if (rank == faultRank && step == faultStep)
       std::_Exit(3);
     auto t0 = std::chrono::steady_clock::now();
@@ -656,12 +729,12 @@ int Run::main() {
         std::fprintf(stderr, "\n");
     }
     if (saveEvery > 0 && (step + 1) % saveEvery == 0 && step + 1 != total)
-      checkpoint(outDir / ("checkpoint-" + std::to_string(step + 1)), keep);
+      checkpoint(step + 1, keep);
   }
   // The last step is always checkpointed, and the final model is saved
   // (consolidated by rank 0 when the weights are sharded).
-  checkpoint(outDir / ("checkpoint-" + std::to_string(step)), keep);
-  save(outDir, false);
+  checkpoint(step, keep);
+  save(outDir, false, step);
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   if (!o.quiet && lead())
     std::cout << "trained " << step << " steps in " << clock(elapsed) << "; model saved to "
@@ -712,6 +785,8 @@ bool parseRunOption(int &i, int argc, char **argv, RunOptions &r,
     r.dumpInitial = *v;
   } else if (auto v = value("--dump-gradients")) {
     r.dumpGradients = *v;
+  } else if (auto v = value("--resume")) {
+    r.resume = *v;
   } else if (auto v = value("--device")) {
     if (err.empty() && *v != "cpu")
       err = *v == "cuda" ? "--device cuda: this trlc has no CUDA backend yet; "
@@ -747,7 +822,7 @@ int runCommand(int argc, char **argv, std::string &err) {
         return 2;
     } else if (!arg.empty() && arg[0] == '-') {
       err = "unknown option '" + arg + "' (run takes --device, --max-steps, "
-            "--nproc, --threads, --quiet, --dump-initial, --dump-gradients)";
+            "--nproc, --threads, --quiet, --resume, --dump-initial, --dump-gradients)";
       return 2;
     } else if (r.artifact.empty()) {
       r.artifact = arg;
@@ -788,6 +863,8 @@ int launch(const RunOptions &o) {
     args.insert(args.end(), {"--dump-initial", o.dumpInitial});
   if (!o.dumpGradients.empty())
     args.insert(args.end(), {"--dump-gradients", o.dumpGradients});
+  if (!o.resume.empty())
+    args.insert(args.end(), {"--resume", o.resume});
   std::vector<pid_t> pids;
   for (int r = 0; r < o.nproc; ++r) {
     pid_t pid = fork();

@@ -73,6 +73,8 @@ const char *kUsage =
     "  --max-steps N             stop after N optimizer steps (the LR schedule keeps\n"
     "                            the recipe's length)\n"
     "  --threads N               CPU threads (default: all)\n"
+    "  --resume CHECKPOINT       continue from a checkpoint-STEP directory (any world\n"
+    "                            size: ZeRO-3 shards are re-split from the consolidated files)\n"
     "  --quiet                   no progress output\n"
     "  --dump-initial FILE       write the initial weights (safetensors)\n"
     "  --dump-gradients FILE     write the first step's accumulated gradients (safetensors)\n";
@@ -140,7 +142,7 @@ std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
       if (o.train)
         flags.insert(flags.end(), {"--device", "--max-steps", "--nproc",
                                    "--threads", "--quiet", "--dump-initial",
-                                   "--dump-gradients"});
+                                   "--resume", "--dump-gradients"});
       std::string name = arg.substr(0, arg.find('='));
       std::string msg = "unknown option '" + arg + "'";
       if (auto best = trlc::closestMatch(name, flags))

@@ -27,6 +27,7 @@ struct RunOptions {
   std::string dumpInitial;
   std::string dumpGradients;  // accumulated gradients of the first step
   int nproc = 1;  // > 1: start that many local processes (Gloo), data parallel
+  std::string resume;  // a checkpoint-STEP directory to continue from
 };
 
 /// OpenMP threads that spin after a parallel loop take the cores OpenBLAS's
