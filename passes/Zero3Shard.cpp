@@ -223,6 +223,16 @@ struct Zero3Shard : mlir::trl::impl::TrlZero3ShardBase<Zero3Shard> {
     for (ParamOp p : reads)
       if (p->use_empty())
         p.erase();
+    // A read this pass did not see (inside a region) would train a stale
+    // replicated copy: refuse instead.
+    WalkResult left = fn.walk([&](ParamOp p) {
+      if (p.getSet() == "policy" && where.count(p.getName().str()))
+        return WalkResult::interrupt();
+      return WalkResult::advance();
+    });
+    if (left.wasInterrupted())
+      return fn.emitOpError("trl-zero3-shard: a parameter read inside a region is not "
+                            "supported");
     return success();
   }
 

@@ -11,6 +11,11 @@ CPU plan is fp32, so its activations are compared with twice the 16-bit
 formula. Recomputation and offloading come from trl-offload-remat; a
 `[memory] budget` row lets the compiler choose among them.
 
+Part 3 (planning): with every technique on and `zero_stage = 3`, the plan
+of one rank for 1, 2, 4 and 8 ranks: model state per rank, the gathered
+layers, the collective bytes per optimizer step, and whether a 24 GiB
+budget per rank fits.
+
 Part 2 (measured, CPU): trains a small llama for a few steps with the fused
 loss on and off and prints peak RSS, the planned bytes and the bytes the
 runtime allocated.
@@ -48,7 +53,7 @@ def long_rows(path, n=64, chars=5000):
 
 
 def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=False,
-           budget=None):
+           budget=None, zero=0):
     data = os.path.join(os.path.dirname(path), "long.jsonl")
     if not os.path.exists(data):
         long_rows(data)
@@ -64,19 +69,20 @@ def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=
               "[memory]", f"use_liger_kernel = {'true' if liger else 'false'}",
               f"gradient_checkpointing = {'true' if recompute else 'false'}",
               f"activation_offloading = {'true' if offload else 'false'}",
-              f'budget = "{budget or "auto"}"',
+              f'budget = "{budget or "auto"}"', f"zero_stage = {zero}",
               "[output]", f'output_dir = "{out}"']
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
 def plan(trlc, work, name, cfg, seq, batch, packing, liger, recompute=False, offload=False,
-         budget=None):
+         budget=None, zero=0, nproc=1):
     r = os.path.join(work, f"{name}.toml")
     recipe(r, cfg, seq, batch, packing, liger, os.path.join(work, "out"), recompute, offload,
-           budget)
+           budget, zero)
     art = os.path.join(work, f"{name}.trlc")
-    done = subprocess.run([trlc, "compile", r, "-o", art], capture_output=True, text=True)
+    done = subprocess.run([trlc, "compile", r, "-o", art, "--nproc", str(nproc)],
+                          capture_output=True, text=True)
     for line in done.stderr.splitlines():
         if "budget" in line:
             print(f"<!-- {line.strip()} -->")
@@ -138,6 +144,28 @@ def part1(trlc, seq, batch):
     print()
 
 
+def part3(trlc, seq, batch):
+    print(f"## ZeRO-3 per rank: every technique on, sequence {seq}, batch {batch} per rank\n")
+    print("| model | ranks | peak per rank | model state per rank | gathered / packed buffers at the peak "
+          "| activations at the peak | communication per step | budget 24 GiB per rank |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as work:
+        for mname, cfg in MODELS.items():
+            for n in (1, 2, 4, 8):
+                j = plan(trlc, work, f"{mname}-z{n}", cfg, seq, batch, True, True, True, True,
+                         zero=3, nproc=n)
+                fit = plan(trlc, work, f"{mname}-z{n}-fit", cfg, seq, batch, True, True,
+                           budget="24GiB", zero=3, nproc=n)
+                c, dp = j["peak"]["by_category"], j["data_parallel"]
+                comm = sum(dp["communication_bytes_per_step"].values())
+                print(f"| {mname} | {n} | {j['peak']['bytes'] / GIB:.1f} GiB | "
+                      f"{dp['model_state_bytes_per_rank'] / GIB:.2f} GiB | "
+                      f"{c['communication buffers'] / GIB:.2f} GiB | {c['activations'] / GIB:.1f} GiB | "
+                      f"{comm / GIB:.1f} GiB | "
+                      f"{'fits: %.1f GiB' % (fit['peak']['bytes'] / GIB) if fit else 'does not fit'} |")
+    print()
+
+
 def part2(trlc):
     print("## Measured on the CPU: small llama, each technique on top of the previous\n")
     print("| setting | peak RSS | planned device (arena + workspace) | runtime allocated | host pool |")
@@ -174,6 +202,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     args = ap.parse_args()
     part1(args.trlc, args.seq, args.batch)
+    part3(args.trlc, args.seq, args.batch)
     part2(args.trlc)
     return 0
 
