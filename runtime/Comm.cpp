@@ -304,37 +304,86 @@ int envInt(const char *name, int fallback) {
 
 } // namespace
 
-std::unique_ptr<Communicator> makeCommunicator() {
-  int size = envInt("WORLD_SIZE", 1);
-  if (size <= 1)
-    return std::make_unique<NoComm>();
-  int rank = envInt("RANK", -1);
-  if (rank < 0 || rank >= size)
-    throw CommError("WORLD_SIZE is " + std::to_string(size) +
+namespace {
+
+struct Place {
+  int rank = 0, size = 1;
+};
+
+/// RANK and WORLD_SIZE, checked.
+Place place() {
+  Place p;
+  p.size = envInt("WORLD_SIZE", 1);
+  if (p.size <= 1) {
+    p.size = 1;
+    return p;
+  }
+  p.rank = envInt("RANK", -1);
+  if (p.rank < 0 || p.rank >= p.size)
+    throw CommError("WORLD_SIZE is " + std::to_string(p.size) +
                     " but RANK is unset or out of range; set RANK to 0.." +
-                    std::to_string(size - 1));
+                    std::to_string(p.size - 1));
+  return p;
+}
+
+#ifdef TRLC_HAVE_GLOO
+/// Where the ranks meet: TRLC_RENDEZVOUS_DIR or MASTER_ADDR:MASTER_PORT.
+std::unique_ptr<gloo::rendezvous::Store> openStore(const Place &p, std::string &where) {
   const char *dir = std::getenv("TRLC_RENDEZVOUS_DIR");
   const char *addr = std::getenv("MASTER_ADDR");
   int port = envInt("MASTER_PORT", 0);
-  bool haveDir = dir && *dir, haveAddr = addr && *addr && port > 0;
-  if (!haveDir && !haveAddr)
-    throw CommError("WORLD_SIZE is " + std::to_string(size) +
-                    " but the ranks have nowhere to meet: set MASTER_ADDR and MASTER_PORT "
-                    "(rank 0's host and a free port, as torchrun does) or "
-                    "TRLC_RENDEZVOUS_DIR (a directory every rank sees); "
-                    "`trlc run --nproc N` sets one up for local runs");
-#ifdef TRLC_HAVE_GLOO
-  int timeout = envInt("TRLC_COMM_TIMEOUT", 60);
-  if (haveDir) {
-    gloo::rendezvous::FileStore files(dir);
-    return std::make_unique<GlooComm>(rank, size, files, dir, timeout);
+  if (dir && *dir) {
+    where = dir;
+    return std::make_unique<gloo::rendezvous::FileStore>(dir);
   }
-  // The store object must outlive the connection only; rank 0's server
-  // thread lives on for the late ranks.
-  static std::unique_ptr<TcpStore> tcp;
-  tcp = std::make_unique<TcpStore>(addr, port, rank == 0, timeout);
-  return std::make_unique<GlooComm>(rank, size, *tcp,
-                                    std::string(addr) + ":" + std::to_string(port), timeout);
+  if (addr && *addr && port > 0) {
+    where = std::string(addr) + ":" + std::to_string(port);
+    return std::make_unique<TcpStore>(addr, port, p.rank == 0, envInt("TRLC_COMM_TIMEOUT", 60));
+  }
+  throw CommError("WORLD_SIZE is " + std::to_string(p.size) +
+                  " but the ranks have nowhere to meet: set MASTER_ADDR and MASTER_PORT "
+                  "(rank 0's host and a free port, as torchrun does) or "
+                  "TRLC_RENDEZVOUS_DIR (a directory every rank sees); "
+                  "`trlc run --nproc N` sets one up for local runs");
+}
+#endif
+
+} // namespace
+
+std::unique_ptr<Communicator> makeCommunicator(const std::string &backend) {
+  Place p = place();
+#ifdef TRLC_HAVE_NCCL
+  if (backend == "cuda") {
+    std::vector<char> id;
+    if (p.size > 1) {
+#ifdef TRLC_HAVE_GLOO
+      std::string where;
+      std::unique_ptr<gloo::rendezvous::Store> store = openStore(p, where);
+      if (p.rank == 0)
+        store->set("trlc-nccl-id", ncclIdBytes());
+      id = store->get("trlc-nccl-id");
+#else
+      throw CommError("this trlc was built without Gloo (libgloo-dev), which NCCL runs "
+                      "use to meet");
+#endif
+    } else {
+      id = ncclIdBytes();
+    }
+    return makeNcclComm(p.rank, p.size, id, envInt("TRLC_COMM_TIMEOUT", 60));
+  }
+#endif
+  if (backend != "cpu")
+    throw CommError("no communicator for the " + backend + " backend in this build");
+  if (p.size == 1)
+    return std::make_unique<NoComm>();
+#ifdef TRLC_HAVE_GLOO
+  // The store must outlive the connection only; rank 0's server thread
+  // lives on for the late ranks.
+  static std::unique_ptr<gloo::rendezvous::Store> store;
+  std::string where;
+  store = openStore(p, where);
+  return std::make_unique<GlooComm>(p.rank, p.size, *store, where,
+                                    envInt("TRLC_COMM_TIMEOUT", 60));
 #else
   throw CommError("this trlc was built without Gloo (libgloo-dev), so it cannot run "
                   "several processes");

@@ -1,8 +1,8 @@
 //===- Comm.h - communicators for data-parallel runs ------------*- C++ -*-===//
 //
 // One interface, implemented by the existing collective libraries (never a
-// home-made transport): none (one process) and Gloo (CPU processes over
-// TCP). A process learns its place from the torchrun variables RANK and
+// home-made transport): none (one process), Gloo (CPU processes over TCP)
+// and NCCL (GPUs; built with the CUDA toolkit). A process learns its place from the torchrun variables RANK and
 // WORLD_SIZE; the ranks meet through a rendezvous directory
 // (TRLC_RENDEZVOUS_DIR: `trlc run --nproc N` makes one; a shared
 // filesystem path for other launchers). Collectives give up after
@@ -18,6 +18,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace trlc {
 
@@ -45,8 +46,17 @@ public:
 };
 
 /// The communicator for this process, from the environment: none when
-/// WORLD_SIZE is unset or 1. Throws CommError with the fix.
-std::unique_ptr<Communicator> makeCommunicator();
+/// WORLD_SIZE is unset or 1 on the CPU, Gloo for several CPU processes,
+/// NCCL for the "cuda" backend (its pointers are device memory). Throws
+/// CommError with the fix.
+std::unique_ptr<Communicator> makeCommunicator(const std::string &backend = "cpu");
+
+#ifdef TRLC_HAVE_NCCL
+/// NCCL (runtime/NcclComm.cpp): `id` is rank 0's ncclUniqueId as bytes.
+std::vector<char> ncclIdBytes();
+std::unique_ptr<Communicator> makeNcclComm(int rank, int size, const std::vector<char> &id,
+                                           int timeoutSeconds);
+#endif
 
 } // namespace trlc
 
