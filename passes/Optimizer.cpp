@@ -1,5 +1,6 @@
 //===- Optimizer.cpp - trl-optimizer: accumulation, clipping, AdamW -------===//
 
+#include "passes/OptimizerStep.h"
 #include "passes/Passes.h"
 
 #include "mlir/IR/Builders.h"
@@ -90,66 +91,30 @@ struct Optimizer : mlir::trl::impl::TrlOptimizerBase<Optimizer> {
     OpBuilder b(ctx);
     Location loc = module.getLoc();
     b.setInsertionPointToEnd(module.getBody());
-    auto stepType = RankedTensorType::get({}, b.getI64Type());
     auto f32 = RankedTensorType::get({}, b.getF32Type());
-    auto fn = b.create<func::FuncOp>(loc, "optimizer_step",
-                                     b.getFunctionType({}, {}));
-    Block *entry = fn.addEntryBlock();
-    auto addArg = [&](Type type, StringRef attr, const std::string &value) {
-      unsigned i = fn.getNumArguments();
-      fn.insertArgument(i, type, b.getDictionaryAttr({}), loc);
-      fn.setArgAttr(i, attr, b.getStringAttr(value));
-      return fn.getArgument(i);
-    };
-    Value step = addArg(stepType, "trl.input", "step");
-    SmallVector<Value> g, m, v;
-    for (const Trainable &p : params) {
-      std::string n = p.name.getValue().str();
-      g.push_back(addArg(p.type, "trl.state", "grad:" + n));
-      m.push_back(addArg(p.type, "trl.state", "exp_avg:" + n));
-      v.push_back(addArg(p.type, "trl.state", "exp_avg_sq:" + n));
-    }
-    b.setInsertionPointToStart(entry);
+    OptimizerStepBuilder opt(b, loc);
+    for (const Trainable &p : params)
+      opt.addTensor(p.name.getValue().str(), p.type);
+    b.setInsertionPointToStart(opt.entry);
+    SmallVector<Value> g = opt.grads;
     Value norm = b.create<GradNormOp>(loc, f32, g);
     if (maxGradNorm > 0)
       for (Value &gi : g)
         gi = b.create<ClipGradOp>(loc, gi.getType(), gi, norm,
                                   b.getF64FloatAttr(maxGradNorm));
     Value lr = b.create<LrScheduleOp>(
-        loc, f32, step, LrScheduleAttr::get(ctx, kind),
+        loc, f32, opt.step, LrScheduleAttr::get(ctx, kind),
         b.getF64FloatAttr(learningRate), b.getI64IntegerAttr(warmupSteps),
         b.getI64IntegerAttr(totalSteps));
-
-    SmallVector<Value> results{norm, lr};
-    SmallVector<std::pair<unsigned, std::string>> states;
-    auto addState = [&](Value value, const std::string &state) {
-      states.push_back({static_cast<unsigned>(results.size()), state});
-      results.push_back(value);
-    };
     for (auto [i, p] : llvm::enumerate(params)) {
-      std::string n = p.name.getValue().str();
       Value w = b.create<ParamOp>(loc, p.type, p.name, b.getBoolAttr(true),
                                   b.getStringAttr("policy"),
                                   p.hfTransposed ? b.getUnitAttr() : UnitAttr());
       // Biases and norm weights (vectors) are not decayed.
       double decay = p.type.getRank() >= 2 ? weightDecay.getValue() : 0.0;
-      auto upd = b.create<AdamWOp>(
-          loc, p.type, p.type, p.type, w, g[i], m[i], v[i], lr, step,
-          b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2),
-          b.getF64FloatAttr(epsilon), b.getF64FloatAttr(decay));
-      addState(upd.getNewParam(), "param:" + n);
-      addState(upd.getNewExpAvg(), "exp_avg:" + n);
-      addState(upd.getNewExpAvgSq(), "exp_avg_sq:" + n);
-      addState(b.create<FillOp>(loc, p.type, b.getF64FloatAttr(0.0)),
-               "grad:" + n);
+      opt.update(i, w, g[i], lr, beta1, beta2, epsilon, decay);
     }
-    b.create<func::ReturnOp>(loc, results);
-    fn.setType(b.getFunctionType(entry->getArgumentTypes(),
-                                 ValueRange(results).getTypes()));
-    fn.setResultAttr(0, "trl.output", b.getStringAttr("grad_norm"));
-    fn.setResultAttr(1, "trl.output", b.getStringAttr("learning_rate"));
-    for (auto &[i, s] : states)
-      fn.setResultAttr(i, "trl.state", b.getStringAttr(s));
+    opt.finish(norm, lr);
   }
 };
 

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "passes/OptimizerStep.h"
 #include "passes/Passes.h"
 
 #include "mlir/IR/Builders.h"
@@ -352,61 +353,32 @@ struct Zero3Shard : mlir::trl::impl::TrlZero3ShardBase<Zero3Shard> {
     });
     if (!lrOld)
       return old.emitOpError("trl-zero3-shard: no learning-rate schedule to keep");
-    MLIRContext *ctx = module.getContext();
-    OpBuilder b(ctx);
+    OpBuilder b(module.getContext());
     Location loc = old.getLoc();
     b.setInsertionPoint(old);
-    auto fn = b.create<func::FuncOp>(loc, "optimizer_step", b.getFunctionType({}, {}));
-    Block *entry = fn.addEntryBlock();
-    auto addArg = [&](Type type, StringRef attr, const std::string &value) {
-      unsigned i = fn.getNumArguments();
-      fn.insertArgument(i, type, b.getDictionaryAttr({}), loc);
-      fn.setArgAttr(i, attr, b.getStringAttr(value));
-      return fn.getArgument(i);
-    };
-    Value step = addArg(RankedTensorType::get({}, b.getI64Type()), "trl.input", "step");
-    SmallVector<Value> g, m, v;
-    for (const Group &grp : groups) {
-      g.push_back(addArg(shardType(grp), "trl.state", "grad:" + grp.key()));
-      m.push_back(addArg(shardType(grp), "trl.state", "exp_avg:" + grp.key()));
-      v.push_back(addArg(shardType(grp), "trl.state", "exp_avg_sq:" + grp.key()));
-    }
-    b.setInsertionPointToStart(entry);
+    OptimizerStepBuilder opt(b, loc);
+    for (const Group &grp : groups)
+      opt.addTensor(grp.key(), shardType(grp));
+    b.setInsertionPointToStart(opt.entry);
+    SmallVector<Value> g = opt.grads;
     auto f32 = RankedTensorType::get({}, b.getF32Type());
     auto squares = b.create<GradNormOp>(loc, f32, g, b.getUnitAttr());
     auto total = b.create<AllReduceOp>(loc, f32, squares.getResult(),
-                                       b.getI64IntegerAttr(worldSize), ReduceKindAttr::get(b.getContext(), ReduceKind::sum));
+                                       b.getI64IntegerAttr(worldSize),
+                                       ReduceKindAttr::get(b.getContext(), ReduceKind::sum));
     Value norm = b.create<SqrtOp>(loc, total.getResult());
     if (clipOld)
       for (Value &gi : g)
         gi = b.create<ClipGradOp>(loc, gi.getType(), gi, norm, clipOld.getMaxNormAttr());
-    Value lr = b.create<LrScheduleOp>(loc, f32, step, lrOld.getScheduleAttr(),
+    Value lr = b.create<LrScheduleOp>(loc, f32, opt.step, lrOld.getScheduleAttr(),
                                       lrOld.getBaseLrAttr(), lrOld.getWarmupStepsAttr(),
                                       lrOld.getTotalStepsAttr());
-    SmallVector<Value> results{norm, lr};
-    SmallVector<std::pair<unsigned, std::string>> states;
-    auto addState = [&](Value value, const std::string &state) {
-      states.push_back({static_cast<unsigned>(results.size()), state});
-      results.push_back(value);
-    };
     for (auto [i, grp] : llvm::enumerate(groups)) {
       Value w = b.create<ParamOp>(loc, shardType(grp), b.getStringAttr(grp.key()),
                                   b.getBoolAttr(true), b.getStringAttr("policy"), UnitAttr());
-      auto upd = b.create<AdamWOp>(loc, shardType(grp), shardType(grp), shardType(grp), w, g[i],
-                                   m[i], v[i], lr, step, b.getF64FloatAttr(beta1),
-                                   b.getF64FloatAttr(beta2), b.getF64FloatAttr(eps),
-                                   b.getF64FloatAttr(grp.decay ? decay : 0.0));
-      addState(upd.getNewParam(), "param:" + grp.key());
-      addState(upd.getNewExpAvg(), "exp_avg:" + grp.key());
-      addState(upd.getNewExpAvgSq(), "exp_avg_sq:" + grp.key());
-      addState(b.create<FillOp>(loc, shardType(grp), b.getF64FloatAttr(0.0)), "grad:" + grp.key());
+      opt.update(i, w, g[i], lr, beta1, beta2, eps, grp.decay ? decay : 0.0);
     }
-    b.create<func::ReturnOp>(loc, results);
-    fn.setType(b.getFunctionType(entry->getArgumentTypes(), ValueRange(results).getTypes()));
-    fn.setResultAttr(0, "trl.output", b.getStringAttr("grad_norm"));
-    fn.setResultAttr(1, "trl.output", b.getStringAttr("learning_rate"));
-    for (auto &[i, s] : states)
-      fn.setResultAttr(i, "trl.state", b.getStringAttr(s));
+    opt.finish(norm, lr);
     old.erase();
     return success();
   }

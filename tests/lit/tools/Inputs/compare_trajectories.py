@@ -7,23 +7,9 @@ of any tensor, in norm). Standard library only.
 """
 import json
 import math
-import struct
 import sys
 
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32", (name, info["dtype"])
-        b, e = info["data_offsets"]
-        out[name] = struct.unpack(f"<{(e - b) // 4}f", data[8 + n + b:8 + n + e])
-    return out
+from compare_runs import read_safetensors
 
 
 def losses(run):
