@@ -624,6 +624,9 @@ int Run::main() {
   int64_t saveEvery = run["save_steps"], keep = run["save_total_limit"];
   double intervalLoss = 0, intervalTime = 0;
   int64_t intervalTokens = 0, intervalSteps = 0, numTokens = 0;
+  // A resumed run counts on from the checkpoint's last logged total.
+  for (const json &row : logHistory)
+    numTokens = row.value("num_tokens", numTokens);
   auto begin = std::chrono::steady_clock::now();
   TensorRef stepIn = ex.input("optimizer_step", "step");
   TensorRef numItems = ex.input("train_step", "num_items_in_batch");
