@@ -68,8 +68,8 @@ public:
       if (fd >= 0)
         break;
       if (std::chrono::steady_clock::now() > deadline)
-        throw CommError("cannot reach the rendezvous at MASTER_ADDR=" + host +
-                        " MASTER_PORT=" + std::to_string(port) + " within " +
+        throw CommError("cannot reach the rendezvous at " + host + ":" +
+                        std::to_string(port) + " within " +
                         std::to_string(timeoutSeconds) + " s (is rank 0 running there?)");
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -160,8 +160,9 @@ private:
     addr.sin6_port = htons(static_cast<uint16_t>(port));
     if (l < 0 || bind(l, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 ||
         listen(l, 256) != 0)
-      throw CommError("rank 0 cannot listen on MASTER_PORT=" + std::to_string(port) + ": " +
-                      std::strerror(errno) + " (is the port in use? pick another)");
+      throw CommError("rank 0 cannot listen on port " + std::to_string(port) + ": " +
+                      std::strerror(errno) +
+                      " (is the port in use? pick another MASTER_PORT, or set TRLC_MASTER_PORT)");
     struct Shared {
       std::mutex m;
       std::condition_variable cv;
@@ -332,6 +333,12 @@ std::unique_ptr<gloo::rendezvous::Store> openStore(const Place &p, std::string &
   const char *dir = std::getenv("TRLC_RENDEZVOUS_DIR");
   const char *addr = std::getenv("MASTER_ADDR");
   int port = envInt("MASTER_PORT", 0);
+  // torchrun's agent serves its own store on MASTER_PORT: trlc's
+  // rendezvous takes the next port then. TRLC_MASTER_PORT overrides both.
+  const char *torchrun = std::getenv("TORCHELASTIC_RUN_ID");
+  if (port > 0 && torchrun && *torchrun)
+    port += 1;
+  port = envInt("TRLC_MASTER_PORT", port);
   if (dir && *dir) {
     where = dir;
     return std::make_unique<gloo::rendezvous::FileStore>(dir);
