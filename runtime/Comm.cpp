@@ -303,10 +303,6 @@ int envInt(const char *name, int fallback) {
   return static_cast<int>(x);
 }
 
-} // namespace
-
-namespace {
-
 struct Place {
   int rank = 0, size = 1;
 };
@@ -329,7 +325,8 @@ Place place() {
 
 #ifdef TRLC_HAVE_GLOO
 /// Where the ranks meet: TRLC_RENDEZVOUS_DIR or MASTER_ADDR:MASTER_PORT.
-std::unique_ptr<gloo::rendezvous::Store> openStore(const Place &p, std::string &where) {
+std::unique_ptr<gloo::rendezvous::Store> openStore(const Place &p, int timeout,
+                                                   std::string &where) {
   const char *dir = std::getenv("TRLC_RENDEZVOUS_DIR");
   const char *addr = std::getenv("MASTER_ADDR");
   int port = envInt("MASTER_PORT", 0);
@@ -345,7 +342,7 @@ std::unique_ptr<gloo::rendezvous::Store> openStore(const Place &p, std::string &
   }
   if (addr && *addr && port > 0) {
     where = std::string(addr) + ":" + std::to_string(port);
-    return std::make_unique<TcpStore>(addr, port, p.rank == 0, envInt("TRLC_COMM_TIMEOUT", 60));
+    return std::make_unique<TcpStore>(addr, port, p.rank == 0, timeout);
   }
   throw CommError("WORLD_SIZE is " + std::to_string(p.size) +
                   " but the ranks have nowhere to meet: set MASTER_ADDR and MASTER_PORT "
@@ -359,13 +356,14 @@ std::unique_ptr<gloo::rendezvous::Store> openStore(const Place &p, std::string &
 
 std::unique_ptr<Communicator> makeCommunicator(const std::string &backend) {
   Place p = place();
+  int timeout = envInt("TRLC_COMM_TIMEOUT", 60);
 #ifdef TRLC_HAVE_NCCL
   if (backend == "cuda") {
     std::vector<char> id;
     if (p.size > 1) {
 #ifdef TRLC_HAVE_GLOO
       std::string where;
-      std::unique_ptr<gloo::rendezvous::Store> store = openStore(p, where);
+      std::unique_ptr<gloo::rendezvous::Store> store = openStore(p, timeout, where);
       if (p.rank == 0)
         store->set("trlc-nccl-id", ncclIdBytes());
       id = store->get("trlc-nccl-id");
@@ -376,7 +374,7 @@ std::unique_ptr<Communicator> makeCommunicator(const std::string &backend) {
     } else {
       id = ncclIdBytes();
     }
-    return makeNcclComm(p.rank, p.size, id, envInt("TRLC_COMM_TIMEOUT", 60));
+    return makeNcclComm(p.rank, p.size, id, timeout);
   }
 #endif
   if (backend != "cpu")
@@ -384,13 +382,11 @@ std::unique_ptr<Communicator> makeCommunicator(const std::string &backend) {
   if (p.size == 1)
     return std::make_unique<NoComm>();
 #ifdef TRLC_HAVE_GLOO
-  // The store must outlive the connection only; rank 0's server thread
-  // lives on for the late ranks.
-  static std::unique_ptr<gloo::rendezvous::Store> store;
+  // The store is needed only to connect (rank 0's server thread lives on
+  // for late ranks).
   std::string where;
-  store = openStore(p, where);
-  return std::make_unique<GlooComm>(p.rank, p.size, *store, where,
-                                    envInt("TRLC_COMM_TIMEOUT", 60));
+  std::unique_ptr<gloo::rendezvous::Store> store = openStore(p, timeout, where);
+  return std::make_unique<GlooComm>(p.rank, p.size, *store, where, timeout);
 #else
   throw CommError("this trlc was built without Gloo (libgloo-dev), so it cannot run "
                   "several processes");
