@@ -62,7 +62,7 @@ Executor::Executor(const artifact::Plan &plan, Backend &backend, Communicator *c
         args.out.push_back(tensor(t));
       args.attrs = &c.attrs;
       args.scratch = scratch;
-      list.push_back({c.kernel, std::move(args)});
+      list.push_back({c.kernel, std::move(args), isCollective(c.kernel)});
     }
   }
 }
@@ -99,7 +99,9 @@ TensorRef Executor::tensor(int id) const {
   return {static_cast<char *>(d.host ? hostPool : arena) + d.offset, &d};
 }
 
-void Executor::collective(const std::string &kernel, const KernelArgs &args) {
+void Executor::collective(const Call &call) {
+  const std::string &kernel = call.kernel;
+  const KernelArgs &args = call.args;
   const TensorRef &x = args.in[0], &y = args.out[0];
   float *out = y.as<float>();
   if (!comm || comm->size() == 1) {
@@ -174,28 +176,28 @@ void Executor::settle(const KernelArgs *args, bool all) {
 }
 
 void Executor::run(const std::string &program) {
-  auto call = [&](const std::string &kernel, const KernelArgs &args) {
+  auto issue = [&](const Call &c) {
     if (!inFlight.empty())
-      settle(&args, false);
-    if (isCollective(kernel))
-      collective(kernel, args);
+      settle(&c.args, false);
+    if (c.collective)
+      collective(c);
     else
-      backend.run(kernel, args);
+      backend.run(c.kernel, c.args);
   };
   if (!profile) {
-    for (auto &[kernel, args] : calls.at(program))
-      call(kernel, args);
+    for (const Call &c : calls.at(program))
+      issue(c);
     settle(nullptr, true);
     backend.synchronize();
     return;
   }
-  for (auto &[kernel, args] : calls.at(program)) {
+  for (const Call &c : calls.at(program)) {
     auto t0 = std::chrono::steady_clock::now();
-    call(kernel, args);
-    if (isCollective(kernel))
+    issue(c);
+    if (c.collective)
       settle(nullptr, true);
     backend.synchronize();
-    kernelSeconds[kernel] +=
+    kernelSeconds[c.kernel] +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 }

@@ -51,7 +51,12 @@ public:
   int64_t allocatedPeakBytes() const { return backend.allocatedPeakBytes(); }
 
 private:
-  void collective(const std::string &kernel, const KernelArgs &args);
+  struct Call {
+    std::string kernel;
+    KernelArgs args;
+    bool collective;  // through the communicator, not the backend
+  };
+  void collective(const Call &call);
   /// Waits for in-flight prefetched collectives that write what `args`
   /// touches (all of them when `all`).
   void settle(const KernelArgs *args, bool all);
@@ -64,7 +69,7 @@ private:
   void *scratch = nullptr;
   void *hostPool = nullptr;  // offloaded activations (host memory)
   int64_t scratchBytes = 0;
-  std::map<std::string, std::vector<std::pair<std::string, KernelArgs>>> calls;
+  std::map<std::string, std::vector<Call>> calls;
   Communicator *comm = nullptr;
   /// One thread issues every collective, in plan order (all ranks must
   /// issue them in the same order); prefetched gathers (attribute
