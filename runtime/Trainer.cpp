@@ -127,6 +127,9 @@ struct ZeroGroup {
   const artifact::ParamDesc *desc = nullptr;
 };
 
+/// A ZeRO-3 shard parameter ("zero3:GROUP"), not a model tensor.
+bool isShard(const artifact::ParamDesc &p) { return p.name.rfind("zero3:", 0) == 0; }
+
 std::vector<ZeroGroup> zeroGroups(const artifact::Plan &plan) {
   std::vector<ZeroGroup> out;
   if (!plan.zero.contains("groups"))
@@ -220,6 +223,20 @@ public:
 private:
   void initWeights();
   int64_t resume(const std::string &dir);
+  /// Builds a group's whole flat buffer on the host, member by member
+  /// (`fill(member, where)`), and keeps this rank's shard in `tensor`.
+  template <typename Fill> void keepShard(const ZeroGroup &g, int tensor, Fill fill) {
+    std::vector<float> flat(g.shard * comm->size(), 0.0f);
+    for (const ZeroGroup::Member &m : g.members)
+      fill(m, flat.data() + m.offset);
+    std::copy_n(flat.data() + g.shard * comm->rank(), g.shard, ex.tensor(tensor).as<float>());
+  }
+  /// Where this rank's ZeRO-3 shards go in a checkpoint.
+  fs::path shardFile(const fs::path &checkpoint) const {
+    return checkpoint / "zero3" /
+           ("rank-" + std::to_string(comm->rank()) + "-of-" + std::to_string(comm->size()) +
+            ".safetensors");
+  }
   /// The policy's parameters ("param"), gradients ("grad") or moments
   /// ("exp_avg", "exp_avg_sq") in Hugging Face layout, whole: sharded ones
   /// are gathered, so every rank must call it.
@@ -273,19 +290,14 @@ void Run::initWeights() {
     randomInit(name, shape.size(), n, w, seed, range);
   };
   for (const artifact::ParamDesc &p : plan.params)
-    if (p.name.rfind("zero3:", 0) != 0) {
+    if (!isShard(p)) {
       TensorRef t = ex.tensor(p.tensor);
       fill(p.name, t.desc->shape, p.hfTransposed, t.as<float>());
     }
-  // A sharded group: the whole flat buffer on the host, this rank's part
-  // on the device.
-  for (const ZeroGroup &g : zero) {
-    std::vector<float> flat(g.shard * comm->size(), 0.0f);
-    for (const ZeroGroup::Member &m : g.members)
-      fill(m.name, m.shape, m.hfTransposed, flat.data() + m.offset);
-    std::copy_n(flat.data() + g.shard * comm->rank(), g.shard,
-                ex.tensor(g.desc->tensor).as<float>());
-  }
+  for (const ZeroGroup &g : zero)
+    keepShard(g, g.desc->tensor, [&](const ZeroGroup::Member &m, float *w) {
+      fill(m.name, m.shape, m.hfTransposed, w);
+    });
 }
 
 std::vector<NamedTensor> Run::collect(const std::string &which) {
@@ -295,7 +307,7 @@ std::vector<NamedTensor> Run::collect(const std::string &which) {
   };
   std::vector<NamedTensor> out;
   for (const artifact::ParamDesc &p : plan.params) {
-    if (p.set != "policy" || p.name.rfind("zero3:", 0) == 0 || idOf(p) < 0)
+    if (p.set != "policy" || isShard(p) || idOf(p) < 0)
       continue;
     TensorRef t = ex.tensor(idOf(p));
     NamedTensor n{p.name, t.desc->shape, {}};
@@ -361,9 +373,7 @@ void Run::save(const fs::path &dir, bool withState, int64_t done) {
         const float *x = ex.tensor(id).as<float>();
         shards.push_back({key + g.name, {g.shard}, std::vector<float>(x, x + g.shard)});
       }
-    std::string file = "rank-" + std::to_string(comm->rank()) + "-of-" +
-                       std::to_string(comm->size()) + ".safetensors";
-    if (!writeTensors((dir / "zero3" / file).string(), shards, error))
+    if (!writeTensors(shardFile(dir).string(), shards, error))
       throw Failure(error);
   }
   if (!lead())
@@ -401,18 +411,16 @@ int64_t Run::resume(const std::string &dir) {
   if (state.contains("log_history"))
     logHistory = state["log_history"];
   std::string error;
-  fs::path shardFile = fs::path(dir) / "zero3" /
-                       ("rank-" + std::to_string(comm->rank()) + "-of-" +
-                        std::to_string(comm->size()) + ".safetensors");
-  if (!zero.empty() && fs::exists(shardFile)) {
+  fs::path mine = shardFile(dir);
+  if (!zero.empty() && fs::exists(mine)) {
     std::map<std::string, safetensors::Tensor> shards;
-    if (!safetensors::readFile(shardFile.string(), shards, error))
+    if (!safetensors::readFile(mine.string(), shards, error))
       throw Failure(error);
     for (const ZeroGroup &g : zero)
       for (auto [id, key] : {std::pair{g.desc->tensor, "param."},
                              std::pair{g.desc->expAvg, "exp_avg."},
                              std::pair{g.desc->expAvgSq, "exp_avg_sq."}})
-        loadTensor(shards, shardFile.string(), key + g.name, {g.shard}, false,
+        loadTensor(shards, mine.string(), key + g.name, {g.shard}, false,
                    ex.tensor(id).as<float>());
     return global;
   }
@@ -421,7 +429,7 @@ int64_t Run::resume(const std::string &dir) {
       !safetensors::readFile((fs::path(dir) / "optimizer.safetensors").string(), moments, error))
     throw Failure(error);
   for (const artifact::ParamDesc &p : plan.params) {
-    if (p.name.rfind("zero3:", 0) == 0 || p.set != "policy")
+    if (isShard(p) || p.set != "policy")
       continue;
     for (auto [id, key, file] : {std::tuple{p.tensor, "", &model},
                                  std::tuple{p.expAvg, "exp_avg.", &moments},
@@ -434,12 +442,10 @@ int64_t Run::resume(const std::string &dir) {
   for (const ZeroGroup &g : zero)
     for (auto [id, key, file] : {std::tuple{g.desc->tensor, "", &model},
                                  std::tuple{g.desc->expAvg, "exp_avg.", &moments},
-                                 std::tuple{g.desc->expAvgSq, "exp_avg_sq.", &moments}}) {
-      std::vector<float> flat(g.shard * comm->size(), 0.0f);
-      for (const ZeroGroup::Member &m : g.members)
-        loadTensor(*file, dir, key + m.name, m.shape, m.hfTransposed, flat.data() + m.offset);
-      std::copy_n(flat.data() + g.shard * comm->rank(), g.shard, ex.tensor(id).as<float>());
-    }
+                                 std::tuple{g.desc->expAvgSq, "exp_avg_sq.", &moments}})
+      keepShard(g, id, [&](const ZeroGroup::Member &m, float *w) {
+        loadTensor(*file, dir, key + m.name, m.shape, m.hfTransposed, w);
+      });
   return global;
 }
 
