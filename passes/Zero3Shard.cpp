@@ -242,13 +242,9 @@ struct Zero3Shard : mlir::trl::impl::TrlZero3ShardBase<Zero3Shard> {
   LogicalResult scatterGradients(func::FuncOp fn) {
     Block &block = fn.front();
     auto ret = cast<func::ReturnOp>(block.getTerminator());
-    DenseMap<Operation *, int> pos;
-    int n = 0;
-    for (Operation &op : block)
-      pos[&op] = n++;
     std::vector<std::vector<Value>> raw(groups.size());
-    for (Group &g : groups)
-      raw[&g - groups.data()].resize(g.members.size());
+    for (size_t gi = 0; gi < groups.size(); ++gi)
+      raw[gi].resize(groups[gi].members.size());
     llvm::BitVector dropResult(fn.getNumResults()), dropArg(fn.getNumArguments());
     SmallVector<Operation *> dead;
     for (unsigned i = 0; i < fn.getNumResults(); ++i) {
@@ -297,7 +293,7 @@ struct Zero3Shard : mlir::trl::impl::TrlZero3ShardBase<Zero3Shard> {
           return fn.emitOpError("trl-zero3-shard: parameter ")
                  << g.members[m].name << " has no gradient";
         Operation *def = v.getDefiningOp();
-        if (def && (!last || pos[def] > pos[last]))
+        if (def && (!last || last->isBeforeInBlock(def)))
           last = def;
       }
       if (last)
@@ -312,7 +308,8 @@ struct Zero3Shard : mlir::trl::impl::TrlZero3ShardBase<Zero3Shard> {
           fn.getLoc(), RankedTensorType::get({g.shard * worldSize}, elem), raw[gi],
           b.getDenseI64ArrayAttr(offsets));
       auto part = b.create<ReduceScatterOp>(fn.getLoc(), shardType(g), flat.getResult(),
-                                            b.getI64IntegerAttr(worldSize), ReduceKindAttr::get(b.getContext(), ReduceKind::sum));
+                                            b.getI64IntegerAttr(worldSize),
+                                            ReduceKindAttr::get(b.getContext(), ReduceKind::sum));
       part->setAttr("group", b.getStringAttr(g.name));
       unsigned arg = fn.getNumArguments();
       fn.insertArgument(arg, shardType(g), b.getDictionaryAttr({}), fn.getLoc());
