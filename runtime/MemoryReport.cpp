@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -132,16 +133,9 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
     }
   r.categoryBytes[int(MemCategory::Workspace)] = scratch;
 
+  // Every point starts from the persistent state and the workspace.
   MemoryReport::Point base;
-  {
-    std::map<int64_t, bool> seen;
-    for (size_t t = 0; t < n; ++t)
-      if (persistent[t] && !seen.count(plan.tensors[t].offset)) {
-        seen[plan.tensors[t].offset] = true;
-        base.bytes[int(cat[t])] += plan.tensors[t].bytes();
-      }
-  }
-  base.bytes[int(MemCategory::Workspace)] = scratch;
+  std::copy(std::begin(r.categoryBytes), std::end(r.categoryBytes), base.bytes);
 
   struct Span {
     std::vector<int64_t> first, last;
