@@ -214,21 +214,19 @@ void printDataStats(std::ostream &out, const trlc::Recipe &r,
   };
   out << "format: " << st.format << (st.conversational ? " (conversational)" : "") << "\n"
       << "examples read: " << st.rowsRead << "\n";
-  int64_t skipped = 0;
-  for (auto &[why, n] : st.skipped)
-    skipped += n;
-  out << "bad rows skipped: " << skipped;
-  for (auto &[why, n] : st.skipped)
-    out << " (" << why << ": " << n << ")";
-  out << "\n";
-  int64_t dropped = 0;
-  for (auto &[why, n] : st.dropped)
-    dropped += n;
-  out << "examples dropped: " << dropped;
-  for (auto &[why, n] : st.dropped)
-    out << " (" << why << ": " << n << ")";
-  out << "\n"
-      << "examples truncated: " << st.truncated << "\n";
+  // "LABEL: TOTAL (reason: n) ..."
+  auto counts = [&](const char *label, const auto &byReason) {
+    int64_t total = 0;
+    for (auto &[why, n] : byReason)
+      total += n;
+    out << label << ": " << total;
+    for (auto &[why, n] : byReason)
+      out << " (" << why << ": " << n << ")";
+    out << "\n";
+  };
+  counts("bad rows skipped", st.skipped);
+  counts("examples dropped", st.dropped);
+  out << "examples truncated: " << st.truncated << "\n";
 
   std::vector<int64_t> docs, rows;
   int64_t tokens = 0;
