@@ -45,9 +45,8 @@ Executor::Executor(const artifact::Plan &plan, Backend &backend, Communicator *c
   if (!arena || (scratchBytes && !scratch))
     throw KernelError("cannot allocate the " + std::to_string(plan.arenaBytes) +
                       "-byte arena the plan needs");
-  std::memset(arena, 0, plan.arenaBytes);
   if (plan.hostBytes > 0) {
-    hostPool = std::aligned_alloc(64, (plan.hostBytes + 63) / 64 * 64);
+    hostPool = backend.allocateHost(plan.hostBytes);
     if (!hostPool)
       throw KernelError("cannot allocate the " + std::to_string(plan.hostBytes) +
                         "-byte host pool the plan needs");
@@ -91,8 +90,18 @@ Executor::~Executor() {
   backend.release(arena);
   if (scratch)
     backend.release(scratch);
-  std::free(hostPool);
+  if (hostPool)
+    backend.releaseHost(hostPool);
 }
+
+void *Backend::allocateHost(int64_t bytes) {
+  void *p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (p)
+    std::memset(p, 0, bytes);
+  return p;
+}
+
+void Backend::releaseHost(void *ptr) { std::free(ptr); }
 
 TensorRef Executor::tensor(int id) const {
   const artifact::TensorDesc &d = plan_.tensors.at(id);
@@ -108,6 +117,7 @@ void Executor::collective(const Call &call) {
     backend.copy(out, x.data, y.desc->bytes());
     return;
   }
+  backend.synchronize();  // the kernels that wrote `x` have finished
   if (kernel == "all_reduce") {
     backend.copy(out, x.data, y.desc->bytes());
     comm->allReduceSum(out, y.numel());
@@ -185,6 +195,8 @@ void Executor::run(const std::string &program) {
       backend.run(c.kernel, c.args);
   };
   if (!profile) {
+    if (replayed(program))
+      return;
     for (const Call &c : calls.at(program))
       issue(c);
     settle(nullptr, true);
@@ -200,6 +212,48 @@ void Executor::run(const std::string &program) {
     kernelSeconds[c.kernel] +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
+}
+
+bool Executor::replayed(const std::string &program) {
+  Recording &r = recordings[program];
+  if (r.id >= 0) {
+    backend.replay(r.id);
+    backend.synchronize();
+    return true;
+  }
+  // The first run warms up (library plans, lazily loaded kernels) with
+  // plain launches; the second records and replays.
+  if (r.off || !backend.canRecord() || ++r.runs < 2)
+    return false;
+  auto fallBack = [&](const std::string &why) {
+    r.off = true;
+    std::fprintf(stderr, "trlc: program %s runs with plain kernel launches, not a CUDA graph: %s\n",
+                 program.c_str(), why.c_str());
+    return false;
+  };
+  if (const char *env = std::getenv("TRLC_CUDA_GRAPHS"); env && std::string(env) == "0")
+    return fallBack("TRLC_CUDA_GRAPHS=0");
+  const std::vector<Call> &list = calls.at(program);
+  if (comm && comm->size() > 1)
+    for (const Call &c : list)
+      if (c.collective)
+        return fallBack("it has " + c.kernel + " collectives between processes");
+  std::string why;
+  backend.beginRecording();
+  try {
+    for (const Call &c : list)
+      c.collective ? collective(c) : backend.run(c.kernel, c.args);
+  } catch (const std::exception &e) {
+    why = e.what();
+  }
+  std::string ended;
+  int id = backend.endRecording(ended);
+  if (!why.empty() || id < 0)
+    return fallBack(why.empty() ? ended : why);
+  r.id = id;
+  backend.replay(id);
+  backend.synchronize();
+  return true;
 }
 
 TensorRef Executor::named(const std::string &program, bool input,

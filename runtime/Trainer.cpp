@@ -797,10 +797,9 @@ bool parseRunOption(int &i, int argc, char **argv, RunOptions &r,
   } else if (auto v = value("--resume")) {
     r.resume = *v;
   } else if (auto v = value("--device")) {
-    if (err.empty() && *v != "cpu")
-      err = *v == "cuda" ? "--device cuda: this trlc has no CUDA backend yet; "
-                           "run on the CPU (--device cpu)"
-                         : "--device must be cpu or cuda, got '" + *v + "'";
+    if (err.empty() && *v != "cpu" && *v != "cuda")
+      err = "--device must be cpu or cuda, got '" + *v + "'";
+    r.device = *v;
   } else if (auto v = value("--nproc")) {
     int64_t n = 0;
     integer("--nproc", *v, n);
@@ -952,8 +951,14 @@ int runArtifact(const RunOptions &o) {
       return launch(o);
     int threads = o.threads > 0 ? o.threads
                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    auto backend = makeCpuBackend(threads);
-    std::unique_ptr<Communicator> comm = makeCommunicator();
+    std::unique_ptr<Backend> backend;
+    if (o.device == "cuda") {
+      const char *local = std::getenv("LOCAL_RANK");
+      backend = makeCudaBackend(local && *local ? std::atoi(local) : 0);
+    } else {
+      backend = makeCpuBackend(threads);
+    }
+    std::unique_ptr<Communicator> comm = makeCommunicator(o.device);
     Executor ex(plan, *backend, comm.get());
     return Run(o, plan, ex, *comm).main();
   } catch (const Failure &e) {

@@ -12,7 +12,7 @@
 
 int main(int argc, char **argv) {
   const char *usage =
-      "usage: trlc run ARTIFACT.trlc [--device cpu] [--max-steps N] [--nproc 1]\n"
+      "usage: trlc run ARTIFACT.trlc [--device cpu|cuda] [--max-steps N] [--nproc 1]\n"
       "       trlc inspect ARTIFACT.trlc [--memory] [--json] [--timeline FILE.svg]\n"
       "                [--threads N] [--quiet]\n"
       "                [--dump-initial FILE] [--dump-gradients FILE]\n"

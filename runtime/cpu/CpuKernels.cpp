@@ -1199,6 +1199,7 @@ public:
   void *allocate(int64_t bytes) override {
     void *p = std::aligned_alloc(64, std::max<int64_t>(64, (bytes + 63) / 64 * 64));
     if (p) {
+      std::memset(p, 0, bytes);
       sizes[p] = bytes;
       held += bytes;
       peakHeld = std::max(peakHeld, held);

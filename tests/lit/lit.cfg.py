@@ -15,3 +15,9 @@ config.substitutions.append(("FileCheck", config.filecheck))
 config.substitutions.append(("%python", config.python))
 if config.have_gloo == "ON":
     config.available_features.add("gloo")
+# "cuda-gpu": the CUDA backend is built and a GPU is visible.
+if config.have_cuda == "ON":
+    import shutil, subprocess
+    smi = shutil.which("nvidia-smi")
+    if smi and subprocess.run([smi, "-L"], capture_output=True).returncode == 0:
+        config.available_features.add("cuda-gpu")

@@ -51,15 +51,35 @@ class Backend {
 public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  /// Zero-filled memory the kernels run on, readable and writable by the
+  /// host between programs (after synchronize()); null when out of memory.
   virtual void *allocate(int64_t bytes) = 0;
   virtual void release(void *ptr) = 0;
-  /// Copies between host and device memory (or within the device).
+  /// Host memory the device copies to and from (offloaded activations):
+  /// pinned on a GPU.
+  virtual void *allocateHost(int64_t bytes);
+  virtual void releaseHost(void *ptr);
+  /// Copies between host and device memory (or within the device), in
+  /// order with the kernels; visible to the host after synchronize().
   virtual void copy(void *dst, const void *src, int64_t bytes) = 0;
   virtual bool supports(const std::string &kernel) const = 0;
   virtual int64_t scratchBytes(const artifact::KernelCall &call,
                                const artifact::Plan &plan) const = 0;
   virtual void run(const std::string &kernel, const KernelArgs &args) = 0;
+  /// Waits for everything issued; reports an error a kernel recorded on
+  /// the device (a token id outside the vocabulary) as a KernelError.
   virtual void synchronize() = 0;
+  /// Whole-program replay (CUDA graphs): between beginRecording() and
+  /// endRecording() the kernels run() is given are recorded, not run.
+  /// endRecording returns an id for replay(), or -1 and the reason when the
+  /// recording failed (the kernels must then be issued again).
+  virtual bool canRecord() const { return false; }
+  virtual void beginRecording() {}
+  virtual int endRecording(std::string &why) {
+    why = name() + " backend does not record";
+    return -1;
+  }
+  virtual void replay(int id) {}
   /// The most bytes allocate() has held at once (the measured high-water
   /// mark of the backend's memory; the plan says what it should be).
   virtual int64_t allocatedPeakBytes() const = 0;
@@ -68,6 +88,10 @@ public:
 /// The CPU backend: OpenBLAS for matrix products, OpenMP for the rest.
 /// Results are deterministic for a fixed thread count.
 std::unique_ptr<Backend> makeCpuBackend(int threads);
+
+/// The CUDA backend on device `device` (runtime/cuda/): throws KernelError
+/// when this build has no CUDA or no GPU is visible.
+std::unique_ptr<Backend> makeCudaBackend(int device);
 
 } // namespace trlc
 

@@ -57,6 +57,9 @@ private:
     bool collective;  // through the communicator, not the backend
   };
   void collective(const Call &call);
+  /// Runs `program` as a recorded whole (CUDA graph) when the backend can;
+  /// false when it must be issued call by call.
+  bool replayed(const std::string &program);
   /// Waits for in-flight prefetched collectives that write what `args`
   /// touches (all of them when `all`).
   void settle(const KernelArgs *args, bool all);
@@ -85,6 +88,12 @@ private:
   std::deque<std::packaged_task<void()>> commQueue;
   bool commStop = false;
   bool profile = false;  // TRLC_PROFILE=1: time every kernel, print at exit
+  struct Recording {
+    int runs = 0;      // plain runs so far
+    int id = -1;       // the backend's recording, once made
+    bool off = false;  // this program cannot be recorded
+  };
+  std::map<std::string, Recording> recordings;
   std::map<std::string, double> kernelSeconds;
 };
 

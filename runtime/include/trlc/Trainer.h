@@ -28,6 +28,7 @@ struct RunOptions {
   std::string dumpGradients;  // accumulated gradients of the first step
   int nproc = 1;  // > 1: start that many local processes (Gloo), data parallel
   std::string resume;  // a checkpoint-STEP directory to continue from
+  std::string device = "cpu";  // "cpu" or "cuda" (GPU LOCAL_RANK)
 };
 
 /// OpenMP threads that spin after a parallel loop take the cores OpenBLAS's

@@ -1,0 +1,690 @@
+//===- CudaBackend.cpp - the CUDA backend: plans' calls onto the kernels ---===//
+//
+// Memory: the arena and scratch are CUDA managed memory placed on the
+// device (the kernels run on device pages; the trainer writes a step's
+// token ids and reads its loss through the same pointers between
+// programs), offloaded activations live in pinned host memory.
+//
+// Streams: kernels run in plan order on one compute stream. A copy between
+// the arena and the host pool (trl.offload / trl.reload) runs on a second,
+// copy stream once the compute stream has reached it; a later kernel that
+// touches either end of a copy still in flight waits for it on the device
+// (an event), so transfers overlap the kernels between a copy and its
+// first use, as the plan's offload schedule places them.
+//
+// Recording: a program's launches are captured into a CUDA graph (relaxed
+// capture mode) and replayed each step; every launch argument is fixed by
+// the plan, values that change per step (token ids, the step counter, the
+// learning rate) are read on the device.
+//
+//===----------------------------------------------------------------------===//
+
+#include "trlc/Backend.h"
+
+#include "kernels.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace trlc {
+namespace {
+
+using artifact::DType;
+namespace cu = trlc::cuda;
+
+void check(cudaError_t e, const char *what) {
+  if (e != cudaSuccess)
+    throw KernelError(std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
+}
+
+float *F(const TensorRef &t) { return t ? t.as<float>() : nullptr; }
+
+int64_t rowsOf(const TensorRef &t) { return t.numel() / t.dim(-1); }
+
+cu::Index idx(const TensorRef &t) {
+  cu::Index i;
+  i.data = t.data;
+  switch (t.dtype()) {
+  case DType::I64: i.type = cu::Index::I64; break;
+  case DType::I32: i.type = cu::Index::I32; break;
+  case DType::Bool: i.type = cu::Index::U8; break;
+  case DType::F32: i.type = cu::Index::F32; break;
+  case DType::F64: throw KernelError("an f64 index tensor on the CUDA backend");
+  }
+  return i;
+}
+
+double attrF(const KernelArgs &a, const char *k) { return a.attrs->at(k).get<double>(); }
+int64_t attrI(const KernelArgs &a, const char *k) { return a.attrs->at(k).get<int64_t>(); }
+bool attrB(const KernelArgs &a, const char *k) {
+  return a.attrs->contains(k) && a.attrs->at(k).get<bool>();
+}
+std::string attrS(const KernelArgs &a, const char *k) {
+  return a.attrs->at(k).get<std::string>();
+}
+
+size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+/// The attention call's sequences (see cu::AttentionShape).
+cu::AttentionShape attentionShape(const KernelArgs &a, const TensorRef &q, const TensorRef &k,
+                                  const TensorRef &mask, const TensorRef &cuSeqlens) {
+  cu::AttentionShape s;
+  s.varlen = attrS(a, "layout") == "varlen";
+  s.causal = attrB(a, "causal");
+  s.scale = static_cast<float>(attrF(a, "scale"));
+  s.d = q.dim(-1);
+  s.hq = q.dim(-2);
+  s.hkv = k.dim(-2);
+  if (s.varlen) {
+    s.cuSeqlens = idx(cuSeqlens);
+    s.count = cuSeqlens.numel() - 1;
+    s.totalTokens = q.dim(0);
+    s.maxLen = a.attrs->contains("max_seqlen") ? attrI(a, "max_seqlen") : s.totalTokens;
+  } else {
+    s.count = q.dim(0);
+    s.rowLength = s.maxLen = q.dim(1);
+    s.totalTokens = s.count * s.rowLength;
+    if (mask)
+      s.mask = idx(mask);
+  }
+  return s;
+}
+
+class CudaBackend : public Backend {
+public:
+  explicit CudaBackend(int device) : device(device) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0)
+      throw KernelError(std::string("--device cuda: no CUDA device is visible (") +
+                        (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") +
+                        "); run with --device cpu");
+    if (device >= count)
+      throw KernelError("--device cuda: this process wants GPU " + std::to_string(device) +
+                        " (LOCAL_RANK) but " + std::to_string(count) + " are visible");
+    check(cudaSetDevice(device), "cudaSetDevice");
+    check(cudaFree(nullptr), "creating the context");
+    size_t total = 0;
+    check(cudaMemGetInfo(&freeAtStart, &total), "cudaMemGetInfo");
+    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating a stream");
+    check(cudaStreamCreateWithFlags(&copyStream, cudaStreamNonBlocking), "creating a stream");
+    check(cudaMalloc(&workspace, kWorkspaceBytes), "allocating the cuBLASLt workspace");
+    check(cudaMalloc(&statusWords, 2 * sizeof(long long)), "allocating the status word");
+    check(cudaMemset(statusWords, 0, 2 * sizeof(long long)), "clearing the status word");
+    status.code = static_cast<int *>(statusWords);
+    status.value = static_cast<long long *>(statusWords) + 1;
+    try {
+      matmul = cu::createMatmul(workspace, kWorkspaceBytes);
+    } catch (const std::exception &x) {
+      throw KernelError(x.what());
+    }
+    registerKernels();
+    measure();
+  }
+
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream);
+    cudaStreamSynchronize(copyStream);
+    for (cudaGraphExec_t g : graphs)
+      cudaGraphExecDestroy(g);
+    for (cudaEvent_t ev : events)
+      cudaEventDestroy(ev);
+    cu::destroyMatmul(matmul);
+    cudaFree(statusWords);
+    cudaFree(workspace);
+    cudaStreamDestroy(copyStream);
+    cudaStreamDestroy(stream);
+  }
+
+  std::string name() const override { return "cuda"; }
+
+  void *allocate(int64_t bytes) override {
+    void *p = nullptr;
+    size_t n = std::max<int64_t>(bytes, 256);
+    if (cudaMallocManaged(&p, n) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+#if CUDART_VERSION >= 13000
+    cudaMemLocation here{};
+    here.type = cudaMemLocationTypeDevice;
+    here.id = device;
+    cudaMemAdvise(p, n, cudaMemAdviseSetPreferredLocation, here);
+#else
+    cudaMemAdvise(p, n, cudaMemAdviseSetPreferredLocation, device);
+#endif
+    // Zeroing on the device places every page there.
+    check(cudaMemsetAsync(p, 0, n, stream), "clearing an allocation");
+    check(cudaStreamSynchronize(stream), "clearing an allocation");
+    measure();
+    return p;
+  }
+  void release(void *ptr) override { cudaFree(ptr); }
+  void *allocateHost(int64_t bytes) override {
+    void *p = nullptr;
+    if (cudaHostAlloc(&p, std::max<int64_t>(bytes, 64), cudaHostAllocDefault) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    std::memset(p, 0, bytes);
+    return p;
+  }
+  void releaseHost(void *ptr) override { cudaFreeHost(ptr); }
+
+  void copy(void *dst, const void *src, int64_t bytes) override {
+    if (dst != src)
+      check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream), "copy");
+  }
+
+  bool supports(const std::string &kernel) const override { return kernels.count(kernel) > 0; }
+
+  int64_t scratchBytes(const artifact::KernelCall &call,
+                       const artifact::Plan &plan) const override;
+
+  void run(const std::string &kernel, const KernelArgs &args) override {
+    auto it = kernels.find(kernel);
+    if (it == kernels.end())
+      throw KernelError("the CUDA backend has no kernel '" + kernel + "'");
+    for (const auto *list : {&args.in, &args.out})
+      for (const TensorRef &t : *list)
+        if (t && t.dtype() == DType::F64)
+          throw KernelError("kernel '" + kernel +
+                            "': the CUDA backend computes in f32, this plan has f64 tensors");
+    waitForCopies(args);
+    try {
+      it->second(args);
+    } catch (const KernelError &) {
+      throw;
+    } catch (const std::exception &e) {
+      throw KernelError("kernel '" + kernel + "': " + e.what());
+    }
+  }
+
+  void synchronize() override {
+    join();
+    check(cudaStreamSynchronize(stream), "running the step");
+    inFlight.clear();
+    nextEvent = 0;
+    long long words[2];
+    check(cudaMemcpy(words, statusWords, sizeof words, cudaMemcpyDeviceToHost),
+          "reading the status word");
+    measure();
+    if (words[0] == 0)
+      return;
+    check(cudaMemset(statusWords, 0, sizeof words), "clearing the status word");
+    int code = static_cast<int>(words[0] & 0xffffffff);
+    std::string value = std::to_string(words[1]);
+    if (code == cu::Status::TokenOutsideVocab)
+      throw KernelError("token id " + value + " is outside the vocabulary of the embedding");
+    throw KernelError("label " + value + " is outside the vocabulary of the lm_head");
+  }
+
+  int64_t allocatedPeakBytes() const override { return peakUsed; }
+
+  bool canRecord() const override { return true; }
+  void beginRecording() override {
+    check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "starting a CUDA graph");
+  }
+  int endRecording(std::string &why) override {
+    join();
+    inFlight.clear();
+    cudaGraph_t graph = nullptr;
+    cudaError_t e = cudaStreamEndCapture(stream, &graph);
+    if (e != cudaSuccess || !graph) {
+      why = std::string("capture failed: ") + cudaGetErrorString(e);
+      cudaGetLastError();
+      return -1;
+    }
+    cudaGraphExec_t exec = nullptr;
+    e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+      why = std::string("instantiation failed: ") + cudaGetErrorString(e);
+      cudaGetLastError();
+      return -1;
+    }
+    graphs.push_back(exec);
+    return static_cast<int>(graphs.size()) - 1;
+  }
+  void replay(int id) override { check(cudaGraphLaunch(graphs.at(id), stream), "replaying"); }
+
+private:
+  static constexpr size_t kWorkspaceBytes = 32 << 20;
+
+  /// A copy on the copy stream: its bytes and the event that ends it.
+  struct Copy {
+    const char *dstLo, *dstHi, *srcLo, *srcHi;
+    cudaEvent_t done;
+  };
+
+  cudaEvent_t event() {
+    if (nextEvent == events.size()) {
+      cudaEvent_t ev;
+      check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "creating an event");
+      events.push_back(ev);
+    }
+    return events[nextEvent++];
+  }
+
+  /// Makes the compute stream wait for copies in flight that `args` touch.
+  void waitForCopies(const KernelArgs &args) {
+    if (inFlight.empty())
+      return;
+    auto overlaps = [&](const char *lo, const char *hi) {
+      for (const auto *list : {&args.in, &args.out})
+        for (const TensorRef &t : *list) {
+          if (!t)
+            continue;
+          const char *a = static_cast<const char *>(t.data);
+          if (a < hi && lo < a + t.desc->bytes())
+            return true;
+        }
+      return false;
+    };
+    std::vector<Copy> keep;
+    for (const Copy &c : inFlight) {
+      if (overlaps(c.dstLo, c.dstHi) || overlaps(c.srcLo, c.srcHi))
+        check(cudaStreamWaitEvent(stream, c.done, 0), "waiting for a copy");
+      else
+        keep.push_back(c);
+    }
+    inFlight.swap(keep);
+  }
+
+  /// An offload or reload: on the copy stream, after the kernels before it.
+  void asyncCopy(void *dst, const void *src, int64_t bytes) {
+    cudaEvent_t ready = event(), done = event();
+    check(cudaEventRecord(ready, stream), "recording an event");
+    check(cudaStreamWaitEvent(copyStream, ready, 0), "ordering a copy");
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, copyStream), "offload copy");
+    check(cudaEventRecord(done, copyStream), "recording an event");
+    const char *d = static_cast<const char *>(dst), *s = static_cast<const char *>(src);
+    inFlight.push_back({d, d + bytes, s, s + bytes, done});
+    copiesIssued = true;
+  }
+
+  /// Joins the copy stream back into the compute stream.
+  void join() {
+    if (!copiesIssued)
+      return;
+    cudaEvent_t ev = event();
+    check(cudaEventRecord(ev, copyStream), "recording an event");
+    check(cudaStreamWaitEvent(stream, ev, 0), "joining the copy stream");
+    copiesIssued = false;
+  }
+
+  void measure() {
+    size_t freeNow = 0, total = 0;
+    if (cudaMemGetInfo(&freeNow, &total) == cudaSuccess && freeNow < freeAtStart)
+      peakUsed = std::max<int64_t>(peakUsed, static_cast<int64_t>(freeAtStart - freeNow));
+  }
+
+  void registerKernels();
+
+  int device;
+  size_t freeAtStart = 0;
+  int64_t peakUsed = 0;
+  cudaStream_t stream = nullptr, copyStream = nullptr;
+  void *workspace = nullptr, *statusWords = nullptr;
+  cu::Status status;
+  cu::Matmul *matmul = nullptr;
+  std::vector<cudaEvent_t> events;
+  size_t nextEvent = 0;
+  std::vector<Copy> inFlight;
+  bool copiesIssued = false;
+  std::vector<cudaGraphExec_t> graphs;
+  std::map<std::string, std::function<void(const KernelArgs &)>> kernels;
+};
+
+int64_t CudaBackend::scratchBytes(const artifact::KernelCall &call,
+                                  const artifact::Plan &plan) const {
+  auto shape = [&](int i) -> const std::vector<int64_t> & {
+    return plan.tensors[call.in[i]].shape;
+  };
+  auto numel = [](const std::vector<int64_t> &s) {
+    int64_t n = 1;
+    for (int64_t d : s)
+      n *= d;
+    return n;
+  };
+  auto rows = [&](const std::vector<int64_t> &s) { return numel(s) / s.back(); };
+  const std::string &k = call.kernel;
+  if (k == "linear") {
+    int64_t m = rows(shape(0)), kk = shape(0).back(), n = shape(1)[0];
+    return align256(2 * m * kk) + align256(2 * n * kk);
+  }
+  if (k == "linear_grad") {
+    int64_t m = rows(shape(1)), kk = shape(1).back(), n = shape(2)[0];
+    return align256(2 * m * n) + align256(2 * n * kk) + align256(2 * m * kk);
+  }
+  if (k == "embedding_grad")
+    return cu::embeddingGradScratch(plan.tensors[call.out[0]].shape[0], numel(shape(1)));
+  if (k == "rms_norm_grad" || k == "layer_norm_grad")
+    return cu::normGradScratch(rows(shape(1)), shape(1).back(), k == "layer_norm_grad");
+  if (k == "attention_grad") {
+    const auto &q = shape(1);
+    int64_t tokens = q.size() == 4 ? q[0] * q[1] : q[0];
+    return align256(tokens * q[q.size() - 2] * sizeof(float));
+  }
+  if (k == "cross_entropy")
+    return cu::lossScratch(rows(shape(0)));
+  if (k.rfind("fused_linear_", 0) == 0) {
+    bool grad = k.size() > 5 && k.substr(k.size() - 5) == "_grad";
+    cu::FusedLinear f;
+    f.rows = rows(shape(grad));
+    f.h = shape(grad).back();
+    f.vocab = shape(grad + 1)[0];
+    f.chunk = std::max<int64_t>(1, std::min(call.attrs.at("chunk_size").get<int64_t>(), f.rows));
+    return cu::fusedLinearScratch(f, grad);
+  }
+  if (k == "grad_norm")
+    return cu::gradNormScratch(static_cast<int>(call.in.size()));
+  return 0;
+}
+
+void CudaBackend::registerKernels() {
+  auto &K = kernels;
+  cudaStream_t s = stream;
+  K["fill"] = [=](const KernelArgs &a) {
+    cu::fill(s, F(a.out[0]), static_cast<float>(attrF(a, "value")), a.out[0].numel());
+  };
+  K["copy"] = [this](const KernelArgs &a) {
+    if (a.out[0].data == a.in[0].data)
+      return;
+    if (a.in[0].desc->host || a.out[0].desc->host)
+      asyncCopy(a.out[0].data, a.in[0].data, a.in[0].desc->bytes());
+    else
+      copy(a.out[0].data, a.in[0].data, a.in[0].desc->bytes());
+  };
+  K["add"] = [=](const KernelArgs &a) {
+    cu::add(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel());
+  };
+  K["div"] = [=](const KernelArgs &a) {
+    cu::divScalar(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel());
+  };
+  K["sqrt"] = [=](const KernelArgs &a) {
+    cu::sqrtElements(s, F(a.in[0]), F(a.out[0]), a.out[0].numel());
+  };
+  K["swiglu"] = [=](const KernelArgs &a) {
+    cu::swiglu(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel());
+  };
+  K["swiglu_grad"] = [=](const KernelArgs &a) {
+    cu::swigluGrad(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]), F(a.out[1]),
+                   a.out[0].numel());
+  };
+  K["gelu"] = [=](const KernelArgs &a) {
+    cu::gelu(s, attrS(a, "approximate") == "tanh", F(a.in[0]), F(a.out[0]), a.out[0].numel());
+  };
+  K["gelu_grad"] = [=](const KernelArgs &a) {
+    cu::geluGrad(s, attrS(a, "approximate") == "tanh", F(a.in[0]), F(a.in[1]), F(a.out[0]),
+                 a.out[0].numel());
+  };
+  // split / concat: the parts of `whole` along `axis`, as 2-D copies.
+  auto moveParts = [=](const KernelArgs &a, const TensorRef &whole,
+                       const std::vector<TensorRef> &parts, bool toParts) {
+    int64_t axis = attrI(a, "axis"), outer = 1, inner = 1;
+    for (int64_t i = 0; i < axis; ++i)
+      outer *= whole.dim(i);
+    for (int64_t i = axis + 1; i < whole.rank(); ++i)
+      inner *= whole.dim(i);
+    int64_t e = artifact::dtypeBytes(whole.dtype());
+    int64_t full = whole.dim(axis) * inner * e, at = 0;
+    for (const TensorRef &part : parts) {
+      int64_t w = part.dim(axis) * inner * e;
+      char *p = static_cast<char *>(part.data), *f = static_cast<char *>(whole.data) + at;
+      if (w > 0 && outer > 0)
+        check(toParts ? cudaMemcpy2DAsync(p, w, f, full, w, outer, cudaMemcpyDefault, s)
+                      : cudaMemcpy2DAsync(f, full, p, w, w, outer, cudaMemcpyDefault, s),
+              toParts ? "split" : "concat");
+      at += w;
+    }
+  };
+  K["split"] = [=](const KernelArgs &a) { moveParts(a, a.in[0], a.out, true); };
+  K["concat"] = [=](const KernelArgs &a) { moveParts(a, a.out[0], a.in, false); };
+  K["pack_flat"] = [=](const KernelArgs &a) {
+    char *y = static_cast<char *>(a.out[0].data);
+    const nlohmann::json &offsets = a.attrs->at("offsets");
+    int64_t at = 0;
+    for (size_t i = 0; i < a.in.size(); ++i) {
+      int64_t offset = offsets.at(i).get<int64_t>(), n = a.in[i].numel();
+      if (offset > at)
+        check(cudaMemsetAsync(y + at * 4, 0, (offset - at) * 4, s), "pack_flat");
+      check(cudaMemcpyAsync(y + offset * 4, a.in[i].data, n * 4, cudaMemcpyDefault, s),
+            "pack_flat");
+      at = offset + n;
+    }
+    if (a.out[0].numel() > at)
+      check(cudaMemsetAsync(y + at * 4, 0, (a.out[0].numel() - at) * 4, s), "pack_flat");
+  };
+  K["masked_sum"] = [=](const KernelArgs &a) {
+    cu::maskedSum(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel(), a.in[0].dim(-1));
+  };
+  K["masked_sum_grad"] = [=](const KernelArgs &a) {
+    int64_t cols = a.in[1].dim(-1);
+    cu::maskedSumGrad(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel() / cols, cols);
+  };
+  K["embedding"] = [this](const KernelArgs &a) {
+    cu::embedding(stream, status, F(a.in[0]), idx(a.in[1]), F(a.out[0]), a.in[0].dim(0),
+                  a.in[0].dim(1), a.in[1].numel());
+  };
+  K["embedding_grad"] = [=](const KernelArgs &a) {
+    cu::embeddingGrad(s, F(a.in[0]), idx(a.in[1]), F(a.out[0]), a.out[0].dim(0),
+                      a.out[0].dim(1), a.in[1].numel(), a.scratch);
+  };
+  K["rms_norm"] = [=](const KernelArgs &a) {
+    cu::rmsNorm(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), rowsOf(a.in[0]), a.in[0].dim(-1),
+                static_cast<float>(attrF(a, "eps")));
+  };
+  K["rms_norm_grad"] = [=](const KernelArgs &a) {
+    cu::rmsNormGrad(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]), F(a.out[1]),
+                    rowsOf(a.in[1]), a.in[1].dim(-1), static_cast<float>(attrF(a, "eps")),
+                    a.scratch);
+  };
+  K["layer_norm"] = [=](const KernelArgs &a) {
+    cu::layerNorm(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]), rowsOf(a.in[0]),
+                  a.in[0].dim(-1), static_cast<float>(attrF(a, "eps")));
+  };
+  K["layer_norm_grad"] = [=](const KernelArgs &a) {
+    cu::layerNormGrad(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]), F(a.out[1]),
+                      F(a.out[2]), rowsOf(a.in[1]), a.in[1].dim(-1),
+                      static_cast<float>(attrF(a, "eps")), a.scratch);
+  };
+  K["linear"] = [this](const KernelArgs &a) {
+    const TensorRef &x = a.in[0], &w = a.in[1];
+    int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
+    char *xb = static_cast<char *>(a.scratch), *wb = xb + align256(2 * m * k);
+    cu::toBf16(stream, F(x), xb, m * k);
+    cu::toBf16(stream, F(w), wb, n * k);
+    cu::gemm(matmul, stream, false, true, m, n, k, xb, k, wb, k, 0.0f, F(a.out[0]), n);
+    if (a.in.size() > 2 && a.in[2])
+      cu::addBias(stream, F(a.out[0]), F(a.in[2]), m, n);
+  };
+  K["linear_grad"] = [this](const KernelArgs &a) {
+    const TensorRef &dy = a.in[0], &x = a.in[1], &w = a.in[2];
+    int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
+    char *dyb = static_cast<char *>(a.scratch), *wb = dyb + align256(2 * m * n),
+         *xb = wb + align256(2 * n * k);
+    cu::toBf16(stream, F(dy), dyb, m * n);
+    cu::toBf16(stream, F(w), wb, n * k);
+    cu::toBf16(stream, F(x), xb, m * k);
+    cu::gemm(matmul, stream, false, false, m, k, n, dyb, n, wb, k, 0.0f, F(a.out[0]), k);
+    // With an accumulator (in[3]): dW = acc + dy^T x, by the product itself.
+    bool accumulate = a.in.size() > 3 && a.in[3];
+    if (accumulate)
+      copy(a.out[1].data, a.in[3].data, a.out[1].desc->bytes());
+    cu::gemm(matmul, stream, true, false, n, k, m, dyb, n, xb, k, accumulate ? 1.0f : 0.0f,
+             F(a.out[1]), k);
+    if (a.out.size() > 2)
+      cu::columnSum(stream, F(dy), F(a.out[2]), m, n);
+  };
+  K["rope"] = [=](const KernelArgs &a) {
+    cu::RopeScaling sc;
+    if (a.attrs->contains("scaling")) {
+      const auto &j = a.attrs->at("scaling");
+      sc.factor = j.at("factor");
+      sc.lowFreqFactor = j.at("low_freq_factor");
+      sc.highFreqFactor = j.at("high_freq_factor");
+      sc.originalMax = j.at("original_max_position_embeddings").get<double>();
+    }
+    const TensorRef &x = a.in[0];
+    cu::rope(s, F(x), idx(a.in[1]), F(a.out[0]), a.in[1].numel(), x.dim(-2), x.dim(-1),
+             attrF(a, "theta"), sc, attrB(a, "inverse"));
+  };
+  K["attention"] = [=](const KernelArgs &a) {
+    cu::AttentionShape sh = attentionShape(a, a.in[0], a.in[1], a.in[3], a.in[4]);
+    cu::attention(s, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]), F(a.out[1]));
+  };
+  K["attention_grad"] = [=](const KernelArgs &a) {
+    cu::AttentionShape sh = attentionShape(a, a.in[1], a.in[2], a.in[6], a.in[7]);
+    cu::attentionGrad(s, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.in[4]),
+                      F(a.in[5]), F(a.out[0]), F(a.out[1]), F(a.out[2]), a.scratch);
+  };
+  K["cross_entropy"] = [this](const KernelArgs &a) {
+    const TensorRef &logits = a.in[0];
+    cu::crossEntropy(stream, status, F(logits), idx(a.in[1]), F(a.out[0]), rowsOf(logits),
+                     logits.dim(-1), attrI(a, "ignore_index"), a.scratch);
+  };
+  K["cross_entropy_grad"] = [this](const KernelArgs &a) {
+    const TensorRef &logits = a.in[1];
+    cu::logitsGrad(stream, status, F(logits), idx(a.in[2]), {F(a.in[0]), 0, 1.0f}, F(a.out[0]),
+                   rowsOf(logits), logits.dim(-1), attrI(a, "ignore_index"));
+  };
+  K["log_probs"] = [this](const KernelArgs &a) {
+    const TensorRef &logits = a.in[0];
+    cu::logProbs(stream, status, F(logits), idx(a.in[1]), F(a.out[0]), rowsOf(logits),
+                 logits.dim(-1), attrI(a, "ignore_index"));
+  };
+  K["log_probs_grad"] = [this](const KernelArgs &a) {
+    const TensorRef &logits = a.in[1];
+    cu::logitsGrad(stream, status, F(logits), idx(a.in[2]), {F(a.in[0]), 1, -1.0f},
+                   F(a.out[0]), rowsOf(logits), logits.dim(-1), attrI(a, "ignore_index"));
+  };
+  auto fused = [](const KernelArgs &a, int first) {
+    cu::FusedLinear f;
+    const TensorRef &hidden = a.in[first], &weight = a.in[first + 1];
+    f.hidden = F(hidden);
+    f.weight = F(weight);
+    f.labels = idx(a.in[first + 2]);
+    f.rows = rowsOf(hidden);
+    f.h = hidden.dim(-1);
+    f.vocab = weight.dim(0);
+    f.chunk = std::max<int64_t>(1, std::min(attrI(a, "chunk_size"), f.rows));
+    f.ignore = attrI(a, "ignore_index");
+    return f;
+  };
+  K["fused_linear_cross_entropy"] = [this, fused](const KernelArgs &a) {
+    cu::fusedLinearForward(matmul, stream, status, fused(a, 0), nullptr, F(a.out[0]), a.scratch);
+  };
+  K["fused_linear_log_probs"] = [this, fused](const KernelArgs &a) {
+    cu::fusedLinearForward(matmul, stream, status, fused(a, 0), F(a.out[0]), nullptr, a.scratch);
+  };
+  K["fused_linear_cross_entropy_grad"] = [this, fused](const KernelArgs &a) {
+    cu::fusedLinearBackward(matmul, stream, status, fused(a, 1), {F(a.in[0]), 0, 1.0f},
+                            F(a.out[0]), F(a.out[1]), a.scratch);
+  };
+  K["fused_linear_log_probs_grad"] = [this, fused](const KernelArgs &a) {
+    cu::fusedLinearBackward(matmul, stream, status, fused(a, 1), {F(a.in[0]), 1, -1.0f},
+                            F(a.out[0]), F(a.out[1]), a.scratch);
+  };
+  auto dpoType = [](const KernelArgs &a) {
+    std::string t = attrS(a, "loss_type");
+    return t == "hinge" ? cu::DpoType::Hinge : t == "ipo" ? cu::DpoType::Ipo : cu::DpoType::Sigmoid;
+  };
+  K["dpo_loss"] = [=](const KernelArgs &a) {
+    cu::dpoLoss(s, dpoType(a), static_cast<float>(attrF(a, "beta")),
+                static_cast<float>(attrF(a, "label_smoothing")), F(a.in[0]), F(a.in[1]),
+                F(a.in[2]), F(a.in[3]), F(a.out[0]), F(a.out[1]), F(a.out[2]), a.in[0].numel());
+  };
+  K["dpo_loss_grad"] = [=](const KernelArgs &a) {
+    cu::dpoLossGrad(s, dpoType(a), static_cast<float>(attrF(a, "beta")),
+                    static_cast<float>(attrF(a, "label_smoothing")), F(a.in[0]), F(a.in[1]),
+                    F(a.in[2]), F(a.in[3]), F(a.in[4]), F(a.out[0]), F(a.out[1]),
+                    a.in[1].numel());
+  };
+  auto kto = [](const KernelArgs &a) {
+    cu::Kto k;
+    k.beta = static_cast<float>(attrF(a, "beta"));
+    k.desirable = static_cast<float>(attrF(a, "desirable_weight"));
+    k.undesirable = static_cast<float>(attrF(a, "undesirable_weight"));
+    return k;
+  };
+  K["kto_loss"] = [=](const KernelArgs &a) {
+    cu::ktoLoss(s, kto(a), F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]), idx(a.in[4]),
+                F(a.out[0]), F(a.out[1]), F(a.out[2]), a.in[0].numel());
+  };
+  K["kto_loss_grad"] = [=](const KernelArgs &a) {
+    cu::ktoLossGrad(s, kto(a), F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]), idx(a.in[4]),
+                    F(a.out[0]), a.in[1].numel());
+  };
+  auto grpo = [](const KernelArgs &a, int first) {
+    cu::Grpo g;
+    std::string t = attrS(a, "loss_type");
+    g.type = t == "grpo"      ? cu::GrpoType::Grpo
+             : t == "bnpo"    ? cu::GrpoType::Bnpo
+             : t == "dr_grpo" ? cu::GrpoType::DrGrpo
+                              : cu::GrpoType::Dapo;
+    g.epsilonLow = static_cast<float>(attrF(a, "epsilon_low"));
+    g.epsilonHigh = static_cast<float>(attrF(a, "epsilon_high"));
+    g.beta = static_cast<float>(attrF(a, "beta"));
+    g.logp = F(a.in[first]);
+    g.old = F(a.in[first + 1]);
+    g.advantages = F(a.in[first + 2]);
+    g.mask = F(a.in[first + 3]);
+    g.normalizer = F(a.in[first + 4]);
+    if (a.in.size() > static_cast<size_t>(first + 5))
+      g.ref = F(a.in[first + 5]);
+    g.rows = a.in[first].dim(0);
+    g.cols = a.in[first].dim(1);
+    return g;
+  };
+  K["grpo_loss"] = [=](const KernelArgs &a) { cu::grpoLoss(s, grpo(a, 0), F(a.out[0])); };
+  K["grpo_loss_grad"] = [=](const KernelArgs &a) {
+    cu::grpoLossGrad(s, grpo(a, 1), F(a.in[0]), F(a.out[0]));
+  };
+  K["grad_norm"] = [=](const KernelArgs &a) {
+    std::vector<const float *> ptrs;
+    std::vector<int64_t> sizes;
+    for (const TensorRef &g : a.in) {
+      ptrs.push_back(F(g));
+      sizes.push_back(g.numel());
+    }
+    cu::gradNorm(s, ptrs.data(), sizes.data(), static_cast<int>(ptrs.size()),
+                 attrB(a, "squared"), F(a.out[0]), a.scratch);
+  };
+  K["clip_grad"] = [=](const KernelArgs &a) {
+    cu::clipGrad(s, F(a.in[0]), F(a.in[1]), static_cast<float>(attrF(a, "max_norm")),
+                 F(a.out[0]), a.out[0].numel());
+  };
+  K["lr_schedule"] = [=](const KernelArgs &a) {
+    cu::LrSchedule l;
+    l.base = attrF(a, "base_lr");
+    l.warmup = static_cast<double>(attrI(a, "warmup_steps"));
+    l.total = static_cast<double>(attrI(a, "total_steps"));
+    std::string kind = attrS(a, "schedule");
+    l.kind = kind == "constant" ? 0 : kind == "linear" ? 1 : 2;
+    cu::lrSchedule(s, l, idx(a.in[0]), F(a.out[0]));
+  };
+  K["adamw"] = [=](const KernelArgs &a) {
+    cu::AdamW h;
+    h.beta1 = static_cast<float>(attrF(a, "beta1"));
+    h.beta2 = static_cast<float>(attrF(a, "beta2"));
+    h.eps = static_cast<float>(attrF(a, "eps"));
+    h.weightDecay = static_cast<float>(attrF(a, "weight_decay"));
+    cu::adamw(s, h, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.in[4]), idx(a.in[5]),
+              F(a.out[0]), F(a.out[1]), F(a.out[2]), a.out[0].numel());
+  };
+}
+
+} // namespace
+
+std::unique_ptr<Backend> makeCudaBackend(int device) {
+  return std::make_unique<CudaBackend>(device);
+}
+
+} // namespace trlc

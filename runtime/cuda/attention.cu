@@ -1,0 +1,366 @@
+//===- attention.cu - causal attention, flash style, padded and varlen -*- CUDA -*-===//
+//
+// Layouts (see AttentionShape): padded q [count, rowLength, hq, d] with an
+// optional key mask [count, rowLength]; varlen q [totalTokens, hq, d] with
+// documents at cu_seqlens. k, v have hkv heads; query head h reads kv head
+// h / (hq / hkv). lse is saved for the backward ([count, hq, rowLength],
+// varlen [hq, totalTokens]); a query row with no visible key gets output 0
+// and lse -inf, as on the CPU.
+//
+// No [S, S] matrix is ever stored. Forward: a block of kWarps warps takes
+// kWarps consecutive query rows of one (sequence, head), one warp per row;
+// keys stream through shared memory in tiles of 32. For a tile, lane j
+// scores key j, the warp updates its running max and sum (online softmax)
+// and every lane accumulates its d/32 output columns.
+//
+// Backward in three deterministic kernels (no atomics): D = rowsum(dO * O)
+// per (token, head); dQ with one warp per query row streaming key tiles
+// (recomputing P from lse); dK and dV with one warp per key row streaming
+// query tiles of every query head of its group. dq, dk, dv are
+// overwritten. fp32 throughout; head dimensions up to kMaxD.
+//
+//===----------------------------------------------------------------------===//
+
+#include "common.cuh"
+
+#include <stdexcept>
+
+namespace trlc::cuda {
+namespace {
+
+constexpr int kWarps = 8;      // rows per block
+constexpr int kTileKeys = 32;  // one key per lane
+constexpr int kMaxD = 256;
+constexpr int kPer = kMaxD / 32;  // columns per lane
+
+/// Where a sequence's tokens are, on the device.
+struct Seq {
+  int64_t start, len;
+};
+
+__device__ inline Seq sequenceOf(const AttentionShape &a, int64_t s) {
+  if (!a.varlen)
+    return {s * a.rowLength, a.rowLength};
+  long long lo = loadIndex(a.cuSeqlens, s), hi = loadIndex(a.cuSeqlens, s + 1);
+  return {lo, hi - lo};
+}
+
+__device__ inline bool keyVisible(const AttentionShape &a, int64_t s, int64_t j) {
+  return a.varlen || !a.mask.data || loadIndex(a.mask, s * a.rowLength + j) != 0;
+}
+
+__device__ inline int64_t lseIndex(const AttentionShape &a, Seq q, int64_t s, int64_t h,
+                                   int64_t i) {
+  return a.varlen ? h * a.totalTokens + q.start + i : (s * a.hq + h) * a.rowLength + i;
+}
+
+/// Loads rows [r0, r0 + 32) of one head of x ([tokens, heads, d]) into a
+/// [32][ld] tile, zeros past `len`.
+__device__ inline void loadTile(float *tile, int ld, const float *x, Seq seq, int64_t r0,
+                                int64_t heads, int64_t head, int64_t d) {
+  for (int64_t e = threadIdx.x; e < kTileKeys * d; e += blockDim.x) {
+    int64_t j = e / d, c = e % d, r = r0 + j;
+    tile[j * ld + c] = r < seq.len ? x[((seq.start + r) * heads + head) * d + c] : 0.0f;
+  }
+}
+
+__global__ void forwardKernel(AttentionShape a, const float *q, const float *k, const float *v,
+                              float *out, float *lse) {
+  extern __shared__ float smem[];
+  int64_t d = a.d, s = blockIdx.z, h = blockIdx.y, kh = h / (a.hq / a.hkv);
+  Seq seq = sequenceOf(a, s);
+  int64_t row0 = blockIdx.x * static_cast<int64_t>(kWarps);
+  if (row0 >= seq.len)
+    return;
+  int ld = static_cast<int>(d) + 1;
+  float *ks = smem, *vs = ks + kTileKeys * ld, *qs = vs + kTileKeys * ld;
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t i = row0 + warp;
+  bool active = i < seq.len;
+  float *qw = qs + warp * d;
+  const float *qrow = q + ((seq.start + i) * a.hq + h) * d;
+  for (int64_t c = lane; c < d; c += 32)
+    qw[c] = active ? qrow[c] : 0.0f;
+  float o[kPer];
+  for (int t = 0; t < kPer; ++t)
+    o[t] = 0;
+  float mx = -INFINITY, l = 0;
+  int64_t lastRow = min(row0 + kWarps, seq.len) - 1;
+  int64_t keyEnd = a.causal ? lastRow + 1 : seq.len;
+  for (int64_t k0 = 0; k0 < keyEnd; k0 += kTileKeys) {
+    __syncthreads();  // the previous tile is consumed
+    loadTile(ks, ld, k, seq, k0, a.hkv, kh, d);
+    loadTile(vs, ld, v, seq, k0, a.hkv, kh, d);
+    __syncthreads();
+    if (!active)
+      continue;
+    int64_t j = k0 + lane;
+    bool visible = j < seq.len && (!a.causal || j <= i) && keyVisible(a, s, j);
+    float score = -INFINITY;
+    if (visible) {
+      float dot = 0;
+      for (int64_t c = 0; c < d; ++c)
+        dot += qw[c] * ks[lane * ld + c];
+      score = dot * a.scale;
+    }
+    float tileMax = warpMax(score);
+    if (tileMax == -INFINITY)
+      continue;
+    float next = fmaxf(mx, tileMax);
+    float p = visible ? expf(score - next) : 0.0f;
+    float rescale = expf(mx - next);  // 0 while mx is -inf
+    l = l * rescale + warpSum(p);
+    mx = next;
+    for (int t = 0; t < kPer; ++t)
+      o[t] *= rescale;
+    for (int jj = 0; jj < kTileKeys; ++jj) {
+      float pj = __shfl_sync(0xffffffffu, p, jj);
+      if (pj == 0.0f)
+        continue;
+      for (int t = 0; t < kPer; ++t) {
+        int64_t c = lane + 32 * t;
+        if (c < d)
+          o[t] += pj * vs[jj * ld + c];
+      }
+    }
+  }
+  if (!active)
+    return;
+  float *orow = out + ((seq.start + i) * a.hq + h) * d;
+  for (int t = 0; t < kPer; ++t) {
+    int64_t c = lane + 32 * t;
+    if (c < d)
+      orow[c] = l > 0 ? o[t] / l : 0.0f;
+  }
+  if (lane == 0)
+    lse[lseIndex(a, seq, s, h, i)] = l > 0 ? mx + logf(l) : -INFINITY;
+}
+
+/// D[token, h] = sum_c dO * O, one warp per (token, head).
+__global__ void rowDotKernel(const float *dout, const float *out, float *dsum, int64_t rows,
+                             int64_t d) {
+  int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+  if (r >= rows)
+    return;
+  float acc = 0;
+  for (int64_t c = threadIdx.x % 32; c < d; c += 32)
+    acc += dout[r * d + c] * out[r * d + c];
+  acc = warpSum(acc);
+  if (threadIdx.x % 32 == 0)
+    dsum[r] = acc;
+}
+
+__global__ void dqKernel(AttentionShape a, const float *dout, const float *q, const float *k,
+                         const float *v, const float *lse, const float *dsum, float *dq) {
+  extern __shared__ float smem[];
+  int64_t d = a.d, s = blockIdx.z, h = blockIdx.y, kh = h / (a.hq / a.hkv);
+  Seq seq = sequenceOf(a, s);
+  int64_t row0 = blockIdx.x * static_cast<int64_t>(kWarps);
+  if (row0 >= seq.len)
+    return;
+  int ld = static_cast<int>(d) + 1;
+  float *ks = smem, *vs = ks + kTileKeys * ld, *qs = vs + kTileKeys * ld, *gs = qs + kWarps * d;
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t i = row0 + warp;
+  bool active = i < seq.len;
+  float *qw = qs + warp * d, *gw = gs + warp * d;
+  int64_t at = ((seq.start + i) * a.hq + h) * d;
+  for (int64_t c = lane; c < d; c += 32) {
+    qw[c] = active ? q[at + c] : 0.0f;
+    gw[c] = active ? dout[at + c] : 0.0f;
+  }
+  float rowLse = active ? lse[lseIndex(a, seq, s, h, i)] : -INFINITY;
+  float rowD = active ? dsum[(seq.start + i) * a.hq + h] : 0.0f;
+  float acc[kPer];
+  for (int t = 0; t < kPer; ++t)
+    acc[t] = 0;
+  int64_t lastRow = min(row0 + kWarps, seq.len) - 1;
+  int64_t keyEnd = a.causal ? lastRow + 1 : seq.len;
+  for (int64_t k0 = 0; k0 < keyEnd; k0 += kTileKeys) {
+    __syncthreads();
+    loadTile(ks, ld, k, seq, k0, a.hkv, kh, d);
+    loadTile(vs, ld, v, seq, k0, a.hkv, kh, d);
+    __syncthreads();
+    if (!active || rowLse == -INFINITY)
+      continue;
+    int64_t j = k0 + lane;
+    bool visible = j < seq.len && (!a.causal || j <= i) && keyVisible(a, s, j);
+    float ds = 0;
+    if (visible) {
+      float dot = 0, dp = 0;
+      for (int64_t c = 0; c < d; ++c) {
+        dot += qw[c] * ks[lane * ld + c];
+        dp += gw[c] * vs[lane * ld + c];
+      }
+      float p = expf(dot * a.scale - rowLse);
+      ds = p * (dp - rowD) * a.scale;
+    }
+    for (int jj = 0; jj < kTileKeys; ++jj) {
+      float dsj = __shfl_sync(0xffffffffu, ds, jj);
+      if (dsj == 0.0f)
+        continue;
+      for (int t = 0; t < kPer; ++t) {
+        int64_t c = lane + 32 * t;
+        if (c < d)
+          acc[t] += dsj * ks[jj * ld + c];
+      }
+    }
+  }
+  if (!active)
+    return;
+  for (int t = 0; t < kPer; ++t) {
+    int64_t c = lane + 32 * t;
+    if (c < d)
+      dq[at + c] = acc[t];
+  }
+}
+
+__global__ void dkdvKernel(AttentionShape a, const float *dout, const float *q, const float *k,
+                           const float *v, const float *lse, const float *dsum, float *dk,
+                           float *dv) {
+  extern __shared__ float smem[];
+  int64_t d = a.d, s = blockIdx.z, kh = blockIdx.y, group = a.hq / a.hkv;
+  Seq seq = sequenceOf(a, s);
+  int64_t key0 = blockIdx.x * static_cast<int64_t>(kWarps);
+  if (key0 >= seq.len)
+    return;
+  int ld = static_cast<int>(d) + 1;
+  float *qs = smem, *gs = qs + kTileKeys * ld, *kw0 = gs + kTileKeys * ld,
+        *vw0 = kw0 + kWarps * d, *tileLse = vw0 + kWarps * d, *tileD = tileLse + kTileKeys;
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t j = key0 + warp;
+  bool active = j < seq.len && keyVisible(a, s, j);
+  float *kw = kw0 + warp * d, *vw = vw0 + warp * d;
+  int64_t at = ((seq.start + j) * a.hkv + kh) * d;
+  for (int64_t c = lane; c < d; c += 32) {
+    kw[c] = j < seq.len ? k[at + c] : 0.0f;
+    vw[c] = j < seq.len ? v[at + c] : 0.0f;
+  }
+  float dkAcc[kPer], dvAcc[kPer];
+  for (int t = 0; t < kPer; ++t)
+    dkAcc[t] = dvAcc[t] = 0;
+  int64_t firstQuery = a.causal ? key0 / kTileKeys * kTileKeys : 0;
+  for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
+    for (int64_t i0 = firstQuery; i0 < seq.len; i0 += kTileKeys) {
+      __syncthreads();
+      loadTile(qs, ld, q, seq, i0, a.hq, h, d);
+      loadTile(gs, ld, dout, seq, i0, a.hq, h, d);
+      if (threadIdx.x < kTileKeys) {
+        int64_t i = i0 + threadIdx.x;
+        tileLse[threadIdx.x] = i < seq.len ? lse[lseIndex(a, seq, s, h, i)] : -INFINITY;
+        tileD[threadIdx.x] = i < seq.len ? dsum[(seq.start + i) * a.hq + h] : 0.0f;
+      }
+      __syncthreads();
+      if (!active)
+        continue;
+      int64_t i = i0 + lane;
+      float rowLse = tileLse[lane];
+      bool visible = i < seq.len && (!a.causal || j <= i) && rowLse != -INFINITY;
+      float p = 0, ds = 0;
+      if (visible) {
+        float dot = 0, dp = 0;
+        for (int64_t c = 0; c < d; ++c) {
+          dot += qs[lane * ld + c] * kw[c];
+          dp += gs[lane * ld + c] * vw[c];
+        }
+        p = expf(dot * a.scale - rowLse);
+        ds = p * (dp - tileD[lane]) * a.scale;
+      }
+      for (int ii = 0; ii < kTileKeys; ++ii) {
+        float pi = __shfl_sync(0xffffffffu, p, ii), dsi = __shfl_sync(0xffffffffu, ds, ii);
+        if (pi == 0.0f && dsi == 0.0f)
+          continue;
+        for (int t = 0; t < kPer; ++t) {
+          int64_t c = lane + 32 * t;
+          if (c < d) {
+            dvAcc[t] += pi * gs[ii * ld + c];
+            dkAcc[t] += dsi * qs[ii * ld + c];
+          }
+        }
+      }
+    }
+  if (j >= seq.len)
+    return;
+  for (int t = 0; t < kPer; ++t) {
+    int64_t c = lane + 32 * t;
+    if (c < d) {
+      dk[at + c] = dkAcc[t];
+      dv[at + c] = dvAcc[t];
+    }
+  }
+}
+
+size_t forwardSmem(int64_t d) { return (2 * kTileKeys * (d + 1) + kWarps * d) * sizeof(float); }
+size_t dqSmem(int64_t d) { return (2 * kTileKeys * (d + 1) + 2 * kWarps * d) * sizeof(float); }
+size_t dkdvSmem(int64_t d) {
+  return (2 * kTileKeys * (d + 1) + 2 * kWarps * d + 2 * kTileKeys) * sizeof(float);
+}
+
+/// Lets `kernel` use `bytes` of dynamic shared memory (above 48 KiB needs
+/// an opt-in).
+template <typename K> void allowSmem(K kernel, size_t bytes) {
+  TRLC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(bytes)));
+}
+
+dim3 gridOf(const AttentionShape &a, int64_t heads) {
+  return dim3(static_cast<unsigned>((a.maxLen + kWarps - 1) / kWarps),
+              static_cast<unsigned>(heads), static_cast<unsigned>(a.count));
+}
+
+void checkShape(const AttentionShape &a) {
+  if (a.d > kMaxD)
+    throw std::runtime_error("attention: head dimension " + std::to_string(a.d) +
+                             " is above the CUDA kernel's limit of " + std::to_string(kMaxD));
+  if (a.hkv <= 0 || a.hq % a.hkv != 0)
+    throw std::runtime_error("attention: query heads must be a multiple of kv heads");
+}
+
+int64_t tokensOf(const AttentionShape &a) {
+  return a.varlen ? a.totalTokens : a.count * a.rowLength;
+}
+
+} // namespace
+
+void attention(cudaStream_t s, const AttentionShape &a, const float *q, const float *k,
+               const float *v, float *out, float *lse) {
+  checkShape(a);
+  if (a.count == 0 || a.maxLen == 0)
+    return;
+  size_t smem = forwardSmem(a.d);
+  allowSmem(forwardKernel, smem);
+  forwardKernel<<<gridOf(a, a.hq), kWarps * 32, smem, s>>>(a, q, k, v, out, lse);
+  TRLC_LAUNCHED();
+}
+
+size_t attentionGradScratch(const AttentionShape &a) {
+  return align256(tokensOf(a) * a.hq * sizeof(float));
+}
+
+void attentionGrad(cudaStream_t s, const AttentionShape &a, const float *dout, const float *q,
+                   const float *k, const float *v, const float *out, const float *lse,
+                   float *dq, float *dk, float *dv, void *scratch) {
+  checkShape(a);
+  int64_t tokens = tokensOf(a);
+  // Tokens outside every document get zero gradients.
+  TRLC_CUDA_CHECK(cudaMemsetAsync(dq, 0, tokens * a.hq * a.d * sizeof(float), s));
+  TRLC_CUDA_CHECK(cudaMemsetAsync(dk, 0, tokens * a.hkv * a.d * sizeof(float), s));
+  TRLC_CUDA_CHECK(cudaMemsetAsync(dv, 0, tokens * a.hkv * a.d * sizeof(float), s));
+  if (a.count == 0 || a.maxLen == 0 || tokens == 0)
+    return;
+  auto *dsum = static_cast<float *>(scratch);
+  int64_t rows = tokens * a.hq;
+  rowDotKernel<<<blocksFor(rows, kWarps, 1ll << 31), kWarps * 32, 0, s>>>(dout, out, dsum, rows,
+                                                                         a.d);
+  TRLC_LAUNCHED();
+  size_t smem = dqSmem(a.d);
+  allowSmem(dqKernel, smem);
+  dqKernel<<<gridOf(a, a.hq), kWarps * 32, smem, s>>>(a, dout, q, k, v, lse, dsum, dq);
+  TRLC_LAUNCHED();
+  smem = dkdvSmem(a.d);
+  allowSmem(dkdvKernel, smem);
+  dkdvKernel<<<gridOf(a, a.hkv), kWarps * 32, smem, s>>>(a, dout, q, k, v, lse, dsum, dk, dv);
+  TRLC_LAUNCHED();
+}
+
+} // namespace trlc::cuda

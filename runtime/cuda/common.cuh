@@ -1,0 +1,108 @@
+//===- common.cuh - what every CUDA kernel file shares ------------*- CUDA -*-===//
+//
+// Launch-error checks, index loads, the status word, and fixed-shape warp
+// and block reductions (a block's sum is the same whatever the data, so
+// results are reproducible run to run).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_RUNTIME_CUDA_COMMON_CUH
+#define TRLC_RUNTIME_CUDA_COMMON_CUH
+
+#include "kernels.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+namespace trlc::cuda {
+
+/// Throws with the call, the place and CUDA's message. The backend turns
+/// it into a KernelError.
+inline void check(cudaError_t e, const char *what, const char *file, int line) {
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string(what) + " failed at " + file + ":" +
+                             std::to_string(line) + ": " + cudaGetErrorString(e));
+}
+#define TRLC_CUDA_CHECK(call) ::trlc::cuda::check((call), #call, __FILE__, __LINE__)
+/// After a kernel launch: a bad configuration fails here, not later.
+#define TRLC_LAUNCHED() TRLC_CUDA_CHECK(cudaGetLastError())
+
+inline unsigned blocksFor(int64_t n, int threads, int64_t most = 65535 * 8) {
+  int64_t b = (n + threads - 1) / threads;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > most ? most : b));
+}
+
+/// Bytes rounded up so that carved scratch pieces stay 256-byte aligned.
+inline size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+/// A grid of at least `rows` blocks (rows >= 1), 65535 wide; `gridRow()`
+/// is a block's row.
+inline dim3 rowGrid(int64_t rows) {
+  int64_t x = rows < 65535 ? rows : 65535;
+  return dim3(static_cast<unsigned>(x), static_cast<unsigned>((rows + x - 1) / x));
+}
+__device__ inline int64_t gridRow() {
+  return blockIdx.y * static_cast<int64_t>(gridDim.x) + blockIdx.x;
+}
+
+__device__ inline long long loadIndex(Index x, int64_t i) {
+  switch (x.type) {
+  case Index::I64: return static_cast<const long long *>(x.data)[i];
+  case Index::I32: return static_cast<const int *>(x.data)[i];
+  case Index::U8: return static_cast<const unsigned char *>(x.data)[i];
+  case Index::F32: return static_cast<const float *>(x.data)[i] != 0.0f;
+  }
+  return 0;
+}
+
+__device__ inline void report(Status st, int code, long long value) {
+  if (atomicCAS(st.code, 0, code) == 0)
+    *st.value = value;
+}
+
+template <typename T> __device__ inline T warpSum(T v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <typename T> __device__ inline T warpMax(T v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/// Sum over the block (blockDim.x a multiple of 32, at most 1024), returned
+/// to every thread. Every thread of the block must call it.
+template <typename T> __device__ T blockSum(T v) {
+  __shared__ T partial[32];
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warpSum(v);
+  if (lane == 0)
+    partial[warp] = v;
+  __syncthreads();
+  T total = lane < warps ? partial[lane] : T(0);
+  total = warpSum(total);
+  __syncthreads();  // `partial` is free for the next call
+  return total;
+}
+
+template <typename T> __device__ T blockMax(T v) {
+  __shared__ T partial[32];
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warpMax(v);
+  if (lane == 0)
+    partial[warp] = v;
+  __syncthreads();
+  T total = lane < warps ? partial[lane] : -INFINITY;
+  total = warpMax(total);
+  __syncthreads();
+  return total;
+}
+
+} // namespace trlc::cuda
+
+#endif // TRLC_RUNTIME_CUDA_COMMON_CUH

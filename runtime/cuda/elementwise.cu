@@ -1,0 +1,182 @@
+//===- elementwise.cu - fill, add, activations, masked sums --------*- CUDA -*-===//
+//
+// One thread per element (grid-stride), fp32 throughout; backward kernels
+// overwrite their outputs (the plan adds gradients explicitly). The
+// activations follow the CPU backend's formulas term by term. Also the
+// small reductions other files share: bias add, column sums.
+//
+//===----------------------------------------------------------------------===//
+
+#include "common.cuh"
+
+namespace trlc::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+#define TRLC_GRID_STRIDE(i, n)                                                                  \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n);       \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+__global__ void fillKernel(float *y, float v, int64_t n) {
+  TRLC_GRID_STRIDE(i, n) y[i] = v;
+}
+
+__global__ void addKernel(const float *x, const float *z, float *y, int64_t n) {
+  TRLC_GRID_STRIDE(i, n) y[i] = x[i] + z[i];
+}
+
+__global__ void divKernel(const float *x, const float *d, float *y, int64_t n) {
+  float div = *d;
+  TRLC_GRID_STRIDE(i, n) y[i] = x[i] / div;
+}
+
+__global__ void sqrtKernel(const float *x, float *y, int64_t n) {
+  TRLC_GRID_STRIDE(i, n) y[i] = sqrtf(x[i]);
+}
+
+__device__ inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+__global__ void swigluKernel(const float *g, const float *u, float *y, int64_t n) {
+  TRLC_GRID_STRIDE(i, n) {
+    float gi = g[i];
+    y[i] = gi * sigmoidf(gi) * u[i];
+  }
+}
+
+__global__ void swigluGradKernel(const float *dy, const float *g, const float *u, float *dg,
+                                 float *du, int64_t n) {
+  TRLC_GRID_STRIDE(i, n) {
+    float gi = g[i], s = sigmoidf(gi);
+    du[i] = dy[i] * gi * s;
+    dg[i] = dy[i] * u[i] * (s + gi * s * (1 - s));
+  }
+}
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+
+__global__ void geluKernel(bool tanhApprox, const float *x, float *y, int64_t n) {
+  TRLC_GRID_STRIDE(i, n) {
+    float v = x[i];
+    y[i] = tanhApprox ? 0.5f * v * (1 + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)))
+                      : 0.5f * v * (1 + erff(v * 0.70710678118654752f));
+  }
+}
+
+__global__ void geluGradKernel(bool tanhApprox, const float *dy, const float *x, float *dx,
+                               int64_t n) {
+  TRLC_GRID_STRIDE(i, n) {
+    float v = x[i], d;
+    if (tanhApprox) {
+      float t = tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v));
+      d = 0.5f * (1 + t) + 0.5f * v * (1 - t * t) * kSqrt2OverPi * (1 + 3 * 0.044715f * v * v);
+    } else {
+      d = 0.5f * (1 + erff(v * 0.70710678118654752f)) +
+          v * expf(-v * v / 2) * 0.3989422804014327f;
+    }
+    dx[i] = dy[i] * d;
+  }
+}
+
+/// One warp per row.
+__global__ void maskedSumKernel(const float *x, const float *m, float *y, int64_t rows,
+                                int64_t cols) {
+  int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+  if (r >= rows)
+    return;
+  float acc = 0;
+  for (int64_t j = threadIdx.x % 32; j < cols; j += 32)
+    acc += x[r * cols + j] * m[r * cols + j];
+  acc = warpSum(acc);
+  if (threadIdx.x % 32 == 0)
+    y[r] = acc;
+}
+
+__global__ void maskedSumGradKernel(const float *g, const float *m, float *dx, int64_t rows,
+                                    int64_t cols) {
+  TRLC_GRID_STRIDE(i, rows * cols) dx[i] = g[i / cols] * m[i];
+}
+
+__global__ void addBiasKernel(float *y, const float *bias, int64_t rows, int64_t n) {
+  TRLC_GRID_STRIDE(i, rows * n) y[i] += bias[i % n];
+}
+
+/// One thread per column, rows in order.
+__global__ void columnSumKernel(const float *x, float *out, int64_t rows, int64_t n) {
+  int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (j >= n)
+    return;
+  float acc = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    acc += x[r * n + j];
+  out[j] = acc;
+}
+
+} // namespace
+
+void addBias(cudaStream_t s, float *y, const float *bias, int64_t rows, int64_t n) {
+  addBiasKernel<<<blocksFor(rows * n, kThreads), kThreads, 0, s>>>(y, bias, rows, n);
+  TRLC_LAUNCHED();
+}
+
+void columnSum(cudaStream_t s, const float *x, float *out, int64_t rows, int64_t n) {
+  columnSumKernel<<<blocksFor(n, kThreads, 1ll << 31), kThreads, 0, s>>>(x, out, rows, n);
+  TRLC_LAUNCHED();
+}
+
+void fill(cudaStream_t s, float *y, float value, int64_t n) {
+  fillKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(y, value, n);
+  TRLC_LAUNCHED();
+}
+
+void add(cudaStream_t s, const float *x, const float *z, float *y, int64_t n) {
+  addKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(x, z, y, n);
+  TRLC_LAUNCHED();
+}
+
+void divScalar(cudaStream_t s, const float *x, const float *d, float *y, int64_t n) {
+  divKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(x, d, y, n);
+  TRLC_LAUNCHED();
+}
+
+void sqrtElements(cudaStream_t s, const float *x, float *y, int64_t n) {
+  sqrtKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(x, y, n);
+  TRLC_LAUNCHED();
+}
+
+void swiglu(cudaStream_t s, const float *g, const float *u, float *y, int64_t n) {
+  swigluKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(g, u, y, n);
+  TRLC_LAUNCHED();
+}
+
+void swigluGrad(cudaStream_t s, const float *dy, const float *g, const float *u, float *dg,
+                float *du, int64_t n) {
+  swigluGradKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(dy, g, u, dg, du, n);
+  TRLC_LAUNCHED();
+}
+
+void gelu(cudaStream_t s, bool tanhApprox, const float *x, float *y, int64_t n) {
+  geluKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(tanhApprox, x, y, n);
+  TRLC_LAUNCHED();
+}
+
+void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, const float *x, float *dx,
+              int64_t n) {
+  geluGradKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(tanhApprox, dy, x, dx, n);
+  TRLC_LAUNCHED();
+}
+
+void maskedSum(cudaStream_t s, const float *x, const float *mask, float *y, int64_t rows,
+               int64_t cols) {
+  maskedSumKernel<<<blocksFor(rows, kThreads / 32), kThreads, 0, s>>>(x, mask, y, rows, cols);
+  TRLC_LAUNCHED();
+}
+
+void maskedSumGrad(cudaStream_t s, const float *g, const float *mask, float *dx, int64_t rows,
+                   int64_t cols) {
+  maskedSumGradKernel<<<blocksFor(rows * cols, kThreads), kThreads, 0, s>>>(g, mask, dx, rows,
+                                                                          cols);
+  TRLC_LAUNCHED();
+}
+
+} // namespace trlc::cuda
