@@ -1,0 +1,551 @@
+//===- CudaOpsTest.cpp - every CUDA kernel against the CPU backend ---------===//
+//
+// ggml's test-backend-ops for trlc: each kernel of the plan runs on the CPU
+// backend (the reference) and on the CUDA backend with the same random
+// inputs (never zeros), at several shapes including odd sizes. Outputs and
+// scratch are poisoned (NaN bytes) before every run, so a kernel that skips
+// an element fails. Relative error in norm: under 1e-2 for the bf16 matrix
+// product paths, under 1e-5 for fp32. Skips with a message when no GPU is
+// visible.
+//
+//===----------------------------------------------------------------------===//
+
+#include "trlc/Backend.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
+
+using namespace trlc;
+using artifact::DType;
+using nlohmann::json;
+
+namespace {
+
+constexpr double kF32 = 1e-5, kBf16 = 1e-2;
+
+std::mt19937_64 rng(20261122);
+
+/// One kernel call with its tensors: built once, run on any backend.
+class Op {
+public:
+  explicit Op(std::string kernel, json attrs = json::object()) {
+    call.kernel = std::move(kernel);
+    call.attrs = std::move(attrs);
+  }
+
+  /// A float input, normal(offset, scale) (scale 0: the constant offset).
+  int floats(std::vector<int64_t> shape, double scale = 1.0, double offset = 0.0) {
+    std::normal_distribution<float> n(0, 1);
+    std::vector<float> v(numel(shape));
+    for (float &x : v)
+      x = static_cast<float>(offset + scale * n(rng));
+    return add(shape, DType::F32, v.data());
+  }
+  template <typename T> int ints(std::vector<int64_t> shape, std::vector<T> values, DType type) {
+    return add(shape, type, values.data());
+  }
+  int i64(std::vector<int64_t> shape, std::vector<int64_t> values) {
+    return ints(shape, values, DType::I64);
+  }
+  /// An output (poisoned before each run).
+  int output(std::vector<int64_t> shape, bool host = false) {
+    int t = add(shape, DType::F32, nullptr);
+    plan.tensors[t].host = host;
+    return t;
+  }
+  Op &in(std::vector<int> ts) {
+    call.in = std::move(ts);
+    return *this;
+  }
+  Op &out(std::vector<int> ts) {
+    call.out = std::move(ts);
+    return *this;
+  }
+  void set(int t, const std::vector<float> &values) {
+    std::memcpy(init[t].data(), values.data(), init[t].size());
+  }
+
+  /// Runs the call on `b`; returns every output as floats.
+  std::vector<std::vector<float>> runOn(Backend &b) const {
+    std::vector<void *> ptrs(plan.tensors.size());
+    for (size_t t = 0; t < plan.tensors.size(); ++t) {
+      const artifact::TensorDesc &d = plan.tensors[t];
+      int64_t bytes = std::max<int64_t>(d.bytes(), 4);
+      ptrs[t] = d.host ? b.allocateHost(bytes) : b.allocate(bytes);
+      if (!init[t].empty())
+        std::memcpy(ptrs[t], init[t].data(), init[t].size());
+      else
+        std::memset(ptrs[t], 0xff, bytes);
+    }
+    int64_t scratchBytes = b.scratchBytes(call, plan);
+    void *scratch = b.allocate(std::max<int64_t>(scratchBytes, 64));
+    std::memset(scratch, 0xff, std::max<int64_t>(scratchBytes, 64));
+    KernelArgs a;
+    for (int t : call.in)
+      a.in.push_back(t < 0 ? TensorRef{} : TensorRef{ptrs[t], &plan.tensors[t]});
+    for (int t : call.out)
+      a.out.push_back({ptrs[t], &plan.tensors[t]});
+    a.attrs = &call.attrs;
+    a.scratch = scratch;
+    b.run(call.kernel, a);
+    b.synchronize();
+    std::vector<std::vector<float>> outs;
+    for (int t : call.out) {
+      std::vector<float> v(plan.tensors[t].numel());
+      std::memcpy(v.data(), ptrs[t], v.size() * sizeof(float));
+      outs.push_back(std::move(v));
+    }
+    for (size_t t = 0; t < plan.tensors.size(); ++t)
+      plan.tensors[t].host ? b.releaseHost(ptrs[t]) : b.release(ptrs[t]);
+    b.release(scratch);
+    return outs;
+  }
+
+  artifact::Plan plan;
+  artifact::KernelCall call;
+
+private:
+  static int64_t numel(const std::vector<int64_t> &shape) {
+    int64_t n = 1;
+    for (int64_t d : shape)
+      n *= d;
+    return n;
+  }
+  int add(std::vector<int64_t> shape, DType type, const void *data) {
+    artifact::TensorDesc d;
+    d.shape = std::move(shape);
+    d.dtype = type;
+    plan.tensors.push_back(d);
+    std::vector<uint8_t> bytes;
+    if (data)
+      bytes.assign(static_cast<const uint8_t *>(data),
+                   static_cast<const uint8_t *>(data) + d.bytes());
+    init.push_back(std::move(bytes));
+    return static_cast<int>(plan.tensors.size()) - 1;
+  }
+  std::vector<std::vector<uint8_t>> init;  // empty: an output
+};
+
+/// || got - want || / || want ||; infinities must match exactly.
+double relativeError(const std::vector<float> &want, const std::vector<float> &got,
+                     std::string &why) {
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isinf(want[i]) || !std::isfinite(got[i])) {
+      if (want[i] != got[i]) {
+        why = "element " + std::to_string(i) + ": want " + std::to_string(want[i]) + ", got " +
+              std::to_string(got[i]);
+        return INFINITY;
+      }
+      continue;
+    }
+    err += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    norm += double(want[i]) * want[i];
+  }
+  return norm > 0 ? std::sqrt(err / norm) : std::sqrt(err);
+}
+
+class CudaOps : public ::testing::Test {
+public:
+  void SetUp() override {
+    try {
+      gpu = makeCudaBackend(0);
+    } catch (const KernelError &e) {
+      GTEST_SKIP() << "the CUDA op tests need a GPU: " << e.what();
+    }
+  }
+
+  /// Runs `op` on both backends and compares every output.
+  std::vector<std::vector<float>> check(const Op &op, double tol = kF32) {
+    std::vector<std::vector<float>> want = op.runOn(*cpu), got = op.runOn(*gpu);
+    for (size_t k = 0; k < want.size(); ++k) {
+      std::string why;
+      double e = relativeError(want[k], got[k], why);
+      EXPECT_LE(e, tol) << op.call.kernel << " output " << k << " " << why
+                        << " (attrs " << op.call.attrs.dump() << ")";
+    }
+    return want;
+  }
+
+  std::unique_ptr<Backend> cpu = makeCpuBackend(2);
+  std::unique_ptr<Backend> gpu;
+};
+
+TEST_F(CudaOps, Elementwise) {
+  for (int64_t n : {1, 1000, 4099}) {
+    {
+      Op op("fill", {{"value", 0.37}});
+      check(op.out({op.output({n})}));
+    }
+    {
+      Op op("add");
+      check(op.in({op.floats({n}), op.floats({n})}).out({op.output({n})}));
+    }
+    {
+      Op op("div");
+      check(op.in({op.floats({n}), op.floats({}, 0.0, 3.5)}).out({op.output({n})}));
+    }
+    {
+      Op op("sqrt");
+      check(op.in({op.floats({n}, 1.0, 4.0)}).out({op.output({n})}));
+    }
+    {
+      Op op("swiglu");
+      check(op.in({op.floats({n}, 2.0), op.floats({n})}).out({op.output({n})}));
+    }
+    {
+      Op op("swiglu_grad");
+      check(op.in({op.floats({n}), op.floats({n}, 2.0), op.floats({n})})
+                .out({op.output({n}), op.output({n})}));
+    }
+    for (const char *approx : {"none", "tanh"}) {
+      Op fwd("gelu", {{"approximate", approx}});
+      check(fwd.in({fwd.floats({n}, 2.0)}).out({fwd.output({n})}));
+      Op bwd("gelu_grad", {{"approximate", approx}});
+      check(bwd.in({bwd.floats({n}), bwd.floats({n}, 2.0)}).out({bwd.output({n})}));
+    }
+  }
+}
+
+TEST_F(CudaOps, MaskedSum) {
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {3, 37}, {8, 1000}}) {
+    Op fwd("masked_sum");
+    check(fwd.in({fwd.floats({rows, cols}), fwd.floats({rows, cols})}).out({fwd.output({rows})}));
+    Op bwd("masked_sum_grad");
+    check(bwd.in({bwd.floats({rows}), bwd.floats({rows, cols})}).out({bwd.output({rows, cols})}));
+  }
+}
+
+TEST_F(CudaOps, SplitConcatPackFlat) {
+  for (auto [axis, a, b] : {std::tuple<int64_t, int64_t, int64_t>{1, 2, 3}, {2, 1, 6}, {0, 1, 2}}) {
+    std::vector<int64_t> whole = {3, 5, 7}, pa = whole, pb = whole;
+    whole[axis] = a + b;
+    pa[axis] = a;
+    pb[axis] = b;
+    Op split("split", {{"axis", axis}});
+    check(split.in({split.floats(whole)}).out({split.output(pa), split.output(pb)}));
+    Op concat("concat", {{"axis", axis}});
+    check(concat.in({concat.floats(pa), concat.floats(pb)}).out({concat.output(whole)}));
+  }
+  Op pack("pack_flat", {{"offsets", {0, 16, 21}}});
+  check(pack.in({pack.floats({5}), pack.floats({5}), pack.floats({2, 3})}).out({pack.output({32})}));
+}
+
+TEST_F(CudaOps, Embedding) {
+  for (auto [vocab, h, tokens] : {std::tuple<int64_t, int64_t, int64_t>{11, 7, 13}, {1000, 64, 333}}) {
+    std::vector<int64_t> ids(tokens);
+    for (int64_t &id : ids)
+      id = static_cast<int64_t>(rng() % (vocab / 2 + 1));  // repeats
+    Op fwd("embedding");
+    check(fwd.in({fwd.floats({vocab, h}), fwd.i64({tokens}, ids)}).out({fwd.output({tokens, h})}));
+    std::vector<int32_t> ids32(ids.begin(), ids.end());
+    Op bwd("embedding_grad");
+    check(bwd.in({bwd.floats({tokens, h}), bwd.ints({tokens}, ids32, DType::I32)})
+              .out({bwd.output({vocab, h})}));
+  }
+}
+
+TEST_F(CudaOps, EmbeddingReportsATokenOutsideTheVocabulary) {
+  Op op("embedding");
+  op.in({op.floats({11, 4}), op.i64({3}, {1, 50, 2})}).out({op.output({3, 4})});
+  try {
+    op.runOn(*gpu);
+    FAIL() << "expected a KernelError";
+  } catch (const KernelError &e) {
+    EXPECT_NE(std::string(e.what()).find("token id 50 is outside the vocabulary"),
+              std::string::npos)
+        << e.what();
+  }
+  // The error is reported once: the next step runs.
+  Op ok("embedding");
+  check(ok.in({ok.floats({11, 4}), ok.i64({2}, {1, 2})}).out({ok.output({2, 4})}));
+}
+
+TEST_F(CudaOps, Norms) {
+  for (int64_t rows : {1, 5, 300})
+    for (int64_t h : {7, 64, 1000}) {
+      json attrs = {{"eps", 1e-6}};
+      Op rms("rms_norm", attrs);
+      check(rms.in({rms.floats({rows, h}), rms.floats({h}, 0.5, 1.0)}).out({rms.output({rows, h})}));
+      Op rmsGrad("rms_norm_grad", attrs);
+      check(rmsGrad.in({rmsGrad.floats({rows, h}), rmsGrad.floats({rows, h}), rmsGrad.floats({h}, 0.5, 1.0)})
+                .out({rmsGrad.output({rows, h}), rmsGrad.output({h})}));
+      Op ln("layer_norm", attrs);
+      check(ln.in({ln.floats({rows, h}), ln.floats({h}, 0.5, 1.0), ln.floats({h})})
+                .out({ln.output({rows, h})}));
+      Op lnGrad("layer_norm_grad", attrs);
+      check(lnGrad.in({lnGrad.floats({rows, h}), lnGrad.floats({rows, h}), lnGrad.floats({h}, 0.5, 1.0)})
+                .out({lnGrad.output({rows, h}), lnGrad.output({h}), lnGrad.output({h})}));
+    }
+}
+
+TEST_F(CudaOps, LinearInBf16) {
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{5, 7, 3}, {64, 96, 80}, {300, 256, 129}}) {
+    for (bool bias : {false, true}) {
+      Op fwd("linear");
+      std::vector<int> in = {fwd.floats({m, k}), fwd.floats({n, k})};
+      if (bias)
+        in.push_back(fwd.floats({n}));
+      check(fwd.in(in).out({fwd.output({m, n})}), kBf16);
+      // The backward: dx, dW into an accumulator, and db.
+      Op bwd("linear_grad");
+      int acc = bwd.floats({n, k});
+      std::vector<int> out = {bwd.output({m, k}), bwd.output({n, k})};
+      if (bias)
+        out.push_back(bwd.output({n}));
+      check(bwd.in({bwd.floats({m, n}), bwd.floats({m, k}), bwd.floats({n, k}), acc}).out(out),
+            kBf16);
+    }
+  }
+}
+
+TEST_F(CudaOps, Rope) {
+  for (bool scaled : {false, true})
+    for (bool inverse : {false, true})
+      for (auto [tokens, heads, d] : {std::tuple<int64_t, int64_t, int64_t>{6, 3, 8}, {37, 2, 64}}) {
+        json attrs = {{"theta", 500000.0}, {"inverse", inverse}};
+        if (scaled)
+          attrs["scaling"] = {{"factor", 8.0}, {"low_freq_factor", 1.0},
+                              {"high_freq_factor", 4.0},
+                              {"original_max_position_embeddings", 16}};
+        std::vector<int64_t> pos(tokens);
+        for (int64_t t = 0; t < tokens; ++t)
+          pos[t] = (t * 7) % 50;
+        Op op("rope", attrs);
+        check(op.in({op.floats({1, tokens, heads, d}), op.i64({1, tokens}, pos)})
+                  .out({op.output({1, tokens, heads, d})}));
+      }
+}
+
+/// Forward and backward of one attention layout; the backward takes the
+/// CPU forward's output and lse.
+void checkAttention(CudaOps &t, const json &attrs, std::vector<int64_t> q,
+                    std::vector<int64_t> kv, std::vector<int64_t> lse,
+                    const std::function<int(Op &)> &mask, const std::function<int(Op &)> &cu) {
+  Op fwd("attention", attrs);
+  int qi = fwd.floats(q), ki = fwd.floats(kv), vi = fwd.floats(kv);
+  fwd.in({qi, ki, vi, mask(fwd), cu(fwd)}).out({fwd.output(q), fwd.output(lse)});
+  std::vector<std::vector<float>> ref = t.check(fwd);
+  Op bwd("attention_grad", attrs);
+  int dout = bwd.floats(q), bq = bwd.floats(q), bk = bwd.floats(kv), bv = bwd.floats(kv);
+  int o = bwd.floats(q), l = bwd.floats(lse);
+  bwd.set(o, ref[0]);
+  bwd.set(l, ref[1]);
+  bwd.in({dout, bq, bk, bv, o, l, mask(bwd), cu(bwd)})
+      .out({bwd.output(q), bwd.output(kv), bwd.output(kv)});
+  t.check(bwd);
+}
+
+TEST_F(CudaOps, AttentionPaddedGqaWithMask) {
+  for (bool causal : {true, false})
+    for (auto [s, d] : {std::pair<int64_t, int64_t>{5, 16}, {70, 64}, {40, 128}}) {
+      json attrs = {{"layout", "padded"}, {"causal", causal}, {"scale", 1 / std::sqrt(double(d))}};
+      std::vector<int64_t> mask(2 * s, 1);
+      for (int64_t j = s - 2; j < s; ++j)
+        mask[s + j] = 0;  // the second row ends in padding
+      checkAttention(*this, attrs, {2, s, 4, d}, {2, s, 2, d}, {2, 4, s},
+                     [&](Op &op) { return op.i64({2, s}, mask); },
+                     [](Op &) { return -1; });
+    }
+}
+
+TEST_F(CudaOps, AttentionVarlenDocuments) {
+  std::vector<int32_t> cu = {0, 3, 40, 41, 100};
+  json attrs = {{"layout", "varlen"}, {"causal", true}, {"scale", 0.17}, {"max_seqlen", 59}};
+  checkAttention(*this, attrs, {100, 6, 32}, {100, 2, 32}, {6, 100},
+                 [](Op &) { return -1; },
+                 [&](Op &op) { return op.ints({5}, cu, DType::I32); });
+}
+
+TEST_F(CudaOps, CrossEntropyAndLogProbs) {
+  for (auto [rows, vocab] : {std::pair<int64_t, int64_t>{1, 11}, {37, 5000}}) {
+    std::vector<int64_t> labels(rows);
+    for (int64_t r = 0; r < rows; ++r)
+      labels[r] = r % 5 == 4 ? -100 : static_cast<int64_t>(rng() % vocab);
+    json attrs = {{"ignore_index", -100}};
+    Op ce("cross_entropy", attrs);
+    check(ce.in({ce.floats({rows, vocab}, 3.0), ce.i64({rows}, labels)}).out({ce.output({})}));
+    Op ceGrad("cross_entropy_grad", attrs);
+    check(ceGrad.in({ceGrad.floats({}, 0.0, 0.25), ceGrad.floats({rows, vocab}, 3.0), ceGrad.i64({rows}, labels)})
+              .out({ceGrad.output({rows, vocab})}));
+    Op lp("log_probs", attrs);
+    check(lp.in({lp.floats({rows, vocab}, 3.0), lp.i64({rows}, labels)}).out({lp.output({rows})}));
+    Op lpGrad("log_probs_grad", attrs);
+    check(lpGrad.in({lpGrad.floats({rows}), lpGrad.floats({rows, vocab}, 3.0), lpGrad.i64({rows}, labels)})
+              .out({lpGrad.output({rows, vocab})}));
+  }
+}
+
+TEST_F(CudaOps, FusedLinearLossesInChunks) {
+  for (auto [rows, h, vocab, chunk] :
+       {std::tuple<int64_t, int64_t, int64_t, int64_t>{5, 7, 11, 2}, {37, 64, 1000, 16}}) {
+    std::vector<int64_t> labels(rows);
+    for (int64_t r = 0; r < rows; ++r)
+      labels[r] = r % 4 == 3 ? -100 : static_cast<int64_t>(rng() % vocab);
+    json attrs = {{"ignore_index", -100}, {"chunk_size", chunk}};
+    Op ce("fused_linear_cross_entropy", attrs);
+    check(ce.in({ce.floats({rows, h}), ce.floats({vocab, h}, 0.3), ce.i64({rows}, labels)})
+              .out({ce.output({})}),
+          kBf16);
+    Op ceGrad("fused_linear_cross_entropy_grad", attrs);
+    check(ceGrad.in({ceGrad.floats({}, 0.0, 0.5), ceGrad.floats({rows, h}), ceGrad.floats({vocab, h}, 0.3),
+                     ceGrad.i64({rows}, labels)})
+              .out({ceGrad.output({rows, h}), ceGrad.output({vocab, h})}),
+          kBf16);
+    Op lp("fused_linear_log_probs", attrs);
+    check(lp.in({lp.floats({rows, h}), lp.floats({vocab, h}, 0.3), lp.i64({rows}, labels)})
+              .out({lp.output({rows})}),
+          kBf16);
+    Op lpGrad("fused_linear_log_probs_grad", attrs);
+    check(lpGrad.in({lpGrad.floats({rows}), lpGrad.floats({rows, h}), lpGrad.floats({vocab, h}, 0.3),
+                     lpGrad.i64({rows}, labels)})
+              .out({lpGrad.output({rows, h}), lpGrad.output({vocab, h})}),
+          kBf16);
+  }
+}
+
+TEST_F(CudaOps, PreferenceLosses) {
+  for (const char *type : {"sigmoid", "hinge", "ipo"})
+    for (int64_t n : {1, 9}) {
+      json attrs = {{"beta", 0.3}, {"loss_type", type}, {"label_smoothing", 0.1}};
+      Op dpo("dpo_loss", attrs);
+      check(dpo.in({dpo.floats({n}, 2.0), dpo.floats({n}, 2.0), dpo.floats({n}, 2.0), dpo.floats({n}, 2.0)})
+                .out({dpo.output({}), dpo.output({n}), dpo.output({n})}));
+      Op grad("dpo_loss_grad", attrs);
+      check(grad.in({grad.floats({}, 0.0, 0.7), grad.floats({n}, 2.0), grad.floats({n}, 2.0),
+                     grad.floats({n}, 2.0), grad.floats({n}, 2.0)})
+                .out({grad.output({n}), grad.output({n})}));
+    }
+  json attrs = {{"beta", 0.5}, {"desirable_weight", 1.0}, {"undesirable_weight", 1.5}};
+  std::vector<uint8_t> good = {1, 0, 1, 1, 0};
+  Op kto("kto_loss", attrs);
+  check(kto.in({kto.floats({5}), kto.floats({5}), kto.floats({5}, 1.0, 1.0), kto.floats({5}),
+                kto.ints({5}, good, DType::Bool)})
+            .out({kto.output({}), kto.output({5}), kto.output({})}));
+  Op ktoGrad("kto_loss_grad", attrs);
+  check(ktoGrad.in({ktoGrad.floats({}, 0.0, 0.5), ktoGrad.floats({5}), ktoGrad.floats({5}),
+                    ktoGrad.floats({}, 0.0, 0.3), ktoGrad.ints({5}, good, DType::Bool)})
+            .out({ktoGrad.output({5})}));
+}
+
+TEST_F(CudaOps, GrpoLossEveryType) {
+  for (const char *type : {"grpo", "bnpo", "dr_grpo", "dapo"})
+    for (bool ref : {false, true}) {
+      json attrs = {{"epsilon_low", 0.2}, {"epsilon_high", 0.28}, {"beta", 0.04}, {"loss_type", type}};
+      auto inputs = [&](Op &op) {
+        std::vector<float> mask(3 * 37);
+        for (float &m : mask)
+          m = rng() % 4 != 0;
+        int m = op.floats({3, 37});
+        op.set(m, mask);
+        std::vector<int> in = {op.floats({3, 37}, 0.3, -1.0), op.floats({3, 37}, 0.3, -1.0),
+                               op.floats({3}), m, op.floats({}, 0.0, 90.0)};
+        if (ref)
+          in.push_back(op.floats({3, 37}, 0.3, -1.0));
+        return in;
+      };
+      Op loss("grpo_loss", attrs);
+      check(loss.in(inputs(loss)).out({loss.output({})}));
+      Op grad("grpo_loss_grad", attrs);
+      std::vector<int> in = inputs(grad);
+      in.insert(in.begin(), grad.floats({}, 0.0, 0.8));
+      check(grad.in(in).out({grad.output({3, 37})}));
+    }
+}
+
+TEST_F(CudaOps, Optimizer) {
+  for (bool squared : {false, true}) {
+    Op norm("grad_norm", {{"squared", squared}});
+    check(norm.in({norm.floats({1000}), norm.floats({7}), norm.floats({64, 33})}).out({norm.output({})}));
+  }
+  Op clip("clip_grad", {{"max_norm", 1.0}});
+  check(clip.in({clip.floats({1001}), clip.floats({}, 0.0, 3.0)}).out({clip.output({1001})}));
+  for (const char *kind : {"constant", "linear", "cosine"})
+    for (int64_t step : {0, 1, 6, 9}) {
+      Op lr("lr_schedule", {{"schedule", kind}, {"base_lr", 2e-4}, {"warmup_steps", 2}, {"total_steps", 10}});
+      check(lr.in({lr.i64({}, {step})}).out({lr.output({})}));
+    }
+  Op adam("adamw", {{"beta1", 0.9}, {"beta2", 0.999}, {"eps", 1e-8}, {"weight_decay", 0.1}});
+  int p = adam.floats({4099}), m = adam.floats({4099}, 0.1), v = adam.floats({4099}, 0.01, 0.05);
+  check(adam.in({p, adam.floats({4099}), m, v, adam.floats({}, 0.0, 1e-3), adam.i64({}, {4})})
+            .out({p, m, v}));
+}
+
+TEST_F(CudaOps, OffloadAndReloadThroughPinnedHostMemory) {
+  // x -> host (offload), x overwritten by a later kernel, host -> y
+  // (reload), y + y: the copy stream must finish reading x before the
+  // fill writes it, and the add must wait for the reload.
+  artifact::Plan plan;
+  auto desc = [&](bool host) {
+    artifact::TensorDesc d;
+    d.shape = {1 << 20};
+    d.host = host;
+    plan.tensors.push_back(d);
+    return &plan.tensors.back();
+  };
+  plan.tensors.reserve(4);
+  const artifact::TensorDesc *dx = desc(false), *dh = desc(true), *dy = desc(false),
+                             *dz = desc(false);
+  int64_t n = 1 << 20, bytes = n * 4;
+  std::vector<float> values(n);
+  for (int64_t i = 0; i < n; ++i)
+    values[i] = static_cast<float>(i % 977) * 0.5f;
+  float *x = static_cast<float *>(gpu->allocate(bytes)), *y = static_cast<float *>(gpu->allocate(bytes)),
+        *z = static_cast<float *>(gpu->allocate(bytes));
+  float *h = static_cast<float *>(gpu->allocateHost(bytes));
+  std::memcpy(x, values.data(), bytes);
+  json none = json::object(), fill = {{"value", -1.0}};
+  auto call = [&](const char *k, std::vector<TensorRef> in, std::vector<TensorRef> out,
+                  const json &attrs) {
+    KernelArgs a;
+    a.in = std::move(in);
+    a.out = std::move(out);
+    a.attrs = &attrs;
+    gpu->run(k, a);
+  };
+  call("copy", {{x, dx}}, {{h, dh}}, none);
+  call("fill", {}, {{x, dx}}, fill);
+  call("copy", {{h, dh}}, {{y, dy}}, none);
+  call("add", {{y, dy}, {y, dy}}, {{z, dz}}, none);
+  gpu->synchronize();
+  for (int64_t i = 0; i < n; i += 4099)
+    ASSERT_EQ(z[i], 2 * values[i]) << "element " << i;
+  EXPECT_EQ(x[5], -1.0f);
+  gpu->release(x);
+  gpu->release(y);
+  gpu->release(z);
+  gpu->releaseHost(h);
+}
+
+TEST_F(CudaOps, RecordedProgramReplaysWithNewInputs) {
+  ASSERT_TRUE(gpu->canRecord());
+  artifact::TensorDesc d;
+  d.shape = {4099};
+  int64_t bytes = d.bytes();
+  float *x = static_cast<float *>(gpu->allocate(bytes)), *y = static_cast<float *>(gpu->allocate(bytes));
+  json none = json::object();
+  KernelArgs a;
+  a.in = {{x, &d}, {x, &d}};
+  a.out = {{y, &d}};
+  a.attrs = &none;
+  gpu->beginRecording();
+  gpu->run("add", a);
+  std::string why;
+  int id = gpu->endRecording(why);
+  ASSERT_GE(id, 0) << why;
+  for (float v : {1.5f, -2.0f}) {
+    std::fill(x, x + 4099, v);
+    gpu->replay(id);
+    gpu->synchronize();
+    EXPECT_EQ(y[0], 2 * v);
+    EXPECT_EQ(y[4098], 2 * v);
+  }
+  gpu->release(x);
+  gpu->release(y);
+}
+
+} // namespace
