@@ -110,13 +110,13 @@ public:
                         " (LOCAL_RANK) but " + std::to_string(count) + " are visible");
     check(cudaSetDevice(device), "cudaSetDevice");
     check(cudaFree(nullptr), "creating the context");
-    size_t total = 0;
-    check(cudaMemGetInfo(&freeAtStart, &total), "cudaMemGetInfo");
     check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating a stream");
     check(cudaStreamCreateWithFlags(&copyStream, cudaStreamNonBlocking), "creating a stream");
+    int64_t before = freeBytes();
     check(cudaMalloc(&workspace, kWorkspaceBytes), "allocating the cuBLASLt workspace");
     check(cudaMalloc(&statusWords, 2 * sizeof(long long)), "allocating the status word");
     check(cudaMemset(statusWords, 0, 2 * sizeof(long long)), "clearing the status word");
+    held = peakHeld = std::max<int64_t>(0, before - freeBytes());
     status.code = static_cast<int *>(statusWords);
     status.value = static_cast<long long *>(statusWords) + 1;
     try {
@@ -125,7 +125,6 @@ public:
       throw KernelError(x.what());
     }
     registerKernels();
-    measure();
   }
 
   ~CudaBackend() override {
@@ -147,6 +146,7 @@ public:
   void *allocate(int64_t bytes) override {
     void *p = nullptr;
     size_t n = std::max<int64_t>(bytes, 256);
+    int64_t before = freeBytes();
     if (cudaMallocManaged(&p, n) != cudaSuccess) {
       cudaGetLastError();
       return nullptr;
@@ -162,10 +162,20 @@ public:
     // Zeroing on the device places every page there.
     check(cudaMemsetAsync(p, 0, n, stream), "clearing an allocation");
     check(cudaStreamSynchronize(stream), "clearing an allocation");
-    measure();
+    int64_t got = std::max<int64_t>(0, before - freeBytes());
+    sizes[p] = got;
+    held += got;
+    peakHeld = std::max(peakHeld, held);
     return p;
   }
-  void release(void *ptr) override { cudaFree(ptr); }
+  void release(void *ptr) override {
+    auto it = sizes.find(ptr);
+    if (it != sizes.end()) {
+      held -= it->second;
+      sizes.erase(it);
+    }
+    cudaFree(ptr);
+  }
   void *allocateHost(int64_t bytes) override {
     void *p = nullptr;
     if (cudaHostAlloc(&p, std::max<int64_t>(bytes, 64), cudaHostAllocDefault) != cudaSuccess) {
@@ -214,7 +224,6 @@ public:
     long long words[2];
     check(cudaMemcpy(words, statusWords, sizeof words, cudaMemcpyDeviceToHost),
           "reading the status word");
-    measure();
     if (words[0] == 0)
       return;
     check(cudaMemset(statusWords, 0, sizeof words), "clearing the status word");
@@ -225,7 +234,9 @@ public:
     throw KernelError("label " + value + " is outside the vocabulary of the lm_head");
   }
 
-  int64_t allocatedPeakBytes() const override { return peakUsed; }
+  /// Measured: the device memory each allocation took (cudaMemGetInfo
+  /// around it, pages resident), plus the cuBLASLt workspace.
+  int64_t allocatedPeakBytes() const override { return peakHeld; }
 
   bool canRecord() const override { return true; }
   void beginRecording() override {
@@ -319,17 +330,17 @@ private:
     copiesIssued = false;
   }
 
-  void measure() {
+  static int64_t freeBytes() {
     size_t freeNow = 0, total = 0;
-    if (cudaMemGetInfo(&freeNow, &total) == cudaSuccess && freeNow < freeAtStart)
-      peakUsed = std::max<int64_t>(peakUsed, static_cast<int64_t>(freeAtStart - freeNow));
+    check(cudaMemGetInfo(&freeNow, &total), "cudaMemGetInfo");
+    return static_cast<int64_t>(freeNow);
   }
 
   void registerKernels();
 
   int device;
-  size_t freeAtStart = 0;
-  int64_t peakUsed = 0;
+  std::map<void *, int64_t> sizes;  // live allocations: measured bytes
+  int64_t held = 0, peakHeld = 0;
   cudaStream_t stream = nullptr, copyStream = nullptr;
   void *workspace = nullptr, *statusWords = nullptr;
   cu::Status status;
