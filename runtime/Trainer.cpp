@@ -796,6 +796,10 @@ bool parseRunOption(int &i, int argc, char **argv, RunOptions &r,
     r.dumpGradients = *v;
   } else if (auto v = value("--resume")) {
     r.resume = *v;
+  } else if (auto v = value("--output-dir")) {
+    if (err.empty() && v->empty())
+      err = "--output-dir needs a directory";
+    r.outputDir = *v;
   } else if (auto v = value("--device")) {
     if (err.empty() && *v != "cpu" && *v != "cuda")
       err = "--device must be cpu or cuda, got '" + *v + "'";
@@ -829,7 +833,7 @@ int runCommand(int argc, char **argv, std::string &err) {
       if (!err.empty())
         return 2;
     } else if (!arg.empty() && arg[0] == '-') {
-      err = "unknown option '" + arg + "' (run takes --device, --max-steps, "
+      err = "unknown option '" + arg + "' (run takes --device, --output-dir, --max-steps, "
             "--nproc, --threads, --quiet, --resume, --dump-initial, --dump-gradients)";
       return 2;
     } else if (r.artifact.empty()) {
@@ -940,6 +944,8 @@ int runArtifact(const RunOptions &o) {
     artifact::Plan plan;
     if (!artifact::readPlan(o.artifact, plan, error))
       throw Failure(error);
+    if (!o.outputDir.empty())
+      plan.run["output_dir"] = fs::absolute(o.outputDir).string();
     int64_t compiled = plan.run.value("world_size", int64_t(1));
     int64_t world = launched ? std::atoll(worldEnv) : std::max(1, o.nproc);
     if (world != compiled)

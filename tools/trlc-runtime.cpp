@@ -12,10 +12,10 @@
 
 int main(int argc, char **argv) {
   const char *usage =
-      "usage: trlc run ARTIFACT.trlc [--device cpu|cuda] [--max-steps N] [--nproc 1]\n"
-      "       trlc inspect ARTIFACT.trlc [--memory] [--json] [--timeline FILE.svg]\n"
-      "                [--threads N] [--quiet]\n"
+      "usage: trlc run ARTIFACT.trlc [--device cpu|cuda] [--output-dir DIR] [--max-steps N]\n"
+      "                [--nproc N] [--threads N] [--quiet] [--resume CHECKPOINT]\n"
       "                [--dump-initial FILE] [--dump-gradients FILE]\n"
+      "       trlc inspect ARTIFACT.trlc [--memory] [--json] [--timeline FILE.svg]\n"
       "(this trlc was built with TRLC_COMPILER=OFF: compile recipes with a\n"
       "full build and copy the artifact here)\n";
   std::string command = argc > 1 ? argv[1] : "";

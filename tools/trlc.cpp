@@ -69,6 +69,8 @@ const char *kUsage =
     "run options (train takes them too):\n"
     "  --device cpu|cuda         where to run (cuda: the GPU numbered LOCAL_RANK, 0\n"
     "                            by default)\n"
+    "  --output-dir DIR          write checkpoints, metrics and the model there\n"
+    "                            instead of the recipe's output_dir\n"
     "  --nproc N                 start N local data-parallel processes (Gloo);\n"
     "                            the artifact must be compiled for N\n"
     "  --max-steps N             stop after N optimizer steps (the LR schedule keeps\n"
@@ -141,7 +143,7 @@ std::string parseCompileArgs(int argc, char **argv, CompileOptions &o) {
                                         "--print-ir-after", "--set",
                                         "--print-config", "--nproc"};
       if (o.train)
-        flags.insert(flags.end(), {"--device", "--max-steps", "--nproc",
+        flags.insert(flags.end(), {"--device", "--output-dir", "--max-steps", "--nproc",
                                    "--threads", "--quiet", "--dump-initial",
                                    "--resume", "--dump-gradients"});
       std::string name = arg.substr(0, arg.find('='));

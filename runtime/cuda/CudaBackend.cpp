@@ -1,4 +1,5 @@
-//===- CudaBackend.cpp - the CUDA backend: plans' calls onto the kernels ---===//
+//===- CudaBackend.cpp - the CUDA backend: plans' calls onto the kernels
+//---===//
 //
 // Memory: the arena and scratch are CUDA managed memory placed on the
 // device (the kernels run on device pages; the trainer writes a step's
@@ -40,7 +41,8 @@ namespace cu = trlc::cuda;
 
 void check(cudaError_t e, const char *what) {
   if (e != cudaSuccess)
-    throw KernelError(std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
+    throw KernelError(std::string("CUDA: ") + what + ": " +
+                      cudaGetErrorString(e));
 }
 
 float *F(const TensorRef &t) { return t ? t.as<float>() : nullptr; }
@@ -51,17 +53,30 @@ cu::Index idx(const TensorRef &t) {
   cu::Index i;
   i.data = t.data;
   switch (t.dtype()) {
-  case DType::I64: i.type = cu::Index::I64; break;
-  case DType::I32: i.type = cu::Index::I32; break;
-  case DType::Bool: i.type = cu::Index::U8; break;
-  case DType::F32: i.type = cu::Index::F32; break;
-  case DType::F64: throw KernelError("an f64 index tensor on the CUDA backend");
+  case DType::I64:
+    i.type = cu::Index::I64;
+    break;
+  case DType::I32:
+    i.type = cu::Index::I32;
+    break;
+  case DType::Bool:
+    i.type = cu::Index::U8;
+    break;
+  case DType::F32:
+    i.type = cu::Index::F32;
+    break;
+  case DType::F64:
+    throw KernelError("an f64 index tensor on the CUDA backend");
   }
   return i;
 }
 
-double attrF(const KernelArgs &a, const char *k) { return a.attrs->at(k).get<double>(); }
-int64_t attrI(const KernelArgs &a, const char *k) { return a.attrs->at(k).get<int64_t>(); }
+double attrF(const KernelArgs &a, const char *k) {
+  return a.attrs->at(k).get<double>();
+}
+int64_t attrI(const KernelArgs &a, const char *k) {
+  return a.attrs->at(k).get<int64_t>();
+}
 bool attrB(const KernelArgs &a, const char *k) {
   return a.attrs->contains(k) && a.attrs->at(k).get<bool>();
 }
@@ -72,8 +87,9 @@ std::string attrS(const KernelArgs &a, const char *k) {
 size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 /// The attention call's sequences (see cu::AttentionShape).
-cu::AttentionShape attentionShape(const KernelArgs &a, const TensorRef &q, const TensorRef &k,
-                                  const TensorRef &mask, const TensorRef &cuSeqlens) {
+cu::AttentionShape attentionShape(const KernelArgs &a, const TensorRef &q,
+                                  const TensorRef &k, const TensorRef &mask,
+                                  const TensorRef &cuSeqlens) {
   cu::AttentionShape s;
   s.varlen = attrS(a, "layout") == "varlen";
   s.causal = attrB(a, "causal");
@@ -85,7 +101,8 @@ cu::AttentionShape attentionShape(const KernelArgs &a, const TensorRef &q, const
     s.cuSeqlens = idx(cuSeqlens);
     s.count = cuSeqlens.numel() - 1;
     s.totalTokens = q.dim(0);
-    s.maxLen = a.attrs->contains("max_seqlen") ? attrI(a, "max_seqlen") : s.totalTokens;
+    s.maxLen = a.attrs->contains("max_seqlen") ? attrI(a, "max_seqlen")
+                                               : s.totalTokens;
   } else {
     s.count = q.dim(0);
     s.rowLength = s.maxLen = q.dim(1);
@@ -102,20 +119,27 @@ public:
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0)
-      throw KernelError(std::string("--device cuda: no CUDA device is visible (") +
-                        (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") +
-                        "); run with --device cpu");
+      throw KernelError(
+          std::string("--device cuda: no CUDA device is visible (") +
+          (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") +
+          "); run with --device cpu");
     if (device >= count)
-      throw KernelError("--device cuda: this process wants GPU " + std::to_string(device) +
-                        " (LOCAL_RANK) but " + std::to_string(count) + " are visible");
+      throw KernelError("--device cuda: this process wants GPU " +
+                        std::to_string(device) + " (LOCAL_RANK) but " +
+                        std::to_string(count) + " are visible");
     check(cudaSetDevice(device), "cudaSetDevice");
     check(cudaFree(nullptr), "creating the context");
-    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating a stream");
-    check(cudaStreamCreateWithFlags(&copyStream, cudaStreamNonBlocking), "creating a stream");
+    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
+          "creating a stream");
+    check(cudaStreamCreateWithFlags(&copyStream, cudaStreamNonBlocking),
+          "creating a stream");
     int64_t before = freeBytes();
-    check(cudaMalloc(&workspace, kWorkspaceBytes), "allocating the cuBLASLt workspace");
-    check(cudaMalloc(&statusWords, 2 * sizeof(long long)), "allocating the status word");
-    check(cudaMemset(statusWords, 0, 2 * sizeof(long long)), "clearing the status word");
+    check(cudaMalloc(&workspace, kWorkspaceBytes),
+          "allocating the cuBLASLt workspace");
+    check(cudaMalloc(&statusWords, 2 * sizeof(long long)),
+          "allocating the status word");
+    check(cudaMemset(statusWords, 0, 2 * sizeof(long long)),
+          "clearing the status word");
     held = peakHeld = std::max<int64_t>(0, before - freeBytes());
     status.code = static_cast<int *>(statusWords);
     status.value = static_cast<long long *>(statusWords) + 1;
@@ -178,7 +202,8 @@ public:
   }
   void *allocateHost(int64_t bytes) override {
     void *p = nullptr;
-    if (cudaHostAlloc(&p, std::max<int64_t>(bytes, 64), cudaHostAllocDefault) != cudaSuccess) {
+    if (cudaHostAlloc(&p, std::max<int64_t>(bytes, 64), cudaHostAllocDefault) !=
+        cudaSuccess) {
       cudaGetLastError();
       return nullptr;
     }
@@ -189,10 +214,13 @@ public:
 
   void copy(void *dst, const void *src, int64_t bytes) override {
     if (dst != src)
-      check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream), "copy");
+      check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream),
+            "copy");
   }
 
-  bool supports(const std::string &kernel) const override { return kernels.count(kernel) > 0; }
+  bool supports(const std::string &kernel) const override {
+    return kernels.count(kernel) > 0;
+  }
 
   int64_t scratchBytes(const artifact::KernelCall &call,
                        const artifact::Plan &plan) const override;
@@ -204,8 +232,9 @@ public:
     for (const auto *list : {&args.in, &args.out})
       for (const TensorRef &t : *list)
         if (t && t.dtype() == DType::F64)
-          throw KernelError("kernel '" + kernel +
-                            "': the CUDA backend computes in f32, this plan has f64 tensors");
+          throw KernelError(
+              "kernel '" + kernel +
+              "': the CUDA backend computes in f32, this plan has f64 tensors");
     waitForCopies(args);
     try {
       it->second(args);
@@ -230,8 +259,14 @@ public:
     int code = static_cast<int>(words[0] & 0xffffffff);
     std::string value = std::to_string(words[1]);
     if (code == cu::Status::TokenOutsideVocab)
-      throw KernelError("token id " + value + " is outside the vocabulary of the embedding");
-    throw KernelError("label " + value + " is outside the vocabulary of the lm_head");
+      throw KernelError("token id " + value +
+                        " is outside the vocabulary of the embedding");
+    if (code == cu::Status::LongDocument)
+      throw KernelError(
+          "attention: a document of " + value +
+          " tokens exceeds max_seqlen (cu_seqlens does not match the plan)");
+    throw KernelError("label " + value +
+                      " is outside the vocabulary of the lm_head");
   }
 
   /// Measured: the device memory each allocation took (cudaMemGetInfo
@@ -240,7 +275,8 @@ public:
 
   bool canRecord() const override { return true; }
   void beginRecording() override {
-    check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "starting a CUDA graph");
+    check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed),
+          "starting a CUDA graph");
   }
   int endRecording(std::string &why) override {
     join();
@@ -263,7 +299,9 @@ public:
     graphs.push_back(exec);
     return static_cast<int>(graphs.size()) - 1;
   }
-  void replay(int id) override { check(cudaGraphLaunch(graphs.at(id), stream), "replaying"); }
+  void replay(int id) override {
+    check(cudaGraphLaunch(graphs.at(id), stream), "replaying");
+  }
 
 private:
   static constexpr size_t kWorkspaceBytes = 32 << 20;
@@ -277,7 +315,8 @@ private:
   cudaEvent_t event() {
     if (nextEvent == events.size()) {
       cudaEvent_t ev;
-      check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "creating an event");
+      check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming),
+            "creating an event");
       events.push_back(ev);
     }
     return events[nextEvent++];
@@ -313,9 +352,11 @@ private:
     cudaEvent_t ready = event(), done = event();
     check(cudaEventRecord(ready, stream), "recording an event");
     check(cudaStreamWaitEvent(copyStream, ready, 0), "ordering a copy");
-    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, copyStream), "offload copy");
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, copyStream),
+          "offload copy");
     check(cudaEventRecord(done, copyStream), "recording an event");
-    const char *d = static_cast<const char *>(dst), *s = static_cast<const char *>(src);
+    const char *d = static_cast<const char *>(dst),
+               *s = static_cast<const char *>(src);
     inFlight.push_back({d, d + bytes, s, s + bytes, done});
     copiesIssued = true;
   }
@@ -339,7 +380,7 @@ private:
   void registerKernels();
 
   int device;
-  std::map<void *, int64_t> sizes;  // live allocations: measured bytes
+  std::map<void *, int64_t> sizes; // live allocations: measured bytes
   int64_t held = 0, peakHeld = 0;
   cudaStream_t stream = nullptr, copyStream = nullptr;
   void *workspace = nullptr, *statusWords = nullptr;
@@ -364,7 +405,9 @@ int64_t CudaBackend::scratchBytes(const artifact::KernelCall &call,
       n *= d;
     return n;
   };
-  auto rows = [&](const std::vector<int64_t> &s) { return numel(s) / s.back(); };
+  auto rows = [&](const std::vector<int64_t> &s) {
+    return numel(s) / s.back();
+  };
   const std::string &k = call.kernel;
   if (k == "linear") {
     int64_t m = rows(shape(0)), kk = shape(0).back(), n = shape(1)[0];
@@ -375,9 +418,11 @@ int64_t CudaBackend::scratchBytes(const artifact::KernelCall &call,
     return align256(2 * m * n) + align256(2 * n * kk) + align256(2 * m * kk);
   }
   if (k == "embedding_grad")
-    return cu::embeddingGradScratch(plan.tensors[call.out[0]].shape[0], numel(shape(1)));
+    return cu::embeddingGradScratch(plan.tensors[call.out[0]].shape[0],
+                                    numel(shape(1)));
   if (k == "rms_norm_grad" || k == "layer_norm_grad")
-    return cu::normGradScratch(rows(shape(1)), shape(1).back(), k == "layer_norm_grad");
+    return cu::normGradScratch(rows(shape(1)), shape(1).back(),
+                               k == "layer_norm_grad");
   if (k == "attention_grad") {
     const auto &q = shape(1);
     int64_t tokens = q.size() == 4 ? q[0] * q[1] : q[0];
@@ -391,7 +436,8 @@ int64_t CudaBackend::scratchBytes(const artifact::KernelCall &call,
     f.rows = rows(shape(grad));
     f.h = shape(grad).back();
     f.vocab = shape(grad + 1)[0];
-    f.chunk = std::max<int64_t>(1, std::min(call.attrs.at("chunk_size").get<int64_t>(), f.rows));
+    f.chunk = std::max<int64_t>(
+        1, std::min(call.attrs.at("chunk_size").get<int64_t>(), f.rows));
     return cu::fusedLinearScratch(f, grad);
   }
   if (k == "grad_norm")
@@ -403,7 +449,8 @@ void CudaBackend::registerKernels() {
   auto &K = kernels;
   cudaStream_t s = stream;
   K["fill"] = [=](const KernelArgs &a) {
-    cu::fill(s, F(a.out[0]), static_cast<float>(attrF(a, "value")), a.out[0].numel());
+    cu::fill(s, F(a.out[0]), static_cast<float>(attrF(a, "value")),
+             a.out[0].numel());
   };
   K["copy"] = [this](const KernelArgs &a) {
     if (a.out[0].data == a.in[0].data)
@@ -426,15 +473,16 @@ void CudaBackend::registerKernels() {
     cu::swiglu(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel());
   };
   K["swiglu_grad"] = [=](const KernelArgs &a) {
-    cu::swigluGrad(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]), F(a.out[1]),
-                   a.out[0].numel());
+    cu::swigluGrad(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]),
+                   F(a.out[1]), a.out[0].numel());
   };
   K["gelu"] = [=](const KernelArgs &a) {
-    cu::gelu(s, attrS(a, "approximate") == "tanh", F(a.in[0]), F(a.out[0]), a.out[0].numel());
+    cu::gelu(s, attrS(a, "approximate") == "tanh", F(a.in[0]), F(a.out[0]),
+             a.out[0].numel());
   };
   K["gelu_grad"] = [=](const KernelArgs &a) {
-    cu::geluGrad(s, attrS(a, "approximate") == "tanh", F(a.in[0]), F(a.in[1]), F(a.out[0]),
-                 a.out[0].numel());
+    cu::geluGrad(s, attrS(a, "approximate") == "tanh", F(a.in[0]), F(a.in[1]),
+                 F(a.out[0]), a.out[0].numel());
   };
   // split / concat: the parts of `whole` along `axis`, as 2-D copies.
   auto moveParts = [=](const KernelArgs &a, const TensorRef &whole,
@@ -448,16 +496,21 @@ void CudaBackend::registerKernels() {
     int64_t full = whole.dim(axis) * inner * e, at = 0;
     for (const TensorRef &part : parts) {
       int64_t w = part.dim(axis) * inner * e;
-      char *p = static_cast<char *>(part.data), *f = static_cast<char *>(whole.data) + at;
+      char *p = static_cast<char *>(part.data),
+           *f = static_cast<char *>(whole.data) + at;
       if (w > 0 && outer > 0)
-        check(toParts ? cudaMemcpy2DAsync(p, w, f, full, w, outer, cudaMemcpyDefault, s)
-                      : cudaMemcpy2DAsync(f, full, p, w, w, outer, cudaMemcpyDefault, s),
+        check(toParts ? cudaMemcpy2DAsync(p, w, f, full, w, outer,
+                                          cudaMemcpyDefault, s)
+                      : cudaMemcpy2DAsync(f, full, p, w, w, outer,
+                                          cudaMemcpyDefault, s),
               toParts ? "split" : "concat");
       at += w;
     }
   };
   K["split"] = [=](const KernelArgs &a) { moveParts(a, a.in[0], a.out, true); };
-  K["concat"] = [=](const KernelArgs &a) { moveParts(a, a.out[0], a.in, false); };
+  K["concat"] = [=](const KernelArgs &a) {
+    moveParts(a, a.out[0], a.in, false);
+  };
   K["pack_flat"] = [=](const KernelArgs &a) {
     char *y = static_cast<char *>(a.out[0].data);
     const nlohmann::json &offsets = a.attrs->at("offsets");
@@ -465,46 +518,53 @@ void CudaBackend::registerKernels() {
     for (size_t i = 0; i < a.in.size(); ++i) {
       int64_t offset = offsets.at(i).get<int64_t>(), n = a.in[i].numel();
       if (offset > at)
-        check(cudaMemsetAsync(y + at * 4, 0, (offset - at) * 4, s), "pack_flat");
-      check(cudaMemcpyAsync(y + offset * 4, a.in[i].data, n * 4, cudaMemcpyDefault, s),
+        check(cudaMemsetAsync(y + at * 4, 0, (offset - at) * 4, s),
+              "pack_flat");
+      check(cudaMemcpyAsync(y + offset * 4, a.in[i].data, n * 4,
+                            cudaMemcpyDefault, s),
             "pack_flat");
       at = offset + n;
     }
     if (a.out[0].numel() > at)
-      check(cudaMemsetAsync(y + at * 4, 0, (a.out[0].numel() - at) * 4, s), "pack_flat");
+      check(cudaMemsetAsync(y + at * 4, 0, (a.out[0].numel() - at) * 4, s),
+            "pack_flat");
   };
   K["masked_sum"] = [=](const KernelArgs &a) {
-    cu::maskedSum(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel(), a.in[0].dim(-1));
+    cu::maskedSum(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel(),
+                  a.in[0].dim(-1));
   };
   K["masked_sum_grad"] = [=](const KernelArgs &a) {
     int64_t cols = a.in[1].dim(-1);
-    cu::maskedSumGrad(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel() / cols, cols);
+    cu::maskedSumGrad(s, F(a.in[0]), F(a.in[1]), F(a.out[0]),
+                      a.out[0].numel() / cols, cols);
   };
   K["embedding"] = [this](const KernelArgs &a) {
-    cu::embedding(stream, status, F(a.in[0]), idx(a.in[1]), F(a.out[0]), a.in[0].dim(0),
-                  a.in[0].dim(1), a.in[1].numel());
+    cu::embedding(stream, status, F(a.in[0]), idx(a.in[1]), F(a.out[0]),
+                  a.in[0].dim(0), a.in[0].dim(1), a.in[1].numel());
   };
   K["embedding_grad"] = [=](const KernelArgs &a) {
     cu::embeddingGrad(s, F(a.in[0]), idx(a.in[1]), F(a.out[0]), a.out[0].dim(0),
                       a.out[0].dim(1), a.in[1].numel(), a.scratch);
   };
   K["rms_norm"] = [=](const KernelArgs &a) {
-    cu::rmsNorm(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), rowsOf(a.in[0]), a.in[0].dim(-1),
-                static_cast<float>(attrF(a, "eps")));
+    cu::rmsNorm(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), rowsOf(a.in[0]),
+                a.in[0].dim(-1), static_cast<float>(attrF(a, "eps")));
   };
   K["rms_norm_grad"] = [=](const KernelArgs &a) {
-    cu::rmsNormGrad(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]), F(a.out[1]),
-                    rowsOf(a.in[1]), a.in[1].dim(-1), static_cast<float>(attrF(a, "eps")),
-                    a.scratch);
+    cu::rmsNormGrad(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]),
+                    F(a.out[1]), rowsOf(a.in[1]), a.in[1].dim(-1),
+                    static_cast<float>(attrF(a, "eps")), a.scratch);
   };
   K["layer_norm"] = [=](const KernelArgs &a) {
-    cu::layerNorm(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]), rowsOf(a.in[0]),
-                  a.in[0].dim(-1), static_cast<float>(attrF(a, "eps")));
+    cu::layerNorm(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]),
+                  rowsOf(a.in[0]), a.in[0].dim(-1),
+                  static_cast<float>(attrF(a, "eps")));
   };
   K["layer_norm_grad"] = [=](const KernelArgs &a) {
-    cu::layerNormGrad(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]), F(a.out[1]),
-                      F(a.out[2]), rowsOf(a.in[1]), a.in[1].dim(-1),
-                      static_cast<float>(attrF(a, "eps")), a.scratch);
+    cu::layerNormGrad(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]),
+                      F(a.out[1]), F(a.out[2]), rowsOf(a.in[1]),
+                      a.in[1].dim(-1), static_cast<float>(attrF(a, "eps")),
+                      a.scratch);
   };
   K["linear"] = [this](const KernelArgs &a) {
     const TensorRef &x = a.in[0], &w = a.in[1];
@@ -512,7 +572,8 @@ void CudaBackend::registerKernels() {
     char *xb = static_cast<char *>(a.scratch), *wb = xb + align256(2 * m * k);
     cu::toBf16(stream, F(x), xb, m * k);
     cu::toBf16(stream, F(w), wb, n * k);
-    cu::gemm(matmul, stream, false, true, m, n, k, xb, k, wb, k, 0.0f, F(a.out[0]), n);
+    cu::gemm(matmul, stream, false, true, m, n, k, xb, k, wb, k, 0.0f,
+             F(a.out[0]), n);
     if (a.in.size() > 2 && a.in[2])
       cu::addBias(stream, F(a.out[0]), F(a.in[2]), m, n);
   };
@@ -524,13 +585,14 @@ void CudaBackend::registerKernels() {
     cu::toBf16(stream, F(dy), dyb, m * n);
     cu::toBf16(stream, F(w), wb, n * k);
     cu::toBf16(stream, F(x), xb, m * k);
-    cu::gemm(matmul, stream, false, false, m, k, n, dyb, n, wb, k, 0.0f, F(a.out[0]), k);
+    cu::gemm(matmul, stream, false, false, m, k, n, dyb, n, wb, k, 0.0f,
+             F(a.out[0]), k);
     // With an accumulator (in[3]): dW = acc + dy^T x, by the product itself.
     bool accumulate = a.in.size() > 3 && a.in[3];
     if (accumulate)
       copy(a.out[1].data, a.in[3].data, a.out[1].desc->bytes());
-    cu::gemm(matmul, stream, true, false, n, k, m, dyb, n, xb, k, accumulate ? 1.0f : 0.0f,
-             F(a.out[1]), k);
+    cu::gemm(matmul, stream, true, false, n, k, m, dyb, n, xb, k,
+             accumulate ? 1.0f : 0.0f, F(a.out[1]), k);
     if (a.out.size() > 2)
       cu::columnSum(stream, F(dy), F(a.out[2]), m, n);
   };
@@ -544,37 +606,44 @@ void CudaBackend::registerKernels() {
       sc.originalMax = j.at("original_max_position_embeddings").get<double>();
     }
     const TensorRef &x = a.in[0];
-    cu::rope(s, F(x), idx(a.in[1]), F(a.out[0]), a.in[1].numel(), x.dim(-2), x.dim(-1),
-             attrF(a, "theta"), sc, attrB(a, "inverse"));
+    cu::rope(s, F(x), idx(a.in[1]), F(a.out[0]), a.in[1].numel(), x.dim(-2),
+             x.dim(-1), attrF(a, "theta"), sc, attrB(a, "inverse"));
   };
   K["attention"] = [=](const KernelArgs &a) {
-    cu::AttentionShape sh = attentionShape(a, a.in[0], a.in[1], a.in[3], a.in[4]);
-    cu::attention(s, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]), F(a.out[1]));
+    cu::AttentionShape sh =
+        attentionShape(a, a.in[0], a.in[1], a.in[3], a.in[4]);
+    cu::attention(s, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),
+                  F(a.out[0]), F(a.out[1]));
   };
   K["attention_grad"] = [=](const KernelArgs &a) {
-    cu::AttentionShape sh = attentionShape(a, a.in[1], a.in[2], a.in[6], a.in[7]);
-    cu::attentionGrad(s, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.in[4]),
-                      F(a.in[5]), F(a.out[0]), F(a.out[1]), F(a.out[2]), a.scratch);
+    cu::AttentionShape sh =
+        attentionShape(a, a.in[1], a.in[2], a.in[6], a.in[7]);
+    cu::attentionGrad(s, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),
+                      F(a.in[3]), F(a.in[4]), F(a.in[5]), F(a.out[0]),
+                      F(a.out[1]), F(a.out[2]), a.scratch);
   };
   K["cross_entropy"] = [this](const KernelArgs &a) {
     const TensorRef &logits = a.in[0];
-    cu::crossEntropy(stream, status, F(logits), idx(a.in[1]), F(a.out[0]), rowsOf(logits),
-                     logits.dim(-1), attrI(a, "ignore_index"), a.scratch);
+    cu::crossEntropy(stream, status, F(logits), idx(a.in[1]), F(a.out[0]),
+                     rowsOf(logits), logits.dim(-1), attrI(a, "ignore_index"),
+                     a.scratch);
   };
   K["cross_entropy_grad"] = [this](const KernelArgs &a) {
     const TensorRef &logits = a.in[1];
-    cu::logitsGrad(stream, status, F(logits), idx(a.in[2]), {F(a.in[0]), 0, 1.0f}, F(a.out[0]),
-                   rowsOf(logits), logits.dim(-1), attrI(a, "ignore_index"));
+    cu::logitsGrad(stream, status, F(logits), idx(a.in[2]),
+                   {F(a.in[0]), 0, 1.0f}, F(a.out[0]), rowsOf(logits),
+                   logits.dim(-1), attrI(a, "ignore_index"));
   };
   K["log_probs"] = [this](const KernelArgs &a) {
     const TensorRef &logits = a.in[0];
-    cu::logProbs(stream, status, F(logits), idx(a.in[1]), F(a.out[0]), rowsOf(logits),
-                 logits.dim(-1), attrI(a, "ignore_index"));
+    cu::logProbs(stream, status, F(logits), idx(a.in[1]), F(a.out[0]),
+                 rowsOf(logits), logits.dim(-1), attrI(a, "ignore_index"));
   };
   K["log_probs_grad"] = [this](const KernelArgs &a) {
     const TensorRef &logits = a.in[1];
-    cu::logitsGrad(stream, status, F(logits), idx(a.in[2]), {F(a.in[0]), 1, -1.0f},
-                   F(a.out[0]), rowsOf(logits), logits.dim(-1), attrI(a, "ignore_index"));
+    cu::logitsGrad(stream, status, F(logits), idx(a.in[2]),
+                   {F(a.in[0]), 1, -1.0f}, F(a.out[0]), rowsOf(logits),
+                   logits.dim(-1), attrI(a, "ignore_index"));
   };
   auto fused = [](const KernelArgs &a, int first) {
     cu::FusedLinear f;
@@ -590,33 +659,40 @@ void CudaBackend::registerKernels() {
     return f;
   };
   K["fused_linear_cross_entropy"] = [this, fused](const KernelArgs &a) {
-    cu::fusedLinearForward(matmul, stream, status, fused(a, 0), nullptr, F(a.out[0]), a.scratch);
+    cu::fusedLinearForward(matmul, stream, status, fused(a, 0), nullptr,
+                           F(a.out[0]), a.scratch);
   };
   K["fused_linear_log_probs"] = [this, fused](const KernelArgs &a) {
-    cu::fusedLinearForward(matmul, stream, status, fused(a, 0), F(a.out[0]), nullptr, a.scratch);
+    cu::fusedLinearForward(matmul, stream, status, fused(a, 0), F(a.out[0]),
+                           nullptr, a.scratch);
   };
   K["fused_linear_cross_entropy_grad"] = [this, fused](const KernelArgs &a) {
-    cu::fusedLinearBackward(matmul, stream, status, fused(a, 1), {F(a.in[0]), 0, 1.0f},
-                            F(a.out[0]), F(a.out[1]), a.scratch);
+    cu::fusedLinearBackward(matmul, stream, status, fused(a, 1),
+                            {F(a.in[0]), 0, 1.0f}, F(a.out[0]), F(a.out[1]),
+                            a.scratch);
   };
   K["fused_linear_log_probs_grad"] = [this, fused](const KernelArgs &a) {
-    cu::fusedLinearBackward(matmul, stream, status, fused(a, 1), {F(a.in[0]), 1, -1.0f},
-                            F(a.out[0]), F(a.out[1]), a.scratch);
+    cu::fusedLinearBackward(matmul, stream, status, fused(a, 1),
+                            {F(a.in[0]), 1, -1.0f}, F(a.out[0]), F(a.out[1]),
+                            a.scratch);
   };
   auto dpoType = [](const KernelArgs &a) {
     std::string t = attrS(a, "loss_type");
-    return t == "hinge" ? cu::DpoType::Hinge : t == "ipo" ? cu::DpoType::Ipo : cu::DpoType::Sigmoid;
+    return t == "hinge" ? cu::DpoType::Hinge
+           : t == "ipo" ? cu::DpoType::Ipo
+                        : cu::DpoType::Sigmoid;
   };
   K["dpo_loss"] = [=](const KernelArgs &a) {
     cu::dpoLoss(s, dpoType(a), static_cast<float>(attrF(a, "beta")),
-                static_cast<float>(attrF(a, "label_smoothing")), F(a.in[0]), F(a.in[1]),
-                F(a.in[2]), F(a.in[3]), F(a.out[0]), F(a.out[1]), F(a.out[2]), a.in[0].numel());
+                static_cast<float>(attrF(a, "label_smoothing")), F(a.in[0]),
+                F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.out[0]), F(a.out[1]),
+                F(a.out[2]), a.in[0].numel());
   };
   K["dpo_loss_grad"] = [=](const KernelArgs &a) {
     cu::dpoLossGrad(s, dpoType(a), static_cast<float>(attrF(a, "beta")),
-                    static_cast<float>(attrF(a, "label_smoothing")), F(a.in[0]), F(a.in[1]),
-                    F(a.in[2]), F(a.in[3]), F(a.in[4]), F(a.out[0]), F(a.out[1]),
-                    a.in[1].numel());
+                    static_cast<float>(attrF(a, "label_smoothing")), F(a.in[0]),
+                    F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.in[4]), F(a.out[0]),
+                    F(a.out[1]), a.in[1].numel());
   };
   auto kto = [](const KernelArgs &a) {
     cu::Kto k;
@@ -626,12 +702,13 @@ void CudaBackend::registerKernels() {
     return k;
   };
   K["kto_loss"] = [=](const KernelArgs &a) {
-    cu::ktoLoss(s, kto(a), F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]), idx(a.in[4]),
-                F(a.out[0]), F(a.out[1]), F(a.out[2]), a.in[0].numel());
+    cu::ktoLoss(s, kto(a), F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]),
+                idx(a.in[4]), F(a.out[0]), F(a.out[1]), F(a.out[2]),
+                a.in[0].numel());
   };
   K["kto_loss_grad"] = [=](const KernelArgs &a) {
-    cu::ktoLossGrad(s, kto(a), F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]), idx(a.in[4]),
-                    F(a.out[0]), a.in[1].numel());
+    cu::ktoLossGrad(s, kto(a), F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]),
+                    idx(a.in[4]), F(a.out[0]), a.in[1].numel());
   };
   auto grpo = [](const KernelArgs &a, int first) {
     cu::Grpo g;
@@ -654,7 +731,9 @@ void CudaBackend::registerKernels() {
     g.cols = a.in[first].dim(1);
     return g;
   };
-  K["grpo_loss"] = [=](const KernelArgs &a) { cu::grpoLoss(s, grpo(a, 0), F(a.out[0])); };
+  K["grpo_loss"] = [=](const KernelArgs &a) {
+    cu::grpoLoss(s, grpo(a, 0), F(a.out[0]));
+  };
   K["grpo_loss_grad"] = [=](const KernelArgs &a) {
     cu::grpoLossGrad(s, grpo(a, 1), F(a.in[0]), F(a.out[0]));
   };
@@ -669,8 +748,9 @@ void CudaBackend::registerKernels() {
                  attrB(a, "squared"), F(a.out[0]), a.scratch);
   };
   K["clip_grad"] = [=](const KernelArgs &a) {
-    cu::clipGrad(s, F(a.in[0]), F(a.in[1]), static_cast<float>(attrF(a, "max_norm")),
-                 F(a.out[0]), a.out[0].numel());
+    cu::clipGrad(s, F(a.in[0]), F(a.in[1]),
+                 static_cast<float>(attrF(a, "max_norm")), F(a.out[0]),
+                 a.out[0].numel());
   };
   K["lr_schedule"] = [=](const KernelArgs &a) {
     cu::LrSchedule l;
@@ -687,8 +767,9 @@ void CudaBackend::registerKernels() {
     h.beta2 = static_cast<float>(attrF(a, "beta2"));
     h.eps = static_cast<float>(attrF(a, "eps"));
     h.weightDecay = static_cast<float>(attrF(a, "weight_decay"));
-    cu::adamw(s, h, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.in[4]), idx(a.in[5]),
-              F(a.out[0]), F(a.out[1]), F(a.out[2]), a.out[0].numel());
+    cu::adamw(s, h, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.in[4]),
+              idx(a.in[5]), F(a.out[0]), F(a.out[1]), F(a.out[2]),
+              a.out[0].numel());
   };
 }
 

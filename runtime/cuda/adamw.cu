@@ -1,4 +1,5 @@
-//===- adamw.cu - AdamW, gradient norm and clipping, LR schedule ------*- CUDA -*-===//
+//===- adamw.cu - AdamW, gradient norm and clipping, LR schedule ------*- CUDA
+//-*-===//
 //
 // The optimizer works on the fp32 master weights in place or out of place
 // (out may alias in). The step counter, learning rate and gradient norm
@@ -17,20 +18,22 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kNormBlocks = 64;
 
-__global__ void adamwKernel(AdamW hp, const float *p, const float *g, const float *m,
-                            const float *v, const float *lrPtr, Index step, float *po,
-                            float *mo, float *vo, int64_t n) {
+__global__ void adamwKernel(AdamW hp, const float *p, const float *g,
+                            const float *m, const float *v, const float *lrPtr,
+                            Index step, float *po, float *mo, float *vo,
+                            int64_t n) {
   __shared__ float stepSize, bc2sqrt, lr;
   if (threadIdx.x == 0) {
     double t = static_cast<double>(loadIndex(step, 0)) + 1;
     lr = *lrPtr;
     float bc1 = static_cast<float>(1 - pow(static_cast<double>(hp.beta1), t));
-    bc2sqrt = static_cast<float>(sqrt(1 - pow(static_cast<double>(hp.beta2), t)));
+    bc2sqrt =
+        static_cast<float>(sqrt(1 - pow(static_cast<double>(hp.beta2), t)));
     stepSize = lr / bc1;
   }
   __syncthreads();
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float w = p[i] * (1 - lr * hp.weightDecay);
     float gi = g[i];
     float mi = hp.beta1 * m[i] + (1 - hp.beta1) * gi;
@@ -42,7 +45,8 @@ __global__ void adamwKernel(AdamW hp, const float *p, const float *g, const floa
 }
 
 __global__ void squaresKernel(const float *x, int64_t n, double *partial) {
-  int64_t lo = n * blockIdx.x / gridDim.x, hi = n * (blockIdx.x + 1) / gridDim.x;
+  int64_t lo = n * blockIdx.x / gridDim.x,
+          hi = n * (blockIdx.x + 1) / gridDim.x;
   double acc = 0;
   for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
     double v = x[i];
@@ -53,9 +57,11 @@ __global__ void squaresKernel(const float *x, int64_t n, double *partial) {
     partial[blockIdx.x] = acc;
 }
 
-__global__ void finishNormKernel(const double *partial, int64_t n, bool squared, float *out) {
+__global__ void finishNormKernel(const double *partial, int64_t n, bool squared,
+                                 float *out) {
   double acc = 0;
-  int64_t lo = n * threadIdx.x / blockDim.x, hi = n * (threadIdx.x + 1) / blockDim.x;
+  int64_t lo = n * threadIdx.x / blockDim.x,
+          hi = n * (threadIdx.x + 1) / blockDim.x;
   for (int64_t i = lo; i < hi; ++i)
     acc += partial[i];
   acc = blockSum(acc);
@@ -63,12 +69,12 @@ __global__ void finishNormKernel(const double *partial, int64_t n, bool squared,
     *out = static_cast<float>(squared ? acc : sqrt(acc));
 }
 
-__global__ void clipKernel(const float *g, const float *norm, float maxNorm, float *y,
-                           int64_t n) {
+__global__ void clipKernel(const float *g, const float *norm, float maxNorm,
+                           float *y, int64_t n) {
   // torch.nn.utils.clip_grad_norm_: scale by min(1, max / (norm + 1e-6)).
   float coef = fminf(1.0f, maxNorm / (*norm + 1e-6f));
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     y[i] = g[i] * coef;
 }
 
@@ -80,40 +86,44 @@ __global__ void lrKernel(LrSchedule l, Index step, float *out) {
     f = 1;
   else {
     double progress = (k - l.warmup) / fmax(1.0, l.total - l.warmup);
-    f = l.kind == 1 ? fmax(0.0, 1 - progress)
-                    : fmax(0.0, 0.5 * (1 + cos(3.14159265358979323846 * progress)));
+    f = l.kind == 1
+            ? fmax(0.0, 1 - progress)
+            : fmax(0.0, 0.5 * (1 + cos(3.14159265358979323846 * progress)));
   }
   *out = static_cast<float>(l.base * f);
 }
 
 } // namespace
 
-void adamw(cudaStream_t s, AdamW h, const float *p, const float *g, const float *m,
-           const float *v, const float *lr, Index step, float *pOut, float *mOut, float *vOut,
-           int64_t n) {
-  adamwKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(h, p, g, m, v, lr, step, pOut, mOut,
-                                                          vOut, n);
+void adamw(cudaStream_t s, AdamW h, const float *p, const float *g,
+           const float *m, const float *v, const float *lr, Index step,
+           float *pOut, float *mOut, float *vOut, int64_t n) {
+  adamwKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(
+      h, p, g, m, v, lr, step, pOut, mOut, vOut, n);
   TRLC_LAUNCHED();
 }
 
-size_t gradNormScratch(int tensors) { return align256(tensors * kNormBlocks * sizeof(double)); }
+size_t gradNormScratch(int tensors) {
+  return align256(tensors * kNormBlocks * sizeof(double));
+}
 
-void gradNorm(cudaStream_t s, const float *const *tensors, const int64_t *sizes, int count,
-              bool squared, float *out, void *scratch) {
+void gradNorm(cudaStream_t s, const float *const *tensors, const int64_t *sizes,
+              int count, bool squared, float *out, void *scratch) {
   auto *partial = static_cast<double *>(scratch);
   for (int t = 0; t < count; ++t) {
     squaresKernel<<<kNormBlocks, kThreads, 0, s>>>(tensors[t], sizes[t],
                                                    partial + t * kNormBlocks);
     TRLC_LAUNCHED();
   }
-  finishNormKernel<<<1, 1024, 0, s>>>(partial, static_cast<int64_t>(count) * kNormBlocks,
-                                      squared, out);
+  finishNormKernel<<<1, 1024, 0, s>>>(
+      partial, static_cast<int64_t>(count) * kNormBlocks, squared, out);
   TRLC_LAUNCHED();
 }
 
-void clipGrad(cudaStream_t s, const float *g, const float *norm, float maxNorm, float *y,
-              int64_t n) {
-  clipKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(g, norm, maxNorm, y, n);
+void clipGrad(cudaStream_t s, const float *g, const float *norm, float maxNorm,
+              float *y, int64_t n) {
+  clipKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(g, norm, maxNorm, y,
+                                                         n);
   TRLC_LAUNCHED();
 }
 

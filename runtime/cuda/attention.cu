@@ -1,4 +1,5 @@
-//===- attention.cu - causal attention, flash style, padded and varlen -*- CUDA -*-===//
+//===- attention.cu - causal attention, flash style, padded and varlen -*- CUDA
+//-*-===//
 //
 // Layouts (see AttentionShape): padded q [count, rowLength, hq, d] with an
 // optional key mask [count, rowLength]; varlen q [totalTokens, hq, d] with
@@ -28,10 +29,10 @@
 namespace trlc::cuda {
 namespace {
 
-constexpr int kWarps = 8;      // rows per block
-constexpr int kTileKeys = 32;  // one key per lane
+constexpr int kWarps = 8;     // rows per block
+constexpr int kTileKeys = 32; // one key per lane
 constexpr int kMaxD = 256;
-constexpr int kPer = kMaxD / 32;  // columns per lane
+constexpr int kPer = kMaxD / 32; // columns per lane
 
 /// Where a sequence's tokens are, on the device.
 struct Seq {
@@ -45,30 +46,46 @@ __device__ inline Seq sequenceOf(const AttentionShape &a, int64_t s) {
   return {lo, hi - lo};
 }
 
-__device__ inline bool keyVisible(const AttentionShape &a, int64_t s, int64_t j) {
-  return a.varlen || !a.mask.data || loadIndex(a.mask, s * a.rowLength + j) != 0;
+__device__ inline bool keyVisible(const AttentionShape &a, int64_t s,
+                                  int64_t j) {
+  return a.varlen || !a.mask.data ||
+         loadIndex(a.mask, s * a.rowLength + j) != 0;
 }
 
-__device__ inline int64_t lseIndex(const AttentionShape &a, Seq q, int64_t s, int64_t h,
-                                   int64_t i) {
-  return a.varlen ? h * a.totalTokens + q.start + i : (s * a.hq + h) * a.rowLength + i;
+__device__ inline int64_t lseIndex(const AttentionShape &a, Seq q, int64_t s,
+                                   int64_t h, int64_t i) {
+  return a.varlen ? h * a.totalTokens + q.start + i
+                  : (s * a.hq + h) * a.rowLength + i;
 }
 
 /// Loads rows [r0, r0 + 32) of one head of x ([tokens, heads, d]) into a
 /// [32][ld] tile, zeros past `len`.
-__device__ inline void loadTile(float *tile, int ld, const float *x, Seq seq, int64_t r0,
-                                int64_t heads, int64_t head, int64_t d) {
+__device__ inline void loadTile(float *tile, int ld, const float *x, Seq seq,
+                                int64_t r0, int64_t heads, int64_t head,
+                                int64_t d) {
   for (int64_t e = threadIdx.x; e < kTileKeys * d; e += blockDim.x) {
     int64_t j = e / d, c = e % d, r = r0 + j;
-    tile[j * ld + c] = r < seq.len ? x[((seq.start + r) * heads + head) * d + c] : 0.0f;
+    tile[j * ld + c] =
+        r < seq.len ? x[((seq.start + r) * heads + head) * d + c] : 0.0f;
   }
 }
 
-__global__ void forwardKernel(AttentionShape a, const float *q, const float *k, const float *v,
-                              float *out, float *lse) {
+/// The grid covers maxLen rows: a longer document is an error, not rows
+/// silently left out.
+__device__ inline void checkLength(Status st, const AttentionShape &a,
+                                   Seq seq) {
+  if (seq.len > a.maxLen && blockIdx.x == 0 && blockIdx.y == 0 &&
+      threadIdx.x == 0)
+    report(st, Status::LongDocument, seq.len);
+}
+
+__global__ void forwardKernel(Status st, AttentionShape a, const float *q,
+                              const float *k, const float *v, float *out,
+                              float *lse) {
   extern __shared__ float smem[];
   int64_t d = a.d, s = blockIdx.z, h = blockIdx.y, kh = h / (a.hq / a.hkv);
   Seq seq = sequenceOf(a, s);
+  checkLength(st, a, seq);
   int64_t row0 = blockIdx.x * static_cast<int64_t>(kWarps);
   if (row0 >= seq.len)
     return;
@@ -88,7 +105,7 @@ __global__ void forwardKernel(AttentionShape a, const float *q, const float *k, 
   int64_t lastRow = min(row0 + kWarps, seq.len) - 1;
   int64_t keyEnd = a.causal ? lastRow + 1 : seq.len;
   for (int64_t k0 = 0; k0 < keyEnd; k0 += kTileKeys) {
-    __syncthreads();  // the previous tile is consumed
+    __syncthreads(); // the previous tile is consumed
     loadTile(ks, ld, k, seq, k0, a.hkv, kh, d);
     loadTile(vs, ld, v, seq, k0, a.hkv, kh, d);
     __syncthreads();
@@ -108,7 +125,7 @@ __global__ void forwardKernel(AttentionShape a, const float *q, const float *k, 
       continue;
     float next = fmaxf(mx, tileMax);
     float p = visible ? expf(score - next) : 0.0f;
-    float rescale = expf(mx - next);  // 0 while mx is -inf
+    float rescale = expf(mx - next); // 0 while mx is -inf
     l = l * rescale + warpSum(p);
     mx = next;
     for (int t = 0; t < kPer; ++t)
@@ -137,9 +154,10 @@ __global__ void forwardKernel(AttentionShape a, const float *q, const float *k, 
 }
 
 /// D[token, h] = sum_c dO * O, one warp per (token, head).
-__global__ void rowDotKernel(const float *dout, const float *out, float *dsum, int64_t rows,
-                             int64_t d) {
-  int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+__global__ void rowDotKernel(const float *dout, const float *out, float *dsum,
+                             int64_t rows, int64_t d) {
+  int64_t r =
+      blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
   if (r >= rows)
     return;
   float acc = 0;
@@ -150,16 +168,19 @@ __global__ void rowDotKernel(const float *dout, const float *out, float *dsum, i
     dsum[r] = acc;
 }
 
-__global__ void dqKernel(AttentionShape a, const float *dout, const float *q, const float *k,
-                         const float *v, const float *lse, const float *dsum, float *dq) {
+__global__ void dqKernel(Status st, AttentionShape a, const float *dout,
+                         const float *q, const float *k, const float *v,
+                         const float *lse, const float *dsum, float *dq) {
   extern __shared__ float smem[];
   int64_t d = a.d, s = blockIdx.z, h = blockIdx.y, kh = h / (a.hq / a.hkv);
   Seq seq = sequenceOf(a, s);
+  checkLength(st, a, seq);
   int64_t row0 = blockIdx.x * static_cast<int64_t>(kWarps);
   if (row0 >= seq.len)
     return;
   int ld = static_cast<int>(d) + 1;
-  float *ks = smem, *vs = ks + kTileKeys * ld, *qs = vs + kTileKeys * ld, *gs = qs + kWarps * d;
+  float *ks = smem, *vs = ks + kTileKeys * ld, *qs = vs + kTileKeys * ld,
+        *gs = qs + kWarps * d;
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   int64_t i = row0 + warp;
   bool active = i < seq.len;
@@ -215,9 +236,9 @@ __global__ void dqKernel(AttentionShape a, const float *dout, const float *q, co
   }
 }
 
-__global__ void dkdvKernel(AttentionShape a, const float *dout, const float *q, const float *k,
-                           const float *v, const float *lse, const float *dsum, float *dk,
-                           float *dv) {
+__global__ void dkdvKernel(AttentionShape a, const float *dout, const float *q,
+                           const float *k, const float *v, const float *lse,
+                           const float *dsum, float *dk, float *dv) {
   extern __shared__ float smem[];
   int64_t d = a.d, s = blockIdx.z, kh = blockIdx.y, group = a.hq / a.hkv;
   Seq seq = sequenceOf(a, s);
@@ -226,7 +247,8 @@ __global__ void dkdvKernel(AttentionShape a, const float *dout, const float *q, 
     return;
   int ld = static_cast<int>(d) + 1;
   float *qs = smem, *gs = qs + kTileKeys * ld, *kw0 = gs + kTileKeys * ld,
-        *vw0 = kw0 + kWarps * d, *tileLse = vw0 + kWarps * d, *tileD = tileLse + kTileKeys;
+        *vw0 = kw0 + kWarps * d, *tileLse = vw0 + kWarps * d,
+        *tileD = tileLse + kTileKeys;
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   int64_t j = key0 + warp;
   bool active = j < seq.len && keyVisible(a, s, j);
@@ -247,15 +269,18 @@ __global__ void dkdvKernel(AttentionShape a, const float *dout, const float *q, 
       loadTile(gs, ld, dout, seq, i0, a.hq, h, d);
       if (threadIdx.x < kTileKeys) {
         int64_t i = i0 + threadIdx.x;
-        tileLse[threadIdx.x] = i < seq.len ? lse[lseIndex(a, seq, s, h, i)] : -INFINITY;
-        tileD[threadIdx.x] = i < seq.len ? dsum[(seq.start + i) * a.hq + h] : 0.0f;
+        tileLse[threadIdx.x] =
+            i < seq.len ? lse[lseIndex(a, seq, s, h, i)] : -INFINITY;
+        tileD[threadIdx.x] =
+            i < seq.len ? dsum[(seq.start + i) * a.hq + h] : 0.0f;
       }
       __syncthreads();
       if (!active)
         continue;
       int64_t i = i0 + lane;
       float rowLse = tileLse[lane];
-      bool visible = i < seq.len && (!a.causal || j <= i) && rowLse != -INFINITY;
+      bool visible =
+          i < seq.len && (!a.causal || j <= i) && rowLse != -INFINITY;
       float p = 0, ds = 0;
       if (visible) {
         float dot = 0, dp = 0;
@@ -267,7 +292,8 @@ __global__ void dkdvKernel(AttentionShape a, const float *dout, const float *q, 
         ds = p * (dp - tileD[lane]) * a.scale;
       }
       for (int ii = 0; ii < kTileKeys; ++ii) {
-        float pi = __shfl_sync(0xffffffffu, p, ii), dsi = __shfl_sync(0xffffffffu, ds, ii);
+        float pi = __shfl_sync(0xffffffffu, p, ii),
+              dsi = __shfl_sync(0xffffffffu, ds, ii);
         if (pi == 0.0f && dsi == 0.0f)
           continue;
         for (int t = 0; t < kPer; ++t) {
@@ -290,17 +316,23 @@ __global__ void dkdvKernel(AttentionShape a, const float *dout, const float *q, 
   }
 }
 
-size_t forwardSmem(int64_t d) { return (2 * kTileKeys * (d + 1) + kWarps * d) * sizeof(float); }
-size_t dqSmem(int64_t d) { return (2 * kTileKeys * (d + 1) + 2 * kWarps * d) * sizeof(float); }
+size_t forwardSmem(int64_t d) {
+  return (2 * kTileKeys * (d + 1) + kWarps * d) * sizeof(float);
+}
+size_t dqSmem(int64_t d) {
+  return (2 * kTileKeys * (d + 1) + 2 * kWarps * d) * sizeof(float);
+}
 size_t dkdvSmem(int64_t d) {
-  return (2 * kTileKeys * (d + 1) + 2 * kWarps * d + 2 * kTileKeys) * sizeof(float);
+  return (2 * kTileKeys * (d + 1) + 2 * kWarps * d + 2 * kTileKeys) *
+         sizeof(float);
 }
 
 /// Lets `kernel` use `bytes` of dynamic shared memory (above 48 KiB needs
 /// an opt-in).
 template <typename K> void allowSmem(K kernel, size_t bytes) {
-  TRLC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(bytes)));
+  TRLC_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(bytes)));
 }
 
 dim3 gridOf(const AttentionShape &a, int64_t heads) {
@@ -310,10 +342,12 @@ dim3 gridOf(const AttentionShape &a, int64_t heads) {
 
 void checkShape(const AttentionShape &a) {
   if (a.d > kMaxD)
-    throw std::runtime_error("attention: head dimension " + std::to_string(a.d) +
-                             " is above the CUDA kernel's limit of " + std::to_string(kMaxD));
+    throw std::runtime_error(
+        "attention: head dimension " + std::to_string(a.d) +
+        " is above the CUDA kernel's limit of " + std::to_string(kMaxD));
   if (a.hkv <= 0 || a.hq % a.hkv != 0)
-    throw std::runtime_error("attention: query heads must be a multiple of kv heads");
+    throw std::runtime_error(
+        "attention: query heads must be a multiple of kv heads");
 }
 
 int64_t tokensOf(const AttentionShape &a) {
@@ -322,14 +356,16 @@ int64_t tokensOf(const AttentionShape &a) {
 
 } // namespace
 
-void attention(cudaStream_t s, const AttentionShape &a, const float *q, const float *k,
-               const float *v, float *out, float *lse) {
+void attention(cudaStream_t s, Status st, const AttentionShape &a,
+               const float *q, const float *k, const float *v, float *out,
+               float *lse) {
   checkShape(a);
   if (a.count == 0 || a.maxLen == 0)
     return;
   size_t smem = forwardSmem(a.d);
   allowSmem(forwardKernel, smem);
-  forwardKernel<<<gridOf(a, a.hq), kWarps * 32, smem, s>>>(a, q, k, v, out, lse);
+  forwardKernel<<<gridOf(a, a.hq), kWarps * 32, smem, s>>>(st, a, q, k, v, out,
+                                                           lse);
   TRLC_LAUNCHED();
 }
 
@@ -337,29 +373,35 @@ size_t attentionGradScratch(const AttentionShape &a) {
   return align256(tokensOf(a) * a.hq * sizeof(float));
 }
 
-void attentionGrad(cudaStream_t s, const AttentionShape &a, const float *dout, const float *q,
-                   const float *k, const float *v, const float *out, const float *lse,
+void attentionGrad(cudaStream_t s, Status st, const AttentionShape &a,
+                   const float *dout, const float *q, const float *k,
+                   const float *v, const float *out, const float *lse,
                    float *dq, float *dk, float *dv, void *scratch) {
   checkShape(a);
   int64_t tokens = tokensOf(a);
   // Tokens outside every document get zero gradients.
-  TRLC_CUDA_CHECK(cudaMemsetAsync(dq, 0, tokens * a.hq * a.d * sizeof(float), s));
-  TRLC_CUDA_CHECK(cudaMemsetAsync(dk, 0, tokens * a.hkv * a.d * sizeof(float), s));
-  TRLC_CUDA_CHECK(cudaMemsetAsync(dv, 0, tokens * a.hkv * a.d * sizeof(float), s));
+  TRLC_CUDA_CHECK(
+      cudaMemsetAsync(dq, 0, tokens * a.hq * a.d * sizeof(float), s));
+  TRLC_CUDA_CHECK(
+      cudaMemsetAsync(dk, 0, tokens * a.hkv * a.d * sizeof(float), s));
+  TRLC_CUDA_CHECK(
+      cudaMemsetAsync(dv, 0, tokens * a.hkv * a.d * sizeof(float), s));
   if (a.count == 0 || a.maxLen == 0 || tokens == 0)
     return;
   auto *dsum = static_cast<float *>(scratch);
   int64_t rows = tokens * a.hq;
-  rowDotKernel<<<blocksFor(rows, kWarps, 1ll << 31), kWarps * 32, 0, s>>>(dout, out, dsum, rows,
-                                                                         a.d);
+  rowDotKernel<<<blocksFor(rows, kWarps, 1ll << 31), kWarps * 32, 0, s>>>(
+      dout, out, dsum, rows, a.d);
   TRLC_LAUNCHED();
   size_t smem = dqSmem(a.d);
   allowSmem(dqKernel, smem);
-  dqKernel<<<gridOf(a, a.hq), kWarps * 32, smem, s>>>(a, dout, q, k, v, lse, dsum, dq);
+  dqKernel<<<gridOf(a, a.hq), kWarps * 32, smem, s>>>(st, a, dout, q, k, v, lse,
+                                                      dsum, dq);
   TRLC_LAUNCHED();
   smem = dkdvSmem(a.d);
   allowSmem(dkdvKernel, smem);
-  dkdvKernel<<<gridOf(a, a.hkv), kWarps * 32, smem, s>>>(a, dout, q, k, v, lse, dsum, dk, dv);
+  dkdvKernel<<<gridOf(a, a.hkv), kWarps * 32, smem, s>>>(a, dout, q, k, v, lse,
+                                                         dsum, dk, dv);
   TRLC_LAUNCHED();
 }
 

@@ -1,4 +1,5 @@
-//===- common.cuh - what every CUDA kernel file shares ------------*- CUDA -*-===//
+//===- common.cuh - what every CUDA kernel file shares ------------*- CUDA
+//-*-===//
 //
 // Launch-error checks, index loads, the status word, and fixed-shape warp
 // and block reductions (a block's sum is the same whatever the data, so
@@ -24,9 +25,11 @@ namespace trlc::cuda {
 inline void check(cudaError_t e, const char *what, const char *file, int line) {
   if (e != cudaSuccess)
     throw std::runtime_error(std::string(what) + " failed at " + file + ":" +
-                             std::to_string(line) + ": " + cudaGetErrorString(e));
+                             std::to_string(line) + ": " +
+                             cudaGetErrorString(e));
 }
-#define TRLC_CUDA_CHECK(call) ::trlc::cuda::check((call), #call, __FILE__, __LINE__)
+#define TRLC_CUDA_CHECK(call)                                                  \
+  ::trlc::cuda::check((call), #call, __FILE__, __LINE__)
 /// After a kernel launch: a bad configuration fails here, not later.
 #define TRLC_LAUNCHED() TRLC_CUDA_CHECK(cudaGetLastError())
 
@@ -42,7 +45,8 @@ inline size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 /// is a block's row.
 inline dim3 rowGrid(int64_t rows) {
   int64_t x = rows < 65535 ? rows : 65535;
-  return dim3(static_cast<unsigned>(x), static_cast<unsigned>((rows + x - 1) / x));
+  return dim3(static_cast<unsigned>(x),
+              static_cast<unsigned>((rows + x - 1) / x));
 }
 __device__ inline int64_t gridRow() {
   return blockIdx.y * static_cast<int64_t>(gridDim.x) + blockIdx.x;
@@ -50,10 +54,14 @@ __device__ inline int64_t gridRow() {
 
 __device__ inline long long loadIndex(Index x, int64_t i) {
   switch (x.type) {
-  case Index::I64: return static_cast<const long long *>(x.data)[i];
-  case Index::I32: return static_cast<const int *>(x.data)[i];
-  case Index::U8: return static_cast<const unsigned char *>(x.data)[i];
-  case Index::F32: return static_cast<const float *>(x.data)[i] != 0.0f;
+  case Index::I64:
+    return static_cast<const long long *>(x.data)[i];
+  case Index::I32:
+    return static_cast<const int *>(x.data)[i];
+  case Index::U8:
+    return static_cast<const unsigned char *>(x.data)[i];
+  case Index::F32:
+    return static_cast<const float *>(x.data)[i] != 0.0f;
   }
   return 0;
 }
@@ -86,7 +94,7 @@ template <typename T> __device__ T blockSum(T v) {
   __syncthreads();
   T total = lane < warps ? partial[lane] : T(0);
   total = warpSum(total);
-  __syncthreads();  // `partial` is free for the next call
+  __syncthreads(); // `partial` is free for the next call
   return total;
 }
 

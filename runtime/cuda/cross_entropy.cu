@@ -1,4 +1,5 @@
-//===- cross_entropy.cu - log-probabilities, cross entropy, fused lm_head -*- CUDA -*-===//
+//===- cross_entropy.cu - log-probabilities, cross entropy, fused lm_head -*-
+//CUDA -*-===//
 //
 // Rows of logits [rows, vocab] fp32, one block per row: the row's max and
 // sum of exponentials by block reductions, then the label's
@@ -48,8 +49,9 @@ __device__ long long rowLabel(Status st, Index labels, int64_t r, int64_t vocab,
   return label;
 }
 
-__global__ void logProbsKernel(Status st, const float *logits, Index labels, float *y,
-                               int64_t rows, int64_t vocab, int64_t ignore) {
+__global__ void logProbsKernel(Status st, const float *logits, Index labels,
+                               float *y, int64_t rows, int64_t vocab,
+                               int64_t ignore) {
   int64_t r = gridRow();
   if (r >= rows)
     return;
@@ -65,8 +67,9 @@ __global__ void logProbsKernel(Status st, const float *logits, Index labels, flo
     y[r] = row[label] - lse;
 }
 
-__global__ void logitsGradKernel(Status st, const float *logits, Index labels, RowCoef coef,
-                                 float *out, int64_t rows, int64_t vocab, int64_t ignore) {
+__global__ void logitsGradKernel(Status st, const float *logits, Index labels,
+                                 RowCoef coef, float *out, int64_t rows,
+                                 int64_t vocab, int64_t ignore) {
   int64_t r = gridRow();
   if (r >= rows)
     return;
@@ -79,7 +82,7 @@ __global__ void logitsGradKernel(Status st, const float *logits, Index labels, R
     return;
   }
   float c = coef.sign * coef.value[r * coef.stride];
-  float lse = rowLse(row, vocab);  // every read of the row is done here
+  float lse = rowLse(row, vocab); // every read of the row is done here
   for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x)
     o[j] = c * expf(row[j] - lse) - (j == label ? c : 0.0f);
 }
@@ -87,7 +90,8 @@ __global__ void logitsGradKernel(Status st, const float *logits, Index labels, R
 /// out[0] = sign * sum of x[0..n), in order of fixed blocks.
 __global__ void sumKernel(const float *x, int64_t n, float sign, float *out) {
   double acc = 0;
-  int64_t lo = n * threadIdx.x / blockDim.x, hi = n * (threadIdx.x + 1) / blockDim.x;
+  int64_t lo = n * threadIdx.x / blockDim.x,
+          hi = n * (threadIdx.x + 1) / blockDim.x;
   for (int64_t i = lo; i < hi; ++i)
     acc += x[i];
   acc = blockSum(acc);
@@ -130,48 +134,54 @@ const void *bf16Rows(const void *base, int64_t row, int64_t h) {
 
 size_t lossScratch(int64_t rows) { return align256(rows * sizeof(float)); }
 
-void logProbs(cudaStream_t s, Status st, const float *logits, Index labels, float *y,
-              int64_t rows, int64_t vocab, int64_t ignore) {
+void logProbs(cudaStream_t s, Status st, const float *logits, Index labels,
+              float *y, int64_t rows, int64_t vocab, int64_t ignore) {
   if (rows == 0)
     return;
-  logProbsKernel<<<rowGrid(rows), kThreads, 0, s>>>(st, logits, labels, y, rows, vocab, ignore);
+  logProbsKernel<<<rowGrid(rows), kThreads, 0, s>>>(st, logits, labels, y, rows,
+                                                    vocab, ignore);
   TRLC_LAUNCHED();
 }
 
-void crossEntropy(cudaStream_t s, Status st, const float *logits, Index labels, float *out,
-                  int64_t rows, int64_t vocab, int64_t ignore, void *scratch) {
+void crossEntropy(cudaStream_t s, Status st, const float *logits, Index labels,
+                  float *out, int64_t rows, int64_t vocab, int64_t ignore,
+                  void *scratch) {
   auto *vals = static_cast<float *>(scratch);
   logProbs(s, st, logits, labels, vals, rows, vocab, ignore);
   sumKernel<<<1, 1024, 0, s>>>(vals, rows, -1.0f, out);
   TRLC_LAUNCHED();
 }
 
-void logitsGrad(cudaStream_t s, Status st, const float *logits, Index labels, RowCoef coef,
-                float *dlogits, int64_t rows, int64_t vocab, int64_t ignore) {
+void logitsGrad(cudaStream_t s, Status st, const float *logits, Index labels,
+                RowCoef coef, float *dlogits, int64_t rows, int64_t vocab,
+                int64_t ignore) {
   if (rows == 0)
     return;
-  logitsGradKernel<<<rowGrid(rows), kThreads, 0, s>>>(st, logits, labels, coef, dlogits, rows,
-                                                      vocab, ignore);
+  logitsGradKernel<<<rowGrid(rows), kThreads, 0, s>>>(
+      st, logits, labels, coef, dlogits, rows, vocab, ignore);
   TRLC_LAUNCHED();
 }
 
 size_t fusedLinearScratch(const FusedLinear &f, bool grad) {
   size_t common = align256(f.vocab * f.h * 2) + align256(f.rows * f.h * 2) +
                   align256(f.chunk * f.vocab * sizeof(float));
-  return common + (grad ? align256(f.chunk * f.vocab * 2) : align256(f.rows * sizeof(float)));
+  return common + (grad ? align256(f.chunk * f.vocab * 2)
+                        : align256(f.rows * sizeof(float)));
 }
 
-void fusedLinearForward(Matmul *mm, cudaStream_t s, Status st, const FusedLinear &f,
-                        float *rowOut, float *sumOut, void *scratch) {
+void fusedLinearForward(Matmul *mm, cudaStream_t s, Status st,
+                        const FusedLinear &f, float *rowOut, float *sumOut,
+                        void *scratch) {
   FusedScratch sc = carve(f, scratch, false);
   toBf16(s, f.weight, sc.weight, f.vocab * f.h);
   toBf16(s, f.hidden, sc.hidden, f.rows * f.h);
   float *vals = rowOut ? rowOut : sc.rowVals;
   for (int64_t r0 = 0; r0 < f.rows; r0 += f.chunk) {
     int64_t n = std::min(f.chunk, f.rows - r0);
-    gemm(mm, s, false, true, n, f.vocab, f.h, bf16Rows(sc.hidden, r0, f.h), f.h, sc.weight, f.h,
-         0.0f, sc.logits, f.vocab);
-    logProbs(s, st, sc.logits, offsetIndex(f.labels, r0), vals + r0, n, f.vocab, f.ignore);
+    gemm(mm, s, false, true, n, f.vocab, f.h, bf16Rows(sc.hidden, r0, f.h), f.h,
+         sc.weight, f.h, 0.0f, sc.logits, f.vocab);
+    logProbs(s, st, sc.logits, offsetIndex(f.labels, r0), vals + r0, n, f.vocab,
+             f.ignore);
   }
   if (sumOut) {
     sumKernel<<<1, 1024, 0, s>>>(vals, f.rows, -1.0f, sumOut);
@@ -179,25 +189,28 @@ void fusedLinearForward(Matmul *mm, cudaStream_t s, Status st, const FusedLinear
   }
 }
 
-void fusedLinearBackward(Matmul *mm, cudaStream_t s, Status st, const FusedLinear &f,
-                         RowCoef coef, float *dhidden, float *dweight, void *scratch) {
+void fusedLinearBackward(Matmul *mm, cudaStream_t s, Status st,
+                         const FusedLinear &f, RowCoef coef, float *dhidden,
+                         float *dweight, void *scratch) {
   FusedScratch sc = carve(f, scratch, true);
   toBf16(s, f.weight, sc.weight, f.vocab * f.h);
   toBf16(s, f.hidden, sc.hidden, f.rows * f.h);
-  TRLC_CUDA_CHECK(cudaMemsetAsync(dweight, 0, f.vocab * f.h * sizeof(float), s));
+  TRLC_CUDA_CHECK(
+      cudaMemsetAsync(dweight, 0, f.vocab * f.h * sizeof(float), s));
   for (int64_t r0 = 0; r0 < f.rows; r0 += f.chunk) {
     int64_t n = std::min(f.chunk, f.rows - r0);
     const void *hidden = bf16Rows(sc.hidden, r0, f.h);
-    gemm(mm, s, false, true, n, f.vocab, f.h, hidden, f.h, sc.weight, f.h, 0.0f, sc.logits,
-         f.vocab);
+    gemm(mm, s, false, true, n, f.vocab, f.h, hidden, f.h, sc.weight, f.h, 0.0f,
+         sc.logits, f.vocab);
     RowCoef c = coef;
     c.value += r0 * coef.stride;
-    logitsGrad(s, st, sc.logits, offsetIndex(f.labels, r0), c, sc.logits, n, f.vocab, f.ignore);
+    logitsGrad(s, st, sc.logits, offsetIndex(f.labels, r0), c, sc.logits, n,
+               f.vocab, f.ignore);
     toBf16(s, sc.logits, sc.dlogits, n * f.vocab);
-    gemm(mm, s, false, false, n, f.h, f.vocab, sc.dlogits, f.vocab, sc.weight, f.h, 0.0f,
-         dhidden + r0 * f.h, f.h);
-    gemm(mm, s, true, false, f.vocab, f.h, n, sc.dlogits, f.vocab, hidden, f.h, 1.0f, dweight,
-         f.h);
+    gemm(mm, s, false, false, n, f.h, f.vocab, sc.dlogits, f.vocab, sc.weight,
+         f.h, 0.0f, dhidden + r0 * f.h, f.h);
+    gemm(mm, s, true, false, f.vocab, f.h, n, sc.dlogits, f.vocab, hidden, f.h,
+         1.0f, dweight, f.h);
   }
 }
 

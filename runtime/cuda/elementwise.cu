@@ -1,4 +1,5 @@
-//===- elementwise.cu - fill, add, activations, masked sums --------*- CUDA -*-===//
+//===- elementwise.cu - fill, add, activations, masked sums --------*- CUDA
+//-*-===//
 //
 // One thread per element (grid-stride), fp32 throughout; backward kernels
 // overwrite their outputs (the plan adds gradients explicitly). The
@@ -14,9 +15,10 @@ namespace {
 
 constexpr int kThreads = 256;
 
-#define TRLC_GRID_STRIDE(i, n)                                                                  \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n);       \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+#define TRLC_GRID_STRIDE(i, n)                                                 \
+  for (int64_t i =                                                             \
+           blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;        \
+       i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 __global__ void fillKernel(float *y, float v, int64_t n) {
   TRLC_GRID_STRIDE(i, n) y[i] = v;
@@ -37,15 +39,17 @@ __global__ void sqrtKernel(const float *x, float *y, int64_t n) {
 
 __device__ inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-__global__ void swigluKernel(const float *g, const float *u, float *y, int64_t n) {
+__global__ void swigluKernel(const float *g, const float *u, float *y,
+                             int64_t n) {
   TRLC_GRID_STRIDE(i, n) {
     float gi = g[i];
     y[i] = gi * sigmoidf(gi) * u[i];
   }
 }
 
-__global__ void swigluGradKernel(const float *dy, const float *g, const float *u, float *dg,
-                                 float *du, int64_t n) {
+__global__ void swigluGradKernel(const float *dy, const float *g,
+                                 const float *u, float *dg, float *du,
+                                 int64_t n) {
   TRLC_GRID_STRIDE(i, n) {
     float gi = g[i], s = sigmoidf(gi);
     du[i] = dy[i] * gi * s;
@@ -55,21 +59,25 @@ __global__ void swigluGradKernel(const float *dy, const float *g, const float *u
 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 
-__global__ void geluKernel(bool tanhApprox, const float *x, float *y, int64_t n) {
+__global__ void geluKernel(bool tanhApprox, const float *x, float *y,
+                           int64_t n) {
   TRLC_GRID_STRIDE(i, n) {
     float v = x[i];
-    y[i] = tanhApprox ? 0.5f * v * (1 + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)))
-                      : 0.5f * v * (1 + erff(v * 0.70710678118654752f));
+    y[i] =
+        tanhApprox
+            ? 0.5f * v * (1 + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)))
+            : 0.5f * v * (1 + erff(v * 0.70710678118654752f));
   }
 }
 
-__global__ void geluGradKernel(bool tanhApprox, const float *dy, const float *x, float *dx,
-                               int64_t n) {
+__global__ void geluGradKernel(bool tanhApprox, const float *dy, const float *x,
+                               float *dx, int64_t n) {
   TRLC_GRID_STRIDE(i, n) {
     float v = x[i], d;
     if (tanhApprox) {
       float t = tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v));
-      d = 0.5f * (1 + t) + 0.5f * v * (1 - t * t) * kSqrt2OverPi * (1 + 3 * 0.044715f * v * v);
+      d = 0.5f * (1 + t) +
+          0.5f * v * (1 - t * t) * kSqrt2OverPi * (1 + 3 * 0.044715f * v * v);
     } else {
       d = 0.5f * (1 + erff(v * 0.70710678118654752f)) +
           v * expf(-v * v / 2) * 0.3989422804014327f;
@@ -79,9 +87,10 @@ __global__ void geluGradKernel(bool tanhApprox, const float *dy, const float *x,
 }
 
 /// One warp per row.
-__global__ void maskedSumKernel(const float *x, const float *m, float *y, int64_t rows,
-                                int64_t cols) {
-  int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+__global__ void maskedSumKernel(const float *x, const float *m, float *y,
+                                int64_t rows, int64_t cols) {
+  int64_t r =
+      blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
   if (r >= rows)
     return;
   float acc = 0;
@@ -92,17 +101,19 @@ __global__ void maskedSumKernel(const float *x, const float *m, float *y, int64_
     y[r] = acc;
 }
 
-__global__ void maskedSumGradKernel(const float *g, const float *m, float *dx, int64_t rows,
-                                    int64_t cols) {
+__global__ void maskedSumGradKernel(const float *g, const float *m, float *dx,
+                                    int64_t rows, int64_t cols) {
   TRLC_GRID_STRIDE(i, rows * cols) dx[i] = g[i / cols] * m[i];
 }
 
-__global__ void addBiasKernel(float *y, const float *bias, int64_t rows, int64_t n) {
+__global__ void addBiasKernel(float *y, const float *bias, int64_t rows,
+                              int64_t n) {
   TRLC_GRID_STRIDE(i, rows * n) y[i] += bias[i % n];
 }
 
 /// One thread per column, rows in order.
-__global__ void columnSumKernel(const float *x, float *out, int64_t rows, int64_t n) {
+__global__ void columnSumKernel(const float *x, float *out, int64_t rows,
+                                int64_t n) {
   int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (j >= n)
     return;
@@ -114,13 +125,17 @@ __global__ void columnSumKernel(const float *x, float *out, int64_t rows, int64_
 
 } // namespace
 
-void addBias(cudaStream_t s, float *y, const float *bias, int64_t rows, int64_t n) {
-  addBiasKernel<<<blocksFor(rows * n, kThreads), kThreads, 0, s>>>(y, bias, rows, n);
+void addBias(cudaStream_t s, float *y, const float *bias, int64_t rows,
+             int64_t n) {
+  addBiasKernel<<<blocksFor(rows * n, kThreads), kThreads, 0, s>>>(y, bias,
+                                                                   rows, n);
   TRLC_LAUNCHED();
 }
 
-void columnSum(cudaStream_t s, const float *x, float *out, int64_t rows, int64_t n) {
-  columnSumKernel<<<blocksFor(n, kThreads, 1ll << 31), kThreads, 0, s>>>(x, out, rows, n);
+void columnSum(cudaStream_t s, const float *x, float *out, int64_t rows,
+               int64_t n) {
+  columnSumKernel<<<blocksFor(n, kThreads, 1ll << 31), kThreads, 0, s>>>(
+      x, out, rows, n);
   TRLC_LAUNCHED();
 }
 
@@ -134,7 +149,8 @@ void add(cudaStream_t s, const float *x, const float *z, float *y, int64_t n) {
   TRLC_LAUNCHED();
 }
 
-void divScalar(cudaStream_t s, const float *x, const float *d, float *y, int64_t n) {
+void divScalar(cudaStream_t s, const float *x, const float *d, float *y,
+               int64_t n) {
   divKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(x, d, y, n);
   TRLC_LAUNCHED();
 }
@@ -144,38 +160,43 @@ void sqrtElements(cudaStream_t s, const float *x, float *y, int64_t n) {
   TRLC_LAUNCHED();
 }
 
-void swiglu(cudaStream_t s, const float *g, const float *u, float *y, int64_t n) {
+void swiglu(cudaStream_t s, const float *g, const float *u, float *y,
+            int64_t n) {
   swigluKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(g, u, y, n);
   TRLC_LAUNCHED();
 }
 
-void swigluGrad(cudaStream_t s, const float *dy, const float *g, const float *u, float *dg,
-                float *du, int64_t n) {
-  swigluGradKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(dy, g, u, dg, du, n);
+void swigluGrad(cudaStream_t s, const float *dy, const float *g, const float *u,
+                float *dg, float *du, int64_t n) {
+  swigluGradKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(dy, g, u, dg, du,
+                                                               n);
   TRLC_LAUNCHED();
 }
 
-void gelu(cudaStream_t s, bool tanhApprox, const float *x, float *y, int64_t n) {
+void gelu(cudaStream_t s, bool tanhApprox, const float *x, float *y,
+          int64_t n) {
   geluKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(tanhApprox, x, y, n);
   TRLC_LAUNCHED();
 }
 
-void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, const float *x, float *dx,
-              int64_t n) {
-  geluGradKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(tanhApprox, dy, x, dx, n);
+void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, const float *x,
+              float *dx, int64_t n) {
+  geluGradKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(tanhApprox, dy, x,
+                                                             dx, n);
   TRLC_LAUNCHED();
 }
 
-void maskedSum(cudaStream_t s, const float *x, const float *mask, float *y, int64_t rows,
-               int64_t cols) {
-  maskedSumKernel<<<blocksFor(rows, kThreads / 32), kThreads, 0, s>>>(x, mask, y, rows, cols);
+void maskedSum(cudaStream_t s, const float *x, const float *mask, float *y,
+               int64_t rows, int64_t cols) {
+  maskedSumKernel<<<blocksFor(rows, kThreads / 32), kThreads, 0, s>>>(
+      x, mask, y, rows, cols);
   TRLC_LAUNCHED();
 }
 
-void maskedSumGrad(cudaStream_t s, const float *g, const float *mask, float *dx, int64_t rows,
-                   int64_t cols) {
-  maskedSumGradKernel<<<blocksFor(rows * cols, kThreads), kThreads, 0, s>>>(g, mask, dx, rows,
-                                                                          cols);
+void maskedSumGrad(cudaStream_t s, const float *g, const float *mask, float *dx,
+                   int64_t rows, int64_t cols) {
+  maskedSumGradKernel<<<blocksFor(rows * cols, kThreads), kThreads, 0, s>>>(
+      g, mask, dx, rows, cols);
   TRLC_LAUNCHED();
 }
 

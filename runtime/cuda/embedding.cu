@@ -1,4 +1,5 @@
-//===- embedding.cu - token embedding, forward and backward -------*- CUDA -*-===//
+//===- embedding.cu - token embedding, forward and backward -------*- CUDA
+//-*-===//
 //
 // Forward: one block row per token copies its table row. Backward is
 // deterministic: the tokens are bucketed by id in token order (a counting
@@ -18,8 +19,9 @@
 namespace trlc::cuda {
 namespace {
 
-__global__ void embeddingKernel(Status st, const float *table, Index ids, float *y,
-                                int64_t vocab, int64_t h, int64_t tokens) {
+__global__ void embeddingKernel(Status st, const float *table, Index ids,
+                                float *y, int64_t vocab, int64_t h,
+                                int64_t tokens) {
   int64_t t = gridRow();
   if (t >= tokens)
     return;
@@ -53,8 +55,9 @@ __global__ void bucketKernel(Index ids, int *counts, int *order, int64_t vocab,
   // (0 for v = 0), read below as `begin`.
 }
 
-__global__ void gatherRowsKernel(const float *dy, const int *counts, const int *order,
-                                 float *dtable, int64_t vocab, int64_t h) {
+__global__ void gatherRowsKernel(const float *dy, const int *counts,
+                                 const int *order, float *dtable, int64_t vocab,
+                                 int64_t h) {
   int64_t v = gridRow();
   if (v >= vocab)
     return;
@@ -67,14 +70,14 @@ __global__ void gatherRowsKernel(const float *dy, const int *counts, const int *
   }
 }
 
-
 } // namespace
 
-void embedding(cudaStream_t s, Status st, const float *table, Index ids, float *y,
-               int64_t vocab, int64_t h, int64_t tokens) {
+void embedding(cudaStream_t s, Status st, const float *table, Index ids,
+               float *y, int64_t vocab, int64_t h, int64_t tokens) {
   if (tokens == 0)
     return;
-  embeddingKernel<<<rowGrid(tokens), 128, 0, s>>>(st, table, ids, y, vocab, h, tokens);
+  embeddingKernel<<<rowGrid(tokens), 128, 0, s>>>(st, table, ids, y, vocab, h,
+                                                  tokens);
   TRLC_LAUNCHED();
 }
 
@@ -82,15 +85,16 @@ size_t embeddingGradScratch(int64_t vocab, int64_t tokens) {
   return align256((vocab + 1) * sizeof(int)) + align256(tokens * sizeof(int));
 }
 
-void embeddingGrad(cudaStream_t s, const float *dy, Index ids, float *dtable, int64_t vocab,
-                   int64_t h, int64_t tokens, void *scratch) {
+void embeddingGrad(cudaStream_t s, const float *dy, Index ids, float *dtable,
+                   int64_t vocab, int64_t h, int64_t tokens, void *scratch) {
   int *counts = static_cast<int *>(scratch);
   int *order = reinterpret_cast<int *>(static_cast<char *>(scratch) +
                                        align256((vocab + 1) * sizeof(int)));
   TRLC_CUDA_CHECK(cudaMemsetAsync(counts, 0, (vocab + 1) * sizeof(int), s));
   bucketKernel<<<1, 32, 0, s>>>(ids, counts, order, vocab, tokens);
   TRLC_LAUNCHED();
-  gatherRowsKernel<<<rowGrid(vocab), 128, 0, s>>>(dy, counts, order, dtable, vocab, h);
+  gatherRowsKernel<<<rowGrid(vocab), 128, 0, s>>>(dy, counts, order, dtable,
+                                                  vocab, h);
   TRLC_LAUNCHED();
 }
 

@@ -39,9 +39,14 @@ struct Index {
 
 /// The device-side error word (first error wins): a code and the value.
 struct Status {
-  enum Code : int { Ok = 0, TokenOutsideVocab = 1, LabelOutsideVocab = 2 };
-  int *code = nullptr;          // device
-  long long *value = nullptr;   // device
+  enum Code : int {
+    Ok = 0,
+    TokenOutsideVocab = 1,
+    LabelOutsideVocab = 2,
+    LongDocument = 3
+  };
+  int *code = nullptr;        // device
+  long long *value = nullptr; // device
 };
 
 /// The bf16 matrix products (matmul.cu).
@@ -51,63 +56,75 @@ void destroyMatmul(Matmul *m);
 /// Row-major C[m,n] = alpha op(A) op(B) + beta C, as cblas_sgemm: A is
 /// [m,k] (or [k,m] with `ta`), B is [k,n] (or [n,k] with `tb`). A and B are
 /// bf16 (see `toBf16`), C is fp32.
-void gemm(Matmul *mm, cudaStream_t s, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-          const void *a, int64_t lda, const void *b, int64_t ldb, float beta, float *c,
-          int64_t ldc, float alpha = 1.0f);
+void gemm(Matmul *mm, cudaStream_t s, bool ta, bool tb, int64_t m, int64_t n,
+          int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb,
+          float beta, float *c, int64_t ldc, float alpha = 1.0f);
 /// Rounds `n` floats to bf16 (round to nearest even) into `out`.
 void toBf16(cudaStream_t s, const float *x, void *out, int64_t n);
 /// y[r, j] += bias[j].
-void addBias(cudaStream_t s, float *y, const float *bias, int64_t rows, int64_t n);
+void addBias(cudaStream_t s, float *y, const float *bias, int64_t rows,
+             int64_t n);
 /// out[j] = sum over rows of x[r, j], rows in order.
-void columnSum(cudaStream_t s, const float *x, float *out, int64_t rows, int64_t n);
+void columnSum(cudaStream_t s, const float *x, float *out, int64_t rows,
+               int64_t n);
 
-// --- elementwise.cu ------------------------------------------------------------
+// --- elementwise.cu
+// ------------------------------------------------------------
 void fill(cudaStream_t s, float *y, float value, int64_t n);
 void add(cudaStream_t s, const float *x, const float *z, float *y, int64_t n);
-void divScalar(cudaStream_t s, const float *x, const float *d, float *y, int64_t n);
+void divScalar(cudaStream_t s, const float *x, const float *d, float *y,
+               int64_t n);
 void sqrtElements(cudaStream_t s, const float *x, float *y, int64_t n);
-void swiglu(cudaStream_t s, const float *g, const float *u, float *y, int64_t n);
-void swigluGrad(cudaStream_t s, const float *dy, const float *g, const float *u, float *dg,
-                float *du, int64_t n);
+void swiglu(cudaStream_t s, const float *g, const float *u, float *y,
+            int64_t n);
+void swigluGrad(cudaStream_t s, const float *dy, const float *g, const float *u,
+                float *dg, float *du, int64_t n);
 void gelu(cudaStream_t s, bool tanhApprox, const float *x, float *y, int64_t n);
-void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, const float *x, float *dx,
-              int64_t n);
+void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, const float *x,
+              float *dx, int64_t n);
 /// y[r] = sum_j x[r, j] * mask[r, j].
-void maskedSum(cudaStream_t s, const float *x, const float *mask, float *y, int64_t rows,
-               int64_t cols);
+void maskedSum(cudaStream_t s, const float *x, const float *mask, float *y,
+               int64_t rows, int64_t cols);
 /// dx[r, j] = g[r] * mask[r, j].
-void maskedSumGrad(cudaStream_t s, const float *g, const float *mask, float *dx, int64_t rows,
-                   int64_t cols);
+void maskedSumGrad(cudaStream_t s, const float *g, const float *mask, float *dx,
+                   int64_t rows, int64_t cols);
 
-// --- embedding.cu --------------------------------------------------------------
-void embedding(cudaStream_t s, Status st, const float *table, Index ids, float *y,
-               int64_t vocab, int64_t h, int64_t tokens);
+// --- embedding.cu
+// --------------------------------------------------------------
+void embedding(cudaStream_t s, Status st, const float *table, Index ids,
+               float *y, int64_t vocab, int64_t h, int64_t tokens);
 /// dtable = sum of dy rows per token id, every row summed in token order.
 /// Scratch: `embeddingGradScratch` bytes.
 size_t embeddingGradScratch(int64_t vocab, int64_t tokens);
-void embeddingGrad(cudaStream_t s, const float *dy, Index ids, float *dtable, int64_t vocab,
-                   int64_t h, int64_t tokens, void *scratch);
+void embeddingGrad(cudaStream_t s, const float *dy, Index ids, float *dtable,
+                   int64_t vocab, int64_t h, int64_t tokens, void *scratch);
 
-// --- norm.cu -------------------------------------------------------------------
-void rmsNorm(cudaStream_t s, const float *x, const float *w, float *y, int64_t rows, int64_t h,
-             float eps);
+// --- norm.cu
+// -------------------------------------------------------------------
+void rmsNorm(cudaStream_t s, const float *x, const float *w, float *y,
+             int64_t rows, int64_t h, float eps);
 size_t normGradScratch(int64_t rows, int64_t h, bool layer);
-void rmsNormGrad(cudaStream_t s, const float *dy, const float *x, const float *w, float *dx,
-                 float *dw, int64_t rows, int64_t h, float eps, void *scratch);
-void layerNorm(cudaStream_t s, const float *x, const float *w, const float *b, float *y,
-               int64_t rows, int64_t h, float eps);
-void layerNormGrad(cudaStream_t s, const float *dy, const float *x, const float *w, float *dx,
-                   float *dw, float *db, int64_t rows, int64_t h, float eps, void *scratch);
+void rmsNormGrad(cudaStream_t s, const float *dy, const float *x,
+                 const float *w, float *dx, float *dw, int64_t rows, int64_t h,
+                 float eps, void *scratch);
+void layerNorm(cudaStream_t s, const float *x, const float *w, const float *b,
+               float *y, int64_t rows, int64_t h, float eps);
+void layerNormGrad(cudaStream_t s, const float *dy, const float *x,
+                   const float *w, float *dx, float *dw, float *db,
+                   int64_t rows, int64_t h, float eps, void *scratch);
 
-// --- rope.cu -------------------------------------------------------------------
+// --- rope.cu
+// -------------------------------------------------------------------
 /// Llama-3 frequency scaling (factor 0: none).
 struct RopeScaling {
   double factor = 0, lowFreqFactor = 1, highFreqFactor = 1, originalMax = 1;
 };
-void rope(cudaStream_t s, const float *x, Index pos, float *y, int64_t tokens, int64_t heads,
-          int64_t d, double theta, RopeScaling scaling, bool inverse);
+void rope(cudaStream_t s, const float *x, Index pos, float *y, int64_t tokens,
+          int64_t heads, int64_t d, double theta, RopeScaling scaling,
+          bool inverse);
 
-// --- attention.cu --------------------------------------------------------------
+// --- attention.cu
+// --------------------------------------------------------------
 /// The sequences of an attention call. Padded: `count` rows of `rowLength`
 /// tokens, q [count, rowLength, hq, d], optional key mask [count,
 /// rowLength]; lse [count, hq, rowLength]. Varlen: `count` documents at
@@ -121,14 +138,19 @@ struct AttentionShape {
   float scale = 1;
   Index mask, cuSeqlens;
 };
-void attention(cudaStream_t s, const AttentionShape &shape, const float *q, const float *k,
-               const float *v, float *out, float *lse);
+/// A document longer than `maxLen` (cu_seqlens that do not match the
+/// plan) is reported in the status word.
+void attention(cudaStream_t s, Status st, const AttentionShape &shape,
+               const float *q, const float *k, const float *v, float *out,
+               float *lse);
 size_t attentionGradScratch(const AttentionShape &shape);
-void attentionGrad(cudaStream_t s, const AttentionShape &shape, const float *dout,
-                   const float *q, const float *k, const float *v, const float *out,
-                   const float *lse, float *dq, float *dk, float *dv, void *scratch);
+void attentionGrad(cudaStream_t s, Status st, const AttentionShape &shape,
+                   const float *dout, const float *q, const float *k,
+                   const float *v, const float *out, const float *lse,
+                   float *dq, float *dk, float *dv, void *scratch);
 
-// --- cross_entropy.cu -------------------------------------------------------------
+// --- cross_entropy.cu
+// -------------------------------------------------------------
 /// The coefficient of a row's logits gradient: `sign * value[r * stride]`
 /// (stride 0: one value for every row).
 struct RowCoef {
@@ -138,14 +160,17 @@ struct RowCoef {
 };
 size_t lossScratch(int64_t rows);
 /// out[0] = -sum of the log-probabilities of the labels (ignored rows: 0).
-void crossEntropy(cudaStream_t s, Status st, const float *logits, Index labels, float *out,
-                  int64_t rows, int64_t vocab, int64_t ignore, void *scratch);
+void crossEntropy(cudaStream_t s, Status st, const float *logits, Index labels,
+                  float *out, int64_t rows, int64_t vocab, int64_t ignore,
+                  void *scratch);
 /// y[r] = log softmax(logits[r])[label[r]] (0 where ignored).
-void logProbs(cudaStream_t s, Status st, const float *logits, Index labels, float *y,
-              int64_t rows, int64_t vocab, int64_t ignore);
-/// dlogits[r] = coef(r) (softmax(logits[r]) - onehot(label[r])), 0 where ignored.
-void logitsGrad(cudaStream_t s, Status st, const float *logits, Index labels, RowCoef coef,
-                float *dlogits, int64_t rows, int64_t vocab, int64_t ignore);
+void logProbs(cudaStream_t s, Status st, const float *logits, Index labels,
+              float *y, int64_t rows, int64_t vocab, int64_t ignore);
+/// dlogits[r] = coef(r) (softmax(logits[r]) - onehot(label[r])), 0 where
+/// ignored.
+void logitsGrad(cudaStream_t s, Status st, const float *logits, Index labels,
+                RowCoef coef, float *dlogits, int64_t rows, int64_t vocab,
+                int64_t ignore);
 /// Fused lm_head + log-probabilities, `chunk` rows of logits at a time:
 /// never [rows, vocab]. Forward: `rowOut` gets each row's log-probability,
 /// or with `sumOut` the negated sum (cross entropy). Backward: dhidden and
@@ -156,57 +181,64 @@ struct FusedLinear {
   int64_t rows = 0, h = 0, vocab = 0, chunk = 0, ignore = -100;
 };
 size_t fusedLinearScratch(const FusedLinear &f, bool grad);
-void fusedLinearForward(Matmul *mm, cudaStream_t s, Status st, const FusedLinear &f,
-                        float *rowOut, float *sumOut, void *scratch);
-void fusedLinearBackward(Matmul *mm, cudaStream_t s, Status st, const FusedLinear &f,
-                         RowCoef coef, float *dhidden, float *dweight, void *scratch);
+void fusedLinearForward(Matmul *mm, cudaStream_t s, Status st,
+                        const FusedLinear &f, float *rowOut, float *sumOut,
+                        void *scratch);
+void fusedLinearBackward(Matmul *mm, cudaStream_t s, Status st,
+                         const FusedLinear &f, RowCoef coef, float *dhidden,
+                         float *dweight, void *scratch);
 
-// --- preference.cu -------------------------------------------------------------
+// --- preference.cu
+// -------------------------------------------------------------
 enum class DpoType : int { Sigmoid, Hinge, Ipo };
-void dpoLoss(cudaStream_t s, DpoType type, float beta, float labelSmoothing, const float *pc,
-             const float *pr, const float *rc, const float *rr, float *loss, float *chosen,
-             float *rejected, int64_t n);
+void dpoLoss(cudaStream_t s, DpoType type, float beta, float labelSmoothing,
+             const float *pc, const float *pr, const float *rc, const float *rr,
+             float *loss, float *chosen, float *rejected, int64_t n);
 void dpoLossGrad(cudaStream_t s, DpoType type, float beta, float labelSmoothing,
-                 const float *g, const float *pc, const float *pr, const float *rc,
-                 const float *rr, float *dpc, float *dpr, int64_t n);
+                 const float *g, const float *pc, const float *pr,
+                 const float *rc, const float *rr, float *dpc, float *dpr,
+                 int64_t n);
 struct Kto {
   float beta = 0.1f, desirable = 1, undesirable = 1;
 };
-void ktoLoss(cudaStream_t s, Kto k, const float *pol, const float *ref, const float *klPol,
-             const float *klRef, Index desirable, float *loss, float *rewards, float *kl,
-             int64_t n);
-void ktoLossGrad(cudaStream_t s, Kto k, const float *g, const float *pol, const float *ref,
-                 const float *kl, Index desirable, float *dpol, int64_t n);
+void ktoLoss(cudaStream_t s, Kto k, const float *pol, const float *ref,
+             const float *klPol, const float *klRef, Index desirable,
+             float *loss, float *rewards, float *kl, int64_t n);
+void ktoLossGrad(cudaStream_t s, Kto k, const float *g, const float *pol,
+                 const float *ref, const float *kl, Index desirable,
+                 float *dpol, int64_t n);
 enum class GrpoType : int { Grpo, Bnpo, DrGrpo, Dapo };
 struct Grpo {
   GrpoType type = GrpoType::Grpo;
   float epsilonLow = 0.2f, epsilonHigh = 0.2f, beta = 0;
-  const float *logp = nullptr, *old = nullptr, *advantages = nullptr, *mask = nullptr,
-              *normalizer = nullptr, *ref = nullptr;
+  const float *logp = nullptr, *old = nullptr, *advantages = nullptr,
+              *mask = nullptr, *normalizer = nullptr, *ref = nullptr;
   int64_t rows = 0, cols = 0;
 };
 void grpoLoss(cudaStream_t s, const Grpo &g, float *loss);
-void grpoLossGrad(cudaStream_t s, const Grpo &g, const float *dloss, float *dlogp);
+void grpoLossGrad(cudaStream_t s, const Grpo &g, const float *dloss,
+                  float *dlogp);
 
-// --- adamw.cu ------------------------------------------------------------------
+// --- adamw.cu
+// ------------------------------------------------------------------
 struct AdamW {
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weightDecay = 0;
 };
 /// One AdamW step of `n` elements; lr and the step counter (0-based, the
 /// step taken is step + 1) are read on the device.
-void adamw(cudaStream_t s, AdamW h, const float *p, const float *g, const float *m,
-           const float *v, const float *lr, Index step, float *pOut, float *mOut, float *vOut,
-           int64_t n);
+void adamw(cudaStream_t s, AdamW h, const float *p, const float *g,
+           const float *m, const float *v, const float *lr, Index step,
+           float *pOut, float *mOut, float *vOut, int64_t n);
 /// out[0] = sqrt(sum of squares) (or the sum itself with `squared`) over
 /// every tensor; deterministic.
 size_t gradNormScratch(int tensors);
-void gradNorm(cudaStream_t s, const float *const *tensors, const int64_t *sizes, int count,
-              bool squared, float *out, void *scratch);
-void clipGrad(cudaStream_t s, const float *g, const float *norm, float maxNorm, float *y,
-              int64_t n);
+void gradNorm(cudaStream_t s, const float *const *tensors, const int64_t *sizes,
+              int count, bool squared, float *out, void *scratch);
+void clipGrad(cudaStream_t s, const float *g, const float *norm, float maxNorm,
+              float *y, int64_t n);
 struct LrSchedule {
   double base = 0, warmup = 0, total = 0;
-  int kind = 0;  // 0 constant, 1 linear, 2 cosine
+  int kind = 0; // 0 constant, 1 linear, 2 cosine
 };
 void lrSchedule(cudaStream_t s, LrSchedule l, Index step, float *out);
 

@@ -1,4 +1,5 @@
-//===- matmul.cu - bf16 matrix products over cuBLASLt --------------*- CUDA -*-===//
+//===- matmul.cu - bf16 matrix products over cuBLASLt --------------*- CUDA
+//-*-===//
 //
 // The plan's tensors are fp32 (they double as master weights); a product
 // rounds its operands to bf16 into the call's scratch (`toBf16`) and
@@ -29,22 +30,24 @@ namespace {
 
 void checkBlas(cublasStatus_t st, const char *what) {
   if (st != CUBLAS_STATUS_SUCCESS)
-    throw std::runtime_error(std::string("cuBLASLt: ") + what + " failed with status " +
+    throw std::runtime_error(std::string("cuBLASLt: ") + what +
+                             " failed with status " +
                              std::to_string(static_cast<int>(st)));
 }
 
 __global__ void toBf16Kernel(const float *x, __nv_bfloat16 *y, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     y[i] = __float2bfloat16_rn(x[i]);
 }
 
 constexpr int kTile = 16;
 
 /// The fallback product: row-major, 16x16 tiles in shared memory.
-__global__ void tiledGemmKernel(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                                const __nv_bfloat16 *a, int64_t lda, const __nv_bfloat16 *b,
-                                int64_t ldb, float beta, float *c, int64_t ldc, float alpha) {
+__global__ void tiledGemmKernel(bool ta, bool tb, int64_t m, int64_t n,
+                                int64_t k, const __nv_bfloat16 *a, int64_t lda,
+                                const __nv_bfloat16 *b, int64_t ldb, float beta,
+                                float *c, int64_t ldc, float alpha) {
   __shared__ float as[kTile][kTile + 1], bs[kTile][kTile + 1];
   int64_t row = blockIdx.y * static_cast<int64_t>(kTile) + threadIdx.y;
   int64_t col = blockIdx.x * static_cast<int64_t>(kTile) + threadIdx.x;
@@ -52,9 +55,13 @@ __global__ void tiledGemmKernel(bool ta, bool tb, int64_t m, int64_t n, int64_t 
   for (int64_t k0 = 0; k0 < k; k0 += kTile) {
     int64_t ka = k0 + threadIdx.x, kb = k0 + threadIdx.y;
     as[threadIdx.y][threadIdx.x] =
-        row < m && ka < k ? __bfloat162float(ta ? a[ka * lda + row] : a[row * lda + ka]) : 0.0f;
+        row < m && ka < k
+            ? __bfloat162float(ta ? a[ka * lda + row] : a[row * lda + ka])
+            : 0.0f;
     bs[threadIdx.y][threadIdx.x] =
-        kb < k && col < n ? __bfloat162float(tb ? b[col * ldb + kb] : b[kb * ldb + col]) : 0.0f;
+        kb < k && col < n
+            ? __bfloat162float(tb ? b[col * ldb + kb] : b[kb * ldb + col])
+            : 0.0f;
     __syncthreads();
     for (int i = 0; i < kTile; ++i)
       acc += as[threadIdx.y][i] * bs[i][threadIdx.x];
@@ -77,13 +84,13 @@ int alignmentOf(const void *p) {
 } // namespace
 
 struct Matmul {
-  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool,
-                         int, int, int>;
+  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, int64_t, bool, int, int, int>;
   struct Plan {
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
-    bool lt = false;  // false: the tiled fallback
+    bool lt = false; // false: the tiled fallback
   };
   cublasLtHandle_t handle = nullptr;
   void *workspace = nullptr;
@@ -108,35 +115,45 @@ const Matmul::Plan &Matmul::plan(const Key &key) {
   auto it = plans.find(key);
   if (it != plans.end())
     return it->second;
-  auto [ta, tb, m, n, k, lda, ldb, ldc, accumulate, alignA, alignB, alignC] = key;
+  auto [ta, tb, m, n, k, lda, ldb, ldc, accumulate, alignA, alignB, alignC] =
+      key;
   Plan p;
   // Column-major: D (n x m) = op(B') (n x k) op(A') (k x m).
-  cublasOperation_t opA = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opB = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  checkBlas(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "descriptor");
-  checkBlas(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA),
+  cublasOperation_t opA = tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                    opB = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  checkBlas(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+            "descriptor");
+  checkBlas(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA,
+                                           &opA, sizeof opA),
             "transa");
-  checkBlas(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB),
+  checkBlas(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB,
+                                           &opB, sizeof opB),
             "transb");
-  checkBlas(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, tb ? k : n, tb ? n : k, ldb), "layout");
-  checkBlas(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, ta ? m : k, ta ? k : m, lda), "layout");
+  checkBlas(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, tb ? k : n,
+                                       tb ? n : k, ldb),
+            "layout");
+  checkBlas(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, ta ? m : k,
+                                       ta ? k : m, lda),
+            "layout");
   checkBlas(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, n, m, ldc), "layout");
   cublasLtMatmulPreference_t pref;
   checkBlas(cublasLtMatmulPreferenceCreate(&pref), "preference");
-  uint32_t aA = alignB, aB = alignA, aC = alignC;  // swapped with the operands
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+  uint32_t aA = alignB, aB = alignA, aC = alignC; // swapped with the operands
+  cublasLtMatmulPreferenceSetAttribute(pref,
+                                       CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                        &workspaceBytes, sizeof workspaceBytes);
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aA,
-                                       sizeof aA);
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &aB,
-                                       sizeof aB);
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &aC,
-                                       sizeof aC);
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &aC,
-                                       sizeof aC);
+  cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aA, sizeof aA);
+  cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &aB, sizeof aB);
+  cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &aC, sizeof aC);
+  cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &aC, sizeof aC);
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle, p.op, p.a, p.b, p.c, p.c, pref, 1,
-                                                     &result, &found);
+  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+      handle, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
     p.algo = result.algo;
@@ -162,28 +179,41 @@ void destroyMatmul(Matmul *m) { delete m; }
 void toBf16(cudaStream_t s, const float *x, void *out, int64_t n) {
   if (n == 0)
     return;
-  toBf16Kernel<<<blocksFor(n, 256), 256, 0, s>>>(x, static_cast<__nv_bfloat16 *>(out), n);
+  toBf16Kernel<<<blocksFor(n, 256), 256, 0, s>>>(
+      x, static_cast<__nv_bfloat16 *>(out), n);
   TRLC_LAUNCHED();
 }
 
-void gemm(Matmul *mm, cudaStream_t s, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-          const void *a, int64_t lda, const void *b, int64_t ldb, float beta, float *c,
-          int64_t ldc, float alpha) {
+void gemm(Matmul *mm, cudaStream_t s, bool ta, bool tb, int64_t m, int64_t n,
+          int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb,
+          float beta, float *c, int64_t ldc, float alpha) {
   if (m == 0 || n == 0)
     return;
-  if (k == 0) {  // an empty sum: C = beta C
+  if (k == 0) { // an empty sum: C = beta C
     if (beta == 0.0f)
-      TRLC_CUDA_CHECK(cudaMemset2DAsync(c, ldc * sizeof(float), 0, n * sizeof(float), m, s));
+      TRLC_CUDA_CHECK(cudaMemset2DAsync(c, ldc * sizeof(float), 0,
+                                        n * sizeof(float), m, s));
     else if (beta != 1.0f)
       throw std::runtime_error("gemm: k = 0 with beta other than 0 or 1");
     return;
   }
-  Matmul::Key key{ta, tb, m, n, k, lda, ldb, ldc, beta != 0.0f, alignmentOf(a), alignmentOf(b),
+  Matmul::Key key{ta,
+                  tb,
+                  m,
+                  n,
+                  k,
+                  lda,
+                  ldb,
+                  ldc,
+                  beta != 0.0f,
+                  alignmentOf(a),
+                  alignmentOf(b),
                   alignmentOf(c)};
   const Matmul::Plan &p = mm->plan(key);
   if (p.lt) {
-    checkBlas(cublasLtMatmul(mm->handle, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c,
-                             &p.algo, mm->workspace, mm->workspaceBytes, s),
+    checkBlas(cublasLtMatmul(mm->handle, p.op, &alpha, b, p.a, a, p.b, &beta, c,
+                             p.c, c, p.c, &p.algo, mm->workspace,
+                             mm->workspaceBytes, s),
               "cublasLtMatmul");
     return;
   }

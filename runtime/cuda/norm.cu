@@ -1,4 +1,5 @@
-//===- norm.cu - RMSNorm and LayerNorm, forward and backward ------*- CUDA -*-===//
+//===- norm.cu - RMSNorm and LayerNorm, forward and backward ------*- CUDA
+//-*-===//
 //
 // x, y: [rows, h]; weight (and bias) [h]; fp32 with fp32 statistics, as
 // the CPU backend. Forward: one block per row. Backward: a fixed number of
@@ -17,10 +18,12 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kGradBlocks = 128;
 
-int64_t gradBlocks(int64_t rows) { return rows < kGradBlocks ? (rows < 1 ? 1 : rows) : kGradBlocks; }
+int64_t gradBlocks(int64_t rows) {
+  return rows < kGradBlocks ? (rows < 1 ? 1 : rows) : kGradBlocks;
+}
 
-__global__ void rmsNormKernel(const float *x, const float *w, float *y, int64_t rows, int64_t h,
-                              float eps) {
+__global__ void rmsNormKernel(const float *x, const float *w, float *y,
+                              int64_t rows, int64_t h, float eps) {
   int64_t r = gridRow();
   if (r >= rows)
     return;
@@ -33,8 +36,9 @@ __global__ void rmsNormKernel(const float *x, const float *w, float *y, int64_t 
     y[r * h + j] = xr[j] * inv * w[j];
 }
 
-__global__ void rmsNormGradKernel(const float *dy, const float *x, const float *w, float *dx,
-                                  float *partial, int64_t rows, int64_t h, float eps) {
+__global__ void rmsNormGradKernel(const float *dy, const float *x,
+                                  const float *w, float *dx, float *partial,
+                                  int64_t rows, int64_t h, float eps) {
   int64_t b = blockIdx.x, blocks = gridDim.x;
   int64_t lo = rows * b / blocks, hi = rows * (b + 1) / blocks;
   float *pw = partial + b * h;
@@ -58,8 +62,8 @@ __global__ void rmsNormGradKernel(const float *dy, const float *x, const float *
   }
 }
 
-__global__ void layerNormKernel(const float *x, const float *w, const float *b, float *y,
-                                int64_t rows, int64_t h, float eps) {
+__global__ void layerNormKernel(const float *x, const float *w, const float *b,
+                                float *y, int64_t rows, int64_t h, float eps) {
   int64_t r = gridRow();
   if (r >= rows)
     return;
@@ -75,8 +79,9 @@ __global__ void layerNormKernel(const float *x, const float *w, const float *b, 
     y[r * h + j] = (xr[j] - mean) * inv * w[j] + b[j];
 }
 
-__global__ void layerNormGradKernel(const float *dy, const float *x, const float *w, float *dx,
-                                    float *partial, int64_t rows, int64_t h, float eps) {
+__global__ void layerNormGradKernel(const float *dy, const float *x,
+                                    const float *w, float *dx, float *partial,
+                                    int64_t rows, int64_t h, float eps) {
   int64_t b = blockIdx.x, blocks = gridDim.x;
   int64_t lo = rows * b / blocks, hi = rows * (b + 1) / blocks;
   float *pw = partial + b * h, *pb = partial + (blocks + b) * h;
@@ -91,7 +96,7 @@ __global__ void layerNormGradKernel(const float *dy, const float *x, const float
     for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
       var += (xr[j] - mean) * (xr[j] - mean);
     float inv = 1.0f / sqrtf(blockSum(var) / h + eps);
-    float m1 = 0, m2 = 0;  // means of dxhat and dxhat * xhat
+    float m1 = 0, m2 = 0; // means of dxhat and dxhat * xhat
     for (int64_t j = threadIdx.x; j < h; j += blockDim.x) {
       float xhat = (xr[j] - mean) * inv, dxhat = g[j] * w[j];
       m1 += dxhat;
@@ -110,8 +115,8 @@ __global__ void layerNormGradKernel(const float *dy, const float *x, const float
 
 } // namespace
 
-void rmsNorm(cudaStream_t s, const float *x, const float *w, float *y, int64_t rows, int64_t h,
-             float eps) {
+void rmsNorm(cudaStream_t s, const float *x, const float *w, float *y,
+             int64_t rows, int64_t h, float eps) {
   if (rows == 0)
     return;
   rmsNormKernel<<<rowGrid(rows), kThreads, 0, s>>>(x, w, y, rows, h, eps);
@@ -122,28 +127,32 @@ size_t normGradScratch(int64_t rows, int64_t h, bool layer) {
   return (layer ? 2 : 1) * gradBlocks(rows) * h * sizeof(float);
 }
 
-void rmsNormGrad(cudaStream_t s, const float *dy, const float *x, const float *w, float *dx,
-                 float *dw, int64_t rows, int64_t h, float eps, void *scratch) {
+void rmsNormGrad(cudaStream_t s, const float *dy, const float *x,
+                 const float *w, float *dx, float *dw, int64_t rows, int64_t h,
+                 float eps, void *scratch) {
   auto *partial = static_cast<float *>(scratch);
   int64_t blocks = gradBlocks(rows);
-  rmsNormGradKernel<<<blocks, kThreads, 0, s>>>(dy, x, w, dx, partial, rows, h, eps);
+  rmsNormGradKernel<<<blocks, kThreads, 0, s>>>(dy, x, w, dx, partial, rows, h,
+                                                eps);
   TRLC_LAUNCHED();
   columnSum(s, partial, dw, blocks, h);
 }
 
-void layerNorm(cudaStream_t s, const float *x, const float *w, const float *b, float *y,
-               int64_t rows, int64_t h, float eps) {
+void layerNorm(cudaStream_t s, const float *x, const float *w, const float *b,
+               float *y, int64_t rows, int64_t h, float eps) {
   if (rows == 0)
     return;
   layerNormKernel<<<rowGrid(rows), kThreads, 0, s>>>(x, w, b, y, rows, h, eps);
   TRLC_LAUNCHED();
 }
 
-void layerNormGrad(cudaStream_t s, const float *dy, const float *x, const float *w, float *dx,
-                   float *dw, float *db, int64_t rows, int64_t h, float eps, void *scratch) {
+void layerNormGrad(cudaStream_t s, const float *dy, const float *x,
+                   const float *w, float *dx, float *dw, float *db,
+                   int64_t rows, int64_t h, float eps, void *scratch) {
   auto *partial = static_cast<float *>(scratch);
   int64_t blocks = gradBlocks(rows);
-  layerNormGradKernel<<<blocks, kThreads, 0, s>>>(dy, x, w, dx, partial, rows, h, eps);
+  layerNormGradKernel<<<blocks, kThreads, 0, s>>>(dy, x, w, dx, partial, rows,
+                                                  h, eps);
   TRLC_LAUNCHED();
   columnSum(s, partial, dw, blocks, h);
   columnSum(s, partial + blocks * h, db, blocks, h);

@@ -1,4 +1,5 @@
-//===- rope.cu - rotary position embedding ---------------------------*- CUDA -*-===//
+//===- rope.cu - rotary position embedding ---------------------------*- CUDA
+//-*-===//
 //
 // x, y: [tokens, heads, d] (any leading shape whose product is `tokens`);
 // positions [tokens], per document with packing. Rotate-half convention:
@@ -15,7 +16,8 @@
 namespace trlc::cuda {
 namespace {
 
-__device__ double inverseFrequency(int64_t i, int64_t d, double theta, RopeScaling sc) {
+__device__ double inverseFrequency(int64_t i, int64_t d, double theta,
+                                   RopeScaling sc) {
   float expo = static_cast<float>(2 * i) / static_cast<float>(d);
   double f = 1.0f / powf(static_cast<float>(theta), expo);
   if (sc.factor == 0)
@@ -27,16 +29,17 @@ __device__ double inverseFrequency(int64_t i, int64_t d, double theta, RopeScali
     return f;
   if (wavelen > lowWavelen)
     return f / sc.factor;
-  double smooth =
-      (sc.originalMax / wavelen - sc.lowFreqFactor) / (sc.highFreqFactor - sc.lowFreqFactor);
+  double smooth = (sc.originalMax / wavelen - sc.lowFreqFactor) /
+                  (sc.highFreqFactor - sc.lowFreqFactor);
   return (1 - smooth) * f / sc.factor + smooth * f;
 }
 
-__global__ void ropeKernel(const float *x, Index pos, float *y, int64_t tokens, int64_t heads,
-                           int64_t d, double theta, RopeScaling sc, float sign) {
+__global__ void ropeKernel(const float *x, Index pos, float *y, int64_t tokens,
+                           int64_t heads, int64_t d, double theta,
+                           RopeScaling sc, float sign) {
   int64_t half = d / 2, n = tokens * heads * half;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       e < n; e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     int64_t i = e % half, th = e / half, t = th / heads;
     float angle = static_cast<float>(loadIndex(pos, t)) *
                   static_cast<float>(inverseFrequency(i, d, theta, sc));
@@ -51,13 +54,14 @@ __global__ void ropeKernel(const float *x, Index pos, float *y, int64_t tokens, 
 
 } // namespace
 
-void rope(cudaStream_t s, const float *x, Index pos, float *y, int64_t tokens, int64_t heads,
-          int64_t d, double theta, RopeScaling scaling, bool inverse) {
+void rope(cudaStream_t s, const float *x, Index pos, float *y, int64_t tokens,
+          int64_t heads, int64_t d, double theta, RopeScaling scaling,
+          bool inverse) {
   int64_t n = tokens * heads * (d / 2);
   if (n == 0)
     return;
-  ropeKernel<<<blocksFor(n, 256), 256, 0, s>>>(x, pos, y, tokens, heads, d, theta, scaling,
-                                               inverse ? -1.0f : 1.0f);
+  ropeKernel<<<blocksFor(n, 256), 256, 0, s>>>(
+      x, pos, y, tokens, heads, d, theta, scaling, inverse ? -1.0f : 1.0f);
   TRLC_LAUNCHED();
 }
 

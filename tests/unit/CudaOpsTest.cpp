@@ -1,4 +1,5 @@
-//===- CudaOpsTest.cpp - every CUDA kernel against the CPU backend ---------===//
+//===- CudaOpsTest.cpp - every CUDA kernel against the CPU backend
+//---------===//
 //
 // ggml's test-backend-ops for trlc: each kernel of the plan runs on the CPU
 // backend (the reference) and on the CUDA backend with the same random
@@ -38,14 +39,16 @@ public:
   }
 
   /// A float input, normal(offset, scale) (scale 0: the constant offset).
-  int floats(std::vector<int64_t> shape, double scale = 1.0, double offset = 0.0) {
+  int floats(std::vector<int64_t> shape, double scale = 1.0,
+             double offset = 0.0) {
     std::normal_distribution<float> n(0, 1);
     std::vector<float> v(numel(shape));
     for (float &x : v)
       x = static_cast<float>(offset + scale * n(rng));
     return add(shape, DType::F32, v.data());
   }
-  template <typename T> int ints(std::vector<int64_t> shape, std::vector<T> values, DType type) {
+  template <typename T>
+  int ints(std::vector<int64_t> shape, std::vector<T> values, DType type) {
     return add(shape, type, values.data());
   }
   int i64(std::vector<int64_t> shape, std::vector<int64_t> values) {
@@ -86,7 +89,8 @@ public:
     std::memset(scratch, 0xff, std::max<int64_t>(scratchBytes, 64));
     KernelArgs a;
     for (int t : call.in)
-      a.in.push_back(t < 0 ? TensorRef{} : TensorRef{ptrs[t], &plan.tensors[t]});
+      a.in.push_back(t < 0 ? TensorRef{}
+                           : TensorRef{ptrs[t], &plan.tensors[t]});
     for (int t : call.out)
       a.out.push_back({ptrs[t], &plan.tensors[t]});
     a.attrs = &call.attrs;
@@ -127,18 +131,18 @@ private:
     init.push_back(std::move(bytes));
     return static_cast<int>(plan.tensors.size()) - 1;
   }
-  std::vector<std::vector<uint8_t>> init;  // empty: an output
+  std::vector<std::vector<uint8_t>> init; // empty: an output
 };
 
 /// || got - want || / || want ||; infinities must match exactly.
-double relativeError(const std::vector<float> &want, const std::vector<float> &got,
-                     std::string &why) {
+double relativeError(const std::vector<float> &want,
+                     const std::vector<float> &got, std::string &why) {
   double err = 0, norm = 0;
   for (size_t i = 0; i < want.size(); ++i) {
     if (std::isinf(want[i]) || !std::isfinite(got[i])) {
       if (want[i] != got[i]) {
-        why = "element " + std::to_string(i) + ": want " + std::to_string(want[i]) + ", got " +
-              std::to_string(got[i]);
+        why = "element " + std::to_string(i) + ": want " +
+              std::to_string(want[i]) + ", got " + std::to_string(got[i]);
         return INFINITY;
       }
       continue;
@@ -187,7 +191,8 @@ TEST_F(CudaOps, Elementwise) {
     }
     {
       Op op("div");
-      check(op.in({op.floats({n}), op.floats({}, 0.0, 3.5)}).out({op.output({n})}));
+      check(op.in({op.floats({n}), op.floats({}, 0.0, 3.5)})
+                .out({op.output({n})}));
     }
     {
       Op op("sqrt");
@@ -206,46 +211,57 @@ TEST_F(CudaOps, Elementwise) {
       Op fwd("gelu", {{"approximate", approx}});
       check(fwd.in({fwd.floats({n}, 2.0)}).out({fwd.output({n})}));
       Op bwd("gelu_grad", {{"approximate", approx}});
-      check(bwd.in({bwd.floats({n}), bwd.floats({n}, 2.0)}).out({bwd.output({n})}));
+      check(bwd.in({bwd.floats({n}), bwd.floats({n}, 2.0)})
+                .out({bwd.output({n})}));
     }
   }
 }
 
 TEST_F(CudaOps, MaskedSum) {
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {3, 37}, {8, 1000}}) {
+  for (auto [rows, cols] :
+       {std::pair<int64_t, int64_t>{1, 1}, {3, 37}, {8, 1000}}) {
     Op fwd("masked_sum");
-    check(fwd.in({fwd.floats({rows, cols}), fwd.floats({rows, cols})}).out({fwd.output({rows})}));
+    check(fwd.in({fwd.floats({rows, cols}), fwd.floats({rows, cols})})
+              .out({fwd.output({rows})}));
     Op bwd("masked_sum_grad");
-    check(bwd.in({bwd.floats({rows}), bwd.floats({rows, cols})}).out({bwd.output({rows, cols})}));
+    check(bwd.in({bwd.floats({rows}), bwd.floats({rows, cols})})
+              .out({bwd.output({rows, cols})}));
   }
 }
 
 TEST_F(CudaOps, SplitConcatPackFlat) {
-  for (auto [axis, a, b] : {std::tuple<int64_t, int64_t, int64_t>{1, 2, 3}, {2, 1, 6}, {0, 1, 2}}) {
+  for (auto [axis, a, b] :
+       {std::tuple<int64_t, int64_t, int64_t>{1, 2, 3}, {2, 1, 6}, {0, 1, 2}}) {
     std::vector<int64_t> whole = {3, 5, 7}, pa = whole, pb = whole;
     whole[axis] = a + b;
     pa[axis] = a;
     pb[axis] = b;
     Op split("split", {{"axis", axis}});
-    check(split.in({split.floats(whole)}).out({split.output(pa), split.output(pb)}));
+    check(split.in({split.floats(whole)})
+              .out({split.output(pa), split.output(pb)}));
     Op concat("concat", {{"axis", axis}});
-    check(concat.in({concat.floats(pa), concat.floats(pb)}).out({concat.output(whole)}));
+    check(concat.in({concat.floats(pa), concat.floats(pb)})
+              .out({concat.output(whole)}));
   }
   Op pack("pack_flat", {{"offsets", {0, 16, 21}}});
-  check(pack.in({pack.floats({5}), pack.floats({5}), pack.floats({2, 3})}).out({pack.output({32})}));
+  check(pack.in({pack.floats({5}), pack.floats({5}), pack.floats({2, 3})})
+            .out({pack.output({32})}));
 }
 
 TEST_F(CudaOps, Embedding) {
-  for (auto [vocab, h, tokens] : {std::tuple<int64_t, int64_t, int64_t>{11, 7, 13}, {1000, 64, 333}}) {
+  for (auto [vocab, h, tokens] :
+       {std::tuple<int64_t, int64_t, int64_t>{11, 7, 13}, {1000, 64, 333}}) {
     std::vector<int64_t> ids(tokens);
     for (int64_t &id : ids)
-      id = static_cast<int64_t>(rng() % (vocab / 2 + 1));  // repeats
+      id = static_cast<int64_t>(rng() % (vocab / 2 + 1)); // repeats
     Op fwd("embedding");
-    check(fwd.in({fwd.floats({vocab, h}), fwd.i64({tokens}, ids)}).out({fwd.output({tokens, h})}));
+    check(fwd.in({fwd.floats({vocab, h}), fwd.i64({tokens}, ids)})
+              .out({fwd.output({tokens, h})}));
     std::vector<int32_t> ids32(ids.begin(), ids.end());
     Op bwd("embedding_grad");
-    check(bwd.in({bwd.floats({tokens, h}), bwd.ints({tokens}, ids32, DType::I32)})
-              .out({bwd.output({vocab, h})}));
+    check(
+        bwd.in({bwd.floats({tokens, h}), bwd.ints({tokens}, ids32, DType::I32)})
+            .out({bwd.output({vocab, h})}));
   }
 }
 
@@ -256,13 +272,15 @@ TEST_F(CudaOps, EmbeddingReportsATokenOutsideTheVocabulary) {
     op.runOn(*gpu);
     FAIL() << "expected a KernelError";
   } catch (const KernelError &e) {
-    EXPECT_NE(std::string(e.what()).find("token id 50 is outside the vocabulary"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("token id 50 is outside the vocabulary"),
+        std::string::npos)
         << e.what();
   }
   // The error is reported once: the next step runs.
   Op ok("embedding");
-  check(ok.in({ok.floats({11, 4}), ok.i64({2}, {1, 2})}).out({ok.output({2, 4})}));
+  check(ok.in({ok.floats({11, 4}), ok.i64({2}, {1, 2})})
+            .out({ok.output({2, 4})}));
 }
 
 TEST_F(CudaOps, Norms) {
@@ -270,21 +288,30 @@ TEST_F(CudaOps, Norms) {
     for (int64_t h : {7, 64, 1000}) {
       json attrs = {{"eps", 1e-6}};
       Op rms("rms_norm", attrs);
-      check(rms.in({rms.floats({rows, h}), rms.floats({h}, 0.5, 1.0)}).out({rms.output({rows, h})}));
+      check(rms.in({rms.floats({rows, h}), rms.floats({h}, 0.5, 1.0)})
+                .out({rms.output({rows, h})}));
       Op rmsGrad("rms_norm_grad", attrs);
-      check(rmsGrad.in({rmsGrad.floats({rows, h}), rmsGrad.floats({rows, h}), rmsGrad.floats({h}, 0.5, 1.0)})
+      check(rmsGrad
+                .in({rmsGrad.floats({rows, h}), rmsGrad.floats({rows, h}),
+                     rmsGrad.floats({h}, 0.5, 1.0)})
                 .out({rmsGrad.output({rows, h}), rmsGrad.output({h})}));
       Op ln("layer_norm", attrs);
-      check(ln.in({ln.floats({rows, h}), ln.floats({h}, 0.5, 1.0), ln.floats({h})})
+      check(ln.in({ln.floats({rows, h}), ln.floats({h}, 0.5, 1.0),
+                   ln.floats({h})})
                 .out({ln.output({rows, h})}));
       Op lnGrad("layer_norm_grad", attrs);
-      check(lnGrad.in({lnGrad.floats({rows, h}), lnGrad.floats({rows, h}), lnGrad.floats({h}, 0.5, 1.0)})
-                .out({lnGrad.output({rows, h}), lnGrad.output({h}), lnGrad.output({h})}));
+      check(lnGrad
+                .in({lnGrad.floats({rows, h}), lnGrad.floats({rows, h}),
+                     lnGrad.floats({h}, 0.5, 1.0)})
+                .out({lnGrad.output({rows, h}), lnGrad.output({h}),
+                      lnGrad.output({h})}));
     }
 }
 
 TEST_F(CudaOps, LinearInBf16) {
-  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{5, 7, 3}, {64, 96, 80}, {300, 256, 129}}) {
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{5, 7, 3},
+                         {64, 96, 80},
+                         {300, 256, 129}}) {
     for (bool bias : {false, true}) {
       Op fwd("linear");
       std::vector<int> in = {fwd.floats({m, k}), fwd.floats({n, k})};
@@ -297,7 +324,9 @@ TEST_F(CudaOps, LinearInBf16) {
       std::vector<int> out = {bwd.output({m, k}), bwd.output({n, k})};
       if (bias)
         out.push_back(bwd.output({n}));
-      check(bwd.in({bwd.floats({m, n}), bwd.floats({m, k}), bwd.floats({n, k}), acc}).out(out),
+      check(bwd.in({bwd.floats({m, n}), bwd.floats({m, k}), bwd.floats({n, k}),
+                    acc})
+                .out(out),
             kBf16);
     }
   }
@@ -306,18 +335,21 @@ TEST_F(CudaOps, LinearInBf16) {
 TEST_F(CudaOps, Rope) {
   for (bool scaled : {false, true})
     for (bool inverse : {false, true})
-      for (auto [tokens, heads, d] : {std::tuple<int64_t, int64_t, int64_t>{6, 3, 8}, {37, 2, 64}}) {
+      for (auto [tokens, heads, d] :
+           {std::tuple<int64_t, int64_t, int64_t>{6, 3, 8}, {37, 2, 64}}) {
         json attrs = {{"theta", 500000.0}, {"inverse", inverse}};
         if (scaled)
-          attrs["scaling"] = {{"factor", 8.0}, {"low_freq_factor", 1.0},
+          attrs["scaling"] = {{"factor", 8.0},
+                              {"low_freq_factor", 1.0},
                               {"high_freq_factor", 4.0},
                               {"original_max_position_embeddings", 16}};
         std::vector<int64_t> pos(tokens);
         for (int64_t t = 0; t < tokens; ++t)
           pos[t] = (t * 7) % 50;
         Op op("rope", attrs);
-        check(op.in({op.floats({1, tokens, heads, d}), op.i64({1, tokens}, pos)})
-                  .out({op.output({1, tokens, heads, d})}));
+        check(
+            op.in({op.floats({1, tokens, heads, d}), op.i64({1, tokens}, pos)})
+                .out({op.output({1, tokens, heads, d})}));
       }
 }
 
@@ -325,13 +357,16 @@ TEST_F(CudaOps, Rope) {
 /// CPU forward's output and lse.
 void checkAttention(CudaOps &t, const json &attrs, std::vector<int64_t> q,
                     std::vector<int64_t> kv, std::vector<int64_t> lse,
-                    const std::function<int(Op &)> &mask, const std::function<int(Op &)> &cu) {
+                    const std::function<int(Op &)> &mask,
+                    const std::function<int(Op &)> &cu) {
   Op fwd("attention", attrs);
   int qi = fwd.floats(q), ki = fwd.floats(kv), vi = fwd.floats(kv);
-  fwd.in({qi, ki, vi, mask(fwd), cu(fwd)}).out({fwd.output(q), fwd.output(lse)});
+  fwd.in({qi, ki, vi, mask(fwd), cu(fwd)})
+      .out({fwd.output(q), fwd.output(lse)});
   std::vector<std::vector<float>> ref = t.check(fwd);
   Op bwd("attention_grad", attrs);
-  int dout = bwd.floats(q), bq = bwd.floats(q), bk = bwd.floats(kv), bv = bwd.floats(kv);
+  int dout = bwd.floats(q), bq = bwd.floats(q), bk = bwd.floats(kv),
+      bv = bwd.floats(kv);
   int o = bwd.floats(q), l = bwd.floats(lse);
   bwd.set(o, ref[0]);
   bwd.set(l, ref[1]);
@@ -342,23 +377,33 @@ void checkAttention(CudaOps &t, const json &attrs, std::vector<int64_t> q,
 
 TEST_F(CudaOps, AttentionPaddedGqaWithMask) {
   for (bool causal : {true, false})
-    for (auto [s, d] : {std::pair<int64_t, int64_t>{5, 16}, {70, 64}, {40, 128}}) {
-      json attrs = {{"layout", "padded"}, {"causal", causal}, {"scale", 1 / std::sqrt(double(d))}};
+    for (auto [s, d] :
+         {std::pair<int64_t, int64_t>{5, 16}, {70, 64}, {40, 128}}) {
+      json attrs = {{"layout", "padded"},
+                    {"causal", causal},
+                    {"scale", 1 / std::sqrt(double(d))}};
       std::vector<int64_t> mask(2 * s, 1);
       for (int64_t j = s - 2; j < s; ++j)
-        mask[s + j] = 0;  // the second row ends in padding
-      checkAttention(*this, attrs, {2, s, 4, d}, {2, s, 2, d}, {2, 4, s},
-                     [&](Op &op) { return op.i64({2, s}, mask); },
-                     [](Op &) { return -1; });
+        mask[s + j] = 0; // the second row ends in padding
+      checkAttention(
+          *this, attrs, {2, s, 4, d}, {2, s, 2, d}, {2, 4, s},
+          [&](Op &op) {
+            return op.i64({2, s}, mask);
+          },
+          [](Op &) { return -1; });
     }
 }
 
 TEST_F(CudaOps, AttentionVarlenDocuments) {
   std::vector<int32_t> cu = {0, 3, 40, 41, 100};
-  json attrs = {{"layout", "varlen"}, {"causal", true}, {"scale", 0.17}, {"max_seqlen", 59}};
-  checkAttention(*this, attrs, {100, 6, 32}, {100, 2, 32}, {6, 100},
-                 [](Op &) { return -1; },
-                 [&](Op &op) { return op.ints({5}, cu, DType::I32); });
+  json attrs = {{"layout", "varlen"},
+                {"causal", true},
+                {"scale", 0.17},
+                {"max_seqlen", 59}};
+  checkAttention(
+      *this, attrs, {100, 6, 32}, {100, 2, 32}, {6, 100},
+      [](Op &) { return -1; },
+      [&](Op &op) { return op.ints({5}, cu, DType::I32); });
 }
 
 TEST_F(CudaOps, CrossEntropyAndLogProbs) {
@@ -368,41 +413,53 @@ TEST_F(CudaOps, CrossEntropyAndLogProbs) {
       labels[r] = r % 5 == 4 ? -100 : static_cast<int64_t>(rng() % vocab);
     json attrs = {{"ignore_index", -100}};
     Op ce("cross_entropy", attrs);
-    check(ce.in({ce.floats({rows, vocab}, 3.0), ce.i64({rows}, labels)}).out({ce.output({})}));
+    check(ce.in({ce.floats({rows, vocab}, 3.0), ce.i64({rows}, labels)})
+              .out({ce.output({})}));
     Op ceGrad("cross_entropy_grad", attrs);
-    check(ceGrad.in({ceGrad.floats({}, 0.0, 0.25), ceGrad.floats({rows, vocab}, 3.0), ceGrad.i64({rows}, labels)})
-              .out({ceGrad.output({rows, vocab})}));
+    check(
+        ceGrad
+            .in({ceGrad.floats({}, 0.0, 0.25),
+                 ceGrad.floats({rows, vocab}, 3.0), ceGrad.i64({rows}, labels)})
+            .out({ceGrad.output({rows, vocab})}));
     Op lp("log_probs", attrs);
-    check(lp.in({lp.floats({rows, vocab}, 3.0), lp.i64({rows}, labels)}).out({lp.output({rows})}));
+    check(lp.in({lp.floats({rows, vocab}, 3.0), lp.i64({rows}, labels)})
+              .out({lp.output({rows})}));
     Op lpGrad("log_probs_grad", attrs);
-    check(lpGrad.in({lpGrad.floats({rows}), lpGrad.floats({rows, vocab}, 3.0), lpGrad.i64({rows}, labels)})
+    check(lpGrad
+              .in({lpGrad.floats({rows}), lpGrad.floats({rows, vocab}, 3.0),
+                   lpGrad.i64({rows}, labels)})
               .out({lpGrad.output({rows, vocab})}));
   }
 }
 
 TEST_F(CudaOps, FusedLinearLossesInChunks) {
   for (auto [rows, h, vocab, chunk] :
-       {std::tuple<int64_t, int64_t, int64_t, int64_t>{5, 7, 11, 2}, {37, 64, 1000, 16}}) {
+       {std::tuple<int64_t, int64_t, int64_t, int64_t>{5, 7, 11, 2},
+        {37, 64, 1000, 16}}) {
     std::vector<int64_t> labels(rows);
     for (int64_t r = 0; r < rows; ++r)
       labels[r] = r % 4 == 3 ? -100 : static_cast<int64_t>(rng() % vocab);
     json attrs = {{"ignore_index", -100}, {"chunk_size", chunk}};
     Op ce("fused_linear_cross_entropy", attrs);
-    check(ce.in({ce.floats({rows, h}), ce.floats({vocab, h}, 0.3), ce.i64({rows}, labels)})
+    check(ce.in({ce.floats({rows, h}), ce.floats({vocab, h}, 0.3),
+                 ce.i64({rows}, labels)})
               .out({ce.output({})}),
           kBf16);
     Op ceGrad("fused_linear_cross_entropy_grad", attrs);
-    check(ceGrad.in({ceGrad.floats({}, 0.0, 0.5), ceGrad.floats({rows, h}), ceGrad.floats({vocab, h}, 0.3),
-                     ceGrad.i64({rows}, labels)})
+    check(ceGrad
+              .in({ceGrad.floats({}, 0.0, 0.5), ceGrad.floats({rows, h}),
+                   ceGrad.floats({vocab, h}, 0.3), ceGrad.i64({rows}, labels)})
               .out({ceGrad.output({rows, h}), ceGrad.output({vocab, h})}),
           kBf16);
     Op lp("fused_linear_log_probs", attrs);
-    check(lp.in({lp.floats({rows, h}), lp.floats({vocab, h}, 0.3), lp.i64({rows}, labels)})
+    check(lp.in({lp.floats({rows, h}), lp.floats({vocab, h}, 0.3),
+                 lp.i64({rows}, labels)})
               .out({lp.output({rows})}),
           kBf16);
     Op lpGrad("fused_linear_log_probs_grad", attrs);
-    check(lpGrad.in({lpGrad.floats({rows}), lpGrad.floats({rows, h}), lpGrad.floats({vocab, h}, 0.3),
-                     lpGrad.i64({rows}, labels)})
+    check(lpGrad
+              .in({lpGrad.floats({rows}), lpGrad.floats({rows, h}),
+                   lpGrad.floats({vocab, h}, 0.3), lpGrad.i64({rows}, labels)})
               .out({lpGrad.output({rows, h}), lpGrad.output({vocab, h})}),
           kBf16);
   }
@@ -411,39 +468,49 @@ TEST_F(CudaOps, FusedLinearLossesInChunks) {
 TEST_F(CudaOps, PreferenceLosses) {
   for (const char *type : {"sigmoid", "hinge", "ipo"})
     for (int64_t n : {1, 9}) {
-      json attrs = {{"beta", 0.3}, {"loss_type", type}, {"label_smoothing", 0.1}};
+      json attrs = {
+          {"beta", 0.3}, {"loss_type", type}, {"label_smoothing", 0.1}};
       Op dpo("dpo_loss", attrs);
-      check(dpo.in({dpo.floats({n}, 2.0), dpo.floats({n}, 2.0), dpo.floats({n}, 2.0), dpo.floats({n}, 2.0)})
+      check(dpo.in({dpo.floats({n}, 2.0), dpo.floats({n}, 2.0),
+                    dpo.floats({n}, 2.0), dpo.floats({n}, 2.0)})
                 .out({dpo.output({}), dpo.output({n}), dpo.output({n})}));
       Op grad("dpo_loss_grad", attrs);
-      check(grad.in({grad.floats({}, 0.0, 0.7), grad.floats({n}, 2.0), grad.floats({n}, 2.0),
-                     grad.floats({n}, 2.0), grad.floats({n}, 2.0)})
+      check(grad.in({grad.floats({}, 0.0, 0.7), grad.floats({n}, 2.0),
+                     grad.floats({n}, 2.0), grad.floats({n}, 2.0),
+                     grad.floats({n}, 2.0)})
                 .out({grad.output({n}), grad.output({n})}));
     }
-  json attrs = {{"beta", 0.5}, {"desirable_weight", 1.0}, {"undesirable_weight", 1.5}};
+  json attrs = {
+      {"beta", 0.5}, {"desirable_weight", 1.0}, {"undesirable_weight", 1.5}};
   std::vector<uint8_t> good = {1, 0, 1, 1, 0};
   Op kto("kto_loss", attrs);
-  check(kto.in({kto.floats({5}), kto.floats({5}), kto.floats({5}, 1.0, 1.0), kto.floats({5}),
-                kto.ints({5}, good, DType::Bool)})
+  check(kto.in({kto.floats({5}), kto.floats({5}), kto.floats({5}, 1.0, 1.0),
+                kto.floats({5}), kto.ints({5}, good, DType::Bool)})
             .out({kto.output({}), kto.output({5}), kto.output({})}));
   Op ktoGrad("kto_loss_grad", attrs);
-  check(ktoGrad.in({ktoGrad.floats({}, 0.0, 0.5), ktoGrad.floats({5}), ktoGrad.floats({5}),
-                    ktoGrad.floats({}, 0.0, 0.3), ktoGrad.ints({5}, good, DType::Bool)})
+  check(ktoGrad
+            .in({ktoGrad.floats({}, 0.0, 0.5), ktoGrad.floats({5}),
+                 ktoGrad.floats({5}), ktoGrad.floats({}, 0.0, 0.3),
+                 ktoGrad.ints({5}, good, DType::Bool)})
             .out({ktoGrad.output({5})}));
 }
 
 TEST_F(CudaOps, GrpoLossEveryType) {
   for (const char *type : {"grpo", "bnpo", "dr_grpo", "dapo"})
     for (bool ref : {false, true}) {
-      json attrs = {{"epsilon_low", 0.2}, {"epsilon_high", 0.28}, {"beta", 0.04}, {"loss_type", type}};
+      json attrs = {{"epsilon_low", 0.2},
+                    {"epsilon_high", 0.28},
+                    {"beta", 0.04},
+                    {"loss_type", type}};
       auto inputs = [&](Op &op) {
         std::vector<float> mask(3 * 37);
         for (float &m : mask)
           m = rng() % 4 != 0;
         int m = op.floats({3, 37});
         op.set(m, mask);
-        std::vector<int> in = {op.floats({3, 37}, 0.3, -1.0), op.floats({3, 37}, 0.3, -1.0),
-                               op.floats({3}), m, op.floats({}, 0.0, 90.0)};
+        std::vector<int> in = {op.floats({3, 37}, 0.3, -1.0),
+                               op.floats({3, 37}, 0.3, -1.0), op.floats({3}), m,
+                               op.floats({}, 0.0, 90.0)};
         if (ref)
           in.push_back(op.floats({3, 37}, 0.3, -1.0));
         return in;
@@ -460,18 +527,28 @@ TEST_F(CudaOps, GrpoLossEveryType) {
 TEST_F(CudaOps, Optimizer) {
   for (bool squared : {false, true}) {
     Op norm("grad_norm", {{"squared", squared}});
-    check(norm.in({norm.floats({1000}), norm.floats({7}), norm.floats({64, 33})}).out({norm.output({})}));
+    check(
+        norm.in({norm.floats({1000}), norm.floats({7}), norm.floats({64, 33})})
+            .out({norm.output({})}));
   }
   Op clip("clip_grad", {{"max_norm", 1.0}});
-  check(clip.in({clip.floats({1001}), clip.floats({}, 0.0, 3.0)}).out({clip.output({1001})}));
+  check(clip.in({clip.floats({1001}), clip.floats({}, 0.0, 3.0)})
+            .out({clip.output({1001})}));
   for (const char *kind : {"constant", "linear", "cosine"})
     for (int64_t step : {0, 1, 6, 9}) {
-      Op lr("lr_schedule", {{"schedule", kind}, {"base_lr", 2e-4}, {"warmup_steps", 2}, {"total_steps", 10}});
+      Op lr("lr_schedule", {{"schedule", kind},
+                            {"base_lr", 2e-4},
+                            {"warmup_steps", 2},
+                            {"total_steps", 10}});
       check(lr.in({lr.i64({}, {step})}).out({lr.output({})}));
     }
-  Op adam("adamw", {{"beta1", 0.9}, {"beta2", 0.999}, {"eps", 1e-8}, {"weight_decay", 0.1}});
-  int p = adam.floats({4099}), m = adam.floats({4099}, 0.1), v = adam.floats({4099}, 0.01, 0.05);
-  check(adam.in({p, adam.floats({4099}), m, v, adam.floats({}, 0.0, 1e-3), adam.i64({}, {4})})
+  Op adam(
+      "adamw",
+      {{"beta1", 0.9}, {"beta2", 0.999}, {"eps", 1e-8}, {"weight_decay", 0.1}});
+  int p = adam.floats({4099}), m = adam.floats({4099}, 0.1),
+      v = adam.floats({4099}, 0.01, 0.05);
+  check(adam.in({p, adam.floats({4099}), m, v, adam.floats({}, 0.0, 1e-3),
+                 adam.i64({}, {4})})
             .out({p, m, v}));
 }
 
@@ -488,19 +565,20 @@ TEST_F(CudaOps, OffloadAndReloadThroughPinnedHostMemory) {
     return &plan.tensors.back();
   };
   plan.tensors.reserve(4);
-  const artifact::TensorDesc *dx = desc(false), *dh = desc(true), *dy = desc(false),
-                             *dz = desc(false);
+  const artifact::TensorDesc *dx = desc(false), *dh = desc(true),
+                             *dy = desc(false), *dz = desc(false);
   int64_t n = 1 << 20, bytes = n * 4;
   std::vector<float> values(n);
   for (int64_t i = 0; i < n; ++i)
     values[i] = static_cast<float>(i % 977) * 0.5f;
-  float *x = static_cast<float *>(gpu->allocate(bytes)), *y = static_cast<float *>(gpu->allocate(bytes)),
+  float *x = static_cast<float *>(gpu->allocate(bytes)),
+        *y = static_cast<float *>(gpu->allocate(bytes)),
         *z = static_cast<float *>(gpu->allocate(bytes));
   float *h = static_cast<float *>(gpu->allocateHost(bytes));
   std::memcpy(x, values.data(), bytes);
   json none = json::object(), fill = {{"value", -1.0}};
-  auto call = [&](const char *k, std::vector<TensorRef> in, std::vector<TensorRef> out,
-                  const json &attrs) {
+  auto call = [&](const char *k, std::vector<TensorRef> in,
+                  std::vector<TensorRef> out, const json &attrs) {
     KernelArgs a;
     a.in = std::move(in);
     a.out = std::move(out);
@@ -526,7 +604,8 @@ TEST_F(CudaOps, RecordedProgramReplaysWithNewInputs) {
   artifact::TensorDesc d;
   d.shape = {4099};
   int64_t bytes = d.bytes();
-  float *x = static_cast<float *>(gpu->allocate(bytes)), *y = static_cast<float *>(gpu->allocate(bytes));
+  float *x = static_cast<float *>(gpu->allocate(bytes)),
+        *y = static_cast<float *>(gpu->allocate(bytes));
   json none = json::object();
   KernelArgs a;
   a.in = {{x, &d}, {x, &d}};

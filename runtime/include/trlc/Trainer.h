@@ -29,6 +29,9 @@ struct RunOptions {
   int nproc = 1;  // > 1: start that many local processes (Gloo), data parallel
   std::string resume;  // a checkpoint-STEP directory to continue from
   std::string device = "cpu";  // "cpu" or "cuda" (GPU LOCAL_RANK)
+  /// Where checkpoints, metrics and the model go instead of the recipe's
+  /// [output] output_dir (an artifact compiled on another machine).
+  std::string outputDir;
 };
 
 /// OpenMP threads that spin after a parallel loop take the cores OpenBLAS's
