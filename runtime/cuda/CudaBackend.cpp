@@ -279,8 +279,13 @@ public:
           "starting a CUDA graph");
   }
   int endRecording(std::string &why) override {
-    join();
+    try {
+      join();
+    } catch (const KernelError &) {
+      // A capture that already failed: ending it below says why.
+    }
     inFlight.clear();
+    nextEvent = 0;
     cudaGraph_t graph = nullptr;
     cudaError_t e = cudaStreamEndCapture(stream, &graph);
     if (e != cudaSuccess || !graph) {

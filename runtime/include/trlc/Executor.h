@@ -19,6 +19,9 @@ class Communicator;
 /// Owns the plan's arena. Everything a step needs is allocated and resolved
 /// when the executor is built: running a program allocates nothing.
 /// TRLC_PROFILE=1 in the environment prints the time spent per kernel.
+/// On a backend that records (CUDA graphs), a program runs call by call the
+/// first time, is recorded the second and replayed from then on;
+/// TRLC_CUDA_GRAPHS=0 keeps every run call by call.
 class Executor {
 public:
   /// Throws KernelError when the backend lacks a kernel of the plan.
