@@ -59,12 +59,7 @@ __global__ void squaresKernel(const float *x, int64_t n, double *partial) {
 
 __global__ void finishNormKernel(const double *partial, int64_t n, bool squared,
                                  float *out) {
-  double acc = 0;
-  int64_t lo = n * threadIdx.x / blockDim.x,
-          hi = n * (threadIdx.x + 1) / blockDim.x;
-  for (int64_t i = lo; i < hi; ++i)
-    acc += partial[i];
-  acc = blockSum(acc);
+  double acc = orderedSum(partial, n);
   if (threadIdx.x == 0)
     *out = static_cast<float>(squared ? acc : sqrt(acc));
 }

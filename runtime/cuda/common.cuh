@@ -98,6 +98,17 @@ template <typename T> __device__ T blockSum(T v) {
   return total;
 }
 
+/// The sum of x[0, n) in double by one block: each thread a contiguous
+/// slice, then blockSum. The same n always sums in the same order.
+template <typename T> __device__ double orderedSum(const T *x, int64_t n) {
+  double acc = 0;
+  int64_t lo = n * threadIdx.x / blockDim.x,
+          hi = n * (threadIdx.x + 1) / blockDim.x;
+  for (int64_t i = lo; i < hi; ++i)
+    acc += x[i];
+  return blockSum(acc);
+}
+
 template <typename T> __device__ T blockMax(T v) {
   __shared__ T partial[32];
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;

@@ -1,5 +1,5 @@
 //===- cross_entropy.cu - log-probabilities, cross entropy, fused lm_head -*-
-//CUDA -*-===//
+// CUDA -*-===//
 //
 // Rows of logits [rows, vocab] fp32, one block per row: the row's max and
 // sum of exponentials by block reductions, then the label's
@@ -89,12 +89,7 @@ __global__ void logitsGradKernel(Status st, const float *logits, Index labels,
 
 /// out[0] = sign * sum of x[0..n), in order of fixed blocks.
 __global__ void sumKernel(const float *x, int64_t n, float sign, float *out) {
-  double acc = 0;
-  int64_t lo = n * threadIdx.x / blockDim.x,
-          hi = n * (threadIdx.x + 1) / blockDim.x;
-  for (int64_t i = lo; i < hi; ++i)
-    acc += x[i];
-  acc = blockSum(acc);
+  double acc = orderedSum(x, n);
   if (threadIdx.x == 0)
     *out = static_cast<float>(sign * acc);
 }

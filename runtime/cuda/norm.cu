@@ -22,16 +22,32 @@ int64_t gradBlocks(int64_t rows) {
   return rows < kGradBlocks ? (rows < 1 ? 1 : rows) : kGradBlocks;
 }
 
+/// 1 / sqrt(mean(x^2) + eps) of one row, by the whole block.
+__device__ float rowInvRms(const float *xr, int64_t h, float eps) {
+  float ss = 0;
+  for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
+    ss += xr[j] * xr[j];
+  return 1.0f / sqrtf(blockSum(ss) / h + eps);
+}
+
+/// Mean and 1 / sqrt(biased variance + eps) of one row, by the whole block.
+__device__ float2 rowMoments(const float *xr, int64_t h, float eps) {
+  float s = 0;
+  for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
+    s += xr[j];
+  float mean = blockSum(s) / h, var = 0;
+  for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
+    var += (xr[j] - mean) * (xr[j] - mean);
+  return make_float2(mean, 1.0f / sqrtf(blockSum(var) / h + eps));
+}
+
 __global__ void rmsNormKernel(const float *x, const float *w, float *y,
                               int64_t rows, int64_t h, float eps) {
   int64_t r = gridRow();
   if (r >= rows)
     return;
   const float *xr = x + r * h;
-  float ss = 0;
-  for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
-    ss += xr[j] * xr[j];
-  float inv = 1.0f / sqrtf(blockSum(ss) / h + eps);
+  float inv = rowInvRms(xr, h, eps);
   for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
     y[r * h + j] = xr[j] * inv * w[j];
 }
@@ -46,10 +62,7 @@ __global__ void rmsNormGradKernel(const float *dy, const float *x,
     pw[j] = 0;
   for (int64_t r = lo; r < hi; ++r) {
     const float *xr = x + r * h, *g = dy + r * h;
-    float ss = 0;
-    for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
-      ss += xr[j] * xr[j];
-    float inv = 1.0f / sqrtf(blockSum(ss) / h + eps);
+    float inv = rowInvRms(xr, h, eps);
     float dot = 0;
     for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
       dot += g[j] * w[j] * xr[j] * inv;
@@ -68,13 +81,8 @@ __global__ void layerNormKernel(const float *x, const float *w, const float *b,
   if (r >= rows)
     return;
   const float *xr = x + r * h;
-  float s = 0;
-  for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
-    s += xr[j];
-  float mean = blockSum(s) / h, var = 0;
-  for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
-    var += (xr[j] - mean) * (xr[j] - mean);
-  float inv = 1.0f / sqrtf(blockSum(var) / h + eps);
+  float2 mi = rowMoments(xr, h, eps);
+  float mean = mi.x, inv = mi.y;
   for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
     y[r * h + j] = (xr[j] - mean) * inv * w[j] + b[j];
 }
@@ -89,13 +97,8 @@ __global__ void layerNormGradKernel(const float *dy, const float *x,
     pw[j] = pb[j] = 0;
   for (int64_t r = lo; r < hi; ++r) {
     const float *xr = x + r * h, *g = dy + r * h;
-    float s = 0;
-    for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
-      s += xr[j];
-    float mean = blockSum(s) / h, var = 0;
-    for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
-      var += (xr[j] - mean) * (xr[j] - mean);
-    float inv = 1.0f / sqrtf(blockSum(var) / h + eps);
+    float2 mi = rowMoments(xr, h, eps);
+    float mean = mi.x, inv = mi.y;
     float m1 = 0, m2 = 0; // means of dxhat and dxhat * xhat
     for (int64_t j = threadIdx.x; j < h; j += blockDim.x) {
       float xhat = (xr[j] - mean) * inv, dxhat = g[j] * w[j];

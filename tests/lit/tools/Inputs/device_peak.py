@@ -2,7 +2,8 @@
 """Checks that the device memory a run measured matches its plan: the last
 metrics row's runtime_allocated_bytes (cudaMemGetInfo around each
 allocation) must be the planned bytes (arena + kernel scratch) plus the
-cuBLASLt workspace, give or take the driver's 2 MiB pages per allocation.
+cuBLASLt workspace, give or take the driver's 2 MiB pages per allocation
+(a small allocation may land in a page the driver already held).
 
     device_peak.py RUN_DIR
 """
@@ -10,6 +11,7 @@ import json
 import sys
 
 WORKSPACE = 32 << 20
+PAGE = 2 << 20
 SLACK = 8 << 20
 
 
@@ -21,7 +23,7 @@ def main():
     extra = measured - planned - WORKSPACE
     print(f"planned {planned} bytes + workspace {WORKSPACE}, measured {measured} "
           f"({extra:+d} bytes)")
-    return 0 if 0 <= extra <= SLACK else 1
+    return 0 if -PAGE <= extra <= SLACK else 1
 
 
 if __name__ == "__main__":
