@@ -185,15 +185,16 @@ void Executor::settle(const KernelArgs *args, bool all) {
   }
 }
 
+void Executor::issue(const Call &c) {
+  if (!inFlight.empty())
+    settle(&c.args, false);
+  if (c.collective)
+    collective(c);
+  else
+    backend.run(c.kernel, c.args);
+}
+
 void Executor::run(const std::string &program) {
-  auto issue = [&](const Call &c) {
-    if (!inFlight.empty())
-      settle(&c.args, false);
-    if (c.collective)
-      collective(c);
-    else
-      backend.run(c.kernel, c.args);
-  };
   if (!profile) {
     if (replayed(program))
       return;
@@ -242,7 +243,7 @@ bool Executor::replayed(const std::string &program) {
   backend.beginRecording();
   try {
     for (const Call &c : list)
-      c.collective ? collective(c) : backend.run(c.kernel, c.args);
+      issue(c);
   } catch (const std::exception &e) {
     why = e.what();
   }

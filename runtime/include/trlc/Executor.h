@@ -59,6 +59,8 @@ private:
     KernelArgs args;
     bool collective;  // through the communicator, not the backend
   };
+  /// Runs one call: on the backend, or a collective through `comm`.
+  void issue(const Call &call);
   void collective(const Call &call);
   /// Runs `program` as a recorded whole (CUDA graph) when the backend can;
   /// false when it must be issued call by call.
