@@ -30,17 +30,6 @@ using artifact::DType;
 
 // --- helpers ----------------------------------------------------------------
 
-int64_t rowsOf(const TensorRef &t) { return t.numel() / t.dim(-1); }
-
-double attrF(const KernelArgs &a, const char *k) { return a.attrs->at(k).get<double>(); }
-int64_t attrI(const KernelArgs &a, const char *k) { return a.attrs->at(k).get<int64_t>(); }
-bool attrB(const KernelArgs &a, const char *k) {
-  return a.attrs->contains(k) && a.attrs->at(k).get<bool>();
-}
-std::string attrS(const KernelArgs &a, const char *k) {
-  return a.attrs->at(k).get<std::string>();
-}
-
 int64_t index(const TensorRef &t, int64_t i) {
   switch (t.dtype()) {
   case DType::I64: return t.as<int64_t>()[i];
@@ -1193,28 +1182,21 @@ public:
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
   }
-  std::map<void *, int64_t> sizes;  // live allocations
-  int64_t held = 0, peakHeld = 0;
+  HeldBytes held;
   std::string name() const override { return "cpu"; }
   void *allocate(int64_t bytes) override {
     void *p = std::aligned_alloc(64, std::max<int64_t>(64, (bytes + 63) / 64 * 64));
     if (p) {
       std::memset(p, 0, bytes);
-      sizes[p] = bytes;
-      held += bytes;
-      peakHeld = std::max(peakHeld, held);
+      held.add(p, bytes);
     }
     return p;
   }
   void release(void *ptr) override {
-    auto it = sizes.find(ptr);
-    if (it != sizes.end()) {
-      held -= it->second;
-      sizes.erase(it);
-    }
+    held.remove(ptr);
     std::free(ptr);
   }
-  int64_t allocatedPeakBytes() const override { return peakHeld; }
+  int64_t allocatedPeakBytes() const override { return held.peak(); }
   void copy(void *dst, const void *src, int64_t bytes) override {
     std::memmove(dst, src, bytes);
   }

@@ -47,8 +47,6 @@ void check(cudaError_t e, const char *what) {
 
 float *F(const TensorRef &t) { return t ? t.as<float>() : nullptr; }
 
-int64_t rowsOf(const TensorRef &t) { return t.numel() / t.dim(-1); }
-
 cu::Index idx(const TensorRef &t) {
   cu::Index i;
   i.data = t.data;
@@ -70,21 +68,6 @@ cu::Index idx(const TensorRef &t) {
   }
   return i;
 }
-
-double attrF(const KernelArgs &a, const char *k) {
-  return a.attrs->at(k).get<double>();
-}
-int64_t attrI(const KernelArgs &a, const char *k) {
-  return a.attrs->at(k).get<int64_t>();
-}
-bool attrB(const KernelArgs &a, const char *k) {
-  return a.attrs->contains(k) && a.attrs->at(k).get<bool>();
-}
-std::string attrS(const KernelArgs &a, const char *k) {
-  return a.attrs->at(k).get<std::string>();
-}
-
-size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 /// The attention call's sequences (see cu::AttentionShape).
 cu::AttentionShape attentionShape(const KernelArgs &a, const TensorRef &q,
@@ -140,7 +123,7 @@ public:
           "allocating the status word");
     check(cudaMemset(statusWords, 0, 2 * sizeof(long long)),
           "clearing the status word");
-    held = peakHeld = std::max<int64_t>(0, before - freeBytes());
+    held.add(workspace, std::max<int64_t>(0, before - freeBytes()));
     status.code = static_cast<int *>(statusWords);
     status.value = static_cast<long long *>(statusWords) + 1;
     try {
@@ -187,17 +170,11 @@ public:
     check(cudaMemsetAsync(p, 0, n, stream), "clearing an allocation");
     check(cudaStreamSynchronize(stream), "clearing an allocation");
     int64_t got = std::max<int64_t>(0, before - freeBytes());
-    sizes[p] = got;
-    held += got;
-    peakHeld = std::max(peakHeld, held);
+    held.add(p, got);
     return p;
   }
   void release(void *ptr) override {
-    auto it = sizes.find(ptr);
-    if (it != sizes.end()) {
-      held -= it->second;
-      sizes.erase(it);
-    }
+    held.remove(ptr);
     cudaFree(ptr);
   }
   void *allocateHost(int64_t bytes) override {
@@ -271,7 +248,7 @@ public:
 
   /// Measured: the device memory each allocation took (cudaMemGetInfo
   /// around it, pages resident), plus the cuBLASLt workspace.
-  int64_t allocatedPeakBytes() const override { return peakHeld; }
+  int64_t allocatedPeakBytes() const override { return held.peak(); }
 
   bool canRecord() const override { return true; }
   void beginRecording() override {
@@ -385,8 +362,7 @@ private:
   void registerKernels();
 
   int device;
-  std::map<void *, int64_t> sizes; // live allocations: measured bytes
-  int64_t held = 0, peakHeld = 0;
+  HeldBytes held; // measured bytes of the live allocations and workspace
   cudaStream_t stream = nullptr, copyStream = nullptr;
   void *workspace = nullptr, *statusWords = nullptr;
   cu::Status status;
@@ -404,41 +380,36 @@ int64_t CudaBackend::scratchBytes(const artifact::KernelCall &call,
   auto shape = [&](int i) -> const std::vector<int64_t> & {
     return plan.tensors[call.in[i]].shape;
   };
-  auto numel = [](const std::vector<int64_t> &s) {
-    int64_t n = 1;
-    for (int64_t d : s)
-      n *= d;
-    return n;
-  };
-  auto rows = [&](const std::vector<int64_t> &s) {
-    return numel(s) / s.back();
+  auto rows = [&](int i) {
+    return plan.tensors[call.in[i]].numel() / shape(i).back();
   };
   const std::string &k = call.kernel;
   if (k == "linear") {
-    int64_t m = rows(shape(0)), kk = shape(0).back(), n = shape(1)[0];
-    return align256(2 * m * kk) + align256(2 * n * kk);
+    int64_t m = rows(0), kk = shape(0).back(), n = shape(1)[0];
+    return cu::align256(2 * m * kk) + cu::align256(2 * n * kk);
   }
   if (k == "linear_grad") {
-    int64_t m = rows(shape(1)), kk = shape(1).back(), n = shape(2)[0];
-    return align256(2 * m * n) + align256(2 * n * kk) + align256(2 * m * kk);
+    int64_t m = rows(1), kk = shape(1).back(), n = shape(2)[0];
+    return cu::align256(2 * m * n) + cu::align256(2 * n * kk) +
+           cu::align256(2 * m * kk);
   }
   if (k == "embedding_grad")
     return cu::embeddingGradScratch(plan.tensors[call.out[0]].shape[0],
-                                    numel(shape(1)));
+                                    plan.tensors[call.in[1]].numel());
   if (k == "rms_norm_grad" || k == "layer_norm_grad")
-    return cu::normGradScratch(rows(shape(1)), shape(1).back(),
+    return cu::normGradScratch(rows(1), shape(1).back(),
                                k == "layer_norm_grad");
   if (k == "attention_grad") {
     const auto &q = shape(1);
-    int64_t tokens = q.size() == 4 ? q[0] * q[1] : q[0];
-    return align256(tokens * q[q.size() - 2] * sizeof(float));
+    return cu::attentionGradScratch(q.size() == 4 ? q[0] * q[1] : q[0],
+                                    q[q.size() - 2]);
   }
   if (k == "cross_entropy")
-    return cu::lossScratch(rows(shape(0)));
+    return cu::lossScratch(rows(0));
   if (k.rfind("fused_linear_", 0) == 0) {
     bool grad = k.size() > 5 && k.substr(k.size() - 5) == "_grad";
     cu::FusedLinear f;
-    f.rows = rows(shape(grad));
+    f.rows = rows(grad);
     f.h = shape(grad).back();
     f.vocab = shape(grad + 1)[0];
     f.chunk = std::max<int64_t>(
@@ -574,7 +545,8 @@ void CudaBackend::registerKernels() {
   K["linear"] = [this](const KernelArgs &a) {
     const TensorRef &x = a.in[0], &w = a.in[1];
     int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
-    char *xb = static_cast<char *>(a.scratch), *wb = xb + align256(2 * m * k);
+    char *xb = static_cast<char *>(a.scratch),
+         *wb = xb + cu::align256(2 * m * k);
     cu::toBf16(stream, F(x), xb, m * k);
     cu::toBf16(stream, F(w), wb, n * k);
     cu::gemm(matmul, stream, false, true, m, n, k, xb, k, wb, k, 0.0f,
@@ -585,8 +557,9 @@ void CudaBackend::registerKernels() {
   K["linear_grad"] = [this](const KernelArgs &a) {
     const TensorRef &dy = a.in[0], &x = a.in[1], &w = a.in[2];
     int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
-    char *dyb = static_cast<char *>(a.scratch), *wb = dyb + align256(2 * m * n),
-         *xb = wb + align256(2 * n * k);
+    char *dyb = static_cast<char *>(a.scratch),
+         *wb = dyb + cu::align256(2 * m * n),
+         *xb = wb + cu::align256(2 * n * k);
     cu::toBf16(stream, F(dy), dyb, m * n);
     cu::toBf16(stream, F(w), wb, n * k);
     cu::toBf16(stream, F(x), xb, m * k);
@@ -614,13 +587,13 @@ void CudaBackend::registerKernels() {
     cu::rope(s, F(x), idx(a.in[1]), F(a.out[0]), a.in[1].numel(), x.dim(-2),
              x.dim(-1), attrF(a, "theta"), sc, attrB(a, "inverse"));
   };
-  K["attention"] = [=](const KernelArgs &a) {
+  K["attention"] = [=, this](const KernelArgs &a) {
     cu::AttentionShape sh =
         attentionShape(a, a.in[0], a.in[1], a.in[3], a.in[4]);
     cu::attention(s, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),
                   F(a.out[0]), F(a.out[1]));
   };
-  K["attention_grad"] = [=](const KernelArgs &a) {
+  K["attention_grad"] = [=, this](const KernelArgs &a) {
     cu::AttentionShape sh =
         attentionShape(a, a.in[1], a.in[2], a.in[6], a.in[7]);
     cu::attentionGrad(s, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),

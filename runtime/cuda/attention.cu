@@ -79,6 +79,23 @@ __device__ inline void checkLength(Status st, const AttentionShape &a,
     report(st, Status::LongDocument, seq.len);
 }
 
+/// acc[t] += sum over the tile's rows j of w_j tile[j][lane + 32 t], where
+/// w_j is lane j's `w` (rows whose weight is 0 are skipped).
+__device__ inline void addWeightedRows(float (&acc)[kPer], float w,
+                                       const float *tile, int ld, int64_t d,
+                                       int lane) {
+  for (int j = 0; j < kTileKeys; ++j) {
+    float wj = __shfl_sync(0xffffffffu, w, j);
+    if (wj == 0.0f)
+      continue;
+    for (int t = 0; t < kPer; ++t) {
+      int64_t c = lane + 32 * t;
+      if (c < d)
+        acc[t] += wj * tile[j * ld + c];
+    }
+  }
+}
+
 __global__ void forwardKernel(Status st, AttentionShape a, const float *q,
                               const float *k, const float *v, float *out,
                               float *lse) {
@@ -130,16 +147,7 @@ __global__ void forwardKernel(Status st, AttentionShape a, const float *q,
     mx = next;
     for (int t = 0; t < kPer; ++t)
       o[t] *= rescale;
-    for (int jj = 0; jj < kTileKeys; ++jj) {
-      float pj = __shfl_sync(0xffffffffu, p, jj);
-      if (pj == 0.0f)
-        continue;
-      for (int t = 0; t < kPer; ++t) {
-        int64_t c = lane + 32 * t;
-        if (c < d)
-          o[t] += pj * vs[jj * ld + c];
-      }
-    }
+    addWeightedRows(o, p, vs, ld, d, lane);
   }
   if (!active)
     return;
@@ -151,21 +159,6 @@ __global__ void forwardKernel(Status st, AttentionShape a, const float *q,
   }
   if (lane == 0)
     lse[lseIndex(a, seq, s, h, i)] = l > 0 ? mx + logf(l) : -INFINITY;
-}
-
-/// D[token, h] = sum_c dO * O, one warp per (token, head).
-__global__ void rowDotKernel(const float *dout, const float *out, float *dsum,
-                             int64_t rows, int64_t d) {
-  int64_t r =
-      blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
-  if (r >= rows)
-    return;
-  float acc = 0;
-  for (int64_t c = threadIdx.x % 32; c < d; c += 32)
-    acc += dout[r * d + c] * out[r * d + c];
-  acc = warpSum(acc);
-  if (threadIdx.x % 32 == 0)
-    dsum[r] = acc;
 }
 
 __global__ void dqKernel(Status st, AttentionShape a, const float *dout,
@@ -216,16 +209,7 @@ __global__ void dqKernel(Status st, AttentionShape a, const float *dout,
       float p = expf(dot * a.scale - rowLse);
       ds = p * (dp - rowD) * a.scale;
     }
-    for (int jj = 0; jj < kTileKeys; ++jj) {
-      float dsj = __shfl_sync(0xffffffffu, ds, jj);
-      if (dsj == 0.0f)
-        continue;
-      for (int t = 0; t < kPer; ++t) {
-        int64_t c = lane + 32 * t;
-        if (c < d)
-          acc[t] += dsj * ks[jj * ld + c];
-      }
-    }
+    addWeightedRows(acc, ds, ks, ld, d, lane);
   }
   if (!active)
     return;
@@ -291,19 +275,8 @@ __global__ void dkdvKernel(AttentionShape a, const float *dout, const float *q,
         p = expf(dot * a.scale - rowLse);
         ds = p * (dp - tileD[lane]) * a.scale;
       }
-      for (int ii = 0; ii < kTileKeys; ++ii) {
-        float pi = __shfl_sync(0xffffffffu, p, ii),
-              dsi = __shfl_sync(0xffffffffu, ds, ii);
-        if (pi == 0.0f && dsi == 0.0f)
-          continue;
-        for (int t = 0; t < kPer; ++t) {
-          int64_t c = lane + 32 * t;
-          if (c < d) {
-            dvAcc[t] += pi * gs[ii * ld + c];
-            dkAcc[t] += dsi * qs[ii * ld + c];
-          }
-        }
-      }
+      addWeightedRows(dvAcc, p, gs, ld, d, lane);
+      addWeightedRows(dkAcc, ds, qs, ld, d, lane);
     }
   if (j >= seq.len)
     return;
@@ -369,8 +342,8 @@ void attention(cudaStream_t s, Status st, const AttentionShape &a,
   TRLC_LAUNCHED();
 }
 
-size_t attentionGradScratch(const AttentionShape &a) {
-  return align256(tokensOf(a) * a.hq * sizeof(float));
+size_t attentionGradScratch(int64_t tokens, int64_t hq) {
+  return align256(tokens * hq * sizeof(float));
 }
 
 void attentionGrad(cudaStream_t s, Status st, const AttentionShape &a,
@@ -390,9 +363,7 @@ void attentionGrad(cudaStream_t s, Status st, const AttentionShape &a,
     return;
   auto *dsum = static_cast<float *>(scratch);
   int64_t rows = tokens * a.hq;
-  rowDotKernel<<<blocksFor(rows, kWarps, 1ll << 31), kWarps * 32, 0, s>>>(
-      dout, out, dsum, rows, a.d);
-  TRLC_LAUNCHED();
+  maskedSum(s, dout, out, dsum, rows, a.d); // D[token, h] = sum_c dO O
   size_t smem = dqSmem(a.d);
   allowSmem(dqKernel, smem);
   dqKernel<<<gridOf(a, a.hq), kWarps * 32, smem, s>>>(st, a, dout, q, k, v, lse,

@@ -38,9 +38,6 @@ inline unsigned blocksFor(int64_t n, int threads, int64_t most = 65535 * 8) {
   return static_cast<unsigned>(b < 1 ? 1 : (b > most ? most : b));
 }
 
-/// Bytes rounded up so that carved scratch pieces stay 256-byte aligned.
-inline size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
 /// A grid of at least `rows` blocks (rows >= 1), 65535 wide; `gridRow()`
 /// is a block's row.
 inline dim3 rowGrid(int64_t rows) {
@@ -71,31 +68,58 @@ __device__ inline void report(Status st, int code, long long value) {
     *st.value = value;
 }
 
+/// In-range check of an id read from user data: false (and thread 0 of the
+/// block records `code` with the value) when outside [0, limit).
+__device__ inline bool inRange(Status st, int code, long long value,
+                               int64_t limit) {
+  bool ok = value >= 0 && value < limit;
+  if (!ok && threadIdx.x == 0)
+    report(st, code, value);
+  return ok;
+}
+
+struct SumOp {
+  template <typename T> __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
+};
+struct MaxOp {
+  template <typename T> __device__ T operator()(T a, T b) const {
+    return max(a, b);
+  }
+};
+
+template <typename T, typename Op> __device__ inline T warpReduce(T v, Op op) {
+  for (int o = 16; o > 0; o >>= 1)
+    v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
 template <typename T> __device__ inline T warpSum(T v) {
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
+  return warpReduce(v, SumOp{});
 }
-
 template <typename T> __device__ inline T warpMax(T v) {
-  for (int o = 16; o > 0; o >>= 1)
-    v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
+  return warpReduce(v, MaxOp{});
 }
 
-/// Sum over the block (blockDim.x a multiple of 32, at most 1024), returned
+/// `op` over the block (blockDim.x a multiple of 32, at most 1024), returned
 /// to every thread. Every thread of the block must call it.
-template <typename T> __device__ T blockSum(T v) {
+template <typename T, typename Op>
+__device__ T blockReduce(T v, T identity, Op op) {
   __shared__ T partial[32];
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = warpSum(v);
+  v = warpReduce(v, op);
   if (lane == 0)
     partial[warp] = v;
   __syncthreads();
-  T total = lane < warps ? partial[lane] : T(0);
-  total = warpSum(total);
+  T total = warpReduce(lane < warps ? partial[lane] : identity, op);
   __syncthreads(); // `partial` is free for the next call
   return total;
+}
+template <typename T> __device__ T blockSum(T v) {
+  return blockReduce(v, T(0), SumOp{});
+}
+template <typename T> __device__ T blockMax(T v) {
+  return blockReduce(v, T(-INFINITY), MaxOp{});
 }
 
 /// The sum of x[0, n) in double by one block: each thread a contiguous
@@ -107,19 +131,6 @@ template <typename T> __device__ double orderedSum(const T *x, int64_t n) {
   for (int64_t i = lo; i < hi; ++i)
     acc += x[i];
   return blockSum(acc);
-}
-
-template <typename T> __device__ T blockMax(T v) {
-  __shared__ T partial[32];
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = warpMax(v);
-  if (lane == 0)
-    partial[warp] = v;
-  __syncthreads();
-  T total = lane < warps ? partial[lane] : -INFINITY;
-  total = warpMax(total);
-  __syncthreads();
-  return total;
 }
 
 } // namespace trlc::cuda

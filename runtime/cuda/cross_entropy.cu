@@ -39,13 +39,8 @@ __device__ float rowLse(const float *row, int64_t vocab) {
 __device__ long long rowLabel(Status st, Index labels, int64_t r, int64_t vocab,
                               int64_t ignore) {
   long long label = loadIndex(labels, r);
-  if (label == ignore)
+  if (label == ignore || !inRange(st, Status::LabelOutsideVocab, label, vocab))
     return -1;
-  if (label < 0 || label >= vocab) {
-    if (threadIdx.x == 0)
-      report(st, Status::LabelOutsideVocab, label);
-    return -1;
-  }
   return label;
 }
 

@@ -188,8 +188,8 @@ void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, const float *x,
 
 void maskedSum(cudaStream_t s, const float *x, const float *mask, float *y,
                int64_t rows, int64_t cols) {
-  maskedSumKernel<<<blocksFor(rows, kThreads / 32), kThreads, 0, s>>>(
-      x, mask, y, rows, cols);
+  maskedSumKernel<<<blocksFor(rows, kThreads / 32, 1ll << 31), kThreads, 0,
+                    s>>>(x, mask, y, rows, cols);
   TRLC_LAUNCHED();
 }
 

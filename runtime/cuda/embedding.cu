@@ -26,9 +26,7 @@ __global__ void embeddingKernel(Status st, const float *table, Index ids,
   if (t >= tokens)
     return;
   long long id = loadIndex(ids, t);
-  bool ok = id >= 0 && id < vocab;
-  if (!ok && threadIdx.x == 0)
-    report(st, Status::TokenOutsideVocab, id);
+  bool ok = inRange(st, Status::TokenOutsideVocab, id, vocab);
   for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
     y[t * h + j] = ok ? table[id * h + j] : 0.0f;
 }

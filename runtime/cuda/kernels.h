@@ -30,6 +30,9 @@
 
 namespace trlc::cuda {
 
+/// Bytes rounded up so that carved scratch pieces stay 256-byte aligned.
+inline size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
 /// An index operand: its pointer and element type.
 struct Index {
   enum Type : int { I64, I32, U8, F32 };
@@ -143,7 +146,9 @@ struct AttentionShape {
 void attention(cudaStream_t s, Status st, const AttentionShape &shape,
                const float *q, const float *k, const float *v, float *out,
                float *lse);
-size_t attentionGradScratch(const AttentionShape &shape);
+/// Scratch of the backward for `tokens` (all of the layout's positions)
+/// and `hq` query heads.
+size_t attentionGradScratch(int64_t tokens, int64_t hq);
 void attentionGrad(cudaStream_t s, Status st, const AttentionShape &shape,
                    const float *dout, const float *q, const float *k,
                    const float *v, const float *out, const float *lse,

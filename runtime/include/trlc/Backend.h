@@ -13,6 +13,8 @@
 
 #include "trlc/Artifact.h"
 
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -40,6 +42,41 @@ struct KernelArgs {
   std::vector<TensorRef> out;
   const nlohmann::json *attrs = nullptr;
   void *scratch = nullptr;     // scratchBytes(call) bytes, reserved up front
+};
+
+// What every backend reads of a call: its attributes, a tensor's rows.
+inline double attrF(const KernelArgs &a, const char *k) { return a.attrs->at(k).get<double>(); }
+inline int64_t attrI(const KernelArgs &a, const char *k) { return a.attrs->at(k).get<int64_t>(); }
+inline bool attrB(const KernelArgs &a, const char *k) {
+  return a.attrs->contains(k) && a.attrs->at(k).get<bool>();
+}
+inline std::string attrS(const KernelArgs &a, const char *k) {
+  return a.attrs->at(k).get<std::string>();
+}
+/// Rows of a tensor seen as [rows, last dimension].
+inline int64_t rowsOf(const TensorRef &t) { return t.numel() / t.dim(-1); }
+
+/// The bytes a backend's live allocations hold, and the most they have
+/// held at once (for allocatedPeakBytes()).
+class HeldBytes {
+public:
+  void add(void *ptr, int64_t bytes) {
+    sizes[ptr] = bytes;
+    held += bytes;
+    peak_ = std::max(peak_, held);
+  }
+  void remove(void *ptr) {
+    auto it = sizes.find(ptr);
+    if (it != sizes.end()) {
+      held -= it->second;
+      sizes.erase(it);
+    }
+  }
+  int64_t peak() const { return peak_; }
+
+private:
+  std::map<void *, int64_t> sizes;
+  int64_t held = 0, peak_ = 0;
 };
 
 /// A kernel failure the user can act on (bad dtype, unsupported shape).
