@@ -72,12 +72,11 @@ int64_t fillSftBatch(Executor &ex, const std::string &prog,
   TensorRef ids = ex.input(prog, "input_ids"), pos = ex.input(prog, "position_ids"),
             mask = ex.input(prog, "attention_mask");
   int64_t b = ids.dim(0), s = ids.dim(1), trainable = 0;
-  int64_t *labels = prog == "train_step" ? ex.input(prog, "labels").as<int64_t>() : nullptr;
-  int32_t *cu = ex.hasInput(prog, "cu_seqlens") ? ex.input(prog, "cu_seqlens").as<int32_t>()
-                                                : nullptr;
+  bool hasLabels = prog == "train_step", hasCu = ex.hasInput(prog, "cu_seqlens");
+  // Built on the host, then copied in: the inputs may live on a GPU.
+  std::vector<int64_t> idv(b * s), posv(b * s), maskv(b * s), labels(hasLabels ? b * s : 0);
+  std::vector<int32_t> cu(hasCu ? ex.input(prog, "cu_seqlens").numel() : 0);
   int64_t docs = 0;
-  if (cu)
-    cu[0] = 0;
   for (int64_t r = 0; r < b; ++r) {
     const Example *e = r < static_cast<int64_t>(rows.size()) ? rows[r] : nullptr;
     int64_t len = e ? static_cast<int64_t>(e->ids.size()) : 0;
@@ -88,27 +87,34 @@ int64_t fillSftBatch(Executor &ex, const std::string &prog,
       int64_t i = r * s + t;
       if (t < len && starts[t]) {
         position = 0;
-        if (cu && t > 0)
+        if (hasCu && t > 0)
           cu[++docs] = static_cast<int32_t>(i);
       }
-      ids.as<int64_t>()[i] = t < len ? e->ids[t] : pad;
-      pos.as<int64_t>()[i] = t < len ? position++ : 0;
-      mask.as<int64_t>()[i] = t < len;
-      if (labels) {
+      idv[i] = t < len ? e->ids[t] : pad;
+      posv[i] = t < len ? position++ : 0;
+      maskv[i] = t < len;
+      if (hasLabels) {
         bool counts = t + 1 < len && e->completion[t + 1] && !starts[t + 1];
         labels[i] = counts ? e->ids[t + 1] : -100;
         trainable += counts;
       }
     }
-    if (cu) {
+    if (hasCu) {
       if (len > 0 && len < s)
         cu[++docs] = static_cast<int32_t>(r * s + len);  // the row's padding
       cu[++docs] = static_cast<int32_t>((r + 1) * s);
     }
   }
-  if (cu)
-    for (int64_t k = docs + 1; k <= b * s; ++k)
+  ex.write(ids, idv.data());
+  ex.write(pos, posv.data());
+  ex.write(mask, maskv.data());
+  if (hasLabels)
+    ex.write(ex.input(prog, "labels"), labels.data());
+  if (hasCu) {
+    for (size_t k = docs + 1; k < cu.size(); ++k)
       cu[k] = static_cast<int32_t>(b * s);
+    ex.write(ex.input(prog, "cu_seqlens"), cu.data());
+  }
   return trainable;
 }
 

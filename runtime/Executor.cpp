@@ -108,6 +108,22 @@ TensorRef Executor::tensor(int id) const {
   return {static_cast<char *>(d.host ? hostPool : arena) + d.offset, &d};
 }
 
+void Executor::read(const TensorRef &t, void *host, int64_t offsetBytes, int64_t bytes) {
+  if (offsetBytes < 0 || bytes < 0 || offsetBytes + bytes > t.desc->bytes())
+    throw KernelError("reading bytes [" + std::to_string(offsetBytes) + ", " +
+                      std::to_string(offsetBytes + bytes) + ") of a " +
+                      std::to_string(t.desc->bytes()) + "-byte tensor");
+  backend.copy(host, static_cast<const char *>(t.data) + offsetBytes, bytes);
+  backend.synchronize();
+}
+
+void Executor::write(const TensorRef &t, const void *host, int64_t bytes) {
+  if (bytes > t.desc->bytes())
+    throw KernelError("writing " + std::to_string(bytes) + " bytes to a " +
+                      std::to_string(t.desc->bytes()) + "-byte tensor");
+  backend.copy(t.data, host, bytes < 0 ? t.desc->bytes() : bytes);
+}
+
 void Executor::collective(const Call &call) {
   const std::string &kernel = call.kernel;
   const KernelArgs &args = call.args;

@@ -1,6 +1,9 @@
 //===- NcclComm.cpp - the NCCL communicator (GPU ranks) -------------------===//
 //
-// Collectives on device memory, on a stream of their own. Each call waits
+// Collectives on device memory, on a stream of their own. NCCL reads and
+// writes device memory only: host buffers (the trainer's loss totals, the
+// gathers that build a checkpoint) pass through a device buffer of the
+// communicator's own. Each call waits
 // for its collective by polling, so a peer that died or hangs is noticed:
 // NCCL's asynchronous error, or TRLC_COMM_TIMEOUT seconds without progress,
 // aborts the communicator and throws CommError instead of hanging.
@@ -37,6 +40,8 @@ public:
       ncclCommDestroy(comm_);
     if (one_)
       cudaFree(one_);
+    if (staging_)
+      cudaFree(staging_);
     if (stream_)
       cudaStreamDestroy(stream_);
   }
@@ -44,25 +49,81 @@ public:
   int size() const override { return size_; }
   std::string name() const override { return "nccl"; }
   void allReduceSum(float *data, size_t n) override {
-    nccl(ncclAllReduce(data, data, n, ncclFloat32, ncclSum, comm_, stream_), "all_reduce");
-    wait("all_reduce");
+    allReduce(data, n * sizeof(float), ncclFloat32);
   }
   void allReduceSum(double *data, size_t n) override {
-    nccl(ncclAllReduce(data, data, n, ncclFloat64, ncclSum, comm_, stream_), "all_reduce");
-    wait("all_reduce");
+    allReduce(data, n * sizeof(double), ncclFloat64);
   }
   void allGather(const float *shard, float *out, size_t count) override {
-    nccl(ncclAllGather(shard, out, count, ncclFloat32, comm_, stream_), "all_gather");
+    size_t in = count * sizeof(float), all = in * size_;
+    if (onDevice(shard) && onDevice(out)) {
+      nccl(ncclAllGather(shard, out, count, ncclFloat32, comm_, stream_), "all_gather");
+      return wait("all_gather");
+    }
+    char *buf = staging(in + all);
+    toDevice(buf, shard, in);
+    nccl(ncclAllGather(buf, buf + in, count, ncclFloat32, comm_, stream_), "all_gather");
     wait("all_gather");
+    toHost(out, buf + in, all);
   }
   void reduceScatterSum(float *in, float *out, size_t count) override {
-    nccl(ncclReduceScatter(in, out, count, ncclFloat32, ncclSum, comm_, stream_),
+    size_t part = count * sizeof(float), all = part * size_;
+    if (onDevice(in) && onDevice(out)) {
+      nccl(ncclReduceScatter(in, out, count, ncclFloat32, ncclSum, comm_, stream_),
+           "reduce_scatter");
+      return wait("reduce_scatter");
+    }
+    char *buf = staging(all + part);
+    toDevice(buf, in, all);
+    nccl(ncclReduceScatter(buf, buf + all, count, ncclFloat32, ncclSum, comm_, stream_),
          "reduce_scatter");
     wait("reduce_scatter");
+    toHost(out, buf + all, part);
   }
   void barrier() override { allReduceSum(one_, 1); }
 
 private:
+  void allReduce(void *data, size_t bytes, ncclDataType_t type) {
+    size_t n = bytes / (type == ncclFloat64 ? sizeof(double) : sizeof(float));
+    void *at = data;
+    bool host = !onDevice(data);
+    if (host) {
+      at = staging(bytes);
+      toDevice(at, data, bytes);
+    }
+    nccl(ncclAllReduce(at, at, n, type, ncclSum, comm_, stream_), "all_reduce");
+    wait("all_reduce");
+    if (host)
+      toHost(data, at, bytes);
+  }
+  static bool onDevice(const void *p) {
+    cudaPointerAttributes a{};
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+  }
+  /// The communicator's device buffer, grown to `bytes`.
+  char *staging(size_t bytes) {
+    if (bytes > stagingBytes_) {
+      if (staging_)
+        cuda(cudaFree(staging_), "freeing its staging buffer");
+      staging_ = nullptr;
+      cuda(cudaMalloc(&staging_, bytes), "allocating a staging buffer for host memory");
+      stagingBytes_ = bytes;
+    }
+    return static_cast<char *>(staging_);
+  }
+  void toDevice(void *dst, const void *src, size_t bytes) {
+    cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_),
+         "copying host memory in");
+  }
+  void toHost(void *dst, const void *src, size_t bytes) {
+    cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
+         "copying to host memory");
+    cuda(cudaStreamSynchronize(stream_), "copying to host memory");
+  }
   void cuda(cudaError_t e, const char *what) {
     if (e != cudaSuccess)
       throw CommError("rank " + std::to_string(rank_) + ": CUDA error " + what + ": " +
@@ -100,6 +161,8 @@ private:
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
   float *one_ = nullptr;
+  void *staging_ = nullptr;
+  size_t stagingBytes_ = 0;
 };
 
 } // namespace

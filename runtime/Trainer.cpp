@@ -229,7 +229,7 @@ private:
     std::vector<float> flat(g.shard * comm->size(), 0.0f);
     for (const ZeroGroup::Member &m : g.members)
       fill(m, flat.data() + m.offset);
-    std::copy_n(flat.data() + g.shard * comm->rank(), g.shard, ex.tensor(tensor).as<float>());
+    ex.write(ex.tensor(tensor), flat.data() + g.shard * comm->rank(), g.shard * sizeof(float));
   }
   /// Where this rank's ZeRO-3 shards go in a checkpoint.
   fs::path shardFile(const fs::path &checkpoint) const {
@@ -292,7 +292,9 @@ void Run::initWeights() {
   for (const artifact::ParamDesc &p : plan.params)
     if (!isShard(p)) {
       TensorRef t = ex.tensor(p.tensor);
-      fill(p.name, t.desc->shape, p.hfTransposed, t.as<float>());
+      std::vector<float> w(t.numel());
+      fill(p.name, t.desc->shape, p.hfTransposed, w.data());
+      ex.write(t, w.data());
     }
   for (const ZeroGroup &g : zero)
     keepShard(g, g.desc->tensor, [&](const ZeroGroup::Member &m, float *w) {
@@ -311,7 +313,7 @@ std::vector<NamedTensor> Run::collect(const std::string &which) {
       continue;
     TensorRef t = ex.tensor(idOf(p));
     NamedTensor n{p.name, t.desc->shape, {}};
-    n.data = hfLayout(t.as<float>(), n.shape, p.hfTransposed);
+    n.data = hfLayout(ex.read<float>(t).data(), n.shape, p.hfTransposed);
     out.push_back(std::move(n));
   }
   for (const ZeroGroup &g : zero) {
@@ -319,7 +321,8 @@ std::vector<NamedTensor> Run::collect(const std::string &which) {
     if (id < 0)
       continue;
     std::vector<float> flat(g.shard * comm->size());
-    comm->allGather(ex.tensor(id).as<float>(), flat.data(), g.shard);
+    std::vector<float> mine = ex.read<float>(ex.tensor(id));
+    comm->allGather(mine.data(), flat.data(), g.shard);
     for (const ZeroGroup::Member &m : g.members) {
       NamedTensor n{m.name, m.shape, {}};
       n.data = hfLayout(flat.data() + m.offset, n.shape, m.hfTransposed);
@@ -370,8 +373,7 @@ void Run::save(const fs::path &dir, bool withState, int64_t done) {
       for (auto [id, key] : {std::pair{g.desc->tensor, "param."},
                              std::pair{g.desc->expAvg, "exp_avg."},
                              std::pair{g.desc->expAvgSq, "exp_avg_sq."}}) {
-        const float *x = ex.tensor(id).as<float>();
-        shards.push_back({key + g.name, {g.shard}, std::vector<float>(x, x + g.shard)});
+        shards.push_back({key + g.name, {g.shard}, ex.read<float>(ex.tensor(id), 0, g.shard)});
       }
     if (!writeTensors(shardFile(dir).string(), shards, error))
       throw Failure(error);
@@ -419,9 +421,11 @@ int64_t Run::resume(const std::string &dir) {
     for (const ZeroGroup &g : zero)
       for (auto [id, key] : {std::pair{g.desc->tensor, "param."},
                              std::pair{g.desc->expAvg, "exp_avg."},
-                             std::pair{g.desc->expAvgSq, "exp_avg_sq."}})
-        loadTensor(shards, mine.string(), key + g.name, {g.shard}, false,
-                   ex.tensor(id).as<float>());
+                             std::pair{g.desc->expAvgSq, "exp_avg_sq."}}) {
+        std::vector<float> w(g.shard);
+        loadTensor(shards, mine.string(), key + g.name, {g.shard}, false, w.data());
+        ex.write(ex.tensor(id), w.data(), g.shard * sizeof(float));
+      }
     return global;
   }
   std::map<std::string, safetensors::Tensor> model, moments;
@@ -436,7 +440,9 @@ int64_t Run::resume(const std::string &dir) {
                                  std::tuple{p.expAvgSq, "exp_avg_sq.", &moments}})
       if (id >= 0) {
         TensorRef t = ex.tensor(id);
-        loadTensor(*file, dir, key + p.name, t.desc->shape, p.hfTransposed, t.as<float>());
+        std::vector<float> w(t.numel());
+        loadTensor(*file, dir, key + p.name, t.desc->shape, p.hfTransposed, w.data());
+        ex.write(t, w.data());
       }
   }
   for (const ZeroGroup &g : zero)
@@ -509,13 +515,16 @@ void Run::evaluate() {
           done[r] = true;
         if (done[r])
           continue;
-        const float *row = logits.as<float>() + ((r * seqLen) + len - 1) * vocabSize;
-        int64_t next = std::max_element(row, row + vocabSize) - row;
+        std::vector<float> row = ex.read<float>(logits, (r * seqLen + len - 1) * vocabSize, vocabSize);
+        int64_t next = std::max_element(row.begin(), row.end()) - row.begin();
         cur[r].ids.push_back(next);
         cur[r].completion.push_back(1);
         int64_t generated = std::count(cur[r].completion.begin(), cur[r].completion.end(), 1);
+        // A completion longer than the expected one cannot match: stop
+        // there (a padding-free row would otherwise run to the whole
+        // batch's length).
         if (next == eos || len + 1 >= seqLen ||
-            (eos < 0 && generated >= static_cast<int64_t>(expected[r].size())))
+            generated >= static_cast<int64_t>(expected[r].size()))
           done[r] = true;
         any |= !done[r];
       }
@@ -665,9 +674,9 @@ int Run::main() {
     for (auto &m : micro) {
       int64_t tokens = 0;
       fillSftBatch(ex, "train_step", m, pad, tokens);
-      numItems.as<float>()[0] = static_cast<float>(std::max<int64_t>(trainable, 1));
+      ex.setScalar(numItems, static_cast<float>(std::max<int64_t>(trainable, 1)));
       ex.run("train_step");
-      loss += lossOut.as<float>()[0];
+      loss += ex.scalar<float>(lossOut);
       tokensNow += tokens;
     }
     if (world > 1 && zero.empty())
@@ -692,10 +701,10 @@ int Run::main() {
     // The accumulated gradients of the first optimizer step.
     if (step == 0 && !o.dumpGradients.empty())
       writeCollected(o.dumpGradients, "grad");
-    stepIn.as<int64_t>()[0] = step;
+    ex.setScalar<int64_t>(stepIn, step);
     ex.run("optimizer_step");
-    double gradNorm = ex.output("optimizer_step", "grad_norm").as<float>()[0];
-    double lr = ex.output("optimizer_step", "learning_rate").as<float>()[0];
+    double gradNorm = ex.scalar<float>(ex.output("optimizer_step", "grad_norm"));
+    double lr = ex.scalar<float>(ex.output("optimizer_step", "learning_rate"));
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!std::isfinite(loss))
       throw Failure("error: the loss is " + std::to_string(loss) + " at step " +

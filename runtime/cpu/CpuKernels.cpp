@@ -13,10 +13,12 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -1249,10 +1251,81 @@ private:
   int threads;
 };
 
+/// TRLC_GUARD_DEVICE_MEMORY=1: the CPU backend's memory is out of the
+/// host's reach as a GPU's is. It is mapped PROT_NONE except while a kernel
+/// or copy() runs, so host code that touches the arena directly instead of
+/// through copy() crashes here, where the tests run, rather than on a GPU.
+/// Gloo collectives read the arena directly, so a process of a larger world
+/// (WORLD_SIZE > 1) runs unguarded.
+class GuardedBackend : public Backend {
+public:
+  explicit GuardedBackend(std::unique_ptr<Backend> inner) : inner(std::move(inner)) {}
+  ~GuardedBackend() override {
+    for (auto &[p, n] : maps)
+      munmap(p, n);
+  }
+  std::string name() const override { return inner->name(); }
+  void *allocate(int64_t bytes) override {
+    size_t n = (std::max<int64_t>(bytes, 1) + 4095) / 4096 * 4096;
+    void *p = mmap(nullptr, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      return nullptr;
+    maps[p] = n;
+    held.add(p, bytes);
+    return p;
+  }
+  void release(void *ptr) override {
+    auto it = maps.find(ptr);
+    if (it == maps.end())
+      return;
+    munmap(ptr, it->second);
+    held.remove(ptr);
+    maps.erase(it);
+  }
+  void *allocateHost(int64_t bytes) override { return inner->allocateHost(bytes); }
+  void releaseHost(void *ptr) override { inner->releaseHost(ptr); }
+  void copy(void *dst, const void *src, int64_t bytes) override {
+    Open open(*this);
+    inner->copy(dst, src, bytes);
+  }
+  bool supports(const std::string &kernel) const override { return inner->supports(kernel); }
+  int64_t scratchBytes(const artifact::KernelCall &call,
+                       const artifact::Plan &plan) const override {
+    return inner->scratchBytes(call, plan);
+  }
+  void run(const std::string &kernel, const KernelArgs &args) override {
+    Open open(*this);
+    inner->run(kernel, args);
+  }
+  void synchronize() override { inner->synchronize(); }
+  int64_t allocatedPeakBytes() const override { return held.peak(); }
+
+private:
+  /// The mappings are readable and writable while one of these lives.
+  struct Open {
+    explicit Open(GuardedBackend &b) : b(b) { b.protect(PROT_READ | PROT_WRITE); }
+    ~Open() { b.protect(PROT_NONE); }
+    GuardedBackend &b;
+  };
+  void protect(int how) {
+    for (auto &[p, n] : maps)
+      if (mprotect(p, n, how) != 0)
+        throw KernelError("TRLC_GUARD_DEVICE_MEMORY: mprotect failed");
+  }
+  std::unique_ptr<Backend> inner;
+  std::map<void *, size_t> maps;
+  HeldBytes held;
+};
+
 } // namespace
 
 std::unique_ptr<Backend> makeCpuBackend(int threads) {
-  return std::make_unique<CpuBackend>(std::max(1, threads));
+  auto cpu = std::make_unique<CpuBackend>(std::max(1, threads));
+  const char *guard = std::getenv("TRLC_GUARD_DEVICE_MEMORY");
+  const char *world = std::getenv("WORLD_SIZE");
+  if (guard && *guard && std::string(guard) != "0" && (!world || std::atoi(world) <= 1))
+    return std::make_unique<GuardedBackend>(std::move(cpu));
+  return cpu;
 }
 
 } // namespace trlc

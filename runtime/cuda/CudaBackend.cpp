@@ -1,10 +1,9 @@
 //===- CudaBackend.cpp - the CUDA backend: plans' calls onto the kernels
 //---===//
 //
-// Memory: the arena and scratch are CUDA managed memory placed on the
-// device (the kernels run on device pages; the trainer writes a step's
-// token ids and reads its loss through the same pointers between
-// programs), offloaded activations live in pinned host memory.
+// Memory: the arena and scratch are plain device memory (cudaMalloc); the
+// trainer writes a step's token ids and reads its loss with copy() between
+// programs, and offloaded activations live in pinned host memory.
 //
 // Streams: kernels run in plan order on one compute stream. A copy between
 // the arena and the host pool (trl.offload / trl.reload) runs on a second,
@@ -154,19 +153,10 @@ public:
     void *p = nullptr;
     size_t n = std::max<int64_t>(bytes, 256);
     int64_t before = freeBytes();
-    if (cudaMallocManaged(&p, n) != cudaSuccess) {
+    if (cudaMalloc(&p, n) != cudaSuccess) {
       cudaGetLastError();
       return nullptr;
     }
-#if CUDART_VERSION >= 13000
-    cudaMemLocation here{};
-    here.type = cudaMemLocationTypeDevice;
-    here.id = device;
-    cudaMemAdvise(p, n, cudaMemAdviseSetPreferredLocation, here);
-#else
-    cudaMemAdvise(p, n, cudaMemAdviseSetPreferredLocation, device);
-#endif
-    // Zeroing on the device places every page there.
     check(cudaMemsetAsync(p, 0, n, stream), "clearing an allocation");
     check(cudaStreamSynchronize(stream), "clearing an allocation");
     int64_t got = std::max<int64_t>(0, before - freeBytes());

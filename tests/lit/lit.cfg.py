@@ -21,3 +21,7 @@ if config.have_cuda == "ON":
     smi = shutil.which("nvidia-smi")
     if smi and subprocess.run([smi, "-L"], capture_output=True).returncode == 0:
         config.available_features.add("cuda-gpu")
+# TRLC_GUARD_DEVICE_MEMORY=1 lit ...: every CPU run keeps its arena out of
+# the host's reach, as a GPU's is (see runtime/cpu/CpuKernels.cpp).
+if os.environ.get("TRLC_GUARD_DEVICE_MEMORY"):
+    config.environment["TRLC_GUARD_DEVICE_MEMORY"] = os.environ["TRLC_GUARD_DEVICE_MEMORY"]

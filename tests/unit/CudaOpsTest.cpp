@@ -79,14 +79,15 @@ public:
       const artifact::TensorDesc &d = plan.tensors[t];
       int64_t bytes = std::max<int64_t>(d.bytes(), 4);
       ptrs[t] = d.host ? b.allocateHost(bytes) : b.allocate(bytes);
+      // Device memory is reached through copy() only.
       if (!init[t].empty())
-        std::memcpy(ptrs[t], init[t].data(), init[t].size());
+        b.copy(ptrs[t], init[t].data(), init[t].size());
       else
-        std::memset(ptrs[t], 0xff, bytes);
+        b.copy(ptrs[t], std::vector<uint8_t>(bytes, 0xff).data(), bytes);
     }
-    int64_t scratchBytes = b.scratchBytes(call, plan);
-    void *scratch = b.allocate(std::max<int64_t>(scratchBytes, 64));
-    std::memset(scratch, 0xff, std::max<int64_t>(scratchBytes, 64));
+    int64_t scratchBytes = std::max<int64_t>(b.scratchBytes(call, plan), 64);
+    void *scratch = b.allocate(scratchBytes);
+    b.copy(scratch, std::vector<uint8_t>(scratchBytes, 0xff).data(), scratchBytes);
     KernelArgs a;
     for (int t : call.in)
       a.in.push_back(t < 0 ? TensorRef{}
@@ -100,9 +101,10 @@ public:
     std::vector<std::vector<float>> outs;
     for (int t : call.out) {
       std::vector<float> v(plan.tensors[t].numel());
-      std::memcpy(v.data(), ptrs[t], v.size() * sizeof(float));
+      b.copy(v.data(), ptrs[t], v.size() * sizeof(float));
       outs.push_back(std::move(v));
     }
+    b.synchronize();
     for (size_t t = 0; t < plan.tensors.size(); ++t)
       plan.tensors[t].host ? b.releaseHost(ptrs[t]) : b.release(ptrs[t]);
     b.release(scratch);
@@ -575,7 +577,7 @@ TEST_F(CudaOps, OffloadAndReloadThroughPinnedHostMemory) {
         *y = static_cast<float *>(gpu->allocate(bytes)),
         *z = static_cast<float *>(gpu->allocate(bytes));
   float *h = static_cast<float *>(gpu->allocateHost(bytes));
-  std::memcpy(x, values.data(), bytes);
+  gpu->copy(x, values.data(), bytes);
   json none = json::object(), fill = {{"value", -1.0}};
   auto call = [&](const char *k, std::vector<TensorRef> in,
                   std::vector<TensorRef> out, const json &attrs) {
@@ -589,10 +591,13 @@ TEST_F(CudaOps, OffloadAndReloadThroughPinnedHostMemory) {
   call("fill", {}, {{x, dx}}, fill);
   call("copy", {{h, dh}}, {{y, dy}}, none);
   call("add", {{y, dy}, {y, dy}}, {{z, dz}}, none);
+  std::vector<float> got(n), filled(n);
+  gpu->copy(got.data(), z, bytes);
+  gpu->copy(filled.data(), x, bytes);
   gpu->synchronize();
   for (int64_t i = 0; i < n; i += 4099)
-    ASSERT_EQ(z[i], 2 * values[i]) << "element " << i;
-  EXPECT_EQ(x[5], -1.0f);
+    ASSERT_EQ(got[i], 2 * values[i]) << "element " << i;
+  EXPECT_EQ(filled[5], -1.0f);
   gpu->release(x);
   gpu->release(y);
   gpu->release(z);
@@ -617,11 +622,13 @@ TEST_F(CudaOps, RecordedProgramReplaysWithNewInputs) {
   int id = gpu->endRecording(why);
   ASSERT_GE(id, 0) << why;
   for (float v : {1.5f, -2.0f}) {
-    std::fill(x, x + 4099, v);
+    std::vector<float> in(4099, v), out(4099);
+    gpu->copy(x, in.data(), bytes);
     gpu->replay(id);
+    gpu->copy(out.data(), y, bytes);
     gpu->synchronize();
-    EXPECT_EQ(y[0], 2 * v);
-    EXPECT_EQ(y[4098], 2 * v);
+    EXPECT_EQ(out[0], 2 * v);
+    EXPECT_EQ(out[4098], 2 * v);
   }
   gpu->release(x);
   gpu->release(y);

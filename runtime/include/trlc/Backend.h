@@ -88,8 +88,9 @@ class Backend {
 public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
-  /// Zero-filled memory the kernels run on, readable and writable by the
-  /// host between programs (after synchronize()); null when out of memory.
+  /// Zero-filled memory the kernels run on; null when out of memory. The
+  /// host may not be able to address it (a GPU's): it reads and writes it
+  /// only through copy().
   virtual void *allocate(int64_t bytes) = 0;
   virtual void release(void *ptr) = 0;
   /// Host memory the device copies to and from (offloaded activations):
@@ -97,7 +98,8 @@ public:
   virtual void *allocateHost(int64_t bytes);
   virtual void releaseHost(void *ptr);
   /// Copies between host and device memory (or within the device), in
-  /// order with the kernels; visible to the host after synchronize().
+  /// order with the kernels; visible to the host after synchronize(). The
+  /// host side may be reused as soon as copy() returns.
   virtual void copy(void *dst, const void *src, int64_t bytes) = 0;
   virtual bool supports(const std::string &kernel) const = 0;
   virtual int64_t scratchBytes(const artifact::KernelCall &call,

@@ -48,6 +48,24 @@ public:
     auto it = plan_.programs.find(program);
     return it != plan_.programs.end() && it->second.inputs.count(name) > 0;
   }
+  /// The host reaches tensors only through these: the arena may be device
+  /// memory it cannot address. read() waits for the kernels issued before
+  /// it; write() (of the first `bytes`, -1: all) is ordered before the next
+  /// program. `from` and `count` are in elements of T (count -1: to the end).
+  void read(const TensorRef &t, void *host, int64_t offsetBytes, int64_t bytes);
+  void write(const TensorRef &t, const void *host, int64_t bytes = -1);
+  template <typename T>
+  std::vector<T> read(const TensorRef &t, int64_t from = 0, int64_t count = -1) {
+    if (count < 0)
+      count = t.desc->bytes() / static_cast<int64_t>(sizeof(T)) - from;
+    std::vector<T> v(count);
+    read(t, v.data(), from * sizeof(T), count * sizeof(T));
+    return v;
+  }
+  template <typename T> T scalar(const TensorRef &t) { return read<T>(t, 0, 1)[0]; }
+  template <typename T> void setScalar(const TensorRef &t, T value) {
+    write(t, &value, sizeof(T));
+  }
   const artifact::Plan &plan() const { return plan_; }
   int64_t reservedBytes() const { return plan_.arenaBytes + scratchBytes; }
   /// What the backend has measured holding at most.
