@@ -377,10 +377,12 @@ std::unique_ptr<Communicator> makeCommunicator(const std::string &backend) {
     return makeNcclComm(p.rank, p.size, id, timeout);
   }
 #endif
-  if (backend != "cpu")
-    throw CommError("no communicator for the " + backend + " backend in this build");
   if (p.size == 1)
     return std::make_unique<NoComm>();
+  if (backend != "cpu")
+    throw CommError("this trlc was built without NCCL, so its " + backend +
+                    " backend runs one process only (WORLD_SIZE is " +
+                    std::to_string(p.size) + ")");
 #ifdef TRLC_HAVE_GLOO
   // The store is needed only to connect (rank 0's server thread lives on
   // for late ranks).
