@@ -1,7 +1,8 @@
 //===- NcclTest.cpp - the NCCL communicator on one GPU --------------------===//
 //
 // World size 1: every collective must give what the no-communicator run
-// computes (a copy, or the input itself). Skipped without a GPU.
+// computes (a copy, or the input itself), on device buffers and on host
+// buffers (staged). Skipped without a GPU.
 
 #include "trlc/Comm.h"
 
@@ -51,6 +52,16 @@ TEST(Nccl, WorldOfOneMatchesNoCommunicator) {
   comm->allReduceSum(dy, y.size());
   EXPECT_EQ(download(dy, y.size()), y);
   comm->barrier();
+  // Host buffers pass through the communicator's device staging buffer.
+  std::vector<double> totals = {2.5, 40.0};
+  comm->allReduceSum(totals.data(), totals.size());
+  EXPECT_EQ(totals, (std::vector<double>{2.5, 40.0}));
+  std::vector<float> gathered(x.size(), -1.0f);
+  comm->allGather(x.data(), gathered.data(), x.size());
+  EXPECT_EQ(gathered, x);
+  std::vector<float> summed(x.size(), -1.0f), input = x;
+  comm->reduceScatterSum(input.data(), summed.data(), x.size());
+  EXPECT_EQ(summed, x);
   for (void *p : {static_cast<void *>(in), static_cast<void *>(out), static_cast<void *>(scratch),
                   static_cast<void *>(dy)})
     cudaFree(p);
