@@ -2,19 +2,23 @@
 //-*-===//
 //
 // Forward: one block row per token copies its table row. Backward is
-// deterministic: the tokens are bucketed by id in token order (a counting
-// sort, its scatter done by one thread so the order within a bucket is the
-// token order), then one thread per (table row, column) sums its bucket in
-// that order. The table gradient is overwritten, rows with no token
-// become zero. An id outside the vocabulary sets the status word and
-// reads as a zero row.
+// deterministic: the tokens are bucketed by id in token order (a stable
+// radix sort of (id, token) pairs with CUB, bucket ends from an inclusive
+// scan of integer counts), then one thread per (table row, column) sums
+// its bucket in that order. The table gradient is overwritten, rows with
+// no token become zero. An id outside the vocabulary sets the status word
+// (forward) and reads as a zero row; the backward skips it (sorted last).
 //
-// Scratch of the backward: counts [vocab + 1] and the sorted token list
-// [tokens], int32.
+// Scratch of the backward: counts and bucket ends [vocab], keys and token
+// indices before and after the sort [tokens] each (int32), and CUB's
+// temporary storage.
 //
 //===----------------------------------------------------------------------===//
 
 #include "common.cuh"
+
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_scan.cuh>
 
 namespace trlc::cuda {
 namespace {
@@ -31,35 +35,29 @@ __global__ void embeddingKernel(Status st, const float *table, Index ids,
     y[t * h + j] = ok ? table[id * h + j] : 0.0f;
 }
 
-/// counts[v + 1] = tokens with id v, then the exclusive prefix sum, then a
-/// stable scatter of token indices: one thread, tokens in order.
-__global__ void bucketKernel(Index ids, int *counts, int *order, int64_t vocab,
-                             int64_t tokens) {
-  if (threadIdx.x != 0 || blockIdx.x != 0)
-    return;
-  for (int64_t t = 0; t < tokens; ++t) {
+/// keys[t] = the token's id (vocab when outside it), tokens[t] = t, and
+/// counts[id] += 1 (integer atomics: the same counts in any order).
+__global__ void keyKernel(Index ids, int *keys, int *tokenIdx, int *counts,
+                          int64_t vocab, int64_t tokens) {
+  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       t < tokens; t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     long long id = loadIndex(ids, t);
-    if (id >= 0 && id < vocab)
-      ++counts[id + 1];
+    bool ok = id >= 0 && id < vocab;
+    keys[t] = static_cast<int>(ok ? id : vocab);
+    tokenIdx[t] = static_cast<int>(t);
+    if (ok)
+      atomicAdd(&counts[id], 1);
   }
-  for (int64_t v = 0; v < vocab; ++v)
-    counts[v + 1] += counts[v];
-  for (int64_t t = 0; t < tokens; ++t) {
-    long long id = loadIndex(ids, t);
-    if (id >= 0 && id < vocab)
-      order[counts[id]++] = static_cast<int>(t);
-  }
-  // counts[v] is now the end of bucket v; its start is counts[v - 1]
-  // (0 for v = 0), read below as `begin`.
 }
 
-__global__ void gatherRowsKernel(const float *dy, const int *counts,
+/// Bucket v of `order` is [ends[v - 1], ends[v]) (from 0 for v = 0).
+__global__ void gatherRowsKernel(const float *dy, const int *ends,
                                  const int *order, float *dtable, int64_t vocab,
                                  int64_t h) {
   int64_t v = gridRow();
   if (v >= vocab)
     return;
-  int begin = v == 0 ? 0 : counts[v - 1], end = counts[v];
+  int begin = v == 0 ? 0 : ends[v - 1], end = ends[v];
   for (int64_t j = threadIdx.x; j < h; j += blockDim.x) {
     float acc = 0;
     for (int i = begin; i < end; ++i)
@@ -79,19 +77,77 @@ void embedding(cudaStream_t s, Status st, const float *table, Index ids,
   TRLC_LAUNCHED();
 }
 
+namespace {
+/// Where each part of the backward's scratch starts.
+struct GradScratch {
+  int *counts, *ends, *keys, *sortedKeys, *tokenIdx, *order;
+  void *temp;
+  size_t tempBytes, total;
+};
+
+int keyBits(int64_t vocab) { // ids 0..vocab (vocab: outside)
+  int bits = 1;
+  while ((int64_t(1) << bits) <= vocab)
+    ++bits;
+  return bits;
+}
+
+GradScratch gradScratch(void *base, int64_t vocab, int64_t tokens) {
+  size_t sortBytes = 0, scanBytes = 0;
+  int n = static_cast<int>(tokens);
+  TRLC_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      nullptr, sortBytes, static_cast<const int *>(nullptr),
+      static_cast<int *>(nullptr), static_cast<const int *>(nullptr),
+      static_cast<int *>(nullptr), n, 0, keyBits(vocab)));
+  TRLC_CUDA_CHECK(cub::DeviceScan::InclusiveSum(
+      nullptr, scanBytes, static_cast<const int *>(nullptr),
+      static_cast<int *>(nullptr), static_cast<int>(vocab)));
+  GradScratch g{};
+  char *p = static_cast<char *>(base);
+  size_t at = 0;
+  auto take = [&](size_t bytes) {
+    void *here = p ? p + at : nullptr;
+    at += align256(bytes);
+    return here;
+  };
+  g.counts = static_cast<int *>(take(vocab * sizeof(int)));
+  g.ends = static_cast<int *>(take(vocab * sizeof(int)));
+  g.keys = static_cast<int *>(take(tokens * sizeof(int)));
+  g.sortedKeys = static_cast<int *>(take(tokens * sizeof(int)));
+  g.tokenIdx = static_cast<int *>(take(tokens * sizeof(int)));
+  g.order = static_cast<int *>(take(tokens * sizeof(int)));
+  g.tempBytes = std::max<size_t>(std::max(sortBytes, scanBytes), 1);
+  g.temp = take(g.tempBytes);
+  g.total = at;
+  return g;
+}
+} // namespace
+
 size_t embeddingGradScratch(int64_t vocab, int64_t tokens) {
-  return align256((vocab + 1) * sizeof(int)) + align256(tokens * sizeof(int));
+  return gradScratch(nullptr, vocab, tokens).total;
 }
 
 void embeddingGrad(cudaStream_t s, const float *dy, Index ids, float *dtable,
                    int64_t vocab, int64_t h, int64_t tokens, void *scratch) {
-  int *counts = static_cast<int *>(scratch);
-  int *order = reinterpret_cast<int *>(static_cast<char *>(scratch) +
-                                       align256((vocab + 1) * sizeof(int)));
-  TRLC_CUDA_CHECK(cudaMemsetAsync(counts, 0, (vocab + 1) * sizeof(int), s));
-  bucketKernel<<<1, 32, 0, s>>>(ids, counts, order, vocab, tokens);
-  TRLC_LAUNCHED();
-  gatherRowsKernel<<<rowGrid(vocab), 128, 0, s>>>(dy, counts, order, dtable,
+  if (tokens > INT32_MAX || vocab >= INT32_MAX)
+    throw std::runtime_error(
+        "embedding backward: more than 2^31 tokens or ids");
+  GradScratch g = gradScratch(scratch, vocab, tokens);
+  int n = static_cast<int>(tokens);
+  TRLC_CUDA_CHECK(cudaMemsetAsync(g.counts, 0, vocab * sizeof(int), s));
+  if (n > 0) {
+    keyKernel<<<blocksFor(tokens, 256), 256, 0, s>>>(ids, g.keys, g.tokenIdx,
+                                                     g.counts, vocab, tokens);
+    TRLC_LAUNCHED();
+    size_t bytes = g.tempBytes;
+    TRLC_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+        g.temp, bytes, g.keys, g.sortedKeys, g.tokenIdx, g.order, n, 0,
+        keyBits(vocab), s));
+  }
+  size_t bytes = g.tempBytes;
+  TRLC_CUDA_CHECK(cub::DeviceScan::InclusiveSum(g.temp, bytes, g.counts, g.ends,
+                                                static_cast<int>(vocab), s));
+  gatherRowsKernel<<<rowGrid(vocab), 128, 0, s>>>(dy, g.ends, g.order, dtable,
                                                   vocab, h);
   TRLC_LAUNCHED();
 }
