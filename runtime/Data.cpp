@@ -73,9 +73,11 @@ int64_t fillSftBatch(Executor &ex, const std::string &prog,
             mask = ex.input(prog, "attention_mask");
   int64_t b = ids.dim(0), s = ids.dim(1), trainable = 0;
   bool hasLabels = prog == "train_step", hasCu = ex.hasInput(prog, "cu_seqlens");
+  TensorRef labelsIn = hasLabels ? ex.input(prog, "labels") : TensorRef{},
+            cuIn = hasCu ? ex.input(prog, "cu_seqlens") : TensorRef{};
   // Built on the host, then copied in: the inputs may live on a GPU.
   std::vector<int64_t> idv(b * s), posv(b * s), maskv(b * s), labels(hasLabels ? b * s : 0);
-  std::vector<int32_t> cu(hasCu ? ex.input(prog, "cu_seqlens").numel() : 0);
+  std::vector<int32_t> cu(hasCu ? cuIn.numel() : 0);
   int64_t docs = 0;
   for (int64_t r = 0; r < b; ++r) {
     const Example *e = r < static_cast<int64_t>(rows.size()) ? rows[r] : nullptr;
@@ -109,11 +111,11 @@ int64_t fillSftBatch(Executor &ex, const std::string &prog,
   ex.write(pos, posv.data());
   ex.write(mask, maskv.data());
   if (hasLabels)
-    ex.write(ex.input(prog, "labels"), labels.data());
+    ex.write(labelsIn, labels.data());
   if (hasCu) {
     for (size_t k = docs + 1; k < cu.size(); ++k)
       cu[k] = static_cast<int32_t>(b * s);
-    ex.write(ex.input(prog, "cu_seqlens"), cu.data());
+    ex.write(cuIn, cu.data());
   }
   return trainable;
 }

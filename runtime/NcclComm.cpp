@@ -49,52 +49,50 @@ public:
   int size() const override { return size_; }
   std::string name() const override { return "nccl"; }
   void allReduceSum(float *data, size_t n) override {
-    allReduce(data, n * sizeof(float), ncclFloat32);
+    run("all_reduce", data, n * sizeof(float), data, n * sizeof(float),
+        [&](const void *in, void *out) {
+          return ncclAllReduce(in, out, n, ncclFloat32, ncclSum, comm_, stream_);
+        });
   }
   void allReduceSum(double *data, size_t n) override {
-    allReduce(data, n * sizeof(double), ncclFloat64);
+    run("all_reduce", data, n * sizeof(double), data, n * sizeof(double),
+        [&](const void *in, void *out) {
+          return ncclAllReduce(in, out, n, ncclFloat64, ncclSum, comm_, stream_);
+        });
   }
   void allGather(const float *shard, float *out, size_t count) override {
-    size_t in = count * sizeof(float), all = in * size_;
-    if (onDevice(shard) && onDevice(out)) {
-      nccl(ncclAllGather(shard, out, count, ncclFloat32, comm_, stream_), "all_gather");
-      return wait("all_gather");
-    }
-    char *buf = staging(in + all);
-    toDevice(buf, shard, in);
-    nccl(ncclAllGather(buf, buf + in, count, ncclFloat32, comm_, stream_), "all_gather");
-    wait("all_gather");
-    toHost(out, buf + in, all);
+    run("all_gather", shard, count * sizeof(float), out, count * sizeof(float) * size_,
+        [&](const void *in, void *to) {
+          return ncclAllGather(in, to, count, ncclFloat32, comm_, stream_);
+        });
   }
   void reduceScatterSum(float *in, float *out, size_t count) override {
-    size_t part = count * sizeof(float), all = part * size_;
-    if (onDevice(in) && onDevice(out)) {
-      nccl(ncclReduceScatter(in, out, count, ncclFloat32, ncclSum, comm_, stream_),
-           "reduce_scatter");
-      return wait("reduce_scatter");
-    }
-    char *buf = staging(all + part);
-    toDevice(buf, in, all);
-    nccl(ncclReduceScatter(buf, buf + all, count, ncclFloat32, ncclSum, comm_, stream_),
-         "reduce_scatter");
-    wait("reduce_scatter");
-    toHost(out, buf + all, part);
+    run("reduce_scatter", in, count * sizeof(float) * size_, out, count * sizeof(float),
+        [&](const void *from, void *to) {
+          return ncclReduceScatter(from, to, count, ncclFloat32, ncclSum, comm_, stream_);
+        });
   }
   void barrier() override { allReduceSum(one_, 1); }
 
 private:
-  void allReduce(void *data, size_t bytes, ncclDataType_t type) {
-    size_t n = bytes / (type == ncclFloat64 ? sizeof(double) : sizeof(float));
-    void *at = data;
-    bool host = !onDevice(data);
-    if (host) {
-      at = staging(bytes);
-      toDevice(at, data, bytes);
+  /// Issues one NCCL call, `issue(in, out)`, and waits for it. Host
+  /// buffers pass through the staging buffer: `in` (inBytes) is copied in
+  /// first and `out` (outBytes) back after; the same buffer when in place.
+  template <typename Issue>
+  void run(const char *what, const void *in, size_t inBytes, void *out, size_t outBytes,
+           Issue issue) {
+    if (onDevice(in) && onDevice(out)) {
+      nccl(issue(in, out), what);
+      return wait(what);
     }
-    nccl(ncclAllReduce(at, at, n, type, ncclSum, comm_, stream_), "all_reduce");
-    wait("all_reduce");
-    if (host)
-      toHost(data, at, bytes);
+    bool inPlace = in == out;
+    char *from = staging(inPlace ? inBytes : inBytes + outBytes);
+    char *to = inPlace ? from : from + inBytes;
+    cuda(cudaMemcpyAsync(from, in, inBytes, cudaMemcpyDefault, stream_), "staging a host buffer");
+    nccl(issue(from, to), what);
+    wait(what);
+    cuda(cudaMemcpyAsync(out, to, outBytes, cudaMemcpyDefault, stream_), "staging a host buffer");
+    cuda(cudaStreamSynchronize(stream_), "staging a host buffer");
   }
   static bool onDevice(const void *p) {
     cudaPointerAttributes a{};
@@ -114,15 +112,6 @@ private:
       stagingBytes_ = bytes;
     }
     return static_cast<char *>(staging_);
-  }
-  void toDevice(void *dst, const void *src, size_t bytes) {
-    cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_),
-         "copying host memory in");
-  }
-  void toHost(void *dst, const void *src, size_t bytes) {
-    cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
-         "copying to host memory");
-    cuda(cudaStreamSynchronize(stream_), "copying to host memory");
   }
   void cuda(cudaError_t e, const char *what) {
     if (e != cudaSuccess)
