@@ -30,8 +30,7 @@ std::optional<Error> writeFile(const fs::path &file, const std::string &text) {
 
 std::optional<Error> writeArtifact(const std::string &outDir,
                                    const Recipe &recipe, mlir::ModuleOp module,
-                                   const MemorySummary &cpu,
-                                   const MemorySummary &cuda,
+                                   const MemorySummary &summary,
                                    const artifact::Plan &plan) {
   fs::path dir(outDir);
   std::error_code ec;
@@ -64,14 +63,14 @@ std::optional<Error> writeArtifact(const std::string &outDir,
       {"world_size", 1},
       {"batch_size", recipe.train.perDeviceTrainBatchSize},
       {"sequence_bound", sequenceBound(recipe)},
-      {"parameters", cpu.trainableParameters}};
+      {"parameters", summary.trainableParameters}};
 
   if (auto err = writeFile(dir / artifact::kRecipeFile, recipe.resolvedToml))
     return err;
   if (auto err = writeFile(dir / artifact::kIrDir / artifact::kStepIrFile, ir))
     return err;
   if (auto err = writeFile(dir / artifact::kMemoryPlanFile,
-                           memorySummaryJson(cpu, cuda)))
+                           memorySummaryJson(summary)))
     return err;
   if (auto err = writeFile(dir / artifact::kPlanFile,
                            artifact::planToJson(plan).dump() + "\n"))

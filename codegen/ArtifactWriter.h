@@ -16,8 +16,7 @@ namespace trlc {
 /// trlc artifact, so nothing the user wrote is overwritten.
 std::optional<Error> writeArtifact(const std::string &outDir,
                                    const Recipe &recipe, mlir::ModuleOp module,
-                                   const MemorySummary &cpu,
-                                   const MemorySummary &cuda,
+                                   const MemorySummary &summary,
                                    const artifact::Plan &plan);
 
 } // namespace trlc

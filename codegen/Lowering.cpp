@@ -22,6 +22,7 @@ std::optional<artifact::DType> dtypeOf(Type t) {
   using artifact::DType;
   Type e = cast<RankedTensorType>(t).getElementType();
   if (e.isF32()) return DType::F32;
+  if (e.isBF16()) return DType::BF16;
   if (e.isF64()) return DType::F64;
   if (e.isInteger(64)) return DType::I64;
   if (e.isInteger(32)) return DType::I32;

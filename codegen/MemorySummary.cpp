@@ -16,20 +16,8 @@ using namespace mlir;
 
 namespace trlc {
 
-namespace {
-int64_t bytesAt(Type type, int64_t floatBytes) {
-  auto t = dyn_cast<RankedTensorType>(type);
-  if (!t || !t.hasStaticShape())
-    return 0;
-  if (isa<FloatType>(t.getElementType()))
-    return t.getNumElements() * floatBytes;
-  return trl::tensorBytes(t);
-}
-} // namespace
-
-MemorySummary summarizeMemory(ModuleOp module, int64_t floatBytes) {
+MemorySummary summarizeMemory(ModuleOp module) {
   MemorySummary s;
-  s.floatBytes = floatBytes;
   std::set<std::pair<std::string, std::string>> seen;  // (set, name)
   llvm::StringMap<int64_t> zeroElements;  // ZeRO-3 group -> its members' elements
   if (auto zero = module->getAttrOfType<DictionaryAttr>("trl.zero"))
@@ -65,7 +53,7 @@ MemorySummary summarizeMemory(ModuleOp module, int64_t floatBytes) {
     s.forwardFlops += cost.getFlops();
     s.workspaceBytes = std::max(s.workspaceBytes, cost.getWorkspaceBytes());
     for (Value r : op->getResults()) {
-      int64_t bytes = bytesAt(r.getType(), floatBytes);
+      int64_t bytes = trl::tensorBytes(r.getType());
       s.activationBytes += bytes;
       if (bytes > s.largestActivationBytes) {
         s.largestActivationBytes = bytes;
@@ -76,74 +64,63 @@ MemorySummary summarizeMemory(ModuleOp module, int64_t floatBytes) {
       }
     }
   });
-  s.parameterBytes = s.trainableParameters * floatBytes;
-  s.frozenBytes = s.frozenParameters * floatBytes;
-  s.gradientBytes = s.trainableParameters * floatBytes;
-  // AdamW keeps m and v in fp32; with 16-bit weights an fp32 master copy too.
-  s.optimizerBytes = s.trainableParameters * (floatBytes < 4 ? 12 : 8);
+  // Weights, gradients and AdamW's m and v are fp32.
+  s.parameterBytes = s.trainableParameters * 4;
+  s.frozenBytes = s.frozenParameters * 4;
+  s.gradientBytes = s.trainableParameters * 4;
+  s.optimizerBytes = s.trainableParameters * 8;
   return s;
 }
 
 
-std::string formatMemorySummary(const MemorySummary &cpu,
-                                const MemorySummary &cuda) {
+std::string formatMemorySummary(const MemorySummary &s) {
   std::string out;
   char line[160];
-  auto row = [&](const char *name, int64_t a, int64_t b) {
-    std::snprintf(line, sizeof(line), "  %-34s %14s %14s\n", name,
-                  formatBytes(a).c_str(), formatBytes(b).c_str());
+  auto row = [&](const char *name, int64_t bytes) {
+    std::snprintf(line, sizeof(line), "  %-34s %14s\n", name,
+                  formatBytes(bytes).c_str());
     out += line;
   };
   std::snprintf(line, sizeof(line),
-                "memory summary (one step; activations before any memory pass)\n"
+                "memory summary (one step, every activation kept; trlc "
+                "inspect shows the exact plan)\n"
                 "  trainable parameters: %lld   frozen (reference): %lld\n",
-                static_cast<long long>(cpu.trainableParameters),
-                static_cast<long long>(cpu.frozenParameters));
+                static_cast<long long>(s.trainableParameters),
+                static_cast<long long>(s.frozenParameters));
   out += line;
-  std::snprintf(line, sizeof(line), "  %-34s %14s %14s\n", "",
-                "cpu (fp32)", "cuda (bf16)");
-  out += line;
-  row("parameters", cpu.parameterBytes, cuda.parameterBytes);
-  if (cpu.frozenParameters)
-    row("reference model (frozen)", cpu.frozenBytes, cuda.frozenBytes);
-  row("gradients", cpu.gradientBytes, cuda.gradientBytes);
-  row("optimizer state (AdamW)", cpu.optimizerBytes, cuda.optimizerBytes);
-  row("activations (all kept, no reuse)", cpu.activationBytes,
-      cuda.activationBytes);
-  row("largest op workspace", cpu.workspaceBytes, cuda.workspaceBytes);
-  row("total (upper bound)", cpu.totalBytes(), cuda.totalBytes());
-  out += "  largest activation: " + cpu.largestActivationOp + " (" +
-         formatBytes(cpu.largestActivationBytes) + " fp32)\n";
+  row("parameters", s.parameterBytes);
+  if (s.frozenParameters)
+    row("reference model (frozen)", s.frozenBytes);
+  row("gradients", s.gradientBytes);
+  row("optimizer state (AdamW)", s.optimizerBytes);
+  row("activations (all kept, no reuse)", s.activationBytes);
+  row("largest op workspace", s.workspaceBytes);
+  row("total (upper bound)", s.totalBytes());
+  out += "  largest activation: " + s.largestActivationOp + " (" +
+         formatBytes(s.largestActivationBytes) + ")\n";
   std::snprintf(line, sizeof(line), "  forward FLOPs per micro-batch: %.3g\n",
-                static_cast<double>(cpu.forwardFlops));
+                static_cast<double>(s.forwardFlops));
   out += line;
   return out;
 }
 
-std::string memorySummaryJson(const MemorySummary &cpu,
-                              const MemorySummary &cuda) {
-  auto one = [](const MemorySummary &s) {
-    return nlohmann::json{
-        {"float_bytes", s.floatBytes},
-        {"parameters_bytes", s.parameterBytes},
-        {"frozen_parameters_bytes", s.frozenBytes},
-        {"gradients_bytes", s.gradientBytes},
-        {"optimizer_state_bytes", s.optimizerBytes},
-        {"activations_bytes", s.activationBytes},
-        {"workspace_bytes", s.workspaceBytes},
-        {"total_bytes", s.totalBytes()},
-        {"largest_activation", s.largestActivationOp},
-        {"largest_activation_bytes", s.largestActivationBytes}};
-  };
+std::string memorySummaryJson(const MemorySummary &s) {
   nlohmann::json j{
       {"kind", "summary"},
-      {"note", "activations counted with every forward intermediate kept; "
+      {"note", "activations counted with every intermediate kept; "
                "the liveness-based plan is exact"},
-      {"trainable_parameters", cpu.trainableParameters},
-      {"frozen_parameters", cpu.frozenParameters},
-      {"forward_flops", cpu.forwardFlops},
-      {"cpu", one(cpu)},
-      {"cuda", one(cuda)}};
+      {"trainable_parameters", s.trainableParameters},
+      {"frozen_parameters", s.frozenParameters},
+      {"forward_flops", s.forwardFlops},
+      {"parameters_bytes", s.parameterBytes},
+      {"frozen_parameters_bytes", s.frozenBytes},
+      {"gradients_bytes", s.gradientBytes},
+      {"optimizer_state_bytes", s.optimizerBytes},
+      {"activations_bytes", s.activationBytes},
+      {"workspace_bytes", s.workspaceBytes},
+      {"total_bytes", s.totalBytes()},
+      {"largest_activation", s.largestActivationOp},
+      {"largest_activation_bytes", s.largestActivationBytes}};
   return j.dump(2) + "\n";
 }
 

@@ -21,13 +21,12 @@
 namespace trlc {
 
 struct MemorySummary {
-  int64_t floatBytes = 4;          // bytes per float element (4 fp32, 2 bf16)
   int64_t trainableParameters = 0;
   int64_t frozenParameters = 0;    // reference model
-  int64_t parameterBytes = 0;      // trainable weights at compute precision
+  int64_t parameterBytes = 0;      // trainable weights (fp32 master)
   int64_t frozenBytes = 0;
   int64_t gradientBytes = 0;
-  int64_t optimizerBytes = 0;      // AdamW m, v (+ fp32 master with bf16)
+  int64_t optimizerBytes = 0;      // AdamW m, v
   int64_t activationBytes = 0;     // every forward intermediate kept
   int64_t largestActivationBytes = 0;
   std::string largestActivationOp; // op name and type of that tensor
@@ -40,17 +39,15 @@ struct MemorySummary {
   }
 };
 
-/// Accounts the module's `train_step` for floats of `floatBytes` bytes.
-MemorySummary summarizeMemory(mlir::ModuleOp module, int64_t floatBytes);
+/// Accounts the module's `train_step` at the element types it stores
+/// (bf16 activations after trl-mixed-precision); the same on every backend.
+MemorySummary summarizeMemory(mlir::ModuleOp module);
 
-
-/// A table comparing the CPU (fp32) and CUDA (bf16) accounts.
-std::string formatMemorySummary(const MemorySummary &cpu,
-                                const MemorySummary &cuda);
+/// The account as a table.
+std::string formatMemorySummary(const MemorySummary &s);
 
 /// The same as JSON (memory_plan.json).
-std::string memorySummaryJson(const MemorySummary &cpu,
-                              const MemorySummary &cuda);
+std::string memorySummaryJson(const MemorySummary &s);
 
 } // namespace trlc
 

@@ -38,7 +38,10 @@ class Trl_Op<string mnemonic, list<Trait> traits = []>
     : Op<Trl_Dialect, mnemonic, traits # [Trl_MemoryCostOpInterface]>;
 
 // Float tensors: f64 is accepted so that finite-difference checks can run in
-// double precision; training uses f32 (CPU) or bf16 (CUDA).
+// double precision; training uses f32. bf16 is a storage precision
+// (trl-mixed-precision): ops compute in f32, widen bf16 operands and round
+// bf16 results, so where an op asks operands for one element type, bf16 and
+// f32 mix freely.
 def Trl_Float : AnyTypeOf<[F16, BF16, F32, F64]>;
 def Trl_FloatTensor : RankedTensorOf<[F16, BF16, F32, F64]>;
 def Trl_IndexTensor : RankedTensorOf<[I32, I64]>;

@@ -52,12 +52,19 @@ SmallVector<int64_t> append(ArrayRef<int64_t> shape, int64_t d) {
   return out;
 }
 
+/// bf16 storage mixes with f32 compute (see Trl_FloatTensor); other
+/// element types must match exactly.
+bool compatibleElements(Type a, Type b) {
+  auto storable = [](Type t) { return t.isF32() || t.isBF16(); };
+  return a == b || (storable(a) && storable(b));
+}
+
 /// Checks that every named value has the element type of the first.
 LogicalResult sameElementType(Operation *op,
                               ArrayRef<std::pair<StringRef, Type>> values) {
   Type first = getElementTypeOrSelf(values.front().second);
   for (auto [name, type] : values.drop_front())
-    if (getElementTypeOrSelf(type) != first)
+    if (!compatibleElements(getElementTypeOrSelf(type), first))
       return op->emitOpError() << "expects " << name << " to have element type "
                                << first << " like " << values.front().first
                                << ", got " << getElementTypeOrSelf(type);
@@ -73,9 +80,18 @@ LogicalResult expectShape(Operation *op, StringRef what, Type type,
   return success();
 }
 
+/// `type` is `expected` up to bf16 storage of an f32 tensor.
 LogicalResult expectType(Operation *op, StringRef what, Type type,
                          Type expected) {
-  if (type != expected)
+  auto a = dyn_cast<RankedTensorType>(type),
+       b = dyn_cast<RankedTensorType>(expected);
+  bool same = a && b
+                  ? a.getShape() == b.getShape() &&
+                        a.getEncoding() == b.getEncoding() &&
+                        compatibleElements(a.getElementType(),
+                                           b.getElementType())
+                  : type == expected;
+  if (!same)
     return op->emitOpError() << "expects " << what << " of type " << expected
                              << ", got " << type;
   return success();
@@ -620,6 +636,12 @@ LogicalResult SwigluGradOp::verify() {
       failed(expectType(*this, "grad_gate", getGradGate().getType(), t)))
     return failure();
   return expectType(*this, "grad_up", getGradUp().getType(), t);
+}
+
+LogicalResult GeluGradOp::verify() {
+  if (failed(expectType(*this, "result", getType(), getGrad().getType())))
+    return failure();
+  return expectType(*this, "x", getX().getType(), getGrad().getType());
 }
 
 LogicalResult CrossEntropyGradOp::verify() {

@@ -601,18 +601,20 @@ def Trl_SwigluGradOp : Trl_Op<"swiglu_grad", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_GeluGradOp : Trl_Op<"gelu_grad", [Pure, SameOperandsAndResultType]> {
+def Trl_GeluGradOp : Trl_Op<"gelu_grad", [Pure, SameOperandsAndResultShape]> {
   let summary = "gradient of gelu w.r.t. its input";
   let description = [{
     ```mlir
-    %dx = trl.gelu_grad %dy, %x {approximate = #trl.gelu<tanh>} : tensor<4x8xf32>
+    %dx = trl.gelu_grad %dy, %x {approximate = #trl.gelu<tanh>}
+        : (tensor<4x8xf32>, tensor<4x8xbf16>) -> tensor<4x8xf32>
     ```
   }];
   let arguments = (ins Trl_FloatTensor:$grad, Trl_FloatTensor:$x,
                    DefaultValuedAttr<Trl_GeluApproximationAttr,
                      "::mlir::trl::GeluApproximation::none">:$approximate);
   let results = (outs Trl_FloatTensor:$result);
-  let assemblyFormat = "$grad `,` $x attr-dict `:` type($result)";
+  let assemblyFormat = "$grad `,` $x attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
 }
 
 def Trl_CrossEntropyGradOp : Trl_Op<"cross_entropy_grad", [Pure]> {

@@ -145,7 +145,7 @@ const KeySpec kSchema[] = {
   {"", "method", Kind::Enum, none(), ALL, "sft|dpo|kto|grpo", -INFINITY, INFINITY, false, "training method"},
 
   {"model", "path", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "Hugging Face model directory"},
-  {"model", "dtype", Kind::Enum, all("\"bf16\""), ALL, "bf16|fp16|fp32", -INFINITY, INFINITY, false, "compute dtype on CUDA (the CPU computes in fp32)"},
+  {"model", "dtype", Kind::Enum, all("\"bf16\""), ALL, "bf16|fp32", -INFINITY, INFINITY, false, "activation storage: bf16 keeps the activations between ops in bf16 (fp32 master weights, gradients and optimizer state; kernels compute in fp32), fp32 keeps everything in fp32"},
   {"model", "init_seed", Kind::Int, all("0"), ALL, nullptr, 0, 4294967295.0, false, "seed of the random initialisation (inline [model.config] only)"},
   {"model", "tokenizer", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "directory with tokenizer.json (default: the model directory)"},
 

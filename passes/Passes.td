@@ -67,6 +67,25 @@ def TrlAutodiff : Pass<"trl-autodiff", "ModuleOp"> {
   let dependentDialects = ["::mlir::trl::TrlDialect"];
 }
 
+def TrlMixedPrecision : Pass<"trl-mixed-precision", "ModuleOp"> {
+  let summary = "bf16 storage of the forward's activations; f32 master weights, gradients and state";
+  let description = [{
+    Runs after trl-autodiff on `@train_step` (`[model] dtype = "bf16"`).
+    The forward's results of trl.linear, trl.rms_norm, trl.layer_norm,
+    trl.rope, trl.attention (its output, not the log-sum-exp), trl.swiglu
+    and trl.gelu, and their reshapes and splits, are retyped to bf16: the
+    values the matrix products read and the backward keeps, as autocast
+    stores them. Ops keep computing in f32 (they widen bf16 operands and
+    round bf16 results). A value stays f32 when a value that must share its
+    element type is not such a result: the linear outputs a residual
+    trl.add reads (the residual stream stays f32) and function results.
+    Parameters, gradients, optimizer state and losses are never touched.
+    Records `trl.bf16_values` (values retyped) and `trl.bf16_bytes_saved`
+    on the function.
+  }];
+  let dependentDialects = ["::mlir::trl::TrlDialect"];
+}
+
 def TrlOffloadRemat : Pass<"trl-offload-remat", "ModuleOp"> {
   let summary = "keep, recompute or offload each activation the backward pass reads";
   let description = [{

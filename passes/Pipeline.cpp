@@ -24,6 +24,8 @@ void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o) {
   if (o.forwardOnly)
     return;
   pm.addPass(createTrlAutodiff());
+  if (o.mixedPrecision)
+    pm.addPass(createTrlMixedPrecision());
   if (o.offload || o.recompute || o.rematMaxCost >= 0) {
     TrlOffloadRematOptions remat;
     remat.offload = o.offload;

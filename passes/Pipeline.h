@@ -18,6 +18,7 @@ struct PipelineOptions {
   bool packing = false;  // rows hold several documents: trl-packing-layout
   bool fuseLoss = false;       // trl-fuse-loss ([memory] use_liger_kernel)
   int64_t lossChunkSize = 0;   // its rows per chunk, 0: Liger's rule
+  bool mixedPrecision = false; // trl-mixed-precision ([model] dtype = "bf16")
   bool offload = false;        // trl-offload-remat ([memory] activation_offloading)
   bool recompute = false;      // trl-offload-remat ([memory] gradient_checkpointing)
   int64_t offloadMinBytes = 1024;  // smallest activation it offloads

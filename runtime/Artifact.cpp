@@ -77,6 +77,7 @@ bool readManifest(const std::string &dir, Manifest &m, std::string &error) {
 int64_t dtypeBytes(DType d) {
   switch (d) {
   case DType::F32: return 4;
+  case DType::BF16: return 2;
   case DType::F64: return 8;
   case DType::I64: return 8;
   case DType::I32: return 4;
@@ -88,6 +89,7 @@ int64_t dtypeBytes(DType d) {
 const char *dtypeName(DType d) {
   switch (d) {
   case DType::F32: return "f32";
+  case DType::BF16: return "bf16";
   case DType::F64: return "f64";
   case DType::I64: return "i64";
   case DType::I32: return "i32";
@@ -176,7 +178,8 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
       d.shape = t.at("shape").get<std::vector<int64_t>>();
       std::string dt = t.at("dtype").get<std::string>();
       bool known = false;
-      for (DType k : {DType::F32, DType::F64, DType::I64, DType::I32, DType::Bool})
+      for (DType k : {DType::F32, DType::BF16, DType::F64, DType::I64, DType::I32,
+                      DType::Bool})
         if (dt == dtypeName(k)) {
           d.dtype = k;
           known = true;

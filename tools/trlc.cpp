@@ -483,6 +483,7 @@ mlir::trl::PipelineOptions pipelineOptions(const trlc::Recipe &r,
   o.beta2 = r.train.adamBeta2;
   o.epsilon = r.train.adamEpsilon;
   o.weightDecay = r.train.weightDecay;
+  o.mixedPrecision = r.model.dtype == "bf16";
   return o;
 }
 
@@ -577,10 +578,11 @@ int64_t plannedDeviceBytes(const trlc::Recipe &r, const mlir::trl::PipelineOptio
 nlohmann::json passEffects(const trlc::Recipe &r, mlir::trl::PipelineOptions options) {
   nlohmann::json out = nlohmann::json::array();
   bool packing = options.packing, fuse = options.fuseLoss, recompute = options.recompute,
-       offload = options.offload;
-  if (!packing && !fuse && !recompute && !offload)
+       offload = options.offload, mixed = options.mixedPrecision;
+  if (!packing && !fuse && !recompute && !offload && !mixed)
     return out;
   options.packing = options.fuseLoss = options.recompute = options.offload = false;
+  options.mixedPrecision = false;
   options.forwardOnly = false;
   out.push_back({{"pass", "none"}, {"device_bytes", plannedDeviceBytes(r, options)}});
   if (packing) {
@@ -590,6 +592,11 @@ nlohmann::json passEffects(const trlc::Recipe &r, mlir::trl::PipelineOptions opt
   if (fuse) {
     options.fuseLoss = true;
     out.push_back({{"pass", "trl-fuse-loss"}, {"device_bytes", plannedDeviceBytes(r, options)}});
+  }
+  if (mixed) {
+    options.mixedPrecision = true;
+    out.push_back({{"pass", "trl-mixed-precision"},
+                   {"device_bytes", plannedDeviceBytes(r, options)}});
   }
   if (recompute) {
     options.recompute = true;
@@ -824,9 +831,8 @@ int compile(const CompileOptions &o) {
     std::cout << trlc::artifact::planToJson(*plan).dump(1) << "\n";
     return 0;
   }
-  trlc::MemorySummary cpu = trlc::summarizeMemory(*module, 4);
-  trlc::MemorySummary cuda = trlc::summarizeMemory(*module, 2);
-  if (auto err = trlc::writeArtifact(out, built, *module, cpu, cuda, *plan)) {
+  trlc::MemorySummary summary = trlc::summarizeMemory(*module);
+  if (auto err = trlc::writeArtifact(out, built, *module, summary, *plan)) {
     std::cerr << err->message << "\n";
     return 1;
   }
@@ -850,7 +856,7 @@ int compile(const CompileOptions &o) {
   std::cout << "compiled " << o.recipe << " (" << trlc::methodName(recipe->method)
             << ", " << trlc::familyName(recipe->model.config.family) << ") -> "
             << out << "\n"
-            << trlc::formatMemorySummary(cpu, cuda);
+            << trlc::formatMemorySummary(summary);
   return 0;
 }
 

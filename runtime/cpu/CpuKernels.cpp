@@ -9,6 +9,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "trlc/BFloat16.h"
 #include "trlc/Backend.h"
 
 #include <cblas.h>
@@ -38,6 +39,7 @@ int64_t index(const TensorRef &t, int64_t i) {
   case DType::I32: return t.as<int32_t>()[i];
   case DType::Bool: return t.as<uint8_t>()[i];
   case DType::F32: return t.as<float>()[i] != 0;
+  case DType::BF16: return bf16ToFloat(t.as<uint16_t>()[i]) != 0;
   case DType::F64: return t.as<double>()[i] != 0;
   }
   return 0;
@@ -1169,14 +1171,91 @@ const std::map<std::string, Entry> &registry() {
 }
 #undef TRLC_KERNEL
 
-/// The float type a call computes in: that of its first float tensor.
+/// The float type a call computes in: that of its first float tensor
+/// (f32 for bf16 storage).
 std::optional<DType> floatType(const KernelArgs &a) {
   for (const auto *list : {&a.out, &a.in})
-    for (const TensorRef &t : *list)
+    for (const TensorRef &t : *list) {
       if (t && (t.dtype() == DType::F32 || t.dtype() == DType::F64))
         return t.dtype();
+      if (t && t.dtype() == DType::BF16)
+        return DType::F32;
+    }
   return std::nullopt;
 }
+
+/// A call with bf16 tensors runs on f32 copies of them: every bf16 tensor
+/// (once per distinct buffer, so in-place operands stay in place) is
+/// widened, the f32 kernel runs, and the bf16 outputs are rounded back.
+class WidenedCall {
+public:
+  /// `spare`: buffers of earlier calls, reused (and given back) so that a
+  /// step does not allocate.
+  WidenedCall(const KernelArgs &a, std::vector<std::vector<float>> &spare)
+      : args(a), spare(spare) {
+    for (auto *list : {&args.in, &args.out})
+      for (TensorRef &t : *list)
+        if (t && t.dtype() == DType::BF16)
+          t = widen(t);
+  }
+  static bool needed(const KernelArgs &a) {
+    for (const auto *list : {&a.in, &a.out})
+      for (const TensorRef &t : *list)
+        if (t && t.dtype() == DType::BF16)
+          return true;
+    return false;
+  }
+  ~WidenedCall() {
+    for (auto &[ptr, w] : wide)
+      spare.push_back(std::move(w.data));
+  }
+  const KernelArgs &get() const { return args; }
+  /// Rounds the outputs back into their bf16 buffers.
+  void finish(const KernelArgs &original) {
+    for (size_t i = 0; i < original.out.size(); ++i) {
+      const TensorRef &t = original.out[i];
+      if (!t || t.dtype() != DType::BF16)
+        continue;
+      const float *src = args.out[i].as<float>();
+      uint16_t *dst = t.as<uint16_t>();
+      int64_t n = t.numel();
+#pragma omp parallel for schedule(static)
+      for (int64_t j = 0; j < n; ++j)
+        dst[j] = floatToBf16(src[j]);
+    }
+  }
+
+private:
+  struct Wide {
+    artifact::TensorDesc desc;
+    std::vector<float> data;
+  };
+  TensorRef widen(const TensorRef &t) {
+    auto [it, fresh] = wide.try_emplace(t.data);
+    Wide &w = it->second;
+    if (fresh) {
+      w.desc = *t.desc;
+      w.desc.dtype = DType::F32;
+      if (!spare.empty()) {
+        w.data = std::move(spare.back());
+        spare.pop_back();
+      }
+      w.data.resize(t.numel());
+      const uint16_t *src = t.as<uint16_t>();
+      int64_t n = t.numel();
+#pragma omp parallel for schedule(static)
+      for (int64_t j = 0; j < n; ++j)
+        w.data[j] = bf16ToFloat(src[j]);
+    }
+    TensorRef r;
+    r.data = w.data.data();
+    r.desc = &w.desc;
+    return r;
+  }
+  KernelArgs args;
+  std::vector<std::vector<float>> &spare;
+  std::map<void *, Wide> wide; // node-based: descs and buffers stay put
+};
 
 class CpuBackend : public Backend {
 public:
@@ -1243,12 +1322,20 @@ public:
     auto type = floatType(args);
     if (!type)
       throw KernelError("kernel '" + kernel + "' has no float tensor");
+    if (WidenedCall::needed(args) &&
+        !(kernel == "copy" && args.in[0].dtype() == args.out[0].dtype())) {
+      WidenedCall call(args, spare);
+      it->second.f32(call.get());
+      call.finish(args);
+      return;
+    }
     (*type == DType::F64 ? it->second.f64 : it->second.f32)(args);
   }
   void synchronize() override {}
 
 private:
   int threads;
+  std::vector<std::vector<float>> spare; // see WidenedCall
 };
 
 /// TRLC_GUARD_DEVICE_MEMORY=1: the CPU backend's memory is out of the

@@ -63,7 +63,9 @@ cu::Index idx(const TensorRef &t) {
     i.type = cu::Index::F32;
     break;
   case DType::F64:
-    throw KernelError("an f64 index tensor on the CUDA backend");
+  case DType::BF16:
+    throw KernelError(std::string("an ") + artifact::dtypeName(t.dtype()) +
+                      " index tensor on the CUDA backend");
   }
   return i;
 }
@@ -198,10 +200,11 @@ public:
       throw KernelError("the CUDA backend has no kernel '" + kernel + "'");
     for (const auto *list : {&args.in, &args.out})
       for (const TensorRef &t : *list)
-        if (t && t.dtype() == DType::F64)
-          throw KernelError(
-              "kernel '" + kernel +
-              "': the CUDA backend computes in f32, this plan has f64 tensors");
+        if (t && (t.dtype() == DType::F64 || t.dtype() == DType::BF16))
+          throw KernelError("kernel '" + kernel +
+                            "': the CUDA backend does not run " +
+                            artifact::dtypeName(t.dtype()) +
+                            " tensors yet; compile with [model] dtype = \"fp32\"");
     waitForCopies(args);
     try {
       it->second(args);

@@ -184,6 +184,7 @@ tie_word_embeddings = {"true" if tied else "false"}
     return f"""method = "sft"
 [model]
 init_seed = 7
+dtype = "fp32"
 [model.config]
 {config}initializer_range = 0.2
 [data]
@@ -302,6 +303,7 @@ def run_case(trlc, case, tmp, failures):
         f.write(f"""method = "sft"
 [model]
 path = "{out_dir}"
+dtype = "fp32"
 [data]
 train = "{data}"
 max_length = 12

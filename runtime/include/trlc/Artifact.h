@@ -23,8 +23,9 @@
 // plan.json (format version 3) is what the runtime executes:
 //   arena_bytes   size of the one device arena every tensor lives in
 //   host_bytes    size of the host pool of offloaded activations (0: none)
-//   tensors       [{offset, shape, dtype[, host]}]: dtype f32 | f64 | i64 |
-//                 i32 | bool (bool is one byte); `host: true` places the
+//   tensors       [{offset, shape, dtype[, host]}]: dtype f32 | bf16 | f64 |
+//                 i64 | i32 | bool (bool is one byte; bf16 activations are
+//                 stored rounded, see DType); `host: true` places the
 //                 tensor in the host pool; offsets are bytes into the arena
 //                 (or the pool),
 //                 64-byte aligned; views (reshapes) share their source's
@@ -88,7 +89,9 @@ struct Manifest {
   int64_t parameters = 0;
 };
 
-enum class DType { F32, F64, I64, I32, Bool };
+/// BF16 is a storage precision: kernels widen bf16 operands to f32,
+/// compute in f32 and round what they store as bf16 to nearest even.
+enum class DType { F32, BF16, F64, I64, I32, Bool };
 
 /// Bytes of one element; the name used in plan.json.
 int64_t dtypeBytes(DType dtype);

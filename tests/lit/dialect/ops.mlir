@@ -89,7 +89,7 @@ func.func @backward(%dy: tensor<2x16x64xf32>, %x: tensor<2x16x64xf32>, %ids: ten
   // CHECK: trl.swiglu_grad
   %sg, %su = trl.swiglu_grad %dy, %x, %x : (tensor<2x16x64xf32>, tensor<2x16x64xf32>, tensor<2x16x64xf32>) -> (tensor<2x16x64xf32>, tensor<2x16x64xf32>)
   // CHECK: trl.gelu_grad
-  %gg = trl.gelu_grad %dy, %x : tensor<2x16x64xf32>
+  %gg = trl.gelu_grad %dy, %x : (tensor<2x16x64xf32>, tensor<2x16x64xf32>) -> tensor<2x16x64xf32>
   // CHECK: trl.cross_entropy_grad
   %ce = trl.cross_entropy_grad %g, %logits, %labels : (tensor<f32>, tensor<2x16x256xf32>, tensor<2x16xi64>) -> tensor<2x16x256xf32>
   // CHECK: trl.fused_linear_cross_entropy_grad
@@ -158,4 +158,22 @@ func.func @attributes(%ids: tensor<1x1024xi64> {trl.seq_bound = #trl.seq_bound<m
 func.func @linear_grad_accumulate(%dy: tensor<3x5xf32>, %x: tensor<3x4xf32>, %w: tensor<5x4xf32>, %acc: tensor<5x4xf32>) -> tensor<5x4xf32> {
   %dx, %dw = trl.linear_grad %dy, %x, %w accumulate %acc : (tensor<3x5xf32>, tensor<3x4xf32>, tensor<5x4xf32>, tensor<5x4xf32>) -> (tensor<3x4xf32>, tensor<5x4xf32>)
   return %dw : tensor<5x4xf32>
+}
+
+// bf16 storage mixes with f32 compute: a norm of the f32 residual stored in
+// bf16, a product of bf16 activations and f32 weights, f32 gradients of
+// bf16 activations.
+// CHECK-LABEL: func.func @mixed_precision
+// CHECK: trl.rms_norm {{.*}} -> tensor<2x8xbf16>
+// CHECK: trl.linear {{.*}} -> tensor<2x4xbf16>
+// CHECK: trl.gelu {{.*}} : tensor<2x4xbf16>
+// CHECK: trl.gelu_grad {{.*}} : (tensor<2x4xf32>, tensor<2x4xbf16>) -> tensor<2x4xf32>
+// CHECK: trl.linear_grad {{.*}} -> (tensor<2x8xf32>, tensor<4x8xf32>)
+func.func @mixed_precision(%x: tensor<2x8xf32>, %nw: tensor<8xf32>, %w: tensor<4x8xf32>, %dy: tensor<2x4xf32>) -> tensor<2x8xf32> {
+  %h = trl.rms_norm %x, %nw {eps = 1.0e-06 : f64} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xbf16>
+  %y = trl.linear %h, %w : (tensor<2x8xbf16>, tensor<4x8xf32>) -> tensor<2x4xbf16>
+  %a = trl.gelu %y : tensor<2x4xbf16>
+  %dg = trl.gelu_grad %dy, %y : (tensor<2x4xf32>, tensor<2x4xbf16>) -> tensor<2x4xf32>
+  %dx, %dw = trl.linear_grad %dg, %h, %w : (tensor<2x4xf32>, tensor<2x8xbf16>, tensor<4x8xf32>) -> (tensor<2x8xf32>, tensor<4x8xf32>)
+  return %dx : tensor<2x8xf32>
 }

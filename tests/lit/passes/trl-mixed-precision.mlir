@@ -1,0 +1,74 @@
+// RUN: trl-opt %s -split-input-file -trl-autodiff -trl-mixed-precision -verify-diagnostics | FileCheck %s
+// RUN: not trl-opt %s -split-input-file -trl-mixed-precision 2>&1 | FileCheck %s --check-prefix=ORDER
+
+// A llama MLP block and an unfused head: the norm outputs, the gate/up
+// products, the swiglu and the logits are stored in bf16, with the reshapes
+// of a bf16 value; the down projection feeds the residual add and stays
+// f32, as do the residual stream, the parameters and every gradient.
+// CHECK-LABEL: func.func @train_step
+// CHECK-SAME: trl.bf16_bytes_saved = 504 : i64, trl.bf16_values = 8 : i64
+// CHECK: %[[H:.*]] = trl.embedding {{.*}} -> tensor<2x3x4xf32>
+// CHECK: %[[X:.*]] = trl.rms_norm %[[H]], {{.*}} -> tensor<2x3x4xbf16>
+// CHECK: %[[G:.*]] = trl.linear %[[X]], {{.*}} -> tensor<2x3x6xbf16>
+// CHECK: %[[U:.*]] = trl.linear %[[X]], {{.*}} -> tensor<2x3x6xbf16>
+// CHECK: %[[A:.*]] = trl.swiglu %[[G]], %[[U]] : {{.*}} -> tensor<2x3x6xbf16>
+// CHECK: %[[D:.*]] = trl.linear %[[A]], {{.*}} -> tensor<2x3x4xf32>
+// CHECK: trl.add %[[H]], %[[D]] : tensor<2x3x4xf32>
+// CHECK: trl.reshape {{.*}} : (tensor<2x3x4xbf16>) -> tensor<6x4xbf16>
+// CHECK: trl.reshape {{.*}} : (tensor<6x4xbf16>) -> tensor<2x3x4xbf16>
+// CHECK: %[[L:.*]] = trl.linear {{.*}} -> tensor<2x3x8xbf16>
+// CHECK: trl.cross_entropy %[[L]], {{.*}} -> tensor<f32>
+// CHECK: trl.cross_entropy_grad {{.*}} -> tensor<2x3x8xf32>
+// CHECK: trl.swiglu_grad {{.*}} : (tensor<2x3x6xf32>, tensor<2x3x6xbf16>, tensor<2x3x6xbf16>) -> (tensor<2x3x6xf32>, tensor<2x3x6xf32>)
+// CHECK: return {{.*}} : tensor<f32>, tensor<8x4xf32>, tensor<4xf32>, tensor<6x4xf32>, tensor<6x4xf32>, tensor<4x6xf32>
+func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>, %n: tensor<f32>) -> tensor<f32> {
+  %table = trl.param "embed" : tensor<8x4xf32>
+  %nw = trl.param "norm" : tensor<4xf32>
+  %wg = trl.param "gate" : tensor<6x4xf32>
+  %wu = trl.param "up" : tensor<6x4xf32>
+  %wd = trl.param "down" : tensor<4x6xf32>
+  %h = trl.embedding %table, %ids : (tensor<8x4xf32>, tensor<2x3xi64>) -> tensor<2x3x4xf32>
+  %x = trl.rms_norm %h, %nw : (tensor<2x3x4xf32>, tensor<4xf32>) -> tensor<2x3x4xf32>
+  %g = trl.linear %x, %wg : (tensor<2x3x4xf32>, tensor<6x4xf32>) -> tensor<2x3x6xf32>
+  %u = trl.linear %x, %wu : (tensor<2x3x4xf32>, tensor<6x4xf32>) -> tensor<2x3x6xf32>
+  %a = trl.swiglu %g, %u : (tensor<2x3x6xf32>, tensor<2x3x6xf32>) -> tensor<2x3x6xf32>
+  %d = trl.linear %a, %wd : (tensor<2x3x6xf32>, tensor<4x6xf32>) -> tensor<2x3x4xf32>
+  %r = trl.add %h, %d : tensor<2x3x4xf32>
+  %y = trl.rms_norm %r, %nw : (tensor<2x3x4xf32>, tensor<4xf32>) -> tensor<2x3x4xf32>
+  %flat = trl.reshape %y : (tensor<2x3x4xf32>) -> tensor<6x4xf32>
+  %back = trl.reshape %flat : (tensor<6x4xf32>) -> tensor<2x3x4xf32>
+  %logits = trl.linear %back, %table : (tensor<2x3x4xf32>, tensor<8x4xf32>) -> tensor<2x3x8xf32>
+  %sum = trl.cross_entropy %logits, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<f32>
+  %loss = trl.div %sum, %n : (tensor<f32>, tensor<f32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+
+// -----
+
+// Groups: gelu ties its input and result to one element type, and the
+// residual add ties the gelu result to the f32 stream, so the product
+// feeding gelu stays f32 as well. The head's logits and their reshape go
+// bf16 together.
+// CHECK-LABEL: func.func @train_step
+// CHECK-SAME: trl.bf16_values = 2 : i64
+// CHECK: trl.linear {{.*}} -> tensor<2x3x4xf32>
+// CHECK: trl.gelu {{.*}} : tensor<2x3x4xf32>
+// CHECK: trl.add {{.*}} : tensor<2x3x4xf32>
+// CHECK: trl.linear {{.*}} -> tensor<2x3x8xbf16>
+// CHECK: trl.reshape {{.*}} : (tensor<2x3x8xbf16>) -> tensor<6x8xbf16>
+// CHECK: trl.gelu_grad {{.*}} : (tensor<2x3x4xf32>, tensor<2x3x4xf32>) -> tensor<2x3x4xf32>
+func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>) -> tensor<f32> {
+  %table = trl.param "embed" : tensor<8x4xf32>
+  %w = trl.param "fc" : tensor<4x4xf32>
+  %h = trl.embedding %table, %ids : (tensor<8x4xf32>, tensor<2x3xi64>) -> tensor<2x3x4xf32>
+  %f = trl.linear %h, %w : (tensor<2x3x4xf32>, tensor<4x4xf32>) -> tensor<2x3x4xf32>
+  %a = trl.gelu %f {approximate = #trl.gelu<tanh>} : tensor<2x3x4xf32>
+  %r = trl.add %h, %a : tensor<2x3x4xf32>
+  %logits = trl.linear %r, %table : (tensor<2x3x4xf32>, tensor<8x4xf32>) -> tensor<2x3x8xf32>
+  %flat = trl.reshape %logits : (tensor<2x3x8xf32>) -> tensor<6x8xf32>
+  %loss = trl.cross_entropy %logits, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+
+// Before trl-autodiff there is no loss result to find the forward by.
+// ORDER: error: {{.*}}trl-mixed-precision runs after trl-autodiff (no loss result found)
