@@ -45,6 +45,11 @@ void check(cudaError_t e, const char *what) {
 }
 
 float *F(const TensorRef &t) { return t ? t.as<float>() : nullptr; }
+/// An operand a kernel reads (or writes) in fp32 or bf16 storage.
+cu::Floats V(const TensorRef &t) { return {t.data, t.dtype() == DType::BF16}; }
+cu::FloatsOut VOut(const TensorRef &t) {
+  return {t.data, t.dtype() == DType::BF16};
+}
 
 cu::Index idx(const TensorRef &t) {
   cu::Index i;
@@ -193,6 +198,8 @@ public:
 
   int64_t scratchBytes(const artifact::KernelCall &call,
                        const artifact::Plan &plan) const override;
+  int64_t kernelScratchBytes(const artifact::KernelCall &call,
+                             const artifact::Plan &plan) const;
 
   void run(const std::string &kernel, const KernelArgs &args) override {
     auto it = kernels.find(kernel);
@@ -200,14 +207,16 @@ public:
       throw KernelError("the CUDA backend has no kernel '" + kernel + "'");
     for (const auto *list : {&args.in, &args.out})
       for (const TensorRef &t : *list)
-        if (t && (t.dtype() == DType::F64 || t.dtype() == DType::BF16))
-          throw KernelError("kernel '" + kernel +
-                            "': the CUDA backend does not run " +
-                            artifact::dtypeName(t.dtype()) +
-                            " tensors yet; compile with [model] dtype = \"fp32\"");
+        if (t && t.dtype() == DType::F64)
+          throw KernelError(
+              "kernel '" + kernel +
+              "': the CUDA backend computes in f32, this plan has f64 tensors");
     waitForCopies(args);
     try {
-      it->second(args);
+      if (widens(kernel, args))
+        runWidened(it->second, args);
+      else
+        it->second(args);
     } catch (const KernelError &) {
       throw;
     } catch (const std::exception &e) {
@@ -280,6 +289,99 @@ public:
 
 private:
   static constexpr size_t kWorkspaceBytes = 32 << 20;
+
+  /// Kernels that read and write bf16 tensors themselves: byte moves, the
+  /// products (bf16 operands are what cuBLASLt multiplies anyway) and the
+  /// MLP activations, for the operands named here. Every other kernel with
+  /// a bf16 tensor runs on fp32 copies of them (runWidened).
+  static bool widens(const std::string &kernel, const KernelArgs &args) {
+    if (kernel == "copy" || kernel == "split" || kernel == "concat")
+      return false;
+    // kernel -> (inputs, outputs) that may be bf16, as bit masks.
+    static const std::map<std::string, std::pair<unsigned, unsigned>> native = {
+        {"linear", {0b1, 0b1}},  {"linear_grad", {0b10, 0}},
+        {"swiglu", {0b11, 0b1}}, {"swiglu_grad", {0b110, 0}},
+        {"gelu", {0b1, 0b1}},    {"gelu_grad", {0b10, 0}}};
+    auto it = native.find(kernel);
+    if (it == native.end())
+      return hasBf16(args);
+    auto [inMask, outMask] = it->second;
+    for (size_t i = 0; i < args.in.size(); ++i)
+      if (args.in[i] && args.in[i].dtype() == DType::BF16 && !(inMask >> i & 1))
+        return true;
+    for (size_t i = 0; i < args.out.size(); ++i)
+      if (args.out[i].dtype() == DType::BF16 && !(outMask >> i & 1))
+        return true;
+    return false;
+  }
+  static bool hasBf16(const KernelArgs &args) {
+    for (const auto *list : {&args.in, &args.out})
+      for (const TensorRef &t : *list)
+        if (t && t.dtype() == DType::BF16)
+          return true;
+    return false;
+  }
+
+public:
+  /// The distinct bf16 buffers of a call, widened to fp32 at the start of
+  /// its scratch (the kernel's own scratch follows them).
+  struct Widening {
+    std::vector<std::pair<const void *, int64_t>> buffers; // data, elements
+    int64_t bytes = 0;
+    template <typename Desc> void add(const void *data, const Desc &desc) {
+      if (desc.dtype != DType::BF16)
+        return;
+      for (auto &[d, n] : buffers)
+        if (d == data)
+          return;
+      buffers.push_back({data, desc.numel()});
+      bytes += cu::align256(4 * desc.numel());
+    }
+    int64_t offsetOf(const void *data) const {
+      int64_t at = 0;
+      for (auto &[d, n] : buffers) {
+        if (d == data)
+          return at;
+        at += cu::align256(4 * n);
+      }
+      return -1;
+    }
+  };
+
+private:
+  void runWidened(const std::function<void(const KernelArgs &)> &kernel,
+                  const KernelArgs &args) {
+    Widening w;
+    for (const auto *list : {&args.in, &args.out})
+      for (const TensorRef &t : *list)
+        if (t)
+          w.add(t.data, *t.desc);
+    char *base = static_cast<char *>(args.scratch);
+    std::vector<artifact::TensorDesc> descs;
+    descs.reserve(args.in.size() + args.out.size());
+    KernelArgs wide = args;
+    wide.scratch = base + w.bytes;
+    auto redirect = [&](TensorRef &t) {
+      if (!t || t.dtype() != DType::BF16)
+        return;
+      descs.push_back(*t.desc);
+      descs.back().dtype = DType::F32;
+      t.data = base + w.offsetOf(t.data);
+      t.desc = &descs.back();
+    };
+    for (auto &[data, n] : w.buffers)
+      cu::toF32(stream, data,
+                reinterpret_cast<float *>(base + w.offsetOf(data)), n);
+    for (TensorRef &t : wide.in)
+      redirect(t);
+    for (TensorRef &t : wide.out)
+      redirect(t);
+    kernel(wide);
+    for (size_t i = 0; i < args.out.size(); ++i)
+      if (args.out[i] && args.out[i].dtype() == DType::BF16)
+        cu::toBf16(stream, F(wide.out[i]), args.out[i].data,
+                   args.out[i].numel());
+  }
 
   /// A copy on the copy stream: its bytes and the event that ends it.
   struct Copy {
@@ -370,6 +472,36 @@ private:
 
 int64_t CudaBackend::scratchBytes(const artifact::KernelCall &call,
                                   const artifact::Plan &plan) const {
+  // A call that runs on fp32 copies of its bf16 tensors keeps them first.
+  // Stand-in addresses: distinct buffers apart, views of one together.
+  auto ref = [&](int t) {
+    if (t < 0)
+      return TensorRef{};
+    const artifact::TensorDesc &d = plan.tensors[t];
+    auto at = static_cast<uintptr_t>(d.offset + 1) +
+              (d.host ? (uintptr_t(1) << 62) : 0);
+    return TensorRef{reinterpret_cast<void *>(at), &d};
+  };
+  std::vector<TensorRef> in, out;
+  for (int t : call.in)
+    in.push_back(ref(t));
+  for (int t : call.out)
+    out.push_back(ref(t));
+  KernelArgs probe{in, out, &call.attrs, nullptr};
+  int64_t staging = 0;
+  if (widens(call.kernel, probe)) {
+    Widening w;
+    for (const auto *list : {&in, &out})
+      for (const TensorRef &t : *list)
+        if (t)
+          w.add(t.data, *t.desc);
+    staging = w.bytes;
+  }
+  return staging + kernelScratchBytes(call, plan);
+}
+
+int64_t CudaBackend::kernelScratchBytes(const artifact::KernelCall &call,
+                                        const artifact::Plan &plan) const {
   auto shape = [&](int i) -> const std::vector<int64_t> & {
     return plan.tensors[call.in[i]].shape;
   };
@@ -439,18 +571,18 @@ void CudaBackend::registerKernels() {
     cu::sqrtElements(s, F(a.in[0]), F(a.out[0]), a.out[0].numel());
   };
   K["swiglu"] = [=](const KernelArgs &a) {
-    cu::swiglu(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel());
+    cu::swiglu(s, V(a.in[0]), V(a.in[1]), VOut(a.out[0]), a.out[0].numel());
   };
   K["swiglu_grad"] = [=](const KernelArgs &a) {
-    cu::swigluGrad(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]),
+    cu::swigluGrad(s, F(a.in[0]), V(a.in[1]), V(a.in[2]), F(a.out[0]),
                    F(a.out[1]), a.out[0].numel());
   };
   K["gelu"] = [=](const KernelArgs &a) {
-    cu::gelu(s, attrS(a, "approximate") == "tanh", F(a.in[0]), F(a.out[0]),
+    cu::gelu(s, attrS(a, "approximate") == "tanh", V(a.in[0]), VOut(a.out[0]),
              a.out[0].numel());
   };
   K["gelu_grad"] = [=](const KernelArgs &a) {
-    cu::geluGrad(s, attrS(a, "approximate") == "tanh", F(a.in[0]), F(a.in[1]),
+    cu::geluGrad(s, attrS(a, "approximate") == "tanh", F(a.in[0]), V(a.in[1]),
                  F(a.out[0]), a.out[0].numel());
   };
   // split / concat: the parts of `whole` along `axis`, as 2-D copies.
@@ -535,27 +667,33 @@ void CudaBackend::registerKernels() {
                       a.in[1].dim(-1), static_cast<float>(attrF(a, "eps")),
                       a.scratch);
   };
-  K["linear"] = [this](const KernelArgs &a) {
-    const TensorRef &x = a.in[0], &w = a.in[1];
-    int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
-    char *xb = static_cast<char *>(a.scratch),
-         *wb = xb + cu::align256(2 * m * k);
-    cu::toBf16(stream, F(x), xb, m * k);
-    cu::toBf16(stream, F(w), wb, n * k);
-    cu::gemm(matmul, stream, false, true, m, n, k, xb, k, wb, k, 0.0f,
-             F(a.out[0]), n);
-    if (a.in.size() > 2 && a.in[2])
-      cu::addBias(stream, F(a.out[0]), F(a.in[2]), m, n);
+  // Products read bf16 activations directly and round fp32 ones (weights,
+  // gradients) into scratch; a bf16 result comes out of the product.
+  auto asBf16 = [this](const TensorRef &t, char *&scratch) -> const void * {
+    if (t.dtype() == DType::BF16)
+      return t.data;
+    char *p = scratch;
+    scratch += cu::align256(2 * t.numel());
+    cu::toBf16(stream, F(t), p, t.numel());
+    return p;
   };
-  K["linear_grad"] = [this](const KernelArgs &a) {
+  K["linear"] = [this, asBf16](const KernelArgs &a) {
+    const TensorRef &x = a.in[0], &w = a.in[1], &y = a.out[0];
+    int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
+    bool yBf16 = y.dtype() == DType::BF16;
+    char *scratch = static_cast<char *>(a.scratch);
+    const void *xb = asBf16(x, scratch), *wb = asBf16(w, scratch);
+    cu::gemm(matmul, stream, false, true, m, n, k, xb, k, wb, k, 0.0f, y.data,
+             n, 1.0f, yBf16);
+    if (a.in.size() > 2 && a.in[2])
+      cu::addBias(stream, y.data, F(a.in[2]), m, n, yBf16);
+  };
+  K["linear_grad"] = [this, asBf16](const KernelArgs &a) {
     const TensorRef &dy = a.in[0], &x = a.in[1], &w = a.in[2];
     int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
-    char *dyb = static_cast<char *>(a.scratch),
-         *wb = dyb + cu::align256(2 * m * n),
-         *xb = wb + cu::align256(2 * n * k);
-    cu::toBf16(stream, F(dy), dyb, m * n);
-    cu::toBf16(stream, F(w), wb, n * k);
-    cu::toBf16(stream, F(x), xb, m * k);
+    char *scratch = static_cast<char *>(a.scratch);
+    const void *dyb = asBf16(dy, scratch), *wb = asBf16(w, scratch),
+               *xb = asBf16(x, scratch);
     cu::gemm(matmul, stream, false, false, m, k, n, dyb, n, wb, k, 0.0f,
              F(a.out[0]), k);
     // With an accumulator (in[3]): dW = acc + dy^T x, by the product itself.

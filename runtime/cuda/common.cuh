@@ -12,6 +12,7 @@
 
 #include "kernels.h"
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -131,6 +132,20 @@ template <typename T> __device__ double orderedSum(const T *x, int64_t n) {
   for (int64_t i = lo; i < hi; ++i)
     acc += x[i];
   return blockSum(acc);
+}
+
+/// Element i of an fp32 or bf16 operand, as a float.
+__device__ inline float load(Floats x, int64_t i) {
+  return x.bf16
+             ? __bfloat162float(static_cast<const __nv_bfloat16 *>(x.data)[i])
+             : static_cast<const float *>(x.data)[i];
+}
+/// Stores v (rounded to nearest even in bf16).
+__device__ inline void store(FloatsOut y, int64_t i, float v) {
+  if (y.bf16)
+    static_cast<__nv_bfloat16 *>(y.data)[i] = __float2bfloat16_rn(v);
+  else
+    static_cast<float *>(y.data)[i] = v;
 }
 
 } // namespace trlc::cuda

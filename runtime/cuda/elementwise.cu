@@ -10,6 +10,8 @@
 
 #include "common.cuh"
 
+#include <cuda_bf16.h>
+
 namespace trlc::cuda {
 namespace {
 
@@ -39,41 +41,39 @@ __global__ void sqrtKernel(const float *x, float *y, int64_t n) {
 
 __device__ inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-__global__ void swigluKernel(const float *g, const float *u, float *y,
-                             int64_t n) {
+__global__ void swigluKernel(Floats g, Floats u, FloatsOut y, int64_t n) {
   TRLC_GRID_STRIDE(i, n) {
-    float gi = g[i];
-    y[i] = gi * sigmoidf(gi) * u[i];
+    float gi = load(g, i);
+    store(y, i, gi * sigmoidf(gi) * load(u, i));
   }
 }
 
-__global__ void swigluGradKernel(const float *dy, const float *g,
-                                 const float *u, float *dg, float *du,
-                                 int64_t n) {
+__global__ void swigluGradKernel(const float *dy, Floats g, Floats u, float *dg,
+                                 float *du, int64_t n) {
   TRLC_GRID_STRIDE(i, n) {
-    float gi = g[i], s = sigmoidf(gi);
+    float gi = load(g, i), s = sigmoidf(gi);
     du[i] = dy[i] * gi * s;
-    dg[i] = dy[i] * u[i] * (s + gi * s * (1 - s));
+    dg[i] = dy[i] * load(u, i) * (s + gi * s * (1 - s));
   }
 }
 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 
-__global__ void geluKernel(bool tanhApprox, const float *x, float *y,
-                           int64_t n) {
+__global__ void geluKernel(bool tanhApprox, Floats x, FloatsOut y, int64_t n) {
   TRLC_GRID_STRIDE(i, n) {
-    float v = x[i];
-    y[i] =
-        tanhApprox
-            ? 0.5f * v * (1 + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)))
-            : 0.5f * v * (1 + erff(v * 0.70710678118654752f));
+    float v = load(x, i);
+    store(y, i,
+          tanhApprox
+              ? 0.5f * v *
+                    (1 + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)))
+              : 0.5f * v * (1 + erff(v * 0.70710678118654752f)));
   }
 }
 
-__global__ void geluGradKernel(bool tanhApprox, const float *dy, const float *x,
+__global__ void geluGradKernel(bool tanhApprox, const float *dy, Floats x,
                                float *dx, int64_t n) {
   TRLC_GRID_STRIDE(i, n) {
-    float v = x[i], d;
+    float v = load(x, i), d;
     if (tanhApprox) {
       float t = tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v));
       d = 0.5f * (1 + t) +
@@ -111,6 +111,12 @@ __global__ void addBiasKernel(float *y, const float *bias, int64_t rows,
   TRLC_GRID_STRIDE(i, rows * n) y[i] += bias[i % n];
 }
 
+__global__ void addBiasBf16Kernel(__nv_bfloat16 *y, const float *bias,
+                                  int64_t rows, int64_t n) {
+  TRLC_GRID_STRIDE(i, rows * n)
+  y[i] = __float2bfloat16_rn(__bfloat162float(y[i]) + bias[i % n]);
+}
+
 /// One thread per column, rows in order.
 __global__ void columnSumKernel(const float *x, float *out, int64_t rows,
                                 int64_t n) {
@@ -125,10 +131,14 @@ __global__ void columnSumKernel(const float *x, float *out, int64_t rows,
 
 } // namespace
 
-void addBias(cudaStream_t s, float *y, const float *bias, int64_t rows,
-             int64_t n) {
-  addBiasKernel<<<blocksFor(rows * n, kThreads), kThreads, 0, s>>>(y, bias,
-                                                                   rows, n);
+void addBias(cudaStream_t s, void *y, const float *bias, int64_t rows,
+             int64_t n, bool yBf16) {
+  if (yBf16)
+    addBiasBf16Kernel<<<blocksFor(rows * n, kThreads), kThreads, 0, s>>>(
+        static_cast<__nv_bfloat16 *>(y), bias, rows, n);
+  else
+    addBiasKernel<<<blocksFor(rows * n, kThreads), kThreads, 0, s>>>(
+        static_cast<float *>(y), bias, rows, n);
   TRLC_LAUNCHED();
 }
 
@@ -160,26 +170,24 @@ void sqrtElements(cudaStream_t s, const float *x, float *y, int64_t n) {
   TRLC_LAUNCHED();
 }
 
-void swiglu(cudaStream_t s, const float *g, const float *u, float *y,
-            int64_t n) {
+void swiglu(cudaStream_t s, Floats g, Floats u, FloatsOut y, int64_t n) {
   swigluKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(g, u, y, n);
   TRLC_LAUNCHED();
 }
 
-void swigluGrad(cudaStream_t s, const float *dy, const float *g, const float *u,
-                float *dg, float *du, int64_t n) {
+void swigluGrad(cudaStream_t s, const float *dy, Floats g, Floats u, float *dg,
+                float *du, int64_t n) {
   swigluGradKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(dy, g, u, dg, du,
                                                                n);
   TRLC_LAUNCHED();
 }
 
-void gelu(cudaStream_t s, bool tanhApprox, const float *x, float *y,
-          int64_t n) {
+void gelu(cudaStream_t s, bool tanhApprox, Floats x, FloatsOut y, int64_t n) {
   geluKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(tanhApprox, x, y, n);
   TRLC_LAUNCHED();
 }
 
-void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, const float *x,
+void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, Floats x,
               float *dx, int64_t n) {
   geluGradKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(tanhApprox, dy, x,
                                                              dx, n);

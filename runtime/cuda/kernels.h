@@ -6,7 +6,9 @@
 // style. Every launcher takes the stream it runs on and never synchronizes.
 //
 // Conventions shared by every file:
-//   - float tensors are fp32, row-major, contiguous; index tensors (token
+//   - float tensors are fp32, row-major, contiguous (the backend widens
+//     bf16-stored ones into fp32 scratch, except for the products, which
+//     read and write bf16 directly); index tensors (token
 //     ids, labels, positions, cu_seqlens, masks, step counters) may be i64,
 //     i32, bool or f32 and are read through `Index`;
 //   - a kernel that meets bad data (a token id outside the vocabulary) does
@@ -14,9 +16,9 @@
 //     writes zeros, and the backend reports it after the step;
 //   - reductions have a fixed shape that depends only on the tensor shapes,
 //     never atomics on floats, so a step is bit-reproducible;
-//   - matrix products run in bf16 with fp32 accumulation and fp32 output
-//     (cuBLASLt); the bf16 copies of the operands live in the call's
-//     scratch.
+//   - matrix products run in bf16 with fp32 accumulation and an fp32 or
+//     bf16 output (cuBLASLt); bf16 copies of fp32 operands live in the
+//     call's scratch.
 //
 //===----------------------------------------------------------------------===//
 
@@ -40,6 +42,17 @@ struct Index {
   Type type = I64;
 };
 
+/// A float operand stored in fp32 or, with `bf16`, in bf16 (bf16 storage
+/// of activations, trl-mixed-precision); kernels compute in fp32.
+struct Floats {
+  const void *data = nullptr;
+  bool bf16 = false;
+};
+struct FloatsOut {
+  void *data = nullptr;
+  bool bf16 = false;
+};
+
 /// The device-side error word (first error wins): a code and the value.
 struct Status {
   enum Code : int {
@@ -58,15 +71,18 @@ Matmul *createMatmul(void *workspace, size_t workspaceBytes);
 void destroyMatmul(Matmul *m);
 /// Row-major C[m,n] = alpha op(A) op(B) + beta C, as cblas_sgemm: A is
 /// [m,k] (or [k,m] with `ta`), B is [k,n] (or [n,k] with `tb`). A and B are
-/// bf16 (see `toBf16`), C is fp32.
+/// bf16 (see `toBf16`), C is fp32, or bf16 with `cBf16` (then beta is 0).
 void gemm(Matmul *mm, cudaStream_t s, bool ta, bool tb, int64_t m, int64_t n,
           int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb,
-          float beta, float *c, int64_t ldc, float alpha = 1.0f);
+          float beta, void *c, int64_t ldc, float alpha = 1.0f,
+          bool cBf16 = false);
 /// Rounds `n` floats to bf16 (round to nearest even) into `out`.
 void toBf16(cudaStream_t s, const float *x, void *out, int64_t n);
-/// y[r, j] += bias[j].
-void addBias(cudaStream_t s, float *y, const float *bias, int64_t rows,
-             int64_t n);
+/// Widens `n` bf16 values to floats.
+void toF32(cudaStream_t s, const void *x, float *out, int64_t n);
+/// y[r, j] += bias[j] (y fp32, or bf16 with `yBf16`: rounded again).
+void addBias(cudaStream_t s, void *y, const float *bias, int64_t rows,
+             int64_t n, bool yBf16 = false);
 /// out[j] = sum over rows of x[r, j], rows in order.
 void columnSum(cudaStream_t s, const float *x, float *out, int64_t rows,
                int64_t n);
@@ -78,12 +94,12 @@ void add(cudaStream_t s, const float *x, const float *z, float *y, int64_t n);
 void divScalar(cudaStream_t s, const float *x, const float *d, float *y,
                int64_t n);
 void sqrtElements(cudaStream_t s, const float *x, float *y, int64_t n);
-void swiglu(cudaStream_t s, const float *g, const float *u, float *y,
-            int64_t n);
-void swigluGrad(cudaStream_t s, const float *dy, const float *g, const float *u,
-                float *dg, float *du, int64_t n);
-void gelu(cudaStream_t s, bool tanhApprox, const float *x, float *y, int64_t n);
-void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, const float *x,
+// The MLP activations read and write bf16 storage themselves.
+void swiglu(cudaStream_t s, Floats g, Floats u, FloatsOut y, int64_t n);
+void swigluGrad(cudaStream_t s, const float *dy, Floats g, Floats u, float *dg,
+                float *du, int64_t n);
+void gelu(cudaStream_t s, bool tanhApprox, Floats x, FloatsOut y, int64_t n);
+void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, Floats x,
               float *dx, int64_t n);
 /// y[r] = sum_j x[r, j] * mask[r, j].
 void maskedSum(cudaStream_t s, const float *x, const float *mask, float *y,

@@ -1,12 +1,12 @@
 //===- matmul.cu - bf16 matrix products over cuBLASLt --------------*- CUDA
 //-*-===//
 //
-// The plan's tensors are fp32 (they double as master weights); a product
-// rounds its operands to bf16 into the call's scratch (`toBf16`) and
-// multiplies them with fp32 accumulation into an fp32 result, as mixed
-// precision training does. Callers speak row-major, like cblas_sgemm;
-// cuBLASLt is column-major, so C = op(A) op(B) runs as
-// C^T = op(B)^T op(A)^T with the operands swapped.
+// Weights are fp32 master copies and activations fp32 or bf16 (bf16 storage,
+// trl-mixed-precision); a product takes bf16 operands (fp32 ones are rounded
+// into the call's scratch with `toBf16`), accumulates in fp32 and writes an
+// fp32 or a bf16 result, as mixed precision training does. Callers speak
+// row-major, like cblas_sgemm; cuBLASLt is column-major, so C = op(A) op(B)
+// runs as C^T = op(B)^T op(A)^T with the operands swapped.
 //
 // A product's descriptors and its algorithm (cuBLASLt's first heuristic
 // pick for the shape, the operands' alignment and the workspace) are made
@@ -41,13 +41,27 @@ __global__ void toBf16Kernel(const float *x, __nv_bfloat16 *y, int64_t n) {
     y[i] = __float2bfloat16_rn(x[i]);
 }
 
+__global__ void toF32Kernel(const __nv_bfloat16 *x, float *y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = __bfloat162float(x[i]);
+}
+
+__device__ void storeProduct(float *out, float value, float beta) {
+  *out = value + (beta != 0.0f ? beta * *out : 0.0f);
+}
+__device__ void storeProduct(__nv_bfloat16 *out, float value, float) {
+  *out = __float2bfloat16_rn(value); // beta is 0 for bf16 results
+}
+
 constexpr int kTile = 16;
 
 /// The fallback product: row-major, 16x16 tiles in shared memory.
+template <typename OutT>
 __global__ void tiledGemmKernel(bool ta, bool tb, int64_t m, int64_t n,
                                 int64_t k, const __nv_bfloat16 *a, int64_t lda,
                                 const __nv_bfloat16 *b, int64_t ldb, float beta,
-                                float *c, int64_t ldc, float alpha) {
+                                OutT *c, int64_t ldc, float alpha) {
   __shared__ float as[kTile][kTile + 1], bs[kTile][kTile + 1];
   int64_t row = blockIdx.y * static_cast<int64_t>(kTile) + threadIdx.y;
   int64_t col = blockIdx.x * static_cast<int64_t>(kTile) + threadIdx.x;
@@ -67,10 +81,8 @@ __global__ void tiledGemmKernel(bool ta, bool tb, int64_t m, int64_t n,
       acc += as[threadIdx.y][i] * bs[i][threadIdx.x];
     __syncthreads();
   }
-  if (row < m && col < n) {
-    float *out = c + row * ldc + col;
-    *out = alpha * acc + (beta != 0.0f ? beta * *out : 0.0f);
-  }
+  if (row < m && col < n)
+    storeProduct(c + row * ldc + col, alpha * acc, beta);
 }
 
 int alignmentOf(const void *p) {
@@ -85,7 +97,7 @@ int alignmentOf(const void *p) {
 
 struct Matmul {
   using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t,
-                         int64_t, int64_t, bool, int, int, int>;
+                         int64_t, int64_t, bool, int, int, int, bool>;
   struct Plan {
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
@@ -115,8 +127,8 @@ const Matmul::Plan &Matmul::plan(const Key &key) {
   auto it = plans.find(key);
   if (it != plans.end())
     return it->second;
-  auto [ta, tb, m, n, k, lda, ldb, ldc, accumulate, alignA, alignB, alignC] =
-      key;
+  auto [ta, tb, m, n, k, lda, ldb, ldc, accumulate, alignA, alignB, alignC,
+        cBf16] = key;
   Plan p;
   // Column-major: D (n x m) = op(B') (n x k) op(A') (k x m).
   cublasOperation_t opA = tb ? CUBLAS_OP_T : CUBLAS_OP_N,
@@ -135,7 +147,9 @@ const Matmul::Plan &Matmul::plan(const Key &key) {
   checkBlas(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, ta ? m : k,
                                        ta ? k : m, lda),
             "layout");
-  checkBlas(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, n, m, ldc), "layout");
+  checkBlas(cublasLtMatrixLayoutCreate(&p.c, cBf16 ? CUDA_R_16BF : CUDA_R_32F,
+                                       n, m, ldc),
+            "layout");
   cublasLtMatmulPreference_t pref;
   checkBlas(cublasLtMatmulPreferenceCreate(&pref), "preference");
   uint32_t aA = alignB, aB = alignA, aC = alignC; // swapped with the operands
@@ -184,15 +198,25 @@ void toBf16(cudaStream_t s, const float *x, void *out, int64_t n) {
   TRLC_LAUNCHED();
 }
 
+void toF32(cudaStream_t s, const void *x, float *out, int64_t n) {
+  if (n == 0)
+    return;
+  toF32Kernel<<<blocksFor(n, 256), 256, 0, s>>>(
+      static_cast<const __nv_bfloat16 *>(x), out, n);
+  TRLC_LAUNCHED();
+}
+
 void gemm(Matmul *mm, cudaStream_t s, bool ta, bool tb, int64_t m, int64_t n,
           int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb,
-          float beta, float *c, int64_t ldc, float alpha) {
+          float beta, void *c, int64_t ldc, float alpha, bool cBf16) {
   if (m == 0 || n == 0)
     return;
+  if (cBf16 && beta != 0.0f)
+    throw std::runtime_error("gemm: a bf16 result cannot accumulate (beta)");
+  size_t e = cBf16 ? 2 : sizeof(float);
   if (k == 0) { // an empty sum: C = beta C
     if (beta == 0.0f)
-      TRLC_CUDA_CHECK(cudaMemset2DAsync(c, ldc * sizeof(float), 0,
-                                        n * sizeof(float), m, s));
+      TRLC_CUDA_CHECK(cudaMemset2DAsync(c, ldc * e, 0, n * e, m, s));
     else if (beta != 1.0f)
       throw std::runtime_error("gemm: k = 0 with beta other than 0 or 1");
     return;
@@ -208,7 +232,8 @@ void gemm(Matmul *mm, cudaStream_t s, bool ta, bool tb, int64_t m, int64_t n,
                   beta != 0.0f,
                   alignmentOf(a),
                   alignmentOf(b),
-                  alignmentOf(c)};
+                  alignmentOf(c),
+                  cBf16};
   const Matmul::Plan &p = mm->plan(key);
   if (p.lt) {
     checkBlas(cublasLtMatmul(mm->handle, p.op, &alpha, b, p.a, a, p.b, &beta, c,
@@ -219,9 +244,16 @@ void gemm(Matmul *mm, cudaStream_t s, bool ta, bool tb, int64_t m, int64_t n,
   }
   dim3 grid(static_cast<unsigned>((n + kTile - 1) / kTile),
             static_cast<unsigned>((m + kTile - 1) / kTile));
-  tiledGemmKernel<<<grid, dim3(kTile, kTile), 0, s>>>(
-      ta, tb, m, n, k, static_cast<const __nv_bfloat16 *>(a), lda,
-      static_cast<const __nv_bfloat16 *>(b), ldb, beta, c, ldc, alpha);
+  auto *ab = static_cast<const __nv_bfloat16 *>(a),
+       *bb = static_cast<const __nv_bfloat16 *>(b);
+  if (cBf16)
+    tiledGemmKernel<<<grid, dim3(kTile, kTile), 0, s>>>(
+        ta, tb, m, n, k, ab, lda, bb, ldb, beta,
+        static_cast<__nv_bfloat16 *>(c), ldc, alpha);
+  else
+    tiledGemmKernel<<<grid, dim3(kTile, kTile), 0, s>>>(
+        ta, tb, m, n, k, ab, lda, bb, ldb, beta, static_cast<float *>(c), ldc,
+        alpha);
   TRLC_LAUNCHED();
 }
 

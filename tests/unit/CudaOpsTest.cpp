@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "trlc/BFloat16.h"
 #include "trlc/Backend.h"
 
 #include <gtest/gtest.h>
@@ -47,6 +48,33 @@ public:
       x = static_cast<float>(offset + scale * n(rng));
     return add(shape, DType::F32, v.data());
   }
+  /// A float input with the given values.
+  int given(std::vector<int64_t> shape, const std::vector<float> &values) {
+    return add(shape, DType::F32, values.data());
+  }
+  /// An input's values as floats.
+  std::vector<float> values(int t) const {
+    const artifact::TensorDesc &d = plan.tensors[t];
+    std::vector<float> v(d.numel());
+    for (int64_t i = 0; i < d.numel(); ++i) {
+      if (d.dtype == DType::BF16) {
+        uint16_t h;
+        std::memcpy(&h, init[t].data() + 2 * i, 2);
+        v[i] = bf16ToFloat(h);
+      } else {
+        std::memcpy(&v[i], init[t].data() + 4 * i, 4);
+      }
+    }
+    return v;
+  }
+  /// The same stored in bf16.
+  int bf16(std::vector<int64_t> shape, double scale = 1.0) {
+    std::normal_distribution<float> n(0, 1);
+    std::vector<uint16_t> v(numel(shape));
+    for (uint16_t &x : v)
+      x = floatToBf16(static_cast<float>(scale * n(rng)));
+    return add(shape, DType::BF16, v.data());
+  }
   template <typename T>
   int ints(std::vector<int64_t> shape, std::vector<T> values, DType type) {
     return add(shape, type, values.data());
@@ -55,8 +83,9 @@ public:
     return ints(shape, values, DType::I64);
   }
   /// An output (poisoned before each run).
-  int output(std::vector<int64_t> shape, bool host = false) {
-    int t = add(shape, DType::F32, nullptr);
+  int output(std::vector<int64_t> shape, bool host = false,
+             DType type = DType::F32) {
+    int t = add(shape, type, nullptr);
     plan.tensors[t].host = host;
     return t;
   }
@@ -99,12 +128,22 @@ public:
     b.run(call.kernel, a);
     b.synchronize();
     std::vector<std::vector<float>> outs;
-    for (int t : call.out) {
-      std::vector<float> v(plan.tensors[t].numel());
-      b.copy(v.data(), ptrs[t], v.size() * sizeof(float));
+    std::vector<std::vector<uint16_t>> halves(call.out.size());
+    for (size_t k = 0; k < call.out.size(); ++k) {
+      const artifact::TensorDesc &d = plan.tensors[call.out[k]];
+      std::vector<float> v(d.numel());
+      if (d.dtype == DType::BF16) {
+        halves[k].resize(d.numel());
+        b.copy(halves[k].data(), ptrs[call.out[k]], d.bytes());
+      } else {
+        b.copy(v.data(), ptrs[call.out[k]], v.size() * sizeof(float));
+      }
       outs.push_back(std::move(v));
     }
     b.synchronize();
+    for (size_t k = 0; k < call.out.size(); ++k)
+      for (size_t i = 0; i < halves[k].size(); ++i)
+        outs[k][i] = bf16ToFloat(halves[k][i]);
     for (size_t t = 0; t < plan.tensors.size(); ++t)
       plan.tensors[t].host ? b.releaseHost(ptrs[t]) : b.release(ptrs[t]);
     b.release(scratch);
@@ -332,6 +371,60 @@ TEST_F(CudaOps, LinearInBf16) {
             kBf16);
     }
   }
+}
+
+/// bf16 storage (trl-mixed-precision): the products and the MLP
+/// activations read and write bf16 themselves; every other kernel (a norm,
+/// the fused head) runs on fp32 copies of its bf16 tensors. Both backends round the same way, so the
+/// products' bf16 tolerance bounds everything.
+TEST_F(CudaOps, Bf16Storage) {
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{5, 7, 3},
+                         {64, 96, 80},
+                         {300, 256, 129}}) {
+    for (bool bias : {false, true}) {
+      Op fwd("linear");
+      std::vector<int> in = {fwd.bf16({m, k}), fwd.floats({n, k})};
+      if (bias)
+        in.push_back(fwd.floats({n}));
+      check(fwd.in(in).out({fwd.output({m, n}, false, DType::BF16)}), kBf16);
+    }
+    Op bwd("linear_grad");
+    check(bwd.in({bwd.floats({m, n}), bwd.bf16({m, k}), bwd.floats({n, k})})
+              .out({bwd.output({m, k}), bwd.output({n, k})}),
+          kBf16);
+  }
+  for (int64_t n : {3, 1000, 4099}) {
+    Op sw("swiglu");
+    check(sw.in({sw.bf16({n}), sw.bf16({n})})
+              .out({sw.output({n}, false, DType::BF16)}),
+          kBf16);
+    Op swg("swiglu_grad");
+    check(swg.in({swg.floats({n}), swg.bf16({n}), swg.bf16({n})})
+              .out({swg.output({n}), swg.output({n})}),
+          kBf16);
+    Op g("gelu", {{"approximate", "none"}});
+    check(g.in({g.bf16({n})}).out({g.output({n}, false, DType::BF16)}), kBf16);
+    Op gg("gelu_grad", {{"approximate", "tanh"}});
+    check(gg.in({gg.floats({n}), gg.bf16({n})}).out({gg.output({n})}), kBf16);
+  }
+  Op norm("rms_norm", {{"eps", 1e-6}});
+  check(norm.in({norm.floats({7, 33}), norm.floats({33})})
+            .out({norm.output({7, 33}, false, DType::BF16)}),
+        kBf16);
+  // An in-place pair: one bf16 buffer read twice is widened once.
+  Op same("swiglu");
+  int x = same.bf16({257});
+  check(same.in({x, x}).out({same.output({257}, false, DType::BF16)}), kBf16);
+  // The fused head over bf16 hidden states.
+  Op head("fused_linear_cross_entropy",
+          {{"chunk_size", 7}, {"ignore_index", -100}});
+  std::vector<int64_t> labels(2 * 9);
+  for (size_t i = 0; i < labels.size(); ++i)
+    labels[i] = i % 5 == 0 ? -100 : static_cast<int64_t>((i * 13) % 50);
+  check(head.in({head.bf16({2, 9, 16}), head.floats({50, 16}, 0.2),
+                 head.i64({2, 9}, labels)})
+            .out({head.output({})}),
+        kBf16);
 }
 
 TEST_F(CudaOps, Rope) {
@@ -635,3 +728,26 @@ TEST_F(CudaOps, RecordedProgramReplaysWithNewInputs) {
 }
 
 } // namespace
+
+/// The CPU backend runs bf16-stored tensors through its fp32 kernels: the
+/// result is exactly the fp32 kernel on the widened inputs, rounded.
+TEST(Bf16Storage, CpuKernelsWidenAndRound) {
+  auto cpu = makeCpuBackend(2);
+  for (const char *kernel : {"swiglu", "gelu_grad"}) {
+    Op mixed(kernel, {{"approximate", "none"}});
+    int a = mixed.bf16({1001}), b = mixed.bf16({1001});
+    mixed.in({a, b}).out({mixed.output({1001}, false, DType::BF16)});
+    Op wide(kernel, {{"approximate", "none"}});
+    wide.in({wide.given({1001}, mixed.values(a)),
+             wide.given({1001}, mixed.values(b))})
+        .out({wide.output({1001})});
+    std::vector<float> got = mixed.runOn(*cpu)[0], want = wide.runOn(*cpu)[0];
+    int rounded = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      float w = bf16ToFloat(floatToBf16(want[i]));
+      ASSERT_EQ(got[i], w) << kernel << " element " << i;
+      rounded += w != want[i];
+    }
+    EXPECT_GT(rounded, 0) << kernel << ": the result was not rounded to bf16";
+  }
+}
