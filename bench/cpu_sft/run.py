@@ -37,6 +37,7 @@ def recipe(data, out_dir, steps):
     return f"""method = "sft"
 [model]
 init_seed = 1
+dtype = "fp32"
 [model.config]
 model_type = "llama"
 tie_word_embeddings = false

@@ -57,7 +57,9 @@ def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=
     data = os.path.join(os.path.dirname(path), "long.jsonl")
     if not os.path.exists(data):
         long_rows(data)
-    lines = ['method = "sft"', "[model]", "init_seed = 0",
+    # fp32 storage: the recorded plans predate trl-mixed-precision (bf16
+    # activations, the default), which halves the activation bytes again.
+    lines = ['method = "sft"', "[model]", "init_seed = 0", 'dtype = "fp32"',
              'tokenizer = "recipes/data/arith-tokenizer"', "[model.config]"]
     lines += [f"{k} = {v}" if not isinstance(v, str) or v in ("true", "false") else f'{k} = "{v}"'
               for k, v in cfg.items()]
