@@ -1198,13 +1198,6 @@ public:
         if (t && t.dtype() == DType::BF16)
           t = widen(t);
   }
-  static bool needed(const KernelArgs &a) {
-    for (const auto *list : {&a.in, &a.out})
-      for (const TensorRef &t : *list)
-        if (t && t.dtype() == DType::BF16)
-          return true;
-    return false;
-  }
   ~WidenedCall() {
     for (auto &[ptr, w] : wide)
       spare.push_back(std::move(w.data));
@@ -1322,7 +1315,7 @@ public:
     auto type = floatType(args);
     if (!type)
       throw KernelError("kernel '" + kernel + "' has no float tensor");
-    if (WidenedCall::needed(args) &&
+    if (hasTensorOf(args, DType::BF16) &&
         !(kernel == "copy" && args.in[0].dtype() == args.out[0].dtype())) {
       WidenedCall call(args, spare);
       it->second.f32(call.get());

@@ -304,7 +304,7 @@ private:
         {"gelu", {0b1, 0b1}},    {"gelu_grad", {0b10, 0}}};
     auto it = native.find(kernel);
     if (it == native.end())
-      return hasBf16(args);
+      return hasTensorOf(args, DType::BF16);
     auto [inMask, outMask] = it->second;
     for (size_t i = 0; i < args.in.size(); ++i)
       if (args.in[i] && args.in[i].dtype() == DType::BF16 && !(inMask >> i & 1))
@@ -312,13 +312,6 @@ private:
     for (size_t i = 0; i < args.out.size(); ++i)
       if (args.out[i].dtype() == DType::BF16 && !(outMask >> i & 1))
         return true;
-    return false;
-  }
-  static bool hasBf16(const KernelArgs &args) {
-    for (const auto *list : {&args.in, &args.out})
-      for (const TensorRef &t : *list)
-        if (t && t.dtype() == DType::BF16)
-          return true;
     return false;
   }
 

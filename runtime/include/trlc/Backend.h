@@ -53,6 +53,15 @@ inline bool attrB(const KernelArgs &a, const char *k) {
 inline std::string attrS(const KernelArgs &a, const char *k) {
   return a.attrs->at(k).get<std::string>();
 }
+/// True when one of the call's tensors is stored as `dtype` (a backend
+/// widens bf16 storage for kernels that compute on fp32 only).
+inline bool hasTensorOf(const KernelArgs &a, artifact::DType dtype) {
+  for (const auto *list : {&a.in, &a.out})
+    for (const TensorRef &t : *list)
+      if (t && t.dtype() == dtype)
+        return true;
+  return false;
+}
 /// Rows of a tensor seen as [rows, last dimension].
 inline int64_t rowsOf(const TensorRef &t) { return t.numel() / t.dim(-1); }
 
