@@ -79,12 +79,12 @@ struct MixedPrecision
 
     // The forward: every op up to the loss (trl-autodiff appends the
     // backward after it). Its activations of these kinds are candidates.
+    auto f32 = [](Value v) {
+      auto t = dyn_cast<RankedTensorType>(v.getType());
+      return t && t.getElementType().isF32();
+    };
     DenseSet<Value> candidates;
     for (Operation &op : fn.front()) {
-      auto f32 = [](Value v) {
-        auto t = dyn_cast<RankedTensorType>(v.getType());
-        return t && t.getElementType().isF32();
-      };
       if (isa<LinearOp, RmsNormOp, LayerNormOp, SwigluOp, GeluOp>(op) ||
           (isa<RopeOp>(op) && !cast<RopeOp>(op).getInverse())) {
         if (f32(op.getResult(0)))

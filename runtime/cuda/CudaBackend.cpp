@@ -315,20 +315,18 @@ private:
     return false;
   }
 
-public:
   /// The distinct bf16 buffers of a call, widened to fp32 at the start of
   /// its scratch (the kernel's own scratch follows them).
   struct Widening {
     std::vector<std::pair<const void *, int64_t>> buffers; // data, elements
     int64_t bytes = 0;
-    template <typename Desc> void add(const void *data, const Desc &desc) {
-      if (desc.dtype != DType::BF16)
-        return;
-      for (auto &[d, n] : buffers)
-        if (d == data)
-          return;
-      buffers.push_back({data, desc.numel()});
-      bytes += cu::align256(4 * desc.numel());
+    explicit Widening(const KernelArgs &args) {
+      for (const auto *list : {&args.in, &args.out})
+        for (const TensorRef &t : *list)
+          if (t && t.dtype() == DType::BF16 && offsetOf(t.data) < 0) {
+            buffers.push_back({t.data, t.numel()});
+            bytes += cu::align256(4 * t.numel());
+          }
     }
     int64_t offsetOf(const void *data) const {
       int64_t at = 0;
@@ -341,14 +339,9 @@ public:
     }
   };
 
-private:
   void runWidened(const std::function<void(const KernelArgs &)> &kernel,
                   const KernelArgs &args) {
-    Widening w;
-    for (const auto *list : {&args.in, &args.out})
-      for (const TensorRef &t : *list)
-        if (t)
-          w.add(t.data, *t.desc);
+    Widening w(args);
     char *base = static_cast<char *>(args.scratch);
     std::vector<artifact::TensorDesc> descs;
     descs.reserve(args.in.size() + args.out.size());
@@ -481,15 +474,7 @@ int64_t CudaBackend::scratchBytes(const artifact::KernelCall &call,
   for (int t : call.out)
     out.push_back(ref(t));
   KernelArgs probe{in, out, &call.attrs, nullptr};
-  int64_t staging = 0;
-  if (widens(call.kernel, probe)) {
-    Widening w;
-    for (const auto *list : {&in, &out})
-      for (const TensorRef &t : *list)
-        if (t)
-          w.add(t.data, *t.desc);
-    staging = w.bytes;
-  }
+  int64_t staging = widens(call.kernel, probe) ? Widening(probe).bytes : 0;
   return staging + kernelScratchBytes(call, plan);
 }
 
@@ -679,7 +664,7 @@ void CudaBackend::registerKernels() {
     cu::gemm(matmul, stream, false, true, m, n, k, xb, k, wb, k, 0.0f, y.data,
              n, 1.0f, yBf16);
     if (a.in.size() > 2 && a.in[2])
-      cu::addBias(stream, y.data, F(a.in[2]), m, n, yBf16);
+      cu::addBias(stream, VOut(y), F(a.in[2]), m, n);
   };
   K["linear_grad"] = [this, asBf16](const KernelArgs &a) {
     const TensorRef &dy = a.in[0], &x = a.in[1], &w = a.in[2];

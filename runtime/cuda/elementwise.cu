@@ -10,8 +10,6 @@
 
 #include "common.cuh"
 
-#include <cuda_bf16.h>
-
 namespace trlc::cuda {
 namespace {
 
@@ -106,15 +104,10 @@ __global__ void maskedSumGradKernel(const float *g, const float *m, float *dx,
   TRLC_GRID_STRIDE(i, rows * cols) dx[i] = g[i / cols] * m[i];
 }
 
-__global__ void addBiasKernel(float *y, const float *bias, int64_t rows,
+__global__ void addBiasKernel(FloatsOut y, const float *bias, int64_t rows,
                               int64_t n) {
-  TRLC_GRID_STRIDE(i, rows * n) y[i] += bias[i % n];
-}
-
-__global__ void addBiasBf16Kernel(__nv_bfloat16 *y, const float *bias,
-                                  int64_t rows, int64_t n) {
-  TRLC_GRID_STRIDE(i, rows * n)
-  y[i] = __float2bfloat16_rn(__bfloat162float(y[i]) + bias[i % n]);
+  Floats in{y.data, y.bf16};
+  TRLC_GRID_STRIDE(i, rows * n) store(y, i, load(in, i) + bias[i % n]);
 }
 
 /// One thread per column, rows in order.
@@ -131,14 +124,10 @@ __global__ void columnSumKernel(const float *x, float *out, int64_t rows,
 
 } // namespace
 
-void addBias(cudaStream_t s, void *y, const float *bias, int64_t rows,
-             int64_t n, bool yBf16) {
-  if (yBf16)
-    addBiasBf16Kernel<<<blocksFor(rows * n, kThreads), kThreads, 0, s>>>(
-        static_cast<__nv_bfloat16 *>(y), bias, rows, n);
-  else
-    addBiasKernel<<<blocksFor(rows * n, kThreads), kThreads, 0, s>>>(
-        static_cast<float *>(y), bias, rows, n);
+void addBias(cudaStream_t s, FloatsOut y, const float *bias, int64_t rows,
+             int64_t n) {
+  addBiasKernel<<<blocksFor(rows * n, kThreads), kThreads, 0, s>>>(y, bias,
+                                                                   rows, n);
   TRLC_LAUNCHED();
 }
 

@@ -80,9 +80,9 @@ void gemm(Matmul *mm, cudaStream_t s, bool ta, bool tb, int64_t m, int64_t n,
 void toBf16(cudaStream_t s, const float *x, void *out, int64_t n);
 /// Widens `n` bf16 values to floats.
 void toF32(cudaStream_t s, const void *x, float *out, int64_t n);
-/// y[r, j] += bias[j] (y fp32, or bf16 with `yBf16`: rounded again).
-void addBias(cudaStream_t s, void *y, const float *bias, int64_t rows,
-             int64_t n, bool yBf16 = false);
+/// y[r, j] += bias[j] (a bf16 y is rounded again).
+void addBias(cudaStream_t s, FloatsOut y, const float *bias, int64_t rows,
+             int64_t n);
 /// out[j] = sum over rows of x[r, j], rows in order.
 void columnSum(cudaStream_t s, const float *x, float *out, int64_t rows,
                int64_t n);
