@@ -290,20 +290,35 @@ public:
 private:
   static constexpr size_t kWorkspaceBytes = 32 << 20;
 
-  /// Kernels that read and write bf16 tensors themselves: byte moves, the
-  /// products (bf16 operands are what cuBLASLt multiplies anyway) and the
-  /// MLP activations, for the operands named here. Every other kernel with
-  /// a bf16 tensor runs on fp32 copies of them (runWidened).
+  /// Kernels that read and write bf16 tensors themselves, for the operands
+  /// named here: byte moves, the products and the fused head (bf16 operands
+  /// are what cuBLASLt multiplies anyway), the norms' outputs, rope, the
+  /// MLP activations, and attention when its tensor-core kernels take the
+  /// call. Every other kernel with a bf16 tensor runs on fp32 copies of
+  /// them (runWidened).
   static bool widens(const std::string &kernel, const KernelArgs &args) {
     if (kernel == "copy" || kernel == "split" || kernel == "concat")
       return false;
     // kernel -> (inputs, outputs) that may be bf16, as bit masks.
     static const std::map<std::string, std::pair<unsigned, unsigned>> native = {
-        {"linear", {0b1, 0b1}},  {"linear_grad", {0b10, 0}},
-        {"swiglu", {0b11, 0b1}}, {"swiglu_grad", {0b110, 0}},
-        {"gelu", {0b1, 0b1}},    {"gelu_grad", {0b10, 0}}};
+        {"linear", {0b1, 0b1}},
+        {"linear_grad", {0b10, 0}},
+        {"swiglu", {0b11, 0b1}},
+        {"swiglu_grad", {0b110, 0}},
+        {"gelu", {0b1, 0b1}},
+        {"gelu_grad", {0b10, 0}},
+        {"rms_norm", {0, 0b1}},
+        {"layer_norm", {0, 0b1}},
+        {"rope", {0b1, 0b1}},
+        {"attention", {0b111, 0b1}},
+        {"attention_grad", {0b11111, 0}},
+        {"fused_linear_cross_entropy", {0b1, 0}},
+        {"fused_linear_log_probs", {0b1, 0}},
+        {"fused_linear_cross_entropy_grad", {0b10, 0}},
+        {"fused_linear_log_probs_grad", {0b10, 0}}};
     auto it = native.find(kernel);
-    if (it == native.end())
+    if (it == native.end() || (kernel.rfind("attention", 0) == 0 &&
+                               !tensorCoreAttention(kernel, args)))
       return hasTensorOf(args, DType::BF16);
     auto [inMask, outMask] = it->second;
     for (size_t i = 0; i < args.in.size(); ++i)
@@ -313,6 +328,17 @@ private:
       if (args.out[i].dtype() == DType::BF16 && !(outMask >> i & 1))
         return true;
     return false;
+  }
+
+  /// Whether an attention call runs on the bf16 tensor-core kernels: q, k
+  /// and v stored in bf16, a head dimension they take.
+  static bool tensorCoreAttention(const std::string &kernel,
+                                  const KernelArgs &args) {
+    size_t q = kernel == "attention_grad" ? 1 : 0;
+    for (size_t i = q; i < q + 3; ++i)
+      if (args.in[i].dtype() != DType::BF16)
+        return false;
+    return cu::attentionBf16Supports(args.in[q].dim(-1));
   }
 
   /// The distinct bf16 buffers of a call, widened to fp32 at the start of
@@ -512,6 +538,7 @@ int64_t CudaBackend::kernelScratchBytes(const artifact::KernelCall &call,
   if (k.rfind("fused_linear_", 0) == 0) {
     bool grad = k.size() > 5 && k.substr(k.size() - 5) == "_grad";
     cu::FusedLinear f;
+    f.hidden.bf16 = plan.tensors[call.in[grad]].dtype == DType::BF16;
     f.rows = rows(grad);
     f.h = shape(grad).back();
     f.vocab = shape(grad + 1)[0];
@@ -626,7 +653,7 @@ void CudaBackend::registerKernels() {
                       a.out[0].dim(1), a.in[1].numel(), a.scratch);
   };
   K["rms_norm"] = [=](const KernelArgs &a) {
-    cu::rmsNorm(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), rowsOf(a.in[0]),
+    cu::rmsNorm(s, F(a.in[0]), F(a.in[1]), VOut(a.out[0]), rowsOf(a.in[0]),
                 a.in[0].dim(-1), static_cast<float>(attrF(a, "eps")));
   };
   K["rms_norm_grad"] = [=](const KernelArgs &a) {
@@ -635,7 +662,7 @@ void CudaBackend::registerKernels() {
                     static_cast<float>(attrF(a, "eps")), a.scratch);
   };
   K["layer_norm"] = [=](const KernelArgs &a) {
-    cu::layerNorm(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]),
+    cu::layerNorm(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), VOut(a.out[0]),
                   rowsOf(a.in[0]), a.in[0].dim(-1),
                   static_cast<float>(attrF(a, "eps")));
   };
@@ -693,21 +720,31 @@ void CudaBackend::registerKernels() {
       sc.originalMax = j.at("original_max_position_embeddings").get<double>();
     }
     const TensorRef &x = a.in[0];
-    cu::rope(s, F(x), idx(a.in[1]), F(a.out[0]), a.in[1].numel(), x.dim(-2),
+    cu::rope(s, V(x), idx(a.in[1]), VOut(a.out[0]), a.in[1].numel(), x.dim(-2),
              x.dim(-1), attrF(a, "theta"), sc, attrB(a, "inverse"));
   };
+  // bf16 q, k, v go to the tensor-core kernels (see widens()).
   K["attention"] = [=, this](const KernelArgs &a) {
     cu::AttentionShape sh =
         attentionShape(a, a.in[0], a.in[1], a.in[3], a.in[4]);
-    cu::attention(s, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),
-                  F(a.out[0]), F(a.out[1]));
+    if (a.in[0].dtype() == DType::BF16)
+      cu::attentionBf16(s, status, sh, V(a.in[0]), V(a.in[1]), V(a.in[2]),
+                        VOut(a.out[0]), F(a.out[1]));
+    else
+      cu::attention(s, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),
+                    F(a.out[0]), F(a.out[1]));
   };
   K["attention_grad"] = [=, this](const KernelArgs &a) {
     cu::AttentionShape sh =
         attentionShape(a, a.in[1], a.in[2], a.in[6], a.in[7]);
-    cu::attentionGrad(s, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),
-                      F(a.in[3]), F(a.in[4]), F(a.in[5]), F(a.out[0]),
-                      F(a.out[1]), F(a.out[2]), a.scratch);
+    if (a.in[1].dtype() == DType::BF16)
+      cu::attentionBf16Grad(s, status, sh, V(a.in[0]), V(a.in[1]), V(a.in[2]),
+                            V(a.in[3]), V(a.in[4]), F(a.in[5]), F(a.out[0]),
+                            F(a.out[1]), F(a.out[2]), a.scratch);
+    else
+      cu::attentionGrad(s, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),
+                        F(a.in[3]), F(a.in[4]), F(a.in[5]), F(a.out[0]),
+                        F(a.out[1]), F(a.out[2]), a.scratch);
   };
   K["cross_entropy"] = [this](const KernelArgs &a) {
     const TensorRef &logits = a.in[0];
@@ -735,7 +772,7 @@ void CudaBackend::registerKernels() {
   auto fused = [](const KernelArgs &a, int first) {
     cu::FusedLinear f;
     const TensorRef &hidden = a.in[first], &weight = a.in[first + 1];
-    f.hidden = F(hidden);
+    f.hidden = V(hidden);
     f.weight = F(weight);
     f.labels = idx(a.in[first + 2]);
     f.rows = rowsOf(hidden);

@@ -22,7 +22,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "common.cuh"
+#include "attention.cuh"
 
 #include <stdexcept>
 
@@ -34,30 +34,6 @@ constexpr int kTileKeys = 32; // one key per lane
 constexpr int kMaxD = 256;
 constexpr int kPer = kMaxD / 32; // columns per lane
 
-/// Where a sequence's tokens are, on the device.
-struct Seq {
-  int64_t start, len;
-};
-
-__device__ inline Seq sequenceOf(const AttentionShape &a, int64_t s) {
-  if (!a.varlen)
-    return {s * a.rowLength, a.rowLength};
-  long long lo = loadIndex(a.cuSeqlens, s), hi = loadIndex(a.cuSeqlens, s + 1);
-  return {lo, hi - lo};
-}
-
-__device__ inline bool keyVisible(const AttentionShape &a, int64_t s,
-                                  int64_t j) {
-  return a.varlen || !a.mask.data ||
-         loadIndex(a.mask, s * a.rowLength + j) != 0;
-}
-
-__device__ inline int64_t lseIndex(const AttentionShape &a, Seq q, int64_t s,
-                                   int64_t h, int64_t i) {
-  return a.varlen ? h * a.totalTokens + q.start + i
-                  : (s * a.hq + h) * a.rowLength + i;
-}
-
 /// Loads rows [r0, r0 + 32) of one head of x ([tokens, heads, d]) into a
 /// [32][ld] tile, zeros past `len`.
 __device__ inline void loadTile(float *tile, int ld, const float *x, Seq seq,
@@ -68,15 +44,6 @@ __device__ inline void loadTile(float *tile, int ld, const float *x, Seq seq,
     tile[j * ld + c] =
         r < seq.len ? x[((seq.start + r) * heads + head) * d + c] : 0.0f;
   }
-}
-
-/// The grid covers maxLen rows: a longer document is an error, not rows
-/// silently left out.
-__device__ inline void checkLength(Status st, const AttentionShape &a,
-                                   Seq seq) {
-  if (seq.len > a.maxLen && blockIdx.x == 0 && blockIdx.y == 0 &&
-      threadIdx.x == 0)
-    report(st, Status::LongDocument, seq.len);
 }
 
 /// acc[t] += sum over the tile's rows j of w_j tile[j][lane + 32 t], where
@@ -300,14 +267,6 @@ size_t dkdvSmem(int64_t d) {
          sizeof(float);
 }
 
-/// Lets `kernel` use `bytes` of dynamic shared memory (above 48 KiB needs
-/// an opt-in).
-template <typename K> void allowSmem(K kernel, size_t bytes) {
-  TRLC_CUDA_CHECK(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(bytes)));
-}
-
 dim3 gridOf(const AttentionShape &a, int64_t heads) {
   return dim3(static_cast<unsigned>((a.maxLen + kWarps - 1) / kWarps),
               static_cast<unsigned>(heads), static_cast<unsigned>(a.count));
@@ -321,10 +280,6 @@ void checkShape(const AttentionShape &a) {
   if (a.hkv <= 0 || a.hq % a.hkv != 0)
     throw std::runtime_error(
         "attention: query heads must be a multiple of kv heads");
-}
-
-int64_t tokensOf(const AttentionShape &a) {
-  return a.varlen ? a.totalTokens : a.count * a.rowLength;
 }
 
 } // namespace

@@ -10,8 +10,9 @@
 //
 // The fused lm_head never holds [rows, vocab]: `chunk` rows of logits at a
 // time in scratch, with the bf16 weight and hidden states converted once
-// per call. Scratch, in order: weight bf16 [vocab, h], hidden bf16
-// [rows, h], logits fp32 [chunk, vocab], and for the backward the logits
+// per call (bf16-stored hidden states are read in place). Scratch, in
+// order: weight bf16 [vocab, h], hidden bf16 [rows, h] when they are fp32,
+// logits fp32 [chunk, vocab], and for the backward the logits
 // gradient in bf16 [chunk, vocab], or for the forward the per-row values
 // fp32 [rows].
 //
@@ -95,6 +96,19 @@ Index offsetIndex(Index x, int64_t rows) {
   return x;
 }
 
+/// fp32 hidden states are rounded into scratch; bf16 ones are used in place.
+size_t hiddenCopyBytes(const FusedLinear &f) {
+  return f.hidden.bf16 ? 0 : align256(f.rows * f.h * 2);
+}
+
+/// The bf16 hidden states: in place, or rounded into the scratch.
+const void *bf16Hidden(cudaStream_t s, const FusedLinear &f, void *copy) {
+  if (f.hidden.bf16)
+    return f.hidden.data;
+  toBf16(s, static_cast<const float *>(f.hidden.data), copy, f.rows * f.h);
+  return copy;
+}
+
 struct FusedScratch {
   void *weight, *hidden, *dlogits;
   float *logits, *rowVals;
@@ -106,7 +120,7 @@ FusedScratch carve(const FusedLinear &f, void *scratch, bool grad) {
   s.weight = p;
   p += align256(f.vocab * f.h * 2);
   s.hidden = p;
-  p += align256(f.rows * f.h * 2);
+  p += hiddenCopyBytes(f);
   s.logits = reinterpret_cast<float *>(p);
   p += align256(f.chunk * f.vocab * sizeof(float));
   if (grad)
@@ -153,7 +167,7 @@ void logitsGrad(cudaStream_t s, Status st, const float *logits, Index labels,
 }
 
 size_t fusedLinearScratch(const FusedLinear &f, bool grad) {
-  size_t common = align256(f.vocab * f.h * 2) + align256(f.rows * f.h * 2) +
+  size_t common = align256(f.vocab * f.h * 2) + hiddenCopyBytes(f) +
                   align256(f.chunk * f.vocab * sizeof(float));
   return common + (grad ? align256(f.chunk * f.vocab * 2)
                         : align256(f.rows * sizeof(float)));
@@ -164,12 +178,12 @@ void fusedLinearForward(Matmul *mm, cudaStream_t s, Status st,
                         void *scratch) {
   FusedScratch sc = carve(f, scratch, false);
   toBf16(s, f.weight, sc.weight, f.vocab * f.h);
-  toBf16(s, f.hidden, sc.hidden, f.rows * f.h);
+  const void *hiddenBf16 = bf16Hidden(s, f, sc.hidden);
   float *vals = rowOut ? rowOut : sc.rowVals;
   for (int64_t r0 = 0; r0 < f.rows; r0 += f.chunk) {
     int64_t n = std::min(f.chunk, f.rows - r0);
-    gemm(mm, s, false, true, n, f.vocab, f.h, bf16Rows(sc.hidden, r0, f.h), f.h,
-         sc.weight, f.h, 0.0f, sc.logits, f.vocab);
+    gemm(mm, s, false, true, n, f.vocab, f.h, bf16Rows(hiddenBf16, r0, f.h),
+         f.h, sc.weight, f.h, 0.0f, sc.logits, f.vocab);
     logProbs(s, st, sc.logits, offsetIndex(f.labels, r0), vals + r0, n, f.vocab,
              f.ignore);
   }
@@ -184,12 +198,12 @@ void fusedLinearBackward(Matmul *mm, cudaStream_t s, Status st,
                          float *dweight, void *scratch) {
   FusedScratch sc = carve(f, scratch, true);
   toBf16(s, f.weight, sc.weight, f.vocab * f.h);
-  toBf16(s, f.hidden, sc.hidden, f.rows * f.h);
+  const void *hiddenBf16 = bf16Hidden(s, f, sc.hidden);
   TRLC_CUDA_CHECK(
       cudaMemsetAsync(dweight, 0, f.vocab * f.h * sizeof(float), s));
   for (int64_t r0 = 0; r0 < f.rows; r0 += f.chunk) {
     int64_t n = std::min(f.chunk, f.rows - r0);
-    const void *hidden = bf16Rows(sc.hidden, r0, f.h);
+    const void *hidden = bf16Rows(hiddenBf16, r0, f.h);
     gemm(mm, s, false, true, n, f.vocab, f.h, hidden, f.h, sc.weight, f.h, 0.0f,
          sc.logits, f.vocab);
     RowCoef c = coef;

@@ -6,9 +6,9 @@
 // style. Every launcher takes the stream it runs on and never synchronizes.
 //
 // Conventions shared by every file:
-//   - float tensors are fp32, row-major, contiguous (the backend widens
-//     bf16-stored ones into fp32 scratch, except for the products, which
-//     read and write bf16 directly); index tensors (token
+//   - float tensors are fp32, row-major, contiguous, or bf16 where a
+//     launcher takes `Floats` / `FloatsOut` (the backend widens other
+//     bf16-stored tensors into fp32 scratch); index tensors (token
 //     ids, labels, positions, cu_seqlens, masks, step counters) may be i64,
 //     i32, bool or f32 and are read through `Index`;
 //   - a kernel that meets bad data (a token id outside the vocabulary) does
@@ -120,14 +120,15 @@ void embeddingGrad(cudaStream_t s, const float *dy, Index ids, float *dtable,
 
 // --- norm.cu
 // -------------------------------------------------------------------
-void rmsNorm(cudaStream_t s, const float *x, const float *w, float *y,
+/// The forwards write y in fp32 or bf16.
+void rmsNorm(cudaStream_t s, const float *x, const float *w, FloatsOut y,
              int64_t rows, int64_t h, float eps);
 size_t normGradScratch(int64_t rows, int64_t h, bool layer);
 void rmsNormGrad(cudaStream_t s, const float *dy, const float *x,
                  const float *w, float *dx, float *dw, int64_t rows, int64_t h,
                  float eps, void *scratch);
 void layerNorm(cudaStream_t s, const float *x, const float *w, const float *b,
-               float *y, int64_t rows, int64_t h, float eps);
+               FloatsOut y, int64_t rows, int64_t h, float eps);
 void layerNormGrad(cudaStream_t s, const float *dy, const float *x,
                    const float *w, float *dx, float *dw, float *db,
                    int64_t rows, int64_t h, float eps, void *scratch);
@@ -138,7 +139,7 @@ void layerNormGrad(cudaStream_t s, const float *dy, const float *x,
 struct RopeScaling {
   double factor = 0, lowFreqFactor = 1, highFreqFactor = 1, originalMax = 1;
 };
-void rope(cudaStream_t s, const float *x, Index pos, float *y, int64_t tokens,
+void rope(cudaStream_t s, Floats x, Index pos, FloatsOut y, int64_t tokens,
           int64_t heads, int64_t d, double theta, RopeScaling scaling,
           bool inverse);
 
@@ -169,6 +170,16 @@ void attentionGrad(cudaStream_t s, Status st, const AttentionShape &shape,
                    const float *dout, const float *q, const float *k,
                    const float *v, const float *out, const float *lse,
                    float *dq, float *dk, float *dv, void *scratch);
+/// The same on bf16 tensor cores (attention_bf16.cu) for bf16-stored q, k
+/// and v, when `attentionBf16Supports(d)`; out may be bf16, the gradients
+/// are fp32. Scratch of the backward: attentionGradScratch.
+bool attentionBf16Supports(int64_t d);
+void attentionBf16(cudaStream_t s, Status st, const AttentionShape &shape,
+                   Floats q, Floats k, Floats v, FloatsOut out, float *lse);
+void attentionBf16Grad(cudaStream_t s, Status st, const AttentionShape &shape,
+                       Floats dout, Floats q, Floats k, Floats v, Floats out,
+                       const float *lse, float *dq, float *dk, float *dv,
+                       void *scratch);
 
 // --- cross_entropy.cu
 // -------------------------------------------------------------
@@ -197,7 +208,8 @@ void logitsGrad(cudaStream_t s, Status st, const float *logits, Index labels,
 /// or with `sumOut` the negated sum (cross entropy). Backward: dhidden and
 /// dweight (overwritten) for the logits gradient coef(r) (softmax - onehot).
 struct FusedLinear {
-  const float *hidden = nullptr, *weight = nullptr;
+  Floats hidden; // bf16 hidden states are multiplied as they are
+  const float *weight = nullptr;
   Index labels;
   int64_t rows = 0, h = 0, vocab = 0, chunk = 0, ignore = -100;
 };

@@ -2,11 +2,12 @@
 //-*-===//
 //
 // x, y: [rows, h]; weight (and bias) [h]; fp32 with fp32 statistics, as
-// the CPU backend. Forward: one block per row. Backward: a fixed number of
-// blocks (kGradBlocks, fewer for few rows) each own a contiguous range of
-// rows; a block writes dx for its rows and sums dw (db) over them into its
-// own row of scratch, [blocks, h] (twice for LayerNorm); a second kernel
-// sums those rows in block order. dx, dw and db are overwritten.
+// the CPU backend; the forward's y may be stored in bf16. Forward: one block
+// per row. Backward: a fixed number of blocks (kGradBlocks, fewer for few rows)
+// each own a contiguous range of rows; a block writes dx for its rows and sums
+// dw (db) over them into its own row of scratch, [blocks, h] (twice for
+// LayerNorm); a second kernel sums those rows in block order. dx, dw and db are
+// overwritten.
 //
 //===----------------------------------------------------------------------===//
 
@@ -41,7 +42,7 @@ __device__ float2 rowMoments(const float *xr, int64_t h, float eps) {
   return make_float2(mean, 1.0f / sqrtf(blockSum(var) / h + eps));
 }
 
-__global__ void rmsNormKernel(const float *x, const float *w, float *y,
+__global__ void rmsNormKernel(const float *x, const float *w, FloatsOut y,
                               int64_t rows, int64_t h, float eps) {
   int64_t r = gridRow();
   if (r >= rows)
@@ -49,7 +50,7 @@ __global__ void rmsNormKernel(const float *x, const float *w, float *y,
   const float *xr = x + r * h;
   float inv = rowInvRms(xr, h, eps);
   for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
-    y[r * h + j] = xr[j] * inv * w[j];
+    store(y, r * h + j, xr[j] * inv * w[j]);
 }
 
 __global__ void rmsNormGradKernel(const float *dy, const float *x,
@@ -76,7 +77,8 @@ __global__ void rmsNormGradKernel(const float *dy, const float *x,
 }
 
 __global__ void layerNormKernel(const float *x, const float *w, const float *b,
-                                float *y, int64_t rows, int64_t h, float eps) {
+                                FloatsOut y, int64_t rows, int64_t h,
+                                float eps) {
   int64_t r = gridRow();
   if (r >= rows)
     return;
@@ -84,7 +86,7 @@ __global__ void layerNormKernel(const float *x, const float *w, const float *b,
   float2 mi = rowMoments(xr, h, eps);
   float mean = mi.x, inv = mi.y;
   for (int64_t j = threadIdx.x; j < h; j += blockDim.x)
-    y[r * h + j] = (xr[j] - mean) * inv * w[j] + b[j];
+    store(y, r * h + j, (xr[j] - mean) * inv * w[j] + b[j]);
 }
 
 __global__ void layerNormGradKernel(const float *dy, const float *x,
@@ -118,7 +120,7 @@ __global__ void layerNormGradKernel(const float *dy, const float *x,
 
 } // namespace
 
-void rmsNorm(cudaStream_t s, const float *x, const float *w, float *y,
+void rmsNorm(cudaStream_t s, const float *x, const float *w, FloatsOut y,
              int64_t rows, int64_t h, float eps) {
   if (rows == 0)
     return;
@@ -142,7 +144,7 @@ void rmsNormGrad(cudaStream_t s, const float *dy, const float *x,
 }
 
 void layerNorm(cudaStream_t s, const float *x, const float *w, const float *b,
-               float *y, int64_t rows, int64_t h, float eps) {
+               FloatsOut y, int64_t rows, int64_t h, float eps) {
   if (rows == 0)
     return;
   layerNormKernel<<<rowGrid(rows), kThreads, 0, s>>>(x, w, b, y, rows, h, eps);

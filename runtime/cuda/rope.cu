@@ -7,7 +7,7 @@
 // As transformers (and the CPU backend): inv_freq = 1 / theta^(2i/d) in
 // fp32, the Llama-3 scaling in double, the angle and its cos/sin in fp32.
 // `inverse` turns the other way (the backward of a rotation). One thread
-// per (token, head, pair).
+// per (token, head, pair); x and y are fp32 or bf16 (computed in fp32).
 //
 //===----------------------------------------------------------------------===//
 
@@ -34,7 +34,7 @@ __device__ double inverseFrequency(int64_t i, int64_t d, double theta,
   return (1 - smooth) * f / sc.factor + smooth * f;
 }
 
-__global__ void ropeKernel(const float *x, Index pos, float *y, int64_t tokens,
+__global__ void ropeKernel(Floats x, Index pos, FloatsOut y, int64_t tokens,
                            int64_t heads, int64_t d, double theta,
                            RopeScaling sc, float sign) {
   int64_t half = d / 2, n = tokens * heads * half;
@@ -44,17 +44,16 @@ __global__ void ropeKernel(const float *x, Index pos, float *y, int64_t tokens,
     float angle = static_cast<float>(loadIndex(pos, t)) *
                   static_cast<float>(inverseFrequency(i, d, theta, sc));
     float c = cosf(angle), s = sign * sinf(angle);
-    const float *xr = x + th * d;
-    float *yr = y + th * d;
-    float x1 = xr[i], x2 = xr[i + half];
-    yr[i] = x1 * c - x2 * s;
-    yr[i + half] = x2 * c + x1 * s;
+    int64_t at = th * d + i;
+    float x1 = load(x, at), x2 = load(x, at + half);
+    store(y, at, x1 * c - x2 * s);
+    store(y, at + half, x2 * c + x1 * s);
   }
 }
 
 } // namespace
 
-void rope(cudaStream_t s, const float *x, Index pos, float *y, int64_t tokens,
+void rope(cudaStream_t s, Floats x, Index pos, FloatsOut y, int64_t tokens,
           int64_t heads, int64_t d, double theta, RopeScaling scaling,
           bool inverse) {
   int64_t n = tokens * heads * (d / 2);

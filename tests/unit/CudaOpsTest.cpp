@@ -97,8 +97,16 @@ public:
     call.out = std::move(ts);
     return *this;
   }
+  /// Replaces an input's values (rounded when it is stored in bf16).
   void set(int t, const std::vector<float> &values) {
-    std::memcpy(init[t].data(), values.data(), init[t].size());
+    if (plan.tensors[t].dtype != DType::BF16) {
+      std::memcpy(init[t].data(), values.data(), init[t].size());
+      return;
+    }
+    for (size_t i = 0; i < values.size(); ++i) {
+      uint16_t h = floatToBf16(values[i]);
+      std::memcpy(init[t].data() + 2 * i, &h, 2);
+    }
   }
 
   /// Runs the call on `b`; returns every output as floats.
@@ -116,7 +124,8 @@ public:
     }
     int64_t scratchBytes = std::max<int64_t>(b.scratchBytes(call, plan), 64);
     void *scratch = b.allocate(scratchBytes);
-    b.copy(scratch, std::vector<uint8_t>(scratchBytes, 0xff).data(), scratchBytes);
+    b.copy(scratch, std::vector<uint8_t>(scratchBytes, 0xff).data(),
+           scratchBytes);
     KernelArgs a;
     for (int t : call.in)
       a.in.push_back(t < 0 ? TensorRef{}
@@ -373,10 +382,11 @@ TEST_F(CudaOps, LinearInBf16) {
   }
 }
 
-/// bf16 storage (trl-mixed-precision): the products and the MLP
-/// activations read and write bf16 themselves; every other kernel (a norm,
-/// the fused head) runs on fp32 copies of its bf16 tensors. Both backends round the same way, so the
-/// products' bf16 tolerance bounds everything.
+/// bf16 storage (trl-mixed-precision): the products, the fused head, the
+/// norms, rope and the MLP activations read and write bf16 themselves
+/// (attention: AttentionBf16TensorCores); on the CPU every kernel runs on
+/// fp32 copies. Both backends round the same way, so the products' bf16
+/// tolerance bounds everything.
 TEST_F(CudaOps, Bf16Storage) {
   for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{5, 7, 3},
                          {64, 96, 80},
@@ -407,9 +417,22 @@ TEST_F(CudaOps, Bf16Storage) {
     Op gg("gelu_grad", {{"approximate", "tanh"}});
     check(gg.in({gg.floats({n}), gg.bf16({n})}).out({gg.output({n})}), kBf16);
   }
+  // The norms write bf16 outputs; rope reads and writes bf16.
   Op norm("rms_norm", {{"eps", 1e-6}});
   check(norm.in({norm.floats({7, 33}), norm.floats({33})})
             .out({norm.output({7, 33}, false, DType::BF16)}),
+        kBf16);
+  Op ln("layer_norm", {{"eps", 1e-5}});
+  check(
+      ln.in({ln.floats({300, 64}), ln.floats({64}, 0.5, 1.0), ln.floats({64})})
+          .out({ln.output({300, 64}, false, DType::BF16)}),
+      kBf16);
+  std::vector<int64_t> pos(37);
+  for (size_t t = 0; t < pos.size(); ++t)
+    pos[t] = (t * 5) % 23;
+  Op rope("rope", {{"theta", 10000.0}, {"inverse", false}});
+  check(rope.in({rope.bf16({1, 37, 3, 64}), rope.i64({1, 37}, pos)})
+            .out({rope.output({1, 37, 3, 64}, false, DType::BF16)}),
         kBf16);
   // An in-place pair: one bf16 buffer read twice is widened once.
   Op same("swiglu");
@@ -424,6 +447,13 @@ TEST_F(CudaOps, Bf16Storage) {
   check(head.in({head.bf16({2, 9, 16}), head.floats({50, 16}, 0.2),
                  head.i64({2, 9}, labels)})
             .out({head.output({})}),
+        kBf16);
+  Op headGrad("fused_linear_cross_entropy_grad",
+              {{"chunk_size", 7}, {"ignore_index", -100}});
+  check(headGrad
+            .in({headGrad.floats({}, 0.0, 0.5), headGrad.bf16({2, 9, 16}),
+                 headGrad.floats({50, 16}, 0.2), headGrad.i64({2, 9}, labels)})
+            .out({headGrad.output({2, 9, 16}), headGrad.output({50, 16})}),
         kBf16);
 }
 
@@ -449,25 +479,32 @@ TEST_F(CudaOps, Rope) {
 }
 
 /// Forward and backward of one attention layout; the backward takes the
-/// CPU forward's output and lse.
+/// CPU forward's output and lse. With `bf16`, q, k, v and the output are
+/// stored in bf16 (the tensor-core kernels, for the head dimensions they
+/// take) and compared at the bf16 tolerance.
 void checkAttention(CudaOps &t, const json &attrs, std::vector<int64_t> q,
                     std::vector<int64_t> kv, std::vector<int64_t> lse,
                     const std::function<int(Op &)> &mask,
-                    const std::function<int(Op &)> &cu) {
+                    const std::function<int(Op &)> &cu, bool bf16 = false) {
+  DType act = bf16 ? DType::BF16 : DType::F32;
+  auto input = [&](Op &op, const std::vector<int64_t> &shape) {
+    return bf16 ? op.bf16(shape) : op.floats(shape);
+  };
+  double tol = bf16 ? kBf16 : kF32;
   Op fwd("attention", attrs);
-  int qi = fwd.floats(q), ki = fwd.floats(kv), vi = fwd.floats(kv);
+  int qi = input(fwd, q), ki = input(fwd, kv), vi = input(fwd, kv);
   fwd.in({qi, ki, vi, mask(fwd), cu(fwd)})
-      .out({fwd.output(q), fwd.output(lse)});
-  std::vector<std::vector<float>> ref = t.check(fwd);
+      .out({fwd.output(q, false, act), fwd.output(lse)});
+  std::vector<std::vector<float>> ref = t.check(fwd, tol);
   Op bwd("attention_grad", attrs);
-  int dout = bwd.floats(q), bq = bwd.floats(q), bk = bwd.floats(kv),
-      bv = bwd.floats(kv);
-  int o = bwd.floats(q), l = bwd.floats(lse);
+  int dout = bwd.floats(q), bq = input(bwd, q), bk = input(bwd, kv),
+      bv = input(bwd, kv);
+  int o = input(bwd, q), l = bwd.floats(lse);
   bwd.set(o, ref[0]);
   bwd.set(l, ref[1]);
   bwd.in({dout, bq, bk, bv, o, l, mask(bwd), cu(bwd)})
       .out({bwd.output(q), bwd.output(kv), bwd.output(kv)});
-  t.check(bwd);
+  t.check(bwd, tol);
 }
 
 TEST_F(CudaOps, AttentionPaddedGqaWithMask) {
@@ -487,6 +524,42 @@ TEST_F(CudaOps, AttentionPaddedGqaWithMask) {
           },
           [](Op &) { return -1; });
     }
+}
+
+/// The bf16 tensor-core kernels (head dimensions 16, 32, 64, 128) against
+/// the CPU on the same bf16 inputs: padded with a key mask and grouped
+/// heads, causal or not, rows longer than one 64-row tile and shorter;
+/// varlen documents. Head dimension 24 has no tensor-core kernel and runs
+/// the fp32 one on widened copies.
+TEST_F(CudaOps, AttentionBf16TensorCores) {
+  for (bool causal : {true, false})
+    for (auto [s, d] : {std::pair<int64_t, int64_t>{5, 16},
+                        {70, 64},
+                        {130, 128},
+                        {33, 32},
+                        {9, 24}}) {
+      json attrs = {{"layout", "padded"},
+                    {"causal", causal},
+                    {"scale", 1 / std::sqrt(double(d))}};
+      std::vector<int64_t> mask(2 * s, 1);
+      for (int64_t j = s - 2; j < s; ++j)
+        mask[s + j] = 0;
+      checkAttention(
+          *this, attrs, {2, s, 4, d}, {2, s, 2, d}, {2, 4, s},
+          [&](Op &op) {
+            return op.i64({2, s}, mask);
+          },
+          [](Op &) { return -1; }, true);
+    }
+  std::vector<int32_t> cu = {0, 3, 70, 71, 150};
+  json attrs = {{"layout", "varlen"},
+                {"causal", true},
+                {"scale", 0.125},
+                {"max_seqlen", 79}};
+  checkAttention(
+      *this, attrs, {150, 6, 64}, {150, 2, 64}, {6, 150},
+      [](Op &) { return -1; },
+      [&](Op &op) { return op.ints({5}, cu, DType::I32); }, true);
 }
 
 TEST_F(CudaOps, AttentionVarlenDocuments) {

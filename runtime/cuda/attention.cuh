@@ -1,0 +1,67 @@
+//===- attention.cuh - what both attention kernels share -----------*- CUDA
+//-*-===//
+//
+// The sequences of an AttentionShape on the device (padded rows or varlen
+// documents), the key mask, where a row's lse lives, and the host-side
+// launch helpers. attention.cu (fp32, CUDA cores) and attention_bf16.cu
+// (bf16 tensor cores) both include it.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_RUNTIME_CUDA_ATTENTION_CUH
+#define TRLC_RUNTIME_CUDA_ATTENTION_CUH
+
+#include "common.cuh"
+
+namespace trlc::cuda {
+namespace {
+
+/// Where a sequence's tokens are, on the device.
+struct Seq {
+  int64_t start, len;
+};
+
+__device__ inline Seq sequenceOf(const AttentionShape &a, int64_t s) {
+  if (!a.varlen)
+    return {s * a.rowLength, a.rowLength};
+  long long lo = loadIndex(a.cuSeqlens, s), hi = loadIndex(a.cuSeqlens, s + 1);
+  return {lo, hi - lo};
+}
+
+__device__ inline bool keyVisible(const AttentionShape &a, int64_t s,
+                                  int64_t j) {
+  return a.varlen || !a.mask.data ||
+         loadIndex(a.mask, s * a.rowLength + j) != 0;
+}
+
+__device__ inline int64_t lseIndex(const AttentionShape &a, Seq q, int64_t s,
+                                   int64_t h, int64_t i) {
+  return a.varlen ? h * a.totalTokens + q.start + i
+                  : (s * a.hq + h) * a.rowLength + i;
+}
+
+/// The grid covers maxLen rows: a longer document is an error, not rows
+/// silently left out.
+__device__ inline void checkLength(Status st, const AttentionShape &a,
+                                   Seq seq) {
+  if (seq.len > a.maxLen && blockIdx.x == 0 && blockIdx.y == 0 &&
+      threadIdx.x == 0)
+    report(st, Status::LongDocument, seq.len);
+}
+
+/// Lets `kernel` use `bytes` of dynamic shared memory (above 48 KiB needs
+/// an opt-in).
+template <typename K> void allowSmem(K kernel, size_t bytes) {
+  TRLC_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(bytes)));
+}
+
+inline int64_t tokensOf(const AttentionShape &a) {
+  return a.varlen ? a.totalTokens : a.count * a.rowLength;
+}
+
+} // namespace
+} // namespace trlc::cuda
+
+#endif // TRLC_RUNTIME_CUDA_ATTENTION_CUH
