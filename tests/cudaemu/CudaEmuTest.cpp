@@ -1,0 +1,336 @@
+//===- CudaEmuTest.cpp - the CUDA kernels, emulated on the host
+//------------===//
+//
+// The CUDA kernels' own source (runtime/cuda/*.cu through translate.py and
+// emu.h) run on the host against the CPU backend, as CudaOpsTest does on a
+// GPU: random inputs, outputs poisoned with NaN bytes, relative error in
+// norm under 1e-5 for fp32 kernels and 1e-2 for bf16 ones. Runs on every
+// machine, so CI checks the kernels' indexing, masking, tiling and
+// synchronization even where no GPU is; CudaOpsTest still has the last
+// word on a GPU (timing, real fragment layouts, the CUDA backend itself).
+//
+//===----------------------------------------------------------------------===//
+
+#include "OpTest.h"
+#include "kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <functional>
+
+using namespace trlc;
+using namespace trlc::test;
+namespace cu = trlc::cuda; // trlc::cudaemu in this build (-Dcuda=cudaemu)
+
+namespace {
+
+class Emu : public ::testing::Test {
+public:
+  /// Tensor t of `op` in emulated device memory: its input bytes, or NaN
+  /// bytes for an output.
+  void *dev(const Op &op, int t) {
+    if (t < 0)
+      return nullptr;
+    if (op.bytes(t).empty())
+      memory.emplace_back(std::max<int64_t>(op.plan.tensors[t].bytes(), 4),
+                          0xff);
+    else
+      memory.push_back(op.bytes(t));
+    return memory.back().data();
+  }
+  cu::Floats floats(const Op &op, int t) {
+    return {dev(op, t), op.plan.tensors[t].dtype == DType::BF16};
+  }
+  cu::Index index(const Op &op, int t) {
+    cu::Index i;
+    i.data = dev(op, t);
+    if (t >= 0)
+      i.type = op.plan.tensors[t].dtype == DType::I32 ? cu::Index::I32
+                                                      : cu::Index::I64;
+    return i;
+  }
+  static std::vector<float> read(const Op &op, int t, const void *p) {
+    const artifact::TensorDesc &d = op.plan.tensors[t];
+    std::vector<float> v(d.numel());
+    for (int64_t i = 0; i < d.numel(); ++i) {
+      if (d.dtype == DType::BF16) {
+        uint16_t h;
+        std::memcpy(&h, static_cast<const char *>(p) + 2 * i, 2);
+        v[i] = bf16ToFloat(h);
+      } else {
+        std::memcpy(&v[i], static_cast<const char *>(p) + 4 * i, 4);
+      }
+    }
+    return v;
+  }
+  /// Runs `op` on the CPU backend and compares every output with `got`
+  /// (the emulated kernel's outputs, in op.call.out's order).
+  std::vector<std::vector<float>>
+  compare(const Op &op, const std::vector<void *> &got, double tol) {
+    EXPECT_EQ(code, 0) << "the kernel reported status " << code << " (" << value
+                       << ")";
+    std::vector<std::vector<float>> want = op.runOn(*cpu);
+    for (size_t k = 0; k < want.size(); ++k) {
+      std::string why;
+      double e = relativeError(want[k], read(op, op.call.out[k], got[k]), why);
+      EXPECT_LE(e, tol) << op.call.kernel << " output " << k << " " << why
+                        << " (attrs " << op.call.attrs.dump() << ")";
+    }
+    return want;
+  }
+
+  std::unique_ptr<Backend> cpu = makeCpuBackend(2);
+  std::deque<std::vector<uint8_t>> memory;
+  int code = 0;
+  long long value = 0;
+  cu::Status status{&code, &value};
+};
+
+/// Forward and backward of one attention layout, as CudaOpsTest's
+/// checkAttention: the fp32 kernels (attention.cu) or, with `bf16`, the
+/// tensor-core ones (attention_bf16.cu) on bf16 q, k, v and output.
+void checkAttention(
+    Emu &t, const json &attrs, std::vector<int64_t> q, std::vector<int64_t> kv,
+    std::vector<int64_t> lse, const std::function<int(Op &)> &mask,
+    const std::function<int(Op &)> &cuSeqlens, bool bf16,
+    const std::function<std::vector<void *>(Op &, cu::AttentionShape &)> &fwd,
+    const std::function<std::vector<void *>(Op &, cu::AttentionShape &)> &bwd) {
+  DType act = bf16 ? DType::BF16 : DType::F32;
+  auto input = [&](Op &op, const std::vector<int64_t> &shape) {
+    return bf16 ? op.bf16(shape) : op.floats(shape);
+  };
+  double tol = bf16 ? kBf16 : kF32;
+  auto shape = [&](Op &op, int m, int c) {
+    cu::AttentionShape s;
+    s.varlen = attrs.at("layout") == "varlen";
+    s.causal = attrs.at("causal");
+    s.scale = attrs.at("scale").get<float>();
+    s.d = q.back();
+    s.hq = q[q.size() - 2];
+    s.hkv = kv[kv.size() - 2];
+    if (s.varlen) {
+      s.cuSeqlens = {op.bytes(c).data(), cu::Index::I32};
+      s.count = op.plan.tensors[c].numel() - 1;
+      s.totalTokens = q[0];
+      s.maxLen = attrs.at("max_seqlen");
+    } else {
+      s.count = q[0];
+      s.rowLength = s.maxLen = q[1];
+      s.totalTokens = s.count * s.rowLength;
+      if (m >= 0)
+        s.mask = {op.bytes(m).data(), cu::Index::I64};
+    }
+    return s;
+  };
+  Op f("attention", attrs);
+  int fm = mask(f), fc = cuSeqlens(f);
+  f.in({input(f, q), input(f, kv), input(f, kv), fm, fc})
+      .out({f.output(q, false, act), f.output(lse)});
+  cu::AttentionShape fs = shape(f, fm, fc);
+  std::vector<std::vector<float>> ref = t.compare(f, fwd(f, fs), tol);
+
+  Op b("attention_grad", attrs);
+  int dout = b.floats(q), bq = input(b, q), bk = input(b, kv),
+      bv = input(b, kv);
+  int o = input(b, q), l = b.floats(lse);
+  b.set(o, ref[0]);
+  b.set(l, ref[1]);
+  int bm = mask(b), bc = cuSeqlens(b);
+  b.in({dout, bq, bk, bv, o, l, bm, bc})
+      .out({b.output(q), b.output(kv), b.output(kv)});
+  cu::AttentionShape bs = shape(b, bm, bc);
+  t.compare(b, bwd(b, bs), tol);
+}
+
+struct AttentionCase {
+  bool causal;
+  int64_t s, d;
+};
+
+class EmuAttention : public Emu {
+protected:
+  void run(bool bf16, const json &attrs, std::vector<int64_t> q,
+           std::vector<int64_t> kv, std::vector<int64_t> lse,
+           const std::function<int(Op &)> &mask,
+           const std::function<int(Op &)> &cuSeqlens) {
+    auto fwd = [&](Op &op, cu::AttentionShape &s) -> std::vector<void *> {
+      const auto &in = op.call.in;
+      void *out = dev(op, op.call.out[0]), *lse = dev(op, op.call.out[1]);
+      if (bf16)
+        cu::attentionBf16(nullptr, status, s, floats(op, in[0]),
+                          floats(op, in[1]), floats(op, in[2]), {out, true},
+                          static_cast<float *>(lse));
+      else
+        cu::attention(nullptr, status, s,
+                      static_cast<const float *>(dev(op, in[0])),
+                      static_cast<const float *>(dev(op, in[1])),
+                      static_cast<const float *>(dev(op, in[2])),
+                      static_cast<float *>(out), static_cast<float *>(lse));
+      return {out, lse};
+    };
+    auto bwd = [&](Op &op, cu::AttentionShape &s) -> std::vector<void *> {
+      const auto &in = op.call.in;
+      std::vector<void *> out;
+      for (int t : op.call.out)
+        out.push_back(dev(op, t));
+      memory.emplace_back(
+          cu::attentionGradScratch(
+              s.varlen ? s.totalTokens : s.count * s.rowLength, s.hq),
+          0xff);
+      void *scratch = memory.back().data();
+      auto *dq = static_cast<float *>(out[0]),
+           *dk = static_cast<float *>(out[1]),
+           *dv = static_cast<float *>(out[2]);
+      if (bf16)
+        cu::attentionBf16Grad(
+            nullptr, status, s, floats(op, in[0]), floats(op, in[1]),
+            floats(op, in[2]), floats(op, in[3]), floats(op, in[4]),
+            static_cast<const float *>(dev(op, in[5])), dq, dk, dv, scratch);
+      else
+        cu::attentionGrad(
+            nullptr, status, s, static_cast<const float *>(dev(op, in[0])),
+            static_cast<const float *>(dev(op, in[1])),
+            static_cast<const float *>(dev(op, in[2])),
+            static_cast<const float *>(dev(op, in[3])),
+            static_cast<const float *>(dev(op, in[4])),
+            static_cast<const float *>(dev(op, in[5])), dq, dk, dv, scratch);
+      return out;
+    };
+    checkAttention(*this, attrs, q, kv, lse, mask, cuSeqlens, bf16, fwd, bwd);
+  }
+
+  /// Padded rows with a key mask (the second row ends in padding) and
+  /// grouped heads (4 query heads on 2 kv heads).
+  void padded(bool bf16, bool causal, int64_t s, int64_t d) {
+    json attrs = {{"layout", "padded"},
+                  {"causal", causal},
+                  {"scale", 1 / std::sqrt(double(d))}};
+    std::vector<int64_t> mask(2 * s, 1);
+    for (int64_t j = std::max<int64_t>(s - 2, 0); j < s; ++j)
+      mask[s + j] = 0;
+    run(
+        bf16, attrs, {2, s, 4, d}, {2, s, 2, d}, {2, 4, s},
+        [&](Op &op) {
+          return op.i64({2, s}, mask);
+        },
+        [](Op &) { return -1; });
+  }
+  /// Documents at `cuSeqlens` (the kernels tile 32 or 64 rows).
+  void varlen(bool bf16, int64_t d, std::vector<int32_t> cuSeqlens) {
+    int32_t tokens = cuSeqlens.back(), longest = 0;
+    for (size_t i = 1; i < cuSeqlens.size(); ++i)
+      longest = std::max(longest, cuSeqlens[i] - cuSeqlens[i - 1]);
+    json attrs = {{"layout", "varlen"},
+                  {"causal", true},
+                  {"scale", 0.125},
+                  {"max_seqlen", longest}};
+    run(
+        bf16, attrs, {tokens, 6, d}, {tokens, 2, d}, {6, tokens},
+        [](Op &) { return -1; },
+        [&](Op &op) {
+          return op.ints({static_cast<int64_t>(cuSeqlens.size())}, cuSeqlens,
+                         DType::I32);
+        });
+  }
+};
+
+TEST_F(EmuAttention, Fp32PaddedGqaWithMask) {
+  for (bool causal : {true, false})
+    for (auto [s, d] : {std::pair<int64_t, int64_t>{5, 16}, {37, 24}})
+      padded(false, causal, s, d);
+}
+
+TEST_F(EmuAttention, Fp32Varlen) { varlen(false, 32, {0, 3, 40, 41, 90}); }
+
+TEST_F(EmuAttention, Bf16TensorCoresPaddedGqaWithMask) {
+  for (bool causal : {true, false})
+    for (auto [s, d] :
+         {std::pair<int64_t, int64_t>{5, 16}, {70, 64}, {33, 32}, {20, 128}})
+      padded(true, causal, s, d);
+}
+
+TEST_F(EmuAttention, Bf16TensorCoresVarlen) {
+  varlen(true, 64, {0, 3, 70, 71, 150});
+}
+
+TEST_F(Emu, NormsWriteFp32OrBf16) {
+  for (DType type : {DType::F32, DType::BF16})
+    for (auto [rows, h] : {std::pair<int64_t, int64_t>{5, 7}, {3, 300}}) {
+      double tol = type == DType::BF16 ? kBf16 : kF32;
+      Op rms("rms_norm", {{"eps", 1e-6}});
+      int x = rms.floats({rows, h}), w = rms.floats({h}, 0.5, 1.0);
+      rms.in({x, w}).out({rms.output({rows, h}, false, type)});
+      void *y = dev(rms, rms.call.out[0]);
+      cu::rmsNorm(nullptr, static_cast<const float *>(dev(rms, x)),
+                  static_cast<const float *>(dev(rms, w)),
+                  {y, type == DType::BF16}, rows, h, 1e-6f);
+      compare(rms, {y}, tol);
+      Op ln("layer_norm", {{"eps", 1e-5}});
+      x = ln.floats({rows, h});
+      w = ln.floats({h}, 0.5, 1.0);
+      int bias = ln.floats({h});
+      ln.in({x, w, bias}).out({ln.output({rows, h}, false, type)});
+      y = dev(ln, ln.call.out[0]);
+      cu::layerNorm(nullptr, static_cast<const float *>(dev(ln, x)),
+                    static_cast<const float *>(dev(ln, w)),
+                    static_cast<const float *>(dev(ln, bias)),
+                    {y, type == DType::BF16}, rows, h, 1e-5f);
+      compare(ln, {y}, tol);
+    }
+}
+
+TEST_F(Emu, NormGradients) {
+  // 200 rows: the 128 blocks take one or two rows each.
+  for (auto [rows, h] : {std::pair<int64_t, int64_t>{5, 7}, {200, 16}}) {
+    Op rms("rms_norm_grad", {{"eps", 1e-6}});
+    int dy = rms.floats({rows, h}), x = rms.floats({rows, h}),
+        w = rms.floats({h}, 0.5, 1.0);
+    rms.in({dy, x, w}).out({rms.output({rows, h}), rms.output({h})});
+    std::vector<void *> out = {dev(rms, rms.call.out[0]),
+                               dev(rms, rms.call.out[1])};
+    memory.emplace_back(cu::normGradScratch(rows, h, false), 0xff);
+    cu::rmsNormGrad(nullptr, static_cast<const float *>(dev(rms, dy)),
+                    static_cast<const float *>(dev(rms, x)),
+                    static_cast<const float *>(dev(rms, w)),
+                    static_cast<float *>(out[0]), static_cast<float *>(out[1]),
+                    rows, h, 1e-6f, memory.back().data());
+    compare(rms, out, kF32);
+    Op ln("layer_norm_grad", {{"eps", 1e-5}});
+    dy = ln.floats({rows, h});
+    x = ln.floats({rows, h});
+    w = ln.floats({h}, 0.5, 1.0);
+    ln.in({dy, x, w})
+        .out({ln.output({rows, h}), ln.output({h}), ln.output({h})});
+    out = {dev(ln, ln.call.out[0]), dev(ln, ln.call.out[1]),
+           dev(ln, ln.call.out[2])};
+    memory.emplace_back(cu::normGradScratch(rows, h, true), 0xff);
+    cu::layerNormGrad(
+        nullptr, static_cast<const float *>(dev(ln, dy)),
+        static_cast<const float *>(dev(ln, x)),
+        static_cast<const float *>(dev(ln, w)), static_cast<float *>(out[0]),
+        static_cast<float *>(out[1]), static_cast<float *>(out[2]), rows, h,
+        1e-5f, memory.back().data());
+    compare(ln, out, kF32);
+  }
+}
+
+TEST_F(Emu, RopeFp32AndBf16) {
+  for (DType type : {DType::F32, DType::BF16})
+    for (bool inverse : {false, true}) {
+      std::vector<int64_t> pos(37);
+      for (size_t i = 0; i < pos.size(); ++i)
+        pos[i] = (i * 7) % 50;
+      Op op("rope", {{"theta", 10000.0}, {"inverse", inverse}});
+      int x = type == DType::BF16 ? op.bf16({1, 37, 3, 64})
+                                  : op.floats({1, 37, 3, 64});
+      int p = op.i64({1, 37}, pos);
+      op.in({x, p}).out({op.output({1, 37, 3, 64}, false, type)});
+      void *y = dev(op, op.call.out[0]);
+      cu::rope(nullptr, floats(op, x), index(op, p), {y, type == DType::BF16},
+               37, 3, 64, 10000.0, cu::RopeScaling{}, inverse);
+      compare(op, {y}, type == DType::BF16 ? kBf16 : kF32);
+    }
+}
+
+} // namespace
