@@ -334,3 +334,88 @@ TEST_F(Emu, RopeFp32AndBf16) {
 }
 
 } // namespace
+
+namespace {
+
+TEST_F(Emu, ActivationsFp32AndBf16) {
+  for (DType type : {DType::F32, DType::BF16})
+    for (int64_t n : {3, 4099}) {
+      bool bf16 = type == DType::BF16;
+      double tol = bf16 ? kBf16 : kF32;
+      auto input = [&](Op &op, double scale) {
+        return bf16 ? op.bf16({n}, scale) : op.floats({n}, scale);
+      };
+      Op sw("swiglu");
+      int g = input(sw, 2.0), u = input(sw, 1.0);
+      sw.in({g, u}).out({sw.output({n}, false, type)});
+      void *y = dev(sw, sw.call.out[0]);
+      cu::swiglu(nullptr, floats(sw, g), floats(sw, u), {y, bf16}, n);
+      compare(sw, {y}, tol);
+      Op swg("swiglu_grad");
+      int dy = swg.floats({n});
+      g = input(swg, 2.0);
+      u = input(swg, 1.0);
+      swg.in({dy, g, u}).out({swg.output({n}), swg.output({n})});
+      std::vector<void *> d = {dev(swg, swg.call.out[0]),
+                               dev(swg, swg.call.out[1])};
+      cu::swigluGrad(nullptr, static_cast<const float *>(dev(swg, dy)),
+                     floats(swg, g), floats(swg, u), static_cast<float *>(d[0]),
+                     static_cast<float *>(d[1]), n);
+      compare(swg, d, tol);
+      for (bool tanhApprox : {false, true}) {
+        json attrs = {{"approximate", tanhApprox ? "tanh" : "none"}};
+        Op ge("gelu", attrs);
+        int x = input(ge, 2.0);
+        ge.in({x}).out({ge.output({n}, false, type)});
+        y = dev(ge, ge.call.out[0]);
+        cu::gelu(nullptr, tanhApprox, floats(ge, x), {y, bf16}, n);
+        compare(ge, {y}, tol);
+        Op gg("gelu_grad", attrs);
+        dy = gg.floats({n});
+        x = input(gg, 2.0);
+        gg.in({dy, x}).out({gg.output({n})});
+        y = dev(gg, gg.call.out[0]);
+        cu::geluGrad(nullptr, tanhApprox,
+                     static_cast<const float *>(dev(gg, dy)), floats(gg, x),
+                     static_cast<float *>(y), n);
+        compare(gg, {y}, tol);
+      }
+    }
+}
+
+TEST_F(Emu, AdamWInPlaceAndGradNorm) {
+  Op adam(
+      "adamw",
+      {{"beta1", 0.9}, {"beta2", 0.999}, {"eps", 1e-8}, {"weight_decay", 0.1}});
+  int p = adam.floats({4099}), g = adam.floats({4099}),
+      m = adam.floats({4099}, 0.1), v = adam.floats({4099}, 0.01, 0.05),
+      lr = adam.floats({}, 0.0, 1e-3), step = adam.i64({}, {4});
+  adam.in({p, g, m, v, lr, step}).out({p, m, v});
+  auto *pd = static_cast<float *>(dev(adam, p)),
+       *md = static_cast<float *>(dev(adam, m)),
+       *vd = static_cast<float *>(dev(adam, v));
+  cu::AdamW h;
+  h.weightDecay = 0.1f;
+  cu::adamw(nullptr, h, pd, static_cast<const float *>(dev(adam, g)), md, vd,
+            static_cast<const float *>(dev(adam, lr)), index(adam, step), pd,
+            md, vd, 4099);
+  compare(adam, {pd, md, vd}, kF32);
+  for (bool squared : {false, true}) {
+    Op norm("grad_norm", {{"squared", squared}});
+    int a = norm.floats({1000}), b = norm.floats({7}),
+        c = norm.floats({64, 33});
+    norm.in({a, b, c}).out({norm.output({})});
+    std::vector<const float *> tensors = {
+        static_cast<const float *>(dev(norm, a)),
+        static_cast<const float *>(dev(norm, b)),
+        static_cast<const float *>(dev(norm, c))};
+    std::vector<int64_t> sizes = {1000, 7, 64 * 33};
+    void *out = dev(norm, norm.call.out[0]);
+    memory.emplace_back(cu::gradNormScratch(3), 0xff);
+    cu::gradNorm(nullptr, tensors.data(), sizes.data(), 3, squared,
+                 static_cast<float *>(out), memory.back().data());
+    compare(norm, {out}, kF32);
+  }
+}
+
+} // namespace
