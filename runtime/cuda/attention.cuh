@@ -1,5 +1,4 @@
-//===- attention.cuh - what both attention kernels share -----------*- CUDA
-//-*-===//
+//===- attention.cuh - what both attention kernels share ----*- CUDA -*-===//
 //
 // The sequences of an AttentionShape on the device (padded rows or varlen
 // documents), the key mask, where a row's lse lives, and the host-side

@@ -1,5 +1,4 @@
-//===- attention_bf16.cu - causal attention on bf16 tensor cores -*- CUDA
-//-*-===//
+//===- attention_bf16.cu - attention on bf16 tensor cores ---*- CUDA -*-===//
 //
 // attention.cu's flash attention for bf16 q, k and v (trl-mixed-precision
 // stores them in bf16), with every product on tensor cores through WMMA

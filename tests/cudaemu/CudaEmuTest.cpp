@@ -1,13 +1,15 @@
-//===- CudaEmuTest.cpp - the CUDA kernels, emulated on the host
-//------------===//
+//===- CudaEmuTest.cpp - the CUDA kernels, emulated on the host -*- C++ -*-===//
 //
 // The CUDA kernels' own source (runtime/cuda/*.cu through translate.py and
 // emu.h) run on the host against the CPU backend, as CudaOpsTest does on a
 // GPU: random inputs, outputs poisoned with NaN bytes, relative error in
 // norm under 1e-5 for fp32 kernels and 1e-2 for bf16 ones. Runs on every
 // machine, so CI checks the kernels' indexing, masking, tiling and
-// synchronization even where no GPU is; CudaOpsTest still has the last
-// word on a GPU (timing, real fragment layouts, the CUDA backend itself).
+// synchronization even where no GPU is: attention (fp32, and bf16 on
+// tensor cores), the norms, rope, the MLP activations, AdamW and the
+// gradient norm. Not emulated: the products and the fused head (cuBLASLt),
+// embedding (CUB's sort), the losses. CudaOpsTest still has the last word
+// on a GPU (timing, real fragment layouts, the CUDA backend itself).
 //
 //===----------------------------------------------------------------------===//
 

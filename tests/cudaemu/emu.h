@@ -1,4 +1,4 @@
-//===- emu.h - run CUDA kernel sources on the host, one thread per thread -===//
+//===- emu.h - CUDA kernel sources on the host, threads as fibers -*- C++ -*-===//
 //
 // The CUDA kernels' own source, compiled by the host compiler against this
 // header instead of the toolkit's, so the kernels are tested on machines

@@ -1,5 +1,4 @@
-//===- mma.h - WMMA for the host emulation (see emu.h)
-//---------------------===//
+//===- mma.h - WMMA for the host emulation (see emu.h) ------*- C++ -*-===//
 //
 // A lane's matrix_a and matrix_b fragments hold the whole 16x16 tile; an
 // accumulator's elements are spread over the lanes (lane l owns elements
