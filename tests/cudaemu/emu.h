@@ -1,4 +1,4 @@
-//===- emu.h - CUDA kernel sources on the host, threads as fibers -*- C++ -*-===//
+//===- emu.h - CUDA kernels on the host, threads as fibers ------*- C++ -*-===//
 //
 // The CUDA kernels' own source, compiled by the host compiler against this
 // header instead of the toolkit's, so the kernels are tested on machines
