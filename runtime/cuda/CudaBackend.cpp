@@ -636,7 +636,7 @@ void CudaBackend::registerKernels() {
             "pack_flat");
   };
   K["masked_sum"] = [=](const KernelArgs &a) {
-    cu::maskedSum(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel(),
+    cu::maskedSum(s, V(a.in[0]), V(a.in[1]), F(a.out[0]), a.out[0].numel(),
                   a.in[0].dim(-1));
   };
   K["masked_sum_grad"] = [=](const KernelArgs &a) {

@@ -307,18 +307,12 @@ void attentionGrad(cudaStream_t s, Status st, const AttentionShape &a,
                    float *dq, float *dk, float *dv, void *scratch) {
   checkShape(a);
   int64_t tokens = tokensOf(a);
-  // Tokens outside every document get zero gradients.
-  TRLC_CUDA_CHECK(
-      cudaMemsetAsync(dq, 0, tokens * a.hq * a.d * sizeof(float), s));
-  TRLC_CUDA_CHECK(
-      cudaMemsetAsync(dk, 0, tokens * a.hkv * a.d * sizeof(float), s));
-  TRLC_CUDA_CHECK(
-      cudaMemsetAsync(dv, 0, tokens * a.hkv * a.d * sizeof(float), s));
+  zeroGradients(s, a, dq, dk, dv);
   if (a.count == 0 || a.maxLen == 0 || tokens == 0)
     return;
   auto *dsum = static_cast<float *>(scratch);
   int64_t rows = tokens * a.hq;
-  maskedSum(s, dout, out, dsum, rows, a.d); // D[token, h] = sum_c dO O
+  maskedSum(s, {dout}, {out}, dsum, rows, a.d); // D[token, h] = sum_c dO O
   size_t smem = dqSmem(a.d);
   allowSmem(dqKernel, smem);
   dqKernel<<<gridOf(a, a.hq), kWarps * 32, smem, s>>>(st, a, dout, q, k, v, lse,

@@ -60,6 +60,19 @@ inline int64_t tokensOf(const AttentionShape &a) {
   return a.varlen ? a.totalTokens : a.count * a.rowLength;
 }
 
+/// The backward's first step: tokens outside every document get zero
+/// gradients (the kernels write the others).
+inline void zeroGradients(cudaStream_t s, const AttentionShape &a, float *dq,
+                          float *dk, float *dv) {
+  int64_t tokens = tokensOf(a);
+  TRLC_CUDA_CHECK(
+      cudaMemsetAsync(dq, 0, tokens * a.hq * a.d * sizeof(float), s));
+  TRLC_CUDA_CHECK(
+      cudaMemsetAsync(dk, 0, tokens * a.hkv * a.d * sizeof(float), s));
+  TRLC_CUDA_CHECK(
+      cudaMemsetAsync(dv, 0, tokens * a.hkv * a.d * sizeof(float), s));
+}
+
 } // namespace
 } // namespace trlc::cuda
 

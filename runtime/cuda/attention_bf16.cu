@@ -406,21 +406,6 @@ __global__ void __launch_bounds__(kThreads)
   writeRows<D>(sw, FloatsOut{dk, false}, seq, w0, a.hkv, kh);
 }
 
-/// D[row] = sum_c dO[row, c] O[row, c], one warp per row of d.
-__global__ void rowDotKernel(Floats dout, Floats out, float *dsum, int64_t rows,
-                             int64_t d) {
-  int64_t row =
-      blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
-  if (row >= rows)
-    return;
-  float acc = 0;
-  for (int64_t c = threadIdx.x % 32; c < d; c += 32)
-    acc += load(dout, row * d + c) * load(out, row * d + c);
-  acc = warpSum(acc);
-  if (threadIdx.x % 32 == 0)
-    dsum[row] = acc;
-}
-
 /// Calls fn with std::integral_constant<int, d>.
 template <typename Fn> void withHeadDim(int64_t d, Fn &&fn) {
   switch (d) {
@@ -476,20 +461,12 @@ void attentionBf16Grad(cudaStream_t s, Status st, const AttentionShape &a,
                        void *scratch) {
   checkHeads(a);
   int64_t tokens = tokensOf(a);
-  // Tokens outside every document get zero gradients.
-  TRLC_CUDA_CHECK(
-      cudaMemsetAsync(dq, 0, tokens * a.hq * a.d * sizeof(float), s));
-  TRLC_CUDA_CHECK(
-      cudaMemsetAsync(dk, 0, tokens * a.hkv * a.d * sizeof(float), s));
-  TRLC_CUDA_CHECK(
-      cudaMemsetAsync(dv, 0, tokens * a.hkv * a.d * sizeof(float), s));
+  zeroGradients(s, a, dq, dk, dv);
   if (a.count == 0 || a.maxLen == 0 || tokens == 0)
     return;
   auto *dsum = static_cast<float *>(scratch);
   int64_t rows = tokens * a.hq;
-  rowDotKernel<<<blocksFor(rows, 8, 1ll << 31), 256, 0, s>>>(dout, out, dsum,
-                                                             rows, a.d);
-  TRLC_LAUNCHED();
+  maskedSum(s, dout, out, dsum, rows, a.d); // D[token, h] = sum_c dO O
   withHeadDim(a.d, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
     size_t smem = Layout<D>::bytes(false);

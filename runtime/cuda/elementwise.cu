@@ -85,15 +85,15 @@ __global__ void geluGradKernel(bool tanhApprox, const float *dy, Floats x,
 }
 
 /// One warp per row.
-__global__ void maskedSumKernel(const float *x, const float *m, float *y,
-                                int64_t rows, int64_t cols) {
+__global__ void maskedSumKernel(Floats x, Floats m, float *y, int64_t rows,
+                                int64_t cols) {
   int64_t r =
       blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
   if (r >= rows)
     return;
   float acc = 0;
   for (int64_t j = threadIdx.x % 32; j < cols; j += 32)
-    acc += x[r * cols + j] * m[r * cols + j];
+    acc += load(x, r * cols + j) * load(m, r * cols + j);
   acc = warpSum(acc);
   if (threadIdx.x % 32 == 0)
     y[r] = acc;
@@ -183,8 +183,8 @@ void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, Floats x,
   TRLC_LAUNCHED();
 }
 
-void maskedSum(cudaStream_t s, const float *x, const float *mask, float *y,
-               int64_t rows, int64_t cols) {
+void maskedSum(cudaStream_t s, Floats x, Floats mask, float *y, int64_t rows,
+               int64_t cols) {
   maskedSumKernel<<<blocksFor(rows, kThreads / 32, 1ll << 31), kThreads, 0,
                     s>>>(x, mask, y, rows, cols);
   TRLC_LAUNCHED();

@@ -101,9 +101,9 @@ void swigluGrad(cudaStream_t s, const float *dy, Floats g, Floats u, float *dg,
 void gelu(cudaStream_t s, bool tanhApprox, Floats x, FloatsOut y, int64_t n);
 void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, Floats x,
               float *dx, int64_t n);
-/// y[r] = sum_j x[r, j] * mask[r, j].
-void maskedSum(cudaStream_t s, const float *x, const float *mask, float *y,
-               int64_t rows, int64_t cols);
+/// y[r] = sum_j x[r, j] * mask[r, j] (x and mask fp32 or bf16).
+void maskedSum(cudaStream_t s, Floats x, Floats mask, float *y, int64_t rows,
+               int64_t cols);
 /// dx[r, j] = g[r] * mask[r, j].
 void maskedSumGrad(cudaStream_t s, const float *g, const float *mask, float *dx,
                    int64_t rows, int64_t cols);
