@@ -34,13 +34,8 @@ public:
 
   /// Runs `op` on both backends and compares every output.
   std::vector<std::vector<float>> check(const Op &op, double tol = kF32) {
-    std::vector<std::vector<float>> want = op.runOn(*cpu), got = op.runOn(*gpu);
-    for (size_t k = 0; k < want.size(); ++k) {
-      std::string why;
-      double e = relativeError(want[k], got[k], why);
-      EXPECT_LE(e, tol) << op.call.kernel << " output " << k << " " << why
-                        << " (attrs " << op.call.attrs.dump() << ")";
-    }
+    std::vector<std::vector<float>> want = op.runOn(*cpu);
+    expectClose(op, want, op.runOn(*gpu), tol);
     return want;
   }
 

@@ -14,6 +14,8 @@
 #include "trlc/BFloat16.h"
 #include "trlc/Backend.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -201,6 +203,20 @@ inline double relativeError(const std::vector<float> &want,
     norm += double(want[i]) * want[i];
   }
   return norm > 0 ? std::sqrt(err / norm) : std::sqrt(err);
+}
+
+/// Expects output k of `op` within `tol` of want[k] (relative error in
+/// norm), for every k.
+inline void expectClose(const Op &op,
+                        const std::vector<std::vector<float>> &want,
+                        const std::vector<std::vector<float>> &got,
+                        double tol) {
+  for (size_t k = 0; k < want.size(); ++k) {
+    std::string why;
+    double e = relativeError(want[k], got[k], why);
+    EXPECT_LE(e, tol) << op.call.kernel << " output " << k << " " << why
+                      << " (attrs " << op.call.attrs.dump() << ")";
+  }
 }
 
 } // namespace trlc::test
