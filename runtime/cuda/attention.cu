@@ -306,13 +306,9 @@ void attentionGrad(cudaStream_t s, Status st, const AttentionShape &a,
                    const float *v, const float *out, const float *lse,
                    float *dq, float *dk, float *dv, void *scratch) {
   checkShape(a);
-  int64_t tokens = tokensOf(a);
-  zeroGradients(s, a, dq, dk, dv);
-  if (a.count == 0 || a.maxLen == 0 || tokens == 0)
+  float *dsum = gradPrologue(s, a, {dout}, {out}, dq, dk, dv, scratch);
+  if (!dsum)
     return;
-  auto *dsum = static_cast<float *>(scratch);
-  int64_t rows = tokens * a.hq;
-  maskedSum(s, {dout}, {out}, dsum, rows, a.d); // D[token, h] = sum_c dO O
   size_t smem = dqSmem(a.d);
   allowSmem(dqKernel, smem);
   dqKernel<<<gridOf(a, a.hq), kWarps * 32, smem, s>>>(st, a, dout, q, k, v, lse,

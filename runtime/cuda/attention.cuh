@@ -60,10 +60,13 @@ inline int64_t tokensOf(const AttentionShape &a) {
   return a.varlen ? a.totalTokens : a.count * a.rowLength;
 }
 
-/// The backward's first step: tokens outside every document get zero
-/// gradients (the kernels write the others).
-inline void zeroGradients(cudaStream_t s, const AttentionShape &a, float *dq,
-                          float *dk, float *dv) {
+/// The backward's first steps, before its dQ and dK/dV kernels: tokens
+/// outside every document get zero gradients (the kernels write the
+/// others), and D[token, h] = sum_c dO O goes to the start of scratch.
+/// Returns D, or null when there is nothing more to do.
+inline float *gradPrologue(cudaStream_t s, const AttentionShape &a, Floats dout,
+                           Floats out, float *dq, float *dk, float *dv,
+                           void *scratch) {
   int64_t tokens = tokensOf(a);
   TRLC_CUDA_CHECK(
       cudaMemsetAsync(dq, 0, tokens * a.hq * a.d * sizeof(float), s));
@@ -71,6 +74,11 @@ inline void zeroGradients(cudaStream_t s, const AttentionShape &a, float *dq,
       cudaMemsetAsync(dk, 0, tokens * a.hkv * a.d * sizeof(float), s));
   TRLC_CUDA_CHECK(
       cudaMemsetAsync(dv, 0, tokens * a.hkv * a.d * sizeof(float), s));
+  if (a.count == 0 || a.maxLen == 0 || tokens == 0)
+    return nullptr;
+  auto *dsum = static_cast<float *>(scratch);
+  maskedSum(s, dout, out, dsum, tokens * a.hq, a.d);
+  return dsum;
 }
 
 } // namespace

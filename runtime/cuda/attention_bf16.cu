@@ -460,13 +460,9 @@ void attentionBf16Grad(cudaStream_t s, Status st, const AttentionShape &a,
                        const float *lse, float *dq, float *dk, float *dv,
                        void *scratch) {
   checkHeads(a);
-  int64_t tokens = tokensOf(a);
-  zeroGradients(s, a, dq, dk, dv);
-  if (a.count == 0 || a.maxLen == 0 || tokens == 0)
+  float *dsum = gradPrologue(s, a, dout, out, dq, dk, dv, scratch);
+  if (!dsum)
     return;
-  auto *dsum = static_cast<float *>(scratch);
-  int64_t rows = tokens * a.hq;
-  maskedSum(s, dout, out, dsum, rows, a.d); // D[token, h] = sum_c dO O
   withHeadDim(a.d, [&](auto dim) {
     constexpr int D = decltype(dim)::value;
     size_t smem = Layout<D>::bytes(false);
