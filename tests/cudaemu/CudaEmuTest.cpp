@@ -95,12 +95,8 @@ void checkAttention(
     const std::function<int(Op &)> &cuSeqlens, bool bf16,
     const std::function<std::vector<void *>(Op &, cu::AttentionShape &)> &fwd,
     const std::function<std::vector<void *>(Op &, cu::AttentionShape &)> &bwd) {
-  DType act = bf16 ? DType::BF16 : DType::F32;
-  auto input = [&](Op &op, const std::vector<int64_t> &shape) {
-    return bf16 ? op.bf16(shape) : op.floats(shape);
-  };
-  double tol = bf16 ? kBf16 : kF32;
-  auto shape = [&](Op &op, int m, int c) {
+  AttentionOps ops{attrs, q, kv, lse, mask, cuSeqlens, bf16};
+  auto shape = [&](const Op &op, int m, int c) {
     cu::AttentionShape s;
     s.varlen = attrs.at("layout") == "varlen";
     s.causal = attrs.at("causal");
@@ -122,30 +118,16 @@ void checkAttention(
     }
     return s;
   };
-  Op f("attention", attrs);
-  int fm = mask(f), fc = cuSeqlens(f);
-  f.in({input(f, q), input(f, kv), input(f, kv), fm, fc})
-      .out({f.output(q, false, act), f.output(lse)});
-  cu::AttentionShape fs = shape(f, fm, fc);
-  std::vector<std::vector<float>> ref = t.compare(f, fwd(f, fs), tol);
-
-  Op b("attention_grad", attrs);
-  int dout = b.floats(q), bq = input(b, q), bk = input(b, kv),
-      bv = input(b, kv);
-  int o = input(b, q), l = b.floats(lse);
-  b.set(o, ref[0]);
-  b.set(l, ref[1]);
-  int bm = mask(b), bc = cuSeqlens(b);
-  b.in({dout, bq, bk, bv, o, l, bm, bc})
-      .out({b.output(q), b.output(kv), b.output(kv)});
-  cu::AttentionShape bs = shape(b, bm, bc);
-  t.compare(b, bwd(b, bs), tol);
+  // The mask and cu_seqlens are operands 3 and 4 of the forward, 6 and 7
+  // of the backward.
+  Op f = ops.forward();
+  cu::AttentionShape fs = shape(f, f.call.in[3], f.call.in[4]);
+  std::vector<std::vector<float>> ref =
+      t.compare(f, fwd(f, fs), ops.tolerance());
+  Op b = ops.backward(ref);
+  cu::AttentionShape bs = shape(b, b.call.in[6], b.call.in[7]);
+  t.compare(b, bwd(b, bs), ops.tolerance());
 }
-
-struct AttentionCase {
-  bool causal;
-  int64_t s, d;
-};
 
 class EmuAttention : public Emu {
 protected:

@@ -300,25 +300,9 @@ void checkAttention(CudaOps &t, const json &attrs, std::vector<int64_t> q,
                     std::vector<int64_t> kv, std::vector<int64_t> lse,
                     const std::function<int(Op &)> &mask,
                     const std::function<int(Op &)> &cu, bool bf16 = false) {
-  DType act = bf16 ? DType::BF16 : DType::F32;
-  auto input = [&](Op &op, const std::vector<int64_t> &shape) {
-    return bf16 ? op.bf16(shape) : op.floats(shape);
-  };
-  double tol = bf16 ? kBf16 : kF32;
-  Op fwd("attention", attrs);
-  int qi = input(fwd, q), ki = input(fwd, kv), vi = input(fwd, kv);
-  fwd.in({qi, ki, vi, mask(fwd), cu(fwd)})
-      .out({fwd.output(q, false, act), fwd.output(lse)});
-  std::vector<std::vector<float>> ref = t.check(fwd, tol);
-  Op bwd("attention_grad", attrs);
-  int dout = bwd.floats(q), bq = input(bwd, q), bk = input(bwd, kv),
-      bv = input(bwd, kv);
-  int o = input(bwd, q), l = bwd.floats(lse);
-  bwd.set(o, ref[0]);
-  bwd.set(l, ref[1]);
-  bwd.in({dout, bq, bk, bv, o, l, mask(bwd), cu(bwd)})
-      .out({bwd.output(q), bwd.output(kv), bwd.output(kv)});
-  t.check(bwd, tol);
+  AttentionOps ops{attrs, q, kv, lse, mask, cu, bf16};
+  Op fwd = ops.forward();
+  t.check(ops.backward(t.check(fwd, ops.tolerance())), ops.tolerance());
 }
 
 TEST_F(CudaOps, AttentionPaddedGqaWithMask) {

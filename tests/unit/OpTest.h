@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -218,6 +219,43 @@ inline void expectClose(const Op &op,
                       << " (attrs " << op.call.attrs.dump() << ")";
   }
 }
+
+/// The attention tests' two calls: q [..., hq, d], k and v `kv`, lse
+/// `lse`; with `bf16`, q, k, v and the output are stored in bf16. `mask`
+/// and `cuSeqlens` add their optional operand (or return -1).
+struct AttentionOps {
+  json attrs;
+  std::vector<int64_t> q, kv, lse;
+  std::function<int(Op &)> mask, cuSeqlens;
+  bool bf16 = false;
+
+  double tolerance() const { return bf16 ? kBf16 : kF32; }
+  Op forward() const {
+    Op op("attention", attrs);
+    int qi = input(op, q), ki = input(op, kv), vi = input(op, kv);
+    op.in({qi, ki, vi, mask(op), cuSeqlens(op)})
+        .out({op.output(q, false, bf16 ? DType::BF16 : DType::F32),
+              op.output(lse)});
+    return op;
+  }
+  /// The backward, on the forward's reference output and lse (`ref`).
+  Op backward(const std::vector<std::vector<float>> &ref) const {
+    Op op("attention_grad", attrs);
+    int dout = op.floats(q), bq = input(op, q), bk = input(op, kv),
+        bv = input(op, kv);
+    int o = input(op, q), l = op.floats(lse);
+    op.set(o, ref[0]);
+    op.set(l, ref[1]);
+    op.in({dout, bq, bk, bv, o, l, mask(op), cuSeqlens(op)})
+        .out({op.output(q), op.output(kv), op.output(kv)});
+    return op;
+  }
+
+private:
+  int input(Op &op, const std::vector<int64_t> &shape) const {
+    return bf16 ? op.bf16(shape) : op.floats(shape);
+  }
+};
 
 } // namespace trlc::test
 
