@@ -279,6 +279,13 @@ class DeviceMemory:
         return self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used
 
     def run(self, cmd, **kw):
+        """subprocess.run, with a timeout reported as a failed run."""
+        try:
+            return self._run(cmd, **kw)
+        except subprocess.TimeoutExpired as e:
+            return subprocess.CompletedProcess(cmd, -1, "", f"timed out after {e.timeout} s"), None
+
+    def _run(self, cmd, **kw):
         if self.handle is None:
             return subprocess.run(cmd, **kw), None
         base, peak, done = self.used(), [0], threading.Event()
@@ -331,7 +338,7 @@ def measure(args):
                "--quiet", "--dump-initial", init]
         if args.device == "cpu":
             cmd += ["--threads", str(os.cpu_count())]
-        r, nvml = mem.run(cmd, capture_output=True, text=True)
+        r, nvml = mem.run(cmd, capture_output=True, text=True, timeout=args.timeout)
         if r.returncode != 0:
             print(f"{name}: trlc failed\n{r.stderr[-3000:]}")
             continue
@@ -347,12 +354,14 @@ def measure(args):
                    "losses": [m["loss"] for m in metrics],
                    "log": r.stderr[-2000:]}}}
         for engine, extra in (("pytorch eager", []), ("pytorch compile", ["--compile"])):
+            if engine.split()[1] not in args.engines:
+                continue
             if extra and args.device != "cuda":
                 continue  # torch.compile is benchmarked on the GPU only
             p, nvml = mem.run([sys.executable, __file__, "peer", "--case", json.dumps(case),
                                "--rows", os.path.join(args.cases, case["rows"]), "--init", init,
                                "--device", args.device, "--warmup", str(args.warmup)] + extra,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, timeout=args.timeout)
             if p.returncode != 0:
                 print(f"{name}: {engine} failed\n{p.stderr[-3000:]}")
                 continue
@@ -416,6 +425,10 @@ def main():
     m.add_argument("--out", default=os.environ.get("OUT", "/tmp/gpu_sft"))
     m.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     m.add_argument("--warmup", type=int, default=3)
+    m.add_argument("--engines", type=lambda s: s.split(","), default=["trlc", "eager", "compile"],
+                   help="comma-separated subset of trlc,eager,compile (the peers need trlc's "
+                        "initial weights, so trlc always runs)")
+    m.add_argument("--timeout", type=float, default=300, help="seconds per engine and case")
     c = sub.add_parser("peer")
     c.add_argument("--case", required=True)
     c.add_argument("--rows", required=True)
