@@ -1,5 +1,4 @@
-//===- attention.cu - causal attention, flash style, padded and varlen -*- CUDA
-//-*-===//
+//===- attention.cu - flash-style attention, padded and varlen -*- CUDA -*-===//
 //
 // Layouts (see AttentionShape): padded q [count, rowLength, hq, d] with an
 // optional key mask [count, rowLength]; varlen q [totalTokens, hq, d] with
@@ -67,193 +66,193 @@ __global__ void forwardKernel(Status st, AttentionShape a, const float *q,
                               const float *k, const float *v, float *out,
                               float *lse) {
   extern __shared__ float smem[];
-  int64_t d = a.d, s = blockIdx.z, h = blockIdx.y, kh = h / (a.hq / a.hkv);
-  Seq seq = sequenceOf(a, s);
-  checkLength(st, a, seq);
-  int64_t row0 = blockIdx.x * static_cast<int64_t>(kWarps);
-  if (row0 >= seq.len)
-    return;
+  int64_t d = a.d, h = blockIdx.y, kh = h / (a.hq / a.hkv);
   int ld = static_cast<int>(d) + 1;
   float *ks = smem, *vs = ks + kTileKeys * ld, *qs = vs + kTileKeys * ld;
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int64_t i = row0 + warp;
-  bool active = i < seq.len;
-  float *qw = qs + warp * d;
-  const float *qrow = q + ((seq.start + i) * a.hq + h) * d;
-  for (int64_t c = lane; c < d; c += 32)
-    qw[c] = active ? qrow[c] : 0.0f;
-  float o[kPer];
-  for (int t = 0; t < kPer; ++t)
-    o[t] = 0;
-  float mx = -INFINITY, l = 0;
-  int64_t lastRow = min(row0 + kWarps, seq.len) - 1;
-  int64_t keyEnd = a.causal ? lastRow + 1 : seq.len;
-  for (int64_t k0 = 0; k0 < keyEnd; k0 += kTileKeys) {
-    __syncthreads(); // the previous tile is consumed
-    loadTile(ks, ld, k, seq, k0, a.hkv, kh, d);
-    loadTile(vs, ld, v, seq, k0, a.hkv, kh, d);
-    __syncthreads();
-    if (!active)
-      continue;
-    int64_t j = k0 + lane;
-    bool visible = j < seq.len && (!a.causal || j <= i) && keyVisible(a, s, j);
-    float score = -INFINITY;
-    if (visible) {
-      float dot = 0;
-      for (int64_t c = 0; c < d; ++c)
-        dot += qw[c] * ks[lane * ld + c];
-      score = dot * a.scale;
+  forEachTile(a, kWarps, [&](const Tile &t) {
+    checkLength(st, a, t);
+    int64_t s = t.s, i = t.row0 + warp;
+    Seq seq = t.seq;
+    bool active = i < t.end;
+    __syncthreads(); // the block's previous tile is done with shared memory
+    float *qw = qs + warp * d;
+    const float *qrow = q + ((seq.start + i) * a.hq + h) * d;
+    for (int64_t c = lane; c < d; c += 32)
+      qw[c] = active ? qrow[c] : 0.0f;
+    float o[kPer];
+    for (int u = 0; u < kPer; ++u)
+      o[u] = 0;
+    float mx = -INFINITY, l = 0;
+    int64_t keyEnd = a.causal ? t.end : seq.len;
+    for (int64_t k0 = 0; k0 < keyEnd; k0 += kTileKeys) {
+      __syncthreads(); // the previous tile is consumed
+      loadTile(ks, ld, k, seq, k0, a.hkv, kh, d);
+      loadTile(vs, ld, v, seq, k0, a.hkv, kh, d);
+      __syncthreads();
+      if (!active)
+        continue;
+      int64_t j = k0 + lane;
+      bool visible =
+          j < seq.len && (!a.causal || j <= i) && keyVisible(a, s, j);
+      float score = -INFINITY;
+      if (visible) {
+        float dot = 0;
+        for (int64_t c = 0; c < d; ++c)
+          dot += qw[c] * ks[lane * ld + c];
+        score = dot * a.scale;
+      }
+      float tileMax = warpMax(score);
+      if (tileMax == -INFINITY)
+        continue;
+      float next = fmaxf(mx, tileMax);
+      float p = visible ? expf(score - next) : 0.0f;
+      float rescale = expf(mx - next); // 0 while mx is -inf
+      l = l * rescale + warpSum(p);
+      mx = next;
+      for (int u = 0; u < kPer; ++u)
+        o[u] *= rescale;
+      addWeightedRows(o, p, vs, ld, d, lane);
     }
-    float tileMax = warpMax(score);
-    if (tileMax == -INFINITY)
-      continue;
-    float next = fmaxf(mx, tileMax);
-    float p = visible ? expf(score - next) : 0.0f;
-    float rescale = expf(mx - next); // 0 while mx is -inf
-    l = l * rescale + warpSum(p);
-    mx = next;
-    for (int t = 0; t < kPer; ++t)
-      o[t] *= rescale;
-    addWeightedRows(o, p, vs, ld, d, lane);
-  }
-  if (!active)
-    return;
-  float *orow = out + ((seq.start + i) * a.hq + h) * d;
-  for (int t = 0; t < kPer; ++t) {
-    int64_t c = lane + 32 * t;
-    if (c < d)
-      orow[c] = l > 0 ? o[t] / l : 0.0f;
-  }
-  if (lane == 0)
-    lse[lseIndex(a, seq, s, h, i)] = l > 0 ? mx + logf(l) : -INFINITY;
+    if (!active)
+      return;
+    float *orow = out + ((seq.start + i) * a.hq + h) * d;
+    for (int u = 0; u < kPer; ++u) {
+      int64_t c = lane + 32 * u;
+      if (c < d)
+        orow[c] = l > 0 ? o[u] / l : 0.0f;
+    }
+    if (lane == 0)
+      lse[lseIndex(a, seq, s, h, i)] = l > 0 ? mx + logf(l) : -INFINITY;
+  });
 }
 
 __global__ void dqKernel(Status st, AttentionShape a, const float *dout,
                          const float *q, const float *k, const float *v,
                          const float *lse, const float *dsum, float *dq) {
   extern __shared__ float smem[];
-  int64_t d = a.d, s = blockIdx.z, h = blockIdx.y, kh = h / (a.hq / a.hkv);
-  Seq seq = sequenceOf(a, s);
-  checkLength(st, a, seq);
-  int64_t row0 = blockIdx.x * static_cast<int64_t>(kWarps);
-  if (row0 >= seq.len)
-    return;
+  int64_t d = a.d, h = blockIdx.y, kh = h / (a.hq / a.hkv);
   int ld = static_cast<int>(d) + 1;
   float *ks = smem, *vs = ks + kTileKeys * ld, *qs = vs + kTileKeys * ld,
         *gs = qs + kWarps * d;
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int64_t i = row0 + warp;
-  bool active = i < seq.len;
-  float *qw = qs + warp * d, *gw = gs + warp * d;
-  int64_t at = ((seq.start + i) * a.hq + h) * d;
-  for (int64_t c = lane; c < d; c += 32) {
-    qw[c] = active ? q[at + c] : 0.0f;
-    gw[c] = active ? dout[at + c] : 0.0f;
-  }
-  float rowLse = active ? lse[lseIndex(a, seq, s, h, i)] : -INFINITY;
-  float rowD = active ? dsum[(seq.start + i) * a.hq + h] : 0.0f;
-  float acc[kPer];
-  for (int t = 0; t < kPer; ++t)
-    acc[t] = 0;
-  int64_t lastRow = min(row0 + kWarps, seq.len) - 1;
-  int64_t keyEnd = a.causal ? lastRow + 1 : seq.len;
-  for (int64_t k0 = 0; k0 < keyEnd; k0 += kTileKeys) {
-    __syncthreads();
-    loadTile(ks, ld, k, seq, k0, a.hkv, kh, d);
-    loadTile(vs, ld, v, seq, k0, a.hkv, kh, d);
-    __syncthreads();
-    if (!active || rowLse == -INFINITY)
-      continue;
-    int64_t j = k0 + lane;
-    bool visible = j < seq.len && (!a.causal || j <= i) && keyVisible(a, s, j);
-    float ds = 0;
-    if (visible) {
-      float dot = 0, dp = 0;
-      for (int64_t c = 0; c < d; ++c) {
-        dot += qw[c] * ks[lane * ld + c];
-        dp += gw[c] * vs[lane * ld + c];
-      }
-      float p = expf(dot * a.scale - rowLse);
-      ds = p * (dp - rowD) * a.scale;
+  forEachTile(a, kWarps, [&](const Tile &t) {
+    checkLength(st, a, t);
+    int64_t s = t.s, i = t.row0 + warp;
+    Seq seq = t.seq;
+    bool active = i < t.end;
+    __syncthreads(); // the block's previous tile is done with shared memory
+    float *qw = qs + warp * d, *gw = gs + warp * d;
+    int64_t at = ((seq.start + i) * a.hq + h) * d;
+    for (int64_t c = lane; c < d; c += 32) {
+      qw[c] = active ? q[at + c] : 0.0f;
+      gw[c] = active ? dout[at + c] : 0.0f;
     }
-    addWeightedRows(acc, ds, ks, ld, d, lane);
-  }
-  if (!active)
-    return;
-  for (int t = 0; t < kPer; ++t) {
-    int64_t c = lane + 32 * t;
-    if (c < d)
-      dq[at + c] = acc[t];
-  }
+    float rowLse = active ? lse[lseIndex(a, seq, s, h, i)] : -INFINITY;
+    float rowD = active ? dsum[(seq.start + i) * a.hq + h] : 0.0f;
+    float acc[kPer];
+    for (int c = 0; c < kPer; ++c)
+      acc[c] = 0;
+    int64_t keyEnd = a.causal ? t.end : seq.len;
+    for (int64_t k0 = 0; k0 < keyEnd; k0 += kTileKeys) {
+      __syncthreads();
+      loadTile(ks, ld, k, seq, k0, a.hkv, kh, d);
+      loadTile(vs, ld, v, seq, k0, a.hkv, kh, d);
+      __syncthreads();
+      if (!active || rowLse == -INFINITY)
+        continue;
+      int64_t j = k0 + lane;
+      bool visible =
+          j < seq.len && (!a.causal || j <= i) && keyVisible(a, s, j);
+      float ds = 0;
+      if (visible) {
+        float dot = 0, dp = 0;
+        for (int64_t c = 0; c < d; ++c) {
+          dot += qw[c] * ks[lane * ld + c];
+          dp += gw[c] * vs[lane * ld + c];
+        }
+        float p = expf(dot * a.scale - rowLse);
+        ds = p * (dp - rowD) * a.scale;
+      }
+      addWeightedRows(acc, ds, ks, ld, d, lane);
+    }
+    if (!active)
+      return;
+    for (int u = 0; u < kPer; ++u) {
+      int64_t c = lane + 32 * u;
+      if (c < d)
+        dq[at + c] = acc[u];
+    }
+  });
 }
 
 __global__ void dkdvKernel(AttentionShape a, const float *dout, const float *q,
                            const float *k, const float *v, const float *lse,
                            const float *dsum, float *dk, float *dv) {
   extern __shared__ float smem[];
-  int64_t d = a.d, s = blockIdx.z, kh = blockIdx.y, group = a.hq / a.hkv;
-  Seq seq = sequenceOf(a, s);
-  int64_t key0 = blockIdx.x * static_cast<int64_t>(kWarps);
-  if (key0 >= seq.len)
-    return;
+  int64_t d = a.d, kh = blockIdx.y, group = a.hq / a.hkv;
   int ld = static_cast<int>(d) + 1;
   float *qs = smem, *gs = qs + kTileKeys * ld, *kw0 = gs + kTileKeys * ld,
         *vw0 = kw0 + kWarps * d, *tileLse = vw0 + kWarps * d,
         *tileD = tileLse + kTileKeys;
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int64_t j = key0 + warp;
-  bool active = j < seq.len && keyVisible(a, s, j);
   float *kw = kw0 + warp * d, *vw = vw0 + warp * d;
-  int64_t at = ((seq.start + j) * a.hkv + kh) * d;
-  for (int64_t c = lane; c < d; c += 32) {
-    kw[c] = j < seq.len ? k[at + c] : 0.0f;
-    vw[c] = j < seq.len ? v[at + c] : 0.0f;
-  }
-  float dkAcc[kPer], dvAcc[kPer];
-  for (int t = 0; t < kPer; ++t)
-    dkAcc[t] = dvAcc[t] = 0;
-  int64_t firstQuery = a.causal ? key0 / kTileKeys * kTileKeys : 0;
-  for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
-    for (int64_t i0 = firstQuery; i0 < seq.len; i0 += kTileKeys) {
-      __syncthreads();
-      loadTile(qs, ld, q, seq, i0, a.hq, h, d);
-      loadTile(gs, ld, dout, seq, i0, a.hq, h, d);
-      if (threadIdx.x < kTileKeys) {
-        int64_t i = i0 + threadIdx.x;
-        tileLse[threadIdx.x] =
-            i < seq.len ? lse[lseIndex(a, seq, s, h, i)] : -INFINITY;
-        tileD[threadIdx.x] =
-            i < seq.len ? dsum[(seq.start + i) * a.hq + h] : 0.0f;
-      }
-      __syncthreads();
-      if (!active)
-        continue;
-      int64_t i = i0 + lane;
-      float rowLse = tileLse[lane];
-      bool visible =
-          i < seq.len && (!a.causal || j <= i) && rowLse != -INFINITY;
-      float p = 0, ds = 0;
-      if (visible) {
-        float dot = 0, dp = 0;
-        for (int64_t c = 0; c < d; ++c) {
-          dot += qs[lane * ld + c] * kw[c];
-          dp += gs[lane * ld + c] * vw[c];
+  forEachTile(a, kWarps, [&](const Tile &t) {
+    int64_t s = t.s, key0 = t.row0, j = key0 + warp;
+    Seq seq = t.seq;
+    bool active = j < t.end && keyVisible(a, s, j);
+    int64_t at = ((seq.start + j) * a.hkv + kh) * d;
+    __syncthreads(); // the block's previous tile is done with shared memory
+    for (int64_t c = lane; c < d; c += 32) {
+      kw[c] = j < t.end ? k[at + c] : 0.0f;
+      vw[c] = j < t.end ? v[at + c] : 0.0f;
+    }
+    float dkAcc[kPer], dvAcc[kPer];
+    for (int u = 0; u < kPer; ++u)
+      dkAcc[u] = dvAcc[u] = 0;
+    int64_t firstQuery = a.causal ? key0 / kTileKeys * kTileKeys : 0;
+    for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
+      for (int64_t i0 = firstQuery; i0 < seq.len; i0 += kTileKeys) {
+        __syncthreads();
+        loadTile(qs, ld, q, seq, i0, a.hq, h, d);
+        loadTile(gs, ld, dout, seq, i0, a.hq, h, d);
+        if (threadIdx.x < kTileKeys) {
+          int64_t i = i0 + threadIdx.x;
+          tileLse[threadIdx.x] =
+              i < seq.len ? lse[lseIndex(a, seq, s, h, i)] : -INFINITY;
+          tileD[threadIdx.x] =
+              i < seq.len ? dsum[(seq.start + i) * a.hq + h] : 0.0f;
         }
-        p = expf(dot * a.scale - rowLse);
-        ds = p * (dp - tileD[lane]) * a.scale;
+        __syncthreads();
+        if (!active)
+          continue;
+        int64_t i = i0 + lane;
+        float rowLse = tileLse[lane];
+        bool visible =
+            i < seq.len && (!a.causal || j <= i) && rowLse != -INFINITY;
+        float p = 0, ds = 0;
+        if (visible) {
+          float dot = 0, dp = 0;
+          for (int64_t c = 0; c < d; ++c) {
+            dot += qs[lane * ld + c] * kw[c];
+            dp += gs[lane * ld + c] * vw[c];
+          }
+          p = expf(dot * a.scale - rowLse);
+          ds = p * (dp - tileD[lane]) * a.scale;
+        }
+        addWeightedRows(dvAcc, p, gs, ld, d, lane);
+        addWeightedRows(dkAcc, ds, qs, ld, d, lane);
       }
-      addWeightedRows(dvAcc, p, gs, ld, d, lane);
-      addWeightedRows(dkAcc, ds, qs, ld, d, lane);
+    if (j >= t.end)
+      return;
+    for (int u = 0; u < kPer; ++u) {
+      int64_t c = lane + 32 * u;
+      if (c < d) {
+        dk[at + c] = dkAcc[u];
+        dv[at + c] = dvAcc[u];
+      }
     }
-  if (j >= seq.len)
-    return;
-  for (int t = 0; t < kPer; ++t) {
-    int64_t c = lane + 32 * t;
-    if (c < d) {
-      dk[at + c] = dkAcc[t];
-      dv[at + c] = dvAcc[t];
-    }
-  }
+  });
 }
 
 size_t forwardSmem(int64_t d) {
@@ -265,11 +264,6 @@ size_t dqSmem(int64_t d) {
 size_t dkdvSmem(int64_t d) {
   return (2 * kTileKeys * (d + 1) + 2 * kWarps * d + 2 * kTileKeys) *
          sizeof(float);
-}
-
-dim3 gridOf(const AttentionShape &a, int64_t heads) {
-  return dim3(static_cast<unsigned>((a.maxLen + kWarps - 1) / kWarps),
-              static_cast<unsigned>(heads), static_cast<unsigned>(a.count));
 }
 
 void checkShape(const AttentionShape &a) {
@@ -292,8 +286,8 @@ void attention(cudaStream_t s, Status st, const AttentionShape &a,
     return;
   size_t smem = forwardSmem(a.d);
   allowSmem(forwardKernel, smem);
-  forwardKernel<<<gridOf(a, a.hq), kWarps * 32, smem, s>>>(st, a, q, k, v, out,
-                                                           lse);
+  forwardKernel<<<tileGrid(a, a.hq, kWarps), kWarps * 32, smem, s>>>(
+      st, a, q, k, v, out, lse);
   TRLC_LAUNCHED();
 }
 
@@ -311,13 +305,13 @@ void attentionGrad(cudaStream_t s, Status st, const AttentionShape &a,
     return;
   size_t smem = dqSmem(a.d);
   allowSmem(dqKernel, smem);
-  dqKernel<<<gridOf(a, a.hq), kWarps * 32, smem, s>>>(st, a, dout, q, k, v, lse,
-                                                      dsum, dq);
+  dqKernel<<<tileGrid(a, a.hq, kWarps), kWarps * 32, smem, s>>>(
+      st, a, dout, q, k, v, lse, dsum, dq);
   TRLC_LAUNCHED();
   smem = dkdvSmem(a.d);
   allowSmem(dkdvKernel, smem);
-  dkdvKernel<<<gridOf(a, a.hkv), kWarps * 32, smem, s>>>(a, dout, q, k, v, lse,
-                                                         dsum, dk, dv);
+  dkdvKernel<<<tileGrid(a, a.hkv, kWarps), kWarps * 32, smem, s>>>(
+      a, dout, q, k, v, lse, dsum, dk, dv);
   TRLC_LAUNCHED();
 }
 

@@ -39,13 +39,64 @@ __device__ inline int64_t lseIndex(const AttentionShape &a, Seq q, int64_t s,
                   : (s * a.hq + h) * a.rowLength + i;
 }
 
-/// The grid covers maxLen rows: a longer document is an error, not rows
-/// silently left out.
+/// The rows [row0, end) of sequence `s` (counted from its start) that a
+/// block works on.
+struct Tile {
+  int64_t s;
+  Seq seq;
+  int64_t row0, end;
+};
+
+/// The grid of a kernel whose blocks take `rows` rows of one head each.
+/// Padded: (row tiles of maxLen, heads, count). Varlen: (tiles of `rows`
+/// packed tokens, heads); a block takes in turn the rows of each document
+/// that meets its tokens (forEachTile), so the grid does not grow with the
+/// number of documents the plan has room for, most of them empty.
+inline dim3 tileGrid(const AttentionShape &a, int64_t heads, int rows) {
+  int64_t n = a.varlen ? a.totalTokens : a.maxLen;
+  return dim3(static_cast<unsigned>((n + rows - 1) / rows),
+              static_cast<unsigned>(heads),
+              static_cast<unsigned>(a.varlen ? 1 : a.count));
+}
+
+/// Calls body(Tile) for each of the block's tiles of tileGrid. Every
+/// thread of the block sees the same tiles, so the body may hold barriers.
+template <typename Body>
+__device__ void forEachTile(const AttentionShape &a, int rows, Body &&body) {
+  int64_t first = static_cast<int64_t>(blockIdx.x) * rows;
+  if (!a.varlen) {
+    Seq seq = sequenceOf(a, blockIdx.z);
+    if (first < seq.len)
+      body(Tile{blockIdx.z, seq, first, min(first + rows, seq.len)});
+    return;
+  }
+  int64_t last = min(first + rows, a.totalTokens);
+  // The first document that ends after `first`: cu_seqlens is sorted.
+  int64_t lo = 0, hi = a.count;
+  while (lo < hi) {
+    int64_t mid = (lo + hi) / 2;
+    if (loadIndex(a.cuSeqlens, mid + 1) > first)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  for (int64_t s = lo; s < a.count; ++s) {
+    Seq seq = sequenceOf(a, s);
+    if (seq.start >= last)
+      break;
+    if (seq.len > 0)
+      body(Tile{s, seq, max(first, seq.start) - seq.start,
+                min(last, seq.start + seq.len) - seq.start});
+  }
+}
+
+/// A document longer than maxLen breaks the plan's contract (its buffers
+/// and the padded grid are sized by maxLen): reported once per document.
 __device__ inline void checkLength(Status st, const AttentionShape &a,
-                                   Seq seq) {
-  if (seq.len > a.maxLen && blockIdx.x == 0 && blockIdx.y == 0 &&
+                                   const Tile &t) {
+  if (t.seq.len > a.maxLen && t.row0 == 0 && blockIdx.y == 0 &&
       threadIdx.x == 0)
-    report(st, Status::LongDocument, seq.len);
+    report(st, Status::LongDocument, t.seq.len);
 }
 
 /// Lets `kernel` use `bytes` of dynamic shared memory (above 48 KiB needs

@@ -167,17 +167,18 @@ __device__ void accumulate(FragC (&acc)[D / 16], const bf16 *p, const bf16 *b) {
 }
 
 /// Writes a warp's 16 rows of fp32 results ([16][D + 4] in `stage`) to
-/// rows w0.. of one head of y ([tokens, heads, D]), up to the sequence's
-/// end; row rr is scaled by lane 2 rr's `scale`.
+/// rows w0.. of one head of y ([tokens, heads, D]), up to the tile's end;
+/// row rr is scaled by lane 2 rr's `scale`.
 template <int D>
-__device__ void writeRows(const float *stage, FloatsOut y, Seq seq, int64_t w0,
-                          int64_t heads, int64_t head, float scale = 1.0f) {
+__device__ void writeRows(const float *stage, FloatsOut y, const Tile &t,
+                          int64_t w0, int64_t heads, int64_t head,
+                          float scale = 1.0f) {
   int lane = threadIdx.x % 32;
   for (int rr = 0; rr < kRows; ++rr) {
     float f = __shfl_sync(0xffffffffu, scale, 2 * rr);
-    if (w0 + rr >= seq.len)
+    if (w0 + rr >= t.end)
       break;
-    int64_t at = ((seq.start + w0 + rr) * heads + head) * D;
+    int64_t at = ((t.seq.start + w0 + rr) * heads + head) * D;
     for (int c = lane; c < D; c += 32)
       store(y, at + c, stage[rr * (D + 4) + c] * f);
   }
@@ -198,79 +199,79 @@ __global__ void __launch_bounds__(kThreads)
                   FloatsOut out, float *lse) {
   extern __shared__ __align__(128) unsigned char smem[];
   constexpr int ld = Layout<D>::ld, ldO = Layout<D>::ldO;
-  int64_t s = blockIdx.z, h = blockIdx.y, kh = h / (a.hq / a.hkv);
-  Seq seq = sequenceOf(a, s);
-  checkLength(st, a, seq);
-  int64_t row0 = blockIdx.x * static_cast<int64_t>(kBlockRows);
-  if (row0 >= seq.len)
-    return;
+  int64_t h = blockIdx.y, kh = h / (a.hq / a.hkv);
   Carve cv{reinterpret_cast<uintptr_t>(smem)};
   Layout<D> L(cv, true);
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float *sw = L.work + warp * kRows * kLdS, *ow = L.o + warp * kRows * ldO;
   bf16 *pw = L.p + warp * kRows * kLdP, *qw = L.a + warp * kRows * ld;
-  loadTile<D>(L.a, q, seq, row0, a.hq, h);
-  for (int e = lane; e < kRows * ldO; e += 32)
-    ow[e] = 0;
-  // Lane 2r + half works on the warp's row r, columns 2c + half; both lanes
-  // of a pair keep the row's running max and sum.
-  int r = lane >> 1, half = lane & 1;
-  int64_t w0 = row0 + warp * kRows, i = w0 + r;
-  float m = -INFINITY, l = 0;
-  int64_t lastRow = min(row0 + kBlockRows, seq.len) - 1;
-  int64_t keyEnd = a.causal ? lastRow + 1 : seq.len;
-  for (int64_t k0 = 0; k0 < keyEnd; k0 += kTile) {
-    __syncthreads(); // the previous tiles are consumed (and q is loaded)
-    loadTile<D>(L.b, k, seq, k0, a.hkv, kh);
-    loadTile<D>(L.c, v, seq, k0, a.hkv, kh);
-    __syncthreads();
-    if (w0 >= seq.len || (a.causal && k0 > w0 + kRows - 1))
-      continue; // every score of the warp's rows is masked
-    scores<D>(qw, L.b, sw);
-    __syncwarp();
-    // The masked, scaled scores go back over S; then P = exp(S - max).
-    float tileMax = -INFINITY;
-    for (int c = half; c < kTile; c += 2) {
-      int64_t j = k0 + c;
-      bool visible = i < seq.len && j < seq.len && (!a.causal || j <= i) &&
-                     keyVisible(a, s, j);
-      float sc = visible ? sw[r * kLdS + c] * a.scale : -INFINITY;
-      sw[r * kLdS + c] = sc;
-      tileMax = fmaxf(tileMax, sc);
-    }
-    tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
-    float next = fmaxf(m, tileMax);
-    float alpha = next == -INFINITY ? 1.0f : expf(m - next); // 0 from -inf
-    float sum = 0;
-    for (int c = half; c < kTile; c += 2) {
-      float sc = sw[r * kLdS + c];
-      bf16 p = __float2bfloat16_rn(sc == -INFINITY ? 0.0f : expf(sc - next));
-      pw[r * kLdP + c] = p;
-      sum += __bfloat162float(p); // the weights P V adds up
-    }
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    l = l * alpha + sum;
-    m = next;
-    if (alpha != 1.0f)
-      for (int c = half; c < D; c += 2)
-        ow[r * ldO + c] *= alpha;
-    __syncwarp();
-    FragC acc[D / 16];
+  forEachTile(a, kBlockRows, [&](const Tile &t) {
+    checkLength(st, a, t);
+    int64_t s = t.s, row0 = t.row0;
+    Seq seq = t.seq;
+    __syncthreads(); // the block's previous tile is done with shared memory
+    loadTile<D>(L.a, q, seq, row0, a.hq, h);
+    for (int e = lane; e < kRows * ldO; e += 32)
+      ow[e] = 0;
+    // Lane 2r + half works on the warp's row r, columns 2c + half; both lanes
+    // of a pair keep the row's running max and sum.
+    int r = lane >> 1, half = lane & 1;
+    int64_t w0 = row0 + warp * kRows, i = w0 + r;
+    float m = -INFINITY, l = 0;
+    int64_t keyEnd = a.causal ? t.end : seq.len;
+    for (int64_t k0 = 0; k0 < keyEnd; k0 += kTile) {
+      __syncthreads(); // the previous tiles are consumed (and q is loaded)
+      loadTile<D>(L.b, k, seq, k0, a.hkv, kh);
+      loadTile<D>(L.c, v, seq, k0, a.hkv, kh);
+      __syncthreads();
+      if (w0 >= t.end || (a.causal && k0 > w0 + kRows - 1))
+        continue; // every score of the warp's rows is masked
+      scores<D>(qw, L.b, sw);
+      __syncwarp();
+      // The masked, scaled scores go back over S; then P = exp(S - max).
+      float tileMax = -INFINITY;
+      for (int c = half; c < kTile; c += 2) {
+        int64_t j = k0 + c;
+        bool visible = i < t.end && j < seq.len && (!a.causal || j <= i) &&
+                       keyVisible(a, s, j);
+        float sc = visible ? sw[r * kLdS + c] * a.scale : -INFINITY;
+        sw[r * kLdS + c] = sc;
+        tileMax = fmaxf(tileMax, sc);
+      }
+      tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
+      float next = fmaxf(m, tileMax);
+      float alpha = next == -INFINITY ? 1.0f : expf(m - next); // 0 from -inf
+      float sum = 0;
+      for (int c = half; c < kTile; c += 2) {
+        float sc = sw[r * kLdS + c];
+        bf16 p = __float2bfloat16_rn(sc == -INFINITY ? 0.0f : expf(sc - next));
+        pw[r * kLdP + c] = p;
+        sum += __bfloat162float(p); // the weights P V adds up
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      l = l * alpha + sum;
+      m = next;
+      if (alpha != 1.0f)
+        for (int c = half; c < D; c += 2)
+          ow[r * ldO + c] *= alpha;
+      __syncwarp();
+      FragC acc[D / 16];
 #pragma unroll
-    for (int t = 0; t < D / 16; ++t)
-      wmma::load_matrix_sync(acc[t], ow + t * 16, ldO, wmma::mem_row_major);
-    accumulate<D>(acc, pw, L.c);
+      for (int t = 0; t < D / 16; ++t)
+        wmma::load_matrix_sync(acc[t], ow + t * 16, ldO, wmma::mem_row_major);
+      accumulate<D>(acc, pw, L.c);
 #pragma unroll
-    for (int t = 0; t < D / 16; ++t)
-      wmma::store_matrix_sync(ow + t * 16, acc[t], ldO, wmma::mem_row_major);
-    __syncwarp();
-  }
-  if (w0 >= seq.len)
-    return;
-  if (half == 0 && i < seq.len)
-    lse[lseIndex(a, seq, s, h, i)] = l > 0 ? m + logf(l) : -INFINITY;
-  // A row with no visible key has l = 0 and O = 0: output 0.
-  writeRows<D>(ow, out, seq, w0, a.hq, h, l > 0 ? 1.0f / l : 0.0f);
+      for (int t = 0; t < D / 16; ++t)
+        wmma::store_matrix_sync(ow + t * 16, acc[t], ldO, wmma::mem_row_major);
+      __syncwarp();
+    }
+    if (w0 >= t.end)
+      return;
+    if (half == 0 && i < t.end)
+      lse[lseIndex(a, seq, s, h, i)] = l > 0 ? m + logf(l) : -INFINITY;
+    // A row with no visible key has l = 0 and O = 0: output 0.
+    writeRows<D>(ow, out, t, w0, a.hq, h, l > 0 ? 1.0f / l : 0.0f);
+  });
 }
 
 template <int D>
@@ -279,58 +280,58 @@ __global__ void __launch_bounds__(kThreads)
              Floats v, const float *lse, const float *dsum, float *dq) {
   extern __shared__ __align__(128) unsigned char smem[];
   constexpr int ld = Layout<D>::ld;
-  int64_t s = blockIdx.z, h = blockIdx.y, kh = h / (a.hq / a.hkv);
-  Seq seq = sequenceOf(a, s);
-  checkLength(st, a, seq);
-  int64_t row0 = blockIdx.x * static_cast<int64_t>(kBlockRows);
-  if (row0 >= seq.len)
-    return;
+  int64_t h = blockIdx.y, kh = h / (a.hq / a.hkv);
   Carve cv{reinterpret_cast<uintptr_t>(smem)};
   Layout<D> L(cv, false); // a: q, d: dO, b: k, c: v
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float *sw = L.work + warp * Layout<D>::kWork, *dpw = sw + kRows * kLdS;
   bf16 *dsw = L.ds + warp * kRows * kLdP;
   const bf16 *qw = L.a + warp * kRows * ld, *gw = L.d + warp * kRows * ld;
-  loadTile<D>(L.a, q, seq, row0, a.hq, h);
-  loadTile<D>(L.d, dout, seq, row0, a.hq, h);
-  int r = lane >> 1, half = lane & 1;
-  int64_t w0 = row0 + warp * kRows, i = w0 + r;
-  float rowLse = i < seq.len ? lse[lseIndex(a, seq, s, h, i)] : -INFINITY;
-  float rowD = i < seq.len ? dsum[(seq.start + i) * a.hq + h] : 0.0f;
-  FragC acc[D / 16];
+  forEachTile(a, kBlockRows, [&](const Tile &t) {
+    checkLength(st, a, t);
+    int64_t s = t.s, row0 = t.row0;
+    Seq seq = t.seq;
+    __syncthreads(); // the block's previous tile is done with shared memory
+    loadTile<D>(L.a, q, seq, row0, a.hq, h);
+    loadTile<D>(L.d, dout, seq, row0, a.hq, h);
+    int r = lane >> 1, half = lane & 1;
+    int64_t w0 = row0 + warp * kRows, i = w0 + r;
+    float rowLse = i < t.end ? lse[lseIndex(a, seq, s, h, i)] : -INFINITY;
+    float rowD = i < t.end ? dsum[(seq.start + i) * a.hq + h] : 0.0f;
+    FragC acc[D / 16];
 #pragma unroll
-  for (int t = 0; t < D / 16; ++t)
-    wmma::fill_fragment(acc[t], 0.0f);
-  int64_t lastRow = min(row0 + kBlockRows, seq.len) - 1;
-  int64_t keyEnd = a.causal ? lastRow + 1 : seq.len;
-  for (int64_t k0 = 0; k0 < keyEnd; k0 += kTile) {
-    __syncthreads();
-    loadTile<D>(L.b, k, seq, k0, a.hkv, kh);
-    loadTile<D>(L.c, v, seq, k0, a.hkv, kh);
-    __syncthreads();
-    if (w0 >= seq.len || (a.causal && k0 > w0 + kRows - 1))
-      continue;
-    scores<D>(qw, L.b, sw);
-    scores<D>(gw, L.c, dpw);
-    __syncwarp();
-    for (int col = half; col < kTile; col += 2) {
-      int64_t j = k0 + col;
-      bool visible = rowLse != -INFINITY && j < seq.len &&
-                     (!a.causal || j <= i) && keyVisible(a, s, j);
-      float ds = 0;
-      if (visible) {
-        float p = expf(sw[r * kLdS + col] * a.scale - rowLse);
-        ds = p * (dpw[r * kLdS + col] - rowD) * a.scale;
+    for (int t = 0; t < D / 16; ++t)
+      wmma::fill_fragment(acc[t], 0.0f);
+    int64_t keyEnd = a.causal ? t.end : seq.len;
+    for (int64_t k0 = 0; k0 < keyEnd; k0 += kTile) {
+      __syncthreads();
+      loadTile<D>(L.b, k, seq, k0, a.hkv, kh);
+      loadTile<D>(L.c, v, seq, k0, a.hkv, kh);
+      __syncthreads();
+      if (w0 >= t.end || (a.causal && k0 > w0 + kRows - 1))
+        continue;
+      scores<D>(qw, L.b, sw);
+      scores<D>(gw, L.c, dpw);
+      __syncwarp();
+      for (int col = half; col < kTile; col += 2) {
+        int64_t j = k0 + col;
+        bool visible = rowLse != -INFINITY && j < seq.len &&
+                       (!a.causal || j <= i) && keyVisible(a, s, j);
+        float ds = 0;
+        if (visible) {
+          float p = expf(sw[r * kLdS + col] * a.scale - rowLse);
+          ds = p * (dpw[r * kLdS + col] - rowD) * a.scale;
+        }
+        dsw[r * kLdP + col] = __float2bfloat16_rn(ds);
       }
-      dsw[r * kLdP + col] = __float2bfloat16_rn(ds);
+      __syncwarp();
+      accumulate<D>(acc, dsw, L.b);
     }
-    __syncwarp();
-    accumulate<D>(acc, dsw, L.b);
-  }
-  if (w0 >= seq.len)
-    return;
-  stageRows<D>(sw, acc);
-  writeRows<D>(sw, FloatsOut{dq, false}, seq, w0, a.hq, h);
+    if (w0 >= t.end)
+      return;
+    stageRows<D>(sw, acc);
+    writeRows<D>(sw, FloatsOut{dq, false}, t, w0, a.hq, h);
+  });
 }
 
 template <int D>
@@ -339,71 +340,72 @@ __global__ void __launch_bounds__(kThreads)
                const float *lse, const float *dsum, float *dk, float *dv) {
   extern __shared__ __align__(128) unsigned char smem[];
   constexpr int ld = Layout<D>::ld;
-  int64_t s = blockIdx.z, kh = blockIdx.y, group = a.hq / a.hkv;
-  Seq seq = sequenceOf(a, s);
-  int64_t key0 = blockIdx.x * static_cast<int64_t>(kBlockRows);
-  if (key0 >= seq.len)
-    return;
+  int64_t kh = blockIdx.y, group = a.hq / a.hkv;
   Carve cv{reinterpret_cast<uintptr_t>(smem)};
   Layout<D> L(cv, false); // a: the block's k, d: its v, b: q, c: dO
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float *sw = L.work + warp * Layout<D>::kWork, *dpw = sw + kRows * kLdS;
   bf16 *pw = L.p + warp * kRows * kLdP, *dsw = L.ds + warp * kRows * kLdP;
   const bf16 *kw = L.a + warp * kRows * ld, *vw = L.d + warp * kRows * ld;
-  loadTile<D>(L.a, k, seq, key0, a.hkv, kh);
-  loadTile<D>(L.d, v, seq, key0, a.hkv, kh);
-  int r = lane >> 1, half = lane & 1;
-  int64_t w0 = key0 + warp * kRows, j = w0 + r;
-  bool keyOk = j < seq.len && keyVisible(a, s, j); // else no gradient
-  FragC dkAcc[D / 16], dvAcc[D / 16];
+  forEachTile(a, kBlockRows, [&](const Tile &t) {
+    int64_t s = t.s, key0 = t.row0;
+    Seq seq = t.seq;
+    __syncthreads(); // the block's previous tile is done with shared memory
+    loadTile<D>(L.a, k, seq, key0, a.hkv, kh);
+    loadTile<D>(L.d, v, seq, key0, a.hkv, kh);
+    int r = lane >> 1, half = lane & 1;
+    int64_t w0 = key0 + warp * kRows, j = w0 + r;
+    bool keyOk = j < t.end && keyVisible(a, s, j); // else no gradient
+    FragC dkAcc[D / 16], dvAcc[D / 16];
 #pragma unroll
-  for (int t = 0; t < D / 16; ++t) {
-    wmma::fill_fragment(dkAcc[t], 0.0f);
-    wmma::fill_fragment(dvAcc[t], 0.0f);
-  }
-  int64_t firstQuery = a.causal ? key0 : 0; // queries before key0 see none
-  for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
-    for (int64_t i0 = firstQuery; i0 < seq.len; i0 += kTile) {
-      __syncthreads();
-      loadTile<D>(L.b, q, seq, i0, a.hq, h);
-      loadTile<D>(L.c, dout, seq, i0, a.hq, h);
-      if (threadIdx.x < kTile) {
-        int64_t i = i0 + threadIdx.x;
-        L.lse[threadIdx.x] =
-            i < seq.len ? lse[lseIndex(a, seq, s, h, i)] : -INFINITY;
-        L.dsum[threadIdx.x] =
-            i < seq.len ? dsum[(seq.start + i) * a.hq + h] : 0.0f;
-      }
-      __syncthreads();
-      if (w0 >= seq.len)
-        continue;
-      scores<D>(kw, L.b, sw);  // S^T
-      scores<D>(vw, L.c, dpw); // dP^T
-      __syncwarp();
-      for (int col = half; col < kTile; col += 2) {
-        int64_t i = i0 + col;
-        float rowLse = L.lse[col];
-        bool visible = keyOk && i < seq.len && (!a.causal || j <= i) &&
-                       rowLse != -INFINITY;
-        float p = 0, ds = 0;
-        if (visible) {
-          p = expf(sw[r * kLdS + col] * a.scale - rowLse);
-          ds = p * (dpw[r * kLdS + col] - L.dsum[col]) * a.scale;
-        }
-        pw[r * kLdP + col] = __float2bfloat16_rn(p);
-        dsw[r * kLdP + col] = __float2bfloat16_rn(ds);
-      }
-      __syncwarp();
-      accumulate<D>(dvAcc, pw, L.c);
-      accumulate<D>(dkAcc, dsw, L.b);
+    for (int t = 0; t < D / 16; ++t) {
+      wmma::fill_fragment(dkAcc[t], 0.0f);
+      wmma::fill_fragment(dvAcc[t], 0.0f);
     }
-  if (w0 >= seq.len)
-    return;
-  stageRows<D>(sw, dvAcc);
-  writeRows<D>(sw, FloatsOut{dv, false}, seq, w0, a.hkv, kh);
-  __syncwarp();
-  stageRows<D>(sw, dkAcc);
-  writeRows<D>(sw, FloatsOut{dk, false}, seq, w0, a.hkv, kh);
+    int64_t firstQuery = a.causal ? key0 : 0; // queries before key0 see none
+    for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
+      for (int64_t i0 = firstQuery; i0 < seq.len; i0 += kTile) {
+        __syncthreads();
+        loadTile<D>(L.b, q, seq, i0, a.hq, h);
+        loadTile<D>(L.c, dout, seq, i0, a.hq, h);
+        if (threadIdx.x < kTile) {
+          int64_t i = i0 + threadIdx.x;
+          L.lse[threadIdx.x] =
+              i < seq.len ? lse[lseIndex(a, seq, s, h, i)] : -INFINITY;
+          L.dsum[threadIdx.x] =
+              i < seq.len ? dsum[(seq.start + i) * a.hq + h] : 0.0f;
+        }
+        __syncthreads();
+        if (w0 >= t.end)
+          continue;
+        scores<D>(kw, L.b, sw);  // S^T
+        scores<D>(vw, L.c, dpw); // dP^T
+        __syncwarp();
+        for (int col = half; col < kTile; col += 2) {
+          int64_t i = i0 + col;
+          float rowLse = L.lse[col];
+          bool visible = keyOk && i < seq.len && (!a.causal || j <= i) &&
+                         rowLse != -INFINITY;
+          float p = 0, ds = 0;
+          if (visible) {
+            p = expf(sw[r * kLdS + col] * a.scale - rowLse);
+            ds = p * (dpw[r * kLdS + col] - L.dsum[col]) * a.scale;
+          }
+          pw[r * kLdP + col] = __float2bfloat16_rn(p);
+          dsw[r * kLdP + col] = __float2bfloat16_rn(ds);
+        }
+        __syncwarp();
+        accumulate<D>(dvAcc, pw, L.c);
+        accumulate<D>(dkAcc, dsw, L.b);
+      }
+    if (w0 >= t.end)
+      return;
+    stageRows<D>(sw, dvAcc);
+    writeRows<D>(sw, FloatsOut{dv, false}, t, w0, a.hkv, kh);
+    __syncwarp();
+    stageRows<D>(sw, dkAcc);
+    writeRows<D>(sw, FloatsOut{dk, false}, t, w0, a.hkv, kh);
+  });
 }
 
 /// Calls fn with std::integral_constant<int, d>.
@@ -421,11 +423,6 @@ template <typename Fn> void withHeadDim(int64_t d, Fn &&fn) {
   throw std::runtime_error("attention (bf16): no tensor-core kernel for head "
                            "dimension " +
                            std::to_string(d));
-}
-
-dim3 gridOf(const AttentionShape &a, int64_t heads) {
-  return dim3(static_cast<unsigned>((a.maxLen + kBlockRows - 1) / kBlockRows),
-              static_cast<unsigned>(heads), static_cast<unsigned>(a.count));
 }
 
 void checkHeads(const AttentionShape &a) {
@@ -449,8 +446,8 @@ void attentionBf16(cudaStream_t s, Status st, const AttentionShape &a, Floats q,
     constexpr int D = decltype(dim)::value;
     size_t smem = Layout<D>::bytes(true);
     allowSmem(forwardKernel<D>, smem);
-    forwardKernel<D>
-        <<<gridOf(a, a.hq), kThreads, smem, s>>>(st, a, q, k, v, out, lse);
+    forwardKernel<D><<<tileGrid(a, a.hq, kBlockRows), kThreads, smem, s>>>(
+        st, a, q, k, v, out, lse);
     TRLC_LAUNCHED();
   });
 }
@@ -467,12 +464,12 @@ void attentionBf16Grad(cudaStream_t s, Status st, const AttentionShape &a,
     constexpr int D = decltype(dim)::value;
     size_t smem = Layout<D>::bytes(false);
     allowSmem(dqKernel<D>, smem);
-    dqKernel<D><<<gridOf(a, a.hq), kThreads, smem, s>>>(st, a, dout, q, k, v,
-                                                        lse, dsum, dq);
+    dqKernel<D><<<tileGrid(a, a.hq, kBlockRows), kThreads, smem, s>>>(
+        st, a, dout, q, k, v, lse, dsum, dq);
     TRLC_LAUNCHED();
     allowSmem(dkdvKernel<D>, smem);
-    dkdvKernel<D><<<gridOf(a, a.hkv), kThreads, smem, s>>>(a, dout, q, k, v,
-                                                           lse, dsum, dk, dv);
+    dkdvKernel<D><<<tileGrid(a, a.hkv, kBlockRows), kThreads, smem, s>>>(
+        a, dout, q, k, v, lse, dsum, dk, dv);
     TRLC_LAUNCHED();
   });
 }

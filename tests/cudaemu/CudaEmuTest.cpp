@@ -222,7 +222,10 @@ TEST_F(EmuAttention, Fp32PaddedGqaWithMask) {
       padded(false, causal, s, d);
 }
 
-TEST_F(EmuAttention, Fp32Varlen) { varlen(false, 32, {0, 3, 40, 41, 90}); }
+TEST_F(EmuAttention, Fp32Varlen) {
+  varlen(false, 32, {0, 3, 40, 41, 90});
+  varlen(false, 16, manyShortDocuments());
+}
 
 TEST_F(EmuAttention, Bf16TensorCoresPaddedGqaWithMask) {
   for (bool causal : {true, false})
@@ -233,6 +236,7 @@ TEST_F(EmuAttention, Bf16TensorCoresPaddedGqaWithMask) {
 
 TEST_F(EmuAttention, Bf16TensorCoresVarlen) {
   varlen(true, 64, {0, 3, 70, 71, 150});
+  varlen(true, 32, manyShortDocuments());
 }
 
 TEST_F(Emu, NormsWriteFp32OrBf16) {

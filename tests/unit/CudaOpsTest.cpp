@@ -349,27 +349,33 @@ TEST_F(CudaOps, AttentionBf16TensorCores) {
           },
           [](Op &) { return -1; }, true);
     }
-  std::vector<int32_t> cu = {0, 3, 70, 71, 150};
-  json attrs = {{"layout", "varlen"},
-                {"causal", true},
-                {"scale", 0.125},
-                {"max_seqlen", 79}};
-  checkAttention(
-      *this, attrs, {150, 6, 64}, {150, 2, 64}, {6, 150},
-      [](Op &) { return -1; },
-      [&](Op &op) { return op.ints({5}, cu, DType::I32); }, true);
+  for (auto [cu, d] : {std::pair{std::vector<int32_t>{0, 3, 70, 71, 150}, 64},
+                       {manyShortDocuments(), 32}}) {
+    int64_t tokens = cu.back(), n = cu.size();
+    json attrs = {{"layout", "varlen"},
+                  {"causal", true},
+                  {"scale", 0.125},
+                  {"max_seqlen", 79}};
+    checkAttention(
+        *this, attrs, {tokens, 6, d}, {tokens, 2, d}, {6, tokens},
+        [](Op &) { return -1; },
+        [&](Op &op) { return op.ints({n}, cu, DType::I32); }, true);
+  }
 }
 
 TEST_F(CudaOps, AttentionVarlenDocuments) {
-  std::vector<int32_t> cu = {0, 3, 40, 41, 100};
-  json attrs = {{"layout", "varlen"},
-                {"causal", true},
-                {"scale", 0.17},
-                {"max_seqlen", 59}};
-  checkAttention(
-      *this, attrs, {100, 6, 32}, {100, 2, 32}, {6, 100},
-      [](Op &) { return -1; },
-      [&](Op &op) { return op.ints({5}, cu, DType::I32); });
+  for (const std::vector<int32_t> &cu :
+       {std::vector<int32_t>{0, 3, 40, 41, 100}, manyShortDocuments()}) {
+    int64_t tokens = cu.back(), n = cu.size();
+    json attrs = {{"layout", "varlen"},
+                  {"causal", true},
+                  {"scale", 0.17},
+                  {"max_seqlen", 59}};
+    checkAttention(
+        *this, attrs, {tokens, 6, 32}, {tokens, 2, 32}, {6, tokens},
+        [](Op &) { return -1; },
+        [&](Op &op) { return op.ints({n}, cu, DType::I32); });
+  }
 }
 
 TEST_F(CudaOps, CrossEntropyAndLogProbs) {

@@ -257,6 +257,18 @@ private:
   }
 };
 
+/// cu_seqlens of documents of 1 to 20 tokens (several in one kernel
+/// block's tile of tokens, others across two tiles), then room for 70000
+/// more left empty: more than a grid dimension's 65535 blocks, as a plan
+/// for 64 rows of 1024 tokens has.
+inline std::vector<int32_t> manyShortDocuments() {
+  std::vector<int32_t> cu = {0};
+  for (int32_t n = 1; n <= 20; ++n)
+    cu.push_back(cu.back() + n);
+  cu.resize(cu.size() + 70000, cu.back());
+  return cu;
+}
+
 } // namespace trlc::test
 
 #endif // TRLC_TESTS_UNIT_OPTEST_H
