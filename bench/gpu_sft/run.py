@@ -76,6 +76,13 @@ def toml_value(v):
     return json.dumps(v) if not isinstance(v, bool) else ("true" if v else "false")
 
 
+# Rows of logits per chunk of trlc's fused lm_head + loss. Liger's rule
+# (the default) picks 128 for the Qwen case: each chunk then adds its
+# lm_head gradient into the fp32 [vocab, hidden] accumulator, 128 times a
+# step. 1024 rows cost 0.9 GiB more scratch there and do it 16 times.
+LOSS_CHUNK = 1024
+
+
 def recipe(case, docs):
     cfg = "\n".join(f"{k} = {toml_value(v)}" for k, v in case["model"].items())
     return f"""# bench/gpu_sft case {case['name']} (written by run.py prepare)
@@ -98,6 +105,7 @@ max_steps = {case['steps']}
 max_grad_norm = 1.0
 [memory]
 use_liger_kernel = true
+loss_chunk_size = {LOSS_CHUNK}
 [output]
 output_dir = "runs/gpu_sft"
 logging_steps = 1

@@ -520,7 +520,8 @@ int64_t CudaBackend::kernelScratchBytes(const artifact::KernelCall &call,
   if (k == "linear_grad") {
     int64_t m = rows(1), kk = shape(1).back(), n = shape(2)[0];
     return cu::align256(2 * m * n) + cu::align256(2 * n * kk) +
-           cu::align256(2 * m * kk);
+           cu::align256(2 * m * kk) +
+           (call.out.size() > 2 ? cu::columnSumScratch(m, n) : 0);
   }
   if (k == "embedding_grad")
     return cu::embeddingGradScratch(plan.tensors[call.out[0]].shape[0],
@@ -708,7 +709,7 @@ void CudaBackend::registerKernels() {
     cu::gemm(matmul, stream, true, false, n, k, m, dyb, n, xb, k,
              accumulate ? 1.0f : 0.0f, F(a.out[1]), k);
     if (a.out.size() > 2)
-      cu::columnSum(stream, F(dy), F(a.out[2]), m, n);
+      cu::columnSum(stream, F(dy), F(a.out[2]), m, n, scratch);
   };
   K["rope"] = [=](const KernelArgs &a) {
     cu::RopeScaling sc;
@@ -755,7 +756,7 @@ void CudaBackend::registerKernels() {
   K["cross_entropy_grad"] = [this](const KernelArgs &a) {
     const TensorRef &logits = a.in[1];
     cu::logitsGrad(stream, status, F(logits), idx(a.in[2]),
-                   {F(a.in[0]), 0, 1.0f}, F(a.out[0]), rowsOf(logits),
+                   {F(a.in[0]), 0, 1.0f}, {F(a.out[0]), false}, rowsOf(logits),
                    logits.dim(-1), attrI(a, "ignore_index"));
   };
   K["log_probs"] = [this](const KernelArgs &a) {
@@ -766,7 +767,7 @@ void CudaBackend::registerKernels() {
   K["log_probs_grad"] = [this](const KernelArgs &a) {
     const TensorRef &logits = a.in[1];
     cu::logitsGrad(stream, status, F(logits), idx(a.in[2]),
-                   {F(a.in[0]), 1, -1.0f}, F(a.out[0]), rowsOf(logits),
+                   {F(a.in[0]), 1, -1.0f}, {F(a.out[0]), false}, rowsOf(logits),
                    logits.dim(-1), attrI(a, "ignore_index"));
   };
   auto fused = [](const KernelArgs &a, int first) {

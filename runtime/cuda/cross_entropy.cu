@@ -64,23 +64,23 @@ __global__ void logProbsKernel(Status st, const float *logits, Index labels,
 }
 
 __global__ void logitsGradKernel(Status st, const float *logits, Index labels,
-                                 RowCoef coef, float *out, int64_t rows,
+                                 RowCoef coef, FloatsOut out, int64_t rows,
                                  int64_t vocab, int64_t ignore) {
   int64_t r = gridRow();
   if (r >= rows)
     return;
   long long label = rowLabel(st, labels, r, vocab, ignore);
   const float *row = logits + r * vocab;
-  float *o = out + r * vocab;
+  int64_t at = r * vocab;
   if (label < 0) {
     for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x)
-      o[j] = 0;
+      store(out, at + j, 0.0f);
     return;
   }
   float c = coef.sign * coef.value[r * coef.stride];
   float lse = rowLse(row, vocab); // every read of the row is done here
   for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x)
-    o[j] = c * expf(row[j] - lse) - (j == label ? c : 0.0f);
+    store(out, at + j, c * expf(row[j] - lse) - (j == label ? c : 0.0f));
 }
 
 /// out[0] = sign * sum of x[0..n), in order of fixed blocks.
@@ -157,7 +157,7 @@ void crossEntropy(cudaStream_t s, Status st, const float *logits, Index labels,
 }
 
 void logitsGrad(cudaStream_t s, Status st, const float *logits, Index labels,
-                RowCoef coef, float *dlogits, int64_t rows, int64_t vocab,
+                RowCoef coef, FloatsOut dlogits, int64_t rows, int64_t vocab,
                 int64_t ignore) {
   if (rows == 0)
     return;
@@ -208,9 +208,9 @@ void fusedLinearBackward(Matmul *mm, cudaStream_t s, Status st,
          sc.logits, f.vocab);
     RowCoef c = coef;
     c.value += r0 * coef.stride;
-    logitsGrad(s, st, sc.logits, offsetIndex(f.labels, r0), c, sc.logits, n,
-               f.vocab, f.ignore);
-    toBf16(s, sc.logits, sc.dlogits, n * f.vocab);
+    // The gradient goes straight to bf16, the products' operand.
+    logitsGrad(s, st, sc.logits, offsetIndex(f.labels, r0), c,
+               {sc.dlogits, true}, n, f.vocab, f.ignore);
     gemm(mm, s, false, false, n, f.h, f.vocab, sc.dlogits, f.vocab, sc.weight,
          f.h, 0.0f, dhidden + r0 * f.h, f.h);
     gemm(mm, s, true, false, f.vocab, f.h, n, sc.dlogits, f.vocab, hidden, f.h,

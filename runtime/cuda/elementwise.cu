@@ -10,6 +10,8 @@
 
 #include "common.cuh"
 
+#include <algorithm>
+
 namespace trlc::cuda {
 namespace {
 
@@ -122,6 +124,35 @@ __global__ void columnSumKernel(const float *x, float *out, int64_t rows,
   out[j] = acc;
 }
 
+/// partial[p, j] = sum of x[r, j] over rows [p per, (p + 1) per): a block
+/// of 256 threads takes 32 columns in 8 row lanes (warps), whose sums add
+/// in order.
+__global__ void columnPartialKernel(const float *x, float *partial,
+                                    int64_t rows, int64_t n, int64_t per) {
+  __shared__ float lanes[8][33];
+  int col = threadIdx.x % 32, lane = threadIdx.x / 32;
+  int64_t j = blockIdx.x * 32ll + col;
+  int64_t lo = blockIdx.y * per, hi = min(lo + per, rows);
+  float acc = 0;
+  if (j < n)
+    for (int64_t r = lo + lane; r < hi; r += 8)
+      acc += x[r * n + j];
+  lanes[lane][col] = acc;
+  __syncthreads();
+  if (lane == 0 && j < n) {
+    float sum = 0;
+    for (int y = 0; y < 8; ++y)
+      sum += lanes[y][col];
+    partial[blockIdx.y * n + j] = sum;
+  }
+}
+
+/// Rows per partial sum of columnSum: at least 256, and few enough parts
+/// for a grid's 65535 rows.
+int64_t rowsPerPart(int64_t rows) {
+  return std::max<int64_t>(256, (rows + 65534) / 65535);
+}
+
 } // namespace
 
 void addBias(cudaStream_t s, FloatsOut y, const float *bias, int64_t rows,
@@ -131,8 +162,25 @@ void addBias(cudaStream_t s, FloatsOut y, const float *bias, int64_t rows,
   TRLC_LAUNCHED();
 }
 
+size_t columnSumScratch(int64_t rows, int64_t n) {
+  int64_t per = rowsPerPart(rows);
+  return rows > per ? align256((rows + per - 1) / per * n * sizeof(float)) : 0;
+}
+
 void columnSum(cudaStream_t s, const float *x, float *out, int64_t rows,
-               int64_t n) {
+               int64_t n, void *scratch) {
+  if (n == 0)
+    return;
+  int64_t per = rowsPerPart(rows), parts = (rows + per - 1) / per;
+  if (parts > 1) { // a few rows per block, then the parts in order
+    auto *partial = static_cast<float *>(scratch);
+    dim3 grid(static_cast<unsigned>((n + 31) / 32),
+              static_cast<unsigned>(parts));
+    columnPartialKernel<<<grid, 256, 0, s>>>(x, partial, rows, n, per);
+    TRLC_LAUNCHED();
+    x = partial;
+    rows = parts;
+  }
   columnSumKernel<<<blocksFor(n, kThreads, 1ll << 31), kThreads, 0, s>>>(
       x, out, rows, n);
   TRLC_LAUNCHED();

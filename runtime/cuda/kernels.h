@@ -83,9 +83,11 @@ void toF32(cudaStream_t s, const void *x, float *out, int64_t n);
 /// y[r, j] += bias[j] (a bf16 y is rounded again).
 void addBias(cudaStream_t s, FloatsOut y, const float *bias, int64_t rows,
              int64_t n);
-/// out[j] = sum over rows of x[r, j], rows in order.
+/// out[j] = sum over rows of x[r, j], in a fixed order: over 256 rows,
+/// partial sums of row blocks go to `scratch` (columnSumScratch bytes).
+size_t columnSumScratch(int64_t rows, int64_t n);
 void columnSum(cudaStream_t s, const float *x, float *out, int64_t rows,
-               int64_t n);
+               int64_t n, void *scratch);
 
 // --- elementwise.cu
 // ------------------------------------------------------------
@@ -199,9 +201,9 @@ void crossEntropy(cudaStream_t s, Status st, const float *logits, Index labels,
 void logProbs(cudaStream_t s, Status st, const float *logits, Index labels,
               float *y, int64_t rows, int64_t vocab, int64_t ignore);
 /// dlogits[r] = coef(r) (softmax(logits[r]) - onehot(label[r])), 0 where
-/// ignored.
+/// ignored; fp32 (in place is allowed) or bf16.
 void logitsGrad(cudaStream_t s, Status st, const float *logits, Index labels,
-                RowCoef coef, float *dlogits, int64_t rows, int64_t vocab,
+                RowCoef coef, FloatsOut dlogits, int64_t rows, int64_t vocab,
                 int64_t ignore);
 /// Fused lm_head + log-probabilities, `chunk` rows of logits at a time:
 /// never [rows, vocab]. Forward: `rowOut` gets each row's log-probability,

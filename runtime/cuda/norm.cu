@@ -140,7 +140,7 @@ void rmsNormGrad(cudaStream_t s, const float *dy, const float *x,
   rmsNormGradKernel<<<blocks, kThreads, 0, s>>>(dy, x, w, dx, partial, rows, h,
                                                 eps);
   TRLC_LAUNCHED();
-  columnSum(s, partial, dw, blocks, h);
+  columnSum(s, partial, dw, blocks, h, nullptr);
 }
 
 void layerNorm(cudaStream_t s, const float *x, const float *w, const float *b,
@@ -159,8 +159,8 @@ void layerNormGrad(cudaStream_t s, const float *dy, const float *x,
   layerNormGradKernel<<<blocks, kThreads, 0, s>>>(dy, x, w, dx, partial, rows,
                                                   h, eps);
   TRLC_LAUNCHED();
-  columnSum(s, partial, dw, blocks, h);
-  columnSum(s, partial + blocks * h, db, blocks, h);
+  columnSum(s, partial, dw, blocks, h, nullptr);
+  columnSum(s, partial + blocks * h, db, blocks, h, nullptr);
 }
 
 } // namespace trlc::cuda

@@ -322,6 +322,27 @@ TEST_F(Emu, RopeFp32AndBf16) {
 
 namespace {
 
+/// Bias gradients: column sums over 5 to 1000 rows, the longer ones in
+/// partial sums of 256 rows.
+TEST_F(Emu, ColumnSumInPartsMatchesDoubleSums) {
+  for (auto [rows, n] :
+       {std::pair<int64_t, int64_t>{5, 3}, {300, 37}, {1000, 70}}) {
+    std::vector<float> x(rows * n), out(n, std::nanf(""));
+    std::uniform_real_distribution<float> u(-1, 1);
+    for (float &v : x)
+      v = u(rng);
+    std::vector<char> scratch(cu::columnSumScratch(rows, n) + 1);
+    EXPECT_EQ(scratch.size() > 1, rows > 256);
+    cu::columnSum(nullptr, x.data(), out.data(), rows, n, scratch.data());
+    for (int64_t j = 0; j < n; ++j) {
+      double want = 0;
+      for (int64_t r = 0; r < rows; ++r)
+        want += x[r * n + j];
+      EXPECT_NEAR(out[j], want, 1e-5 * rows) << "column " << j << " of " << n;
+    }
+  }
+}
+
 TEST_F(Emu, ActivationsFp32AndBf16) {
   for (DType type : {DType::F32, DType::BF16})
     for (int64_t n : {3, 4099}) {
