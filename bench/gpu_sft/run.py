@@ -333,6 +333,7 @@ def matmul_peak():
 
 def measure(args):
     manifest = json.load(open(os.path.join(args.cases, "cases.json")))
+    manifest = [c for c in manifest if args.only in c["name"]]
     os.makedirs(args.out, exist_ok=True)
     peak = matmul_peak() if args.device == "cuda" else None
     mem = DeviceMemory(args.device)
@@ -437,6 +438,7 @@ def main():
                    help="comma-separated subset of trlc,eager,compile (the peers need trlc's "
                         "initial weights, so trlc always runs)")
     m.add_argument("--timeout", type=float, default=300, help="seconds per engine and case")
+    m.add_argument("--only", default="", help="the cases whose name contains this")
     c = sub.add_parser("peer")
     c.add_argument("--case", required=True)
     c.add_argument("--rows", required=True)
