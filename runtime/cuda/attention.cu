@@ -75,7 +75,6 @@ __global__ void forwardKernel(Status st, AttentionShape a, const float *q,
     int64_t s = t.s, i = t.row0 + warp;
     Seq seq = t.seq;
     bool active = i < t.end;
-    __syncthreads(); // the block's previous tile is done with shared memory
     float *qw = qs + warp * d;
     const float *qrow = q + ((seq.start + i) * a.hq + h) * d;
     for (int64_t c = lane; c < d; c += 32)
@@ -141,7 +140,6 @@ __global__ void dqKernel(Status st, AttentionShape a, const float *dout,
     int64_t s = t.s, i = t.row0 + warp;
     Seq seq = t.seq;
     bool active = i < t.end;
-    __syncthreads(); // the block's previous tile is done with shared memory
     float *qw = qs + warp * d, *gw = gs + warp * d;
     int64_t at = ((seq.start + i) * a.hq + h) * d;
     for (int64_t c = lane; c < d; c += 32) {
@@ -202,7 +200,6 @@ __global__ void dkdvKernel(AttentionShape a, const float *dout, const float *q,
     Seq seq = t.seq;
     bool active = j < t.end && keyVisible(a, s, j);
     int64_t at = ((seq.start + j) * a.hkv + kh) * d;
-    __syncthreads(); // the block's previous tile is done with shared memory
     for (int64_t c = lane; c < d; c += 32) {
       kw[c] = j < t.end ? k[at + c] : 0.0f;
       vw[c] = j < t.end ? v[at + c] : 0.0f;

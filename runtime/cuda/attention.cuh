@@ -59,8 +59,10 @@ inline dim3 tileGrid(const AttentionShape &a, int64_t heads, int rows) {
               static_cast<unsigned>(a.varlen ? 1 : a.count));
 }
 
-/// Calls body(Tile) for each of the block's tiles of tileGrid. Every
-/// thread of the block sees the same tiles, so the body may hold barriers.
+/// Calls body(Tile) for each of the block's tiles of tileGrid, with a
+/// barrier between tiles, so that each body may reuse all of shared memory.
+/// Every thread of the block sees the same tiles, so the body may hold
+/// barriers too.
 template <typename Body>
 __device__ void forEachTile(const AttentionShape &a, int rows, Body &&body) {
   int64_t first = static_cast<int64_t>(blockIdx.x) * rows;
@@ -84,9 +86,11 @@ __device__ void forEachTile(const AttentionShape &a, int rows, Body &&body) {
     Seq seq = sequenceOf(a, s);
     if (seq.start >= last)
       break;
-    if (seq.len > 0)
-      body(Tile{s, seq, max(first, seq.start) - seq.start,
-                min(last, seq.start + seq.len) - seq.start});
+    if (seq.len == 0)
+      continue;
+    __syncthreads(); // the previous tile is done with shared memory
+    body(Tile{s, seq, max(first, seq.start) - seq.start,
+              min(last, seq.start + seq.len) - seq.start});
   }
 }
 

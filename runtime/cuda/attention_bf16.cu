@@ -209,7 +209,6 @@ __global__ void __launch_bounds__(kThreads)
     checkLength(st, a, t);
     int64_t s = t.s, row0 = t.row0;
     Seq seq = t.seq;
-    __syncthreads(); // the block's previous tile is done with shared memory
     loadTile<D>(L.a, q, seq, row0, a.hq, h);
     for (int e = lane; e < kRows * ldO; e += 32)
       ow[e] = 0;
@@ -291,7 +290,6 @@ __global__ void __launch_bounds__(kThreads)
     checkLength(st, a, t);
     int64_t s = t.s, row0 = t.row0;
     Seq seq = t.seq;
-    __syncthreads(); // the block's previous tile is done with shared memory
     loadTile<D>(L.a, q, seq, row0, a.hq, h);
     loadTile<D>(L.d, dout, seq, row0, a.hq, h);
     int r = lane >> 1, half = lane & 1;
@@ -350,7 +348,6 @@ __global__ void __launch_bounds__(kThreads)
   forEachTile(a, kBlockRows, [&](const Tile &t) {
     int64_t s = t.s, key0 = t.row0;
     Seq seq = t.seq;
-    __syncthreads(); // the block's previous tile is done with shared memory
     loadTile<D>(L.a, k, seq, key0, a.hkv, kh);
     loadTile<D>(L.d, v, seq, key0, a.hkv, kh);
     int r = lane >> 1, half = lane & 1;
