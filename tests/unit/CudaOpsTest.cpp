@@ -305,6 +305,21 @@ void checkAttention(CudaOps &t, const json &attrs, std::vector<int64_t> q,
   t.check(ops.backward(t.check(fwd, ops.tolerance())), ops.tolerance());
 }
 
+/// Causal varlen attention over the documents at `cu` (6 query heads, 2
+/// kv heads of dimension d).
+void checkVarlen(CudaOps &t, const std::vector<int32_t> &cu, int64_t d,
+                 bool bf16) {
+  int64_t tokens = cu.back(), n = cu.size();
+  json attrs = {{"layout", "varlen"},
+                {"causal", true},
+                {"scale", 0.17},
+                {"max_seqlen", 79}};
+  checkAttention(
+      t, attrs, {tokens, 6, d}, {tokens, 2, d}, {6, tokens},
+      [](Op &) { return -1; },
+      [&](Op &op) { return op.ints({n}, cu, DType::I32); }, bf16);
+}
+
 TEST_F(CudaOps, AttentionPaddedGqaWithMask) {
   for (bool causal : {true, false})
     for (auto [s, d] :
@@ -349,33 +364,13 @@ TEST_F(CudaOps, AttentionBf16TensorCores) {
           },
           [](Op &) { return -1; }, true);
     }
-  for (auto [cu, d] : {std::pair{std::vector<int32_t>{0, 3, 70, 71, 150}, 64},
-                       {manyShortDocuments(), 32}}) {
-    int64_t tokens = cu.back(), n = cu.size();
-    json attrs = {{"layout", "varlen"},
-                  {"causal", true},
-                  {"scale", 0.125},
-                  {"max_seqlen", 79}};
-    checkAttention(
-        *this, attrs, {tokens, 6, d}, {tokens, 2, d}, {6, tokens},
-        [](Op &) { return -1; },
-        [&](Op &op) { return op.ints({n}, cu, DType::I32); }, true);
-  }
+  checkVarlen(*this, {0, 3, 70, 71, 150}, 64, true);
+  checkVarlen(*this, manyShortDocuments(), 32, true);
 }
 
 TEST_F(CudaOps, AttentionVarlenDocuments) {
-  for (const std::vector<int32_t> &cu :
-       {std::vector<int32_t>{0, 3, 40, 41, 100}, manyShortDocuments()}) {
-    int64_t tokens = cu.back(), n = cu.size();
-    json attrs = {{"layout", "varlen"},
-                  {"causal", true},
-                  {"scale", 0.17},
-                  {"max_seqlen", 59}};
-    checkAttention(
-        *this, attrs, {tokens, 6, 32}, {tokens, 2, 32}, {6, tokens},
-        [](Op &) { return -1; },
-        [&](Op &op) { return op.ints({n}, cu, DType::I32); });
-  }
+  checkVarlen(*this, {0, 3, 40, 41, 100}, 32, false);
+  checkVarlen(*this, manyShortDocuments(), 32, false);
 }
 
 TEST_F(CudaOps, CrossEntropyAndLogProbs) {
