@@ -3,9 +3,10 @@
 // Rows of logits [rows, vocab] fp32, one block per row: the row's max and
 // sum of exponentials by block reductions, then the label's
 // log-probability, or the gradient coef * (softmax - onehot) written over
-// the row (in place is allowed) or, in the fused head, to bf16. Ignored labels (ignore_index) give 0 and a
-// zero gradient row; a label outside the vocabulary sets the status word
-// and counts as ignored. The loss sum adds the rows in order in one block.
+// the row (in place is allowed) or, in the fused head, to bf16. Ignored
+// labels (ignore_index) give 0 and a zero gradient row; a label outside the
+// vocabulary sets the status word and counts as ignored. The loss sum adds
+// the rows in order in one block.
 //
 // The fused lm_head never holds [rows, vocab]: `chunk` rows of logits at a
 // time in scratch, with the bf16 weight and hidden states converted once
