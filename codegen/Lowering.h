@@ -12,8 +12,8 @@
 #ifndef TRLC_CODEGEN_LOWERING_H
 #define TRLC_CODEGEN_LOWERING_H
 
-#include "frontend/Recipe.h"
 #include "trlc/Artifact.h"
+#include "trlc/Expected.h"
 
 #include "mlir/IR/BuiltinOps.h"
 

@@ -11,32 +11,14 @@
 #ifndef TRLC_FRONTEND_RECIPE_H
 #define TRLC_FRONTEND_RECIPE_H
 
+#include "trlc/Expected.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <variant>
 #include <vector>
 
 namespace trlc {
-
-/// An error in user input, already formatted as `file:line:col: error: ...`.
-struct Error {
-  std::string message;
-};
-
-/// A value or an Error.
-template <typename T> class Expected {
-public:
-  Expected(T value) : storage(std::move(value)) {}
-  Expected(Error error) : storage(std::move(error)) {}
-  explicit operator bool() const { return storage.index() == 0; }
-  T &operator*() { return std::get<0>(storage); }
-  T *operator->() { return &std::get<0>(storage); }
-  const Error &error() const { return std::get<1>(storage); }
-
-private:
-  std::variant<T, Error> storage;
-};
 
 enum class Method { SFT, DPO, KTO, GRPO };
 const char *methodName(Method method);

@@ -1,6 +1,7 @@
 //===- Artifact.cpp - reading the artifact manifest -----------------------===//
 
 #include "trlc/Artifact.h"
+#include "trlc/Hash.h"
 
 #include <nlohmann/json.hpp>
 
@@ -11,16 +12,7 @@
 
 namespace trlc::artifact {
 
-std::string contentHash(const std::string &text) {
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64-bit offset basis
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
+std::string contentHash(const std::string &text) { return hashHex(fnv1a(text)); }
 
 bool readManifest(const std::string &dir, Manifest &m, std::string &error) {
   namespace fs = std::filesystem;

@@ -1,12 +1,13 @@
 //===- Trainer.cpp - the training loop around a compiled plan -------------===//
 
 #include "trlc/Trainer.h"
-#include "data/Shards.h"
 #include "trlc/Comm.h"
 #include "trlc/Artifact.h"
 #include "trlc/Data.h"
 #include "trlc/Executor.h"
 #include "trlc/Safetensors.h"
+#include "trlc/Hash.h"
+#include "trlc/Shards.h"
 
 #include <nlohmann/json.hpp>
 
@@ -41,12 +42,7 @@ struct Failure : std::runtime_error {
 // --- weights -------------------------------------------------------------------
 
 uint64_t nameSeed(uint64_t seed, const std::string &name) {
-  uint64_t h = 0xcbf29ce484222325ull ^ seed;
-  for (unsigned char c : name) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
+  return fnv1a(name, kFnvOffsetBasis ^ seed);
 }
 
 /// Hugging Face's initialisation: N(0, initializer_range) for matrices,
@@ -462,13 +458,13 @@ Dataset Run::loadShard(const char *key) {
   std::vector<std::string> sources = d["sources"].get<std::vector<std::string>>();
   bool present = std::all_of(sources.begin(), sources.end(),
                              [](const std::string &f) { return fs::exists(f); });
-  if (present && data::hashFiles(sources) != d["hash"].get<std::string>())
+  if (present && hashFiles(sources) != d["hash"].get<std::string>())
     throw Failure(o.artifact + ": error: the dataset changed since this artifact was "
                   "compiled (" + sources.front() + (sources.size() > 1 ? ", ..." : "") +
                   "); run trlc compile again (trlc train recompiles by itself)");
   Dataset out;
   try {
-    for (data::Row &r : data::readShard((fs::path(o.artifact) / d[key].get<std::string>()).string()))
+    for (TokenRow &r : readShard((fs::path(o.artifact) / d[key].get<std::string>()).string()))
       out.rows.push_back({std::move(r.ids), std::move(r.mask), std::move(r.seqLengths)});
   } catch (const std::runtime_error &e) {
     throw Failure(e.what());

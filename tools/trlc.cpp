@@ -16,7 +16,7 @@
 #include "frontend/Suggest.h"
 #include "passes/Pipeline.h"
 #include "data/Dataset.h"
-#include "data/Shards.h"
+#include "trlc/Shards.h"
 #include "trlc/Data.h"
 #include "trlc/Backend.h"
 #include "trlc/Trainer.h"
@@ -296,9 +296,15 @@ struct PreparedData {
     std::error_code ec;
     fs::create_directories(dir, ec);
     try {
-      trlc::data::writeShard((dir / "train.bin").string(), train);
+      auto rows = [](const std::vector<trlc::data::Row> &in) {
+        std::vector<trlc::TokenRow> out;
+        for (const trlc::data::Row &r : in)
+          out.push_back({r.ids, r.mask, r.seqLengths});
+        return out;
+      };
+      trlc::writeShard((dir / "train.bin").string(), rows(train));
       if (!eval.empty())
-        trlc::data::writeShard((dir / "eval.bin").string(), eval);
+        trlc::writeShard((dir / "eval.bin").string(), rows(eval));
       else
         fs::remove(dir / "eval.bin", ec);
     } catch (const std::exception &e) {
@@ -351,8 +357,8 @@ trlc::Expected<PreparedData> prepareData(const trlc::Recipe &r, const std::strin
       {"assistant_only_loss", train.assistantOnlyLoss}, {"vocab_size", train.vocabSize},
       {"packing", train.packing}, {"packing_strategy", train.packingStrategy},
       {"padding_free", train.paddingFree}, {"batch_size", train.batchSize},
-      {"tokenizer", trlc::data::hashFiles(tokenizerFiles)}};
-  std::string hash = trlc::data::hashFiles(hashed);
+      {"tokenizer", trlc::hashFiles(tokenizerFiles)}};
+  std::string hash = trlc::hashFiles(hashed);
   d.run = {{"train_shard", "data/train.bin"},
            {"eval_shard", evalSources.empty() ? "" : "data/eval.bin"},
            {"sources", absolute(hashed)},

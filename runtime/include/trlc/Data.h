@@ -2,8 +2,8 @@
 //
 // The runtime's batch interface: tokenized examples (ids plus the mask of
 // tokens the loss counts) fill a program's batch inputs by name. The rows
-// come from the artifact's token shards (data/Shards.h), which the
-// compiler's data plan (data/Dataset.h) wrote.
+// come from the artifact's token shards (trlc/Shards.h), which the
+// compiler's data plan wrote.
 //
 //===----------------------------------------------------------------------===//
 

@@ -1,6 +1,7 @@
 //===- Shards.cpp - token shards in the artifact --------------------------===//
 
-#include "data/Shards.h"
+#include "trlc/Shards.h"
+#include "trlc/Hash.h"
 
 #include <cstring>
 #include <filesystem>
@@ -9,7 +10,7 @@
 
 namespace fs = std::filesystem;
 
-namespace trlc::data {
+namespace trlc {
 
 namespace {
 const char kMagic[8] = {'T', 'R', 'L', 'C', 'T', 'O', 'K', '1'};
@@ -19,10 +20,10 @@ template <typename T> void put(std::string &out, T v) {
 }
 } // namespace
 
-void writeShard(const std::string &path, const std::vector<Row> &rows) {
+void writeShard(const std::string &path, const std::vector<TokenRow> &rows) {
   std::string buf(kMagic, sizeof kMagic);
   put<uint64_t>(buf, rows.size());
-  for (const Row &r : rows) {
+  for (const TokenRow &r : rows) {
     put<uint32_t>(buf, static_cast<uint32_t>(r.ids.size()));
     put<uint32_t>(buf, static_cast<uint32_t>(r.seqLengths.size()));
     for (int64_t id : r.ids)
@@ -37,7 +38,7 @@ void writeShard(const std::string &path, const std::vector<Row> &rows) {
     throw std::runtime_error(path + ": error: cannot write the token shard");
 }
 
-std::vector<Row> readShard(const std::string &path) {
+std::vector<TokenRow> readShard(const std::string &path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw std::runtime_error(path + ": error: cannot read the token shard (is the "
@@ -62,8 +63,8 @@ std::vector<Row> readShard(const std::string &path) {
   take(&n, sizeof n);
   if (n > buf.size())
     throw damaged("row count " + std::to_string(n));
-  std::vector<Row> rows(n);
-  for (Row &r : rows) {
+  std::vector<TokenRow> rows(n);
+  for (TokenRow &r : rows) {
     uint32_t tokens, docs;
     take(&tokens, 4);
     take(&docs, 4);
@@ -89,27 +90,19 @@ std::vector<Row> readShard(const std::string &path) {
 }
 
 std::string hashFiles(const std::vector<std::string> &files) {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const unsigned char *p, size_t n) {
-    for (size_t k = 0; k < n; ++k) {
-      h ^= p[k];
-      h *= 1099511628211ull;
-    }
-  };
+  uint64_t h = kFnvOffsetBasis;
   std::vector<char> buf(1 << 20);
   for (const std::string &f : files) {
     std::error_code ec;
     uint64_t size = fs::file_size(f, ec);
-    mix(reinterpret_cast<const unsigned char *>(&size), sizeof size);
+    h = fnv1a(&size, sizeof size, h);
     std::ifstream in(f, std::ios::binary);
     while (in) {
       in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-      mix(reinterpret_cast<const unsigned char *>(buf.data()), static_cast<size_t>(in.gcount()));
+      h = fnv1a(buf.data(), static_cast<size_t>(in.gcount()), h);
     }
   }
-  char out[20];
-  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
-  return out;
+  return hashHex(h);
 }
 
-} // namespace trlc::data
+} // namespace trlc

@@ -1,0 +1,45 @@
+//===- Shards.h - token shards in the artifact ------------------*- C++ -*-===//
+//
+// The data plan's training rows, stored in the artifact so the runtime only
+// streams ready rows. The compiler writes them, the runtime reads them; the
+// format belongs to the artifact contract. A shard file (little-endian):
+//
+//   "TRLCTOK1"  u64 rows
+//   per row:    u32 tokens, u32 documents,
+//               i32 ids[tokens], u8 loss_mask[tokens], u32 seq_lengths[documents]
+//
+// The artifact's data/index.json records the source files and their
+// content hash (hashFiles), so a changed dataset is detected.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_RUNTIME_SHARDS_H
+#define TRLC_RUNTIME_SHARDS_H
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace trlc {
+
+/// One row of a shard: token ids, the mask of tokens the loss counts, and
+/// the lengths of the documents packed into it (empty: one document, or a
+/// `wrapped` row whose documents attend to each other).
+struct TokenRow {
+  std::vector<int64_t> ids;
+  std::vector<uint8_t> mask;
+  std::vector<int64_t> seqLengths;
+};
+
+/// Writes `rows` to `path`; throws std::runtime_error on I/O failure.
+void writeShard(const std::string &path, const std::vector<TokenRow> &rows);
+/// Reads a shard, checking every size against the file; throws
+/// std::runtime_error naming the file when it is damaged.
+std::vector<TokenRow> readShard(const std::string &path);
+
+/// 64-bit FNV-1a over each file's size and bytes, as hex.
+std::string hashFiles(const std::vector<std::string> &files);
+
+} // namespace trlc
+
+#endif // TRLC_RUNTIME_SHARDS_H
