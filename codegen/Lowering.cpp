@@ -194,9 +194,15 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
       if (!isa<RankedTensorType>(t) || !dtypeOf(t))
         return internal(&op, "unsupported result type");
     artifact::KernelCall call;
-    call.kernel = op.getName().stripDialect().str();
-    if (isa<OffloadOp, ReloadOp>(op))
-      call.kernel = "copy";  // the CPU has one memory space
+    if (isa<OffloadOp, ReloadOp>(op)) {
+      // A copy between the arena and the host pool: the backend runs it on
+      // its copy stream (the CPU has one memory space).
+      call.kernel = trlc::Kernel::Copy;
+    } else if (auto kernel = trlc::kernelByName(op.getName().stripDialect().str())) {
+      call.kernel = *kernel;
+    } else {
+      return internal(&op, "no kernel of runtime/include/trlc/Kernels.def runs it");
+    }
     auto operand = [&](Value v) { return v ? tensorOf.lookup(v) : -1; };
     if (auto a = dyn_cast<AttentionOp>(op))
       call.in = {operand(a.getQ()), operand(a.getK()), operand(a.getV()),
@@ -257,10 +263,10 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
     if (auto fill = v.getDefiningOp<FillOp>()) {
       // A constant shared by several states (CSE merged the cleared
       // accumulators): fill each state instead of copying the constant.
-      update.kernel = "fill";
+      update.kernel = trlc::Kernel::Fill;
       update.attrs["value"] = fill.getValue().convertToDouble();
     } else {
-      update.kernel = "copy";
+      update.kernel = trlc::Kernel::Copy;
       update.in = {t};
     }
     update.out = {dst};

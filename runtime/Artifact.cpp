@@ -119,7 +119,7 @@ nlohmann::json planToJson(const Plan &plan) {
   for (const auto &[name, prog] : plan.programs) {
     json calls = json::array();
     for (const KernelCall &c : prog.calls)
-      calls.push_back({{"kernel", c.kernel}, {"in", c.in}, {"out", c.out},
+      calls.push_back({{"kernel", kernelName(c.kernel)}, {"in", c.in}, {"out", c.out},
                        {"attrs", c.attrs}});
     programs[name] = {{"inputs", prog.inputs},
                       {"outputs", prog.outputs},
@@ -217,17 +217,30 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
       p.outputs = prog.at("outputs").get<std::map<std::string, int>>();
       for (const auto &c : prog.at("calls")) {
         KernelCall k;
-        k.kernel = c.at("kernel").get<std::string>();
+        std::string kernel = c.at("kernel").get<std::string>();
+        auto id = kernelByName(kernel);
+        if (!id)
+          return fail("program " + name + ": unknown kernel '" + kernel + "'");
+        k.kernel = *id;
         k.in = c.at("in").get<std::vector<int>>();
         k.out = c.at("out").get<std::vector<int>>();
         k.attrs = c.at("attrs");
+        Arity arity = kernelArity(k.kernel);
+        auto within = [](size_t n, int lo, int hi) {
+          return static_cast<int64_t>(n) >= lo && (hi < 0 || static_cast<int64_t>(n) <= hi);
+        };
+        if (!within(k.in.size(), arity.minIn, arity.maxIn) ||
+            !within(k.out.size(), arity.minOut, arity.maxOut))
+          return fail("program " + name + ": call '" + kernel + "' has " +
+                      std::to_string(k.in.size()) + " inputs and " +
+                      std::to_string(k.out.size()) + " outputs, which the kernel does not take");
         for (int t : k.in)
           if (!valid(t, true))
-            return fail("program " + name + ": call '" + k.kernel +
+            return fail("program " + name + ": call '" + kernel +
                         "' reads a tensor that does not exist");
         for (int t : k.out)
           if (!valid(t, false))
-            return fail("program " + name + ": call '" + k.kernel +
+            return fail("program " + name + ": call '" + kernel +
                         "' writes a tensor that does not exist");
         p.calls.push_back(std::move(k));
       }

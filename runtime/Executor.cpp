@@ -11,12 +11,6 @@
 
 namespace trlc {
 
-namespace {
-bool isCollective(const std::string &kernel) {
-  return kernel == "all_gather" || kernel == "reduce_scatter" || kernel == "all_reduce";
-}
-} // namespace
-
 Executor::Executor(const artifact::Plan &plan, Backend &backend, Communicator *comm)
     : plan_(plan), backend(backend), comm(comm) {
   const char *env = std::getenv("TRLC_PROFILE");
@@ -27,19 +21,16 @@ Executor::Executor(const artifact::Plan &plan, Backend &backend, Communicator *c
         int64_t world = c.attrs.value("world_size", int64_t(1));
         int64_t have = comm ? comm->size() : 1;
         if (world != have)
-          throw KernelError("program " + name + " has a " + c.kernel + " over " +
+          throw KernelError("program " + name + " has a " + kernelName(c.kernel) + " over " +
                             std::to_string(world) + " ranks but this run has " +
                             std::to_string(have) + "; run with --nproc " + std::to_string(world));
         for (int t : c.in)
           if (t >= 0 && plan.tensors.at(t).dtype != artifact::DType::F32)
-            throw KernelError(c.kernel + " in program " + name + " supports f32 tensors only");
-        continue;
+            throw KernelError(std::string(kernelName(c.kernel)) + " in program " + name +
+                              " supports f32 tensors only");
       }
-      if (!backend.supports(c.kernel))
-        throw KernelError("the " + backend.name() + " backend cannot run kernel '" +
-                          c.kernel + "' of program " + name);
-      scratchBytes = std::max(scratchBytes, backend.scratchBytes(c, plan));
     }
+  scratchBytes = planScratchBytes(plan, backend.scratchTarget());
   arena = backend.allocate(plan.arenaBytes);
   scratch = scratchBytes ? backend.allocate(scratchBytes) : nullptr;
   if (!arena || (scratchBytes && !scratch))
@@ -125,7 +116,7 @@ void Executor::write(const TensorRef &t, const void *host, int64_t bytes) {
 }
 
 void Executor::collective(const Call &call) {
-  const std::string &kernel = call.kernel;
+  const Kernel kernel = call.kernel;
   const KernelArgs &args = call.args;
   const TensorRef &x = args.in[0], &y = args.out[0];
   float *out = y.as<float>();
@@ -134,14 +125,14 @@ void Executor::collective(const Call &call) {
     return;
   }
   backend.synchronize();  // the kernels that wrote `x` have finished
-  if (kernel == "all_reduce") {
+  if (kernel == Kernel::AllReduce) {
     backend.copy(out, x.data, y.desc->bytes());
     comm->allReduceSum(out, y.numel());
     return;
   }
   bool prefetch = args.attrs->contains("prefetch");
   auto task = [this, kernel, x, out, n = y.numel()] {
-    if (kernel == "all_gather")
+    if (kernel == Kernel::AllGather)
       comm->allGather(x.as<float>(), out, x.numel());
     else  // reduce_scatter: its input is an activation nothing reads after
       comm->reduceScatterSum(x.as<float>(), out, n);
@@ -226,7 +217,7 @@ void Executor::run(const std::string &program) {
     if (c.collective)
       settle(nullptr, true);
     backend.synchronize();
-    kernelSeconds[c.kernel] +=
+    kernelSeconds[kernelName(c.kernel)] +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 }
@@ -254,7 +245,8 @@ bool Executor::replayed(const std::string &program) {
   if (comm && comm->size() > 1)
     for (const Call &c : list)
       if (c.collective)
-        return fallBack("it has " + c.kernel + " collectives between processes");
+        return fallBack(std::string("it has ") + kernelName(c.kernel) +
+                        " collectives between processes");
   std::string why;
   backend.beginRecording();
   try {

@@ -1,7 +1,7 @@
 //===- Inspect.cpp - trlc inspect: read what an artifact will do ----------===//
 
 #include "trlc/Artifact.h"
-#include "trlc/Backend.h"
+#include "trlc/Kernels.h"
 #include "trlc/MemoryReport.h"
 #include "trlc/Trainer.h"
 
@@ -56,12 +56,7 @@ int inspectCommand(int argc, char **argv, std::string &err) {
     std::cerr << error << "\n";
     return 1;
   }
-  auto backend = makeCpuBackend(1);
-  int64_t scratch = 0;
-  for (auto &[name, prog] : plan.programs)
-    for (const artifact::KernelCall &c : prog.calls)
-      scratch = std::max(scratch, backend->scratchBytes(c, plan));
-  MemoryReport report = memoryReport(plan, scratch);
+  MemoryReport report = memoryReport(plan, planScratchBytes(plan, {ScratchTarget::Cpu, 1}));
 
   // What each memory pass changed, recorded by the compiler.
   json passes = json::array();

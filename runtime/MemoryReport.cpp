@@ -89,12 +89,11 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
       cat[t] = MemCategory::Host;
   for (auto &[name, prog] : plan.programs)
     for (const artifact::KernelCall &c : prog.calls)
-      if (c.kernel == "all_gather" || c.kernel == "reduce_scatter" || c.kernel == "pack_flat" ||
-          c.kernel == "all_reduce")
+      if (isCollective(c.kernel) || c.kernel == Kernel::PackFlat)
         for (int t : c.out)
           if (!persistent[t]) {
             cat[t] = MemCategory::Communication;
-            what[t] = c.kernel + " output" +
+            what[t] = std::string(kernelName(c.kernel)) + " output" +
                       (c.attrs.contains("group") ? " (" + c.attrs["group"].get<std::string>() + ")"
                                                  : std::string());
           }
@@ -114,7 +113,7 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
         int t = c.out[k];
         used[t] = true;
         if (what[t].empty())
-          what[t] = c.kernel + " output" + (c.out.size() > 1 ? " " + std::to_string(k) : "");
+          what[t] = std::string(kernelName(c.kernel)) + " output" + (c.out.size() > 1 ? " " + std::to_string(k) : "");
       }
     }
   for (size_t t = 0; t < n; ++t)
@@ -192,7 +191,7 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
       }
       MemoryReport::Point p = base;
       p.program = progName;
-      p.kernel = prog.calls[i].kernel;
+      p.kernel = kernelName(prog.calls[i].kernel);
       for (int t : prog.calls[i].out)
         if (plan.tensors[t].host)
           p.kernel = "offload";
@@ -261,10 +260,10 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
         continue;
       int64_t times = std::string(progName) == "train_step" ? accum : 1;
       for (const artifact::KernelCall &c : it->second.calls) {
-        if (c.kernel == "all_gather" || c.kernel == "all_reduce")
-          r.commBytesPerStep[c.kernel] += times * plan.tensors[c.out[0]].bytes();
-        else if (c.kernel == "reduce_scatter")
-          r.commBytesPerStep[c.kernel] += times * plan.tensors[c.in[0]].bytes();
+        if (c.kernel == Kernel::AllGather || c.kernel == Kernel::AllReduce)
+          r.commBytesPerStep[kernelName(c.kernel)] += times * plan.tensors[c.out[0]].bytes();
+        else if (c.kernel == Kernel::ReduceScatter)
+          r.commBytesPerStep[kernelName(c.kernel)] += times * plan.tensors[c.in[0]].bytes();
       }
     }
     if (!plan.zero.contains("groups"))  // stage 0: the runtime all-reduces every gradient

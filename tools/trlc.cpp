@@ -18,7 +18,7 @@
 #include "data/Dataset.h"
 #include "trlc/Shards.h"
 #include "trlc/Data.h"
-#include "trlc/Backend.h"
+#include "trlc/Kernels.h"
 #include "trlc/Trainer.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -566,12 +566,7 @@ Planned planStep(const trlc::Recipe &r, const mlir::trl::PipelineOptions &option
   auto plan = trlc::lowerToPlan(*module);
   if (!plan)
     return out;
-  auto backend = trlc::makeCpuBackend(1);
-  int64_t scratch = 0;
-  for (auto &[name, prog] : plan->programs)
-    for (const trlc::artifact::KernelCall &c : prog.calls)
-      scratch = std::max(scratch, backend->scratchBytes(c, *plan));
-  out.bytes = plan->arenaBytes + scratch;
+  out.bytes = plan->arenaBytes + trlc::planScratchBytes(*plan, {trlc::ScratchTarget::Cpu, 1});
   return out;
 }
 

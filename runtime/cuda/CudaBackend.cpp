@@ -27,8 +27,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <functional>
-#include <map>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -102,6 +101,58 @@ cu::AttentionShape attentionShape(const KernelArgs &a, const TensorRef &q,
   return s;
 }
 
+/// The fused head's operands, from the call's inputs starting at `first`.
+cu::FusedLinear fusedLinear(const KernelArgs &a, int first) {
+  cu::FusedLinear f;
+  const TensorRef &hidden = a.in[first], &weight = a.in[first + 1];
+  f.hidden = V(hidden);
+  f.weight = F(weight);
+  f.labels = idx(a.in[first + 2]);
+  f.rows = rowsOf(hidden);
+  f.h = hidden.dim(-1);
+  f.vocab = weight.dim(0);
+  f.chunk = std::max<int64_t>(1, std::min(attrI(a, "chunk_size"), f.rows));
+  f.ignore = attrI(a, "ignore_index");
+  return f;
+}
+
+cu::DpoType dpoType(const KernelArgs &a) {
+  std::string t = attrS(a, "loss_type");
+  return t == "hinge" ? cu::DpoType::Hinge
+         : t == "ipo" ? cu::DpoType::Ipo
+                      : cu::DpoType::Sigmoid;
+}
+
+cu::Kto ktoOf(const KernelArgs &a) {
+  cu::Kto k;
+  k.beta = static_cast<float>(attrF(a, "beta"));
+  k.desirable = static_cast<float>(attrF(a, "desirable_weight"));
+  k.undesirable = static_cast<float>(attrF(a, "undesirable_weight"));
+  return k;
+}
+
+cu::Grpo grpoOf(const KernelArgs &a, int first) {
+  cu::Grpo g;
+  std::string t = attrS(a, "loss_type");
+  g.type = t == "grpo"      ? cu::GrpoType::Grpo
+           : t == "bnpo"    ? cu::GrpoType::Bnpo
+           : t == "dr_grpo" ? cu::GrpoType::DrGrpo
+                            : cu::GrpoType::Dapo;
+  g.epsilonLow = static_cast<float>(attrF(a, "epsilon_low"));
+  g.epsilonHigh = static_cast<float>(attrF(a, "epsilon_high"));
+  g.beta = static_cast<float>(attrF(a, "beta"));
+  g.logp = F(a.in[first]);
+  g.old = F(a.in[first + 1]);
+  g.advantages = F(a.in[first + 2]);
+  g.mask = F(a.in[first + 3]);
+  g.normalizer = F(a.in[first + 4]);
+  if (a.in.size() > static_cast<size_t>(first + 5))
+    g.ref = F(a.in[first + 5]);
+  g.rows = a.in[first].dim(0);
+  g.cols = a.in[first].dim(1);
+  return g;
+}
+
 class CudaBackend : public Backend {
 public:
   explicit CudaBackend(int device) : device(device) {
@@ -137,7 +188,6 @@ public:
     } catch (const std::exception &x) {
       throw KernelError(x.what());
     }
-    registerKernels();
   }
 
   ~CudaBackend() override {
@@ -192,37 +242,44 @@ public:
             "copy");
   }
 
-  bool supports(const std::string &kernel) const override {
-    return kernels.count(kernel) > 0;
+  /// The dispatch table, generated from trlc/Kernels.def.
+  using Method = void (CudaBackend::*)(const KernelArgs &);
+  static const Method kKernelTable[];
+
+  ScratchTarget scratchTarget() const override {
+    return {ScratchTarget::Cuda, 1};
   }
 
-  int64_t scratchBytes(const artifact::KernelCall &call,
-                       const artifact::Plan &plan) const override;
-  int64_t kernelScratchBytes(const artifact::KernelCall &call,
-                             const artifact::Plan &plan) const;
-
-  void run(const std::string &kernel, const KernelArgs &args) override {
-    auto it = kernels.find(kernel);
-    if (it == kernels.end())
-      throw KernelError("the CUDA backend has no kernel '" + kernel + "'");
+  void run(Kernel kernel, const KernelArgs &args) override {
+    std::string name = kernelName(kernel);
+    if (isCollective(kernel))
+      throw KernelError("the CUDA backend does not run collective '" + name +
+                        "'");
     for (const auto *list : {&args.in, &args.out})
       for (const TensorRef &t : *list)
         if (t && t.dtype() == DType::F64)
           throw KernelError(
-              "kernel '" + kernel +
+              "kernel '" + name +
               "': the CUDA backend computes in f32, this plan has f64 tensors");
     waitForCopies(args);
+    Method method = kKernelTable[static_cast<int>(kernel)];
     try {
-      if (widens(kernel, args))
-        runWidened(it->second, args);
+      if (stagesBf16(kernel, args, ScratchTarget::Cuda))
+        runStaged(method, args);
       else
-        it->second(args);
+        (this->*method)(args);
     } catch (const KernelError &) {
       throw;
     } catch (const std::exception &e) {
-      throw KernelError("kernel '" + kernel + "': " + e.what());
+      throw KernelError("kernel '" + name + "': " + e.what());
     }
   }
+
+  // One member per kernel of trlc/Kernels.def (below), named by its
+  // `impl` column.
+#define TRLC_KERNEL(Id, name, impl, minIn, maxIn, minOut, maxOut)              \
+  void impl(const KernelArgs &a);
+#include "trlc/Kernels.def"
 
   void synchronize() override {
     join();
@@ -290,110 +347,28 @@ public:
 private:
   static constexpr size_t kWorkspaceBytes = 32 << 20;
 
-  /// Kernels that read and write bf16 tensors themselves, for the operands
-  /// named here: byte moves, the products and the fused head (bf16 operands
-  /// are what cuBLASLt multiplies anyway), the norms' outputs, rope, the
-  /// MLP activations, and attention when its tensor-core kernels take the
-  /// call. Every other kernel with a bf16 tensor runs on fp32 copies of
-  /// them (runWidened).
-  static bool widens(const std::string &kernel, const KernelArgs &args) {
-    if (kernel == "copy" || kernel == "split" || kernel == "concat")
-      return false;
-    // kernel -> (inputs, outputs) that may be bf16, as bit masks.
-    static const std::map<std::string, std::pair<unsigned, unsigned>> native = {
-        {"linear", {0b1, 0b1}},
-        {"linear_grad", {0b10, 0}},
-        {"swiglu", {0b11, 0b1}},
-        {"swiglu_grad", {0b110, 0}},
-        {"gelu", {0b1, 0b1}},
-        {"gelu_grad", {0b10, 0}},
-        {"rms_norm", {0, 0b1}},
-        {"layer_norm", {0, 0b1}},
-        {"rope", {0b1, 0b1}},
-        {"attention", {0b111, 0b1}},
-        {"attention_grad", {0b11111, 0}},
-        {"fused_linear_cross_entropy", {0b1, 0}},
-        {"fused_linear_log_probs", {0b1, 0}},
-        {"fused_linear_cross_entropy_grad", {0b10, 0}},
-        {"fused_linear_log_probs_grad", {0b10, 0}}};
-    auto it = native.find(kernel);
-    if (it == native.end() || (kernel.rfind("attention", 0) == 0 &&
-                               !tensorCoreAttention(kernel, args)))
-      return hasTensorOf(args, DType::BF16);
-    auto [inMask, outMask] = it->second;
-    for (size_t i = 0; i < args.in.size(); ++i)
-      if (args.in[i] && args.in[i].dtype() == DType::BF16 && !(inMask >> i & 1))
-        return true;
-    for (size_t i = 0; i < args.out.size(); ++i)
-      if (args.out[i].dtype() == DType::BF16 && !(outMask >> i & 1))
-        return true;
-    return false;
-  }
-
-  /// Whether an attention call runs on the bf16 tensor-core kernels: q, k
-  /// and v stored in bf16, a head dimension they take.
-  static bool tensorCoreAttention(const std::string &kernel,
-                                  const KernelArgs &args) {
-    size_t q = kernel == "attention_grad" ? 1 : 0;
-    for (size_t i = q; i < q + 3; ++i)
-      if (args.in[i].dtype() != DType::BF16)
-        return false;
-    return cu::attentionBf16Supports(args.in[q].dim(-1));
-  }
-
-  /// The distinct bf16 buffers of a call, widened to fp32 at the start of
-  /// its scratch (the kernel's own scratch follows them).
-  struct Widening {
-    std::vector<std::pair<const void *, int64_t>> buffers; // data, elements
-    int64_t bytes = 0;
-    explicit Widening(const KernelArgs &args) {
-      for (const auto *list : {&args.in, &args.out})
-        for (const TensorRef &t : *list)
-          if (t && t.dtype() == DType::BF16 && offsetOf(t.data) < 0) {
-            buffers.push_back({t.data, t.numel()});
-            bytes += cu::align256(4 * t.numel());
-          }
-    }
-    int64_t offsetOf(const void *data) const {
-      int64_t at = 0;
-      for (auto &[d, n] : buffers) {
-        if (d == data)
-          return at;
-        at += cu::align256(4 * n);
-      }
-      return -1;
-    }
-  };
-
-  void runWidened(const std::function<void(const KernelArgs &)> &kernel,
-                  const KernelArgs &args) {
-    Widening w(args);
+  /// A call whose kernel does not take its bf16 tensors (stagesBf16): they
+  /// are widened to fp32 at the start of its scratch (the kernel's own
+  /// scratch follows them), and its bf16 outputs rounded back.
+  void runStaged(Method method, const KernelArgs &args) {
+    Bf16Staging staging(args, 256);
     char *base = static_cast<char *>(args.scratch);
+    for (const Bf16Staging::Buffer &b : staging.buffers())
+      cu::toF32(stream, b.data, reinterpret_cast<float *>(base + b.offset),
+                b.elements);
     std::vector<artifact::TensorDesc> descs;
-    descs.reserve(args.in.size() + args.out.size());
-    KernelArgs wide = args;
-    wide.scratch = base + w.bytes;
-    auto redirect = [&](TensorRef &t) {
-      if (!t || t.dtype() != DType::BF16)
-        return;
-      descs.push_back(*t.desc);
-      descs.back().dtype = DType::F32;
-      t.data = base + w.offsetOf(t.data);
-      t.desc = &descs.back();
-    };
-    for (auto &[data, n] : w.buffers)
-      cu::toF32(stream, data,
-                reinterpret_cast<float *>(base + w.offsetOf(data)), n);
-    for (TensorRef &t : wide.in)
-      redirect(t);
-    for (TensorRef &t : wide.out)
-      redirect(t);
-    kernel(wide);
+    KernelArgs wide = staging.redirect(args, base, descs);
+    wide.scratch = base + staging.bytes();
+    (this->*method)(wide);
     for (size_t i = 0; i < args.out.size(); ++i)
       if (args.out[i] && args.out[i].dtype() == DType::BF16)
         cu::toBf16(stream, F(wide.out[i]), args.out[i].data,
                    args.out[i].numel());
   }
+
+  void moveParts(const KernelArgs &a, const TensorRef &whole,
+                 const std::vector<TensorRef> &parts, bool toParts);
+  const void *asBf16(const TensorRef &t, char *&scratch);
 
   /// A copy on the copy stream: its bytes and the event that ends it.
   struct Copy {
@@ -466,8 +441,6 @@ private:
     return static_cast<int64_t>(freeNow);
   }
 
-  void registerKernels();
-
   int device;
   HeldBytes held; // measured bytes of the live allocations and workspace
   cudaStream_t stream = nullptr, copyStream = nullptr;
@@ -479,423 +452,349 @@ private:
   std::vector<Copy> inFlight;
   bool copiesIssued = false;
   std::vector<cudaGraphExec_t> graphs;
-  std::map<std::string, std::function<void(const KernelArgs &)>> kernels;
 };
 
-int64_t CudaBackend::scratchBytes(const artifact::KernelCall &call,
-                                  const artifact::Plan &plan) const {
-  // A call that runs on fp32 copies of its bf16 tensors keeps them first.
-  // Stand-in addresses: distinct buffers apart, views of one together.
-  auto ref = [&](int t) {
-    if (t < 0)
-      return TensorRef{};
-    const artifact::TensorDesc &d = plan.tensors[t];
-    auto at = static_cast<uintptr_t>(d.offset + 1) +
-              (d.host ? (uintptr_t(1) << 62) : 0);
-    return TensorRef{reinterpret_cast<void *>(at), &d};
-  };
-  std::vector<TensorRef> in, out;
-  for (int t : call.in)
-    in.push_back(ref(t));
-  for (int t : call.out)
-    out.push_back(ref(t));
-  KernelArgs probe{in, out, &call.attrs, nullptr};
-  int64_t staging = widens(call.kernel, probe) ? Widening(probe).bytes : 0;
-  return staging + kernelScratchBytes(call, plan);
+const CudaBackend::Method CudaBackend::kKernelTable[] = {
+#define TRLC_KERNEL(Id, name, impl, minIn, maxIn, minOut, maxOut)              \
+  &CudaBackend::impl,
+#include "trlc/Kernels.def"
+};
+static_assert(std::size(CudaBackend::kKernelTable) == kBackendKernels);
+
+void CudaBackend::fill(const KernelArgs &a) {
+  cu::fill(stream, F(a.out[0]), static_cast<float>(attrF(a, "value")),
+           a.out[0].numel());
 }
 
-int64_t CudaBackend::kernelScratchBytes(const artifact::KernelCall &call,
-                                        const artifact::Plan &plan) const {
-  auto shape = [&](int i) -> const std::vector<int64_t> & {
-    return plan.tensors[call.in[i]].shape;
-  };
-  auto rows = [&](int i) {
-    return plan.tensors[call.in[i]].numel() / shape(i).back();
-  };
-  const std::string &k = call.kernel;
-  if (k == "linear") {
-    int64_t m = rows(0), kk = shape(0).back(), n = shape(1)[0];
-    return cu::align256(2 * m * kk) + cu::align256(2 * n * kk);
-  }
-  if (k == "linear_grad") {
-    int64_t m = rows(1), kk = shape(1).back(), n = shape(2)[0];
-    return cu::align256(2 * m * n) + cu::align256(2 * n * kk) +
-           cu::align256(2 * m * kk) +
-           (call.out.size() > 2 ? cu::columnSumScratch(m, n) : 0);
-  }
-  if (k == "embedding_grad")
-    return cu::embeddingGradScratch(plan.tensors[call.out[0]].shape[0],
-                                    plan.tensors[call.in[1]].numel());
-  if (k == "rms_norm_grad" || k == "layer_norm_grad")
-    return cu::normGradScratch(rows(1), shape(1).back(),
-                               k == "layer_norm_grad");
-  if (k == "attention_grad") {
-    const auto &q = shape(1);
-    return cu::attentionGradScratch(q.size() == 4 ? q[0] * q[1] : q[0],
-                                    q[q.size() - 2]);
-  }
-  if (k == "cross_entropy")
-    return cu::lossScratch(rows(0));
-  if (k.rfind("fused_linear_", 0) == 0) {
-    bool grad = k.size() > 5 && k.substr(k.size() - 5) == "_grad";
-    cu::FusedLinear f;
-    f.hidden.bf16 = plan.tensors[call.in[grad]].dtype == DType::BF16;
-    f.rows = rows(grad);
-    f.h = shape(grad).back();
-    f.vocab = shape(grad + 1)[0];
-    f.chunk = std::max<int64_t>(
-        1, std::min(call.attrs.at("chunk_size").get<int64_t>(), f.rows));
-    return cu::fusedLinearScratch(f, grad);
-  }
-  if (k == "grad_norm")
-    return cu::gradNormScratch(static_cast<int>(call.in.size()));
-  return 0;
+void CudaBackend::copyTensor(const KernelArgs &a) {
+  if (a.out[0].data == a.in[0].data)
+    return;
+  if (a.in[0].desc->host || a.out[0].desc->host)
+    asyncCopy(a.out[0].data, a.in[0].data, a.in[0].desc->bytes());
+  else
+    copy(a.out[0].data, a.in[0].data, a.in[0].desc->bytes());
 }
 
-void CudaBackend::registerKernels() {
-  auto &K = kernels;
-  cudaStream_t s = stream;
-  K["fill"] = [=](const KernelArgs &a) {
-    cu::fill(s, F(a.out[0]), static_cast<float>(attrF(a, "value")),
-             a.out[0].numel());
-  };
-  K["copy"] = [this](const KernelArgs &a) {
-    if (a.out[0].data == a.in[0].data)
-      return;
-    if (a.in[0].desc->host || a.out[0].desc->host)
-      asyncCopy(a.out[0].data, a.in[0].data, a.in[0].desc->bytes());
-    else
-      copy(a.out[0].data, a.in[0].data, a.in[0].desc->bytes());
-  };
-  K["add"] = [=](const KernelArgs &a) {
-    cu::add(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel());
-  };
-  K["div"] = [=](const KernelArgs &a) {
-    cu::divScalar(s, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel());
-  };
-  K["sqrt"] = [=](const KernelArgs &a) {
-    cu::sqrtElements(s, F(a.in[0]), F(a.out[0]), a.out[0].numel());
-  };
-  K["swiglu"] = [=](const KernelArgs &a) {
-    cu::swiglu(s, V(a.in[0]), V(a.in[1]), VOut(a.out[0]), a.out[0].numel());
-  };
-  K["swiglu_grad"] = [=](const KernelArgs &a) {
-    cu::swigluGrad(s, F(a.in[0]), V(a.in[1]), V(a.in[2]), F(a.out[0]),
-                   F(a.out[1]), a.out[0].numel());
-  };
-  K["gelu"] = [=](const KernelArgs &a) {
-    cu::gelu(s, attrS(a, "approximate") == "tanh", V(a.in[0]), VOut(a.out[0]),
-             a.out[0].numel());
-  };
-  K["gelu_grad"] = [=](const KernelArgs &a) {
-    cu::geluGrad(s, attrS(a, "approximate") == "tanh", F(a.in[0]), V(a.in[1]),
-                 F(a.out[0]), a.out[0].numel());
-  };
-  // split / concat: the parts of `whole` along `axis`, as 2-D copies.
-  auto moveParts = [=](const KernelArgs &a, const TensorRef &whole,
-                       const std::vector<TensorRef> &parts, bool toParts) {
-    int64_t axis = attrI(a, "axis"), outer = 1, inner = 1;
-    for (int64_t i = 0; i < axis; ++i)
-      outer *= whole.dim(i);
-    for (int64_t i = axis + 1; i < whole.rank(); ++i)
-      inner *= whole.dim(i);
-    int64_t e = artifact::dtypeBytes(whole.dtype());
-    int64_t full = whole.dim(axis) * inner * e, at = 0;
-    for (const TensorRef &part : parts) {
-      int64_t w = part.dim(axis) * inner * e;
-      char *p = static_cast<char *>(part.data),
-           *f = static_cast<char *>(whole.data) + at;
-      if (w > 0 && outer > 0)
-        check(toParts ? cudaMemcpy2DAsync(p, w, f, full, w, outer,
-                                          cudaMemcpyDefault, s)
-                      : cudaMemcpy2DAsync(f, full, p, w, w, outer,
-                                          cudaMemcpyDefault, s),
-              toParts ? "split" : "concat");
-      at += w;
-    }
-  };
-  K["split"] = [=](const KernelArgs &a) { moveParts(a, a.in[0], a.out, true); };
-  K["concat"] = [=](const KernelArgs &a) {
-    moveParts(a, a.out[0], a.in, false);
-  };
-  K["pack_flat"] = [=](const KernelArgs &a) {
-    char *y = static_cast<char *>(a.out[0].data);
-    const nlohmann::json &offsets = a.attrs->at("offsets");
-    int64_t at = 0;
-    for (size_t i = 0; i < a.in.size(); ++i) {
-      int64_t offset = offsets.at(i).get<int64_t>(), n = a.in[i].numel();
-      if (offset > at)
-        check(cudaMemsetAsync(y + at * 4, 0, (offset - at) * 4, s),
-              "pack_flat");
-      check(cudaMemcpyAsync(y + offset * 4, a.in[i].data, n * 4,
-                            cudaMemcpyDefault, s),
+void CudaBackend::add(const KernelArgs &a) {
+  cu::add(stream, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel());
+}
+
+void CudaBackend::divide(const KernelArgs &a) {
+  cu::divScalar(stream, F(a.in[0]), F(a.in[1]), F(a.out[0]), a.out[0].numel());
+}
+
+void CudaBackend::sqrtElements(const KernelArgs &a) {
+  cu::sqrtElements(stream, F(a.in[0]), F(a.out[0]), a.out[0].numel());
+}
+
+void CudaBackend::swiglu(const KernelArgs &a) {
+  cu::swiglu(stream, V(a.in[0]), V(a.in[1]), VOut(a.out[0]), a.out[0].numel());
+}
+
+void CudaBackend::swigluGrad(const KernelArgs &a) {
+  cu::swigluGrad(stream, F(a.in[0]), V(a.in[1]), V(a.in[2]), F(a.out[0]),
+                 F(a.out[1]), a.out[0].numel());
+}
+
+void CudaBackend::gelu(const KernelArgs &a) {
+  cu::gelu(stream, attrS(a, "approximate") == "tanh", V(a.in[0]), VOut(a.out[0]),
+           a.out[0].numel());
+}
+
+void CudaBackend::geluGrad(const KernelArgs &a) {
+  cu::geluGrad(stream, attrS(a, "approximate") == "tanh", F(a.in[0]), V(a.in[1]),
+               F(a.out[0]), a.out[0].numel());
+}
+
+// split / concat: the parts of `whole` along `axis`, as 2-D copies.
+// split / concat: the parts of `whole` along `axis`, as 2-D copies.
+void CudaBackend::moveParts(const KernelArgs &a, const TensorRef &whole,
+                            const std::vector<TensorRef> &parts, bool toParts) {
+  int64_t axis = attrI(a, "axis"), outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i)
+    outer *= whole.dim(i);
+  for (int64_t i = axis + 1; i < whole.rank(); ++i)
+    inner *= whole.dim(i);
+  int64_t e = artifact::dtypeBytes(whole.dtype());
+  int64_t full = whole.dim(axis) * inner * e, at = 0;
+  for (const TensorRef &part : parts) {
+    int64_t w = part.dim(axis) * inner * e;
+    char *p = static_cast<char *>(part.data),
+         *f = static_cast<char *>(whole.data) + at;
+    if (w > 0 && outer > 0)
+      check(toParts ? cudaMemcpy2DAsync(p, w, f, full, w, outer,
+                                        cudaMemcpyDefault, stream)
+                    : cudaMemcpy2DAsync(f, full, p, w, w, outer,
+                                        cudaMemcpyDefault, stream),
+            toParts ? "split" : "concat");
+    at += w;
+  }
+}
+
+void CudaBackend::split(const KernelArgs &a) {
+  moveParts(a, a.in[0], a.out, true);
+}
+
+void CudaBackend::concat(const KernelArgs &a) {
+  moveParts(a, a.out[0], a.in, false);
+}
+
+void CudaBackend::packFlat(const KernelArgs &a) {
+  char *y = static_cast<char *>(a.out[0].data);
+  const nlohmann::json &offsets = a.attrs->at("offsets");
+  int64_t at = 0;
+  for (size_t i = 0; i < a.in.size(); ++i) {
+    int64_t offset = offsets.at(i).get<int64_t>(), n = a.in[i].numel();
+    if (offset > at)
+      check(cudaMemsetAsync(y + at * 4, 0, (offset - at) * 4, stream),
             "pack_flat");
-      at = offset + n;
-    }
-    if (a.out[0].numel() > at)
-      check(cudaMemsetAsync(y + at * 4, 0, (a.out[0].numel() - at) * 4, s),
-            "pack_flat");
-  };
-  K["masked_sum"] = [=](const KernelArgs &a) {
-    cu::maskedSum(s, V(a.in[0]), V(a.in[1]), F(a.out[0]), a.out[0].numel(),
-                  a.in[0].dim(-1));
-  };
-  K["masked_sum_grad"] = [=](const KernelArgs &a) {
-    int64_t cols = a.in[1].dim(-1);
-    cu::maskedSumGrad(s, F(a.in[0]), F(a.in[1]), F(a.out[0]),
-                      a.out[0].numel() / cols, cols);
-  };
-  K["embedding"] = [this](const KernelArgs &a) {
-    cu::embedding(stream, status, F(a.in[0]), idx(a.in[1]), F(a.out[0]),
-                  a.in[0].dim(0), a.in[0].dim(1), a.in[1].numel());
-  };
-  K["embedding_grad"] = [=](const KernelArgs &a) {
-    cu::embeddingGrad(s, F(a.in[0]), idx(a.in[1]), F(a.out[0]), a.out[0].dim(0),
-                      a.out[0].dim(1), a.in[1].numel(), a.scratch);
-  };
-  K["rms_norm"] = [=](const KernelArgs &a) {
-    cu::rmsNorm(s, F(a.in[0]), F(a.in[1]), VOut(a.out[0]), rowsOf(a.in[0]),
-                a.in[0].dim(-1), static_cast<float>(attrF(a, "eps")));
-  };
-  K["rms_norm_grad"] = [=](const KernelArgs &a) {
-    cu::rmsNormGrad(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]),
-                    F(a.out[1]), rowsOf(a.in[1]), a.in[1].dim(-1),
-                    static_cast<float>(attrF(a, "eps")), a.scratch);
-  };
-  K["layer_norm"] = [=](const KernelArgs &a) {
-    cu::layerNorm(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), VOut(a.out[0]),
-                  rowsOf(a.in[0]), a.in[0].dim(-1),
-                  static_cast<float>(attrF(a, "eps")));
-  };
-  K["layer_norm_grad"] = [=](const KernelArgs &a) {
-    cu::layerNormGrad(s, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]),
-                      F(a.out[1]), F(a.out[2]), rowsOf(a.in[1]),
-                      a.in[1].dim(-1), static_cast<float>(attrF(a, "eps")),
-                      a.scratch);
-  };
-  // Products read bf16 activations directly and round fp32 ones (weights,
-  // gradients) into scratch; a bf16 result comes out of the product.
-  auto asBf16 = [this](const TensorRef &t, char *&scratch) -> const void * {
-    if (t.dtype() == DType::BF16)
-      return t.data;
-    char *p = scratch;
-    scratch += cu::align256(2 * t.numel());
-    cu::toBf16(stream, F(t), p, t.numel());
-    return p;
-  };
-  K["linear"] = [this, asBf16](const KernelArgs &a) {
-    const TensorRef &x = a.in[0], &w = a.in[1], &y = a.out[0];
-    int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
-    bool yBf16 = y.dtype() == DType::BF16;
-    char *scratch = static_cast<char *>(a.scratch);
-    const void *xb = asBf16(x, scratch), *wb = asBf16(w, scratch);
-    cu::gemm(matmul, stream, false, true, m, n, k, xb, k, wb, k, 0.0f, y.data,
-             n, 1.0f, yBf16);
-    if (a.in.size() > 2 && a.in[2])
-      cu::addBias(stream, VOut(y), F(a.in[2]), m, n);
-  };
-  K["linear_grad"] = [this, asBf16](const KernelArgs &a) {
-    const TensorRef &dy = a.in[0], &x = a.in[1], &w = a.in[2];
-    int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
-    char *scratch = static_cast<char *>(a.scratch);
-    const void *dyb = asBf16(dy, scratch), *wb = asBf16(w, scratch),
-               *xb = asBf16(x, scratch);
-    cu::gemm(matmul, stream, false, false, m, k, n, dyb, n, wb, k, 0.0f,
-             F(a.out[0]), k);
-    // With an accumulator (in[3]): dW = acc + dy^T x, by the product itself.
-    bool accumulate = a.in.size() > 3 && a.in[3];
-    if (accumulate)
-      copy(a.out[1].data, a.in[3].data, a.out[1].desc->bytes());
-    cu::gemm(matmul, stream, true, false, n, k, m, dyb, n, xb, k,
-             accumulate ? 1.0f : 0.0f, F(a.out[1]), k);
-    if (a.out.size() > 2)
-      cu::columnSum(stream, F(dy), F(a.out[2]), m, n, scratch);
-  };
-  K["rope"] = [=](const KernelArgs &a) {
-    cu::RopeScaling sc;
-    if (a.attrs->contains("scaling")) {
-      const auto &j = a.attrs->at("scaling");
-      sc.factor = j.at("factor");
-      sc.lowFreqFactor = j.at("low_freq_factor");
-      sc.highFreqFactor = j.at("high_freq_factor");
-      sc.originalMax = j.at("original_max_position_embeddings").get<double>();
-    }
-    const TensorRef &x = a.in[0];
-    cu::rope(s, V(x), idx(a.in[1]), VOut(a.out[0]), a.in[1].numel(), x.dim(-2),
-             x.dim(-1), attrF(a, "theta"), sc, attrB(a, "inverse"));
-  };
-  // bf16 q, k, v go to the tensor-core kernels (see widens()).
-  K["attention"] = [=, this](const KernelArgs &a) {
-    cu::AttentionShape sh =
-        attentionShape(a, a.in[0], a.in[1], a.in[3], a.in[4]);
-    if (a.in[0].dtype() == DType::BF16)
-      cu::attentionBf16(s, status, sh, V(a.in[0]), V(a.in[1]), V(a.in[2]),
-                        VOut(a.out[0]), F(a.out[1]));
-    else
-      cu::attention(s, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),
-                    F(a.out[0]), F(a.out[1]));
-  };
-  K["attention_grad"] = [=, this](const KernelArgs &a) {
-    cu::AttentionShape sh =
-        attentionShape(a, a.in[1], a.in[2], a.in[6], a.in[7]);
-    if (a.in[1].dtype() == DType::BF16)
-      cu::attentionBf16Grad(s, status, sh, V(a.in[0]), V(a.in[1]), V(a.in[2]),
-                            V(a.in[3]), V(a.in[4]), F(a.in[5]), F(a.out[0]),
-                            F(a.out[1]), F(a.out[2]), a.scratch);
-    else
-      cu::attentionGrad(s, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),
-                        F(a.in[3]), F(a.in[4]), F(a.in[5]), F(a.out[0]),
-                        F(a.out[1]), F(a.out[2]), a.scratch);
-  };
-  K["cross_entropy"] = [this](const KernelArgs &a) {
-    const TensorRef &logits = a.in[0];
-    cu::crossEntropy(stream, status, F(logits), idx(a.in[1]), F(a.out[0]),
-                     rowsOf(logits), logits.dim(-1), attrI(a, "ignore_index"),
-                     a.scratch);
-  };
-  K["cross_entropy_grad"] = [this](const KernelArgs &a) {
-    const TensorRef &logits = a.in[1];
-    cu::logitsGrad(stream, status, F(logits), idx(a.in[2]),
-                   {F(a.in[0]), 0, 1.0f}, {F(a.out[0]), false}, rowsOf(logits),
-                   logits.dim(-1), attrI(a, "ignore_index"));
-  };
-  K["log_probs"] = [this](const KernelArgs &a) {
-    const TensorRef &logits = a.in[0];
-    cu::logProbs(stream, status, F(logits), idx(a.in[1]), F(a.out[0]),
-                 rowsOf(logits), logits.dim(-1), attrI(a, "ignore_index"));
-  };
-  K["log_probs_grad"] = [this](const KernelArgs &a) {
-    const TensorRef &logits = a.in[1];
-    cu::logitsGrad(stream, status, F(logits), idx(a.in[2]),
-                   {F(a.in[0]), 1, -1.0f}, {F(a.out[0]), false}, rowsOf(logits),
-                   logits.dim(-1), attrI(a, "ignore_index"));
-  };
-  auto fused = [](const KernelArgs &a, int first) {
-    cu::FusedLinear f;
-    const TensorRef &hidden = a.in[first], &weight = a.in[first + 1];
-    f.hidden = V(hidden);
-    f.weight = F(weight);
-    f.labels = idx(a.in[first + 2]);
-    f.rows = rowsOf(hidden);
-    f.h = hidden.dim(-1);
-    f.vocab = weight.dim(0);
-    f.chunk = std::max<int64_t>(1, std::min(attrI(a, "chunk_size"), f.rows));
-    f.ignore = attrI(a, "ignore_index");
-    return f;
-  };
-  K["fused_linear_cross_entropy"] = [this, fused](const KernelArgs &a) {
-    cu::fusedLinearForward(matmul, stream, status, fused(a, 0), nullptr,
-                           F(a.out[0]), a.scratch);
-  };
-  K["fused_linear_log_probs"] = [this, fused](const KernelArgs &a) {
-    cu::fusedLinearForward(matmul, stream, status, fused(a, 0), F(a.out[0]),
-                           nullptr, a.scratch);
-  };
-  K["fused_linear_cross_entropy_grad"] = [this, fused](const KernelArgs &a) {
-    cu::fusedLinearBackward(matmul, stream, status, fused(a, 1),
-                            {F(a.in[0]), 0, 1.0f}, F(a.out[0]), F(a.out[1]),
-                            a.scratch);
-  };
-  K["fused_linear_log_probs_grad"] = [this, fused](const KernelArgs &a) {
-    cu::fusedLinearBackward(matmul, stream, status, fused(a, 1),
-                            {F(a.in[0]), 1, -1.0f}, F(a.out[0]), F(a.out[1]),
-                            a.scratch);
-  };
-  auto dpoType = [](const KernelArgs &a) {
-    std::string t = attrS(a, "loss_type");
-    return t == "hinge" ? cu::DpoType::Hinge
-           : t == "ipo" ? cu::DpoType::Ipo
-                        : cu::DpoType::Sigmoid;
-  };
-  K["dpo_loss"] = [=](const KernelArgs &a) {
-    cu::dpoLoss(s, dpoType(a), static_cast<float>(attrF(a, "beta")),
-                static_cast<float>(attrF(a, "label_smoothing")), F(a.in[0]),
-                F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.out[0]), F(a.out[1]),
-                F(a.out[2]), a.in[0].numel());
-  };
-  K["dpo_loss_grad"] = [=](const KernelArgs &a) {
-    cu::dpoLossGrad(s, dpoType(a), static_cast<float>(attrF(a, "beta")),
-                    static_cast<float>(attrF(a, "label_smoothing")), F(a.in[0]),
-                    F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.in[4]), F(a.out[0]),
-                    F(a.out[1]), a.in[1].numel());
-  };
-  auto kto = [](const KernelArgs &a) {
-    cu::Kto k;
-    k.beta = static_cast<float>(attrF(a, "beta"));
-    k.desirable = static_cast<float>(attrF(a, "desirable_weight"));
-    k.undesirable = static_cast<float>(attrF(a, "undesirable_weight"));
-    return k;
-  };
-  K["kto_loss"] = [=](const KernelArgs &a) {
-    cu::ktoLoss(s, kto(a), F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]),
-                idx(a.in[4]), F(a.out[0]), F(a.out[1]), F(a.out[2]),
-                a.in[0].numel());
-  };
-  K["kto_loss_grad"] = [=](const KernelArgs &a) {
-    cu::ktoLossGrad(s, kto(a), F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]),
-                    idx(a.in[4]), F(a.out[0]), a.in[1].numel());
-  };
-  auto grpo = [](const KernelArgs &a, int first) {
-    cu::Grpo g;
-    std::string t = attrS(a, "loss_type");
-    g.type = t == "grpo"      ? cu::GrpoType::Grpo
-             : t == "bnpo"    ? cu::GrpoType::Bnpo
-             : t == "dr_grpo" ? cu::GrpoType::DrGrpo
-                              : cu::GrpoType::Dapo;
-    g.epsilonLow = static_cast<float>(attrF(a, "epsilon_low"));
-    g.epsilonHigh = static_cast<float>(attrF(a, "epsilon_high"));
-    g.beta = static_cast<float>(attrF(a, "beta"));
-    g.logp = F(a.in[first]);
-    g.old = F(a.in[first + 1]);
-    g.advantages = F(a.in[first + 2]);
-    g.mask = F(a.in[first + 3]);
-    g.normalizer = F(a.in[first + 4]);
-    if (a.in.size() > static_cast<size_t>(first + 5))
-      g.ref = F(a.in[first + 5]);
-    g.rows = a.in[first].dim(0);
-    g.cols = a.in[first].dim(1);
-    return g;
-  };
-  K["grpo_loss"] = [=](const KernelArgs &a) {
-    cu::grpoLoss(s, grpo(a, 0), F(a.out[0]));
-  };
-  K["grpo_loss_grad"] = [=](const KernelArgs &a) {
-    cu::grpoLossGrad(s, grpo(a, 1), F(a.in[0]), F(a.out[0]));
-  };
-  K["grad_norm"] = [=](const KernelArgs &a) {
-    std::vector<const float *> ptrs;
-    std::vector<int64_t> sizes;
-    for (const TensorRef &g : a.in) {
-      ptrs.push_back(F(g));
-      sizes.push_back(g.numel());
-    }
-    cu::gradNorm(s, ptrs.data(), sizes.data(), static_cast<int>(ptrs.size()),
-                 attrB(a, "squared"), F(a.out[0]), a.scratch);
-  };
-  K["clip_grad"] = [=](const KernelArgs &a) {
-    cu::clipGrad(s, F(a.in[0]), F(a.in[1]),
-                 static_cast<float>(attrF(a, "max_norm")), F(a.out[0]),
-                 a.out[0].numel());
-  };
-  K["lr_schedule"] = [=](const KernelArgs &a) {
-    cu::LrSchedule l;
-    l.base = attrF(a, "base_lr");
-    l.warmup = static_cast<double>(attrI(a, "warmup_steps"));
-    l.total = static_cast<double>(attrI(a, "total_steps"));
-    std::string kind = attrS(a, "schedule");
-    l.kind = kind == "constant" ? 0 : kind == "linear" ? 1 : 2;
-    cu::lrSchedule(s, l, idx(a.in[0]), F(a.out[0]));
-  };
-  K["adamw"] = [=](const KernelArgs &a) {
-    cu::AdamW h;
-    h.beta1 = static_cast<float>(attrF(a, "beta1"));
-    h.beta2 = static_cast<float>(attrF(a, "beta2"));
-    h.eps = static_cast<float>(attrF(a, "eps"));
-    h.weightDecay = static_cast<float>(attrF(a, "weight_decay"));
-    cu::adamw(s, h, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.in[4]),
-              idx(a.in[5]), F(a.out[0]), F(a.out[1]), F(a.out[2]),
-              a.out[0].numel());
-  };
+    check(cudaMemcpyAsync(y + offset * 4, a.in[i].data, n * 4,
+                          cudaMemcpyDefault, stream),
+          "pack_flat");
+    at = offset + n;
+  }
+  if (a.out[0].numel() > at)
+    check(cudaMemsetAsync(y + at * 4, 0, (a.out[0].numel() - at) * 4, stream),
+          "pack_flat");
+}
+
+void CudaBackend::maskedSum(const KernelArgs &a) {
+  cu::maskedSum(stream, V(a.in[0]), V(a.in[1]), F(a.out[0]), a.out[0].numel(),
+                a.in[0].dim(-1));
+}
+
+void CudaBackend::maskedSumGrad(const KernelArgs &a) {
+  int64_t cols = a.in[1].dim(-1);
+  cu::maskedSumGrad(stream, F(a.in[0]), F(a.in[1]), F(a.out[0]),
+                    a.out[0].numel() / cols, cols);
+}
+
+void CudaBackend::embedding(const KernelArgs &a) {
+  cu::embedding(stream, status, F(a.in[0]), idx(a.in[1]), F(a.out[0]),
+                a.in[0].dim(0), a.in[0].dim(1), a.in[1].numel());
+}
+
+void CudaBackend::embeddingGrad(const KernelArgs &a) {
+  cu::embeddingGrad(stream, F(a.in[0]), idx(a.in[1]), F(a.out[0]), a.out[0].dim(0),
+                    a.out[0].dim(1), a.in[1].numel(), a.scratch);
+}
+
+void CudaBackend::rmsNorm(const KernelArgs &a) {
+  cu::rmsNorm(stream, F(a.in[0]), F(a.in[1]), VOut(a.out[0]), rowsOf(a.in[0]),
+              a.in[0].dim(-1), static_cast<float>(attrF(a, "eps")));
+}
+
+void CudaBackend::rmsNormGrad(const KernelArgs &a) {
+  cu::rmsNormGrad(stream, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]),
+                  F(a.out[1]), rowsOf(a.in[1]), a.in[1].dim(-1),
+                  static_cast<float>(attrF(a, "eps")), a.scratch);
+}
+
+void CudaBackend::layerNorm(const KernelArgs &a) {
+  cu::layerNorm(stream, F(a.in[0]), F(a.in[1]), F(a.in[2]), VOut(a.out[0]),
+                rowsOf(a.in[0]), a.in[0].dim(-1),
+                static_cast<float>(attrF(a, "eps")));
+}
+
+void CudaBackend::layerNormGrad(const KernelArgs &a) {
+  cu::layerNormGrad(stream, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]),
+                    F(a.out[1]), F(a.out[2]), rowsOf(a.in[1]),
+                    a.in[1].dim(-1), static_cast<float>(attrF(a, "eps")),
+                    a.scratch);
+}
+
+// Products read bf16 activations directly and round fp32 ones (weights,
+// gradients) into scratch; a bf16 result comes out of the product.
+const void *CudaBackend::asBf16(const TensorRef &t, char *&scratch) {
+  if (t.dtype() == DType::BF16)
+    return t.data;
+  char *p = scratch;
+  scratch += cu::align256(2 * t.numel());
+  cu::toBf16(stream, F(t), p, t.numel());
+  return p;
+}
+
+void CudaBackend::linear(const KernelArgs &a) {
+  const TensorRef &x = a.in[0], &w = a.in[1], &y = a.out[0];
+  int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
+  bool yBf16 = y.dtype() == DType::BF16;
+  char *scratch = static_cast<char *>(a.scratch);
+  const void *xb = asBf16(x, scratch), *wb = asBf16(w, scratch);
+  cu::gemm(matmul, stream, false, true, m, n, k, xb, k, wb, k, 0.0f, y.data,
+           n, 1.0f, yBf16);
+  if (a.in.size() > 2 && a.in[2])
+    cu::addBias(stream, VOut(y), F(a.in[2]), m, n);
+}
+
+void CudaBackend::linearGrad(const KernelArgs &a) {
+  const TensorRef &dy = a.in[0], &x = a.in[1], &w = a.in[2];
+  int64_t m = rowsOf(x), k = x.dim(-1), n = w.dim(0);
+  char *scratch = static_cast<char *>(a.scratch);
+  const void *dyb = asBf16(dy, scratch), *wb = asBf16(w, scratch),
+             *xb = asBf16(x, scratch);
+  cu::gemm(matmul, stream, false, false, m, k, n, dyb, n, wb, k, 0.0f,
+           F(a.out[0]), k);
+  // With an accumulator (in[3]): dW = acc + dy^T x, by the product itself.
+  bool accumulate = a.in.size() > 3 && a.in[3];
+  if (accumulate)
+    copy(a.out[1].data, a.in[3].data, a.out[1].desc->bytes());
+  cu::gemm(matmul, stream, true, false, n, k, m, dyb, n, xb, k,
+           accumulate ? 1.0f : 0.0f, F(a.out[1]), k);
+  if (a.out.size() > 2)
+    cu::columnSum(stream, F(dy), F(a.out[2]), m, n, scratch);
+}
+
+void CudaBackend::rope(const KernelArgs &a) {
+  cu::RopeScaling sc;
+  if (a.attrs->contains("scaling")) {
+    const auto &j = a.attrs->at("scaling");
+    sc.factor = j.at("factor");
+    sc.lowFreqFactor = j.at("low_freq_factor");
+    sc.highFreqFactor = j.at("high_freq_factor");
+    sc.originalMax = j.at("original_max_position_embeddings").get<double>();
+  }
+  const TensorRef &x = a.in[0];
+  cu::rope(stream, V(x), idx(a.in[1]), VOut(a.out[0]), a.in[1].numel(), x.dim(-2),
+           x.dim(-1), attrF(a, "theta"), sc, attrB(a, "inverse"));
+}
+
+// bf16 q, k, v go to the tensor-core kernels (see widens()).
+void CudaBackend::attention(const KernelArgs &a) {
+  cu::AttentionShape sh =
+      attentionShape(a, a.in[0], a.in[1], a.in[3], a.in[4]);
+  if (a.in[0].dtype() == DType::BF16)
+    cu::attentionBf16(stream, status, sh, V(a.in[0]), V(a.in[1]), V(a.in[2]),
+                      VOut(a.out[0]), F(a.out[1]));
+  else
+    cu::attention(stream, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),
+                  F(a.out[0]), F(a.out[1]));
+}
+
+void CudaBackend::attentionGrad(const KernelArgs &a) {
+  cu::AttentionShape sh =
+      attentionShape(a, a.in[1], a.in[2], a.in[6], a.in[7]);
+  if (a.in[1].dtype() == DType::BF16)
+    cu::attentionBf16Grad(stream, status, sh, V(a.in[0]), V(a.in[1]), V(a.in[2]),
+                          V(a.in[3]), V(a.in[4]), F(a.in[5]), F(a.out[0]),
+                          F(a.out[1]), F(a.out[2]), a.scratch);
+  else
+    cu::attentionGrad(stream, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),
+                      F(a.in[3]), F(a.in[4]), F(a.in[5]), F(a.out[0]),
+                      F(a.out[1]), F(a.out[2]), a.scratch);
+}
+
+void CudaBackend::crossEntropy(const KernelArgs &a) {
+  const TensorRef &logits = a.in[0];
+  cu::crossEntropy(stream, status, F(logits), idx(a.in[1]), F(a.out[0]),
+                   rowsOf(logits), logits.dim(-1), attrI(a, "ignore_index"),
+                   a.scratch);
+}
+
+void CudaBackend::crossEntropyGrad(const KernelArgs &a) {
+  const TensorRef &logits = a.in[1];
+  cu::logitsGrad(stream, status, F(logits), idx(a.in[2]),
+                 {F(a.in[0]), 0, 1.0f}, {F(a.out[0]), false}, rowsOf(logits),
+                 logits.dim(-1), attrI(a, "ignore_index"));
+}
+
+void CudaBackend::logProbs(const KernelArgs &a) {
+  const TensorRef &logits = a.in[0];
+  cu::logProbs(stream, status, F(logits), idx(a.in[1]), F(a.out[0]),
+               rowsOf(logits), logits.dim(-1), attrI(a, "ignore_index"));
+}
+
+void CudaBackend::logProbsGrad(const KernelArgs &a) {
+  const TensorRef &logits = a.in[1];
+  cu::logitsGrad(stream, status, F(logits), idx(a.in[2]),
+                 {F(a.in[0]), 1, -1.0f}, {F(a.out[0]), false}, rowsOf(logits),
+                 logits.dim(-1), attrI(a, "ignore_index"));
+}
+
+void CudaBackend::fusedLinearCrossEntropy(const KernelArgs &a) {
+  cu::fusedLinearForward(matmul, stream, status, fusedLinear(a, 0), nullptr,
+                         F(a.out[0]), a.scratch);
+}
+
+void CudaBackend::fusedLinearLogProbs(const KernelArgs &a) {
+  cu::fusedLinearForward(matmul, stream, status, fusedLinear(a, 0), F(a.out[0]),
+                         nullptr, a.scratch);
+}
+
+void CudaBackend::fusedLinearCrossEntropyGrad(const KernelArgs &a) {
+  cu::fusedLinearBackward(matmul, stream, status, fusedLinear(a, 1),
+                          {F(a.in[0]), 0, 1.0f}, F(a.out[0]), F(a.out[1]),
+                          a.scratch);
+}
+
+void CudaBackend::fusedLinearLogProbsGrad(const KernelArgs &a) {
+  cu::fusedLinearBackward(matmul, stream, status, fusedLinear(a, 1),
+                          {F(a.in[0]), 1, -1.0f}, F(a.out[0]), F(a.out[1]),
+                          a.scratch);
+}
+
+void CudaBackend::dpoLoss(const KernelArgs &a) {
+  cu::dpoLoss(stream, dpoType(a), static_cast<float>(attrF(a, "beta")),
+              static_cast<float>(attrF(a, "label_smoothing")), F(a.in[0]),
+              F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.out[0]), F(a.out[1]),
+              F(a.out[2]), a.in[0].numel());
+}
+
+void CudaBackend::dpoLossGrad(const KernelArgs &a) {
+  cu::dpoLossGrad(stream, dpoType(a), static_cast<float>(attrF(a, "beta")),
+                  static_cast<float>(attrF(a, "label_smoothing")), F(a.in[0]),
+                  F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.in[4]), F(a.out[0]),
+                  F(a.out[1]), a.in[1].numel());
+}
+
+void CudaBackend::ktoLoss(const KernelArgs &a) {
+  cu::ktoLoss(stream, ktoOf(a), F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]),
+              idx(a.in[4]), F(a.out[0]), F(a.out[1]), F(a.out[2]),
+              a.in[0].numel());
+}
+
+void CudaBackend::ktoLossGrad(const KernelArgs &a) {
+  cu::ktoLossGrad(stream, ktoOf(a), F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]),
+                  idx(a.in[4]), F(a.out[0]), a.in[1].numel());
+}
+
+void CudaBackend::grpoLoss(const KernelArgs &a) {
+  cu::grpoLoss(stream, grpoOf(a, 0), F(a.out[0]));
+}
+
+void CudaBackend::grpoLossGrad(const KernelArgs &a) {
+  cu::grpoLossGrad(stream, grpoOf(a, 1), F(a.in[0]), F(a.out[0]));
+}
+
+void CudaBackend::gradNorm(const KernelArgs &a) {
+  std::vector<const float *> ptrs;
+  std::vector<int64_t> sizes;
+  for (const TensorRef &g : a.in) {
+    ptrs.push_back(F(g));
+    sizes.push_back(g.numel());
+  }
+  cu::gradNorm(stream, ptrs.data(), sizes.data(), static_cast<int>(ptrs.size()),
+               attrB(a, "squared"), F(a.out[0]), a.scratch);
+}
+
+void CudaBackend::clipGrad(const KernelArgs &a) {
+  cu::clipGrad(stream, F(a.in[0]), F(a.in[1]),
+               static_cast<float>(attrF(a, "max_norm")), F(a.out[0]),
+               a.out[0].numel());
+}
+
+void CudaBackend::lrSchedule(const KernelArgs &a) {
+  cu::LrSchedule l;
+  l.base = attrF(a, "base_lr");
+  l.warmup = static_cast<double>(attrI(a, "warmup_steps"));
+  l.total = static_cast<double>(attrI(a, "total_steps"));
+  l.kind = attrLrSchedule(a);
+  cu::lrSchedule(stream, l, idx(a.in[0]), F(a.out[0]));
+}
+
+void CudaBackend::adamw(const KernelArgs &a) {
+  cu::adamw(stream, attrAdamW(a), F(a.in[0]), F(a.in[1]), F(a.in[2]),
+            F(a.in[3]), F(a.in[4]), idx(a.in[5]), F(a.out[0]), F(a.out[1]),
+            F(a.out[2]), a.out[0].numel());
 }
 
 } // namespace

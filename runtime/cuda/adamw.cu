@@ -18,30 +18,18 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kNormBlocks = 64;
 
-__global__ void adamwKernel(AdamW hp, const float *p, const float *g,
+__global__ void adamwKernel(AdamWHyper hp, const float *p, const float *g,
                             const float *m, const float *v, const float *lrPtr,
                             Index step, float *po, float *mo, float *vo,
                             int64_t n) {
-  __shared__ float stepSize, bc2sqrt, lr;
-  if (threadIdx.x == 0) {
-    double t = static_cast<double>(loadIndex(step, 0)) + 1;
-    lr = *lrPtr;
-    float bc1 = static_cast<float>(1 - pow(static_cast<double>(hp.beta1), t));
-    bc2sqrt =
-        static_cast<float>(sqrt(1 - pow(static_cast<double>(hp.beta2), t)));
-    stepSize = lr / bc1;
-  }
+  __shared__ AdamWStep<float> st;
+  if (threadIdx.x == 0)
+    st = adamwStep(hp, *lrPtr, static_cast<double>(loadIndex(step, 0)));
   __syncthreads();
+  AdamWStep<float> s = st;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float w = p[i] * (1 - lr * hp.weightDecay);
-    float gi = g[i];
-    float mi = hp.beta1 * m[i] + (1 - hp.beta1) * gi;
-    float vi = hp.beta2 * v[i] + (1 - hp.beta2) * gi * gi;
-    po[i] = w - stepSize * mi / (sqrtf(vi) / bc2sqrt + hp.eps);
-    mo[i] = mi;
-    vo[i] = vi;
-  }
+       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    adamwUpdate(s, p[i], g[i], m[i], v[i], po[i], mo[i], vo[i]);
 }
 
 __global__ void squaresKernel(const float *x, int64_t n, double *partial) {
@@ -74,23 +62,14 @@ __global__ void clipKernel(const float *g, const float *norm, float maxNorm,
 }
 
 __global__ void lrKernel(LrSchedule l, Index step, float *out) {
-  double k = static_cast<double>(loadIndex(step, 0)), f;
-  if (k < l.warmup)
-    f = k / fmax(1.0, l.warmup);
-  else if (l.kind == 0)
-    f = 1;
-  else {
-    double progress = (k - l.warmup) / fmax(1.0, l.total - l.warmup);
-    f = l.kind == 1
-            ? fmax(0.0, 1 - progress)
-            : fmax(0.0, 0.5 * (1 + cos(3.14159265358979323846 * progress)));
-  }
+  double f = lrFactor(l.kind, static_cast<double>(loadIndex(step, 0)),
+                      l.warmup, l.total);
   *out = static_cast<float>(l.base * f);
 }
 
 } // namespace
 
-void adamw(cudaStream_t s, AdamW h, const float *p, const float *g,
+void adamw(cudaStream_t s, AdamWHyper h, const float *p, const float *g,
            const float *m, const float *v, const float *lr, Index step,
            float *pOut, float *mOut, float *vOut, int64_t n) {
   adamwKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(

@@ -11,6 +11,7 @@
 #define TRLC_RUNTIME_CUDA_COMMON_CUH
 
 #include "kernels.h"
+#include "trlc/BFloat16.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -136,14 +137,13 @@ template <typename T> __device__ double orderedSum(const T *x, int64_t n) {
 
 /// Element i of an fp32 or bf16 operand, as a float.
 __device__ inline float load(Floats x, int64_t i) {
-  return x.bf16
-             ? __bfloat162float(static_cast<const __nv_bfloat16 *>(x.data)[i])
-             : static_cast<const float *>(x.data)[i];
+  return x.bf16 ? bf16ToFloat(static_cast<const uint16_t *>(x.data)[i])
+                : static_cast<const float *>(x.data)[i];
 }
-/// Stores v (rounded to nearest even in bf16).
+/// Stores v (rounded to nearest even in bf16, trlc/BFloat16.h).
 __device__ inline void store(FloatsOut y, int64_t i, float v) {
   if (y.bf16)
-    static_cast<__nv_bfloat16 *>(y.data)[i] = __float2bfloat16_rn(v);
+    static_cast<uint16_t *>(y.data)[i] = floatToBf16(v);
   else
     static_cast<float *>(y.data)[i] = v;
 }

@@ -25,6 +25,8 @@
 #ifndef TRLC_RUNTIME_CUDA_KERNELS_H
 #define TRLC_RUNTIME_CUDA_KERNELS_H
 
+#include "trlc/ScalarMath.h"
+
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -256,12 +258,9 @@ void grpoLossGrad(cudaStream_t s, const Grpo &g, const float *dloss,
 
 // --- adamw.cu
 // ------------------------------------------------------------------
-struct AdamW {
-  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weightDecay = 0;
-};
-/// One AdamW step of `n` elements; lr and the step counter (0-based, the
-/// step taken is step + 1) are read on the device.
-void adamw(cudaStream_t s, AdamW h, const float *p, const float *g,
+/// One AdamW step of `n` elements (trlc/ScalarMath.h); lr and the step
+/// counter (0-based, the step taken is step + 1) are read on the device.
+void adamw(cudaStream_t s, AdamWHyper h, const float *p, const float *g,
            const float *m, const float *v, const float *lr, Index step,
            float *pOut, float *mOut, float *vOut, int64_t n);
 /// out[0] = sqrt(sum of squares) (or the sum itself with `squared`) over
@@ -273,7 +272,7 @@ void clipGrad(cudaStream_t s, const float *g, const float *norm, float maxNorm,
               float *y, int64_t n);
 struct LrSchedule {
   double base = 0, warmup = 0, total = 0;
-  int kind = 0; // 0 constant, 1 linear, 2 cosine
+  LrScheduleKind kind = LrScheduleKind::Constant;
 };
 void lrSchedule(cudaStream_t s, LrSchedule l, Index step, float *out);
 

@@ -35,16 +35,16 @@ void checkBlas(cublasStatus_t st, const char *what) {
                              std::to_string(static_cast<int>(st)));
 }
 
-__global__ void toBf16Kernel(const float *x, __nv_bfloat16 *y, int64_t n) {
+__global__ void toBf16Kernel(const float *x, uint16_t *y, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = __float2bfloat16_rn(x[i]);
+    y[i] = floatToBf16(x[i]);
 }
 
-__global__ void toF32Kernel(const __nv_bfloat16 *x, float *y, int64_t n) {
+__global__ void toF32Kernel(const uint16_t *x, float *y, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = __bfloat162float(x[i]);
+    y[i] = bf16ToFloat(x[i]);
 }
 
 __device__ void storeProduct(float *out, float value, float beta) {
@@ -194,7 +194,7 @@ void toBf16(cudaStream_t s, const float *x, void *out, int64_t n) {
   if (n == 0)
     return;
   toBf16Kernel<<<blocksFor(n, 256), 256, 0, s>>>(
-      x, static_cast<__nv_bfloat16 *>(out), n);
+      x, static_cast<uint16_t *>(out), n);
   TRLC_LAUNCHED();
 }
 
@@ -202,7 +202,7 @@ void toF32(cudaStream_t s, const void *x, float *out, int64_t n) {
   if (n == 0)
     return;
   toF32Kernel<<<blocksFor(n, 256), 256, 0, s>>>(
-      static_cast<const __nv_bfloat16 *>(x), out, n);
+      static_cast<const uint16_t *>(x), out, n);
   TRLC_LAUNCHED();
 }
 

@@ -400,8 +400,8 @@ TEST_F(Emu, AdamWInPlaceAndGradNorm) {
   auto *pd = static_cast<float *>(dev(adam, p)),
        *md = static_cast<float *>(dev(adam, m)),
        *vd = static_cast<float *>(dev(adam, v));
-  cu::AdamW h;
-  h.weightDecay = 0.1f;
+  trlc::AdamWHyper h;
+  h.weightDecay = 0.1;
   cu::adamw(nullptr, h, pd, static_cast<const float *>(dev(adam, g)), md, vd,
             static_cast<const float *>(dev(adam, lr)), index(adam, step), pd,
             md, vd, 4099);

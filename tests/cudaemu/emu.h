@@ -23,6 +23,8 @@
 #ifndef TRLC_TESTS_CUDAEMU_EMU_H
 #define TRLC_TESTS_CUDAEMU_EMU_H
 
+#include "trlc/BFloat16.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -86,18 +88,10 @@ struct __nv_bfloat16 {
   uint16_t bits;
 };
 inline float __bfloat162float(__nv_bfloat16 h) {
-  uint32_t u = static_cast<uint32_t>(h.bits) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
+  return trlc::bf16ToFloat(h.bits);
 }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if (std::isnan(f))
-    return {static_cast<uint16_t>((u >> 16) | 0x40)};
-  u += 0x7fff + ((u >> 16) & 1);
-  return {static_cast<uint16_t>(u >> 16)};
+  return {trlc::floatToBf16(f)};
 }
 
 // --- runtime API ---------------------------------------------------------

@@ -550,7 +550,7 @@ TEST_F(CudaOps, OffloadAndReloadThroughPinnedHostMemory) {
     a.in = std::move(in);
     a.out = std::move(out);
     a.attrs = &attrs;
-    gpu->run(k, a);
+    gpu->run(*kernelByName(k), a);
   };
   call("copy", {{x, dx}}, {{h, dh}}, none);
   call("fill", {}, {{x, dx}}, fill);
@@ -582,7 +582,7 @@ TEST_F(CudaOps, RecordedProgramReplaysWithNewInputs) {
   a.out = {{y, &d}};
   a.attrs = &none;
   gpu->beginRecording();
-  gpu->run("add", a);
+  gpu->run(Kernel::Add, a);
   std::string why;
   int id = gpu->endRecording(why);
   ASSERT_GE(id, 0) << why;

@@ -78,7 +78,7 @@ protected:
       a.out.push_back(b->ref());
     a.attrs = &attrs;
     a.scratch = scratch.data();
-    cpu->run(kernel, a);
+    cpu->run(*kernelByName(kernel), a);
   }
 
   /// `forward` fills `outs` from `ins`; `backward` gets dy (one per output,
@@ -250,7 +250,7 @@ TEST_F(GradCheck, AttentionVarlenDocumentsDoNotMix) {
     a.out = {out[0].ref(), out[1].ref()};
     a.attrs = &attrs;
     a.scratch = scratch.data();
-    cpu->run("attention", a);
+    cpu->run(Kernel::Attention, a);
   };
   check(in, out, fwd,
         [&](std::vector<Buf> &dy) {
@@ -260,7 +260,7 @@ TEST_F(GradCheck, AttentionVarlenDocumentsDoNotMix) {
           a.out = {g[0].ref(), g[1].ref(), g[2].ref()};
           a.attrs = &attrs;
           a.scratch = scratch.data();
-          cpu->run("attention_grad", a);
+          cpu->run(Kernel::AttentionGrad, a);
           return g;
         }, {0, 1, 2});
   // The first document's outputs ignore the second document's keys.
@@ -443,7 +443,7 @@ TEST(CpuKernels, AdamWMatchesTorchArithmetic) {
           {&lr, &scalar}, {&step, &i}};
   a.out = {{p.data(), &vec}, {m.data(), &vec}, {v.data(), &vec}};  // in place
   a.attrs = &attrs;
-  cpu->run("adamw", a);
+  cpu->run(Kernel::AdamW, a);
   // torch.optim.AdamW by hand for element 0.
   double w = 1.0 * (1 - 0.1 * 0.1), mi = 0.9 * 0.1 + 0.1 * 0.5,
          vi = 0.999 * 0.01 + 0.001 * 0.25;
@@ -464,7 +464,7 @@ TEST(CpuKernels, LrSchedules) {
     a.in = {{&step, &i}};
     a.out = {{&out, &scalar}};
     a.attrs = &attrs;
-    cpu->run("lr_schedule", a);
+    cpu->run(Kernel::LrSchedule, a);
     return out;
   };
   EXPECT_FLOAT_EQ(lr("linear", 0), 0.0f);
@@ -493,7 +493,7 @@ TEST(CpuKernels, DeterministicForAFixedThreadCount) {
     a.out = {{dx->data(), &xd}, {dw->data(), &wd}};
     a.attrs = &attrs;
     a.scratch = scratch.data();
-    cpu->run("rms_norm_grad", a);
+    cpu->run(Kernel::RmsNormGrad, a);
   }
   EXPECT_EQ(dw1, dw2);
   EXPECT_EQ(dx1, dx2);

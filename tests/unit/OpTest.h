@@ -35,8 +35,11 @@ inline std::mt19937_64 rng(20261122);
 /// One kernel call with its tensors: built once, run on any backend.
 class Op {
 public:
-  explicit Op(std::string kernel, json attrs = json::object()) {
-    call.kernel = std::move(kernel);
+  explicit Op(const std::string &kernel, json attrs = json::object()) {
+    auto id = kernelByName(kernel);
+    if (!id)
+      throw std::invalid_argument("no kernel '" + kernel + "' in trlc/Kernels.def");
+    call.kernel = *id;
     call.attrs = std::move(attrs);
   }
 
@@ -125,7 +128,8 @@ public:
       else
         b.copy(ptrs[t], std::vector<uint8_t>(bytes, 0xff).data(), bytes);
     }
-    int64_t scratchBytes = std::max<int64_t>(b.scratchBytes(call, plan), 64);
+    int64_t scratchBytes =
+        std::max<int64_t>(trlc::scratchBytes(call, plan, b.scratchTarget()), 64);
     void *scratch = b.allocate(scratchBytes);
     b.copy(scratch, std::vector<uint8_t>(scratchBytes, 0xff).data(),
            scratchBytes);
@@ -215,7 +219,7 @@ inline void expectClose(const Op &op,
   for (size_t k = 0; k < want.size(); ++k) {
     std::string why;
     double e = relativeError(want[k], got[k], why);
-    EXPECT_LE(e, tol) << op.call.kernel << " output " << k << " " << why
+    EXPECT_LE(e, tol) << kernelName(op.call.kernel) << " output " << k << " " << why
                       << " (attrs " << op.call.attrs.dump() << ")";
   }
 }

@@ -100,14 +100,14 @@ TEST_F(SafetensorsTest, PlanReaderRefusesOtherVersionsAndBadIndices) {
   plan.arenaBytes = 128;
   plan.tensors.push_back({0, {4}, artifact::DType::F32});
   artifact::Program prog;
-  prog.calls.push_back({"fill", {}, {0}, {{"value", 0.0}}});
+  prog.calls.push_back({Kernel::Fill, {}, {0}, {{"value", 0.0}}});
   plan.programs["p"] = prog;
   auto write = [&](const nlohmann::json &j) { std::ofstream(dir / "plan.json") << j.dump(); };
   std::string error;
   artifact::Plan back;
   write(artifact::planToJson(plan));
   ASSERT_TRUE(artifact::readPlan(dir.string(), back, error)) << error;
-  EXPECT_EQ(back.programs["p"].calls[0].kernel, "fill");
+  EXPECT_STREQ(kernelName(back.programs["p"].calls[0].kernel), "fill");
 
   nlohmann::json j = artifact::planToJson(plan);
   j["format_version"] = 1;
@@ -126,6 +126,18 @@ TEST_F(SafetensorsTest, PlanReaderRefusesOtherVersionsAndBadIndices) {
   write(j);
   EXPECT_FALSE(artifact::readPlan(dir.string(), back, error));
   EXPECT_NE(error.find("writes a tensor that does not exist"), std::string::npos) << error;
+
+  // Calls name a kernel of trlc/Kernels.def and match its arity.
+  j = artifact::planToJson(plan);
+  j["programs"]["p"]["calls"][0]["kernel"] = "fil";
+  write(j);
+  EXPECT_FALSE(artifact::readPlan(dir.string(), back, error));
+  EXPECT_NE(error.find("unknown kernel 'fil'"), std::string::npos) << error;
+  j = artifact::planToJson(plan);
+  j["programs"]["p"]["calls"][0]["out"] = nlohmann::json::array();
+  write(j);
+  EXPECT_FALSE(artifact::readPlan(dir.string(), back, error));
+  EXPECT_NE(error.find("call 'fill' has 0 inputs and 0 outputs"), std::string::npos) << error;
 }
 
 } // namespace

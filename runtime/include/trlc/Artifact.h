@@ -59,6 +59,8 @@
 #ifndef TRLC_RUNTIME_ARTIFACT_H
 #define TRLC_RUNTIME_ARTIFACT_H
 
+#include "trlc/Kernels.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -116,7 +118,7 @@ struct ParamDesc {
 };
 
 struct KernelCall {
-  std::string kernel;
+  Kernel kernel = Kernel::Copy;
   std::vector<int> in;   // -1: an absent optional operand
   std::vector<int> out;
   nlohmann::json attrs = nlohmann::json::object();

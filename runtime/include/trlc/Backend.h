@@ -2,9 +2,10 @@
 //
 // The executor talks to a device only through this interface: allocate the
 // arena once, copy bytes in and out, run a kernel call of the plan,
-// synchronize. A backend says which kernels it supports so that an artifact
-// it cannot run is refused before the first step, and how much scratch
-// memory its kernels need so that the executor can reserve it up front.
+// synchronize. Every backend runs every kernel of trlc/Kernels.def (its
+// dispatch table is generated from it); it says where it runs so that the
+// executor can reserve the scratch its calls need up front
+// (trlc/Kernels.h: scratchBytes).
 //
 //===----------------------------------------------------------------------===//
 
@@ -12,6 +13,8 @@
 #define TRLC_RUNTIME_BACKEND_H
 
 #include "trlc/Artifact.h"
+#include "trlc/Kernels.h"
+#include "trlc/ScalarMath.h"
 
 #include <algorithm>
 #include <map>
@@ -53,6 +56,17 @@ inline bool attrB(const KernelArgs &a, const char *k) {
 inline std::string attrS(const KernelArgs &a, const char *k) {
   return a.attrs->at(k).get<std::string>();
 }
+/// lr_schedule's `schedule` attribute.
+inline LrScheduleKind attrLrSchedule(const KernelArgs &a) {
+  std::string kind = attrS(a, "schedule");
+  return kind == "constant" ? LrScheduleKind::Constant
+         : kind == "linear" ? LrScheduleKind::Linear
+                            : LrScheduleKind::Cosine;
+}
+/// adamw's hyperparameter attributes.
+inline AdamWHyper attrAdamW(const KernelArgs &a) {
+  return {attrF(a, "beta1"), attrF(a, "beta2"), attrF(a, "eps"), attrF(a, "weight_decay")};
+}
 /// True when one of the call's tensors is stored as `dtype` (a backend
 /// widens bf16 storage for kernels that compute on fp32 only).
 inline bool hasTensorOf(const KernelArgs &a, artifact::DType dtype) {
@@ -64,6 +78,37 @@ inline bool hasTensorOf(const KernelArgs &a, artifact::DType dtype) {
 }
 /// Rows of a tensor seen as [rows, last dimension].
 inline int64_t rowsOf(const TensorRef &t) { return t.numel() / t.dim(-1); }
+
+/// Whether a backend on `device` runs `kernel` on fp32 copies of the
+/// call's bf16 tensors, because its kernel does not read or write them in
+/// bf16 itself (the CPU's kernels compute on f32 and f64 only; the CUDA
+/// kernels read some operands in bf16).
+bool stagesBf16(Kernel kernel, const KernelArgs &args, ScratchTarget::Device device);
+
+/// The fp32 copies of a call's bf16 tensors: one per distinct buffer (an
+/// operand that is also an output, in place, is widened once), each at an
+/// `align`-rounded offset of one staging area.
+class Bf16Staging {
+public:
+  Bf16Staging(const KernelArgs &args, int64_t align);
+  struct Buffer {
+    const void *data; // the bf16 tensor
+    int64_t elements;
+    int64_t offset; // of its fp32 copy in the staging area
+  };
+  const std::vector<Buffer> &buffers() const { return buffers_; }
+  int64_t bytes() const { return bytes_; }
+  /// `args` with every bf16 tensor replaced by its fp32 copy in the
+  /// staging area at `base`; `descs` holds the copies' descriptions.
+  KernelArgs redirect(const KernelArgs &args, char *base,
+                      std::vector<artifact::TensorDesc> &descs) const;
+
+private:
+  int64_t offsetOf(const void *data) const;
+  int64_t align;
+  std::vector<Buffer> buffers_;
+  int64_t bytes_ = 0;
+};
 
 /// The bytes a backend's live allocations hold, and the most they have
 /// held at once (for allocatedPeakBytes()).
@@ -110,10 +155,11 @@ public:
   /// order with the kernels; visible to the host after synchronize(). The
   /// host side may be reused as soon as copy() returns.
   virtual void copy(void *dst, const void *src, int64_t bytes) = 0;
-  virtual bool supports(const std::string &kernel) const = 0;
-  virtual int64_t scratchBytes(const artifact::KernelCall &call,
-                               const artifact::Plan &plan) const = 0;
-  virtual void run(const std::string &kernel, const KernelArgs &args) = 0;
+  /// What the pure scratch function sizes this backend's calls for.
+  virtual ScratchTarget scratchTarget() const = 0;
+  /// Runs one call; args.scratch holds scratchBytes(call, plan,
+  /// scratchTarget()) bytes.
+  virtual void run(Kernel kernel, const KernelArgs &args) = 0;
   /// Waits for everything issued; reports an error a kernel recorded on
   /// the device (a token id outside the vocabulary) as a KernelError.
   virtual void synchronize() = 0;

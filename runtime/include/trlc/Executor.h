@@ -24,7 +24,6 @@ class Communicator;
 /// TRLC_CUDA_GRAPHS=0 keeps every run call by call.
 class Executor {
 public:
-  /// Throws KernelError when the backend lacks a kernel of the plan.
   /// Collectives of the plan (all_gather, reduce_scatter, all_reduce) go
   /// through `comm`; without one they run as a world of one process.
   Executor(const artifact::Plan &plan, Backend &backend, Communicator *comm = nullptr);
@@ -73,7 +72,7 @@ public:
 
 private:
   struct Call {
-    std::string kernel;
+    Kernel kernel;
     KernelArgs args;
     bool collective;  // through the communicator, not the backend
   };

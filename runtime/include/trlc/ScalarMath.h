@@ -1,0 +1,82 @@
+//===- ScalarMath.h - scalar math both backends compute alike ---*- C++ -*-===//
+//
+// The learning-rate schedule and the AdamW update, written once for the
+// CPU kernels and the CUDA kernels (`__host__ __device__` under nvcc), so
+// the two backends differ only in how they parallelise, not in what they
+// compute.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_RUNTIME_SCALARMATH_H
+#define TRLC_RUNTIME_SCALARMATH_H
+
+#include <math.h>
+
+#if defined(__CUDACC__)
+#define TRLC_HD __host__ __device__
+#else
+#define TRLC_HD
+#endif
+
+namespace trlc {
+
+/// The schedules of [train] lr_scheduler_type (transformers' names).
+enum class LrScheduleKind : int { Constant, Linear, Cosine };
+
+/// Hugging Face's schedules with linear warmup: the factor of the base
+/// learning rate at 0-based optimizer step `step`.
+TRLC_HD inline double lrFactor(LrScheduleKind kind, double step, double warmup,
+                               double total) {
+  if (step < warmup)
+    return step / fmax(1.0, warmup);
+  if (kind == LrScheduleKind::Constant)
+    return 1;
+  double progress = (step - warmup) / fmax(1.0, total - warmup);
+  if (kind == LrScheduleKind::Linear)
+    return fmax(0.0, 1 - progress);
+  return fmax(0.0, 0.5 * (1 + cos(3.14159265358979323846 * progress)));
+}
+
+TRLC_HD inline float sqrtOf(float x) { return sqrtf(x); }
+TRLC_HD inline double sqrtOf(double x) { return sqrt(x); }
+
+/// torch.optim.AdamW's hyperparameters.
+struct AdamWHyper {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0;
+};
+
+/// What every element of one AdamW step uses: the hyperparameters in T,
+/// the learning rate, and the bias corrections of step `step` + 1.
+template <typename T> struct AdamWStep {
+  T beta1, beta2, eps, weightDecay, lr, stepSize, bc2sqrt;
+};
+
+template <typename T>
+TRLC_HD inline AdamWStep<T> adamwStep(const AdamWHyper &h, T lr, double step) {
+  double t = step + 1;
+  AdamWStep<T> s;
+  s.beta1 = static_cast<T>(h.beta1);
+  s.beta2 = static_cast<T>(h.beta2);
+  s.eps = static_cast<T>(h.eps);
+  s.weightDecay = static_cast<T>(h.weightDecay);
+  s.lr = lr;
+  s.stepSize = lr / static_cast<T>(1 - pow(h.beta1, t));
+  s.bc2sqrt = static_cast<T>(sqrt(1 - pow(h.beta2, t)));
+  return s;
+}
+
+/// One element: decoupled weight decay, the moments, the update.
+template <typename T>
+TRLC_HD inline void adamwUpdate(const AdamWStep<T> &s, T p, T g, T m, T v,
+                                T &pOut, T &mOut, T &vOut) {
+  T w = p * (1 - s.lr * s.weightDecay);
+  T mi = s.beta1 * m + (1 - s.beta1) * g;
+  T vi = s.beta2 * v + (1 - s.beta2) * g * g;
+  pOut = w - s.stepSize * mi / (sqrtOf(vi) / s.bc2sqrt + s.eps);
+  mOut = mi;
+  vOut = vi;
+}
+
+} // namespace trlc
+
+#endif // TRLC_RUNTIME_SCALARMATH_H
