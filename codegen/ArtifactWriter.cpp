@@ -1,8 +1,6 @@
 //===- ArtifactWriter.cpp - writes a compiled artifact directory ----------===//
 
 #include "codegen/ArtifactWriter.h"
-#include "frontend/GraphBuilder.h"
-#include "trlc/Artifact.h"
 
 #include "mlir/IR/AsmState.h"
 #include "llvm/Support/raw_ostream.h"
@@ -29,7 +27,9 @@ std::optional<Error> writeFile(const fs::path &file, const std::string &text) {
 } // namespace
 
 std::optional<Error> writeArtifact(const std::string &outDir,
-                                   const Recipe &recipe, mlir::ModuleOp module,
+                                   artifact::Manifest manifest,
+                                   const std::string &resolvedToml,
+                                   mlir::ModuleOp module,
                                    const MemorySummary &summary,
                                    const artifact::Plan &plan) {
   fs::path dir(outDir);
@@ -53,19 +53,9 @@ std::optional<Error> writeArtifact(const std::string &outDir,
   module.print(os);
   os.flush();
 
-  nlohmann::json manifest{
-      {"format", artifact::kFormatName},
-      {"format_version", artifact::kFormatVersion},
-      {"recipe", recipe.file},
-      {"recipe_hash", artifact::contentHash(recipe.resolvedToml)},
-      {"method", methodName(recipe.method)},
-      {"model_type", familyName(recipe.model.config.family)},
-      {"world_size", 1},
-      {"batch_size", recipe.train.perDeviceTrainBatchSize},
-      {"sequence_bound", sequenceBound(recipe)},
-      {"parameters", summary.trainableParameters}};
-
-  if (auto err = writeFile(dir / artifact::kRecipeFile, recipe.resolvedToml))
+  manifest.recipeHash = artifact::contentHash(resolvedToml);
+  manifest.parameters = summary.trainableParameters;
+  if (auto err = writeFile(dir / artifact::kRecipeFile, resolvedToml))
     return err;
   if (auto err = writeFile(dir / artifact::kIrDir / artifact::kStepIrFile, ir))
     return err;
@@ -73,10 +63,10 @@ std::optional<Error> writeArtifact(const std::string &outDir,
                            memorySummaryJson(summary)))
     return err;
   if (auto err = writeFile(dir / artifact::kPlanFile,
-                           artifact::planToJson(plan).dump() + "\n"))
+                           plan.toJson().dump() + "\n"))
     return err;
   // The manifest goes last: a directory without one is an incomplete write.
-  return writeFile(dir / artifact::kManifestFile, manifest.dump(2) + "\n");
+  return writeFile(dir / artifact::kManifestFile, manifest.toJson().dump(2) + "\n");
 }
 
 } // namespace trlc

@@ -4,18 +4,25 @@
 #define TRLC_CODEGEN_ARTIFACTWRITER_H
 
 #include "codegen/MemorySummary.h"
-#include "frontend/Recipe.h"
 #include "trlc/Artifact.h"
+#include "trlc/Expected.h"
 
 #include "mlir/IR/BuiltinOps.h"
+
+#include <optional>
+#include <string>
 
 namespace trlc {
 
 /// Writes the artifact directory `outDir` (format: runtime/include/trlc/
-/// Artifact.h). Refuses to write into an existing directory that is not a
-/// trlc artifact, so nothing the user wrote is overwritten.
+/// Artifact.h): the manifest (its recipe hash taken from `resolvedToml`),
+/// the resolved recipe, the module, the memory summary and the plan.
+/// Refuses to write into an existing directory that is not a trlc
+/// artifact, so nothing the user wrote is overwritten.
 std::optional<Error> writeArtifact(const std::string &outDir,
-                                   const Recipe &recipe, mlir::ModuleOp module,
+                                   artifact::Manifest manifest,
+                                   const std::string &resolvedToml,
+                                   mlir::ModuleOp module,
                                    const MemorySummary &summary,
                                    const artifact::Plan &plan);
 

@@ -303,30 +303,26 @@ Expected<artifact::Plan> Lowerer::run(ModuleOp module) {
     p.expAvgSq = find("exp_avg_sq:");
   }
   if (auto zero = module->getAttrOfType<DictionaryAttr>("trl.zero")) {
-    plan.zero = nlohmann::json::object();
-    for (NamedAttribute a : zero) {
-      if (a.getName() != "groups") {
-        plan.zero[a.getName().str()] = attrToJson(a.getValue());
-        continue;
+    plan.zero.stage = zero.getAs<IntegerAttr>("stage").getInt();
+    for (Attribute g : zero.getAs<ArrayAttr>("groups")) {
+      auto group = cast<DictionaryAttr>(g);
+      artifact::ZeroGroup z;
+      z.name = group.getAs<StringAttr>("name").str();
+      z.numel = group.getAs<IntegerAttr>("numel").getInt();
+      z.shard = group.getAs<IntegerAttr>("shard").getInt();
+      auto it = paramIndex.find("policy:" + zeroShardParamName(z.name));
+      if (it == paramIndex.end())
+        return Error{"internal error: ZeRO-3 group '" + z.name + "' has no shard parameter"};
+      z.param = static_cast<int>(it->second);
+      for (Attribute m : group.getAs<ArrayAttr>("members")) {
+        auto member = cast<DictionaryAttr>(m);
+        auto shape = member.getAs<DenseI64ArrayAttr>("shape").asArrayRef();
+        z.members.push_back({member.getAs<StringAttr>("name").str(),
+                             member.getAs<IntegerAttr>("offset").getInt(),
+                             {shape.begin(), shape.end()},
+                             member.getAs<BoolAttr>("hf_transposed").getValue()});
       }
-      plan.zero["groups"] = nlohmann::json::array();
-      for (Attribute g : cast<ArrayAttr>(a.getValue())) {
-        nlohmann::json group;
-        for (NamedAttribute f : cast<DictionaryAttr>(g)) {
-          if (f.getName() != "members") {
-            group[f.getName().str()] = attrToJson(f.getValue());
-            continue;
-          }
-          group["members"] = nlohmann::json::array();
-          for (Attribute m : cast<ArrayAttr>(f.getValue())) {
-            nlohmann::json member;
-            for (NamedAttribute x : cast<DictionaryAttr>(m))
-              member[x.getName().str()] = attrToJson(x.getValue());
-            group["members"].push_back(member);
-          }
-        }
-        plan.zero["groups"].push_back(group);
-      }
+      plan.zero.groups.push_back(std::move(z));
     }
   }
   plan.arenaBytes = stateBytes + activationBytes;

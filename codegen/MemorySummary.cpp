@@ -39,8 +39,8 @@ MemorySummary summarizeMemory(ModuleOp module) {
         return;
       int64_t n = trl::tensorElements(param.getType());
       // A ZeRO-3 shard: the summary counts the model, not this rank's part.
-      if (param.getName().starts_with("zero3:"))
-        n = zeroElements.lookup(param.getName().drop_front(6));
+      if (StringRef group = trl::zeroShardGroup(param.getName()); !group.empty())
+        n = zeroElements.lookup(group);
       if (param.getTrainable())
         s.trainableParameters += n;
       else
@@ -51,7 +51,6 @@ MemorySummary summarizeMemory(ModuleOp module) {
     if (!cost)
       return;
     s.forwardFlops += cost.getFlops();
-    s.workspaceBytes = std::max(s.workspaceBytes, cost.getWorkspaceBytes());
     for (Value r : op->getResults()) {
       int64_t bytes = trl::tensorBytes(r.getType());
       s.activationBytes += bytes;

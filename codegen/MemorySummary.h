@@ -30,7 +30,7 @@ struct MemorySummary {
   int64_t activationBytes = 0;     // every forward intermediate kept
   int64_t largestActivationBytes = 0;
   std::string largestActivationOp; // op name and type of that tensor
-  int64_t workspaceBytes = 0;      // largest op scratch
+  int64_t workspaceBytes = 0;      // largest kernel scratch (trlc/Kernels.h, cpu)
   int64_t forwardFlops = 0;
 
   int64_t totalBytes() const {
@@ -41,6 +41,7 @@ struct MemorySummary {
 
 /// Accounts the module's `train_step` at the element types it stores
 /// (bf16 activations after trl-mixed-precision); the same on every backend.
+/// The workspace is the lowered plan's, which the caller fills in.
 MemorySummary summarizeMemory(mlir::ModuleOp module);
 
 /// The account as a table.

@@ -33,6 +33,17 @@ int64_t tensorBytes(Type type);
 int64_t tensorElements(Type type);
 /// True when the tensor type carries the `#trl.space<host>` encoding.
 bool isHostTensor(Type type);
+
+/// trl-zero3-shard names the parameter holding a rank's shard of ZeRO-3
+/// group GROUP "zero3:GROUP" (its gradient and moments are states
+/// "grad:zero3:GROUP", ...). These two are the only places that spell it.
+inline std::string zeroShardParamName(StringRef group) {
+  return ("zero3:" + group).str();
+}
+/// The group of a shard parameter's name; empty for a model tensor.
+inline StringRef zeroShardGroup(StringRef paramName) {
+  return paramName.starts_with("zero3:") ? paramName.drop_front(6) : StringRef();
+}
 } // namespace mlir::trl
 
 #endif // TRLC_DIALECT_TRLDIALECT_H

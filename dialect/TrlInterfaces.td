@@ -7,9 +7,10 @@ include "mlir/IR/OpBase.td"
 
 def Trl_MemoryCostOpInterface : OpInterface<"MemoryCostOpInterface"> {
   let description = [{
-    What the memory planner and the offload/remat cost model need to know
-    about an op: the floating-point operations it performs (to price
-    recomputation) and the scratch bytes it needs beyond its results.
+    What the offload/remat cost model needs to know about an op: the
+    floating-point operations it performs (to price recomputation). The
+    scratch an op's kernel needs is the runtime's to say
+    (runtime/include/trlc/Kernels.h: scratchBytes), per device.
   }];
   let cppNamespace = "::mlir::trl";
   let methods = [
@@ -18,9 +19,6 @@ def Trl_MemoryCostOpInterface : OpInterface<"MemoryCostOpInterface"> {
       "int64_t", "getFlops", (ins), [{}], [{
         return ::mlir::trl::detail::elementwiseFlops($_op.getOperation());
       }]>,
-    InterfaceMethod<
-      "Scratch device bytes needed while the op runs, beyond its results.",
-      "int64_t", "getWorkspaceBytes", (ins), [{}], [{ return 0; }]>,
   ];
 }
 

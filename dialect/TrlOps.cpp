@@ -211,11 +211,6 @@ int64_t lmHeadFlops(Value hidden, Value weight) {
   return 2 * tensorElements(hidden.getType()) * w.getDimSize(0);
 }
 
-/// Rows of fp32 logits one chunk of a fused lm_head op holds at once.
-int64_t lmHeadChunkBytes(Value weight, int64_t chunkSize) {
-  return chunkSize * rt(weight).getDimSize(0) * 4;
-}
-
 } // namespace
 
 //===----------------------------------------------------------------------===//
@@ -420,10 +415,6 @@ int64_t FusedLinearCrossEntropyOp::getFlops() {
   return lmHeadFlops(getHidden(), getWeight());
 }
 
-int64_t FusedLinearCrossEntropyOp::getWorkspaceBytes() {
-  return lmHeadChunkBytes(getWeight(), getChunkSize());
-}
-
 LogicalResult LogProbsOp::verify() {
   if (failed(verifyLogitsLabels(*this, getLogits(), getLabels())))
     return failure();
@@ -446,10 +437,6 @@ LogicalResult FusedLinearLogProbsOp::verify() {
 
 int64_t FusedLinearLogProbsOp::getFlops() {
   return lmHeadFlops(getHidden(), getWeight());
-}
-
-int64_t FusedLinearLogProbsOp::getWorkspaceBytes() {
-  return lmHeadChunkBytes(getWeight(), getChunkSize());
 }
 
 LogicalResult MaskedSumOp::verify() {
@@ -665,10 +652,6 @@ int64_t FusedLinearCrossEntropyGradOp::getFlops() {
   return 2 * lmHeadFlops(getHidden(), getWeight());
 }
 
-int64_t FusedLinearCrossEntropyGradOp::getWorkspaceBytes() {
-  return lmHeadChunkBytes(getWeight(), getChunkSize());
-}
-
 LogicalResult LogProbsGradOp::verify() {
   if (failed(verifyLogitsLabels(*this, getLogits(), getLabels())) ||
       failed(expectShape(*this, "incoming gradient", getGrad().getType(),
@@ -692,10 +675,6 @@ LogicalResult FusedLinearLogProbsGradOp::verify() {
 
 int64_t FusedLinearLogProbsGradOp::getFlops() {
   return 2 * lmHeadFlops(getHidden(), getWeight());
-}
-
-int64_t FusedLinearLogProbsGradOp::getWorkspaceBytes() {
-  return lmHeadChunkBytes(getWeight(), getChunkSize());
 }
 
 LogicalResult MaskedSumGradOp::verify() {

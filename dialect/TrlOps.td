@@ -330,7 +330,7 @@ def Trl_FusedLinearCrossEntropyOp
     $hidden `,` $weight `,` $labels attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
-  let extraClassDeclaration = [{ int64_t getFlops(); int64_t getWorkspaceBytes(); }];
+  let extraClassDeclaration = [{ int64_t getFlops(); }];
 }
 
 def Trl_LogProbsOp : Trl_Op<"log_probs", [Trl_Differentiable, Pure]> {
@@ -367,7 +367,7 @@ def Trl_FusedLinearLogProbsOp : Trl_Op<"fused_linear_log_probs", [Trl_Differenti
     $hidden `,` $weight `,` $labels attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
-  let extraClassDeclaration = [{ int64_t getFlops(); int64_t getWorkspaceBytes(); }];
+  let extraClassDeclaration = [{ int64_t getFlops(); }];
 }
 
 def Trl_MaskedSumOp : Trl_Op<"masked_sum", [Trl_Differentiable, Pure]> {
@@ -656,7 +656,7 @@ def Trl_FusedLinearCrossEntropyGradOp
     $grad `,` $hidden `,` $weight `,` $labels attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
-  let extraClassDeclaration = [{ int64_t getFlops(); int64_t getWorkspaceBytes(); }];
+  let extraClassDeclaration = [{ int64_t getFlops(); }];
 }
 
 def Trl_LogProbsGradOp : Trl_Op<"log_probs_grad", [Pure]> {
@@ -693,7 +693,7 @@ def Trl_FusedLinearLogProbsGradOp
     $grad `,` $hidden `,` $weight `,` $labels attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
-  let extraClassDeclaration = [{ int64_t getFlops(); int64_t getWorkspaceBytes(); }];
+  let extraClassDeclaration = [{ int64_t getFlops(); }];
 }
 
 def Trl_MaskedSumGradOp : Trl_Op<"masked_sum_grad", [Pure]> {

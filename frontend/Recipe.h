@@ -90,9 +90,6 @@ struct Recipe {
     bool assistantOnlyLoss = false;
     std::optional<std::string> chatTemplatePath;
     std::string onBadRow = "error";
-    /// Set by the compiler, not the TOML: where a sequence bound tightened
-    /// to the data plan's longest row comes from ("" = max_length).
-    std::string seqBoundSource;
   } data;
 
   struct Train {

@@ -8,33 +8,42 @@
 
 using namespace mlir;
 
-void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o) {
+namespace {
+
+/// Everything before trl-offload-remat: the forward pass's layout and
+/// loss, then (unless forward only) the backward pass and its precision.
+void addUntilRemat(OpPassManager &pm, const trl::PipelineOptions &o) {
   // Deduplicate parameter reads and drop values nothing uses before
   // differentiating.
-  pm.addPass(createTrlTruncationBounds());
+  pm.addPass(trl::createTrlTruncationBounds());
   pm.addPass(createCSEPass());
   pm.addPass(createCanonicalizerPass());
   if (o.packing)
-    pm.addPass(createTrlPackingLayout());
+    pm.addPass(trl::createTrlPackingLayout());
   if (o.fuseLoss) {
-    TrlFuseLossOptions fuse;
+    trl::TrlFuseLossOptions fuse;
     fuse.chunkSize = o.lossChunkSize;
-    pm.addPass(createTrlFuseLoss(fuse));
+    pm.addPass(trl::createTrlFuseLoss(fuse));
   }
   if (o.forwardOnly)
     return;
-  pm.addPass(createTrlAutodiff());
+  pm.addPass(trl::createTrlAutodiff());
   if (o.mixedPrecision)
-    pm.addPass(createTrlMixedPrecision());
+    pm.addPass(trl::createTrlMixedPrecision());
+}
+
+/// trl-offload-remat and everything after it: the schedule's activation
+/// decisions, the optimizer, sharding and the memory plan.
+void addFromRemat(OpPassManager &pm, const trl::PipelineOptions &o) {
   if (o.offload || o.recompute || o.rematMaxCost >= 0) {
-    TrlOffloadRematOptions remat;
+    trl::TrlOffloadRematOptions remat;
     remat.offload = o.offload;
     remat.recompute = o.recompute;
     remat.minBytes = o.offloadMinBytes;
     remat.maxCost = o.rematMaxCost;
-    pm.addPass(createTrlOffloadRemat(remat));
+    pm.addPass(trl::createTrlOffloadRemat(remat));
   }
-  TrlOptimizerOptions opt;
+  trl::TrlOptimizerOptions opt;
   opt.maxGradNorm = o.maxGradNorm;
   opt.learningRate = o.learningRate;
   opt.schedule = o.schedule;
@@ -44,17 +53,26 @@ void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o) {
   opt.beta2 = o.beta2;
   opt.epsilon = o.epsilon;
   opt.weightDecay = o.weightDecay;
-  pm.addPass(createTrlOptimizer(opt));
+  pm.addPass(trl::createTrlOptimizer(opt));
   if (o.zeroStage == 3) {
-    TrlZero3ShardOptions zero;
+    trl::TrlZero3ShardOptions zero;
     zero.worldSize = o.worldSize;
     zero.stage = o.zeroStage;
-    pm.addPass(createTrlZero3Shard(zero));
+    pm.addPass(trl::createTrlZero3Shard(zero));
   }
   // The backward pass reads some forward values twice (a tied head's
   // weight); merge what it duplicated.
   pm.addPass(createCSEPass());
-  pm.addPass(createTrlPlanMemory());
+  pm.addPass(trl::createTrlPlanMemory());
+}
+
+} // namespace
+
+void trl::buildTrlPipeline(OpPassManager &pm, const PipelineOptions &o, PipelinePart part) {
+  if (part != PipelinePart::FromRemat)
+    addUntilRemat(pm, o);
+  if (part != PipelinePart::UntilRemat && !o.forwardOnly)
+    addFromRemat(pm, o);
 }
 
 void trl::registerTrlPipeline() {

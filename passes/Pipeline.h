@@ -34,9 +34,16 @@ struct PipelineOptions {
   double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8, weightDecay = 0.0;
 };
 
-/// Appends the trl compilation pipeline to `pm`, in DESIGN.md order. Passes
-/// added by later stages of the compiler plug in here and nowhere else.
-void buildTrlPipeline(OpPassManager &pm, const PipelineOptions &options);
+/// The whole pipeline, or its two halves around trl-offload-remat: the
+/// budget search prices candidate schedules by running the second half on
+/// copies of the first half's result.
+enum class PipelinePart { Whole, UntilRemat, FromRemat };
+
+/// Appends the trl compilation pipeline (or `part` of it) to `pm`, in
+/// DESIGN.md order. Passes added by later stages of the compiler plug in
+/// here and nowhere else.
+void buildTrlPipeline(OpPassManager &pm, const PipelineOptions &options,
+                      PipelinePart part = PipelinePart::Whole);
 
 /// Registers every trl pass and the `trl-pipeline` pipeline with the global
 /// registry (for trl-opt and --print-ir-after=NAME).

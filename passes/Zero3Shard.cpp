@@ -35,7 +35,7 @@ struct Group {
   bool decay;        // matrices; vectors (norms, biases) are not decayed
   std::vector<Member> members;
   int64_t numel = 0, shard = 0;
-  std::string key() const { return "zero3:" + name; }
+  std::string key() const { return zeroShardParamName(name); }
 };
 
 /// The group of a parameter: its name up to the first all-digit component

@@ -1,42 +1,131 @@
-//===- Artifact.cpp - reading the artifact manifest -----------------------===//
+//===- Artifact.cpp - reading and writing the artifact contract -----------===//
 
 #include "trlc/Artifact.h"
 #include "trlc/Hash.h"
 
 #include <nlohmann/json.hpp>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
 
 namespace trlc::artifact {
 
+namespace {
+
+/// The file's JSON object, or an error naming it.
+bool readJson(const fs::path &file, json &j, std::string &error) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    error = "missing";
+    return false;
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  j = json::parse(buffer.str(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    error = "not valid JSON";
+    return false;
+  }
+  return true;
+}
+
+std::string readText(const fs::path &file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+DataShards dataShardsFromJson(const json &j) {
+  DataShards d;
+  d.trainShard = j.at("train_shard").get<std::string>();
+  d.evalShard = j.at("eval_shard").get<std::string>();
+  d.vocab = j.at("vocab").get<std::string>();
+  d.sources = j.at("sources").get<std::vector<std::string>>();
+  d.hash = j.at("hash").get<std::string>();
+  return d;
+}
+
+RunInfo runInfoFromJson(const json &j) {
+  RunInfo r;
+  r.gradientAccumulationSteps = j.at("gradient_accumulation_steps").get<int64_t>();
+  r.totalSteps = j.at("total_steps").get<int64_t>();
+  r.numTrainEpochs = j.at("num_train_epochs").get<double>();
+  r.seed = j.at("seed").get<int64_t>();
+  r.initSeed = j.at("init_seed").get<int64_t>();
+  r.initializerRange = j.at("initializer_range").get<double>();
+  r.modelPath = j.at("model_path").get<std::string>();
+  r.tokenizer = j.at("tokenizer").get<std::string>();
+  r.modelConfig = j.at("model_config");
+  r.padTokenId = j.at("pad_token_id").get<int64_t>();
+  r.outputDir = j.at("output_dir").get<std::string>();
+  r.loggingSteps = j.at("logging_steps").get<int64_t>();
+  r.saveSteps = j.at("save_steps").get<int64_t>();
+  r.saveTotalLimit = j.at("save_total_limit").get<int64_t>();
+  r.data = dataShardsFromJson(j.at("data"));
+  return r;
+}
+
+ZeroLayout zeroLayoutFromJson(const json &j) {
+  ZeroLayout z;
+  z.stage = j.at("stage").get<int64_t>();
+  for (const json &g : j.value("groups", json::array())) {
+    ZeroGroup group;
+    group.name = g.at("name").get<std::string>();
+    group.numel = g.at("numel").get<int64_t>();
+    group.shard = g.at("shard").get<int64_t>();
+    group.param = g.at("param").get<int>();
+    for (const json &m : g.at("members"))
+      group.members.push_back({m.at("name").get<std::string>(), m.at("offset").get<int64_t>(),
+                               m.at("shape").get<std::vector<int64_t>>(),
+                               m.at("hf_transposed").get<bool>()});
+    z.groups.push_back(std::move(group));
+  }
+  return z;
+}
+
+} // namespace
+
 std::string contentHash(const std::string &text) { return hashHex(fnv1a(text)); }
 
+json Manifest::toJson() const {
+  return {{"format", kFormatName},
+          {"format_version", formatVersion},
+          {"recipe", recipe},
+          {"recipe_hash", recipeHash},
+          {"method", method},
+          {"model_type", modelType},
+          {"world_size", worldSize},
+          {"batch_size", batchSize},
+          {"sequence_bound", sequenceBound},
+          {"parameters", parameters}};
+}
+
 bool readManifest(const std::string &dir, Manifest &m, std::string &error) {
-  namespace fs = std::filesystem;
   fs::path file = fs::path(dir) / kManifestFile;
   if (!fs::is_directory(dir)) {
     error = dir + ": error: not a trlc artifact directory (compile one with "
                   "`trlc compile RECIPE.toml -o " + dir + "`)";
     return false;
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    error = file.string() + ": error: missing; " + dir +
-            " is not a trlc artifact (recompile it with `trlc compile`)";
+  json j;
+  std::string why;
+  if (!readJson(file, j, why)) {
+    error = why == "missing" ? file.string() + ": error: missing; " + dir +
+                                   " is not a trlc artifact (recompile it with `trlc compile`)"
+                             : file.string() + ": error: " + why +
+                                   "; recompile the artifact with `trlc compile`";
     return false;
   }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  auto j = nlohmann::json::parse(buffer.str(), nullptr, false);
   auto fail = [&](const std::string &msg) {
     error = file.string() + ": error: " + msg;
     return false;
   };
-  if (j.is_discarded() || !j.is_object())
-    return fail("not valid JSON; recompile the artifact with `trlc compile`");
   if (!j.contains("format") || j["format"] != kFormatName)
     return fail("not a trlc artifact manifest (no \"format\": \"trlc-artifact\")");
   if (!j.contains("format_version") || !j["format_version"].is_number_integer())
@@ -59,11 +148,14 @@ bool readManifest(const std::string &dir, Manifest &m, std::string &error) {
     out = j[key].get<int64_t>();
     return true;
   };
-  return str("recipe", m.recipe) && str("recipe_hash", m.recipeHash) &&
-         str("method", m.method) && str("model_type", m.modelType) &&
-         num("world_size", m.worldSize) && num("batch_size", m.batchSize) &&
-         num("sequence_bound", m.sequenceBound) &&
-         num("parameters", m.parameters);
+  if (!(str("recipe", m.recipe) && str("recipe_hash", m.recipeHash) &&
+        str("method", m.method) && str("model_type", m.modelType) &&
+        num("world_size", m.worldSize) && num("batch_size", m.batchSize) &&
+        num("sequence_bound", m.sequenceBound) && num("parameters", m.parameters)))
+    return false;
+  if (m.worldSize < 1)
+    return fail("\"world_size\" must be at least 1");
+  return true;
 }
 
 int64_t dtypeBytes(DType d) {
@@ -97,60 +189,93 @@ int64_t TensorDesc::numel() const {
   return n;
 }
 
-nlohmann::json planToJson(const Plan &plan) {
-  using nlohmann::json;
-  json tensors = json::array();
-  for (const TensorDesc &t : plan.tensors) {
+json DataShards::toJson() const {
+  return {{"train_shard", trainShard}, {"eval_shard", evalShard}, {"vocab", vocab},
+          {"sources", sources}, {"hash", hash}};
+}
+
+json RunInfo::toJson() const {
+  return {{"gradient_accumulation_steps", gradientAccumulationSteps},
+          {"total_steps", totalSteps},
+          {"num_train_epochs", numTrainEpochs},
+          {"seed", seed},
+          {"init_seed", initSeed},
+          {"initializer_range", initializerRange},
+          {"model_path", modelPath},
+          {"tokenizer", tokenizer},
+          {"model_config", modelConfig},
+          {"pad_token_id", padTokenId},
+          {"output_dir", outputDir},
+          {"logging_steps", loggingSteps},
+          {"save_steps", saveSteps},
+          {"save_total_limit", saveTotalLimit},
+          {"data", data.toJson()}};
+}
+
+json ZeroLayout::toJson() const {
+  json out = {{"stage", stage}};
+  if (groups.empty())
+    return out;
+  out["groups"] = json::array();
+  for (const ZeroGroup &g : groups) {
+    json members = json::array();
+    for (const ZeroGroup::Member &m : g.members)
+      members.push_back({{"name", m.name}, {"offset", m.offset}, {"shape", m.shape},
+                         {"hf_transposed", m.hfTransposed}});
+    out["groups"].push_back({{"name", g.name}, {"numel", g.numel}, {"shard", g.shard},
+                             {"param", g.param}, {"members", members}});
+  }
+  return out;
+}
+
+json Plan::toJson() const {
+  json jt = json::array();
+  for (const TensorDesc &t : tensors) {
     json d = {{"offset", t.offset}, {"shape", t.shape}, {"dtype", dtypeName(t.dtype)}};
     if (t.host)
       d["host"] = true;
     if (t.viewOf >= 0)
       d["view_of"] = t.viewOf;
-    tensors.push_back(std::move(d));
+    jt.push_back(std::move(d));
   }
-  json params = json::array();
-  for (const ParamDesc &p : plan.params)
-    params.push_back({{"name", p.name}, {"set", p.set},
-                      {"trainable", p.trainable},
-                      {"hf_transposed", p.hfTransposed}, {"tensor", p.tensor},
-                      {"grad", p.grad}, {"exp_avg", p.expAvg},
-                      {"exp_avg_sq", p.expAvgSq}});
-  json programs = json::object();
-  for (const auto &[name, prog] : plan.programs) {
+  json jp = json::array();
+  for (const ParamDesc &p : params)
+    jp.push_back({{"name", p.name}, {"set", p.set},
+                  {"trainable", p.trainable},
+                  {"hf_transposed", p.hfTransposed}, {"tensor", p.tensor},
+                  {"grad", p.grad}, {"exp_avg", p.expAvg},
+                  {"exp_avg_sq", p.expAvgSq}});
+  json jprog = json::object();
+  for (const auto &[name, prog] : programs) {
     json calls = json::array();
     for (const KernelCall &c : prog.calls)
       calls.push_back({{"kernel", kernelName(c.kernel)}, {"in", c.in}, {"out", c.out},
                        {"attrs", c.attrs}});
-    programs[name] = {{"inputs", prog.inputs},
-                      {"outputs", prog.outputs},
-                      {"calls", calls}};
+    jprog[name] = {{"inputs", prog.inputs},
+                   {"outputs", prog.outputs},
+                   {"calls", calls}};
   }
   return {{"format_version", kFormatVersion},
-          {"arena_bytes", plan.arenaBytes},
-          {"host_bytes", plan.hostBytes},
-          {"tensors", tensors},
-          {"params", params},
-          {"programs", programs},
-          {"run", plan.run},
-          {"zero", plan.zero}};
+          {"arena_bytes", arenaBytes},
+          {"host_bytes", hostBytes},
+          {"tensors", jt},
+          {"params", jp},
+          {"programs", jprog},
+          {"run", run.toJson()},
+          {"zero", zero.toJson()}};
 }
 
 bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
-  namespace fs = std::filesystem;
   fs::path file = fs::path(dir) / kPlanFile;
   auto fail = [&](const std::string &msg) {
     error = file.string() + ": error: " + msg +
             "; recompile the artifact with `trlc compile`";
     return false;
   };
-  std::ifstream in(file, std::ios::binary);
-  if (!in)
-    return fail("missing");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  auto j = nlohmann::json::parse(buffer.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return fail("not valid JSON");
+  json j;
+  std::string why;
+  if (!readJson(file, j, why))
+    return fail(why);
   try {
     if (j.at("format_version").get<int>() != kFormatVersion)
       return fail("plan format version " +
@@ -251,12 +376,67 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
                         "' names a tensor that does not exist");
       plan.programs[name] = std::move(p);
     }
-    plan.run = j.at("run");
-    plan.zero = j.value("zero", nlohmann::json::object());
-  } catch (const nlohmann::json::exception &e) {
+    plan.run = runInfoFromJson(j.at("run"));
+    plan.zero = zeroLayoutFromJson(j.at("zero"));
+    std::set<int> shards;
+    for (const ZeroGroup &g : plan.zero.groups) {
+      if (g.param < 0 || g.param >= static_cast<int>(plan.params.size()) ||
+          !shards.insert(g.param).second)
+        return fail("ZeRO group '" + g.name + "' names no shard parameter of its own");
+      for (const ZeroGroup::Member &m : g.members) {
+        int64_t numel = 1;
+        for (int64_t d : m.shape)
+          numel *= d;
+        if (m.offset < 0 || m.offset + numel > g.numel)
+          return fail("ZeRO group '" + g.name + "': member '" + m.name +
+                      "' lies outside the group");
+      }
+    }
+  } catch (const json::exception &e) {
     return fail(std::string("malformed (") + e.what() + ")");
   }
   return true;
+}
+
+Expected<Artifact> readArtifact(const std::string &dir) {
+  Artifact a;
+  a.dir = dir;
+  std::string error;
+  if (!readManifest(dir, a.manifest, error) || !readPlan(dir, a.plan, error))
+    return Error{error};
+  std::string manifest = (fs::path(dir) / kManifestFile).string();
+  fs::path recipe = fs::path(dir) / kRecipeFile;
+  if (contentHash(readText(recipe)) != a.manifest.recipeHash)
+    return Error{recipe.string() + ": error: does not match the manifest's recipe_hash "
+                 "(edited after the compile?); recompile the recipe with `trlc compile`"};
+  std::string configType = a.plan.run.modelConfig.value("model_type", std::string());
+  if (configType != a.manifest.modelType)
+    return Error{manifest + ": error: model_type \"" + a.manifest.modelType +
+                 "\" but the plan's model_config says \"" + configType +
+                 "\"; recompile the artifact with `trlc compile`"};
+  // Trainable parameters: the policy's own tensors plus the members of
+  // its ZeRO-3 groups.
+  std::set<int> shardParams;
+  int64_t parameters = 0;
+  for (const ZeroGroup &g : a.plan.zero.groups) {
+    shardParams.insert(g.param);
+    for (const ZeroGroup::Member &m : g.members) {
+      int64_t numel = 1;
+      for (int64_t d : m.shape)
+        numel *= d;
+      parameters += numel;
+    }
+  }
+  for (size_t i = 0; i < a.plan.params.size(); ++i) {
+    const ParamDesc &p = a.plan.params[i];
+    if (p.trainable && !shardParams.count(static_cast<int>(i)))
+      parameters += a.plan.tensors[p.tensor].numel();
+  }
+  if (parameters != a.manifest.parameters)
+    return Error{manifest + ": error: " + std::to_string(a.manifest.parameters) +
+                 " parameters but the plan trains " + std::to_string(parameters) +
+                 "; recompile the artifact with `trlc compile`"};
+  return a;
 }
 
 } // namespace trlc::artifact

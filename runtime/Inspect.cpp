@@ -3,7 +3,7 @@
 #include "trlc/Artifact.h"
 #include "trlc/Kernels.h"
 #include "trlc/MemoryReport.h"
-#include "trlc/Trainer.h"
+#include "trlc/Inspect.h"
 
 #include <nlohmann/json.hpp>
 
@@ -16,48 +16,17 @@ using nlohmann::json;
 
 namespace trlc {
 
-int inspectCommand(int argc, char **argv, std::string &err) {
-  std::string artifactDir, timeline;
-  bool asJson = false, memory = false;
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--memory") {
-      memory = true;
-    } else if (a == "--json") {
-      asJson = true;
-    } else if (a == "--timeline" || a.rfind("--timeline=", 0) == 0) {
-      if (a == "--timeline") {
-        if (i + 1 >= argc) {
-          err = "--timeline needs a file name: --timeline FILE.svg";
-          return 2;
-        }
-        timeline = argv[++i];
-      } else {
-        timeline = a.substr(11);
-      }
-    } else if (!a.empty() && a[0] == '-') {
-      err = "unknown option '" + a + "' (inspect takes --memory, --json, --timeline FILE.svg)";
-      return 2;
-    } else if (artifactDir.empty()) {
-      artifactDir = a;
-    } else {
-      err = "more than one artifact given ('" + artifactDir + "' and '" + a + "')";
-      return 2;
-    }
-  }
-  if (artifactDir.empty()) {
-    err = "inspect needs an artifact: trlc inspect OUT.trlc --memory";
-    return 2;
-  }
-  (void)memory;  // the memory plan is what inspect shows today
-  artifact::Plan plan;
-  std::string error;
-  if (!artifact::readPlan(artifactDir, plan, error)) {
-    std::cerr << error << "\n";
+int inspectArtifact(const InspectOptions &o) {
+  const std::string &artifactDir = o.artifact;
+  const std::string &timeline = o.timeline;
+  auto read = artifact::readArtifact(artifactDir);
+  if (!read) {
+    std::cerr << read.error().message << "\n";
     return 1;
   }
-  MemoryReport report = memoryReport(plan, planScratchBytes(plan, {ScratchTarget::Cpu, 1}));
-
+  const artifact::Plan &plan = read->plan;
+  MemoryReport report = memoryReport(plan, planScratchBytes(plan, {ScratchTarget::Cpu, 1}),
+                                     read->manifest.worldSize);
   // What each memory pass changed, recorded by the compiler.
   json passes = json::array();
   fs::path memoryPlan = fs::path(artifactDir) / "memory_plan.json";
@@ -77,7 +46,7 @@ int inspectCommand(int argc, char **argv, std::string &err) {
       return 1;
     }
   }
-  if (asJson) {
+  if (o.json) {
     json j = memoryReportJson(report);
     j["passes"] = passes;
     std::cout << j.dump(1) << "\n";

@@ -62,7 +62,7 @@ int64_t MemoryReport::Point::total() const {
   return t;
 }
 
-MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
+MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch, int64_t worldSize) {
   MemoryReport r;
   r.arenaBytes = plan.arenaBytes;
   r.scratchBytes = scratch;
@@ -241,19 +241,16 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
 
   // Data parallelism: model state per rank against one process, and what
   // the collectives move per optimizer step.
-  r.worldSize = plan.run.value("world_size", int64_t(1));
-  r.zeroStage = plan.zero.value("stage", int64_t(0));
+  r.worldSize = worldSize;
+  r.zeroStage = plan.zero.stage;
   r.modelStateBytes = r.categoryBytes[int(MemCategory::Parameters)] +
                       r.categoryBytes[int(MemCategory::Gradients)] +
                       r.categoryBytes[int(MemCategory::Optimizer)];
   r.unshardedModelStateBytes = r.modelStateBytes;
-  if (plan.zero.contains("groups"))
-    for (const nlohmann::json &g : plan.zero["groups"]) {
-      int64_t shard = g["shard"], numel = g["numel"];
-      r.unshardedModelStateBytes += 4 * 4 * (numel - shard);  // param, grad, 2 moments (f32)
-    }
+  for (const artifact::ZeroGroup &g : plan.zero.groups)  // param, grad, 2 moments (f32)
+    r.unshardedModelStateBytes += 4 * 4 * (g.numel - g.shard);
   if (r.worldSize > 1) {
-    int64_t accum = plan.run.value("gradient_accumulation_steps", int64_t(1));
+    int64_t accum = plan.run.gradientAccumulationSteps;
     for (const char *progName : {"train_step", "optimizer_step"}) {
       auto it = plan.programs.find(progName);
       if (it == plan.programs.end())
@@ -266,7 +263,7 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch) {
           r.commBytesPerStep[kernelName(c.kernel)] += times * plan.tensors[c.in[0]].bytes();
       }
     }
-    if (!plan.zero.contains("groups"))  // stage 0: the runtime all-reduces every gradient
+    if (plan.zero.groups.empty())  // stage 0: the runtime all-reduces every gradient
       for (const artifact::ParamDesc &p : plan.params)
         if (p.grad >= 0)
           r.commBytesPerStep["all_reduce"] += plan.tensors[p.grad].bytes();

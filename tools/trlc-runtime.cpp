@@ -1,11 +1,12 @@
 //===- trlc-runtime.cpp - trlc built without the compiler -----------------===//
 //
-// With -DTRLC_COMPILER=OFF (a GPU machine without MLIR), `trlc` runs
-// artifacts compiled elsewhere:  trlc run OUT.trlc [options]
+// With -DTRLC_COMPILER=OFF (a GPU machine without MLIR), `trlc` runs and
+// inspects artifacts compiled elsewhere:  trlc run OUT.trlc [options]
 //
 //===----------------------------------------------------------------------===//
 
-#include "trlc/Trainer.h"
+#include "tools/RunCommands.h"
+#include "trlc/Launch.h"
 
 #include <iostream>
 #include <string>
@@ -23,21 +24,15 @@ int main(int argc, char **argv) {
     std::cout << usage;
     return 0;
   }
-  if (command == "run") {
-    trlc::preferPassiveOpenMP(argv);
+  if (command == "run" || command == "inspect") {
+    if (command == "run")
+      trlc::preferPassiveOpenMP(argv);
     std::string err;
-    int rc = trlc::runCommand(argc, argv, err);
+    int rc = command == "run" ? trlc::cli::runCommand(argc, argv, err)
+                              : trlc::cli::inspectCommand(argc, argv, err);
     if (err.empty())
       return rc;
     std::cerr << "trlc: error: " << err << "\n\n" << usage;
-    return 2;
-  }
-  if (command == "inspect") {
-    std::string err;
-    int rc = trlc::inspectCommand(argc, argv, err);
-    if (err.empty())
-      return rc;
-    std::cerr << "trlc: error: " << err << "\n";
     return 2;
   }
   std::cerr << "trlc: error: "

@@ -2,52 +2,55 @@
 //
 // A trlc artifact is a directory, conventionally named NAME.trlc:
 //
-//   manifest.json      what the artifact is (this header's format version)
+//   manifest.json      what the artifact is (Manifest)
 //   recipe.toml        the fully resolved recipe it was compiled from
 //   memory_plan.json   the compiler's memory accounting of one step
-//   plan.json          the executable plan (below)
+//   plan.json          the executable plan (Plan)
+//   data/              the token shards (trlc/Shards.h), their index and,
+//                      with an eval set, the vocabulary (vocab.json)
 //   ir/train_step.mlir the `trl` module after the pass pipeline
 //
-// manifest.json fields (format version 3):
+// Everything that crosses from the compiler to the runtime is one of the
+// structs below, each with one writer (toJson) and one reader; every key
+// written is read. Format version 4 (the runtime refuses any other):
+//
+// manifest.json (Manifest):
 //   format            "trlc-artifact"
-//   format_version    integer; the runtime refuses any other version
+//   format_version    integer
 //   recipe            path of the recipe as given to `trlc compile`
-//   recipe_hash       FNV-1a 64-bit hash (hex) of recipe.toml
+//   recipe_hash       FNV-1a 64-bit hash (hex) of recipe.toml; checked on load
 //   method            "sft" | "dpo" | "kto" | "grpo"
-//   model_type        "llama" | "qwen2" | "qwen3" | "mistral" | "gpt2"
-//   world_size        number of processes the plan is sharded for
+//   model_type        "llama" | "qwen2" | "qwen3" | "mistral" | "gpt2"; checked
+//                     against the run's model_config
+//   world_size        data-parallel processes the plan is made for (the one
+//                     place it is recorded)
 //   batch_size        rows per micro-batch
 //   sequence_bound    static upper bound of every sequence dimension
-//   parameters        trainable parameter count
+//   parameters        trainable parameter count; checked against the plan
 //
-// plan.json (format version 3) is what the runtime executes:
+// plan.json (Plan) is what the runtime executes:
 //   arena_bytes   size of the one device arena every tensor lives in
 //   host_bytes    size of the host pool of offloaded activations (0: none)
-//   tensors       [{offset, shape, dtype[, host]}]: dtype f32 | bf16 | f64 |
-//                 i64 | i32 | bool (bool is one byte; bf16 activations are
-//                 stored rounded, see DType); `host: true` places the
-//                 tensor in the host pool; offsets are bytes into the arena
-//                 (or the pool),
-//                 64-byte aligned; views (reshapes) share their source's
-//                 offset
+//   tensors       [{offset, shape, dtype[, host][, view_of]}]: dtype f32 |
+//                 bf16 | f64 | i64 | i32 | bool (bool is one byte; bf16
+//                 activations are stored rounded, see DType); `host: true`
+//                 places the tensor in the host pool; offsets are bytes into
+//                 the arena (or the pool), 64-byte aligned; views (reshapes)
+//                 share their source's bytes
 //   params        [{name, set, trainable, hf_transposed, tensor, grad,
 //                 exp_avg, exp_avg_sq}]: the parameter table; `set` is
 //                 "policy" or "reference" (the frozen model); the optimizer
 //                 state indices are -1 for frozen parameters
 //   programs      {NAME: {inputs: {name: tensor}, outputs: {name: tensor},
 //                 calls: [{kernel, in: [tensor or -1 for an absent optional
-//                 operand], out: [tensor], attrs: {...}}]}}; programs are
+//                 operand], out: [tensor], attrs: {...}}]}}; kernels are
+//                 those of trlc/Kernels.def, with its arities; programs are
 //                 train_step (one micro-batch: forward, backward, gradient
 //                 accumulation), optimizer_step (clip, schedule, AdamW, clear
 //                 the accumulators) and, with [data] eval, predict (logits)
-//   run           what the training loop needs from the recipe: method,
-//                 batch_size, seq_len, gradient_accumulation_steps,
-//                 total_steps, num_train_epochs, max_steps, seed, init_seed,
-//                 initializer_range, truncation_mode, completion_only_loss,
-//                 pad_token_id, model_path, tokenizer, model_config
-//                 (config.json to save with checkpoints), train and eval
-//                 files, output_dir, logging_steps, save_steps,
-//                 save_total_limit
+//   run           RunInfo: what the training loop needs from the recipe
+//   zero          ZeroLayout: the ZeRO-3 groups ({"stage": 0} when
+//                 parameters are replicated)
 // Tensors of different programs may share arena bytes: programs never run
 // at the same time, and parameters, gradients and optimizer moments
 // (persistent state) are never shared.
@@ -59,6 +62,7 @@
 #ifndef TRLC_RUNTIME_ARTIFACT_H
 #define TRLC_RUNTIME_ARTIFACT_H
 
+#include "trlc/Expected.h"
 #include "trlc/Kernels.h"
 
 #include <nlohmann/json.hpp>
@@ -70,7 +74,7 @@
 
 namespace trlc::artifact {
 
-inline constexpr int kFormatVersion = 3;
+inline constexpr int kFormatVersion = 4;
 inline constexpr const char *kFormatName = "trlc-artifact";
 inline constexpr const char *kManifestFile = "manifest.json";
 inline constexpr const char *kRecipeFile = "recipe.toml";
@@ -80,7 +84,7 @@ inline constexpr const char *kIrDir = "ir";
 inline constexpr const char *kStepIrFile = "train_step.mlir";
 
 struct Manifest {
-  int formatVersion = 0;
+  int formatVersion = kFormatVersion;
   std::string recipe;
   std::string recipeHash;
   std::string method;
@@ -89,6 +93,8 @@ struct Manifest {
   int64_t batchSize = 0;
   int64_t sequenceBound = 0;
   int64_t parameters = 0;
+
+  nlohmann::json toJson() const;
 };
 
 /// BF16 is a storage precision: kernels widen bf16 operands to f32,
@@ -129,30 +135,103 @@ struct Program {
   std::vector<KernelCall> calls;
 };
 
+/// The artifact's token shards (plan.json run.data): paths relative to the
+/// artifact, and the dataset files they were made from with their content
+/// hash, so a dataset edited after the compile is refused.
+struct DataShards {
+  std::string trainShard;
+  std::string evalShard;  // "" without [data] eval
+  /// The tokenizer's id -> token text table (a JSON array) the evaluation
+  /// decodes with; "" without [data] eval.
+  std::string vocab;
+  std::vector<std::string> sources;
+  std::string hash;
+
+  nlohmann::json toJson() const;
+};
+
+/// What the training loop needs from the recipe (plan.json "run"); the
+/// batch geometry and the world size are the manifest's.
+struct RunInfo {
+  int64_t gradientAccumulationSteps = 1;
+  int64_t totalSteps = 0;  // optimizer steps of the whole run
+  double numTrainEpochs = 0;
+  int64_t seed = 0;        // the data order
+  int64_t initSeed = 0;    // random initialisation without [model] path
+  double initializerRange = 0.02;
+  std::string modelPath;   // "" : random initialisation
+  std::string tokenizer;   // copied into checkpoints; eval decodes with it
+  /// The Hugging Face config.json saved with every checkpoint; eval reads
+  /// its eos/bos token ids and vocab_size.
+  nlohmann::json modelConfig = nlohmann::json::object();
+  int64_t padTokenId = 0;
+  std::string outputDir;
+  int64_t loggingSteps = 10;
+  int64_t saveSteps = 500;
+  int64_t saveTotalLimit = -1;  // -1: keep every checkpoint
+  DataShards data;
+
+  nlohmann::json toJson() const;
+};
+
+/// ZeRO-3 (trl-zero3-shard): each group of parameters is one flat buffer,
+/// `shard` elements per rank; parameter `param` of the plan is this rank's
+/// shard of it (with its gradient and moments), and `members` say where
+/// each model tensor lies in the flat buffer.
+struct ZeroGroup {
+  struct Member {
+    std::string name;
+    int64_t offset = 0;  // elements into the flat buffer
+    std::vector<int64_t> shape;
+    bool hfTransposed = false;
+  };
+  std::string name;
+  int64_t numel = 0;  // members and the padding that aligns them
+  int64_t shard = 0;  // elements per rank (the flat buffer is world x shard)
+  int param = -1;     // index into Plan::params
+  std::vector<Member> members;
+};
+
+struct ZeroLayout {
+  int64_t stage = 0;  // 0: replicated (gradients all-reduced), 3: sharded
+  std::vector<ZeroGroup> groups;
+
+  nlohmann::json toJson() const;
+};
+
 struct Plan {
   int64_t arenaBytes = 0;
   int64_t hostBytes = 0;  // the pinned host pool offloaded activations live in
   std::vector<TensorDesc> tensors;
   std::vector<ParamDesc> params;
   std::map<std::string, Program> programs;
-  nlohmann::json run = nlohmann::json::object();
-  /// ZeRO-3 layout (trl-zero3-shard): {"stage", "world_size", "groups":
-  /// [{"name", "numel", "shard", "members": [{"name", "offset", "shape",
-  /// "hf_transposed"}]}]}; empty when parameters are replicated. The
-  /// parameter "zero3:GROUP" is this rank's shard of a group's flat buffer.
-  nlohmann::json zero = nlohmann::json::object();
+  RunInfo run;
+  ZeroLayout zero;
+
+  nlohmann::json toJson() const;
 };
 
-nlohmann::json planToJson(const Plan &plan);
+/// An artifact as the runtime sees it: its directory, manifest and plan,
+/// checked against each other.
+struct Artifact {
+  std::string dir;
+  Manifest manifest;
+  Plan plan;
+};
 
 /// Reads `dir`/plan.json, checking every tensor against the arena and every
-/// call's tensor indices. On failure returns false and sets `error`.
+/// call against its kernel and tensor indices. On failure returns false and
+/// sets `error` to a message naming the file and the fix.
 bool readPlan(const std::string &dir, Plan &plan, std::string &error);
 
 /// Reads and validates `dir`/manifest.json. On failure returns false and
 /// sets `error` to a message naming the file and the fix.
 bool readManifest(const std::string &dir, Manifest &manifest,
                   std::string &error);
+
+/// Reads the manifest and the plan and checks them against each other and
+/// recipe.toml (recipe hash, model type, parameter count).
+Expected<Artifact> readArtifact(const std::string &dir);
 
 /// FNV-1a 64-bit hash of `text` as 16 hex digits.
 std::string contentHash(const std::string &text);

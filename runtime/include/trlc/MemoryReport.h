@@ -55,7 +55,7 @@ struct MemoryReport {
   std::vector<Point> timeline;
   size_t peakIndex = 0;
   std::vector<LiveTensor> liveAtPeak;  // largest first
-  /// Data parallelism (plan.json "zero" and run.world_size): the numbers
+  /// Data parallelism (plan.json "zero", the manifest's world_size): the numbers
   /// above are per rank.
   int64_t worldSize = 1, zeroStage = 0;
   int64_t modelStateBytes = 0;           // parameters + gradients + optimizer, this rank
@@ -67,8 +67,9 @@ struct MemoryReport {
   int64_t peakBytes() const { return timeline.empty() ? 0 : timeline[peakIndex].total(); }
 };
 
-/// `scratch` is the largest scratch of any call (the backend decides it).
-MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch);
+/// `scratch` is the largest scratch of any call (trlc/Kernels.h), and
+/// `worldSize` the manifest's.
+MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch, int64_t worldSize);
 
 nlohmann::json memoryReportJson(const MemoryReport &r);
 std::string memoryReportText(const MemoryReport &r);

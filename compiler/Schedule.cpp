@@ -1,0 +1,99 @@
+//===- Schedule.cpp - what the recipe and the data decide -----------------===//
+
+#include "compiler/Schedule.h"
+#include "frontend/ModelConfig.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+namespace trlc::compiler {
+
+StepShape stepShape(const Recipe &r, const DataFacts &data) {
+  StepShape s = recipeStepShape(r);
+  if (r.method != Method::SFT)
+    return s;
+  if (r.data.paddingFree && !r.data.packing) {
+    // Padding-free: one row holds a whole batch, documents back to back.
+    s.sequenceBound *= s.batch;
+    s.batch = 1;
+  }
+  int64_t limit = s.sequenceBound;
+  int64_t longest = std::max(data.longest, data.evalLongest);
+  int64_t bound = std::min(limit, (longest + 7) / 8 * 8);
+  if (longest > 0 && bound < limit) {
+    s.sequenceBound = bound;
+    s.boundSource = "data plan: longest row " + std::to_string(longest) + " (bound " +
+                    std::to_string(limit) + ", from max_length)";
+  }
+  return s;
+}
+
+Expected<Schedule> trainingSchedule(const Recipe &r, const StepShape &shape, int64_t rows,
+                                    int world) {
+  Schedule s;
+  if (rows == 0)
+    return Error{r.data.trainWhere +
+                 ": error: no training example is left after the data plan "
+                 "(see trlc data --stats)"};
+  int64_t global = shape.batch * world;
+  int64_t batches = (rows + global - 1) / global;
+  int64_t perEpoch = std::max<int64_t>(batches / r.train.gradientAccumulationSteps, 1);
+  s.totalSteps = r.train.maxSteps > 0
+                     ? r.train.maxSteps
+                     : static_cast<int64_t>(std::ceil(r.train.numTrainEpochs * perEpoch));
+  s.warmupSteps = r.train.warmupSteps > 0
+                      ? r.train.warmupSteps
+                      : static_cast<int64_t>(std::ceil(r.train.warmupRatio * s.totalSteps));
+  return s;
+}
+
+mlir::trl::PipelineOptions pipelineOptions(const Recipe &r, const Schedule &s, int world) {
+  mlir::trl::PipelineOptions o;
+  o.packing = (r.data.packing || r.data.paddingFree) && r.method == Method::SFT;
+  o.fuseLoss = r.memory.useLigerKernel;
+  o.lossChunkSize = r.memory.lossChunkSize;
+  o.mixedPrecision = r.model.dtype == "bf16";
+  o.offload = r.memory.activationOffloading;
+  o.recompute = r.memory.gradientCheckpointing;
+  o.zeroStage = r.memory.zeroStage;
+  o.worldSize = world;
+  o.maxGradNorm = r.train.maxGradNorm;
+  o.learningRate = r.train.learningRate;
+  o.schedule = r.train.lrSchedulerType;
+  o.warmupSteps = s.warmupSteps;
+  o.totalSteps = s.totalSteps;
+  o.beta1 = r.train.adamBeta1;
+  o.beta2 = r.train.adamBeta2;
+  o.epsilon = r.train.adamEpsilon;
+  o.weightDecay = r.train.weightDecay;
+  return o;
+}
+
+artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
+  namespace fs = std::filesystem;
+  auto absolute = [](const std::string &path) {
+    return fs::absolute(path).lexically_normal().string();
+  };
+  artifact::RunInfo run;
+  run.gradientAccumulationSteps = r.train.gradientAccumulationSteps;
+  run.totalSteps = s.totalSteps;
+  run.numTrainEpochs = r.train.numTrainEpochs;
+  run.seed = r.train.seed;
+  run.initSeed = r.model.initSeed;
+  run.initializerRange = r.model.config.initializerRange;
+  run.modelPath = r.model.path ? absolute(*r.model.path) : std::string();
+  if (r.model.tokenizer)
+    run.tokenizer = absolute(*r.model.tokenizer);
+  else if (r.model.path)
+    run.tokenizer = absolute(*r.model.path);
+  run.modelConfig = nlohmann::json::parse(configToHfJson(r.model.config));
+  run.padTokenId = r.model.config.padTokenId.value_or(r.model.config.eosTokenId.value_or(0));
+  run.outputDir = absolute(r.output.outputDir);
+  run.loggingSteps = r.output.loggingSteps;
+  run.saveSteps = r.output.saveSteps;
+  run.saveTotalLimit = r.output.saveTotalLimit.value_or(-1);
+  return run;
+}
+
+} // namespace trlc::compiler

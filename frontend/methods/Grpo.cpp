@@ -1,0 +1,35 @@
+//===- Grpo.cpp - group relative policy optimization's step ---------------===//
+
+#include "frontend/methods/Methods.h"
+
+using namespace mlir;
+using namespace mlir::trl;
+
+namespace trlc {
+
+/// GRPO trains on generated completions: the batch carries prompt +
+/// completion tokens, the sampling policy's log-probabilities and the
+/// group-normalised advantages.
+Value buildGrpoLoss(ModelBuilder &m, func::FuncOp fn) {
+  const Recipe &recipe = m.recipe;
+  int64_t batch = m.stepShape.batch, seqLen = m.stepShape.sequenceBound;
+  ModelBuilder::TokenInputs in = m.tokenInputs(fn, batch);
+  Value completionMask = m.input(fn, "completion_mask", m.act({batch, seqLen}));
+  Value oldLogp = m.input(fn, "old_per_token_logps", m.act({batch, seqLen}));
+  Value advantages = m.input(fn, "advantages", m.act({batch}));
+  Value normalizer = m.input(fn, "num_items_in_batch", m.tensor({}, m.f32));
+  Value lp = m.tokenLogProbs(in, batch);
+  Value refLp;
+  if (recipe.grpo.beta != 0) {
+    m.useParameters("reference");
+    refLp = m.tokenLogProbs(in, batch);
+    m.useParameters("policy");
+  }
+  auto lossType = *symbolizeGrpoLossType(recipe.grpo.lossType);
+  return m.b.create<GrpoLossOp>(
+      m.loc, m.tensor({}, m.f32), lp, oldLogp, advantages, completionMask, normalizer, refLp,
+      m.b.getF64FloatAttr(recipe.grpo.epsilon), m.b.getF64FloatAttr(recipe.grpo.epsilonHigh),
+      m.b.getF64FloatAttr(recipe.grpo.beta), GrpoLossTypeAttr::get(&m.ctx, lossType));
+}
+
+} // namespace trlc

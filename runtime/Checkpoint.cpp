@@ -1,0 +1,346 @@
+//===- Checkpoint.cpp - the model state of a run, in and out --------------===//
+
+#include "trlc/Checkpoint.h"
+#include "trlc/Hash.h"
+#include "trlc/Safetensors.h"
+#include "trlc/Trainer.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <tuple>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace trlc {
+
+namespace {
+
+/// Hugging Face's initialisation: N(0, initializer_range) for matrices,
+/// ones for norm weights, zeros for biases. Each parameter draws from its
+/// own generator (init_seed, name), so the order of the table is irrelevant.
+void randomInit(const std::string &name, size_t rank, int64_t n, float *w, uint64_t seed,
+                double std) {
+  bool bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
+  if (rank == 1) {
+    std::fill(w, w + n, bias ? 0.0f : 1.0f);
+    return;
+  }
+  std::mt19937_64 rng(fnv1a(name, kFnvOffsetBasis ^ seed));
+  std::normal_distribution<double> normal(0.0, std);
+  for (int64_t i = 0; i < n; ++i)
+    w[i] = static_cast<float>(normal(rng));
+}
+
+/// The weight in Hugging Face layout (Conv1D weights transposed back).
+std::vector<float> hfLayout(const float *w, std::vector<int64_t> &shape, bool hfTransposed) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  std::vector<float> out(w, w + n);
+  if (hfTransposed) {
+    int64_t rows = shape[0], cols = shape[1];
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        out[c * rows + r] = w[r * cols + c];
+    std::swap(shape[0], shape[1]);
+  }
+  return out;
+}
+
+std::string shapeStr(const std::vector<int64_t> &s) {
+  std::string o = "[";
+  for (size_t i = 0; i < s.size(); ++i)
+    o += (i ? ", " : "") + std::to_string(s[i]);
+  return o + "]";
+}
+
+/// One parameter from a checkpoint into `w`, in the layout the step uses
+/// (`want`: [out, in] for Conv1D weights stored [in, out]).
+void loadTensor(const std::map<std::string, safetensors::Tensor> &tensors, const std::string &dir,
+                const std::string &name, std::vector<int64_t> want, bool hfTransposed, float *w) {
+  auto it = tensors.find(name);
+  if (it == tensors.end())
+    throw RunError(dir + ": error: the checkpoint has no tensor '" + name +
+                   "' (is [model] path the model the recipe's config describes?)");
+  if (hfTransposed)
+    std::swap(want[0], want[1]);
+  if (it->second.shape != want)
+    throw RunError(dir + ": error: tensor '" + name + "' has shape " +
+                   shapeStr(it->second.shape) + " but the model needs " + shapeStr(want));
+  const std::vector<float> &src = it->second.data;
+  if (!hfTransposed) {
+    std::copy(src.begin(), src.end(), w);
+    return;
+  }
+  int64_t in = want[0], out = want[1];  // stored [in, out]
+  for (int64_t r = 0; r < out; ++r)
+    for (int64_t c = 0; c < in; ++c)
+      w[r * in + c] = src[c * out + r];
+}
+
+void writeTensors(const std::string &path, const std::vector<NamedTensor> &tensors) {
+  std::vector<safetensors::Entry> entries;
+  for (const NamedTensor &t : tensors)
+    entries.push_back({t.name, t.shape, t.data.data()});
+  std::string error;
+  if (!safetensors::writeFile(path, entries, error))
+    throw RunError(error);
+}
+
+void copyTokenizer(const std::string &tokenizer, const fs::path &dst) {
+  if (tokenizer.empty())
+    return;
+  fs::path src = fs::is_directory(tokenizer) ? fs::path(tokenizer)
+                                             : fs::path(tokenizer).parent_path();
+  for (const char *f : {"tokenizer.json", "tokenizer_config.json",
+                        "special_tokens_map.json", "vocab.json", "merges.txt"})
+    if (fs::exists(src / f))
+      fs::copy_file(src / f, dst / f, fs::copy_options::overwrite_existing);
+}
+
+int tensorOf(const artifact::ParamDesc &p, StateKind kind) {
+  switch (kind) {
+  case StateKind::Param: return p.tensor;
+  case StateKind::Grad: return p.grad;
+  case StateKind::ExpAvg: return p.expAvg;
+  case StateKind::ExpAvgSq: return p.expAvgSq;
+  }
+  return -1;
+}
+
+/// Where this rank's ZeRO-3 shards go in a checkpoint.
+fs::path shardFile(const fs::path &checkpoint, const Communicator &comm) {
+  return checkpoint / "zero3" /
+         ("rank-" + std::to_string(comm.rank()) + "-of-" + std::to_string(comm.size()) +
+          ".safetensors");
+}
+
+} // namespace
+
+void writeText(const std::string &file, const std::string &text) {
+  std::ofstream out(file, std::ios::trunc);
+  out << text;
+  if (!out)
+    throw RunError(file + ": error: cannot write (check free space and permissions)");
+}
+
+ModelState::ModelState(const artifact::Artifact &artifact, Executor &ex, Communicator &comm)
+    : artifact(artifact), ex(ex), comm(comm), isShard(artifact.plan.params.size(), false) {
+  for (const artifact::ZeroGroup &g : artifact.plan.zero.groups)
+    isShard[g.param] = true;
+}
+
+namespace {
+/// Builds a group's whole flat buffer on the host, member by member
+/// (`fill(member, where)`), and keeps this rank's shard in `tensor`.
+template <typename Fill>
+void keepShard(Executor &ex, const Communicator &comm, const artifact::ZeroGroup &g, int tensor,
+               Fill fill) {
+  std::vector<float> flat(g.shard * comm.size(), 0.0f);
+  for (const artifact::ZeroGroup::Member &m : g.members)
+    fill(m, flat.data() + m.offset);
+  ex.write(ex.tensor(tensor), flat.data() + g.shard * comm.rank(), g.shard * sizeof(float));
+}
+} // namespace
+
+void ModelState::initialize() {
+  const artifact::RunInfo &run = artifact.plan.run;
+  std::map<std::string, safetensors::Tensor> tensors;
+  std::string error;
+  if (!run.modelPath.empty() && !safetensors::readModelDir(run.modelPath, tensors, error))
+    throw RunError(error);
+  auto fill = [&](const std::string &name, const std::vector<int64_t> &shape, bool hfT,
+                  float *w) {
+    if (!run.modelPath.empty())
+      return loadTensor(tensors, run.modelPath, name, shape, hfT, w);
+    int64_t n = 1;
+    for (int64_t d : shape)
+      n *= d;
+    randomInit(name, shape.size(), n, w, static_cast<uint64_t>(run.initSeed),
+               run.initializerRange);
+  };
+  const std::vector<artifact::ParamDesc> &params = artifact.plan.params;
+  for (size_t i = 0; i < params.size(); ++i)
+    if (!isShard[i]) {
+      TensorRef t = ex.tensor(params[i].tensor);
+      std::vector<float> w(t.numel());
+      fill(params[i].name, t.desc->shape, params[i].hfTransposed, w.data());
+      ex.write(t, w.data());
+    }
+  for (const artifact::ZeroGroup &g : artifact.plan.zero.groups)
+    keepShard(ex, comm, g, params[g.param].tensor,
+              [&](const artifact::ZeroGroup::Member &m, float *w) {
+                fill(m.name, m.shape, m.hfTransposed, w);
+              });
+}
+
+std::vector<NamedTensor> ModelState::collect(StateKind kind) {
+  const std::vector<artifact::ParamDesc> &params = artifact.plan.params;
+  std::vector<NamedTensor> out;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const artifact::ParamDesc &p = params[i];
+    if (p.set != "policy" || isShard[i] || tensorOf(p, kind) < 0)
+      continue;
+    TensorRef t = ex.tensor(tensorOf(p, kind));
+    NamedTensor n{p.name, t.desc->shape, {}};
+    n.data = hfLayout(ex.read<float>(t).data(), n.shape, p.hfTransposed);
+    out.push_back(std::move(n));
+  }
+  for (const artifact::ZeroGroup &g : artifact.plan.zero.groups) {
+    int id = tensorOf(params[g.param], kind);
+    if (id < 0)
+      continue;
+    std::vector<float> flat(g.shard * comm.size());
+    std::vector<float> mine = ex.read<float>(ex.tensor(id));
+    comm.allGather(mine.data(), flat.data(), g.shard);
+    for (const artifact::ZeroGroup::Member &m : g.members) {
+      NamedTensor n{m.name, m.shape, {}};
+      n.data = hfLayout(flat.data() + m.offset, n.shape, m.hfTransposed);
+      out.push_back(std::move(n));
+    }
+  }
+  // The same order whatever the layout.
+  std::sort(out.begin(), out.end(),
+            [](const NamedTensor &a, const NamedTensor &b) { return a.name < b.name; });
+  return out;
+}
+
+void ModelState::write(const std::string &path, StateKind kind) {
+  std::vector<NamedTensor> tensors = collect(kind);
+  if (lead())
+    writeTensors(path, tensors);
+}
+
+void ModelState::save(const std::string &dirName, const TrainerState *state) {
+  const artifact::RunInfo &run = artifact.plan.run;
+  fs::path dir(dirName);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  write((dir / "model.safetensors").string(), StateKind::Param);
+  if (lead()) {
+    writeText((dir / "config.json").string(), run.modelConfig.dump(2) + "\n");
+    copyTokenizer(run.tokenizer, dir);
+  }
+  if (!state)
+    return;
+  std::vector<NamedTensor> first = collect(StateKind::ExpAvg),
+                           second = collect(StateKind::ExpAvgSq);
+  if (lead()) {
+    std::vector<NamedTensor> all;
+    for (NamedTensor &t : first)
+      all.push_back({"exp_avg." + t.name, t.shape, std::move(t.data)});
+    for (NamedTensor &t : second)
+      all.push_back({"exp_avg_sq." + t.name, t.shape, std::move(t.data)});
+    writeTensors((dir / "optimizer.safetensors").string(), all);
+  }
+  const std::vector<artifact::ParamDesc> &params = artifact.plan.params;
+  if (!artifact.plan.zero.groups.empty()) {
+    // ZeRO-3: this rank's shards as they are.
+    fs::create_directories(dir / "zero3", ec);
+    std::vector<NamedTensor> shards;
+    for (const artifact::ZeroGroup &g : artifact.plan.zero.groups) {
+      const artifact::ParamDesc &p = params[g.param];
+      for (auto [id, key] : {std::pair{p.tensor, "param."}, std::pair{p.expAvg, "exp_avg."},
+                             std::pair{p.expAvgSq, "exp_avg_sq."}})
+        shards.push_back({key + g.name, {g.shard}, ex.read<float>(ex.tensor(id), 0, g.shard)});
+    }
+    writeTensors(shardFile(dir, comm).string(), shards);
+  }
+  if (!lead())
+    return;
+  writeText((dir / "rng_state.json").string(),
+            json{{"seed", run.seed}, {"global_step", state->globalStep}}.dump(2) + "\n");
+  writeText((dir / "trainer_state.json").string(),
+            json{{"global_step", state->globalStep},
+                 {"max_steps", run.totalSteps},
+                 {"num_train_epochs", run.numTrainEpochs},
+                 {"logging_steps", run.loggingSteps},
+                 {"save_steps", run.saveSteps},
+                 {"train_batch_size", artifact.manifest.batchSize},
+                 {"world_size", comm.size()},
+                 {"zero_stage", artifact.plan.zero.stage},
+                 {"log_history", state->logHistory}}.dump(2) + "\n");
+}
+
+void ModelState::checkpoint(const TrainerState &state) {
+  fs::path dir = fs::path(artifact.plan.run.outputDir) /
+                 ("checkpoint-" + std::to_string(state.globalStep));
+  save(dir.string(), &state);
+  comm.barrier();
+  checkpoints.push_back(dir.string());
+  int64_t keep = artifact.plan.run.saveTotalLimit;
+  while (keep > 0 && static_cast<int64_t>(checkpoints.size()) > keep) {
+    if (lead())
+      fs::remove_all(checkpoints.front());
+    checkpoints.erase(checkpoints.begin());
+  }
+}
+
+TrainerState ModelState::resume(const std::string &dir) {
+  if (!fs::is_directory(dir))
+    throw RunError("--resume " + dir + ": error: no such checkpoint directory");
+  json saved;
+  {
+    std::ifstream in(fs::path(dir) / "trainer_state.json");
+    saved = json::parse(in, nullptr, false);
+  }
+  if (saved.is_discarded() || !saved.contains("global_step"))
+    throw RunError(dir + ": error: no readable trainer_state.json; --resume takes a "
+                   "checkpoint-STEP directory trlc wrote");
+  TrainerState state;
+  state.globalStep = saved["global_step"];
+  if (saved.contains("log_history"))
+    state.logHistory = saved["log_history"];
+  const std::vector<artifact::ParamDesc> &params = artifact.plan.params;
+  std::string error;
+  fs::path mine = shardFile(dir, comm);
+  if (!artifact.plan.zero.groups.empty() && fs::exists(mine)) {
+    std::map<std::string, safetensors::Tensor> shards;
+    if (!safetensors::readFile(mine.string(), shards, error))
+      throw RunError(error);
+    for (const artifact::ZeroGroup &g : artifact.plan.zero.groups) {
+      const artifact::ParamDesc &p = params[g.param];
+      for (auto [id, key] : {std::pair{p.tensor, "param."}, std::pair{p.expAvg, "exp_avg."},
+                             std::pair{p.expAvgSq, "exp_avg_sq."}}) {
+        std::vector<float> w(g.shard);
+        loadTensor(shards, mine.string(), key + g.name, {g.shard}, false, w.data());
+        ex.write(ex.tensor(id), w.data(), g.shard * sizeof(float));
+      }
+    }
+    return state;
+  }
+  std::map<std::string, safetensors::Tensor> model, moments;
+  if (!safetensors::readModelDir(dir, model, error) ||
+      !safetensors::readFile((fs::path(dir) / "optimizer.safetensors").string(), moments, error))
+    throw RunError(error);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const artifact::ParamDesc &p = params[i];
+    if (isShard[i] || p.set != "policy")
+      continue;
+    for (auto [id, key, file] : {std::tuple{p.tensor, "", &model},
+                                 std::tuple{p.expAvg, "exp_avg.", &moments},
+                                 std::tuple{p.expAvgSq, "exp_avg_sq.", &moments}})
+      if (id >= 0) {
+        TensorRef t = ex.tensor(id);
+        std::vector<float> w(t.numel());
+        loadTensor(*file, dir, key + p.name, t.desc->shape, p.hfTransposed, w.data());
+        ex.write(t, w.data());
+      }
+  }
+  for (const artifact::ZeroGroup &g : artifact.plan.zero.groups) {
+    const artifact::ParamDesc &p = params[g.param];
+    for (auto [id, key, file] : {std::tuple{p.tensor, "", &model},
+                                 std::tuple{p.expAvg, "exp_avg.", &moments},
+                                 std::tuple{p.expAvgSq, "exp_avg_sq.", &moments}})
+      keepShard(ex, comm, g, id, [&](const artifact::ZeroGroup::Member &m, float *w) {
+        loadTensor(*file, dir, key + m.name, m.shape, m.hfTransposed, w);
+      });
+  }
+  return state;
+}
+
+} // namespace trlc

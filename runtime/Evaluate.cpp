@@ -1,0 +1,116 @@
+//===- Evaluate.cpp - greedy completion of held-out prompts ---------------===//
+
+#include "trlc/Evaluate.h"
+#include "trlc/Method.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace trlc {
+
+std::vector<std::string> readVocab(const artifact::Artifact &artifact) {
+  std::vector<std::string> vocab;
+  if (artifact.plan.run.data.vocab.empty())
+    return vocab;
+  std::ifstream in(fs::path(artifact.dir) / artifact.plan.run.data.vocab);
+  json j = json::parse(in, nullptr, false);
+  if (j.is_array())
+    for (const json &t : j)
+      vocab.push_back(t.is_string() ? t.get<std::string>() : std::string());
+  return vocab;
+}
+
+std::string decode(const std::vector<std::string> &vocab, const std::vector<int64_t> &ids) {
+  std::string s;
+  for (int64_t id : ids)
+    s += id >= 0 && id < static_cast<int64_t>(vocab.size()) && !vocab[id].empty()
+             ? vocab[id]
+             : "<" + std::to_string(id) + ">";
+  return s;
+}
+
+EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
+                          const std::vector<TokenRow> &rows, bool show) {
+  const artifact::RunInfo &run = artifact.plan.run;
+  const json &cfg = run.modelConfig;
+  int64_t vocabSize = cfg.at("vocab_size").get<int64_t>();
+  int64_t seqLen = artifact.manifest.sequenceBound;
+  std::vector<std::string> vocab = readVocab(artifact);
+  int64_t eos = cfg.contains("eos_token_id") ? cfg["eos_token_id"].get<int64_t>() : -1;
+  int64_t bos = cfg.contains("bos_token_id") ? cfg["bos_token_id"].get<int64_t>() : -1;
+  int64_t pad = run.padTokenId;
+  int64_t b = ex.input("predict", "input_ids").dim(0);
+  TensorRef logits = ex.output("predict", "logits");
+  EvalResult result;
+  result.examples = static_cast<int64_t>(rows.size());
+  int64_t shown = 0;
+  for (size_t start = 0; start < rows.size(); start += b) {
+    size_t n = std::min<size_t>(b, rows.size() - start);
+    std::vector<TokenRow> cur(n);
+    std::vector<std::vector<int64_t>> expected(n);
+    std::vector<bool> done(n, false);
+    for (size_t r = 0; r < n; ++r) {
+      const TokenRow &e = rows[start + r];
+      for (size_t t = 0; t < e.ids.size(); ++t)
+        (e.mask[t] ? expected[r] : cur[r].ids).push_back(e.ids[t]);
+      cur[r].mask.assign(cur[r].ids.size(), 0);
+    }
+    for (int64_t iter = 0; iter < seqLen; ++iter) {
+      Rows batch;
+      for (const TokenRow &c : cur)
+        batch.push_back(&c);
+      fillSftBatch(ex, "predict", batch, pad);
+      ex.run("predict");
+      bool any = false;
+      for (size_t r = 0; r < n; ++r) {
+        int64_t len = cur[r].ids.size();
+        if (len >= seqLen)  // a prompt that fills the sequence bound
+          done[r] = true;
+        if (done[r])
+          continue;
+        std::vector<float> row = ex.read<float>(logits, (r * seqLen + len - 1) * vocabSize, vocabSize);
+        int64_t next = std::max_element(row.begin(), row.end()) - row.begin();
+        cur[r].ids.push_back(next);
+        cur[r].mask.push_back(1);
+        int64_t generated = std::count(cur[r].mask.begin(), cur[r].mask.end(), 1);
+        // A completion longer than the expected one cannot match: stop
+        // there (a padding-free row would otherwise run to the whole
+        // batch's length).
+        if (next == eos || len + 1 >= seqLen ||
+            generated >= static_cast<int64_t>(expected[r].size()))
+          done[r] = true;
+        any |= !done[r];
+      }
+      if (!any)
+        break;
+    }
+    for (size_t r = 0; r < n; ++r) {
+      std::vector<int64_t> prompt, got;
+      for (size_t t = 0; t < cur[r].ids.size(); ++t)
+        (cur[r].mask[t] ? got : prompt).push_back(cur[r].ids[t]);
+      bool ok = got == expected[r];
+      result.correct += ok;
+      if (show && shown < 5) {
+        auto strip = [&](std::vector<int64_t> v) {
+          v.erase(std::remove_if(v.begin(), v.end(),
+                                 [&](int64_t t) { return t == eos || t == pad || t == bos; }),
+                  v.end());
+          return decode(vocab, v);
+        };
+        std::cout << "  " << strip(prompt) << " " << strip(got) << "   (expected "
+                  << strip(expected[r]) << ")" << (ok ? "" : "  x") << "\n";
+        ++shown;
+      }
+    }
+  }
+  return result;
+}
+
+} // namespace trlc

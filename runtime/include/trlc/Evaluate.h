@@ -1,0 +1,43 @@
+//===- Evaluate.h - greedy completion of held-out prompts -------*- C++ -*-===//
+//
+// With [data] eval, the artifact holds an eval shard (prompt and expected
+// completion per row, the completion marked by the loss mask), the
+// `predict` program (next-token logits of a batch) and the tokenizer's
+// vocabulary (data/vocab.json, written by the compiler). After training,
+// each prompt is completed greedily until EOS, the sequence bound or the
+// expected completion's length, and the exact-match rate is reported.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_RUNTIME_EVALUATE_H
+#define TRLC_RUNTIME_EVALUATE_H
+
+#include "trlc/Artifact.h"
+#include "trlc/Executor.h"
+#include "trlc/Shards.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace trlc {
+
+struct EvalResult {
+  int64_t correct = 0, examples = 0;
+  double exactMatch() const { return examples ? double(correct) / examples : 0.0; }
+};
+
+/// Completes every row of `rows` greedily with `predict`; prints the first
+/// five (prompt, completion, expected) when `show`.
+EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
+                          const std::vector<TokenRow> &rows, bool show);
+
+/// The artifact's id -> token text table; empty when it has none.
+std::vector<std::string> readVocab(const artifact::Artifact &artifact);
+
+/// Concatenated token texts (<ID> for an id with no text).
+std::string decode(const std::vector<std::string> &vocab, const std::vector<int64_t> &ids);
+
+} // namespace trlc
+
+#endif // TRLC_RUNTIME_EVALUATE_H
