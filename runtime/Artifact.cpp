@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -437,6 +438,21 @@ Expected<Artifact> readArtifact(const std::string &dir) {
                  " parameters but the plan trains " + std::to_string(parameters) +
                  "; recompile the artifact with `trlc compile`"};
   return a;
+}
+
+Expected<std::vector<TokenRow>> readTokenShard(const Artifact &a, const std::string &shard) {
+  const DataShards &d = a.plan.run.data;
+  bool present = std::all_of(d.sources.begin(), d.sources.end(),
+                             [](const std::string &f) { return fs::exists(f); });
+  if (present && hashFiles(d.sources) != d.hash)
+    return Error{a.dir + ": error: the dataset changed since this artifact was compiled (" +
+                 d.sources.front() + (d.sources.size() > 1 ? ", ..." : "") +
+                 "); run trlc compile again (trlc train recompiles by itself)"};
+  try {
+    return readShard((fs::path(a.dir) / shard).string());
+  } catch (const std::runtime_error &e) {
+    return Error{e.what()};
+  }
 }
 
 } // namespace trlc::artifact

@@ -3,7 +3,7 @@
 #include "trlc/Checkpoint.h"
 #include "trlc/Hash.h"
 #include "trlc/Safetensors.h"
-#include "trlc/Trainer.h"
+#include "trlc/Run.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -126,6 +126,20 @@ void writeText(const std::string &file, const std::string &text) {
   out << text;
   if (!out)
     throw RunError(file + ": error: cannot write (check free space and permissions)");
+}
+
+void claimOutputDir(const std::string &dirName, const std::string &artifact) {
+  fs::path dir(dirName);
+  std::error_code ec;
+  if (fs::exists(dir) && !fs::is_empty(dir, ec) && !fs::exists(dir / "trlc_run.json"))
+    throw RunError(dir.string() + ": error: [output] output_dir exists and is not "
+                   "a trlc run directory; choose another output_dir or remove it");
+  fs::create_directories(dir, ec);
+  if (ec)
+    throw RunError(dir.string() + ": error: cannot create the output directory (" +
+                   ec.message() + ")");
+  writeText((dir / "trlc_run.json").string(),
+            json{{"artifact", fs::absolute(artifact).string()}}.dump(2) + "\n");
 }
 
 ModelState::ModelState(const artifact::Artifact &artifact, Executor &ex, Communicator &comm)

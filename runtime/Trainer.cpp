@@ -4,7 +4,6 @@
 #include "trlc/Checkpoint.h"
 #include "trlc/Comm.h"
 #include "trlc/Evaluate.h"
-#include "trlc/Launch.h"
 #include "trlc/Method.h"
 #include "trlc/Metrics.h"
 
@@ -13,46 +12,24 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
-#include <filesystem>
+#include <cstdio>
 #include <iostream>
 #include <numeric>
 #include <random>
-#include <thread>
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace trlc {
 namespace {
 
-/// The output directory is ours if it is new, empty, or an earlier trlc run.
-void claimOutputDir(const fs::path &dir) {
-  std::error_code ec;
-  if (fs::exists(dir) && !fs::is_empty(dir, ec) && !fs::exists(dir / "trlc_run.json"))
-    throw RunError(dir.string() + ": error: [output] output_dir exists and is not "
-                   "a trlc run directory; choose another output_dir or remove it");
-  fs::create_directories(dir, ec);
-  if (ec)
-    throw RunError(dir.string() + ": error: cannot create the output directory (" +
-                   ec.message() + ")");
-}
-
-/// Rows of one of the artifact's token shards; refuses to train on a
-/// dataset that changed since the compile.
+/// The rows of one of the artifact's token shards.
 std::vector<TokenRow> loadShard(const artifact::Artifact &a, const std::string &shard) {
-  const artifact::DataShards &d = a.plan.run.data;
-  bool present = std::all_of(d.sources.begin(), d.sources.end(),
-                             [](const std::string &f) { return fs::exists(f); });
-  if (present && hashFiles(d.sources) != d.hash)
-    throw RunError(a.dir + ": error: the dataset changed since this artifact was "
-                   "compiled (" + d.sources.front() + (d.sources.size() > 1 ? ", ..." : "") +
-                   "); run trlc compile again (trlc train recompiles by itself)");
-  try {
-    return readShard((fs::path(a.dir) / shard).string());
-  } catch (const std::runtime_error &e) {
-    throw RunError(e.what());
-  }
+  auto rows = artifact::readTokenShard(a, shard);
+  if (!rows)
+    throw RunError(rows.error().message);
+  return std::move(*rows);
 }
 
 /// The rows every rank draws: the same shuffle per epoch (seed + epoch),
@@ -150,11 +127,8 @@ void Loop::evaluate(int64_t step) {
 int Loop::main() {
   int64_t batch = a.manifest.batchSize, accum = run.gradientAccumulationSteps;
   int world = comm.size(), rank = comm.rank();
-  if (lead()) {
-    claimOutputDir(run.outputDir);
-    writeText((fs::path(run.outputDir) / "trlc_run.json").string(),
-              json{{"artifact", fs::absolute(o.artifact).string()}}.dump(2) + "\n");
-  }
+  if (lead())
+    claimOutputDir(run.outputDir, o.artifact);
   comm.barrier();
 
   state.initialize();
@@ -176,6 +150,7 @@ int Loop::main() {
   if (lead())
     metrics.open(run.outputDir, first > 0);
   metrics.history = resumed.logHistory;
+  method->resume(resumed.logHistory);
   if (first >= total)
     throw RunError(o.resume + ": error: the checkpoint is at step " + std::to_string(first) +
                    " and the run has " + std::to_string(total) +
@@ -185,10 +160,6 @@ int Loop::main() {
     sampler.next();
   int64_t logEvery = std::max<int64_t>(1, run.loggingSteps);
   Interval interval;
-  int64_t numTokens = 0;
-  // A resumed run counts on from the checkpoint's last logged total.
-  for (const json &row : metrics.history)
-    numTokens = row.value("num_tokens", numTokens);
   ProgressBar progress(isatty(2) && !o.quiet && lead());
   TensorRef stepIn = ex.input("optimizer_step", "step");
   TensorRef lossOut = ex.output("train_step", "loss");
@@ -229,7 +200,7 @@ int Loop::main() {
       loss = totals[0];
       tokensNow = totals[1];
     }
-    numTokens += static_cast<int64_t>(tokensNow);
+    method->stepDone(static_cast<int64_t>(tokensNow));
     // The accumulated gradients of the first optimizer step.
     if (step == 0 && !o.dumpGradients.empty())
       state.write(o.dumpGradients, StateKind::Grad);
@@ -248,13 +219,13 @@ int Loop::main() {
                 {"loss", interval.loss / interval.steps},
                 {"grad_norm", gradNorm},
                 {"learning_rate", lr},
-                {"num_tokens", numTokens},
                 {"tokens_per_second", interval.tokens / std::max(interval.seconds, 1e-9)},
                 {"step_time_s", interval.seconds / interval.steps},
                 {"peak_memory_bytes", peakRssBytes()},
                 {"planned_memory_bytes", ex.reservedBytes()},
                 {"runtime_allocated_bytes", ex.allocatedPeakBytes()},
                 {"epoch", static_cast<double>(step + 1) * batch * accum * world / rows.size()}};
+      method->addMetrics(m);
       metrics.write(m);
       if (!progress.enabled() && !o.quiet)
         std::printf("step %lld/%lld  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s\n",
@@ -284,59 +255,8 @@ int Loop::main() {
 
 } // namespace
 
-int runArtifact(const RunOptions &o) {
-  const char *worldEnv = std::getenv("WORLD_SIZE");
-  bool launched = worldEnv && *worldEnv;  // by `--nproc` or an outside launcher
-  if (o.nproc > 1 && launched && std::to_string(o.nproc) != worldEnv) {
-    std::cerr << "error: --nproc " << o.nproc << " but WORLD_SIZE is " << worldEnv
-              << " (set by the launcher that started this process); drop --nproc\n";
-    return 2;
-  }
-  try {
-    auto read = artifact::readArtifact(o.artifact);
-    if (!read)
-      throw RunError(read.error().message);
-    artifact::Artifact &a = *read;
-    if (!o.outputDir.empty())
-      a.plan.run.outputDir = fs::absolute(o.outputDir).string();
-    int64_t compiled = a.manifest.worldSize;
-    int64_t world = launched ? std::atoll(worldEnv) : std::max(1, o.nproc);
-    if (world != compiled)
-      throw RunError(o.artifact + ": error: compiled for " + std::to_string(compiled) +
-                     " process(es) but run with " + std::to_string(world) +
-                     "; compile again with --nproc " + std::to_string(world) +
-                     " (the step count, LR schedule and sharding depend on it)");
-    if (world > 1 && !launched)
-      return launchRanks(o);
-    int threads = o.threads > 0 ? o.threads
-                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    std::unique_ptr<Backend> backend;
-    if (o.device == "cuda") {
-      const char *local = std::getenv("LOCAL_RANK");
-      backend = makeCudaBackend(local && *local ? std::atoi(local) : 0);
-    } else {
-      backend = makeCpuBackend(threads);
-    }
-    std::unique_ptr<Communicator> comm = makeCommunicator(o.device);
-    Executor ex(a.plan, *backend, comm.get());
-    return Loop(o, a, ex, *comm).main();
-  } catch (const RunError &e) {
-    std::cerr << e.what() << "\n";
-    return 1;
-  } catch (const CommError &e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
-  } catch (const KernelError &e) {
-    std::cerr << o.artifact << ": error: " << e.what() << "\n";
-    return 1;
-  } catch (const json::exception &e) {
-    std::cerr << o.artifact << "/plan.json: error: malformed run section (" << e.what()
-              << "); recompile the artifact with `trlc compile`\n";
-    return 1;
-  } catch (const fs::filesystem_error &e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
-  }
+int train(const RunOptions &o, const artifact::Artifact &a, Executor &ex, Communicator &comm) {
+  return Loop(o, a, ex, comm).main();
 }
 
 } // namespace trlc

@@ -9,7 +9,7 @@
 #define TRLC_TOOLS_RUNCOMMANDS_H
 
 #include "tools/Options.h"
-#include "trlc/Trainer.h"
+#include "trlc/Run.h"
 
 #include <string>
 

@@ -1,7 +1,7 @@
 //===- Method.cpp - the methods the runtime trains ------------------------===//
 
 #include "trlc/Method.h"
-#include "trlc/Trainer.h"
+#include "trlc/Run.h"
 
 namespace trlc {
 

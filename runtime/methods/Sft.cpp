@@ -1,15 +1,16 @@
-//===- Sft.cpp - supervised fine-tuning batches ---------------------------===//
+//===- Sft.cpp - supervised fine-tuning batches and metrics ---------------===//
 //
 // Rows are token shards' rows: one example, or several documents packed
 // back to back (their seq_lengths). The first token of a document is never
 // a target and no label crosses into the next document. The loss is the
 // sum over trainable tokens divided by the trainable tokens of the whole
-// accumulated global batch, as TRL divides.
+// accumulated global batch, as TRL divides; num_tokens counts the input
+// tokens trained on, as TRL's SFTTrainer logs it.
 //
 //===----------------------------------------------------------------------===//
 
 #include "trlc/Method.h"
-#include "trlc/Trainer.h"
+#include "trlc/Run.h"
 
 namespace trlc {
 
@@ -44,9 +45,17 @@ public:
   void setNormalizer(Executor &ex, double n) override {
     ex.setScalar(ex.input("train_step", "num_items_in_batch"), static_cast<float>(n));
   }
+  void stepDone(int64_t tokens) override { numTokens += tokens; }
+  /// TRL's SFTTrainer logs the input tokens seen so far.
+  void addMetrics(nlohmann::json &row) const override { row["num_tokens"] = numTokens; }
+  void resume(const nlohmann::json &logHistory) override {
+    for (const nlohmann::json &row : logHistory)
+      numTokens = row.value("num_tokens", numTokens);
+  }
 
 private:
   int64_t pad;
+  int64_t numTokens = 0;
 };
 
 } // namespace

@@ -64,6 +64,7 @@
 
 #include "trlc/Expected.h"
 #include "trlc/Kernels.h"
+#include "trlc/Shards.h"
 
 #include <nlohmann/json.hpp>
 
@@ -232,6 +233,12 @@ bool readManifest(const std::string &dir, Manifest &manifest,
 /// Reads the manifest and the plan and checks them against each other and
 /// recipe.toml (recipe hash, model type, parameter count).
 Expected<Artifact> readArtifact(const std::string &dir);
+
+/// The rows of one of the artifact's token shards (`shard`: its path in
+/// the artifact); refuses a dataset edited since the compile (its source
+/// files are there and their hash differs) and a damaged shard.
+Expected<std::vector<TokenRow>> readTokenShard(const Artifact &artifact,
+                                               const std::string &shard);
 
 /// FNV-1a 64-bit hash of `text` as 16 hex digits.
 std::string contentHash(const std::string &text);

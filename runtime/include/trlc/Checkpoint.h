@@ -77,6 +77,11 @@ private:
 /// Writes `text` to `file`; throws RunError when it cannot.
 void writeText(const std::string &file, const std::string &text);
 
+/// Makes `dir` the run's output directory: it must be new, empty, or an
+/// earlier trlc run's (marked by trlc_run.json, written here), so nothing
+/// the user keeps there is overwritten. Throws RunError.
+void claimOutputDir(const std::string &dir, const std::string &artifact);
+
 } // namespace trlc
 
 #endif // TRLC_RUNTIME_CHECKPOINT_H

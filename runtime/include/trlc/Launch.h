@@ -3,7 +3,7 @@
 #ifndef TRLC_RUNTIME_LAUNCH_H
 #define TRLC_RUNTIME_LAUNCH_H
 
-#include "trlc/Trainer.h"
+#include "trlc/Run.h"
 
 namespace trlc {
 

@@ -17,6 +17,8 @@
 #include "trlc/Executor.h"
 #include "trlc/Shards.h"
 
+#include <nlohmann/json.hpp>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +39,12 @@ public:
   virtual double normalizer(const std::vector<Rows> &globalMicroBatches) const = 0;
   /// Sets the normaliser input of train_step before each micro-batch.
   virtual void setNormalizer(Executor &ex, double normalizer) = 0;
+  /// After each optimizer step, with the tokens of its global batch.
+  virtual void stepDone(int64_t tokens) = 0;
+  /// The method's own keys of a logged metrics row.
+  virtual void addMetrics(nlohmann::json &row) const = 0;
+  /// A resumed run: the method's counters from the log history.
+  virtual void resume(const nlohmann::json &logHistory) = 0;
 };
 
 /// The method of an artifact (its manifest's `method`); throws RunError

@@ -1,49 +1,30 @@
 //===- Trainer.h - the training loop around a compiled plan -----*- C++ -*-===//
 //
-// `trlc run`: reads the artifact (trlc/Artifact.h), starts the ranks of a
-// data-parallel run (trlc/Launch.h), initialises or loads the weights
-// (trlc/Checkpoint.h), feeds the method's batches (trlc/Method.h) into
-// train_step, runs optimizer_step every gradient_accumulation_steps
-// micro-batches, logs metrics.jsonl (trlc/Metrics.h), writes Hugging
-// Face-layout checkpoints and the final model, and, when the recipe has
-// [data] eval, greedily completes the held-out prompts (trlc/Evaluate.h).
+// One process's share of a run: initialises or loads the weights
+// (trlc/Checkpoint.h), draws the same shuffled global batches on every
+// rank and trains on its slice of each, feeding the method's batches
+// (trlc/Method.h) into train_step and running optimizer_step every
+// gradient_accumulation_steps micro-batches; logs metrics.jsonl
+// (trlc/Metrics.h), writes checkpoints and the final model, and, when the
+// recipe has [data] eval, greedily completes the held-out prompts
+// (trlc/Evaluate.h).
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef TRLC_RUNTIME_TRAINER_H
 #define TRLC_RUNTIME_TRAINER_H
 
-#include <cstdint>
-#include <stdexcept>
-#include <string>
+#include "trlc/Artifact.h"
+#include "trlc/Comm.h"
+#include "trlc/Executor.h"
+#include "trlc/Run.h"
 
 namespace trlc {
 
-struct RunOptions {
-  std::string artifact;
-  int64_t maxSteps = -1;  // -1: the plan's total_steps
-  int threads = 0;        // 0: all hardware threads
-  bool quiet = false;
-  /// Write the weights as initialised to this safetensors file (for the
-  /// PyTorch tests).
-  std::string dumpInitial;
-  std::string dumpGradients;  // accumulated gradients of the first step
-  int nproc = 1;  // > 1: start that many local processes, data parallel
-  std::string resume;  // a checkpoint-STEP directory to continue from
-  std::string device = "cpu";  // "cpu" or "cuda" (GPU LOCAL_RANK)
-  /// Where checkpoints, metrics and the model go instead of the recipe's
-  /// [output] output_dir (an artifact compiled on another machine).
-  std::string outputDir;
-};
-
-/// A run that cannot go on, with the file and the fix in the message.
-struct RunError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-/// Runs the artifact; returns the process exit code. Errors are printed
-/// with the file and the fix.
-int runArtifact(const RunOptions &options);
+/// Trains `artifact` on `ex` as rank comm.rank() of comm.size(); returns
+/// the exit code, throws RunError.
+int train(const RunOptions &options, const artifact::Artifact &artifact, Executor &ex,
+          Communicator &comm);
 
 } // namespace trlc
 
