@@ -183,12 +183,17 @@ const char *dtypeName(DType d) {
   return "?";
 }
 
-int64_t TensorDesc::numel() const {
+namespace {
+int64_t product(const std::vector<int64_t> &shape) {
   int64_t n = 1;
   for (int64_t d : shape)
     n *= d;
   return n;
 }
+} // namespace
+
+int64_t TensorDesc::numel() const { return product(shape); }
+int64_t ZeroGroup::Member::numel() const { return product(shape); }
 
 json DataShards::toJson() const {
   return {{"train_shard", trainShard}, {"eval_shard", evalShard}, {"vocab", vocab},
@@ -385,10 +390,7 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
           !shards.insert(g.param).second)
         return fail("ZeRO group '" + g.name + "' names no shard parameter of its own");
       for (const ZeroGroup::Member &m : g.members) {
-        int64_t numel = 1;
-        for (int64_t d : m.shape)
-          numel *= d;
-        if (m.offset < 0 || m.offset + numel > g.numel)
+        if (m.offset < 0 || m.offset + m.numel() > g.numel)
           return fail("ZeRO group '" + g.name + "': member '" + m.name +
                       "' lies outside the group");
       }
@@ -421,12 +423,8 @@ Expected<Artifact> readArtifact(const std::string &dir) {
   int64_t parameters = 0;
   for (const ZeroGroup &g : a.plan.zero.groups) {
     shardParams.insert(g.param);
-    for (const ZeroGroup::Member &m : g.members) {
-      int64_t numel = 1;
-      for (int64_t d : m.shape)
-        numel *= d;
-      parameters += numel;
-    }
+    for (const ZeroGroup::Member &m : g.members)
+      parameters += m.numel();
   }
   for (size_t i = 0; i < a.plan.params.size(); ++i) {
     const ParamDesc &p = a.plan.params[i];

@@ -32,6 +32,18 @@ static_assert(std::size(kTable) == kKernels);
 
 const Row &row(Kernel k) { return kTable[static_cast<int>(k)]; }
 
+/// The fused lm_head kernels: 0 forward, 1 backward (which takes the
+/// incoming gradient first, so its operands are one further).
+std::optional<int> fusedHead(Kernel k) {
+  switch (k) {
+  case Kernel::FusedLinearCrossEntropy:
+  case Kernel::FusedLinearLogProbs: return 0;
+  case Kernel::FusedLinearCrossEntropyGrad:
+  case Kernel::FusedLinearLogProbsGrad: return 1;
+  default: return std::nullopt;
+  }
+}
+
 /// The call's tensors as TensorRefs at stand-in addresses (distinct
 /// buffers apart, views of one buffer together), for the rules that look
 /// at a call's operands rather than a plan's indices.
@@ -80,8 +92,7 @@ int64_t cpuScratch(const artifact::KernelCall &call, const artifact::Plan &plan,
   case Kernel::FusedLinearLogProbs:
   case Kernel::FusedLinearCrossEntropyGrad:
   case Kernel::FusedLinearLogProbsGrad: {
-    int grad = call.kernel == Kernel::FusedLinearCrossEntropyGrad ||
-               call.kernel == Kernel::FusedLinearLogProbsGrad;
+    int grad = *fusedHead(call.kernel);
     const auto &h = shape(grad);
     int64_t rows = 1;
     for (size_t i = 0; i + 1 < h.size(); ++i)
@@ -129,8 +140,7 @@ int64_t cudaKernelScratch(const artifact::KernelCall &call,
   case Kernel::FusedLinearLogProbs:
   case Kernel::FusedLinearCrossEntropyGrad:
   case Kernel::FusedLinearLogProbsGrad: {
-    bool grad = call.kernel == Kernel::FusedLinearCrossEntropyGrad ||
-                call.kernel == Kernel::FusedLinearLogProbsGrad;
+    int grad = *fusedHead(call.kernel);
     cu::FusedLinear f;
     f.hidden.bf16 = plan.tensors[call.in[grad]].dtype == artifact::DType::BF16;
     f.rows = rows(grad);

@@ -185,6 +185,7 @@ struct ZeroGroup {
     int64_t offset = 0;  // elements into the flat buffer
     std::vector<int64_t> shape;
     bool hfTransposed = false;
+    int64_t numel() const;
   };
   std::string name;
   int64_t numel = 0;  // members and the padding that aligns them
