@@ -8,19 +8,6 @@ using namespace mlir::trl;
 
 namespace trlc {
 
-StepShape recipeStepShape(const Recipe &recipe) {
-  StepShape s;
-  s.batch = recipe.train.perDeviceTrainBatchSize;
-  if (recipe.method == Method::GRPO) {
-    s.sequenceBound = *recipe.data.maxPromptLength + *recipe.data.maxCompletionLength;
-    s.boundSource = "max_prompt_length + max_completion_length";
-  } else {
-    s.sequenceBound = *recipe.data.maxLength;
-    s.boundSource = "max_length";
-  }
-  return s;
-}
-
 OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
                                      const StepShape &shape) {
   context.loadDialect<TrlDialect, func::FuncDialect>();
