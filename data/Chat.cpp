@@ -9,7 +9,27 @@ namespace trlc::data {
 ChatTemplate::ChatTemplate(const std::string &source, const std::string &where,
                            const Tokenizer &tokenizer)
     : template_(source, where), tokenizer_(tokenizer),
-      marksGeneration_(std::regex_search(source, std::regex(R"(\{%-?\s*generation\s*-?%\})"))) {}
+      marksGeneration_(std::regex_search(source, std::regex(R"(\{%-?\s*generation\s*-?%\})"))),
+      chatml_(!marksGeneration_ && source.find("<|im_start|>") != std::string::npos &&
+              source.find("<|im_end|>") != std::string::npos) {}
+
+namespace {
+/// ChatML's assistant turns in rendered text, as TRL's training templates
+/// mark them: content and the closing <|im_end|>.
+std::vector<std::pair<size_t, size_t>> chatmlAssistantRanges(const std::string &text) {
+  const std::string header = "<|im_start|>assistant\n", end = "<|im_end|>";
+  std::vector<std::pair<size_t, size_t>> ranges;
+  for (size_t at = text.find(header); at != std::string::npos; at = text.find(header, at)) {
+    size_t begin = at + header.size();
+    size_t close = text.find(end, begin);
+    size_t stop = close == std::string::npos ? text.size() : close + end.size();
+    if (stop > begin)
+      ranges.emplace_back(begin, stop);
+    at = stop;
+  }
+  return ranges;
+}
+} // namespace
 
 jinja::Template::Output ChatTemplate::render(const nlohmann::ordered_json &messages,
                                              const nlohmann::ordered_json &tools,
@@ -33,8 +53,10 @@ ChatEncoding ChatTemplate::encode(const nlohmann::ordered_json &messages,
                                   const nlohmann::ordered_json &tools,
                                   bool addGenerationPrompt, bool assistantMask) const {
   jinja::Template::Output out = render(messages, tools, addGenerationPrompt);
+  if (chatml_)
+    out.generation = chatmlAssistantRanges(out.text);
   ChatEncoding enc;
-  enc.hasGeneration = marksGeneration_;
+  enc.hasGeneration = masksAssistant();
   if (!assistantMask) {
     enc.ids = tokenizer_.encode(out.text, false);
     return enc;

@@ -6,6 +6,12 @@
 // the assistant mask marks the tokens from the one holding the first byte
 // of each {% generation %} block to the one holding its last byte.
 //
+// ChatML templates without {% generation %} (SmolLM2's, Qwen2.5's stock
+// templates) are marked the way TRL's training templates mark them: each
+// assistant turn's content and its closing <|im_end|>, found in the
+// rendered text after every "<|im_start|>assistant\n" (the newline after
+// <|im_end|> and the generation prompt are not assistant text).
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef TRLC_DATA_CHAT_H
@@ -36,11 +42,14 @@ public:
                       const nlohmann::ordered_json &tools,
                       bool addGenerationPrompt, bool assistantMask) const;
   bool marksGeneration() const { return marksGeneration_; }
+  /// The assistant mask is known: {% generation %} blocks, or ChatML.
+  bool masksAssistant() const { return marksGeneration_ || chatml_; }
 
 private:
   jinja::Template template_;
   const Tokenizer &tokenizer_;
   bool marksGeneration_;
+  bool chatml_;  // a ChatML template without generation blocks
 };
 
 } // namespace trlc::data

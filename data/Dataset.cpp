@@ -558,7 +558,7 @@ DataPlan runDataPlan(const DataConfig &c) {
       throw InputError(tok->source + ": error: the tokenizer has " +
                        std::to_string(tok->vocabSize()) + " tokens but the model's vocab_size is " +
                        std::to_string(c.vocabSize) + "; use the model's own tokenizer");
-    std::string source = tok->chatTemplate, where = tok->source;
+    std::string source = tok->chatTemplate, where = tok->chatTemplateSource;
     if (!c.chatTemplatePath.empty()) {
       std::ifstream in(c.chatTemplatePath);
       if (!in)
@@ -574,10 +574,11 @@ DataPlan runDataPlan(const DataConfig &c) {
         throw InputError(e.what());
       }
     }
-    if (c.assistantOnlyLoss && chat && !chat->marksGeneration())
+    if (c.assistantOnlyLoss && chat && !chat->masksAssistant())
       throw InputError(where + ": error: assistant_only_loss needs a chat template that "
                                "marks assistant text with {% generation %} ... "
-                               "{% endgeneration %}; this one does not");
+                               "{% endgeneration %}, or a ChatML one (<|im_start|>assistant "
+                               "... <|im_end|>); this one is neither");
   };
 
   std::optional<Format> format;

@@ -896,11 +896,14 @@ Tokenizer Tokenizer::load(const std::string &path) {
         for (const json &e : ct)
           if (e.value("name", "") == "default")
             tok.chatTemplate = e.value("template", "");
+      tok.chatTemplateSource = config.string();
     }
   }
   fs::path jinja = dir / "chat_template.jinja";
-  if (tok.chatTemplate.empty() && fs::exists(jinja))
+  if (tok.chatTemplate.empty() && fs::exists(jinja)) {
     tok.chatTemplate = readFile(jinja.string());
+    tok.chatTemplateSource = jinja.string();
+  }
   auto idOf = [&](const std::string &text, const char *field) -> std::optional<int32_t> {
     if (text.empty())
       return std::nullopt;

@@ -67,6 +67,7 @@ public:
   std::string bosToken, eosToken, padToken;
   std::optional<int32_t> bosId, eosId, padId;
   std::string chatTemplate;        // the default template, "" when none
+  std::string chatTemplateSource;  // the file the template came from
   std::string source;              // the file it came from
 
   struct Impl;

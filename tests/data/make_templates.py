@@ -9,6 +9,14 @@ templates are also tokenized with the tokenizer fixtures to give the ids
 and assistant masks `apply_chat_template` returns. Output: OUT/cases.jsonl.
 
     python3 tests/data/make_templates.py tests/data/templates
+
+With a SmolLM2 model directory (scripts/fetch-smollm2), its stock ChatML
+template (written to OUT/smollm2.jinja) is rendered and tokenized too, and
+its assistant masks are those of the same template with {% generation %}
+markers around each assistant turn's content and <|im_end|> (TRL's
+training templates): what trlc must find in the unmarked template.
+
+    python3 tests/data/make_templates.py OUT SMOLLM2_DIR
 """
 import json
 import os
@@ -51,6 +59,62 @@ CONVERSATIONS = [
 SPECIALS = {"bos_token": "<s>", "eos_token": "</s>"}
 
 TOKENIZED = {"chatml.jinja": "qwen-bytelevel", "llama3.jinja": "llama3-bytelevel"}
+
+
+SMOLLM2_MARKED = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+    "Face<|im_end|>\n' }}{% endif %}{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}"
+    "{% endgeneration %}{{ '\n' }}{% else %}{{ '<|im_start|>' + message['role'] + '\n' + "
+    "message['content'] + '<|im_end|>' + '\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+SMOLLM2_CONVERSATIONS = CONVERSATIONS + [
+    {"messages": [{"role": "user", "content": "What is the capital of France?"},
+                  {"role": "assistant", "content": "The capital of France is Paris."}]},
+    {"messages": [{"role": "system", "content": "You answer in one word."},
+                  {"role": "user", "content": "Capital of Japan?"},
+                  {"role": "assistant", "content": "Tokyo."},
+                  {"role": "user", "content": "And of Italy?"},
+                  {"role": "assistant", "content": "Rome."}]},
+    {"messages": [{"role": "user", "content": "Write code:\n```python\nprint(1)\n```"},
+                  {"role": "assistant", "content": "```python\nprint(2)\n```\n\nDone."}]},
+    {"messages": [{"role": "user", "content": "12345 + 678"},
+                  {"role": "assistant", "content": "13023"}]},
+]
+
+
+def smollm2_cases(out, model_dir):
+    """Stock template: text, ids; assistant masks from the marked twin."""
+    template = json.load(open(os.path.join(model_dir, "tokenizer_config.json")))["chat_template"]
+    with open(os.path.join(out, "smollm2.jinja"), "w") as f:
+        f.write(template)
+    tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(model_dir, "tokenizer.json"))
+    specials = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"}
+    cases = []
+    for ci, conv in enumerate(SMOLLM2_CONVERSATIONS):
+        for agp in (False, True):
+            rendered, gen = render_jinja_template(
+                [conv["messages"]], chat_template=template, return_assistant_tokens_mask=True,
+                add_generation_prompt=agp, **specials)
+            marked = tok.apply_chat_template(
+                conv["messages"], chat_template=SMOLLM2_MARKED, add_generation_prompt=agp,
+                tokenize=True, return_dict=True, return_assistant_tokens_mask=True, **specials)
+            enc = tok.apply_chat_template(
+                conv["messages"], chat_template=template, add_generation_prompt=agp,
+                tokenize=True, return_dict=True, **specials)
+            assert list(enc["input_ids"]) == list(marked["input_ids"])
+            cases.append({
+                "template": "smollm2.jinja", "template_dir": os.path.abspath(out),
+                "conversation": ci, "add_generation_prompt": agp,
+                "context": {"messages": conv["messages"], "tools": None, "documents": None,
+                            "add_generation_prompt": agp, **specials},
+                "text": rendered[0], "generation": byte_ranges(rendered[0], gen[0]),
+                "tokenizer": "smollm2", "tokenizer_dir": os.path.abspath(model_dir),
+                "input_ids": list(enc["input_ids"]),
+                "assistant_masks": list(marked["assistant_masks"])})
+    return cases
 
 
 def byte_ranges(text, indices):
@@ -96,6 +160,8 @@ def main():
                 except Exception as e:  # the template raised
                     case["error"] = str(e)
                 cases.append(case)
+    if len(sys.argv) > 2:
+        cases += smollm2_cases(out, sys.argv[2])
     with open(os.path.join(out, "cases.jsonl"), "w") as f:
         for c in cases:
             f.write(json.dumps(c, ensure_ascii=False) + "\n")

@@ -8,6 +8,13 @@ text with the library's ids (with and without special tokens) and its
 decode. Run it again to refresh the committed fixtures:
 
     python3 tests/data/make_tokenizers.py tests/data/tokenizers
+
+With a SmolLM2 model directory (scripts/fetch-smollm2) it also writes
+OUT/smollm2: the real tokenizer and cases over English, code, digits,
+whitespace runs, CRLF, CJK, right-to-left scripts, emoji sequences and
+special tokens inside text (not committed: the tokenizer is 1.7 MB):
+
+    python3 tests/data/make_tokenizers.py OUT SMOLLM2_DIR
 """
 import json
 import os
@@ -185,5 +192,89 @@ def main():
           cases(rng, ["[INST]", "</s>"]))
 
 
+SMOL_ENGLISH = [
+    "The quick brown fox jumps over the lazy dog.",
+    "What is the capital of France? The capital of France is Paris.",
+    "I'd like two tickets, please; we're leaving at half past seven.",
+    "She said, \"It's not what you think!\" and walked away.",
+    "Tokenization splits text into pieces called tokens.",
+    "Mr. O'Neil's dog—a terrier—won first prize (again).",
+    "ALL CAPS TEXT SHOULD STILL TOKENIZE PROPERLY",
+    "e-mail: someone@example.com, web: https://example.org/path?q=1&r=2",
+    "Hyphenated-words, semi-colons; colons: and ellipses...",
+    "It's 5 o'clock somewhere, isn't it?",
+]
+
+
+def smol_texts(rng):
+    texts = list(SMOL_ENGLISH)
+    words = ("model data train learn token text small large fast slow good answer "
+             "question the a of and to in is that it for on with as was be by").split()
+    for _ in range(30):
+        texts.append(" ".join(rng.choice(words) for _ in range(rng.randint(3, 25))).capitalize() + ".")
+    code = [
+        "def add(a, b):\n    return a + b\n",
+        "for (int i = 0; i < n; ++i) {\n\tsum += x[i];\n}",
+        "#include <vector>\nint main() { return 0; }",
+        "{\"name\": \"trlc\", \"version\": 1, \"tags\": [\"a\", \"b\"]}",
+        "SELECT id, name FROM users WHERE age >= 18 ORDER BY name;",
+        "x = [i ** 2 for i in range(10) if i % 2 == 0]",
+        "$ ls -la /tmp && echo \"done\" | grep -v '^#'",
+        "class Foo(Bar):\n    def __init__(self):\n        super().__init__()\n",
+        "const f = (x) => x?.y ?? 0;  // optional chaining",
+        "<div class=\"row\"><span>&amp; &lt;tag&gt;</span></div>",
+        "    indented four\n        indented eight\n\tand a tab",
+        "if x != None and y <= 3: pass  # comment",
+    ]
+    texts += code
+    for _ in range(18):
+        line = rng.choice(code).replace("\n", rng.choice(["\n", "\r\n", "\n\n"]))
+        texts.append(line)
+    for _ in range(30):
+        texts.append(rng.choice(["", "v", "#", "$", "+"]) + str(rng.randint(0, 10 ** rng.randint(1, 12))) +
+                     rng.choice(["", ".5", ",000", "%", " km", "e-7"]))
+    texts += ["3.14159265358979", "2026-12-02", "+1 (555) 010-9999", "1,234,567.89", "007",
+              "0x1F 0b1010 1e10 -0.0", "12:30:45", "version 2.11.3", "1st 2nd 3rd 4th"]
+    for _ in range(20):
+        ws = "".join(rng.choice([" ", "  ", "\t", "\n", "   ", " \n "]) for _ in range(rng.randint(1, 6)))
+        texts.append(rng.choice(["a", "word", "x = 1", ""]) + ws + rng.choice(["b", "end", "", "y"]))
+    texts += ["    ", "\t\t", "\n\n\n", " \n", "trailing   ", "   leading", "a\u00a0b"]
+    texts += ["line one\r\nline two\r\n", "\r\n", "mixed\r\nand\nunix\rmac",
+              "a\r\n\r\nb", "CRLF at end\r\n", "\r\n\r\n\r\n", "tab\t\r\nnewline",
+              "x\r", "\ry", "win\r\nlines\r\n  indented\r\n"]
+    texts += ["日本語のテキストを分割します。", "中文文本处理很有意思。", "한국어 텍스트입니다.",
+              "東京タワーは333メートルです", "漢字とかなと카나와 中文 mixed", "我爱自然语言处理",
+              "こんにちは、世界！", "안녕하세요 세계", "今天天气很好，我们去公园吧。",
+              "ｆｕｌｌｗｉｄｔｈ　ｓｐａｃｅ", "「引用」と『二重』", "数字１２３と123",
+              "繁體中文與简体中文", "カタカナとひらがな", "한글 123 English"]
+    texts += ["مرحبا بالعالم", "هذا نص عربي للاختبار.", "שלום עולם", "זהו טקסט בעברית.",
+              "سلام دنیا", "English then عربي then English", "עברית 123 numbers",
+              "الأرقام ١٢٣ العربية", "متن فارسی با اعداد ۱۲۳", "(טקסט) [בסוגריים]",
+              "\u200fRTL mark", "mixed \u202bembedding\u202c text", "ابجد هوز", "א ב ג ד",
+              "قال: \"نعم\""]
+    texts += ["👍", "🤗🚀✨", "👨‍👩‍👧‍👦 family", "👍🏽 skin tone", "🇫🇷🇯🇵 flags",
+              "❤️ heart with VS16", "emoji🙂inside🙃words", "🏳️‍🌈 rainbow flag",
+              "1️⃣ keycap", "🧬🧪🔬", "text 😀 text 😃 text", "🤷‍♀️", "🐍 python",
+              "🇺🇳", "☕️ and 🍵"]
+    specials = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<repo_name>", "<file_sep>"]
+    for sp in specials:
+        texts += [f"{sp}user\nHi{sp}", f"before{sp}after", f" {sp} spaced {sp} ", sp]
+    texts += ["<|im_start", "im_start|>", "<|im_end|", "< |im_end| >", "<|IM_START|>",
+              "<|im_start|>assistant\n4<|im_end|>\n<|im_start|>user\nok<|im_end|>\n"]
+    return texts
+
+
+def smollm2(out, model_dir):
+    d = os.path.join(out, "smollm2")
+    os.makedirs(d, exist_ok=True)
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    config = json.load(open(os.path.join(model_dir, "tokenizer_config.json")))
+    texts = smol_texts(random.Random(1)) + cases(random.Random(2), ["<|im_start|>", "<|im_end|>"])
+    write(out, "smollm2", tok, config, texts)
+    print(f"smollm2: {len(texts)} texts")
+
+
 if __name__ == "__main__":
     main()
+    if len(sys.argv) > 2:
+        smollm2(sys.argv[1], sys.argv[2])
