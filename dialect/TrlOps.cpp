@@ -727,12 +727,6 @@ LogicalResult GradNormOp::verify() {
   return success();
 }
 
-LogicalResult ClipGradOp::verify() {
-  if (failed(expectPositive(*this, "max_norm", getMaxNorm().convertToDouble())))
-    return failure();
-  return expectType(*this, "result", getType(), getGrad().getType());
-}
-
 LogicalResult LrScheduleOp::verify() {
   if (getBaseLr().convertToDouble() < 0)
     return emitOpError("expects base_lr >= 0");
@@ -761,6 +755,12 @@ LogicalResult AdamWOp::verify() {
     return failure();
   if (getWeightDecay().convertToDouble() < 0)
     return emitOpError("expects weight_decay >= 0");
+  double maxNorm = getMaxGradNorm().convertToDouble();
+  if (getGradNorm() && maxNorm <= 0)
+    return emitOpError() << "clips by a gradient norm but max_grad_norm is " << num(maxNorm)
+                         << " (expected > 0)";
+  if (!getGradNorm() && maxNorm != 0)
+    return emitOpError("has max_grad_norm but no gradient norm to clip by");
   return success();
 }
 

@@ -802,20 +802,6 @@ def Trl_GradNormOp : Trl_Op<"grad_norm", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_ClipGradOp : Trl_Op<"clip_grad", [Pure]> {
-  let summary = "scales a gradient by min(1, max_norm / (global_norm + 1e-6))";
-  let description = [{
-    ```mlir
-    %gc = trl.clip_grad %g, %n {max_norm = 1.0 : f64} : (tensor<64xf32>, tensor<f32>) -> tensor<64xf32>
-    ```
-  }];
-  let arguments = (ins Trl_FloatTensor:$grad, Trl_Scalar:$global_norm,
-                   F64Attr:$max_norm);
-  let results = (outs Trl_FloatTensor:$result);
-  let assemblyFormat = "$grad `,` $global_norm attr-dict `:` functional-type(operands, results)";
-  let hasVerifier = 1;
-}
-
 def Trl_LrScheduleOp : Trl_Op<"lr_schedule", [Pure]> {
   let summary = "learning rate at an optimizer step (Hugging Face schedules)";
   let description = [{
@@ -839,25 +825,30 @@ def Trl_AdamWOp : Trl_Op<"adamw", [Pure]> {
   let description = [{
     `step` counts the updates already applied (0 for the first), so bias
     correction uses step + 1. Returns the new parameter and moments (all
-    fp32 master copies); torch.optim.AdamW's arithmetic.
+    fp32 master copies); torch.optim.AdamW's arithmetic. With `clip` and
+    the global gradient norm, the gradient is first scaled by
+    min(1, max_grad_norm / (norm + 1e-6)), as torch.nn.utils.clip_grad_norm_
+    does, inside the update: no clipped copy of the gradient is stored.
 
     ```mlir
-    %p1, %m1, %v1 = trl.adamw %p, %g, %m, %v, %lr, %step {beta1 = 0.9 : f64, beta2 = 0.999 : f64, eps = 1.0e-08 : f64, weight_decay = 0.0 : f64}
-        : (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<f32>, tensor<i64>) -> (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>)
+    %p1, %m1, %v1 = trl.adamw %p, %g, %m, %v, %lr, %step clip %norm {beta1 = 0.9 : f64, beta2 = 0.999 : f64, eps = 1.0e-08 : f64, weight_decay = 0.0 : f64, max_grad_norm = 1.0 : f64}
+        : (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>)
     ```
   }];
   let arguments = (ins Trl_FloatTensor:$param, Trl_FloatTensor:$grad,
                    Trl_FloatTensor:$exp_avg, Trl_FloatTensor:$exp_avg_sq,
                    Trl_Scalar:$lr, 0DTensorOf<[I64]>:$step,
+                   Optional<Trl_Scalar>:$grad_norm,
                    DefaultValuedAttr<F64Attr, "0.9">:$beta1,
                    DefaultValuedAttr<F64Attr, "0.999">:$beta2,
                    DefaultValuedAttr<F64Attr, "1e-8">:$eps,
-                   DefaultValuedAttr<F64Attr, "0.0">:$weight_decay);
+                   DefaultValuedAttr<F64Attr, "0.0">:$weight_decay,
+                   DefaultValuedAttr<F64Attr, "0.0">:$max_grad_norm);
   let results = (outs Trl_FloatTensor:$new_param, Trl_FloatTensor:$new_exp_avg,
                  Trl_FloatTensor:$new_exp_avg_sq);
   let assemblyFormat = [{
-    $param `,` $grad `,` $exp_avg `,` $exp_avg_sq `,` $lr `,` $step attr-dict
-    `:` functional-type(operands, results)
+    $param `,` $grad `,` $exp_avg `,` $exp_avg_sq `,` $lr `,` $step (`clip` $grad_norm^)?
+    attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }

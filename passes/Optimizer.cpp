@@ -96,12 +96,7 @@ struct Optimizer : mlir::trl::impl::TrlOptimizerBase<Optimizer> {
     for (const Trainable &p : params)
       opt.addTensor(p.name.getValue().str(), p.type);
     b.setInsertionPointToStart(opt.entry);
-    SmallVector<Value> g = opt.grads;
-    Value norm = b.create<GradNormOp>(loc, f32, g);
-    if (maxGradNorm > 0)
-      for (Value &gi : g)
-        gi = b.create<ClipGradOp>(loc, gi.getType(), gi, norm,
-                                  b.getF64FloatAttr(maxGradNorm));
+    Value norm = b.create<GradNormOp>(loc, f32, opt.grads);
     Value lr = b.create<LrScheduleOp>(
         loc, f32, opt.step, LrScheduleAttr::get(ctx, kind),
         b.getF64FloatAttr(learningRate), b.getI64IntegerAttr(warmupSteps),
@@ -112,7 +107,7 @@ struct Optimizer : mlir::trl::impl::TrlOptimizerBase<Optimizer> {
                                   p.hfTransposed ? b.getUnitAttr() : UnitAttr());
       // Biases and norm weights (vectors) are not decayed.
       double decay = p.type.getRank() >= 2 ? weightDecay.getValue() : 0.0;
-      opt.update(i, w, g[i], lr, beta1, beta2, epsilon, decay);
+      opt.update(i, w, lr, norm, maxGradNorm, beta1, beta2, epsilon, decay);
     }
     opt.finish(norm, lr);
   }

@@ -35,14 +35,17 @@ public:
     expAvgSq.push_back(addArg(type, "trl.state", "exp_avg_sq:" + key));
   }
 
-  /// AdamW on tensor `i` (its gradient possibly clipped); records the
-  /// new parameter, moments and the cleared gradient as states.
-  void update(size_t i, Value param, Value grad, Value lr, double beta1, double beta2,
-              double eps, double decay) {
+  /// AdamW on tensor `i`, its gradient clipped by the global norm `norm`
+  /// to `maxNorm` when that is positive; records the new parameter,
+  /// moments and the cleared gradient as states.
+  void update(size_t i, Value param, Value lr, Value norm, double maxNorm, double beta1,
+              double beta2, double eps, double decay) {
     auto type = cast<RankedTensorType>(param.getType());
-    auto upd = b.create<AdamWOp>(loc, type, type, type, param, grad, expAvg[i], expAvgSq[i], lr,
-                                 step, b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2),
-                                 b.getF64FloatAttr(eps), b.getF64FloatAttr(decay));
+    auto upd = b.create<AdamWOp>(loc, type, type, type, param, grads[i], expAvg[i], expAvgSq[i],
+                                 lr, step, maxNorm > 0 ? norm : Value(),
+                                 b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2),
+                                 b.getF64FloatAttr(eps), b.getF64FloatAttr(decay),
+                                 b.getF64FloatAttr(maxNorm > 0 ? maxNorm : 0.0));
     addState(upd.getNewParam(), "param:" + keys[i]);
     addState(upd.getNewExpAvg(), "exp_avg:" + keys[i]);
     addState(upd.getNewExpAvgSq(), "exp_avg_sq:" + keys[i]);

@@ -126,9 +126,11 @@ def TrlOptimizer : Pass<"trl-optimizer", "ModuleOp"> {
     results with `trl.state = "grad:NAME"`, summed every micro-batch; a
     weight gradient of `trl.linear_grad` that feeds nothing else is summed
     by the product itself, `accumulate %acc`) and
-    adds `@optimizer_step(%step)`: global-norm clipping, the learning-rate
-    schedule and one AdamW update per trainable parameter, returning the new
-    parameters and moments as `trl.state` results and cleared accumulators.
+    adds `@optimizer_step(%step)`: the global gradient norm, the
+    learning-rate schedule and one AdamW update per trainable parameter,
+    which clips its gradient by that norm itself (`clip %norm`: no clipped
+    copy of any gradient is held), returning the new parameters and moments
+    as `trl.state` results and cleared accumulators.
     Weight decay applies to matrices only (not to biases and norm weights),
     as the Hugging Face Trainer does.
   }];

@@ -334,18 +334,16 @@ struct Zero3Shard : mlir::trl::impl::TrlZero3ShardBase<Zero3Shard> {
   /// squares; each rank updates only its part.
   LogicalResult rebuildOptimizer(ModuleOp module, func::FuncOp old) {
     LrScheduleOp lrOld;
-    ClipGradOp clipOld;
-    double decay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+    double decay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, maxNorm = 0;
     old.walk([&](Operation *op) {
       if (auto l = dyn_cast<LrScheduleOp>(op))
         lrOld = l;
-      if (auto c = dyn_cast<ClipGradOp>(op))
-        clipOld = c;
       if (auto a = dyn_cast<AdamWOp>(op)) {
         decay = std::max(decay, a.getWeightDecay().convertToDouble());
         beta1 = a.getBeta1().convertToDouble();
         beta2 = a.getBeta2().convertToDouble();
         eps = a.getEps().convertToDouble();
+        maxNorm = a.getMaxGradNorm().convertToDouble();
       }
     });
     if (!lrOld)
@@ -357,23 +355,19 @@ struct Zero3Shard : mlir::trl::impl::TrlZero3ShardBase<Zero3Shard> {
     for (const Group &grp : groups)
       opt.addTensor(grp.key(), shardType(grp));
     b.setInsertionPointToStart(opt.entry);
-    SmallVector<Value> g = opt.grads;
     auto f32 = RankedTensorType::get({}, b.getF32Type());
-    auto squares = b.create<GradNormOp>(loc, f32, g, b.getUnitAttr());
+    auto squares = b.create<GradNormOp>(loc, f32, opt.grads, b.getUnitAttr());
     auto total = b.create<AllReduceOp>(loc, f32, squares.getResult(),
                                        b.getI64IntegerAttr(worldSize),
                                        ReduceKindAttr::get(b.getContext(), ReduceKind::sum));
     Value norm = b.create<SqrtOp>(loc, total.getResult());
-    if (clipOld)
-      for (Value &gi : g)
-        gi = b.create<ClipGradOp>(loc, gi.getType(), gi, norm, clipOld.getMaxNormAttr());
     Value lr = b.create<LrScheduleOp>(loc, f32, opt.step, lrOld.getScheduleAttr(),
                                       lrOld.getBaseLrAttr(), lrOld.getWarmupStepsAttr(),
                                       lrOld.getTotalStepsAttr());
     for (auto [i, grp] : llvm::enumerate(groups)) {
       Value w = b.create<ParamOp>(loc, shardType(grp), b.getStringAttr(grp.key()),
                                   b.getBoolAttr(true), b.getStringAttr("policy"), UnitAttr());
-      opt.update(i, w, g[i], lr, beta1, beta2, eps, grp.decay ? decay : 0.0);
+      opt.update(i, w, lr, norm, maxNorm, beta1, beta2, eps, grp.decay ? decay : 0.0);
     }
     opt.finish(norm, lr);
     old.erase();

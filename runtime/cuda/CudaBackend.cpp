@@ -776,12 +776,6 @@ void CudaBackend::gradNorm(const KernelArgs &a) {
                attrB(a, "squared"), F(a.out[0]), a.scratch);
 }
 
-void CudaBackend::clipGrad(const KernelArgs &a) {
-  cu::clipGrad(stream, F(a.in[0]), F(a.in[1]),
-               static_cast<float>(attrF(a, "max_norm")), F(a.out[0]),
-               a.out[0].numel());
-}
-
 void CudaBackend::lrSchedule(const KernelArgs &a) {
   cu::LrSchedule l;
   l.base = attrF(a, "base_lr");
@@ -792,9 +786,11 @@ void CudaBackend::lrSchedule(const KernelArgs &a) {
 }
 
 void CudaBackend::adamw(const KernelArgs &a) {
+  bool clip = a.in.size() > 6 && a.in[6];
   cu::adamw(stream, attrAdamW(a), F(a.in[0]), F(a.in[1]), F(a.in[2]),
-            F(a.in[3]), F(a.in[4]), idx(a.in[5]), F(a.out[0]), F(a.out[1]),
-            F(a.out[2]), a.out[0].numel());
+            F(a.in[3]), F(a.in[4]), idx(a.in[5]), clip ? F(a.in[6]) : nullptr,
+            clip ? static_cast<float>(attrF(a, "max_grad_norm")) : 0.0f,
+            F(a.out[0]), F(a.out[1]), F(a.out[2]), a.out[0].numel());
 }
 
 } // namespace

@@ -1,5 +1,4 @@
-//===- adamw.cu - AdamW, gradient norm and clipping, LR schedule ------*- CUDA
-//-*-===//
+//===- adamw.cu - AdamW with clipping, gradient norm, LR schedule -*- CUDA -*-===//
 //
 // The optimizer works on the fp32 master weights in place or out of place
 // (out may alias in). The step counter, learning rate and gradient norm
@@ -20,11 +19,12 @@ constexpr int kNormBlocks = 64;
 
 __global__ void adamwKernel(AdamWHyper hp, const float *p, const float *g,
                             const float *m, const float *v, const float *lrPtr,
-                            Index step, float *po, float *mo, float *vo,
-                            int64_t n) {
+                            Index step, const float *norm, float maxNorm,
+                            float *po, float *mo, float *vo, int64_t n) {
   __shared__ AdamWStep<float> st;
   if (threadIdx.x == 0)
-    st = adamwStep(hp, *lrPtr, static_cast<double>(loadIndex(step, 0)));
+    st = adamwStep(hp, *lrPtr, static_cast<double>(loadIndex(step, 0)),
+                   norm ? clipCoefficient(*norm, maxNorm) : 1.0f);
   __syncthreads();
   AdamWStep<float> s = st;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -52,15 +52,6 @@ __global__ void finishNormKernel(const double *partial, int64_t n, bool squared,
     *out = static_cast<float>(squared ? acc : sqrt(acc));
 }
 
-__global__ void clipKernel(const float *g, const float *norm, float maxNorm,
-                           float *y, int64_t n) {
-  // torch.nn.utils.clip_grad_norm_: scale by min(1, max / (norm + 1e-6)).
-  float coef = fminf(1.0f, maxNorm / (*norm + 1e-6f));
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-       i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = g[i] * coef;
-}
-
 __global__ void lrKernel(LrSchedule l, Index step, float *out) {
   double f = lrFactor(l.kind, static_cast<double>(loadIndex(step, 0)),
                       l.warmup, l.total);
@@ -71,9 +62,10 @@ __global__ void lrKernel(LrSchedule l, Index step, float *out) {
 
 void adamw(cudaStream_t s, AdamWHyper h, const float *p, const float *g,
            const float *m, const float *v, const float *lr, Index step,
-           float *pOut, float *mOut, float *vOut, int64_t n) {
+           const float *norm, float maxNorm, float *pOut, float *mOut,
+           float *vOut, int64_t n) {
   adamwKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(
-      h, p, g, m, v, lr, step, pOut, mOut, vOut, n);
+      h, p, g, m, v, lr, step, norm, maxNorm, pOut, mOut, vOut, n);
   TRLC_LAUNCHED();
 }
 
@@ -91,13 +83,6 @@ void gradNorm(cudaStream_t s, const float *const *tensors, const int64_t *sizes,
   }
   finishNormKernel<<<1, 1024, 0, s>>>(
       partial, static_cast<int64_t>(count) * kNormBlocks, squared, out);
-  TRLC_LAUNCHED();
-}
-
-void clipGrad(cudaStream_t s, const float *g, const float *norm, float maxNorm,
-              float *y, int64_t n) {
-  clipKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(g, norm, maxNorm, y,
-                                                         n);
   TRLC_LAUNCHED();
 }
 

@@ -258,18 +258,19 @@ void grpoLossGrad(cudaStream_t s, const Grpo &g, const float *dloss,
 
 // --- adamw.cu
 // ------------------------------------------------------------------
-/// One AdamW step of `n` elements (trlc/ScalarMath.h); lr and the step
-/// counter (0-based, the step taken is step + 1) are read on the device.
+/// One AdamW step of `n` elements (trlc/ScalarMath.h); lr, the step
+/// counter (0-based, the step taken is step + 1) and, when not null, the
+/// global gradient norm the gradient is clipped by (to `maxNorm`) are read
+/// on the device.
 void adamw(cudaStream_t s, AdamWHyper h, const float *p, const float *g,
            const float *m, const float *v, const float *lr, Index step,
-           float *pOut, float *mOut, float *vOut, int64_t n);
+           const float *norm, float maxNorm, float *pOut, float *mOut, float *vOut,
+           int64_t n);
 /// out[0] = sqrt(sum of squares) (or the sum itself with `squared`) over
 /// every tensor; deterministic.
 size_t gradNormScratch(int tensors);
 void gradNorm(cudaStream_t s, const float *const *tensors, const int64_t *sizes,
               int count, bool squared, float *out, void *scratch);
-void clipGrad(cudaStream_t s, const float *g, const float *norm, float maxNorm,
-              float *y, int64_t n);
 struct LrSchedule {
   double base = 0, warmup = 0, total = 0;
   LrScheduleKind kind = LrScheduleKind::Constant;

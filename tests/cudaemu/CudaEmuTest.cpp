@@ -390,22 +390,30 @@ TEST_F(Emu, ActivationsFp32AndBf16) {
 }
 
 TEST_F(Emu, AdamWInPlaceAndGradNorm) {
-  Op adam(
-      "adamw",
-      {{"beta1", 0.9}, {"beta2", 0.999}, {"eps", 1e-8}, {"weight_decay", 0.1}});
-  int p = adam.floats({4099}), g = adam.floats({4099}),
-      m = adam.floats({4099}, 0.1), v = adam.floats({4099}, 0.01, 0.05),
-      lr = adam.floats({}, 0.0, 1e-3), step = adam.i64({}, {4});
-  adam.in({p, g, m, v, lr, step}).out({p, m, v});
-  auto *pd = static_cast<float *>(dev(adam, p)),
-       *md = static_cast<float *>(dev(adam, m)),
-       *vd = static_cast<float *>(dev(adam, v));
-  trlc::AdamWHyper h;
-  h.weightDecay = 0.1;
-  cu::adamw(nullptr, h, pd, static_cast<const float *>(dev(adam, g)), md, vd,
-            static_cast<const float *>(dev(adam, lr)), index(adam, step), pd,
-            md, vd, 4099);
-  compare(adam, {pd, md, vd}, kF32);
+  // Unclipped, then clipped by a global norm of 3 to 1.
+  for (bool clip : {false, true}) {
+    json attrs = {{"beta1", 0.9}, {"beta2", 0.999}, {"eps", 1e-8}, {"weight_decay", 0.1}};
+    if (clip)
+      attrs["max_grad_norm"] = 1.0;
+    Op adam("adamw", attrs);
+    int p = adam.floats({4099}), g = adam.floats({4099}),
+        m = adam.floats({4099}, 0.1), v = adam.floats({4099}, 0.01, 0.05),
+        lr = adam.floats({}, 0.0, 1e-3), step = adam.i64({}, {4});
+    std::vector<int> in = {p, g, m, v, lr, step};
+    if (clip)
+      in.push_back(adam.floats({}, 0.0, 3.0));
+    adam.in(in).out({p, m, v});
+    auto *pd = static_cast<float *>(dev(adam, p)),
+         *md = static_cast<float *>(dev(adam, m)),
+         *vd = static_cast<float *>(dev(adam, v));
+    trlc::AdamWHyper h;
+    h.weightDecay = 0.1;
+    cu::adamw(nullptr, h, pd, static_cast<const float *>(dev(adam, g)), md, vd,
+              static_cast<const float *>(dev(adam, lr)), index(adam, step),
+              clip ? static_cast<const float *>(dev(adam, in.back())) : nullptr,
+              clip ? 1.0f : 0.0f, pd, md, vd, 4099);
+    compare(adam, {pd, md, vd}, kF32);
+  }
   for (bool squared : {false, true}) {
     Op norm("grad_norm", {{"squared", squared}});
     int a = norm.floats({1000}), b = norm.floats({7}),

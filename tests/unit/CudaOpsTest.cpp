@@ -498,9 +498,6 @@ TEST_F(CudaOps, Optimizer) {
         norm.in({norm.floats({1000}), norm.floats({7}), norm.floats({64, 33})})
             .out({norm.output({})}));
   }
-  Op clip("clip_grad", {{"max_norm", 1.0}});
-  check(clip.in({clip.floats({1001}), clip.floats({}, 0.0, 3.0)})
-            .out({clip.output({1001})}));
   for (const char *kind : {"constant", "linear", "cosine"})
     for (int64_t step : {0, 1, 6, 9}) {
       Op lr("lr_schedule", {{"schedule", kind},
@@ -517,6 +514,18 @@ TEST_F(CudaOps, Optimizer) {
   check(adam.in({p, adam.floats({4099}), m, v, adam.floats({}, 0.0, 1e-3),
                  adam.i64({}, {4})})
             .out({p, m, v}));
+  // Clipped by a global norm of 3 to 1: the gradient scaled by 1/3.
+  Op clipped("adamw", {{"beta1", 0.9},
+                       {"beta2", 0.999},
+                       {"eps", 1e-8},
+                       {"weight_decay", 0.1},
+                       {"max_grad_norm", 1.0}});
+  int q = clipped.floats({1001}), mq = clipped.floats({1001}, 0.1),
+      vq = clipped.floats({1001}, 0.01, 0.05);
+  check(clipped
+            .in({q, clipped.floats({1001}), mq, vq, clipped.floats({}, 0.0, 1e-3),
+                 clipped.i64({}, {4}), clipped.floats({}, 0.0, 3.0)})
+            .out({q, mq, vq}));
 }
 
 TEST_F(CudaOps, OffloadAndReloadThroughPinnedHostMemory) {

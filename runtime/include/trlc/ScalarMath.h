@@ -45,16 +45,25 @@ struct AdamWHyper {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0;
 };
 
+/// torch.nn.utils.clip_grad_norm_'s factor: min(1, max / (norm + 1e-6)).
+template <typename T> TRLC_HD inline T clipCoefficient(T norm, T maxNorm) {
+  T coef = maxNorm / (norm + T(1e-6));
+  return coef < T(1) ? coef : T(1);
+}
+
 /// What every element of one AdamW step uses: the hyperparameters in T,
-/// the learning rate, and the bias corrections of step `step` + 1.
+/// the learning rate, the bias corrections of step `step` + 1, and the
+/// factor the gradient is clipped by (1: none).
 template <typename T> struct AdamWStep {
-  T beta1, beta2, eps, weightDecay, lr, stepSize, bc2sqrt;
+  T beta1, beta2, eps, weightDecay, lr, stepSize, bc2sqrt, gradScale;
 };
 
 template <typename T>
-TRLC_HD inline AdamWStep<T> adamwStep(const AdamWHyper &h, T lr, double step) {
+TRLC_HD inline AdamWStep<T> adamwStep(const AdamWHyper &h, T lr, double step,
+                                      T gradScale = T(1)) {
   double t = step + 1;
   AdamWStep<T> s;
+  s.gradScale = gradScale;
   s.beta1 = static_cast<T>(h.beta1);
   s.beta2 = static_cast<T>(h.beta2);
   s.eps = static_cast<T>(h.eps);
@@ -67,8 +76,9 @@ TRLC_HD inline AdamWStep<T> adamwStep(const AdamWHyper &h, T lr, double step) {
 
 /// One element: decoupled weight decay, the moments, the update.
 template <typename T>
-TRLC_HD inline void adamwUpdate(const AdamWStep<T> &s, T p, T g, T m, T v,
+TRLC_HD inline void adamwUpdate(const AdamWStep<T> &s, T p, T grad, T m, T v,
                                 T &pOut, T &mOut, T &vOut) {
+  T g = grad * s.gradScale;
   T w = p * (1 - s.lr * s.weightDecay);
   T mi = s.beta1 * m + (1 - s.beta1) * g;
   T vi = s.beta2 * v + (1 - s.beta2) * g * g;

@@ -626,9 +626,17 @@ func.func @grad_norm_empty() {
 
 // -----
 
-func.func @clip_grad(%g: tensor<4xf32>, %n: tensor<f32>) {
-  // expected-error @+1 {{expects max_norm > 0, got 0}}
-  %c = trl.clip_grad %g, %n {max_norm = 0.0 : f64} : (tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
+func.func @adamw_clip_without_max(%p: tensor<4xf32>, %lr: tensor<f32>, %s: tensor<i64>, %n: tensor<f32>) {
+  // expected-error @+1 {{clips by a gradient norm but max_grad_norm is 0 (expected > 0)}}
+  %a:3 = trl.adamw %p, %p, %p, %p, %lr, %s clip %n : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>)
+  return
+}
+
+// -----
+
+func.func @adamw_max_without_norm(%p: tensor<4xf32>, %lr: tensor<f32>, %s: tensor<i64>) {
+  // expected-error @+1 {{has max_grad_norm but no gradient norm to clip by}}
+  %a:3 = trl.adamw %p, %p, %p, %p, %lr, %s {max_grad_norm = 1.0 : f64} : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<f32>, tensor<i64>) -> (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>)
   return
 }
 

@@ -113,12 +113,12 @@ func.func @backward(%dy: tensor<2x16x64xf32>, %x: tensor<2x16x64xf32>, %ids: ten
 func.func @optimizer(%p: tensor<64xf32>, %g: tensor<64xf32>, %g2: tensor<8x8xf32>, %step: tensor<i64>) {
   // CHECK: trl.grad_norm
   %n = trl.grad_norm %g, %g2 : (tensor<64xf32>, tensor<8x8xf32>) -> tensor<f32>
-  // CHECK: trl.clip_grad
-  %c = trl.clip_grad %g, %n {max_norm = 1.0 : f64} : (tensor<64xf32>, tensor<f32>) -> tensor<64xf32>
   // CHECK: trl.lr_schedule {{.*}}schedule = #trl.lr_schedule<cosine>
   %lr = trl.lr_schedule %step {schedule = #trl.lr_schedule<cosine>, base_lr = 2.0e-05 : f64, warmup_steps = 10 : i64, total_steps = 100 : i64} : (tensor<i64>) -> tensor<f32>
-  // CHECK: trl.adamw
-  %p1, %m1, %v1 = trl.adamw %p, %c, %p, %p, %lr, %step {weight_decay = 0.01 : f64} : (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<f32>, tensor<i64>) -> (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>)
+  // CHECK: trl.adamw {{.*}} {weight_decay
+  %p1, %m1, %v1 = trl.adamw %p, %g, %p, %p, %lr, %step {weight_decay = 0.01 : f64} : (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<f32>, tensor<i64>) -> (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>)
+  // CHECK: trl.adamw {{.*}} clip %{{.*}} {max_grad_norm = 1.000000e+00 : f64}
+  %p2, %m2, %v2 = trl.adamw %p, %g, %p, %p, %lr, %step clip %n {max_grad_norm = 1.0 : f64} : (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<f32>, tensor<i64>, tensor<f32>) -> (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>)
   return
 }
 

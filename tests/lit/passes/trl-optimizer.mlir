@@ -24,19 +24,20 @@ func.func @train_step(%x: tensor<2x4xf32>) -> (tensor<f32> {trl.output = "loss"}
 // CHECK-SAME: %[[STEP:[^:]*]]: tensor<i64> {trl.input = "step"}, %[[GW:[^:]*]]: tensor<3x4xf32> {trl.state = "grad:w"}, %[[MW:[^:]*]]: tensor<3x4xf32> {trl.state = "exp_avg:w"}, %[[VW:[^:]*]]: tensor<3x4xf32> {trl.state = "exp_avg_sq:w"}
 // CHECK-SAME: -> (tensor<f32> {trl.output = "grad_norm"}, tensor<f32> {trl.output = "learning_rate"}, tensor<3x4xf32> {trl.state = "param:w"}, tensor<3x4xf32> {trl.state = "exp_avg:w"}, tensor<3x4xf32> {trl.state = "exp_avg_sq:w"}, tensor<3x4xf32> {trl.state = "grad:w"}
 // CHECK: %[[NORM:.*]] = trl.grad_norm %[[GW]], %{{.*}}
-// CHECK: %[[CW:.*]] = trl.clip_grad %[[GW]], %[[NORM]] {max_norm = 1.000000e+00 : f64}
-// CHECK: %[[CB:.*]] = trl.clip_grad
 // CHECK: %[[LR:.*]] = trl.lr_schedule %[[STEP]] {base_lr = 1.000000e-03 : f64, schedule = #trl.lr_schedule<cosine>, total_steps = 10 : i64, warmup_steps = 2 : i64}
 // CHECK: %[[W:.*]] = trl.param "w" : tensor<3x4xf32>
-// Matrices are decayed; vectors (biases, norm weights) are not.
-// CHECK: trl.adamw %[[W]], %[[CW]], %[[MW]], %[[VW]], %[[LR]], %[[STEP]] {weight_decay = 1.000000e-02 : f64}
+// Matrices are decayed; vectors (biases, norm weights) are not. AdamW
+// clips each gradient by the global norm itself: no clipped copies.
+// CHECK-NOT: trl.clip_grad
+// CHECK: trl.adamw %[[W]], %[[GW]], %[[MW]], %[[VW]], %[[LR]], %[[STEP]] clip %[[NORM]] {max_grad_norm = 1.000000e+00 : f64, weight_decay = 1.000000e-02 : f64}
 // CHECK: %[[B:.*]] = trl.param "b" : tensor<3xf32>
-// CHECK: trl.adamw %[[B]], %[[CB]], %{{[^{]*}} : (tensor<3xf32>
+// CHECK: trl.adamw %[[B]], %{{.*}} clip %[[NORM]] {max_grad_norm = 1.000000e+00 : f64} : (tensor<3xf32>
 // CHECK: trl.fill {value = 0.000000e+00 : f64} : tensor<3xf32>
 
 // NOCLIP-LABEL: func.func @optimizer_step
 // NOCLIP: trl.grad_norm
-// NOCLIP-NOT: trl.clip_grad
+// NOCLIP-NOT: clip
+// NOCLIP: trl.adamw
 
 // BAD: trl-optimizer: unknown schedule 'exponential' (constant, linear, cosine)
 

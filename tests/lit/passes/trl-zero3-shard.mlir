@@ -65,11 +65,10 @@ func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>, %n: tenso
 // CHECK: %[[SQ:.*]] = trl.grad_norm %[[GE2]], %{{.*}}, %{{.*}}, %{{.*}} {squared}
 // CHECK: %[[TOT:.*]] = trl.all_reduce %[[SQ]] {world_size = 3 : i64} : tensor<f32>
 // CHECK: %[[NORM:.*]] = trl.sqrt %[[TOT]] : tensor<f32>
-// CHECK: trl.clip_grad %[[GE2]], %[[NORM]]
 // CHECK: trl.param "zero3:model.embed_tokens" : tensor<11xf32>
-// CHECK: trl.adamw {{.*}} {weight_decay = 1.000000e-01 : f64} : (tensor<11xf32>
+// CHECK: trl.adamw {{.*}}, %[[GE2]], {{.*}} clip %[[NORM]] {max_grad_norm = 1.000000e+00 : f64, weight_decay = 1.000000e-01 : f64} : (tensor<11xf32>
 // CHECK: trl.param "zero3:model.layers.0/no_decay" : tensor<7xf32>
-// CHECK: trl.adamw {{[^{]*}} : (tensor<7xf32>
+// CHECK: trl.adamw {{.*}} clip %[[NORM]] {max_grad_norm = 1.000000e+00 : f64} : (tensor<7xf32>
 // CHECK: return %[[NORM]]
 
 // NOPREFETCH-NOT: prefetch
