@@ -194,6 +194,8 @@ bool Session::checkRecipe() {
   }
   for (const std::string &p : pending)
     err << r.file << ": note: " << p << " is not applied by this version of trlc\n";
+  for (const std::string &w : r.warnings)
+    err << w << "\n";
   if (auto e = checkInputFiles(r)) {
     fail(1, e->message);
     return false;

@@ -39,6 +39,7 @@ Expected<Schedule> trainingSchedule(const Recipe &r, const StepShape &shape, int
   int64_t global = shape.batch * world;
   int64_t batches = (rows + global - 1) / global;
   int64_t perEpoch = std::max<int64_t>(batches / r.train.gradientAccumulationSteps, 1);
+  s.stepsPerEpoch = perEpoch;
   s.totalSteps = r.train.maxSteps > 0
                      ? r.train.maxSteps
                      : static_cast<int64_t>(std::ceil(r.train.numTrainEpochs * perEpoch));
@@ -91,7 +92,10 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
   run.padTokenId = r.model.config.padTokenId.value_or(r.model.config.eosTokenId.value_or(0));
   run.outputDir = absolute(r.output.outputDir);
   run.loggingSteps = r.output.loggingSteps;
+  run.saveStrategy = r.output.saveStrategy;
   run.saveSteps = r.output.saveSteps;
+  run.saveOnlyModel = r.output.saveOnlyModel;
+  run.stepsPerEpoch = s.stepsPerEpoch;
   run.saveTotalLimit = r.output.saveTotalLimit.value_or(-1);
   return run;
 }

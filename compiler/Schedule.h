@@ -29,6 +29,7 @@ StepShape stepShape(const Recipe &recipe, const DataFacts &data);
 struct Schedule {
   int64_t totalSteps = 0;
   int64_t warmupSteps = 0;
+  int64_t stepsPerEpoch = 1;
 };
 
 /// Data parallel: each optimizer step takes `world` x batch rows.

@@ -209,7 +209,9 @@ const KeySpec kSchema[] = {
 
   {"output", "output_dir", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "where metrics and checkpoints go (default: runs/<recipe name>)"},
   {"output", "logging_steps", Kind::Int, all("10"), ALL, nullptr, 1, INFINITY, false, "log every N optimizer steps"},
-  {"output", "save_steps", Kind::Int, all("500"), ALL, nullptr, 1, INFINITY, false, "checkpoint every N optimizer steps"},
+  {"output", "save_strategy", Kind::Enum, all("\"steps\""), ALL, "no|steps|epoch", -INFINITY, INFINITY, false, "checkpoints every save_steps steps and at the end, at every epoch's end, or none (the final model is always saved)"},
+  {"output", "save_steps", Kind::Int, all("500"), ALL, nullptr, 1, INFINITY, false, "checkpoint every N optimizer steps (save_strategy = \"steps\")"},
+  {"output", "save_only_model", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "checkpoints hold the model only: no optimizer state, so they cannot be resumed"},
   {"output", "save_total_limit", Kind::Int, none(), ALL, nullptr, 1, INFINITY, false, "keep at most N checkpoints"},
 };
 // clang-format on
@@ -461,6 +463,10 @@ private:
   std::optional<Error> checkContradictions(toml::table &root);
   void fill(toml::table &root, Recipe &r);
   std::optional<Error> resolveModel(toml::table &root, Recipe &r);
+  /// The sequence bound against the model's positions: an error past a
+  /// learned position table (gpt2), a warning past a RoPE model's
+  /// max_position_embeddings.
+  std::optional<Error> checkPositions(const toml::table &root, Recipe &r);
   std::string printResolved(const toml::table &root, const Recipe &r);
 
   const toml::node *get(const toml::table &root, const char *section,
@@ -858,8 +864,32 @@ void Resolver::fill(toml::table &root, Recipe &r) {
   r.output.outputDir =
       str("output", "output_dir").value_or("runs/" + r.stem);
   r.output.loggingSteps = *i64("output", "logging_steps");
+  r.output.saveStrategy = *str("output", "save_strategy");
   r.output.saveSteps = *i64("output", "save_steps");
+  r.output.saveOnlyModel = *b("output", "save_only_model");
   r.output.saveTotalLimit = i64("output", "save_total_limit");
+}
+
+std::optional<Error> Resolver::checkPositions(const toml::table &root, Recipe &r) {
+  int64_t positions = r.model.config.maxPositionEmbeddings;
+  bool grpo = r.method == Method::GRPO;
+  int64_t bound = grpo ? *r.data.maxPromptLength + *r.data.maxCompletionLength
+                       : *r.data.maxLength;
+  if (positions <= 0 || bound <= positions)
+    return std::nullopt;
+  const toml::node *node = get(root, "data", grpo ? "max_completion_length" : "max_length");
+  std::string what = grpo ? "[data] max_prompt_length + max_completion_length (" +
+                                std::to_string(bound) + ")"
+                          : "[data] max_length " + std::to_string(bound);
+  std::string place = node ? diag.where(*node) : path;
+  if (r.model.config.family == ModelFamily::GPT2)
+    return Error{place + ": error: " + what + " exceeds the model's " +
+                 std::to_string(positions) + " learned positions (n_positions); lower it to " +
+                 std::to_string(positions) + " or less"};
+  r.warnings.push_back(place + ": warning: " + what + " exceeds the model's " +
+                       "max_position_embeddings " + std::to_string(positions) +
+                       "; RoPE runs past the lengths it was trained on");
+  return std::nullopt;
 }
 
 std::optional<Error> Resolver::resolveModel(toml::table &root, Recipe &r) {
@@ -951,6 +981,8 @@ Expected<Recipe> Resolver::run(toml::table &root,
     return *err;
   fillDefaults(root, method);
   fill(root, r);
+  if (auto err = checkPositions(root, r))
+    return *err;
   r.resolvedToml = printResolved(root, r);
   return r;
 }

@@ -143,12 +143,17 @@ struct Recipe {
   struct Output {
     std::string outputDir;
     int64_t loggingSteps = 10;
+    std::string saveStrategy = "steps";  // no | steps | epoch
     int64_t saveSteps = 500;
+    bool saveOnlyModel = false;
     std::optional<int64_t> saveTotalLimit;
   } output;
 
   /// The fully resolved recipe (every key, defaults included) as TOML text.
   std::string resolvedToml;
+  /// Settings that are allowed but probably not meant, as
+  /// `file:line:col: warning: ...`; the compiler prints them.
+  std::vector<std::string> warnings;
 };
 
 /// Loads, overrides, validates and resolves a recipe. `overrides` are

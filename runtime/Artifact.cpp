@@ -66,7 +66,12 @@ RunInfo runInfoFromJson(const json &j) {
   r.padTokenId = j.at("pad_token_id").get<int64_t>();
   r.outputDir = j.at("output_dir").get<std::string>();
   r.loggingSteps = j.at("logging_steps").get<int64_t>();
+  r.saveStrategy = j.at("save_strategy").get<std::string>();
+  if (r.saveStrategy != "no" && r.saveStrategy != "steps" && r.saveStrategy != "epoch")
+    throw json::other_error::create(501, "save_strategy must be no, steps or epoch", &j);
   r.saveSteps = j.at("save_steps").get<int64_t>();
+  r.stepsPerEpoch = j.at("steps_per_epoch").get<int64_t>();
+  r.saveOnlyModel = j.at("save_only_model").get<bool>();
   r.saveTotalLimit = j.at("save_total_limit").get<int64_t>();
   r.data = dataShardsFromJson(j.at("data"));
   return r;
@@ -213,7 +218,10 @@ json RunInfo::toJson() const {
           {"pad_token_id", padTokenId},
           {"output_dir", outputDir},
           {"logging_steps", loggingSteps},
+          {"save_strategy", saveStrategy},
           {"save_steps", saveSteps},
+          {"steps_per_epoch", stepsPerEpoch},
+          {"save_only_model", saveOnlyModel},
           {"save_total_limit", saveTotalLimit},
           {"data", data.toJson()}};
 }

@@ -91,6 +91,21 @@ void writeTensors(const std::string &path, const std::vector<NamedTensor> &tenso
     throw RunError(error);
 }
 
+/// generation_config.json: the model's own, or the one transformers
+/// writes for a causal LM from its config's special token ids.
+void writeGenerationConfig(const artifact::RunInfo &run, const fs::path &dst) {
+  fs::path own = fs::path(run.modelPath) / "generation_config.json";
+  if (!run.modelPath.empty() && fs::exists(own)) {
+    fs::copy_file(own, dst / "generation_config.json", fs::copy_options::overwrite_existing);
+    return;
+  }
+  json g = json::object();
+  for (const char *key : {"bos_token_id", "eos_token_id", "pad_token_id"})
+    if (run.modelConfig.contains(key) && !run.modelConfig[key].is_null())
+      g[key] = run.modelConfig[key];
+  writeText((dst / "generation_config.json").string(), g.dump(2) + "\n");
+}
+
 void copyTokenizer(const std::string &tokenizer, const fs::path &dst) {
   if (tokenizer.empty())
     return;
@@ -237,10 +252,16 @@ void ModelState::save(const std::string &dirName, const TrainerState *state) {
   write((dir / "model.safetensors").string(), StateKind::Param);
   if (lead()) {
     writeText((dir / "config.json").string(), run.modelConfig.dump(2) + "\n");
+    writeGenerationConfig(run, dir);
     copyTokenizer(run.tokenizer, dir);
   }
   if (!state)
     return;
+  if (run.saveOnlyModel) {
+    if (lead())
+      writeTrainerState(dir, *state);
+    return;
+  }
   std::vector<NamedTensor> first = collect(StateKind::ExpAvg),
                            second = collect(StateKind::ExpAvgSq);
   if (lead()) {
@@ -268,8 +289,13 @@ void ModelState::save(const std::string &dirName, const TrainerState *state) {
     return;
   writeText((dir / "rng_state.json").string(),
             json{{"seed", run.seed}, {"global_step", state->globalStep}}.dump(2) + "\n");
+  writeTrainerState(dir, *state);
+}
+
+void ModelState::writeTrainerState(const fs::path &dir, const TrainerState &state) {
+  const artifact::RunInfo &run = artifact.plan.run;
   writeText((dir / "trainer_state.json").string(),
-            json{{"global_step", state->globalStep},
+            json{{"global_step", state.globalStep},
                  {"max_steps", run.totalSteps},
                  {"num_train_epochs", run.numTrainEpochs},
                  {"logging_steps", run.loggingSteps},
@@ -277,7 +303,7 @@ void ModelState::save(const std::string &dirName, const TrainerState *state) {
                  {"train_batch_size", artifact.manifest.batchSize},
                  {"world_size", comm.size()},
                  {"zero_stage", artifact.plan.zero.stage},
-                 {"log_history", state->logHistory}}.dump(2) + "\n");
+                 {"log_history", state.logHistory}}.dump(2) + "\n");
 }
 
 void ModelState::checkpoint(const TrainerState &state) {
@@ -327,6 +353,10 @@ TrainerState ModelState::resume(const std::string &dir) {
     }
     return state;
   }
+  if (!fs::exists(fs::path(dir) / "optimizer.safetensors"))
+    throw RunError(dir + ": error: the checkpoint holds the model only (it was saved with "
+                   "save_only_model = true), not the optimizer state --resume needs; to "
+                   "train on from its weights, set [model] path to it");
   std::map<std::string, safetensors::Tensor> model, moments;
   if (!safetensors::readModelDir(dir, model, error) ||
       !safetensors::readFile((fs::path(dir) / "optimizer.safetensors").string(), moments, error))

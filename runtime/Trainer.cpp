@@ -84,6 +84,15 @@ public:
 
 private:
   bool lead() const { return comm.rank() == 0; }
+  /// save_strategy: whether the state after `done` optimizer steps is
+  /// checkpointed (the last step's aside).
+  bool checkpointDue(int64_t done) const {
+    if (run.saveStrategy == "steps")
+      return run.saveSteps > 0 && done % run.saveSteps == 0;
+    if (run.saveStrategy == "epoch")
+      return done % std::max<int64_t>(1, run.stepsPerEpoch) == 0;
+    return false;
+  }
   /// Each rank's gradients are its share of the global mean: sum them
   /// (ZeRO-3 reduce-scatters them inside the step instead).
   void allReduceGradients();
@@ -235,12 +244,13 @@ int Loop::main() {
       interval = Interval();
     }
     progress.update(step + 1, total, loss);
-    if (run.saveSteps > 0 && (step + 1) % run.saveSteps == 0 && step + 1 != total)
+    if (checkpointDue(step + 1) && step + 1 != total)
       state.checkpoint({step + 1, metrics.history});
   }
-  // The last step is always checkpointed, and the final model is saved
-  // (consolidated by rank 0 when the weights are sharded).
-  state.checkpoint({step, metrics.history});
+  // The last step is checkpointed (unless save_strategy = "no"), and the
+  // final model is always saved (consolidated by rank 0 when sharded).
+  if (run.saveStrategy != "no")
+    state.checkpoint({step, metrics.history});
   state.save(run.outputDir, nullptr);
   if (!o.quiet && lead())
     std::cout << "trained " << step << " steps in " << clockText(progress.elapsedSeconds())

@@ -168,7 +168,13 @@ struct RunInfo {
   int64_t padTokenId = 0;
   std::string outputDir;
   int64_t loggingSteps = 10;
+  /// Checkpoints: "steps" (every saveSteps and the last step), "epoch"
+  /// (every stepsPerEpoch and the last step) or "no"; with saveOnlyModel
+  /// they hold the model only (no optimizer state: not resumable).
+  std::string saveStrategy = "steps";
   int64_t saveSteps = 500;
+  int64_t stepsPerEpoch = 1;
+  bool saveOnlyModel = false;
   int64_t saveTotalLimit = -1;  // -1: keep every checkpoint
   DataShards data;
 

@@ -3,8 +3,9 @@
 // A run's parameters and AdamW moments, as Hugging Face files: the initial
 // weights ([model] path's safetensors, or transformers' random
 // initialisation), checkpoint-STEP directories (model.safetensors,
-// optimizer.safetensors, config.json, the tokenizer files, rng_state.json,
-// trainer_state.json and, under ZeRO-3, each rank's shards in zero3/), the
+// config.json, generation_config.json, the tokenizer files,
+// trainer_state.json and, unless save_only_model, optimizer.safetensors,
+// rng_state.json and, under ZeRO-3, each rank's shards in zero3/), the
 // final model, and --resume from any of them at any world size.
 //
 //===----------------------------------------------------------------------===//
@@ -18,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -67,6 +69,7 @@ public:
 
 private:
   bool lead() const { return comm.rank() == 0; }
+  void writeTrainerState(const std::filesystem::path &dir, const TrainerState &state);
   const artifact::Artifact &artifact;
   Executor &ex;
   Communicator &comm;
