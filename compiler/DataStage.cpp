@@ -177,8 +177,10 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
       d.eval = tokenRows(data::runDataPlan(eval).rows);
       if (!eval.tokenizer.empty()) {
         data::Tokenizer tokenizer = data::Tokenizer::load(eval.tokenizer);
+        // Each token's text as the tokenizer decodes it alone (byte-level
+        // "Ġthe" is " the"), so the eval prints readable completions.
         for (int64_t id = 0; id < tokenizer.vocabSize(); ++id)
-          d.vocab.push_back(tokenizer.idToToken(static_cast<int32_t>(id)));
+          d.vocab.push_back(tokenizer.decode({static_cast<int32_t>(id)}));
         d.shards.vocab = "data/vocab.json";
       }
     }

@@ -36,6 +36,22 @@ std::string decode(const std::vector<std::string> &vocab, const std::vector<int6
   return s;
 }
 
+namespace {
+/// `text` on one line (newlines as \\n); with `tail` > 0, only its last
+/// `tail` bytes (a chat prompt ends with the question).
+std::string oneLine(const std::string &text, size_t tail) {
+  std::string out;
+  for (char c : text)
+    out += c == '\n' ? std::string("\\n") : std::string(1, c);
+  if (tail == 0 || out.size() <= tail)
+    return out;
+  size_t from = out.size() - tail;
+  while (from < out.size() && (static_cast<unsigned char>(out[from]) & 0xc0) == 0x80)
+    ++from;  // not inside a UTF-8 sequence
+  return "..." + out.substr(from);
+}
+} // namespace
+
 EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
                           const std::vector<TokenRow> &rows, bool show) {
   const artifact::RunInfo &run = artifact.plan.run;
@@ -57,9 +73,14 @@ EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
     std::vector<std::vector<int64_t>> expected(n);
     std::vector<bool> done(n, false);
     for (size_t r = 0; r < n; ++r) {
+      // The prompt is what precedes the completion; tokens after it (a
+      // chat template's newline) are neither.
       const TokenRow &e = rows[start + r];
-      for (size_t t = 0; t < e.ids.size(); ++t)
-        (e.mask[t] ? expected[r] : cur[r].ids).push_back(e.ids[t]);
+      size_t first = std::find(e.mask.begin(), e.mask.end(), 1) - e.mask.begin();
+      cur[r].ids.assign(e.ids.begin(), e.ids.begin() + first);
+      for (size_t t = first; t < e.ids.size(); ++t)
+        if (e.mask[t])
+          expected[r].push_back(e.ids[t]);
       cur[r].mask.assign(cur[r].ids.size(), 0);
     }
     for (int64_t iter = 0; iter < seqLen; ++iter) {
@@ -104,8 +125,9 @@ EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
                   v.end());
           return decode(vocab, v);
         };
-        std::cout << "  " << strip(prompt) << " " << strip(got) << "   (expected "
-                  << strip(expected[r]) << ")" << (ok ? "" : "  x") << "\n";
+        std::cout << "  " << oneLine(strip(prompt), 60) << " " << oneLine(strip(got), 0)
+                  << "   (expected " << oneLine(strip(expected[r]), 0) << ")"
+                  << (ok ? "" : "  x") << "\n";
         ++shown;
       }
     }

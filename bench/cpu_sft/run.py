@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """bench/cpu_sft: trlc against PyTorch eager, same model, batch, data and threads.
 
-Trains a llama-shaped model (4 layers, hidden 256, GQA 8/4 heads, vocab
-1024) on random pre-tokenized rows of 128 tokens, batch 8, for a few steps
-with each engine in its own process, and prints tokens/s and peak RSS of
-both and the ratios. PyTorch starts from the weights trlc initialised
-(--dump-initial), runs the reference model of tests/torch (eager attention:
-PyTorch 1.13 on Debian has neither SDPA nor torch.compile; with a newer
-torch, torch.compile is tried too) with torch.optim.AdamW.
+Trains a model on random pre-tokenized rows for a few steps with each
+engine in its own process, and prints tokens/s and peak RSS of both and the
+ratios. PyTorch starts from the same weights, runs the reference model of
+tests/torch (eager attention: PyTorch 1.13 on Debian has neither SDPA nor
+torch.compile; with a newer torch, torch.compile is tried too) with
+torch.optim.AdamW and clipping at 1.0, as trlc does. Cases:
 
-    /usr/bin/python3 bench/cpu_sft/run.py --trlc build/bin/trlc [--threads 2]
+  tiny     llama 4x256 (GQA 8/4, vocab 1024), random init, batch 8 x 128
+  smollm2  SmolLM2-135M-Instruct (scripts/fetch-smollm2), batch 4 x 128
+
+    /usr/bin/python3 bench/cpu_sft/run.py --trlc build/bin/trlc [--threads 2] [--case smollm2]
 """
 import argparse
 import importlib.util
@@ -28,20 +30,21 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 CONFIG = dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4,
               num_attention_heads=8, num_key_value_heads=4, vocab_size=1024,
-              max_position_embeddings=256, rms_norm_eps=1e-6, rope_theta=10000.0)
+              max_position_embeddings=256, rms_norm_eps=1e-6, rope_theta=10000.0,
+              tie_word_embeddings=False)
 SEQ, BATCH = 128, 8
+MODEL = None  # the SmolLM2 case's model directory
 
 
 def recipe(data, out_dir, steps):
-    cfg = "\n".join(f"{k} = {json.dumps(v)}" for k, v in CONFIG.items())
+    if MODEL:
+        model = f'path = "{MODEL}"\ndtype = "fp32"'
+    else:
+        cfg = "\n".join(f"{k} = {json.dumps(v)}" for k, v in CONFIG.items())
+        model = f'init_seed = 1\ndtype = "fp32"\n[model.config]\nmodel_type = "llama"\n{cfg}'
     return f"""method = "sft"
 [model]
-init_seed = 1
-dtype = "fp32"
-[model.config]
-model_type = "llama"
-tie_word_embeddings = false
-{cfg}
+{model}
 [data]
 train = "{data}"
 max_length = {SEQ}
@@ -53,7 +56,7 @@ max_steps = {steps}
 [output]
 output_dir = "{out_dir}"
 logging_steps = 1
-save_steps = 100000
+save_strategy = "no"
 save_total_limit = 1
 """
 
@@ -71,7 +74,7 @@ def torch_child(args):
     params = {k: v.float().requires_grad_(True)
               for k, v in ref.read_safetensors(args.init).items()}
     rows = [json.loads(l) for l in open(args.data)]
-    cfg = dict(CONFIG, tie_word_embeddings=False)
+    cfg = CONFIG
     opt = torch.optim.AdamW(list(params.values()), lr=1e-4)
     logits_fn = ref.llama_logits
     if args.compile and hasattr(torch, "compile"):
@@ -104,11 +107,18 @@ def main():
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--repeats", type=int, default=3,
                     help="alternate the engines this many times; report medians")
+    ap.add_argument("--case", choices=["tiny", "smollm2"], default="tiny")
     ap.add_argument("--child", choices=["torch"])
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--init")
     ap.add_argument("--data")
     args = ap.parse_args()
+    global CONFIG, SEQ, BATCH, MODEL
+    if args.case == "smollm2":
+        MODEL = subprocess.run([os.path.join(ROOT, "scripts", "fetch-smollm2")], check=True,
+                               capture_output=True, text=True).stdout.strip()
+        CONFIG = json.load(open(os.path.join(MODEL, "config.json")))
+        SEQ, BATCH = 128, 4
     if args.child:
         return torch_child(args)
 
@@ -129,8 +139,11 @@ def main():
             runs.setdefault(name, []).append((tps, rss))
 
         for _ in range(args.repeats):
+            dump = [] if MODEL else ["--dump-initial", init]
             subprocess.run([args.trlc, "train", rec, "-o", os.path.join(tmp, "b.trlc"), "--quiet",
-                            "--threads", str(args.threads), "--dump-initial", init], check=True)
+                            "--threads", str(args.threads)] + dump, check=True)
+            if MODEL:
+                init = os.path.join(MODEL, "model.safetensors")
             metrics = [json.loads(l) for l in open(os.path.join(tmp, "run", "metrics.jsonl"))]
             record("trlc", statistics.median(m["tokens_per_second"] for m in metrics[2:]),
                    metrics[-1]["peak_memory_bytes"])
@@ -148,7 +161,7 @@ def main():
                     env.pop("OMP_WAIT_POLICY", None)
                     if policy:
                         env["OMP_WAIT_POLICY"] = policy
-                    out = subprocess.run([sys.executable, __file__, "--child", "torch",
+                    out = subprocess.run([sys.executable, __file__, "--child", "torch", "--case", args.case,
                                           "--threads", str(args.threads), "--steps", str(args.steps),
                                           "--init", init, "--data", data] + extra,
                                          capture_output=True, text=True, env=env)
@@ -166,7 +179,8 @@ def main():
                    for name, r in runs.items()}
         trlc_tps, trlc_rss = results["trlc"]
 
-    print(f"\ncpu_sft: llama 4x256 (GQA 8/4, vocab 1024), batch {BATCH} x {SEQ} tokens, "
+    model = ("SmolLM2-135M-Instruct" if MODEL else "llama 4x256 (GQA 8/4, vocab 1024)")
+    print(f"\ncpu_sft: {model}, batch {BATCH} x {SEQ} tokens, "
           f"{args.threads} threads, fp32, median of {args.repeats} alternating runs")
     print(f"{'engine':<18}{'tokens/s':>12}{'peak RSS':>14}")
     for name, (tps, rss) in results.items():

@@ -133,6 +133,18 @@ def main():
         with torch.no_grad():
             reloaded = loss_of(saved).item()
         check(f"saved model's loss after {STEPS} steps", reloaded, after, 1e-4)
+        # The repository's real recipe compiles against this model: chat
+        # rows with assistant-only masks from the stock ChatML template,
+        # packed, with the fused loss and an eval program.
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        res = subprocess.run([args.trlc, "compile", "recipes/smollm2-sft.toml", "-o",
+                              os.path.join(tmp, "recipe.trlc"), "--set",
+                              f'model.path="{args.model}"'], cwd=root, capture_output=True,
+                             text=True)
+        print(res.stdout.splitlines()[0] if res.stdout else res.stderr)
+        if res.returncode != 0 or not os.path.exists(os.path.join(tmp, "recipe.trlc",
+                                                                  "data", "eval.bin")):
+            failures.append(f"recipes/smollm2-sft.toml does not compile:\n{res.stderr}")
     if failures:
         print("\nFAILED:\n" + "\n".join(failures))
         sys.exit(1)

@@ -142,8 +142,8 @@ struct Program {
 struct DataShards {
   std::string trainShard;
   std::string evalShard;  // "" without [data] eval
-  /// The tokenizer's id -> token text table (a JSON array) the evaluation
-  /// decodes with; "" without [data] eval.
+  /// The tokenizer's id -> text table (each token decoded alone, a JSON
+  /// array) the evaluation prints with; "" without [data] eval.
   std::string vocab;
   std::vector<std::string> sources;
   std::string hash;
