@@ -134,7 +134,7 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
       {"assistant_only_loss", train.assistantOnlyLoss}, {"vocab_size", train.vocabSize},
       {"packing", train.packing}, {"packing_strategy", train.packingStrategy},
       {"padding_free", train.paddingFree}, {"batch_size", train.batchSize},
-      {"tokenizer", hashFiles(tokenizerFiles)}};
+      {"tokenizer", hashFiles(tokenizerFiles)}, {"shard_format", 2}};
   std::string hash = hashFiles(hashed);
   d.shards.trainShard = "data/train.bin";
   d.shards.evalShard = evalSources.empty() ? "" : "data/eval.bin";
@@ -168,9 +168,19 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
       d.train = tokenRows(std::move(plan.rows));
       rows = static_cast<int64_t>(d.train.size());
     } else {
-      for (data::PairedExample &e : plan.examples)
-        d.train.push_back({std::move(e.chosen.ids), std::move(e.chosen.mask),
-                           {static_cast<int64_t>(e.chosen.ids.size())}});
+      // One row per example: DPO's chosen and rejected sequences, KTO's
+      // example and its KL pair, each as a document of the row.
+      bool twoDocs = r.method == Method::DPO || r.method == Method::KTO;
+      for (data::PairedExample &e : plan.examples) {
+        int64_t length = static_cast<int64_t>(e.chosen.ids.size());
+        TokenRow row{std::move(e.chosen.ids), std::move(e.chosen.mask), {length}, e.label};
+        if (twoDocs) {
+          row.ids.insert(row.ids.end(), e.rejected.ids.begin(), e.rejected.ids.end());
+          row.mask.insert(row.mask.end(), e.rejected.mask.begin(), e.rejected.mask.end());
+          row.seqLengths.push_back(static_cast<int64_t>(e.rejected.ids.size()));
+        }
+        d.train.push_back(std::move(row));
+      }
       rows = static_cast<int64_t>(plan.examples.size());
     }
     if (!evalSources.empty() && r.method == Method::SFT) {
@@ -186,14 +196,25 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
     }
     int64_t tokens = 0, longest = 0;
     std::map<int64_t, int64_t> histogram;
-    for (const TokenRow &row : d.train) {
-      int64_t len = static_cast<int64_t>(row.ids.size());
-      tokens += len;
+    // Over the sequences the step holds: SFT rows; the documents of a
+    // preference row (KTO's KL pair counts towards the longest only).
+    auto count = [&](int64_t len, bool trained) {
       longest = std::max(longest, len);
+      if (!trained)
+        return;
+      tokens += len;
       int64_t bucket = 1;
       while (bucket < len)
         bucket *= 2;
       ++histogram[bucket];
+    };
+    for (const TokenRow &row : d.train) {
+      if (r.method == Method::SFT) {
+        count(static_cast<int64_t>(row.ids.size()), true);
+        continue;
+      }
+      for (size_t k = 0; k < row.seqLengths.size(); ++k)
+        count(row.seqLengths[k], !(r.method == Method::KTO && k == 1));
     }
     json hist = json::object();
     for (auto [b, n] : histogram)
@@ -390,6 +411,7 @@ int dataCommand(const DataRequest &request, std::ostream &out, std::ostream &err
           j["kind"] = "rejected";
         } else if (r.method == Method::KTO) {
           j["label"] = e.label;
+          j["kl_input_ids"] = e.rejected.ids;
         }
         out << j.dump() << "\n";
       }

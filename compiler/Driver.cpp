@@ -91,7 +91,7 @@ CompileResult Session::run() {
   data = std::move(*prepared);
 
   // 3. The step's shape and the run's schedule.
-  shape = stepShape(*recipe, data.facts);
+  shape = stepShape(*recipe, data.facts, request.worldSize);
   auto schedule = trainingSchedule(*recipe, shape, data.facts.rows, request.worldSize);
   if (!schedule)
     return fail(1, schedule.error().message);

@@ -9,8 +9,9 @@
 
 namespace trlc::compiler {
 
-StepShape stepShape(const Recipe &r, const DataFacts &data) {
+StepShape stepShape(const Recipe &r, const DataFacts &data, int world) {
   StepShape s = recipeStepShape(r);
+  s.worldSize = world;
   if (r.method != Method::SFT)
     return s;
   if (r.data.paddingFree && !r.data.packing) {

@@ -87,6 +87,39 @@ bool endsWith(const std::string &s, const std::string &suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+/// REFERENCE.md's DPO truncation of one side: prompt keeps its end
+/// (max_prompt_length), the completion its start (max_completion_length),
+/// then max_length over both by truncation_mode. `cut` is set when
+/// anything was cut.
+Sequence truncatePair(const DataConfig &c, std::vector<int64_t> prompt,
+                      std::vector<int64_t> completion, bool &cut) {
+  if (c.maxPromptLength && static_cast<int64_t>(prompt.size()) > *c.maxPromptLength) {
+    prompt.erase(prompt.begin(), prompt.end() - *c.maxPromptLength);
+    cut = true;
+  }
+  if (c.maxCompletionLength && static_cast<int64_t>(completion.size()) > *c.maxCompletionLength) {
+    completion.resize(*c.maxCompletionLength);
+    cut = true;
+  }
+  Sequence s;
+  s.ids = prompt;
+  s.ids.insert(s.ids.end(), completion.begin(), completion.end());
+  s.mask.assign(prompt.size(), 0);
+  s.mask.insert(s.mask.end(), completion.size(), 1);
+  if (c.maxLength && static_cast<int64_t>(s.ids.size()) > *c.maxLength) {
+    cut = true;
+    if (c.truncation == TruncationMode::KeepStart) {
+      s.ids.resize(*c.maxLength);
+      s.mask.resize(*c.maxLength);
+    } else {
+      size_t drop = s.ids.size() - *c.maxLength;
+      s.ids.erase(s.ids.begin(), s.ids.begin() + drop);
+      s.mask.erase(s.mask.begin(), s.mask.begin() + drop);
+    }
+  }
+  return s;
+}
+
 /// Tokenizes one row of the dataset for one method.
 class RowEncoder {
 public:
@@ -98,7 +131,12 @@ public:
                                PairedExample &ex) const {
     try {
       switch (format_) {
-      case Format::Tokenized: return tokenized(obj, seq);
+      case Format::Tokenized:
+        if (c_.method == "dpo")
+          return tokenizedPreference(obj, ex);
+        if (c_.method == "kto")
+          return tokenizedUnpaired(obj, ex);
+        return tokenized(obj, seq);
       case Format::LanguageModeling: return languageModeling(obj, seq);
       case Format::PromptCompletion:
         if (c_.method == "kto")
@@ -219,6 +257,77 @@ private:
     return std::nullopt;
   }
 
+  /// A list of token ids `key` (pre-tokenized preference data).
+  std::optional<BadRow> idList(simdjson::dom::object obj, const char *key,
+                               std::vector<int64_t> &out, bool allowEmpty) const {
+    simdjson::dom::element e;
+    if (obj.at_key(key).get(e))
+      return missing(key);
+    simdjson::dom::array arr;
+    if (e.get_array().get(arr))
+      return BadRow{"wrong type", std::string("\"") + key + "\" must be a list of token ids"};
+    for (auto v : arr) {
+      int64_t id;
+      if (v.get_int64().get(id))
+        return BadRow{"wrong type", std::string("\"") + key + "\" must hold integers"};
+      if (id < 0 || (c_.vocabSize > 0 && id >= c_.vocabSize))
+        return BadRow{"id out of range", "token id " + std::to_string(id) + " in \"" + key +
+                                             "\" is outside the vocabulary [0, " +
+                                             std::to_string(c_.vocabSize) + ")"};
+      out.push_back(id);
+    }
+    if (out.empty() && !allowEmpty)
+      return BadRow{"empty text", std::string("\"") + key + "\" is empty"};
+    return std::nullopt;
+  }
+
+  /// DPO rows as TRL's tokenize_row leaves them: prompt_input_ids,
+  /// chosen_input_ids, rejected_input_ids, used as given (no EOS added).
+  std::optional<BadRow> tokenizedPreference(simdjson::dom::object obj, PairedExample &ex) const {
+    std::vector<int64_t> prompt, chosen, rejected;
+    if (auto bad = idList(obj, "prompt_input_ids", prompt, true))
+      return bad;
+    if (auto bad = idList(obj, "chosen_input_ids", chosen, false))
+      return bad;
+    if (auto bad = idList(obj, "rejected_input_ids", rejected, false))
+      return bad;
+    if (auto drop = promptTooLong(prompt.size()))
+      return drop;
+    bool cut = false;
+    ex.chosen = truncateSide(prompt, chosen, cut);
+    ex.rejected = truncateSide(prompt, rejected, cut);
+    if (cut)
+      return BadRow{"truncated", ""};
+    return std::nullopt;
+  }
+
+  /// KTO rows: prompt_input_ids, completion_input_ids and label.
+  std::optional<BadRow> tokenizedUnpaired(simdjson::dom::object obj, PairedExample &ex) const {
+    if (auto bad = label(obj, ex))
+      return bad;
+    if (auto bad = idList(obj, "prompt_input_ids", ex.prompt, true))
+      return bad;
+    if (auto bad = idList(obj, "completion_input_ids", ex.completion, false))
+      return bad;
+    if (auto drop = promptTooLong(ex.prompt.size()))
+      return drop;
+    bool cut = false;
+    ex.chosen = truncateSide(ex.prompt, ex.completion, cut);
+    if (cut)
+      return BadRow{"truncated", ""};
+    return std::nullopt;
+  }
+
+  static std::optional<BadRow> label(simdjson::dom::object obj, PairedExample &ex) {
+    simdjson::dom::element label;
+    if (obj.at_key("label").get(label))
+      return missing("label");
+    if (label.get_bool().get(ex.label))
+      return BadRow{"wrong type", "\"label\" must be true or false (JSON booleans, "
+                                  "not strings or numbers)"};
+    return std::nullopt;
+  }
+
   std::optional<BadRow> languageModeling(simdjson::dom::object obj, Sequence &seq) const {
     Text t;
     simdjson::dom::element probe;
@@ -288,37 +397,9 @@ private:
     }
   }
 
-  /// REFERENCE.md's DPO truncation of one side: prompt keeps its end
-  /// (max_prompt_length), the completion its start (max_completion_length),
-  /// then max_length over both by truncation_mode.
   Sequence truncateSide(std::vector<int64_t> prompt, std::vector<int64_t> completion,
                         bool &cut) const {
-    if (c_.maxPromptLength && static_cast<int64_t>(prompt.size()) > *c_.maxPromptLength) {
-      prompt.erase(prompt.begin(), prompt.end() - *c_.maxPromptLength);
-      cut = true;
-    }
-    if (c_.maxCompletionLength &&
-        static_cast<int64_t>(completion.size()) > *c_.maxCompletionLength) {
-      completion.resize(*c_.maxCompletionLength);
-      cut = true;
-    }
-    Sequence s;
-    s.ids = prompt;
-    s.ids.insert(s.ids.end(), completion.begin(), completion.end());
-    s.mask.assign(prompt.size(), 0);
-    s.mask.insert(s.mask.end(), completion.size(), 1);
-    if (c_.maxLength && static_cast<int64_t>(s.ids.size()) > *c_.maxLength) {
-      cut = true;
-      if (c_.truncation == TruncationMode::KeepStart) {
-        s.ids.resize(*c_.maxLength);
-        s.mask.resize(*c_.maxLength);
-      } else {
-        size_t drop = s.ids.size() - *c_.maxLength;
-        s.ids.erase(s.ids.begin(), s.ids.begin() + drop);
-        s.mask.erase(s.mask.begin(), s.mask.begin() + drop);
-      }
-    }
-    return s;
+    return truncatePair(c_, std::move(prompt), std::move(completion), cut);
   }
 
   std::optional<BadRow> promptTooLong(size_t promptLen) const {
@@ -395,19 +476,20 @@ private:
       return bad;
     if (auto bad = text(obj, "completion", c))
       return bad;
-    simdjson::dom::element label;
-    if (obj.at_key("label").get(label))
-      return missing("label");
-    if (label.get_bool().get(ex.label))
-      return BadRow{"wrong type", "\"label\" must be true or false"};
+    if (auto bad = label(obj, ex))
+      return bad;
+    if (p.conversational != c.conversational)
+      return BadRow{"wrong type", "\"prompt\" and \"completion\" must both be strings "
+                                  "or both conversations"};
     std::vector<int64_t> promptIds, full;
     split(p, c, promptIds, full);
     size_t len = commonPrefix(promptIds, full);
     if (auto drop = promptTooLong(len))
       return drop;
     bool cut = false;
-    ex.chosen = truncateSide({promptIds.begin(), promptIds.begin() + len},
-                             {full.begin() + len, full.end()}, cut);
+    ex.prompt.assign(promptIds.begin(), promptIds.begin() + len);
+    ex.completion.assign(full.begin() + len, full.end());
+    ex.chosen = truncateSide(ex.prompt, ex.completion, cut);
     if (cut)
       return BadRow{"truncated", ""};
     return std::nullopt;
@@ -437,9 +519,13 @@ Format detect(simdjson::dom::object obj, const DataConfig &c) {
     simdjson::dom::element e;
     return !obj.at_key(k).get(e);
   };
-  if (has("input_ids")) return Format::Tokenized;
+  if (has("input_ids") || has("prompt_input_ids")) return Format::Tokenized;
   if (has("chosen") && has("rejected")) return Format::Preference;
   if (has("completion") && has("label")) return Format::UnpairedPreference;
+  // One of the method's keys is enough to know what the row means to be
+  // (its missing partner is then reported by name).
+  if (c.method == "dpo" && (has("chosen") || has("rejected"))) return Format::Preference;
+  if (c.method == "kto" && has("label")) return Format::UnpairedPreference;
   if (has("prompt") && has("completion")) return Format::PromptCompletion;
   if (has(c.datasetTextField.c_str()) || has("messages")) return Format::LanguageModeling;
   if (has("prompt")) return Format::PromptOnly;
@@ -466,17 +552,19 @@ void checkMethod(Format f, const std::string &method, const std::string &where) 
   if (method == "sft")
     ok = f == Format::LanguageModeling || f == Format::PromptCompletion || f == Format::Tokenized;
   else if (method == "dpo")
-    ok = f == Format::Preference;
+    ok = f == Format::Preference || f == Format::Tokenized;
   else if (method == "kto")
-    ok = f == Format::UnpairedPreference || f == Format::PromptCompletion;
+    ok = f == Format::UnpairedPreference || f == Format::PromptCompletion ||
+         f == Format::Tokenized;
   else if (method == "grpo")
     ok = f == Format::PromptOnly || f == Format::PromptCompletion ||
          f == Format::LanguageModeling || f == Format::Preference;
   if (!ok) {
     static const std::map<std::string, std::string> wants = {
         {"sft", "language_modeling (text or messages), prompt_completion or tokenized"},
-        {"dpo", "preference (prompt + chosen + rejected)"},
-        {"kto", "unpaired_preference (prompt + completion + label)"},
+        {"dpo", "preference (prompt + chosen + rejected, or their _input_ids)"},
+        {"kto", "unpaired_preference (prompt + completion + label, or prompt_input_ids + "
+                "completion_input_ids + label)"},
         {"grpo", "prompt_only (prompt)"}};
     throw InputError(where + ": error: the dataset is in the " + formatName(f) +
                      " format, which method = \"" + method + "\" cannot train on; it needs " +
@@ -537,6 +625,26 @@ std::vector<std::string> expandFiles(const std::vector<std::string> &patterns,
     globfree(&g);
   }
   return files;
+}
+
+/// TRL's _get_kl_dataset: in dataset order, within consecutive blocks of
+/// batchSize examples, each prompt with the previous example's completion
+/// (the block's first with its last), truncated as any example is.
+void pairForKl(const DataConfig &c, DataPlan &plan) {
+  std::vector<PairedExample> &ex = plan.examples;
+  size_t block = static_cast<size_t>(std::max<int64_t>(c.batchSize, 1));
+  for (size_t start = 0; start < ex.size(); start += block) {
+    size_t end = std::min(ex.size(), start + block);
+    for (size_t i = start; i < end; ++i) {
+      size_t from = i == start ? end - 1 : i - 1;
+      bool cut = false;
+      ex[i].rejected = truncatePair(c, ex[i].prompt, ex[from].completion, cut);
+    }
+  }
+  for (PairedExample &e : ex) {
+    e.prompt = {};
+    e.completion = {};
+  }
 }
 
 DataPlan runDataPlan(const DataConfig &c) {
@@ -668,6 +776,8 @@ DataPlan runDataPlan(const DataConfig &c) {
   if (!format)
     throw InputError(c.where + ": error: the dataset files hold no rows");
 
+  if (c.method == "kto")
+    pairForKl(c, plan);
   if (c.method != "sft") {
     for (const PairedExample &e : plan.examples)
       plan.maxLength = std::max<int64_t>(

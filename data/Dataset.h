@@ -10,6 +10,10 @@
 //   unpaired_preference  prompt + completion + label            kto
 //   prompt_only          prompt                                 grpo
 //   tokenized            input_ids [+ completion_mask | assistant_masks]  sft
+//                        prompt_input_ids + chosen_input_ids +
+//                          rejected_input_ids                   dpo
+//                        prompt_input_ids + completion_input_ids +
+//                          label                                kto
 //
 // Values are strings (standard) or lists of {role, content} messages
 // (conversational, rendered with the tokenizer's chat template). `auto`
@@ -55,11 +59,14 @@ struct DataConfig {
 
 /// One tokenized example of the other methods, as full sequences whose
 /// mask marks the completion: DPO chosen + rejected (prompt + completion
-/// each), KTO `chosen` = prompt + completion with its label, GRPO `chosen`
-/// = the prompt (mask all zero; the completion is generated).
+/// each); KTO `chosen` = prompt + completion with its label and `rejected`
+/// its KL pair (the prompt with another example's completion, TRL's
+/// _get_kl_dataset); GRPO `chosen` = the prompt (mask all zero; the
+/// completion is generated).
 struct PairedExample {
   Sequence chosen, rejected;
   bool label = true;
+  std::vector<int64_t> prompt, completion;  // KTO, before truncation (for the KL pairs)
 };
 
 struct DataStats {

@@ -56,12 +56,22 @@ def Trl_ReduceKind : Trl_I32Enum<"ReduceKind", "collective reduction", [
 ]>;
 def Trl_ReduceKindAttr : Trl_EnumAttr<Trl_ReduceKind, "reduce">;
 
+// The order is trlc/PreferenceMath.h's DpoKind and KtoKind.
 def Trl_DpoLossType : Trl_I32Enum<"DpoLossType", "DPO loss variant", [
   I32EnumAttrCase<"sigmoid", 0>,
   I32EnumAttrCase<"hinge", 1>,
   I32EnumAttrCase<"ipo", 2>,
+  I32EnumAttrCase<"robust", 3>,
+  I32EnumAttrCase<"apo_zero", 4>,
+  I32EnumAttrCase<"apo_down", 5>,
 ]>;
 def Trl_DpoLossTypeAttr : Trl_EnumAttr<Trl_DpoLossType, "dpo_loss">;
+
+def Trl_KtoLossType : Trl_I32Enum<"KtoLossType", "KTO loss variant", [
+  I32EnumAttrCase<"kto", 0>,
+  I32EnumAttrCase<"apo_zero_unpaired", 1>,
+]>;
+def Trl_KtoLossTypeAttr : Trl_EnumAttr<Trl_KtoLossType, "kto_loss">;
 
 def Trl_GrpoLossType : Trl_I32Enum<"GrpoLossType", "GRPO loss normalisation", [
   I32EnumAttrCase<"grpo", 0>,     // mean over each sequence, then over sequences

@@ -457,20 +457,37 @@ static LogicalResult verifyPairedVectors(Operation *op, ValueRange values,
   return success();
 }
 
+/// The attributes dpo_loss and its gradient share.
+static LogicalResult verifyDpoAttrs(Operation *op, double beta, DpoLossType type,
+                                    double ls, double rpo, bool hasNllWeight) {
+  if (failed(expectPositive(op, "beta", beta)))
+    return failure();
+  if (ls < 0 || ls > 0.5 || (type == DpoLossType::robust && ls == 0.5))
+    return op->emitOpError() << "expects 0 <= label_smoothing <= 0.5 (< 0.5 for robust), got "
+                             << num(ls);
+  if (rpo < 0)
+    return op->emitOpError() << "expects rpo_alpha >= 0, got " << num(rpo);
+  if ((rpo > 0) != hasNllWeight)
+    return op->emitOpError("takes an nll weight exactly when rpo_alpha > 0");
+  return success();
+}
+
 LogicalResult DpoLossOp::verify() {
   if (failed(verifyPairedVectors(
           *this,
           {getPolicyChosen(), getPolicyRejected(), getRefChosen(),
-           getRefRejected(), getChosenRewards(), getRejectedRewards()},
-          {"policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected",
+           getRefRejected(), getWeights(), getChosenRewards(), getRejectedRewards()},
+          {"policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected", "weights",
            "chosen_rewards", "rejected_rewards"})))
     return failure();
-  if (failed(expectPositive(*this, "beta", getBeta().convertToDouble())))
-    return failure();
-  double ls = getLabelSmoothing().convertToDouble();
-  if (ls < 0 || ls > 0.5)
-    return emitOpError() << "expects 0 <= label_smoothing <= 0.5, got " << num(ls);
-  return success();
+  return verifyDpoAttrs(*this, getBeta().convertToDouble(), getLossType(),
+                        getLabelSmoothing().convertToDouble(),
+                        getRpoAlpha().convertToDouble(), static_cast<bool>(getNllWeight()));
+}
+
+LogicalResult KtoKlOp::verify() {
+  return verifyPairedVectors(*this, {getKlPolicy(), getKlRef(), getWeights()},
+                             {"kl_policy", "kl_ref", "weights"});
 }
 
 static LogicalResult verifyKtoCommon(Operation *op, Value policy, Value ref,
@@ -486,14 +503,22 @@ static LogicalResult verifyKtoCommon(Operation *op, Value policy, Value ref,
   return success();
 }
 
+/// kto needs the KL estimate; apo_zero_unpaired has none.
+static LogicalResult verifyKtoKl(Operation *op, KtoLossType type, bool hasKl) {
+  if ((type == KtoLossType::kto) != hasKl)
+    return op->emitOpError(type == KtoLossType::kto
+                               ? "loss_type kto needs the KL estimate (kl %k)"
+                               : "loss_type apo_zero_unpaired takes no KL estimate");
+  return success();
+}
+
 LogicalResult KtoLossOp::verify() {
   if (failed(verifyKtoCommon(*this, getPolicy(), getRef(), getLabel(),
                              getBeta().convertToDouble(),
                              getDesirableWeight().convertToDouble(),
-                             getUndesirableWeight().convertToDouble())))
-    return failure();
-  if (failed(expectType(*this, "kl_ref", getKlRef().getType(),
-                        getKlPolicy().getType())))
+                             getUndesirableWeight().convertToDouble())) ||
+      failed(verifyKtoKl(*this, getLossType(), static_cast<bool>(getKl()))) ||
+      failed(expectType(*this, "weights", getWeights().getType(), getPolicy().getType())))
     return failure();
   return expectType(*this, "rewards", getRewards().getType(),
                     getPolicy().getType());
@@ -691,18 +716,22 @@ LogicalResult DpoLossGradOp::verify() {
   if (failed(verifyPairedVectors(
           *this,
           {getPolicyChosen(), getPolicyRejected(), getRefChosen(),
-           getRefRejected(), getGradChosen(), getGradRejected()},
-          {"policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected",
+           getRefRejected(), getWeights(), getGradChosen(), getGradRejected()},
+          {"policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected", "weights",
            "grad_chosen", "grad_rejected"})))
     return failure();
-  return expectPositive(*this, "beta", getBeta().convertToDouble());
+  return verifyDpoAttrs(*this, getBeta().convertToDouble(), getLossType(),
+                        getLabelSmoothing().convertToDouble(),
+                        getRpoAlpha().convertToDouble(), static_cast<bool>(getNllWeight()));
 }
 
 LogicalResult KtoLossGradOp::verify() {
   if (failed(verifyKtoCommon(*this, getPolicy(), getRef(), getLabel(),
                              getBeta().convertToDouble(),
                              getDesirableWeight().convertToDouble(),
-                             getUndesirableWeight().convertToDouble())))
+                             getUndesirableWeight().convertToDouble())) ||
+      failed(verifyKtoKl(*this, getLossType(), static_cast<bool>(getKl()))) ||
+      failed(expectType(*this, "weights", getWeights().getType(), getPolicy().getType())))
     return failure();
   return expectType(*this, "result", getType(), getPolicy().getType());
 }

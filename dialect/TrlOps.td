@@ -389,55 +389,84 @@ def Trl_MaskedSumOp : Trl_Op<"masked_sum", [Trl_Differentiable, Pure]> {
 def Trl_DpoLossOp : Trl_Op<"dpo_loss", [Trl_Differentiable, Pure]> {
   let summary = "DPO loss from policy and reference sequence log-probabilities";
   let description = [{
-    With logits = beta * ((pi_c - ref_c) - (pi_r - ref_r)):
-    sigmoid: -log sigmoid(logits) (1 - label_smoothing) - log sigmoid(-logits) label_smoothing;
-    hinge: relu(1 - logits); ipo: ((pi_c - ref_c) - (pi_r - ref_r) - 1/(2 beta))^2.
-    Mean over pairs. Also returns the chosen and rejected rewards
-    beta * (pi - ref) for the metrics.
+    Per pair i, with h_c = pi_c - ref_c, h_r = pi_r - ref_r and
+    z = beta (h_c - h_r), TRL's losses: sigmoid
+    -log sigmoid(z) (1 - eps) - log sigmoid(-z) eps (eps = label_smoothing);
+    robust (-log sigmoid(z) (1 - eps) + log sigmoid(-z) eps) / (1 - 2 eps);
+    hinge relu(1 - z); ipo (h_c - h_r - 1/(2 beta))^2; apo_zero
+    1 - sigmoid(beta h_c) + sigmoid(beta h_r); apo_down
+    sigmoid(beta h_c) + 1 - sigmoid(z). The loss is sum_i weights_i l_i
+    (the runtime's weights: 1 / (real pairs x accumulation x ranks), 0 for
+    padding pairs), plus with `nll_weight` rpo_alpha * nll_weight *
+    sum_i (-pi_c), the NLL of the chosen completions (TRL's rpo_alpha).
+    Also returns the rewards beta h_c and beta h_r for the metrics.
 
     ```mlir
-    %l, %rc, %rr = trl.dpo_loss %pc, %pr, %refc, %refr {beta = 1.0e-01 : f64}
-        : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
+    %l, %rc, %rr = trl.dpo_loss %pc, %pr, %refc, %refr, %w {beta = 1.0e-01 : f64}
+        : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
     ```
   }];
   let arguments = (ins Trl_Vector:$policy_chosen, Trl_Vector:$policy_rejected,
                    Trl_Vector:$ref_chosen, Trl_Vector:$ref_rejected,
+                   Trl_Vector:$weights, Optional<Trl_Scalar>:$nll_weight,
                    DefaultValuedAttr<F64Attr, "0.1">:$beta,
                    DefaultValuedAttr<Trl_DpoLossTypeAttr,
                      "::mlir::trl::DpoLossType::sigmoid">:$loss_type,
-                   DefaultValuedAttr<F64Attr, "0.0">:$label_smoothing);
+                   DefaultValuedAttr<F64Attr, "0.0">:$label_smoothing,
+                   DefaultValuedAttr<F64Attr, "0.0">:$rpo_alpha);
   let results = (outs Trl_Scalar:$loss, Trl_Vector:$chosen_rewards,
                  Trl_Vector:$rejected_rewards);
   let assemblyFormat = [{
-    $policy_chosen `,` $policy_rejected `,` $ref_chosen `,` $ref_rejected attr-dict
-    `:` functional-type(operands, results)
+    $policy_chosen `,` $policy_rejected `,` $ref_chosen `,` $ref_rejected `,` $weights
+    (`nll` $nll_weight^)? attr-dict `:` functional-type(operands, results)
   }];
+  let hasVerifier = 1;
+}
+
+def Trl_KtoKlOp : Trl_Op<"kto_kl", [Pure]> {
+  let summary = "KTO's KL estimate of one micro-batch: sum_i weights_i (kl_policy_i - kl_ref_i)";
+  let description = [{
+    Over the mismatched prompt/completion pairs, weighted as the runtime
+    sets it (1 / (real rows x ranks)), so a sum over ranks is the mean TRL
+    gathers. Detached: kto_loss does not differentiate through it.
+
+    ```mlir
+    %kl = trl.kto_kl %klp, %klr, %w : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Trl_Vector:$kl_policy, Trl_Vector:$kl_ref, Trl_Vector:$weights);
+  let results = (outs Trl_Scalar:$kl);
+  let assemblyFormat = "$kl_policy `,` $kl_ref `,` $weights attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
 }
 
 def Trl_KtoLossOp : Trl_Op<"kto_loss", [Trl_Differentiable, Pure]> {
   let summary = "KTO loss for unpaired desirable/undesirable completions";
   let description = [{
-    r = pi - ref per example; KL = max(0, mean(kl_policy - kl_ref)) detached,
-    from mismatched prompt/completion pairs. Desirable (label true):
-    desirable_weight * (1 - sigmoid(beta (r - KL))); undesirable:
-    undesirable_weight * (1 - sigmoid(beta (KL - r))). Mean over examples.
-    Returns the loss, the rewards beta * r and the KL estimate.
+    r = pi - ref per example; KL = max(0, kl) (kto_kl, detached).
+    loss_type kto: desirable (label true) desirable_weight *
+    (1 - sigmoid(beta (r - KL))), undesirable undesirable_weight *
+    (1 - sigmoid(beta (KL - r))); apo_zero_unpaired (no KL): desirable
+    desirable_weight * (1 - sigmoid(beta r)), undesirable
+    undesirable_weight * sigmoid(beta r). The loss is sum_i weights_i l_i
+    (1 / (real rows x accumulation x ranks), 0 for padding). Returns the
+    loss, the rewards beta r and the clamped KL.
 
     ```mlir
-    %l, %r, %kl = trl.kto_loss %pi, %ref, %klp, %klr, %label {beta = 1.0e-01 : f64}
-        : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xi1>) -> (tensor<f32>, tensor<4xf32>, tensor<f32>)
+    %l, %r, %kl = trl.kto_loss %pi, %ref, %label, %w kl %k {beta = 1.0e-01 : f64}
+        : (tensor<4xf32>, tensor<4xf32>, tensor<4xi1>, tensor<4xf32>, tensor<f32>) -> (tensor<f32>, tensor<4xf32>, tensor<f32>)
     ```
   }];
-  let arguments = (ins Trl_Vector:$policy, Trl_Vector:$ref,
-                   Trl_Vector:$kl_policy, Trl_Vector:$kl_ref,
-                   1DTensorOf<[I1]>:$label,
+  let arguments = (ins Trl_Vector:$policy, Trl_Vector:$ref, 1DTensorOf<[I1]>:$label,
+                   Trl_Vector:$weights, Optional<Trl_Scalar>:$kl,
                    DefaultValuedAttr<F64Attr, "0.1">:$beta,
                    DefaultValuedAttr<F64Attr, "1.0">:$desirable_weight,
-                   DefaultValuedAttr<F64Attr, "1.0">:$undesirable_weight);
-  let results = (outs Trl_Scalar:$loss, Trl_Vector:$rewards, Trl_Scalar:$kl);
+                   DefaultValuedAttr<F64Attr, "1.0">:$undesirable_weight,
+                   DefaultValuedAttr<Trl_KtoLossTypeAttr,
+                     "::mlir::trl::KtoLossType::kto">:$loss_type);
+  let results = (outs Trl_Scalar:$loss, Trl_Vector:$rewards, Trl_Scalar:$kl_out);
   let assemblyFormat = [{
-    $policy `,` $ref `,` $kl_policy `,` $kl_ref `,` $label attr-dict
+    $policy `,` $ref `,` $label `,` $weights (`kl` $kl^)? attr-dict
     `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
@@ -714,21 +743,23 @@ def Trl_DpoLossGradOp : Trl_Op<"dpo_loss_grad", [Pure]> {
   let summary = "gradient of dpo_loss w.r.t. the policy log-probabilities";
   let description = [{
     ```mlir
-    %dc, %dr = trl.dpo_loss_grad %dl, %pc, %pr, %refc, %refr {beta = 1.0e-01 : f64}
-        : (tensor<f32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<2xf32>, tensor<2xf32>)
+    %dc, %dr = trl.dpo_loss_grad %dl, %pc, %pr, %refc, %refr, %w {beta = 1.0e-01 : f64}
+        : (tensor<f32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<2xf32>, tensor<2xf32>)
     ```
   }];
   let arguments = (ins Trl_Scalar:$grad, Trl_Vector:$policy_chosen,
                    Trl_Vector:$policy_rejected, Trl_Vector:$ref_chosen,
-                   Trl_Vector:$ref_rejected,
+                   Trl_Vector:$ref_rejected, Trl_Vector:$weights,
+                   Optional<Trl_Scalar>:$nll_weight,
                    DefaultValuedAttr<F64Attr, "0.1">:$beta,
                    DefaultValuedAttr<Trl_DpoLossTypeAttr,
                      "::mlir::trl::DpoLossType::sigmoid">:$loss_type,
-                   DefaultValuedAttr<F64Attr, "0.0">:$label_smoothing);
+                   DefaultValuedAttr<F64Attr, "0.0">:$label_smoothing,
+                   DefaultValuedAttr<F64Attr, "0.0">:$rpo_alpha);
   let results = (outs Trl_Vector:$grad_chosen, Trl_Vector:$grad_rejected);
   let assemblyFormat = [{
-    $grad `,` $policy_chosen `,` $policy_rejected `,` $ref_chosen `,` $ref_rejected
-    attr-dict `:` functional-type(operands, results)
+    $grad `,` $policy_chosen `,` $policy_rejected `,` $ref_chosen `,` $ref_rejected `,`
+    $weights (`nll` $nll_weight^)? attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }
@@ -737,18 +768,22 @@ def Trl_KtoLossGradOp : Trl_Op<"kto_loss_grad", [Pure]> {
   let summary = "gradient of kto_loss w.r.t. the policy log-probabilities (KL detached)";
   let description = [{
     ```mlir
-    %dp = trl.kto_loss_grad %dl, %pi, %ref, %kl, %label {beta = 1.0e-01 : f64}
-        : (tensor<f32>, tensor<4xf32>, tensor<4xf32>, tensor<f32>, tensor<4xi1>) -> tensor<4xf32>
+    %dp = trl.kto_loss_grad %dl, %pi, %ref, %label, %w kl %k {beta = 1.0e-01 : f64}
+        : (tensor<f32>, tensor<4xf32>, tensor<4xf32>, tensor<4xi1>, tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
     ```
   }];
   let arguments = (ins Trl_Scalar:$grad, Trl_Vector:$policy, Trl_Vector:$ref,
-                   Trl_Scalar:$kl, 1DTensorOf<[I1]>:$label,
+                   1DTensorOf<[I1]>:$label, Trl_Vector:$weights,
+                   Optional<Trl_Scalar>:$kl,
                    DefaultValuedAttr<F64Attr, "0.1">:$beta,
                    DefaultValuedAttr<F64Attr, "1.0">:$desirable_weight,
-                   DefaultValuedAttr<F64Attr, "1.0">:$undesirable_weight);
+                   DefaultValuedAttr<F64Attr, "1.0">:$undesirable_weight,
+                   DefaultValuedAttr<Trl_KtoLossTypeAttr,
+                     "::mlir::trl::KtoLossType::kto">:$loss_type);
   let results = (outs Trl_Vector:$result);
   let assemblyFormat = [{
-    $grad `,` $policy `,` $ref `,` $kl `,` $label attr-dict `:` functional-type(operands, results)
+    $grad `,` $policy `,` $ref `,` $label `,` $weights (`kl` $kl^)? attr-dict
+    `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }

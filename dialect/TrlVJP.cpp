@@ -220,10 +220,13 @@ LogicalResult DpoLossOp::buildVJP(OpBuilder &b, ValueRange grads,
   auto op = b.create<DpoLossGradOp>(
       getLoc(), getPolicyChosen().getType(), getPolicyRejected().getType(),
       grads[0], getPolicyChosen(), getPolicyRejected(), getRefChosen(),
-      getRefRejected(), getBetaAttr(), getLossTypeAttr(),
-      getLabelSmoothingAttr());
-  // The reference log-probabilities come from the frozen model.
-  out.append({op.getGradChosen(), op.getGradRejected(), nullptr, nullptr});
+      getRefRejected(), getWeights(), getNllWeight(), getBetaAttr(), getLossTypeAttr(),
+      getLabelSmoothingAttr(), getRpoAlphaAttr());
+  // The reference log-probabilities come from the frozen model; the
+  // weights from the runtime.
+  out.append({op.getGradChosen(), op.getGradRejected(), nullptr, nullptr, nullptr});
+  if (getNllWeight())
+    out.push_back(nullptr);
   return success();
 }
 
@@ -233,10 +236,12 @@ LogicalResult KtoLossOp::buildVJP(OpBuilder &b, ValueRange grads,
     return failure();
   // The KL estimate is detached, as in TRL.
   out.push_back(b.create<KtoLossGradOp>(
-      getLoc(), getPolicy().getType(), grads[0], getPolicy(), getRef(),
-      getKl(), getLabel(), getBetaAttr(), getDesirableWeightAttr(),
-      getUndesirableWeightAttr()));
-  out.append({nullptr, nullptr, nullptr, nullptr});
+      getLoc(), getPolicy().getType(), grads[0], getPolicy(), getRef(), getLabel(),
+      getWeights(), getKl(), getBetaAttr(), getDesirableWeightAttr(),
+      getUndesirableWeightAttr(), getLossTypeAttr()));
+  out.append({nullptr, nullptr, nullptr});
+  if (getKl())
+    out.push_back(nullptr);
   return success();
 }
 

@@ -28,15 +28,21 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
   }
   Block *entry = fn.addEntryBlock();
   b.setInsertionPointToStart(entry);
-  Value loss;
+  StepResults step;
   switch (recipe.method) {
-  case Method::SFT: loss = buildSftLoss(m, fn); break;
-  case Method::DPO: loss = buildDpoLoss(m, fn); break;
-  case Method::KTO: loss = buildKtoLoss(m, fn); break;
-  case Method::GRPO: loss = buildGrpoLoss(m, fn); break;
+  case Method::SFT: step = buildSftLoss(m, fn); break;
+  case Method::DPO: step = buildDpoLoss(m, fn); break;
+  case Method::KTO: step = buildKtoLoss(m, fn); break;
+  case Method::GRPO: step = buildGrpoLoss(m, fn); break;
   }
-  b.create<func::ReturnOp>(m.loc, loss);
-  fn.setType(b.getFunctionType(entry->getArgumentTypes(), {loss.getType()}));
+  // The loss first, then the method's metrics, each a named output.
+  SmallVector<Value> results{step.loss};
+  for (auto &[name, v] : step.metrics)
+    results.push_back(v);
+  b.create<func::ReturnOp>(m.loc, results);
+  fn.setType(b.getFunctionType(entry->getArgumentTypes(), ValueRange(results).getTypes()));
+  for (auto [i, metric] : llvm::enumerate(step.metrics))
+    fn.setResultAttr(i + 1, "trl.output", b.getStringAttr(metric.first));
   if (recipe.method == Method::SFT && !recipe.data.eval.empty())
     buildSftPredict(m, *module);
   return module;

@@ -191,10 +191,16 @@ const KeySpec kSchema[] = {
   {"sft", "loss_type", Kind::Enum, {"\"nll\"", nullptr, nullptr, nullptr}, SFT, "nll|dft", -INFINITY, INFINITY, false, "SFT loss"},
 
   {"dpo", "beta", Kind::Float, {nullptr, "0.1", nullptr, nullptr}, DPO, nullptr, 0, INFINITY, true, "KL coefficient"},
-  {"dpo", "loss_type", Kind::Enum, {nullptr, "\"sigmoid\"", nullptr, nullptr}, DPO, "sigmoid|hinge|ipo", -INFINITY, INFINITY, false, "DPO loss variant"},
+  {"dpo", "loss_type", Kind::Enum, {nullptr, "\"sigmoid\"", nullptr, nullptr}, DPO, "sigmoid|hinge|ipo|robust|apo_zero|apo_down", -INFINITY, INFINITY, false, "DPO loss variant"},
   {"dpo", "label_smoothing", Kind::Float, {nullptr, "0.0", nullptr, nullptr}, DPO, nullptr, 0, 0.5, false, "conservative-DPO label smoothing"},
+  {"dpo", "rpo_alpha", Kind::Float, none(), DPO, nullptr, 0, INFINITY, false, "weight of the chosen completions' NLL added to the loss (RPO)"},
+  {"dpo", "ref_model", Kind::String, none(), DPO, nullptr, -INFINITY, INFINITY, false, "Hugging Face directory of the reference model (default: a frozen copy of the initial policy)"},
+  {"dpo", "precompute_ref_log_probs", Kind::Bool, {nullptr, "false", nullptr, nullptr}, DPO, nullptr, -INFINITY, INFINITY, false, "compute the reference log-probabilities once before training; the step then holds no reference weights"},
 
   {"kto", "beta", Kind::Float, {nullptr, nullptr, "0.1", nullptr}, KTO, nullptr, 0, INFINITY, true, "KL coefficient"},
+  {"kto", "loss_type", Kind::Enum, {nullptr, nullptr, "\"kto\"", nullptr}, KTO, "kto|apo_zero_unpaired", -INFINITY, INFINITY, false, "KTO loss variant"},
+  {"kto", "ref_model", Kind::String, none(), KTO, nullptr, -INFINITY, INFINITY, false, "Hugging Face directory of the reference model (default: a frozen copy of the initial policy)"},
+  {"kto", "precompute_ref_log_probs", Kind::Bool, {nullptr, nullptr, "false", nullptr}, KTO, nullptr, -INFINITY, INFINITY, false, "compute the reference log-probabilities once before training; the step then holds no reference weights"},
   {"kto", "desirable_weight", Kind::Float, {nullptr, nullptr, "1.0", nullptr}, KTO, nullptr, 0, INFINITY, false, "weight of desirable examples"},
   {"kto", "undesirable_weight", Kind::Float, {nullptr, nullptr, "1.0", nullptr}, KTO, nullptr, 0, INFINITY, false, "weight of undesirable examples"},
 
@@ -703,6 +709,43 @@ std::optional<Error> Resolver::checkContradictions(toml::table &root) {
       return diag.at(*seed, "[model] init_seed applies to models trained from "
                             "scratch ([model.config]); a model loaded from "
                             "[model] path keeps its weights");
+  auto strOf = [&](const char *s, const char *k, const char *def) {
+    const toml::node *n = present(s, k);
+    return n ? n->as_string()->get() : std::string(def);
+  };
+  auto floatOf = [&](const char *s, const char *k) -> std::optional<double> {
+    const toml::node *n = present(s, k);
+    if (!n)
+      return std::nullopt;
+    return n->is_integer() ? static_cast<double>(n->as_integer()->get())
+                           : n->as_floating_point()->get();
+  };
+  if (method == Method::DPO) {
+    std::string type = strOf("dpo", "loss_type", "sigmoid");
+    if (auto ls = floatOf("dpo", "label_smoothing")) {
+      const toml::node *at = present("dpo", "label_smoothing");
+      if (*ls > 0 && type != "sigmoid" && type != "robust")
+        return diag.at(*at, "[dpo] label_smoothing applies to loss_type \"sigmoid\" and "
+                            "\"robust\"; \"" + type + "\" ignores it, so remove it");
+      if (type == "robust" && *ls >= 0.5)
+        return diag.at(*at, "[dpo] label_smoothing must be below 0.5 for loss_type "
+                            "\"robust\" (it divides by 1 - 2 label_smoothing)");
+    }
+    if (auto alpha = floatOf("dpo", "rpo_alpha"))
+      if (*alpha > 0 && type == "ipo")
+        return diag.at(*present("dpo", "rpo_alpha"),
+                       "[dpo] rpo_alpha with loss_type \"ipo\" is not supported yet "
+                       "(IPO's mean log-probabilities and RPO's token NLL need two "
+                       "reductions); use another loss_type or remove rpo_alpha");
+  }
+  if (method == Method::KTO && strOf("kto", "loss_type", "kto") == "kto" &&
+      intOrDefault("train", "per_device_train_batch_size") < 2) {
+    const toml::node *where = present("train", "per_device_train_batch_size");
+    std::string msg = "KTO's KL estimate pairs each prompt with another example's "
+                      "completion in the same micro-batch: per_device_train_batch_size "
+                      "must be at least 2 (TRL requires the same)";
+    return where ? diag.at(*where, msg) : diag.atFile(msg);
+  }
   if (method == Method::GRPO) {
     int64_t gens = intOrDefault("grpo", "num_generations");
     int64_t batch = intOrDefault("train", "per_device_train_batch_size");
@@ -841,11 +884,17 @@ void Resolver::fill(toml::table &root, Recipe &r) {
     r.dpo.beta = *f64("dpo", "beta");
     r.dpo.lossType = *str("dpo", "loss_type");
     r.dpo.labelSmoothing = *f64("dpo", "label_smoothing");
+    r.dpo.rpoAlpha = f64("dpo", "rpo_alpha").value_or(0.0);
+    r.reference.modelPath = str("dpo", "ref_model");
+    r.reference.precompute = *b("dpo", "precompute_ref_log_probs");
     break;
   case Method::KTO:
     r.kto.beta = *f64("kto", "beta");
     r.kto.desirableWeight = *f64("kto", "desirable_weight");
     r.kto.undesirableWeight = *f64("kto", "undesirable_weight");
+    r.kto.lossType = *str("kto", "loss_type");
+    r.reference.modelPath = str("kto", "ref_model");
+    r.reference.precompute = *b("kto", "precompute_ref_log_probs");
     break;
   case Method::GRPO:
     r.grpo.numGenerations = *i64("grpo", "num_generations");

@@ -124,11 +124,19 @@ struct Recipe {
     double beta = 0.1;
     std::string lossType = "sigmoid";
     double labelSmoothing = 0.0;
+    double rpoAlpha = 0.0;  // 0: no NLL term (TRL's None)
   } dpo;
   struct Kto {
     double beta = 0.1;
+    std::string lossType = "kto";
     double desirableWeight = 1.0, undesirableWeight = 1.0;
   } kto;
+  /// DPO and KTO's reference model ([dpo] / [kto] ref_model and
+  /// precompute_ref_log_probs).
+  struct Reference {
+    std::optional<std::string> modelPath;  // none: the initial policy
+    bool precompute = false;
+  } reference;
   struct Grpo {
     int64_t numGenerations = 8;
     int64_t maxPromptLength = 512;

@@ -23,6 +23,7 @@ struct StepShape {
   int64_t batch = 0;          // rows per micro-batch (examples, pairs, prompts)
   int64_t sequenceBound = 0;  // tokens per row
   std::string boundSource;    // "max_length", "data plan: longest row ...", ...
+  int64_t worldSize = 1;      // data-parallel ranks (statistics reduced over them)
 };
 
 /// The shape the recipe alone gives: per_device_train_batch_size rows of

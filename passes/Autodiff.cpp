@@ -27,9 +27,18 @@ struct Autodiff : mlir::trl::impl::TrlAutodiffBase<Autodiff> {
   LogicalResult differentiate(func::FuncOp fn) {
     Block &block = fn.front();
     auto ret = cast<func::ReturnOp>(block.getTerminator());
-    if (ret.getNumOperands() != 1)
-      return fn.emitOpError("trl-autodiff expects @train_step to return only "
-                            "its loss (was it differentiated already?)");
+    // The loss, then named metrics (trl.output) the gradients follow.
+    unsigned outputs = ret.getNumOperands();
+    for (unsigned i = 0; i < fn.getNumResults(); ++i)
+      if (fn.getResultAttr(i, "trl.grad"))
+        return fn.emitOpError("trl-autodiff expects @train_step to return its loss and "
+                              "metrics only (was it differentiated already?)");
+    if (outputs == 0)
+      return fn.emitOpError("trl-autodiff expects @train_step to return its loss");
+    for (unsigned i = 1; i < outputs; ++i)
+      if (!fn.getResultAttrOfType<StringAttr>(i, "trl.output"))
+        return fn.emitOpError("result ") << i << " of @train_step is neither the loss nor "
+                                            "a named (trl.output) metric";
     Value loss = ret.getOperand(0);
     auto lossType = dyn_cast<RankedTensorType>(loss.getType());
     if (!lossType || lossType.getRank() != 0)
@@ -92,9 +101,12 @@ struct Autodiff : mlir::trl::impl::TrlAutodiffBase<Autodiff> {
           accumulate(operand, g);
     }
 
-    // Results: the loss, then one gradient per trainable parameter, in the
-    // order the parameters are read.
-    SmallVector<Value> results{loss};
+    // Results: the loss, the metrics, then one gradient per trainable
+    // parameter, in the order the parameters are read.
+    SmallVector<Value> results(ret.getOperands());
+    SmallVector<Attribute> metricNames;
+    for (unsigned i = 1; i < outputs; ++i)
+      metricNames.push_back(fn.getResultAttr(i, "trl.output"));
     SmallVector<StringAttr> names;
     for (Operation *op : ops) {
       auto p = dyn_cast<ParamOp>(op);
@@ -110,8 +122,10 @@ struct Autodiff : mlir::trl::impl::TrlAutodiffBase<Autodiff> {
     fn.setType(FunctionType::get(fn.getContext(), fn.getArgumentTypes(),
                                  ValueRange(results).getTypes()));
     fn.setResultAttr(0, "trl.output", b.getStringAttr("loss"));
+    for (auto [i, name] : llvm::enumerate(metricNames))
+      fn.setResultAttr(i + 1, "trl.output", name);
     for (auto [i, name] : llvm::enumerate(names))
-      fn.setResultAttr(i + 1, "trl.grad", name);
+      fn.setResultAttr(i + outputs, "trl.grad", name);
     return success();
   }
 };

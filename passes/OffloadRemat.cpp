@@ -45,7 +45,10 @@ struct OffloadRemat : mlir::trl::impl::TrlOffloadRematBase<OffloadRemat> {
     if (!fn || (!offload && !recompute && maxCost < 0))
       return;
     auto ret = cast<func::ReturnOp>(fn.front().getTerminator());
-    if (ret.getNumOperands() < 2 || !fn.getResultAttr(1, "trl.grad")) {
+    bool anyGrad = false;
+    for (unsigned i = 0; i < fn.getNumResults(); ++i)
+      anyGrad |= static_cast<bool>(fn.getResultAttr(i, "trl.grad"));
+    if (!anyGrad) {
       fn.emitOpError("trl-offload-remat runs after trl-autodiff (no gradients yet)");
       return signalPassFailure();
     }

@@ -13,7 +13,7 @@ namespace fs = std::filesystem;
 namespace trlc {
 
 namespace {
-const char kMagic[8] = {'T', 'R', 'L', 'C', 'T', 'O', 'K', '1'};
+const char kMagic[8] = {'T', 'R', 'L', 'C', 'T', 'O', 'K', '2'};
 
 template <typename T> void put(std::string &out, T v) {
   out.append(reinterpret_cast<const char *>(&v), sizeof v);
@@ -26,6 +26,7 @@ void writeShard(const std::string &path, const std::vector<TokenRow> &rows) {
   for (const TokenRow &r : rows) {
     put<uint32_t>(buf, static_cast<uint32_t>(r.ids.size()));
     put<uint32_t>(buf, static_cast<uint32_t>(r.seqLengths.size()));
+    put<uint8_t>(buf, r.label);
     for (int64_t id : r.ids)
       put<int32_t>(buf, static_cast<int32_t>(id));
     buf.append(reinterpret_cast<const char *>(r.mask.data()), r.mask.size());
@@ -57,6 +58,9 @@ std::vector<TokenRow> readShard(const std::string &path) {
   };
   char magic[8];
   take(magic, sizeof magic);
+  if (std::memcmp(magic, kMagic, 7) == 0 && magic[7] != kMagic[7])
+    throw std::runtime_error(path + ": error: token shard of an older trlc (format " +
+                             std::string(1, magic[7]) + "); compile the artifact again");
   if (std::memcmp(magic, kMagic, sizeof magic) != 0)
     throw damaged("bad magic");
   uint64_t n;
@@ -68,6 +72,7 @@ std::vector<TokenRow> readShard(const std::string &path) {
     uint32_t tokens, docs;
     take(&tokens, 4);
     take(&docs, 4);
+    take(&r.label, 1);
     if (tokens > buf.size() || docs > tokens)
       throw damaged("row sizes");
     std::vector<int32_t> ids(tokens);

@@ -196,10 +196,12 @@ int Loop::main() {
     double normalizer = method->normalizer(global);  // over the whole global batch
     double loss = 0, tokensNow = 0;
     for (const Rows &m : global) {
-      tokensNow += method->fill(ex, "train_step", sampler.slice(m, rank));
+      Rows mine = sampler.slice(m, rank);
+      tokensNow += method->fill(ex, "train_step", mine);
       method->setNormalizer(ex, normalizer);
       ex.run("train_step");
       loss += ex.scalar<float>(lossOut);
+      method->observe(ex, mine);
     }
     if (world > 1 && a.plan.zero.groups.empty())
       allReduceGradients();
@@ -209,7 +211,7 @@ int Loop::main() {
       loss = totals[0];
       tokensNow = totals[1];
     }
-    method->stepDone(static_cast<int64_t>(tokensNow));
+    method->stepDone(static_cast<int64_t>(tokensNow), comm);
     // The accumulated gradients of the first optimizer step.
     if (step == 0 && !o.dumpGradients.empty())
       state.write(o.dumpGradients, StateKind::Grad);
@@ -237,10 +239,10 @@ int Loop::main() {
       method->addMetrics(m);
       metrics.write(m);
       if (!progress.enabled() && !o.quiet)
-        std::printf("step %lld/%lld  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s\n",
+        std::printf("step %lld/%lld  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s%s\n",
                     static_cast<long long>(step + 1), static_cast<long long>(total),
                     m["loss"].get<double>(), gradNorm, lr,
-                    m["tokens_per_second"].get<double>());
+                    m["tokens_per_second"].get<double>(), method->progressText(m).c_str());
       interval = Interval();
     }
     progress.update(step + 1, total, loss);

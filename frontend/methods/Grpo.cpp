@@ -10,7 +10,7 @@ namespace trlc {
 /// GRPO trains on generated completions: the batch carries prompt +
 /// completion tokens, the sampling policy's log-probabilities and the
 /// group-normalised advantages.
-Value buildGrpoLoss(ModelBuilder &m, func::FuncOp fn) {
+StepResults buildGrpoLoss(ModelBuilder &m, func::FuncOp fn) {
   const Recipe &recipe = m.recipe;
   int64_t batch = m.stepShape.batch, seqLen = m.stepShape.sequenceBound;
   ModelBuilder::TokenInputs in = m.tokenInputs(fn, batch);
@@ -26,10 +26,11 @@ Value buildGrpoLoss(ModelBuilder &m, func::FuncOp fn) {
     m.useParameters("policy");
   }
   auto lossType = *symbolizeGrpoLossType(recipe.grpo.lossType);
-  return m.b.create<GrpoLossOp>(
+  Value loss = m.b.create<GrpoLossOp>(
       m.loc, m.tensor({}, m.f32), lp, oldLogp, advantages, completionMask, normalizer, refLp,
       m.b.getF64FloatAttr(recipe.grpo.epsilon), m.b.getF64FloatAttr(recipe.grpo.epsilonHigh),
       m.b.getF64FloatAttr(recipe.grpo.beta), GrpoLossTypeAttr::get(&m.ctx, lossType));
+  return {loss, {}};
 }
 
 } // namespace trlc

@@ -16,23 +16,32 @@
 
 namespace trlc {
 
+/// What a method's train_step returns: the loss, then named metrics
+/// (`trl.output`) the runtime logs.
+struct StepResults {
+  mlir::Value loss;
+  llvm::SmallVector<std::pair<std::string, mlir::Value>> metrics;
+};
+
 /// SFT: cross entropy of the completion tokens, summed and divided by the
 /// trainable tokens of the whole accumulated batch (num_items_in_batch).
-mlir::Value buildSftLoss(ModelBuilder &m, mlir::func::FuncOp fn);
+StepResults buildSftLoss(ModelBuilder &m, mlir::func::FuncOp fn);
 /// SFT with [data] eval: `@predict`, the next-token logits of a batch, for
 /// greedy evaluation.
 void buildSftPredict(ModelBuilder &m, mlir::ModuleOp module);
 
 /// DPO: policy and reference sequence log-probabilities of the chosen and
-/// rejected completions, and TRL's loss types.
-mlir::Value buildDpoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
+/// rejected completions, TRL's loss types and rpo_alpha; metrics the
+/// rewards and the policy's log-probabilities of each.
+StepResults buildDpoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
 
-/// KTO: completions with their desirable/undesirable labels and the KL
-/// estimate's mismatched pairs.
-mlir::Value buildKtoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
+/// KTO: completions with their desirable/undesirable labels and, for
+/// loss_type kto, the KL estimate's mismatched pairs; metrics the rewards,
+/// the policy's log-probabilities and the KL.
+StepResults buildKtoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
 
 /// GRPO: the clipped policy objective over generated completions.
-mlir::Value buildGrpoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
+StepResults buildGrpoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
 
 } // namespace trlc
 

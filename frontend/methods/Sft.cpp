@@ -7,7 +7,7 @@ using namespace mlir::trl;
 
 namespace trlc {
 
-Value buildSftLoss(ModelBuilder &m, func::FuncOp fn) {
+StepResults buildSftLoss(ModelBuilder &m, func::FuncOp fn) {
   int64_t batch = m.stepShape.batch;
   ModelBuilder::TokenInputs in = m.tokenInputs(fn, batch);
   // Trainable tokens of the whole accumulated batch (TRL's normalisation).
@@ -16,7 +16,7 @@ Value buildSftLoss(ModelBuilder &m, func::FuncOp fn) {
   Value logits = m.linear(hidden, head);
   Value sum = m.b.create<CrossEntropyOp>(m.loc, m.tensor({}, m.f32), logits, in.labels,
                                          m.b.getI64IntegerAttr(-100));
-  return m.b.create<DivOp>(m.loc, sum.getType(), sum, numItems);
+  return {m.b.create<DivOp>(m.loc, sum.getType(), sum, numItems), {}};
 }
 
 void buildSftPredict(ModelBuilder &m, ModuleOp module) {

@@ -6,89 +6,89 @@
 //===----------------------------------------------------------------------===//
 
 #include "cpu/common.h"
+#include "trlc/PreferenceMath.h"
 
 namespace trlc::cpu {
 
-namespace {
-
-/// DPO per pair: loss and d loss / d (pi_chosen) (= - d / d pi_rejected).
-template <typename T>
-std::pair<T, T> dpoPair(const KernelArgs &a, T pc, T pr, T rc, T rr) {
-  T beta = static_cast<T>(attrF(a, "beta"));
-  T ls = static_cast<T>(attrF(a, "label_smoothing"));
-  std::string type = attrS(a, "loss_type");
-  T h = (pc - rc) - (pr - rr), z = beta * h;
-  if (type == "hinge")
-    return {std::max(T(0), 1 - z), 1 - z > 0 ? -beta : T(0)};
-  if (type == "ipo") {
-    T e = h - 1 / (2 * beta);
-    return {e * e, 2 * e};
-  }
-  T loss = -logSigmoid(z) * (1 - ls) - logSigmoid(-z) * ls;
-  T dz = (1 - ls) * (sigmoid(z) - 1) + ls * sigmoid(z);
-  return {loss, dz * beta};
-}
-
-} // namespace
+// DPO and KTO: the terms of trlc/PreferenceMath.h (shared with CUDA), in
+// double, weighted by the runtime's per-row weights.
 
 template <typename T> void dpoLoss(const KernelArgs &a) {
   int64_t n = a.in[0].numel();
-  T beta = static_cast<T>(attrF(a, "beta"));
-  double total = 0;
+  double beta = attrF(a, "beta"), ls = attrF(a, "label_smoothing");
+  DpoKind kind = attrDpoKind(a);
+  const T *pc = a.in[0].as<T>(), *pr = a.in[1].as<T>(), *rc = a.in[2].as<T>(),
+          *rr = a.in[3].as<T>(), *w = a.in[4].as<T>();
+  double total = 0, nll = 0;
   for (int64_t i = 0; i < n; ++i) {
-    T pc = a.in[0].as<T>()[i], pr = a.in[1].as<T>()[i], rc = a.in[2].as<T>()[i],
-      rr = a.in[3].as<T>()[i];
-    total += dpoPair(a, pc, pr, rc, rr).first;
-    a.out[1].as<T>()[i] = beta * (pc - rc);
-    a.out[2].as<T>()[i] = beta * (pr - rr);
+    total += w[i] * dpoTerm(kind, beta, ls, pc[i], pr[i], rc[i], rr[i]).loss;
+    nll -= pc[i];
+    a.out[1].as<T>()[i] = static_cast<T>(beta * (pc[i] - rc[i]));
+    a.out[2].as<T>()[i] = static_cast<T>(beta * (pr[i] - rr[i]));
   }
-  a.out[0].as<T>()[0] = static_cast<T>(total / n);
+  if (a.in.size() > 5 && a.in[5])  // rpo_alpha: the chosen completions' NLL
+    total += attrF(a, "rpo_alpha") * a.in[5].as<T>()[0] * nll;
+  a.out[0].as<T>()[0] = static_cast<T>(total);
 }
 
 template <typename T> void dpoLossGrad(const KernelArgs &a) {
-  T g = a.in[0].as<T>()[0];
+  double g = a.in[0].as<T>()[0];
   int64_t n = a.in[1].numel();
+  double beta = attrF(a, "beta"), ls = attrF(a, "label_smoothing");
+  DpoKind kind = attrDpoKind(a);
+  const T *pc = a.in[1].as<T>(), *pr = a.in[2].as<T>(), *rc = a.in[3].as<T>(),
+          *rr = a.in[4].as<T>(), *w = a.in[5].as<T>();
+  double nll = a.in.size() > 6 && a.in[6] ? attrF(a, "rpo_alpha") * a.in[6].as<T>()[0] : 0.0;
   for (int64_t i = 0; i < n; ++i) {
-    T d = dpoPair(a, a.in[1].as<T>()[i], a.in[2].as<T>()[i], a.in[3].as<T>()[i],
-                  a.in[4].as<T>()[i]).second * g / n;
-    a.out[0].as<T>()[i] = d;
-    a.out[1].as<T>()[i] = -d;
+    DpoTerm t = dpoTerm(kind, beta, ls, pc[i], pr[i], rc[i], rr[i]);
+    a.out[0].as<T>()[i] = static_cast<T>(g * (w[i] * t.dChosen - nll));
+    a.out[1].as<T>()[i] = static_cast<T>(g * w[i] * t.dRejected);
   }
 }
+
+template <typename T> void ktoKl(const KernelArgs &a) {
+  const T *p = a.in[0].as<T>(), *r = a.in[1].as<T>(), *w = a.in[2].as<T>();
+  double kl = 0;
+  for (int64_t i = 0; i < a.in[0].numel(); ++i)
+    kl += static_cast<double>(w[i]) * (static_cast<double>(p[i]) - r[i]);
+  a.out[0].as<T>()[0] = static_cast<T>(kl);
+}
+
+namespace {
+/// The clamped KL estimate of a kto_loss call (0 without one).
+template <typename T> double ktoKlOf(const KernelArgs &a, size_t at) {
+  return a.in.size() > at && a.in[at] ? std::max(0.0, static_cast<double>(a.in[at].as<T>()[0]))
+                                      : 0.0;
+}
+} // namespace
 
 template <typename T> void ktoLoss(const KernelArgs &a) {
   int64_t n = a.in[0].numel();
-  T beta = static_cast<T>(attrF(a, "beta"));
-  T wd = static_cast<T>(attrF(a, "desirable_weight"));
-  T wu = static_cast<T>(attrF(a, "undesirable_weight"));
-  double kl = 0;
-  for (int64_t i = 0; i < n; ++i)
-    kl += a.in[2].as<T>()[i] - a.in[3].as<T>()[i];
-  T klv = std::max(T(0), static_cast<T>(kl / n));
+  double beta = attrF(a, "beta"), wd = attrF(a, "desirable_weight"),
+         wu = attrF(a, "undesirable_weight"), kl = ktoKlOf<T>(a, 4);
+  KtoKind kind = attrKtoKind(a);
+  const T *pol = a.in[0].as<T>(), *ref = a.in[1].as<T>(), *w = a.in[3].as<T>();
   double total = 0;
   for (int64_t i = 0; i < n; ++i) {
-    T r = a.in[0].as<T>()[i] - a.in[1].as<T>()[i];
-    bool good = index(a.in[4], i) != 0;
-    total += good ? wd * (1 - sigmoid(beta * (r - klv)))
-                  : wu * (1 - sigmoid(beta * (klv - r)));
-    a.out[1].as<T>()[i] = beta * r;
+    double r = static_cast<double>(pol[i]) - ref[i];
+    total += w[i] * ktoTerm(kind, beta, r, kl, index(a.in[2], i) != 0, wd, wu).loss;
+    a.out[1].as<T>()[i] = static_cast<T>(beta * r);
   }
-  a.out[0].as<T>()[0] = static_cast<T>(total / n);
-  a.out[2].as<T>()[0] = klv;
+  a.out[0].as<T>()[0] = static_cast<T>(total);
+  a.out[2].as<T>()[0] = static_cast<T>(kl);
 }
 
 template <typename T> void ktoLossGrad(const KernelArgs &a) {
-  T g = a.in[0].as<T>()[0], klv = a.in[3].as<T>()[0];
+  double g = a.in[0].as<T>()[0];
   int64_t n = a.in[1].numel();
-  T beta = static_cast<T>(attrF(a, "beta"));
-  T wd = static_cast<T>(attrF(a, "desirable_weight"));
-  T wu = static_cast<T>(attrF(a, "undesirable_weight"));
+  double beta = attrF(a, "beta"), wd = attrF(a, "desirable_weight"),
+         wu = attrF(a, "undesirable_weight"), kl = ktoKlOf<T>(a, 5);
+  KtoKind kind = attrKtoKind(a);
+  const T *pol = a.in[1].as<T>(), *ref = a.in[2].as<T>(), *w = a.in[4].as<T>();
   for (int64_t i = 0; i < n; ++i) {
-    T r = a.in[1].as<T>()[i] - a.in[2].as<T>()[i];
-    bool good = index(a.in[4], i) != 0;
-    T s = good ? sigmoid(beta * (r - klv)) : sigmoid(beta * (klv - r));
-    T d = good ? -wd * beta * s * (1 - s) : wu * beta * s * (1 - s);
-    a.out[0].as<T>()[i] = g * d / n;
+    double r = static_cast<double>(pol[i]) - ref[i];
+    a.out[0].as<T>()[i] = static_cast<T>(
+        g * w[i] * ktoTerm(kind, beta, r, kl, index(a.in[3], i) != 0, wd, wu).dPolicy);
   }
 }
 
@@ -159,6 +159,7 @@ template <typename T> void grpoLossGrad(const KernelArgs &a) {
 
 TRLC_CPU_KERNEL(dpoLoss)
 TRLC_CPU_KERNEL(dpoLossGrad)
+TRLC_CPU_KERNEL(ktoKl)
 TRLC_CPU_KERNEL(ktoLoss)
 TRLC_CPU_KERNEL(ktoLossGrad)
 TRLC_CPU_KERNEL(grpoLoss)

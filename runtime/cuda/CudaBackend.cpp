@@ -116,18 +116,36 @@ cu::FusedLinear fusedLinear(const KernelArgs &a, int first) {
   return f;
 }
 
-cu::DpoType dpoType(const KernelArgs &a) {
-  std::string t = attrS(a, "loss_type");
-  return t == "hinge" ? cu::DpoType::Hinge
-         : t == "ipo" ? cu::DpoType::Ipo
-                      : cu::DpoType::Sigmoid;
+/// dpo_loss(_grad)'s operands from `first` (the gradient's are one on).
+cu::Dpo dpoOf(const KernelArgs &a, size_t first) {
+  cu::Dpo d;
+  d.kind = attrDpoKind(a);
+  d.beta = static_cast<float>(attrF(a, "beta"));
+  d.labelSmoothing = static_cast<float>(attrF(a, "label_smoothing"));
+  d.rpoAlpha = static_cast<float>(attrF(a, "rpo_alpha"));
+  d.pc = F(a.in[first]);
+  d.pr = F(a.in[first + 1]);
+  d.rc = F(a.in[first + 2]);
+  d.rr = F(a.in[first + 3]);
+  d.weights = F(a.in[first + 4]);
+  d.nllWeight = a.in.size() > first + 5 ? F(a.in[first + 5]) : nullptr;
+  d.n = a.in[first].numel();
+  return d;
 }
 
-cu::Kto ktoOf(const KernelArgs &a) {
+/// kto_loss(_grad)'s operands from `first`.
+cu::Kto ktoOf(const KernelArgs &a, size_t first) {
   cu::Kto k;
+  k.kind = attrKtoKind(a);
   k.beta = static_cast<float>(attrF(a, "beta"));
   k.desirable = static_cast<float>(attrF(a, "desirable_weight"));
   k.undesirable = static_cast<float>(attrF(a, "undesirable_weight"));
+  k.pol = F(a.in[first]);
+  k.ref = F(a.in[first + 1]);
+  k.label = idx(a.in[first + 2]);
+  k.weights = F(a.in[first + 3]);
+  k.kl = a.in.size() > first + 4 ? F(a.in[first + 4]) : nullptr;
+  k.n = a.in[first].numel();
   return k;
 }
 
@@ -733,28 +751,23 @@ void CudaBackend::fusedLinearLogProbsGrad(const KernelArgs &a) {
 }
 
 void CudaBackend::dpoLoss(const KernelArgs &a) {
-  cu::dpoLoss(stream, dpoType(a), static_cast<float>(attrF(a, "beta")),
-              static_cast<float>(attrF(a, "label_smoothing")), F(a.in[0]),
-              F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.out[0]), F(a.out[1]),
-              F(a.out[2]), a.in[0].numel());
+  cu::dpoLoss(stream, dpoOf(a, 0), F(a.out[0]), F(a.out[1]), F(a.out[2]));
 }
 
 void CudaBackend::dpoLossGrad(const KernelArgs &a) {
-  cu::dpoLossGrad(stream, dpoType(a), static_cast<float>(attrF(a, "beta")),
-                  static_cast<float>(attrF(a, "label_smoothing")), F(a.in[0]),
-                  F(a.in[1]), F(a.in[2]), F(a.in[3]), F(a.in[4]), F(a.out[0]),
-                  F(a.out[1]), a.in[1].numel());
+  cu::dpoLossGrad(stream, dpoOf(a, 1), F(a.in[0]), F(a.out[0]), F(a.out[1]));
+}
+
+void CudaBackend::ktoKl(const KernelArgs &a) {
+  cu::ktoKl(stream, F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.out[0]), a.in[0].numel());
 }
 
 void CudaBackend::ktoLoss(const KernelArgs &a) {
-  cu::ktoLoss(stream, ktoOf(a), F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]),
-              idx(a.in[4]), F(a.out[0]), F(a.out[1]), F(a.out[2]),
-              a.in[0].numel());
+  cu::ktoLoss(stream, ktoOf(a, 0), F(a.out[0]), F(a.out[1]), F(a.out[2]));
 }
 
 void CudaBackend::ktoLossGrad(const KernelArgs &a) {
-  cu::ktoLossGrad(stream, ktoOf(a), F(a.in[0]), F(a.in[1]), F(a.in[2]), F(a.in[3]),
-                  idx(a.in[4]), F(a.out[0]), a.in[1].numel());
+  cu::ktoLossGrad(stream, ktoOf(a, 1), F(a.in[0]), F(a.out[0]));
 }
 
 void CudaBackend::grpoLoss(const KernelArgs &a) {

@@ -25,6 +25,7 @@
 #ifndef TRLC_RUNTIME_CUDA_KERNELS_H
 #define TRLC_RUNTIME_CUDA_KERNELS_H
 
+#include "trlc/PreferenceMath.h"
 #include "trlc/ScalarMath.h"
 
 #include <cuda_runtime_api.h>
@@ -227,23 +228,32 @@ void fusedLinearBackward(Matmul *mm, cudaStream_t s, Status st,
 
 // --- preference.cu
 // -------------------------------------------------------------
-enum class DpoType : int { Sigmoid, Hinge, Ipo };
-void dpoLoss(cudaStream_t s, DpoType type, float beta, float labelSmoothing,
-             const float *pc, const float *pr, const float *rc, const float *rr,
-             float *loss, float *chosen, float *rejected, int64_t n);
-void dpoLossGrad(cudaStream_t s, DpoType type, float beta, float labelSmoothing,
-                 const float *g, const float *pc, const float *pr,
-                 const float *rc, const float *rr, float *dpc, float *dpr,
-                 int64_t n);
-struct Kto {
-  float beta = 0.1f, desirable = 1, undesirable = 1;
+/// DPO over n pairs (trlc/PreferenceMath.h): loss = sum_i w_i l_i, plus
+/// rpoAlpha * *nllWeight * sum_i (-pc_i) when nllWeight is not null; the
+/// rewards beta (pi - ref). The gradient is scaled by *g.
+struct Dpo {
+  DpoKind kind = DpoKind::Sigmoid;
+  float beta = 0.1f, labelSmoothing = 0, rpoAlpha = 0;
+  const float *pc = nullptr, *pr = nullptr, *rc = nullptr, *rr = nullptr,
+              *weights = nullptr, *nllWeight = nullptr;
+  int64_t n = 0;
 };
-void ktoLoss(cudaStream_t s, Kto k, const float *pol, const float *ref,
-             const float *klPol, const float *klRef, Index desirable,
-             float *loss, float *rewards, float *kl, int64_t n);
-void ktoLossGrad(cudaStream_t s, Kto k, const float *g, const float *pol,
-                 const float *ref, const float *kl, Index desirable,
-                 float *dpol, int64_t n);
+void dpoLoss(cudaStream_t s, const Dpo &d, float *loss, float *chosen, float *rejected);
+void dpoLossGrad(cudaStream_t s, const Dpo &d, const float *g, float *dpc, float *dpr);
+/// KTO's KL estimate of a micro-batch: sum_i w_i (klPol_i - klRef_i).
+void ktoKl(cudaStream_t s, const float *klPol, const float *klRef, const float *w,
+           float *out, int64_t n);
+/// KTO over n examples: loss = sum_i w_i l_i with the KL max(0, *kl) (kl
+/// null for apo_zero_unpaired); rewards beta (pi - ref), klOut the KL used.
+struct Kto {
+  KtoKind kind = KtoKind::Kto;
+  float beta = 0.1f, desirable = 1, undesirable = 1;
+  const float *pol = nullptr, *ref = nullptr, *weights = nullptr, *kl = nullptr;
+  Index label;
+  int64_t n = 0;
+};
+void ktoLoss(cudaStream_t s, const Kto &k, float *loss, float *rewards, float *klOut);
+void ktoLossGrad(cudaStream_t s, const Kto &k, const float *g, float *dpol);
 enum class GrpoType : int { Grpo, Bnpo, DrGrpo, Dapo };
 struct Grpo {
   GrpoType type = GrpoType::Grpo;

@@ -1,10 +1,9 @@
-//===- preference.cu - DPO, KTO and GRPO losses ------------------------*- CUDA
-//-*-===//
+//===- preference.cu - DPO, KTO and GRPO losses ------------*- CUDA -*-===//
 //
 // The preference losses work on per-sequence (DPO, KTO) or per-token (GRPO)
-// log-probabilities, a few thousand numbers at most: one block each, the
-// formulas of the CPU backend term by term (see CpuKernels.cpp for what
-// each loss type means), sums in double in a fixed order. Gradients are
+// log-probabilities, a few thousand numbers at most: one block each, sums
+// in double in a fixed order. The DPO and KTO terms are
+// trlc/PreferenceMath.h's, which the CPU kernels use too. Gradients are
 // overwritten and already scaled by the incoming gradient.
 //
 //===----------------------------------------------------------------------===//
@@ -16,98 +15,67 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ inline double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
-__device__ inline double logSigmoid(double x) {
-  return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
-}
-
-struct Pair {
-  double loss, dChosen;
-};
-
-__device__ Pair dpoPair(DpoType type, double beta, double ls, double pc,
-                        double pr, double rc, double rr) {
-  double h = (pc - rc) - (pr - rr), z = beta * h;
-  if (type == DpoType::Hinge)
-    return {fmax(0.0, 1 - z), 1 - z > 0 ? -beta : 0.0};
-  if (type == DpoType::Ipo) {
-    double e = h - 1 / (2 * beta);
-    return {e * e, 2 * e};
-  }
-  double loss = -logSigmoid(z) * (1 - ls) - logSigmoid(-z) * ls;
-  double dz = (1 - ls) * (sigmoid(z) - 1) + ls * sigmoid(z);
-  return {loss, dz * beta};
-}
-
-__global__ void dpoLossKernel(DpoType type, float beta, float ls,
-                              const float *pc, const float *pr, const float *rc,
-                              const float *rr, float *loss, float *chosen,
-                              float *rejected, int64_t n) {
-  double acc = 0;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    acc += dpoPair(type, beta, ls, pc[i], pr[i], rc[i], rr[i]).loss;
-    chosen[i] = beta * (pc[i] - rc[i]);
-    rejected[i] = beta * (pr[i] - rr[i]);
+__global__ void dpoLossKernel(Dpo d, float *loss, float *chosen, float *rejected) {
+  double acc = 0, nll = 0;
+  for (int64_t i = threadIdx.x; i < d.n; i += blockDim.x) {
+    acc += d.weights[i] *
+           dpoTerm(d.kind, d.beta, d.labelSmoothing, d.pc[i], d.pr[i], d.rc[i], d.rr[i]).loss;
+    nll -= d.pc[i];
+    chosen[i] = static_cast<float>(static_cast<double>(d.beta) * (d.pc[i] - d.rc[i]));
+    rejected[i] = static_cast<float>(static_cast<double>(d.beta) * (d.pr[i] - d.rr[i]));
   }
   acc = blockSum(acc);
+  nll = blockSum(nll);
   if (threadIdx.x == 0)
-    *loss = static_cast<float>(acc / n);
+    *loss = static_cast<float>(
+        acc + (d.nllWeight ? static_cast<double>(d.rpoAlpha) * *d.nllWeight * nll : 0.0));
 }
 
-__global__ void dpoLossGradKernel(DpoType type, float beta, float ls,
-                                  const float *g, const float *pc,
-                                  const float *pr, const float *rc,
-                                  const float *rr, float *dpc, float *dpr,
-                                  int64_t n) {
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    float d = static_cast<float>(
-                  dpoPair(type, beta, ls, pc[i], pr[i], rc[i], rr[i]).dChosen) *
-              *g / n;
-    dpc[i] = d;
-    dpr[i] = -d;
+__global__ void dpoLossGradKernel(Dpo d, const float *g, float *dpc, float *dpr) {
+  double nll = d.nllWeight ? static_cast<double>(d.rpoAlpha) * *d.nllWeight : 0.0;
+  for (int64_t i = threadIdx.x; i < d.n; i += blockDim.x) {
+    DpoTerm t = dpoTerm(d.kind, d.beta, d.labelSmoothing, d.pc[i], d.pr[i], d.rc[i], d.rr[i]);
+    dpc[i] = static_cast<float>(*g * (d.weights[i] * t.dChosen - nll));
+    dpr[i] = static_cast<float>(*g * d.weights[i] * t.dRejected);
   }
 }
 
-/// max(0, mean(klPol - klRef)): KTO's reference point.
-__device__ double ktoKl(const float *klPol, const float *klRef, int64_t n) {
+__global__ void ktoKlKernel(const float *klPol, const float *klRef, const float *w,
+                            float *out, int64_t n) {
   double kl = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
-    kl += klPol[i] - klRef[i];
-  return fmax(0.0, blockSum(kl) / n);
+    kl += static_cast<double>(w[i]) * (static_cast<double>(klPol[i]) - klRef[i]);
+  kl = blockSum(kl);
+  if (threadIdx.x == 0)
+    *out = static_cast<float>(kl);
 }
 
-__global__ void ktoLossKernel(Kto k, const float *pol, const float *ref,
-                              const float *klPol, const float *klRef,
-                              Index desirable, float *loss, float *rewards,
-                              float *klOut, int64_t n) {
-  float klv = static_cast<float>(ktoKl(klPol, klRef, n));
-  double acc = 0;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    float r = pol[i] - ref[i];
-    bool good = loadIndex(desirable, i) != 0;
-    acc += good ? k.desirable * (1 - sigmoid(k.beta * (r - klv)))
-                : k.undesirable * (1 - sigmoid(k.beta * (klv - r)));
-    rewards[i] = k.beta * r;
+__device__ inline double ktoKlOf(const Kto &k) {
+  return k.kl ? fmax(0.0, static_cast<double>(*k.kl)) : 0.0;
+}
+
+__global__ void ktoLossKernel(Kto k, float *loss, float *rewards, float *klOut) {
+  double kl = ktoKlOf(k), acc = 0;
+  for (int64_t i = threadIdx.x; i < k.n; i += blockDim.x) {
+    double r = static_cast<double>(k.pol[i]) - k.ref[i];
+    acc += k.weights[i] * ktoTerm(k.kind, k.beta, r, kl, loadIndex(k.label, i) != 0,
+                                  k.desirable, k.undesirable).loss;
+    rewards[i] = static_cast<float>(k.beta * r);
   }
   acc = blockSum(acc);
   if (threadIdx.x == 0) {
-    *loss = static_cast<float>(acc / n);
-    *klOut = klv;
+    *loss = static_cast<float>(acc);
+    *klOut = static_cast<float>(kl);
   }
 }
 
-__global__ void ktoLossGradKernel(Kto k, const float *g, const float *pol,
-                                  const float *ref, const float *kl,
-                                  Index desirable, float *dpol, int64_t n) {
-  float klv = *kl;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    float r = pol[i] - ref[i];
-    bool good = loadIndex(desirable, i) != 0;
-    float s = static_cast<float>(good ? sigmoid(k.beta * (r - klv))
-                                      : sigmoid(k.beta * (klv - r)));
-    float d = good ? -k.desirable * k.beta * s * (1 - s)
-                   : k.undesirable * k.beta * s * (1 - s);
-    dpol[i] = *g * d / n;
+__global__ void ktoLossGradKernel(Kto k, const float *g, float *dpol) {
+  double kl = ktoKlOf(k);
+  for (int64_t i = threadIdx.x; i < k.n; i += blockDim.x) {
+    double r = static_cast<double>(k.pol[i]) - k.ref[i];
+    dpol[i] = static_cast<float>(*g * k.weights[i] *
+                                 ktoTerm(k.kind, k.beta, r, kl, loadIndex(k.label, i) != 0,
+                                         k.desirable, k.undesirable).dPolicy);
   }
 }
 
@@ -168,36 +136,29 @@ __global__ void grpoKernel(Grpo g, float *loss, const float *dloss,
 
 } // namespace
 
-void dpoLoss(cudaStream_t s, DpoType type, float beta, float labelSmoothing,
-             const float *pc, const float *pr, const float *rc, const float *rr,
-             float *loss, float *chosen, float *rejected, int64_t n) {
-  dpoLossKernel<<<1, kThreads, 0, s>>>(type, beta, labelSmoothing, pc, pr, rc,
-                                       rr, loss, chosen, rejected, n);
+void dpoLoss(cudaStream_t s, const Dpo &d, float *loss, float *chosen, float *rejected) {
+  dpoLossKernel<<<1, kThreads, 0, s>>>(d, loss, chosen, rejected);
   TRLC_LAUNCHED();
 }
 
-void dpoLossGrad(cudaStream_t s, DpoType type, float beta, float labelSmoothing,
-                 const float *g, const float *pc, const float *pr,
-                 const float *rc, const float *rr, float *dpc, float *dpr,
-                 int64_t n) {
-  dpoLossGradKernel<<<1, kThreads, 0, s>>>(type, beta, labelSmoothing, g, pc,
-                                           pr, rc, rr, dpc, dpr, n);
+void dpoLossGrad(cudaStream_t s, const Dpo &d, const float *g, float *dpc, float *dpr) {
+  dpoLossGradKernel<<<1, kThreads, 0, s>>>(d, g, dpc, dpr);
   TRLC_LAUNCHED();
 }
 
-void ktoLoss(cudaStream_t s, Kto k, const float *pol, const float *ref,
-             const float *klPol, const float *klRef, Index desirable,
-             float *loss, float *rewards, float *kl, int64_t n) {
-  ktoLossKernel<<<1, kThreads, 0, s>>>(k, pol, ref, klPol, klRef, desirable,
-                                       loss, rewards, kl, n);
+void ktoKl(cudaStream_t s, const float *klPol, const float *klRef, const float *w,
+           float *out, int64_t n) {
+  ktoKlKernel<<<1, kThreads, 0, s>>>(klPol, klRef, w, out, n);
   TRLC_LAUNCHED();
 }
 
-void ktoLossGrad(cudaStream_t s, Kto k, const float *g, const float *pol,
-                 const float *ref, const float *kl, Index desirable,
-                 float *dpol, int64_t n) {
-  ktoLossGradKernel<<<1, kThreads, 0, s>>>(k, g, pol, ref, kl, desirable, dpol,
-                                           n);
+void ktoLoss(cudaStream_t s, const Kto &k, float *loss, float *rewards, float *klOut) {
+  ktoLossKernel<<<1, kThreads, 0, s>>>(k, loss, rewards, klOut);
+  TRLC_LAUNCHED();
+}
+
+void ktoLossGrad(cudaStream_t s, const Kto &k, const float *g, float *dpol) {
+  ktoLossGradKernel<<<1, kThreads, 0, s>>>(k, g, dpol);
   TRLC_LAUNCHED();
 }
 

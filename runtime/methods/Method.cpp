@@ -1,6 +1,7 @@
-//===- Method.cpp - the methods the runtime trains ------------------------===//
+//===- Method.cpp - the methods the runtime trains, and their helpers -----===//
 
 #include "trlc/Method.h"
+#include "trlc/BFloat16.h"
 #include "trlc/Run.h"
 
 namespace trlc {
@@ -9,8 +10,128 @@ std::unique_ptr<Method> makeMethod(const artifact::Artifact &artifact) {
   const std::string &name = artifact.manifest.method;
   if (name == "sft")
     return makeSft(artifact);
-  throw RunError(artifact.dir + ": error: trlc run trains SFT artifacts; " + name +
-                 " needs the data pipeline's preference batches, which is not built yet");
+  if (name == "dpo")
+    return makeDpo(artifact);
+  if (name == "kto")
+    return makeKto(artifact);
+  throw RunError(artifact.dir + ": error: trlc run trains SFT, DPO and KTO artifacts; " + name +
+                 " needs generation in the loop, which is not built yet");
+}
+
+int64_t fillSequences(Executor &ex, const std::string &prog, const std::string &prefix,
+                      const std::vector<Sequence> &seqs, int64_t pad, int64_t *completion) {
+  TensorRef ids = ex.input(prog, prefix + "input_ids"),
+            pos = ex.input(prog, prefix + "position_ids"),
+            mask = ex.input(prog, prefix + "attention_mask"),
+            labelsIn = ex.input(prog, prefix + "labels");
+  bool mean = ex.hasInput(prog, prefix + "completion_mean_mask");
+  bool hasCm = mean || ex.hasInput(prog, prefix + "completion_mask");
+  int64_t b = ids.dim(0), s = ids.dim(1), tokens = 0, counted = 0;
+  if (static_cast<int64_t>(seqs.size()) > b)
+    throw std::logic_error("fillSequences: more sequences than batch rows");
+  std::vector<int64_t> idv(b * s, pad), posv(b * s, 0), maskv(b * s, 0), labels(b * s, -100);
+  std::vector<double> cm(hasCm ? b * s : 0, 0.0);
+  for (size_t r = 0; r < seqs.size(); ++r) {
+    const Sequence &q = seqs[r];
+    if (!q.row)
+      continue;
+    size_t start = 0;
+    for (size_t d = 0; d < q.doc; ++d)
+      start += static_cast<size_t>(q.row->seqLengths[d]);
+    int64_t len = q.row->seqLengths[q.doc];
+    if (len > s)
+      throw RunError("error: a sequence of " + std::to_string(len) +
+                     " tokens does not fit the step's bound of " + std::to_string(s) +
+                     "; compile the artifact again");
+    const int64_t *src = q.row->ids.data() + start;
+    const uint8_t *lm = q.row->mask.data() + start;
+    tokens += len;
+    int64_t mine = 0;
+    for (int64_t t = 0; t + 1 < len; ++t)
+      mine += lm[t + 1];
+    double one = mean ? 1.0 / static_cast<double>(std::max<int64_t>(mine, 1)) : 1.0;
+    for (int64_t t = 0; t < len; ++t) {
+      int64_t i = static_cast<int64_t>(r) * s + t;
+      idv[i] = src[t];
+      posv[i] = t;
+      maskv[i] = 1;
+      if (t + 1 < len && lm[t + 1]) {
+        labels[i] = src[t + 1];
+        ++counted;
+        if (hasCm)
+          cm[i] = one;
+      }
+    }
+  }
+  ex.write(ids, idv.data());
+  ex.write(pos, posv.data());
+  ex.write(mask, maskv.data());
+  ex.write(labelsIn, labels.data());
+  if (hasCm)
+    writeFloats(ex, ex.input(prog, prefix + (mean ? "completion_mean_mask" : "completion_mask")),
+                cm);
+  if (completion)
+    *completion = counted;
+  return tokens;
+}
+
+void writeFloats(Executor &ex, const TensorRef &t, const std::vector<double> &v) {
+  if (static_cast<int64_t>(v.size()) != t.numel())
+    throw std::logic_error("writeFloats: size mismatch");
+  switch (t.dtype()) {
+  case artifact::DType::F64:
+    ex.write(t, v.data());
+    return;
+  case artifact::DType::F32: {
+    std::vector<float> f(v.begin(), v.end());
+    ex.write(t, f.data());
+    return;
+  }
+  case artifact::DType::BF16: {
+    std::vector<uint16_t> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i)
+      h[i] = floatToBf16(static_cast<float>(v[i]));
+    ex.write(t, h.data());
+    return;
+  }
+  default:
+    throw std::logic_error("writeFloats: not a floating-point tensor");
+  }
+}
+
+std::vector<double> readFloats(Executor &ex, const TensorRef &t) {
+  switch (t.dtype()) {
+  case artifact::DType::F64:
+    return ex.read<double>(t);
+  case artifact::DType::F32: {
+    std::vector<float> f = ex.read<float>(t);
+    return std::vector<double>(f.begin(), f.end());
+  }
+  case artifact::DType::BF16: {
+    std::vector<uint16_t> h = ex.read<uint16_t>(t);
+    std::vector<double> out(h.size());
+    for (size_t i = 0; i < h.size(); ++i)
+      out[i] = bf16ToFloat(h[i]);
+    return out;
+  }
+  default:
+    throw std::logic_error("readFloats: not a floating-point tensor");
+  }
+}
+
+void MetricSums::stepDone(Communicator &comm) {
+  if (comm.size() > 1 && !step.empty())
+    comm.allReduceSum(step.data(), step.size());
+  for (size_t k = 0; k < step.size(); ++k)
+    total[k] += step[k];
+  std::fill(step.begin(), step.end(), 0.0);
+}
+
+void MetricSums::emit(nlohmann::json &row) {
+  for (size_t k = 0; k < names.size(); ++k)
+    if (total[2 * k + 1] > 0)
+      row[names[k]] = total[2 * k] / total[2 * k + 1];
+  std::fill(total.begin(), total.end(), 0.0);
 }
 
 } // namespace trlc

@@ -6,9 +6,9 @@
 // norm under 1e-5 for fp32 kernels and 1e-2 for bf16 ones. Runs on every
 // machine, so CI checks the kernels' indexing, masking, tiling and
 // synchronization even where no GPU is: attention (fp32, and bf16 on
-// tensor cores), the norms, rope, the MLP activations, AdamW and the
-// gradient norm. Not emulated: the products and the fused head (cuBLASLt),
-// embedding (CUB's sort), the losses. CudaOpsTest still has the last word
+// tensor cores), the norms, rope, the MLP activations, AdamW, the
+// gradient norm and the DPO/KTO losses. Not emulated: the products and the
+// fused head (cuBLASLt), embedding (CUB's sort), cross entropy and GRPO. CudaOpsTest still has the last word
 // on a GPU (timing, real fragment layouts, the CUDA backend itself).
 //
 //===----------------------------------------------------------------------===//
@@ -430,6 +430,106 @@ TEST_F(Emu, AdamWInPlaceAndGradNorm) {
                  static_cast<float *>(out), memory.back().data());
     compare(norm, {out}, kF32);
   }
+}
+
+TEST_F(Emu, DpoLossesEveryType) {
+  struct Case {
+    const char *type;
+    DpoKind kind;
+    double smoothing, rpo;
+  };
+  for (Case c : {Case{"sigmoid", DpoKind::Sigmoid, 0.1, 0.0},
+                 Case{"sigmoid", DpoKind::Sigmoid, 0.0, 0.7}, Case{"hinge", DpoKind::Hinge, 0, 0},
+                 Case{"ipo", DpoKind::Ipo, 0, 0}, Case{"robust", DpoKind::Robust, 0.2, 0},
+                 Case{"apo_zero", DpoKind::ApoZero, 0, 0},
+                 Case{"apo_down", DpoKind::ApoDown, 0, 0.5}})
+    for (int64_t n : {1, 300}) {
+      SCOPED_TRACE(std::string(c.type) + " n=" + std::to_string(n));
+      json attrs = {{"beta", 0.3}, {"loss_type", c.type}, {"label_smoothing", c.smoothing},
+                    {"rpo_alpha", c.rpo}};
+      for (bool grad : {false, true}) {
+        Op op(grad ? "dpo_loss_grad" : "dpo_loss", attrs);
+        int g = grad ? op.floats({}, 0.0, 0.7) : -1;
+        int pc = op.floats({n}, 2.0), pr = op.floats({n}, 2.0), rc = op.floats({n}, 2.0),
+            rr = op.floats({n}, 2.0), w = op.floats({n}, 0.1, 0.2),
+            nll = c.rpo > 0 ? op.floats({}, 0.0, 0.05) : -1;
+        std::vector<int> in = {pc, pr, rc, rr, w};
+        if (grad)
+          in.insert(in.begin(), g);
+        if (nll >= 0)
+          in.push_back(nll);
+        if (grad)
+          op.in(in).out({op.output({n}), op.output({n})});
+        else
+          op.in(in).out({op.output({}), op.output({n}), op.output({n})});
+        cu::Dpo d;
+        d.kind = c.kind;
+        d.beta = 0.3f;
+        d.labelSmoothing = static_cast<float>(c.smoothing);
+        d.rpoAlpha = static_cast<float>(c.rpo);
+        auto f = [&](int t) { return static_cast<const float *>(dev(op, t)); };
+        d.pc = f(pc), d.pr = f(pr), d.rc = f(rc), d.rr = f(rr), d.weights = f(w);
+        d.nllWeight = nll >= 0 ? f(nll) : nullptr;
+        d.n = n;
+        std::vector<void *> outs;
+        for (int t : op.call.out)
+          outs.push_back(dev(op, t));
+        auto o = [&](int k) { return static_cast<float *>(outs[k]); };
+        if (grad)
+          cu::dpoLossGrad(nullptr, d, f(g), o(0), o(1));
+        else
+          cu::dpoLoss(nullptr, d, o(0), o(1), o(2));
+        compare(op, outs, kF32);
+      }
+    }
+}
+
+TEST_F(Emu, KtoLossesAndKl) {
+  std::vector<uint8_t> good = {1, 0, 1, 1, 0, 0, 1};
+  for (bool withKl : {true, false}) {
+    SCOPED_TRACE(withKl ? "kto" : "apo_zero_unpaired");
+    json attrs = {{"beta", 0.5}, {"desirable_weight", 1.2}, {"undesirable_weight", 1.5},
+                  {"loss_type", withKl ? "kto" : "apo_zero_unpaired"}};
+    for (bool grad : {false, true}) {
+      Op op(grad ? "kto_loss_grad" : "kto_loss", attrs);
+      int g = grad ? op.floats({}, 0.0, 0.5) : -1;
+      int pol = op.floats({7}), ref = op.floats({7}), label = op.ints({7}, good, DType::Bool),
+          w = op.floats({7}, 0.1, 0.2), kl = withKl ? op.floats({}, 0.0, 0.3) : -1;
+      std::vector<int> in = {pol, ref, label, w};
+      if (grad)
+        in.insert(in.begin(), g);
+      if (withKl)
+        in.push_back(kl);
+      if (grad)
+        op.in(in).out({op.output({7})});
+      else
+        op.in(in).out({op.output({}), op.output({7}), op.output({})});
+      cu::Kto k;
+      k.kind = withKl ? KtoKind::Kto : KtoKind::ApoZeroUnpaired;
+      k.beta = 0.5f, k.desirable = 1.2f, k.undesirable = 1.5f;
+      auto f = [&](int t) { return static_cast<const float *>(dev(op, t)); };
+      k.pol = f(pol), k.ref = f(ref), k.weights = f(w), k.kl = withKl ? f(kl) : nullptr;
+      k.label = index(op, label);
+      k.label.type = cu::Index::U8;
+      k.n = 7;
+      std::vector<void *> outs;
+      for (int t : op.call.out)
+        outs.push_back(dev(op, t));
+      auto o = [&](int j) { return static_cast<float *>(outs[j]); };
+      if (grad)
+        cu::ktoLossGrad(nullptr, k, f(g), o(0));
+      else
+        cu::ktoLoss(nullptr, k, o(0), o(1), o(2));
+      compare(op, outs, kF32);
+    }
+  }
+  Op op("kto_kl", json::object());
+  int a = op.floats({300}), b = op.floats({300}), w = op.floats({300}, 0.01, 0.02);
+  op.in({a, b, w}).out({op.output({})});
+  void *out = dev(op, op.call.out[0]);
+  auto f = [&](int t) { return static_cast<const float *>(dev(op, t)); };
+  cu::ktoKl(nullptr, f(a), f(b), f(w), static_cast<float *>(out), 300);
+  compare(op, {out}, kF32);
 }
 
 } // namespace

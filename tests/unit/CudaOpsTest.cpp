@@ -433,33 +433,52 @@ TEST_F(CudaOps, FusedLinearLossesInChunks) {
 }
 
 TEST_F(CudaOps, PreferenceLosses) {
-  for (const char *type : {"sigmoid", "hinge", "ipo"})
+  struct Case {
+    const char *type;
+    double smoothing, rpo;
+  };
+  for (Case c : {Case{"sigmoid", 0.1, 0.0}, Case{"sigmoid", 0.0, 0.7}, Case{"hinge", 0, 0},
+                 Case{"ipo", 0, 0}, Case{"robust", 0.2, 0}, Case{"apo_zero", 0, 0},
+                 Case{"apo_down", 0, 0.5}})
     for (int64_t n : {1, 9}) {
-      json attrs = {
-          {"beta", 0.3}, {"loss_type", type}, {"label_smoothing", 0.1}};
+      json attrs = {{"beta", 0.3}, {"loss_type", c.type}, {"label_smoothing", c.smoothing},
+                    {"rpo_alpha", c.rpo}};
       Op dpo("dpo_loss", attrs);
-      check(dpo.in({dpo.floats({n}, 2.0), dpo.floats({n}, 2.0),
-                    dpo.floats({n}, 2.0), dpo.floats({n}, 2.0)})
-                .out({dpo.output({}), dpo.output({n}), dpo.output({n})}));
+      std::vector<int> in = {dpo.floats({n}, 2.0), dpo.floats({n}, 2.0), dpo.floats({n}, 2.0),
+                             dpo.floats({n}, 2.0), dpo.floats({n}, 0.1, 0.2)};
+      if (c.rpo > 0)
+        in.push_back(dpo.floats({}, 0.0, 0.05));
+      check(dpo.in(in).out({dpo.output({}), dpo.output({n}), dpo.output({n})}));
       Op grad("dpo_loss_grad", attrs);
-      check(grad.in({grad.floats({}, 0.0, 0.7), grad.floats({n}, 2.0),
-                     grad.floats({n}, 2.0), grad.floats({n}, 2.0),
-                     grad.floats({n}, 2.0)})
-                .out({grad.output({n}), grad.output({n})}));
+      std::vector<int> gin = {grad.floats({}, 0.0, 0.7), grad.floats({n}, 2.0),
+                              grad.floats({n}, 2.0), grad.floats({n}, 2.0),
+                              grad.floats({n}, 2.0), grad.floats({n}, 0.1, 0.2)};
+      if (c.rpo > 0)
+        gin.push_back(grad.floats({}, 0.0, 0.05));
+      check(grad.in(gin).out({grad.output({n}), grad.output({n})}));
     }
-  json attrs = {
-      {"beta", 0.5}, {"desirable_weight", 1.0}, {"undesirable_weight", 1.5}};
   std::vector<uint8_t> good = {1, 0, 1, 1, 0};
-  Op kto("kto_loss", attrs);
-  check(kto.in({kto.floats({5}), kto.floats({5}), kto.floats({5}, 1.0, 1.0),
-                kto.floats({5}), kto.ints({5}, good, DType::Bool)})
-            .out({kto.output({}), kto.output({5}), kto.output({})}));
-  Op ktoGrad("kto_loss_grad", attrs);
-  check(ktoGrad
-            .in({ktoGrad.floats({}, 0.0, 0.5), ktoGrad.floats({5}),
-                 ktoGrad.floats({5}), ktoGrad.floats({}, 0.0, 0.3),
-                 ktoGrad.ints({5}, good, DType::Bool)})
-            .out({ktoGrad.output({5})}));
+  for (const char *type : {"kto", "apo_zero_unpaired"}) {
+    bool kl = std::string(type) == "kto";
+    json attrs = {{"beta", 0.5}, {"desirable_weight", 1.0}, {"undesirable_weight", 1.5},
+                  {"loss_type", type}};
+    Op kto("kto_loss", attrs);
+    std::vector<int> in = {kto.floats({5}), kto.floats({5}), kto.ints({5}, good, DType::Bool),
+                           kto.floats({5}, 0.1, 0.2)};
+    if (kl)
+      in.push_back(kto.floats({}, 0.0, 0.3));
+    check(kto.in(in).out({kto.output({}), kto.output({5}), kto.output({})}));
+    Op ktoGrad("kto_loss_grad", attrs);
+    std::vector<int> gin = {ktoGrad.floats({}, 0.0, 0.5), ktoGrad.floats({5}),
+                            ktoGrad.floats({5}), ktoGrad.ints({5}, good, DType::Bool),
+                            ktoGrad.floats({5}, 0.1, 0.2)};
+    if (kl)
+      gin.push_back(ktoGrad.floats({}, 0.0, 0.3));
+    check(ktoGrad.in(gin).out({ktoGrad.output({5})}));
+  }
+  Op klOp("kto_kl", json::object());
+  check(klOp.in({klOp.floats({300}), klOp.floats({300}), klOp.floats({300}, 0.01, 0.02)})
+            .out({klOp.output({})}));
 }
 
 TEST_F(CudaOps, GrpoLossEveryType) {

@@ -384,32 +384,69 @@ TEST_F(GradCheck, MaskedSum) {
 }
 
 TEST_F(GradCheck, DpoLossEveryType) {
-  for (const char *type : {"sigmoid", "hinge", "ipo"}) {
-    std::vector<Buf> in = {floats({4}, 2.0), floats({4}, 2.0), floats({4}, 2.0), floats({4}, 2.0)};
+  // Every loss type, with label smoothing where it applies, and RPO's NLL.
+  struct Case {
+    const char *type;
+    double smoothing, rpo;
+  };
+  for (Case c : {Case{"sigmoid", 0.1, 0.0}, Case{"sigmoid", 0.0, 0.7}, Case{"hinge", 0.0, 0.0},
+                 Case{"ipo", 0.0, 0.0}, Case{"robust", 0.2, 0.0}, Case{"apo_zero", 0.0, 0.0},
+                 Case{"apo_down", 0.0, 0.5}}) {
+    SCOPED_TRACE(c.type);
+    std::vector<Buf> in = {floats({4}, 2.0), floats({4}, 2.0), floats({4}, 2.0), floats({4}, 2.0),
+                           floats({4}, 0.2, 0.3), floats({}, 0.1, 0.5)};
     std::vector<Buf> out = {zeros({}), zeros({4}), zeros({4})};
-    json attrs = {{"beta", 0.3}, {"loss_type", type}, {"label_smoothing", 0.1}};
-    check(in, out,
-          [&] { run("dpo_loss", {&in[0], &in[1], &in[2], &in[3]}, {&out[0], &out[1], &out[2]}, attrs); },
+    json attrs = {{"beta", 0.3}, {"loss_type", c.type}, {"label_smoothing", c.smoothing},
+                  {"rpo_alpha", c.rpo}};
+    std::vector<Buf *> ins = {&in[0], &in[1], &in[2], &in[3], &in[4]};
+    if (c.rpo > 0)
+      ins.push_back(&in[5]);
+    check(in, out, [&] { run("dpo_loss", ins, {&out[0], &out[1], &out[2]}, attrs); },
           [&](std::vector<Buf> &dy) {
             std::vector<Buf> g = {zeros({4}), zeros({4})};
-            run("dpo_loss_grad", {&dy[0], &in[0], &in[1], &in[2], &in[3]}, {&g[0], &g[1]}, attrs);
+            std::vector<Buf *> args = {&dy[0]};
+            args.insert(args.end(), ins.begin(), ins.end());
+            run("dpo_loss_grad", args, {&g[0], &g[1]}, attrs);
             return g;
           }, {0, 1});
+    // The rewards are beta (policy - reference) of each side.
+    EXPECT_NEAR(out[1].f[2], 0.3 * (in[0].f[2] - in[2].f[2]), 1e-12);
+    EXPECT_NEAR(out[2].f[2], 0.3 * (in[1].f[2] - in[3].f[2]), 1e-12);
   }
 }
 
 TEST_F(GradCheck, KtoLossWithDetachedKl) {
-  std::vector<Buf> in = {floats({4}), floats({4}), floats({4}, 1.0, 1.0), floats({4})};
-  Buf label = bools({1, 0, 1, 0});
-  std::vector<Buf> out = {zeros({}), zeros({4}), zeros({})};
-  json attrs = {{"beta", 0.5}, {"desirable_weight", 1.0}, {"undesirable_weight", 1.5}};
-  check(in, out,
-        [&] { run("kto_loss", {&in[0], &in[1], &in[2], &in[3], &label}, {&out[0], &out[1], &out[2]}, attrs); },
-        [&](std::vector<Buf> &dy) {
-          std::vector<Buf> g = {zeros({4})};
-          run("kto_loss_grad", {&dy[0], &in[0], &in[1], &out[2], &label}, {&g[0]}, attrs);
-          return g;
-        }, {0});
+  for (const char *type : {"kto", "apo_zero_unpaired"}) {
+    SCOPED_TRACE(type);
+    bool kto = std::string(type) == "kto";
+    std::vector<Buf> in = {floats({4}), floats({4}), floats({4}, 0.2, 0.3), floats({}, 0.2, 0.3)};
+    Buf label = bools({1, 0, 1, 0});
+    std::vector<Buf> out = {zeros({}), zeros({4}), zeros({})};
+    json attrs = {{"beta", 0.5}, {"desirable_weight", 1.0}, {"undesirable_weight", 1.5},
+                  {"loss_type", type}};
+    std::vector<Buf *> ins = {&in[0], &in[1], &label, &in[2]};
+    if (kto)
+      ins.push_back(&in[3]);
+    check(in, out, [&] { run("kto_loss", ins, {&out[0], &out[1], &out[2]}, attrs); },
+          [&](std::vector<Buf> &dy) {
+            std::vector<Buf> g = {zeros({4})};
+            std::vector<Buf *> args = {&dy[0]};
+            args.insert(args.end(), ins.begin(), ins.end());
+            run("kto_loss_grad", args, {&g[0]}, attrs);
+            return g;
+          }, {0});
+    EXPECT_EQ(out[2].f[0], kto ? std::max(0.0, in[3].f[0]) : 0.0);  // the clamped KL
+  }
+}
+
+TEST_F(GradCheck, KtoKlIsTheWeightedMean) {
+  std::vector<Buf> in = {floats({3}), floats({3}), floats({3}, 0.0, 0.25)};
+  Buf kl = zeros({});
+  run("kto_kl", {&in[0], &in[1], &in[2]}, {&kl}, {});
+  double want = 0;
+  for (int i = 0; i < 3; ++i)
+    want += 0.25 * (in[0].f[i] - in[1].f[i]);
+  EXPECT_NEAR(kl.f[0], want, 1e-12);
 }
 
 TEST_F(GradCheck, GrpoLossEveryType) {

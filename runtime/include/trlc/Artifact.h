@@ -12,7 +12,7 @@
 //
 // Everything that crosses from the compiler to the runtime is one of the
 // structs below, each with one writer (toJson) and one reader; every key
-// written is read. Format version 4 (the runtime refuses any other):
+// written is read. Format version 5 (the runtime refuses any other):
 //
 // manifest.json (Manifest):
 //   format            "trlc-artifact"
@@ -75,7 +75,7 @@
 
 namespace trlc::artifact {
 
-inline constexpr int kFormatVersion = 4;
+inline constexpr int kFormatVersion = 5;
 inline constexpr const char *kFormatName = "trlc-artifact";
 inline constexpr const char *kManifestFile = "manifest.json";
 inline constexpr const char *kRecipeFile = "recipe.toml";

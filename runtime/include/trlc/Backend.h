@@ -14,6 +14,7 @@
 
 #include "trlc/Artifact.h"
 #include "trlc/Kernels.h"
+#include "trlc/PreferenceMath.h"
 #include "trlc/ScalarMath.h"
 
 #include <algorithm>
@@ -40,6 +41,11 @@ struct TensorRef {
   explicit operator bool() const { return data != nullptr; }
 };
 
+/// A kernel failure the user can act on (bad dtype, unsupported shape).
+struct KernelError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 struct KernelArgs {
   std::vector<TensorRef> in;   // absent optional operands are null refs
   std::vector<TensorRef> out;
@@ -62,6 +68,23 @@ inline LrScheduleKind attrLrSchedule(const KernelArgs &a) {
   return kind == "constant" ? LrScheduleKind::Constant
          : kind == "linear" ? LrScheduleKind::Linear
                             : LrScheduleKind::Cosine;
+}
+/// dpo_loss's and kto_loss's `loss_type`, in the dialect's order.
+inline DpoKind attrDpoKind(const KernelArgs &a) {
+  static const char *const names[] = {"sigmoid", "hinge", "ipo", "robust", "apo_zero", "apo_down"};
+  std::string t = attrS(a, "loss_type");
+  for (int k = 0; k < 6; ++k)
+    if (t == names[k])
+      return static_cast<DpoKind>(k);
+  throw KernelError("dpo_loss: unknown loss_type '" + t + "'");
+}
+inline KtoKind attrKtoKind(const KernelArgs &a) {
+  std::string t = a.attrs->contains("loss_type") ? attrS(a, "loss_type") : "kto";
+  if (t == "kto")
+    return KtoKind::Kto;
+  if (t == "apo_zero_unpaired")
+    return KtoKind::ApoZeroUnpaired;
+  throw KernelError("kto_loss: unknown loss_type '" + t + "'");
 }
 /// adamw's hyperparameter attributes.
 inline AdamWHyper attrAdamW(const KernelArgs &a) {
@@ -133,10 +156,6 @@ private:
   int64_t held = 0, peak_ = 0;
 };
 
-/// A kernel failure the user can act on (bad dtype, unsupported shape).
-struct KernelError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 class Backend {
 public:

@@ -14,6 +14,7 @@
 #define TRLC_RUNTIME_METHOD_H
 
 #include "trlc/Artifact.h"
+#include "trlc/Comm.h"
 #include "trlc/Executor.h"
 #include "trlc/Shards.h"
 
@@ -39,10 +40,17 @@ public:
   virtual double normalizer(const std::vector<Rows> &globalMicroBatches) const = 0;
   /// Sets the normaliser input of train_step before each micro-batch.
   virtual void setNormalizer(Executor &ex, double normalizer) = 0;
-  /// After each optimizer step, with the tokens of its global batch.
-  virtual void stepDone(int64_t tokens) = 0;
-  /// The method's own keys of a logged metrics row.
-  virtual void addMetrics(nlohmann::json &row) const = 0;
+  /// After each train_step run, with the rows this rank filled: reads the
+  /// method's metric outputs.
+  virtual void observe(Executor &, const Rows &) {}
+  /// After each optimizer step (every rank), with the tokens of its global
+  /// batch; sums what observe() saw over the ranks.
+  virtual void stepDone(int64_t tokens, Communicator &comm) = 0;
+  /// The method's own keys of a logged metrics row (rank 0), for the steps
+  /// since the last row.
+  virtual void addMetrics(nlohmann::json &row) = 0;
+  /// What the progress line adds for this method, from a metrics row.
+  virtual std::string progressText(const nlohmann::json &) const { return ""; }
   /// A resumed run: the method's counters from the log history.
   virtual void resume(const nlohmann::json &logHistory) = 0;
 };
@@ -53,6 +61,52 @@ std::unique_ptr<Method> makeMethod(const artifact::Artifact &artifact);
 
 /// One factory per method file of runtime/methods/.
 std::unique_ptr<Method> makeSft(const artifact::Artifact &artifact);
+std::unique_ptr<Method> makeDpo(const artifact::Artifact &artifact);
+std::unique_ptr<Method> makeKto(const artifact::Artifact &artifact);
+
+/// One sequence of a batch: document `doc` of a shard row (DPO's chosen or
+/// rejected side, KTO's example or KL pair); no row is padding.
+struct Sequence {
+  const TokenRow *row = nullptr;
+  size_t doc = 0;
+};
+
+/// Fills `prefix`input_ids, position_ids, attention_mask, labels (the next
+/// token where the loss mask counts, -100 elsewhere) and, when `program`
+/// has it, `prefix`completion_mask (1 where labels count; or
+/// completion_mean_mask, 1 / the sequence's counted labels, whose masked
+/// sum is the mean) with one sequence per batch row. Returns the real tokens placed; `completionTokens` gets
+/// the labels that count.
+int64_t fillSequences(Executor &ex, const std::string &program, const std::string &prefix,
+                      const std::vector<Sequence> &sequences, int64_t pad,
+                      int64_t *completionTokens = nullptr);
+
+/// Writes `values` into an f32, f64 or bf16 tensor.
+void writeFloats(Executor &ex, const TensorRef &t, const std::vector<double> &values);
+/// Reads an f32, f64 or bf16 tensor.
+std::vector<double> readFloats(Executor &ex, const TensorRef &t);
+
+/// Sums of per-example metrics over a logging interval: `sums[k]` over
+/// `counts[k]` examples, reduced over the ranks at each step.
+class MetricSums {
+public:
+  explicit MetricSums(std::vector<std::string> names)
+      : names(std::move(names)), step(2 * this->names.size(), 0.0),
+        total(step.size(), 0.0) {}
+  void add(size_t k, double value, double count = 1) {
+    step[2 * k] += value;
+    step[2 * k + 1] += count;
+  }
+  /// The step's sums over every rank into the interval.
+  void stepDone(Communicator &comm);
+  /// name -> sum / count for the interval (names with no count left out);
+  /// resets it.
+  void emit(nlohmann::json &row);
+
+private:
+  std::vector<std::string> names;
+  std::vector<double> step, total;
+};
 
 /// SFT (runtime/methods/Sft.cpp): input_ids, position_ids restarting at
 /// each document, attention_mask and, when the program has them, labels

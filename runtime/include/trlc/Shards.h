@@ -4,9 +4,15 @@
 // streams ready rows. The compiler writes them, the runtime reads them; the
 // format belongs to the artifact contract. A shard file (little-endian):
 //
-//   "TRLCTOK1"  u64 rows
-//   per row:    u32 tokens, u32 documents,
+//   "TRLCTOK2"  u64 rows
+//   per row:    u32 tokens, u32 documents, u8 label,
 //               i32 ids[tokens], u8 loss_mask[tokens], u32 seq_lengths[documents]
+//
+// What a row holds depends on the method: SFT one example or several
+// packed; DPO one pair, the chosen then the rejected sequence as two
+// documents; KTO the example then its KL pair (the prompt with another
+// example's completion) as two documents, with the example's label; GRPO
+// one prompt.
 //
 // The artifact's data/index.json records the source files and their
 // content hash (hashFiles), so a changed dataset is detected.
@@ -29,6 +35,7 @@ struct TokenRow {
   std::vector<int64_t> ids;
   std::vector<uint8_t> mask;
   std::vector<int64_t> seqLengths;
+  uint8_t label = 0;  // KTO: 1 desirable, 0 undesirable
 };
 
 /// Writes `rows` to `path`; throws std::runtime_error on I/O failure.

@@ -412,7 +412,15 @@ func.func @masked_sum_result(%x: tensor<2x4xf32>, %m: tensor<2x4xf32>) {
 
 func.func @dpo_pairs(%a: tensor<2xf32>, %b: tensor<3xf32>) {
   // expected-error @+1 {{expects policy_rejected of type 'tensor<2xf32>', got 'tensor<3xf32>'}}
-  %l, %c, %r = trl.dpo_loss %a, %b, %a, %a : (tensor<2xf32>, tensor<3xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
+  %l, %c, %r = trl.dpo_loss %a, %b, %a, %a, %a : (tensor<2xf32>, tensor<3xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
+  return
+}
+
+// -----
+
+func.func @dpo_weights(%a: tensor<2xf32>, %w: tensor<4xf32>) {
+  // expected-error @+1 {{expects weights of type 'tensor<2xf32>', got 'tensor<4xf32>'}}
+  %l, %c, %r = trl.dpo_loss %a, %a, %a, %a, %w : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<4xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
   return
 }
 
@@ -420,39 +428,71 @@ func.func @dpo_pairs(%a: tensor<2xf32>, %b: tensor<3xf32>) {
 
 func.func @dpo_beta(%a: tensor<2xf32>) {
   // expected-error @+1 {{expects beta > 0, got 0}}
-  %l, %c, %r = trl.dpo_loss %a, %a, %a, %a {beta = 0.0 : f64} : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
+  %l, %c, %r = trl.dpo_loss %a, %a, %a, %a, %a {beta = 0.0 : f64} : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
   return
 }
 
 // -----
 
 func.func @dpo_label_smoothing(%a: tensor<2xf32>) {
-  // expected-error @+1 {{expects 0 <= label_smoothing <= 0.5, got 0.7}}
-  %l, %c, %r = trl.dpo_loss %a, %a, %a, %a {label_smoothing = 0.7 : f64} : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
+  // expected-error @+1 {{expects 0 <= label_smoothing <= 0.5 (< 0.5 for robust), got 0.7}}
+  %l, %c, %r = trl.dpo_loss %a, %a, %a, %a, %a {label_smoothing = 0.7 : f64} : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
   return
 }
 
 // -----
 
-func.func @kto_label(%a: tensor<4xf32>, %lab: tensor<3xi1>) {
+func.func @dpo_robust_half(%a: tensor<2xf32>) {
+  // expected-error @+1 {{expects 0 <= label_smoothing <= 0.5 (< 0.5 for robust), got 0.5}}
+  %l, %c, %r = trl.dpo_loss %a, %a, %a, %a, %a {label_smoothing = 0.5 : f64, loss_type = #trl.dpo_loss<robust>} : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
+  return
+}
+
+// -----
+
+func.func @dpo_rpo(%a: tensor<2xf32>) {
+  // expected-error @+1 {{takes an nll weight exactly when rpo_alpha > 0}}
+  %l, %c, %r = trl.dpo_loss %a, %a, %a, %a, %a {rpo_alpha = 1.0 : f64} : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
+  return
+}
+
+// -----
+
+func.func @kto_label(%a: tensor<4xf32>, %lab: tensor<3xi1>, %k: tensor<f32>) {
   // expected-error @+1 {{expects label of shape [4], got [3]}}
-  %l, %r, %kl = trl.kto_loss %a, %a, %a, %a, %lab : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<3xi1>) -> (tensor<f32>, tensor<4xf32>, tensor<f32>)
+  %l, %r, %kl = trl.kto_loss %a, %a, %lab, %a kl %k : (tensor<4xf32>, tensor<4xf32>, tensor<3xi1>, tensor<4xf32>, tensor<f32>) -> (tensor<f32>, tensor<4xf32>, tensor<f32>)
   return
 }
 
 // -----
 
-func.func @kto_weights(%a: tensor<4xf32>, %lab: tensor<4xi1>) {
+func.func @kto_weights(%a: tensor<4xf32>, %lab: tensor<4xi1>, %k: tensor<f32>) {
   // expected-error @+1 {{expects non-negative desirable/undesirable weights}}
-  %l, %r, %kl = trl.kto_loss %a, %a, %a, %a, %lab {desirable_weight = -1.0 : f64} : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xi1>) -> (tensor<f32>, tensor<4xf32>, tensor<f32>)
+  %l, %r, %kl = trl.kto_loss %a, %a, %lab, %a kl %k {desirable_weight = -1.0 : f64} : (tensor<4xf32>, tensor<4xf32>, tensor<4xi1>, tensor<4xf32>, tensor<f32>) -> (tensor<f32>, tensor<4xf32>, tensor<f32>)
   return
 }
 
 // -----
 
-func.func @kto_kl(%a: tensor<4xf32>, %k: tensor<3xf32>, %lab: tensor<4xi1>) {
+func.func @kto_needs_kl(%a: tensor<4xf32>, %lab: tensor<4xi1>) {
+  // expected-error @+1 {{loss_type kto needs the KL estimate (kl %k)}}
+  %l, %r, %kl = trl.kto_loss %a, %a, %lab, %a : (tensor<4xf32>, tensor<4xf32>, tensor<4xi1>, tensor<4xf32>) -> (tensor<f32>, tensor<4xf32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @kto_apo_no_kl(%a: tensor<4xf32>, %lab: tensor<4xi1>, %k: tensor<f32>) {
+  // expected-error @+1 {{loss_type apo_zero_unpaired takes no KL estimate}}
+  %l, %r, %kl = trl.kto_loss %a, %a, %lab, %a kl %k {loss_type = #trl.kto_loss<apo_zero_unpaired>} : (tensor<4xf32>, tensor<4xf32>, tensor<4xi1>, tensor<4xf32>, tensor<f32>) -> (tensor<f32>, tensor<4xf32>, tensor<f32>)
+  return
+}
+
+// -----
+
+func.func @kto_kl_pairs(%a: tensor<4xf32>, %k: tensor<3xf32>) {
   // expected-error @+1 {{expects kl_ref of type 'tensor<4xf32>', got 'tensor<3xf32>'}}
-  %l, %r, %kl = trl.kto_loss %a, %a, %a, %k, %lab : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<3xf32>, tensor<4xi1>) -> (tensor<f32>, tensor<4xf32>, tensor<f32>)
+  %kl = trl.kto_kl %a, %k, %a : (tensor<4xf32>, tensor<3xf32>, tensor<4xf32>) -> tensor<f32>
   return
 }
 
@@ -596,7 +636,7 @@ func.func @masked_sum_grad(%g: tensor<3xf32>, %m: tensor<2x4xf32>) {
 
 func.func @dpo_loss_grad(%g: tensor<f32>, %a: tensor<2xf32>) {
   // expected-error @+1 {{expects grad_rejected of type 'tensor<2xf32>', got 'tensor<4xf32>'}}
-  %dc, %dr = trl.dpo_loss_grad %g, %a, %a, %a, %a : (tensor<f32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<2xf32>, tensor<4xf32>)
+  %dc, %dr = trl.dpo_loss_grad %g, %a, %a, %a, %a, %a : (tensor<f32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<2xf32>, tensor<4xf32>)
   return
 }
 
@@ -604,7 +644,7 @@ func.func @dpo_loss_grad(%g: tensor<f32>, %a: tensor<2xf32>) {
 
 func.func @kto_loss_grad(%g: tensor<f32>, %a: tensor<4xf32>, %b: tensor<3xf32>, %lab: tensor<4xi1>) {
   // expected-error @+1 {{expects ref of type 'tensor<4xf32>', got 'tensor<3xf32>'}}
-  %d = trl.kto_loss_grad %g, %a, %b, %g, %lab : (tensor<f32>, tensor<4xf32>, tensor<3xf32>, tensor<f32>, tensor<4xi1>) -> tensor<4xf32>
+  %d = trl.kto_loss_grad %g, %a, %b, %lab, %a kl %g : (tensor<f32>, tensor<4xf32>, tensor<3xf32>, tensor<4xi1>, tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
   return
 }
 

@@ -64,9 +64,15 @@ func.func @losses(%logits: tensor<4x16x256xf32>, %h: tensor<4x16x64xf32>, %w: te
   %seq = trl.masked_sum %lp, %mask : (tensor<4x16xf32>, tensor<4x16xf32>) -> tensor<4xf32>
   %halves:2 = trl.split %seq {axis = 0 : i64} : (tensor<4xf32>) -> (tensor<2xf32>, tensor<2xf32>)
   // CHECK: trl.dpo_loss {{.*}}loss_type = #trl.dpo_loss<ipo>
-  %dl, %rc, %rr = trl.dpo_loss %halves#0, %halves#1, %halves#0, %halves#1 {beta = 0.5 : f64, loss_type = #trl.dpo_loss<ipo>} : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
-  // CHECK: trl.kto_loss
-  %kl, %kr, %kkl = trl.kto_loss %halves#0, %halves#1, %halves#0, %halves#1, %label : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xi1>) -> (tensor<f32>, tensor<2xf32>, tensor<f32>)
+  %dl, %rc, %rr = trl.dpo_loss %halves#0, %halves#1, %halves#0, %halves#1, %halves#0 {beta = 0.5 : f64, loss_type = #trl.dpo_loss<ipo>} : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
+  // CHECK: trl.dpo_loss {{.*}} nll {{.*}}rpo_alpha = 1.000000e+00
+  %rl, %rrc, %rrr = trl.dpo_loss %halves#0, %halves#1, %halves#0, %halves#1, %halves#0 nll %n {rpo_alpha = 1.0 : f64, loss_type = #trl.dpo_loss<apo_down>} : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<f32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
+  // CHECK: trl.kto_kl
+  %kle = trl.kto_kl %halves#0, %halves#1, %halves#0 : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> tensor<f32>
+  // CHECK: trl.kto_loss {{.*}} kl
+  %kl, %kr, %kkl = trl.kto_loss %halves#0, %halves#1, %label, %halves#0 kl %kle : (tensor<2xf32>, tensor<2xf32>, tensor<2xi1>, tensor<2xf32>, tensor<f32>) -> (tensor<f32>, tensor<2xf32>, tensor<f32>)
+  // CHECK: trl.kto_loss {{.*}}loss_type = #trl.kto_loss<apo_zero_unpaired>
+  %al, %ar, %akl = trl.kto_loss %halves#0, %halves#1, %label, %halves#0 {loss_type = #trl.kto_loss<apo_zero_unpaired>} : (tensor<2xf32>, tensor<2xf32>, tensor<2xi1>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<f32>)
   // CHECK: trl.grpo_loss {{.*}} ref
   %gl = trl.grpo_loss %lp, %flp, %adv, %mask, %n ref %flp {beta = 4.0e-02 : f64, loss_type = #trl.grpo_loss<bnpo>} : (tensor<4x16xf32>, tensor<4x16xf32>, tensor<4xf32>, tensor<4x16xf32>, tensor<f32>, tensor<4x16xf32>) -> tensor<f32>
   return
@@ -101,9 +107,9 @@ func.func @backward(%dy: tensor<2x16x64xf32>, %x: tensor<2x16x64xf32>, %ids: ten
   // CHECK: trl.masked_sum_grad
   %ms = trl.masked_sum_grad %v2, %dlp : (tensor<2xf32>, tensor<2x16xf32>) -> tensor<2x16xf32>
   // CHECK: trl.dpo_loss_grad
-  %dc, %dr = trl.dpo_loss_grad %g, %v2, %v2, %v2, %v2 : (tensor<f32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<2xf32>, tensor<2xf32>)
+  %dc, %dr = trl.dpo_loss_grad %g, %v2, %v2, %v2, %v2, %v2 : (tensor<f32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<2xf32>, tensor<2xf32>)
   // CHECK: trl.kto_loss_grad
-  %kg = trl.kto_loss_grad %g, %v2, %v2, %g, %lab : (tensor<f32>, tensor<2xf32>, tensor<2xf32>, tensor<f32>, tensor<2xi1>) -> tensor<2xf32>
+  %kg = trl.kto_loss_grad %g, %v2, %v2, %lab, %v2 kl %g : (tensor<f32>, tensor<2xf32>, tensor<2xf32>, tensor<2xi1>, tensor<2xf32>, tensor<f32>) -> tensor<2xf32>
   // CHECK: trl.grpo_loss_grad
   %gr = trl.grpo_loss_grad %g, %dlp, %dlp, %adv, %dlp, %g : (tensor<f32>, tensor<2x16xf32>, tensor<2x16xf32>, tensor<2xf32>, tensor<2x16xf32>, tensor<f32>) -> tensor<2x16xf32>
   return
