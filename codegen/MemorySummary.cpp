@@ -41,10 +41,14 @@ MemorySummary summarizeMemory(ModuleOp module) {
       // A ZeRO-3 shard: the summary counts the model, not this rank's part.
       if (StringRef group = trl::zeroShardGroup(param.getName()); !group.empty())
         n = zeroElements.lookup(group);
-      if (param.getTrainable())
+      if (param.getTrainable()) {
         s.trainableParameters += n;
-      else
+      } else {
         s.frozenParameters += n;
+        // Stored as trl-mixed-precision typed it (bf16 under dtype bf16).
+        s.frozenBytes += n * trl::tensorBytes(param.getType()) /
+                         std::max<int64_t>(trl::tensorElements(param.getType()), 1);
+      }
       return;
     }
     auto cost = dyn_cast<trl::MemoryCostOpInterface>(op);
@@ -65,7 +69,6 @@ MemorySummary summarizeMemory(ModuleOp module) {
   });
   // Weights, gradients and AdamW's m and v are fp32.
   s.parameterBytes = s.trainableParameters * 4;
-  s.frozenBytes = s.frozenParameters * 4;
   s.gradientBytes = s.trainableParameters * 4;
   s.optimizerBytes = s.trainableParameters * 8;
   return s;

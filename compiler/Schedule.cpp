@@ -12,8 +12,27 @@ namespace trlc::compiler {
 StepShape stepShape(const Recipe &r, const DataFacts &data, int world) {
   StepShape s = recipeStepShape(r);
   s.worldSize = world;
-  if (r.method != Method::SFT)
+  if (r.method == Method::GRPO)
     return s;
+  if (r.method != Method::SFT) {
+    // DPO and KTO: the longest sequence of the data plan (rounded up to 8)
+    // bounds each row; padding-free DPO puts a batch's pairs in one row.
+    int64_t limit = s.sequenceBound;
+    int64_t bound = std::min(limit, (data.longest + 7) / 8 * 8);
+    if (data.longest > 0 && bound < limit) {
+      s.sequenceBound = bound;
+      s.boundSource = "data plan: longest sequence " + std::to_string(data.longest) +
+                      " (bound " + std::to_string(limit) + ", from max_length)";
+    }
+    if (r.method == Method::DPO && r.data.paddingFree) {
+      s.packedPairs = true;
+      s.sequenceLimit = s.sequenceBound;
+      s.sequenceBound *= 2 * s.batch;
+      s.boundSource = "padding-free pairs: 2 x " + std::to_string(s.batch) + " sequences of " +
+                      std::to_string(s.sequenceLimit) + " (" + s.boundSource + ")";
+    }
+    return s;
+  }
   if (r.data.paddingFree && !r.data.packing) {
     // Padding-free: one row holds a whole batch, documents back to back.
     s.sequenceBound *= s.batch;
@@ -52,7 +71,8 @@ Expected<Schedule> trainingSchedule(const Recipe &r, const StepShape &shape, int
 
 mlir::trl::PipelineOptions pipelineOptions(const Recipe &r, const Schedule &s, int world) {
   mlir::trl::PipelineOptions o;
-  o.packing = (r.data.packing || r.data.paddingFree) && r.method == Method::SFT;
+  o.packing = ((r.data.packing || r.data.paddingFree) && r.method == Method::SFT) ||
+              (r.data.paddingFree && r.method == Method::DPO);
   o.fuseLoss = r.memory.useLigerKernel;
   o.lossChunkSize = r.memory.lossChunkSize;
   o.mixedPrecision = r.model.dtype == "bf16";
@@ -85,6 +105,8 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
   run.initSeed = r.model.initSeed;
   run.initializerRange = r.model.config.initializerRange;
   run.modelPath = r.model.path ? absolute(*r.model.path) : std::string();
+  if (r.reference.modelPath)
+    run.refModelPath = absolute(*r.reference.modelPath);
   if (r.model.tokenizer)
     run.tokenizer = absolute(*r.model.tokenizer);
   else if (r.model.path)

@@ -22,7 +22,9 @@ namespace trlc::compiler {
 /// The step's shape: the recipe's (recipeStepShape); padding-free SFT
 /// rows hold a whole batch of examples back to back (one row of
 /// batch x max_length tokens); an SFT bound tightens to the data plan's
-/// longest row (train or eval), rounded up to a multiple of 8. `world`
+/// longest row (train or eval), DPO and KTO's to the longest sequence,
+/// rounded up to a multiple of 8; padding-free DPO puts a batch's pairs
+/// back to back in one row. `world`
 /// data-parallel ranks reduce the step's statistics.
 StepShape stepShape(const Recipe &recipe, const DataFacts &data, int world);
 

@@ -439,13 +439,32 @@ int64_t FusedLinearLogProbsOp::getFlops() {
   return lmHeadFlops(getHidden(), getWeight());
 }
 
+/// masked_sum's x is [..., S] like its mask, or one row [1, .., 1, S]
+/// every mask row reads (padding-free pairs: one token row, a mask row
+/// per sequence).
+static LogicalResult verifyMaskedSumShapes(Operation *op, RankedTensorType x,
+                                           RankedTensorType mask) {
+  if (mask.getRank() < 1)
+    return op->emitOpError("expects a mask of rank >= 1");
+  if (x.getElementType() != mask.getElementType())
+    return op->emitOpError("expects x and mask of one element type");
+  bool shared = x.getRank() == mask.getRank() &&
+                x.getShape().back() == mask.getShape().back() &&
+                llvm::all_of(dropLast(x.getShape()), [](int64_t d) { return d == 1; });
+  if (x.getShape() != mask.getShape() && !shared)
+    return op->emitOpError() << "expects x of the mask's shape " << shapeStr(mask.getShape())
+                             << " or one shared row [1, .., "
+                             << mask.getShape().back() << "], got " << shapeStr(x.getShape());
+  return success();
+}
+
 LogicalResult MaskedSumOp::verify() {
   auto x = rt(getX());
   if (x.getRank() < 1)
     return emitOpError("expects x of rank >= 1");
-  if (failed(expectType(*this, "mask", getMask().getType(), x)))
+  if (failed(verifyMaskedSumShapes(*this, x, rt(getMask()))))
     return failure();
-  return expectShape(*this, "result", getType(), dropLast(x.getShape()));
+  return expectShape(*this, "result", getType(), dropLast(rt(getMask()).getShape()));
 }
 
 static LogicalResult verifyPairedVectors(Operation *op, ValueRange values,
@@ -704,12 +723,10 @@ int64_t FusedLinearLogProbsGradOp::getFlops() {
 
 LogicalResult MaskedSumGradOp::verify() {
   auto mask = rt(getMask());
-  if (mask.getRank() < 1)
-    return emitOpError("expects a mask of rank >= 1");
-  if (failed(expectShape(*this, "incoming gradient", getGrad().getType(),
-                         dropLast(mask.getShape()))))
+  if (failed(verifyMaskedSumShapes(*this, rt(getType()), mask)))
     return failure();
-  return expectType(*this, "result", getType(), mask);
+  return expectShape(*this, "incoming gradient", getGrad().getType(),
+                     dropLast(mask.getShape()));
 }
 
 LogicalResult DpoLossGradOp::verify() {

@@ -373,7 +373,9 @@ def Trl_FusedLinearLogProbsOp : Trl_Op<"fused_linear_log_probs", [Trl_Differenti
 def Trl_MaskedSumOp : Trl_Op<"masked_sum", [Trl_Differentiable, Pure]> {
   let summary = "sum over the last dimension of x * mask";
   let description = [{
-    Sequence log-probability of the completion tokens: [B, S] -> [B].
+    Sequence log-probability of the completion tokens: [B, S] -> [B]. x may
+    also be one row [1, S] that every mask row reads (padding-free pairs:
+    all sequences back to back in one token row, a mask row per sequence).
 
     ```mlir
     %seq = trl.masked_sum %lp, %mask : (tensor<4x16xf32>, tensor<4x16xf32>) -> tensor<4xf32>

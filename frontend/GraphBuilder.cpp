@@ -26,6 +26,9 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
     fn->setAttr("trl.packing", PackingAttr::get(&context, strategy, shape.sequenceBound,
                                                 recipe.data.paddingFree));
   }
+  if (shape.packedPairs)
+    fn->setAttr("trl.packing", PackingAttr::get(&context, PackingStrategy::none,
+                                                shape.sequenceBound, true));
   Block *entry = fn.addEntryBlock();
   b.setInsertionPointToStart(entry);
   StepResults step;
@@ -45,6 +48,10 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
     fn.setResultAttr(i + 1, "trl.output", b.getStringAttr(metric.first));
   if (recipe.method == Method::SFT && !recipe.data.eval.empty())
     buildSftPredict(m, *module);
+  if (recipe.reference.precompute && recipe.method == Method::DPO)
+    buildDpoRefLogps(m, *module);
+  if (recipe.reference.precompute && recipe.method == Method::KTO)
+    buildKtoRefLogps(m, *module);
   return module;
 }
 

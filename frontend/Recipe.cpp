@@ -473,6 +473,7 @@ private:
   /// learned position table (gpt2), a warning past a RoPE model's
   /// max_position_embeddings.
   std::optional<Error> checkPositions(const toml::table &root, Recipe &r);
+  std::optional<Error> checkReference(const toml::table &root, const Recipe &r);
   std::string printResolved(const toml::table &root, const Recipe &r);
 
   const toml::node *get(const toml::table &root, const char *section,
@@ -941,6 +942,44 @@ std::optional<Error> Resolver::checkPositions(const toml::table &root, Recipe &r
   return std::nullopt;
 }
 
+/// [dpo] / [kto] ref_model: a model directory with the policy's
+/// architecture (the reference runs the policy's graph on its own weights).
+std::optional<Error> Resolver::checkReference(const toml::table &root, const Recipe &r) {
+  if (!r.reference.modelPath)
+    return std::nullopt;
+  const char *section = r.method == Method::DPO ? "dpo" : "kto";
+  const toml::node &node = *get(root, section, "ref_model");
+  std::string key = std::string("[") + section + "] ref_model";
+  fs::path dir = *r.reference.modelPath;
+  if (!fs::is_directory(dir))
+    return diag.at(node, key + " '" + dir.string() +
+                             "' is not a directory; give a Hugging Face model directory "
+                             "holding config.json and the weights");
+  auto config = configFromJsonFile(dir / "config.json");
+  if (!config)
+    return config.error();
+  const ModelConfig &a = r.model.config, &b = *config;
+  std::vector<std::pair<std::string, std::pair<std::string, std::string>>> fields = {
+      {"model_type", {familyName(b.family), familyName(a.family)}},
+      {"hidden_size", {std::to_string(b.hiddenSize), std::to_string(a.hiddenSize)}},
+      {"intermediate_size", {std::to_string(b.intermediateSize), std::to_string(a.intermediateSize)}},
+      {"num_hidden_layers", {std::to_string(b.numLayers), std::to_string(a.numLayers)}},
+      {"num_attention_heads", {std::to_string(b.numHeads), std::to_string(a.numHeads)}},
+      {"num_key_value_heads", {std::to_string(b.numKvHeads), std::to_string(a.numKvHeads)}},
+      {"head_dim", {std::to_string(b.headDim), std::to_string(a.headDim)}},
+      {"vocab_size", {std::to_string(b.vocabSize), std::to_string(a.vocabSize)}},
+      {"tie_word_embeddings", {b.tieWordEmbeddings ? "true" : "false",
+                               a.tieWordEmbeddings ? "true" : "false"}},
+      {"attention_bias", {b.attentionBias ? "true" : "false", a.attentionBias ? "true" : "false"}}};
+  for (auto &[name, values] : fields)
+    if (values.first != values.second)
+      return diag.at(node, key + " '" + dir.string() + "' has " + name + " = " + values.first +
+                               " but the policy has " + values.second +
+                               "; the reference model must have the policy's architecture "
+                               "(shapes), e.g. the model it was fine-tuned from");
+  return std::nullopt;
+}
+
 std::optional<Error> Resolver::resolveModel(toml::table &root, Recipe &r) {
   toml::table *model = root["model"].as_table();
   const toml::node *inlineConfig = model ? model->get("config") : nullptr;
@@ -1031,6 +1070,8 @@ Expected<Recipe> Resolver::run(toml::table &root,
   fillDefaults(root, method);
   fill(root, r);
   if (auto err = checkPositions(root, r))
+    return *err;
+  if (auto err = checkReference(root, r))
     return *err;
   r.resolvedToml = printResolved(root, r);
   return r;

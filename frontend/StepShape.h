@@ -24,6 +24,11 @@ struct StepShape {
   int64_t sequenceBound = 0;  // tokens per row
   std::string boundSource;    // "max_length", "data plan: longest row ...", ...
   int64_t worldSize = 1;      // data-parallel ranks (statistics reduced over them)
+  /// DPO padding-free pairs: the batch's 2 x `batch` sequences back to back
+  /// in one token row of sequenceBound tokens, each at most
+  /// `sequenceLimit` (the padded layout's bound).
+  bool packedPairs = false;
+  int64_t sequenceLimit = 0;
 };
 
 /// The shape the recipe alone gives: per_device_train_batch_size rows of

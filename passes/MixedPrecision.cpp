@@ -4,7 +4,8 @@
 // runs: parameters (the fp32 master weights), gradients, optimizer state,
 // losses and the residual stream stay f32; the activations the matrix
 // products and attention read and write (and the backward keeps) are
-// stored in bf16. Ops still compute in f32: they widen bf16 operands and
+// stored in bf16, and so are the frozen reference's weights (DPO, KTO,
+// GRPO's KL). Ops still compute in f32: they widen bf16 operands and
 // round the bf16 results they store (see Trl_FloatTensor).
 //
 // The pass retypes values, it adds no ops: a value and every value that
@@ -139,6 +140,19 @@ struct MixedPrecision
       auto t = cast<RankedTensorType>(v.getType());
       bytes += tensorBytes(t) / 2;
       v.setType(RankedTensorType::get(t.getShape(), bf16, t.getEncoding()));
+      ++count;
+    }
+    // The frozen reference is only read: its weights are stored in bf16
+    // too (TRL loads the reference in the training dtype).
+    for (Operation &op : fn.front()) {
+      auto p = dyn_cast<ParamOp>(op);
+      if (!p || p.getTrainable())
+        continue;
+      auto t = cast<RankedTensorType>(p.getType());
+      if (!t.getElementType().isF32())
+        continue;
+      bytes += tensorBytes(t) / 2;
+      p.getResult().setType(RankedTensorType::get(t.getShape(), bf16, t.getEncoding()));
       ++count;
     }
     Builder b(&getContext());

@@ -8,7 +8,10 @@
 // (a new `trl.input = "cu_seqlens"` argument of B*S+1 int32 offsets; the
 // runtime fills it from the rows' seq_lengths, the padding at the end of a
 // row being a document of its own, unused entries repeating the total).
-// No token attends across a document boundary.
+// No token attends across a document boundary. The programs that read
+// training rows are rewritten: @train_step and, with precomputed reference
+// log-probabilities, @ref_logps (each gets its own cu_seqlens); @predict
+// reads unpacked eval rows.
 //
 //===----------------------------------------------------------------------===//
 
@@ -28,16 +31,20 @@ namespace {
 
 struct PackingLayout : mlir::trl::impl::TrlPackingLayoutBase<PackingLayout> {
   void runOnOperation() override {
-    auto fn = getOperation().lookupSymbol<func::FuncOp>("train_step");
-    if (!fn)
-      return;
+    for (const char *name : {"train_step", "ref_logps"})
+      if (auto fn = getOperation().lookupSymbol<func::FuncOp>(name))
+        if (failed(rewrite(fn)))
+          return signalPassFailure();
+  }
+
+  LogicalResult rewrite(func::FuncOp fn) {
     SmallVector<AttentionOp> padded;
     fn.walk([&](AttentionOp op) {
       if (op.getLayout() == AttentionLayout::padded)
         padded.push_back(op);
     });
     if (padded.empty())
-      return;
+      return success();
     auto qType = cast<RankedTensorType>(padded.front().getQ().getType());
     int64_t batch = qType.getDimSize(0), seq = qType.getDimSize(1);
     int64_t tokens = batch * seq;
@@ -57,12 +64,12 @@ struct PackingLayout : mlir::trl::impl::TrlPackingLayoutBase<PackingLayout> {
       if (q.getDimSize(0) != batch || q.getDimSize(1) != seq) {
         op.emitOpError("trl-packing-layout: attentions of one step must share "
                        "the batch shape");
-        return signalPassFailure();
+        return failure();
       }
       if (!op.getLse().use_empty()) {
         op.emitOpError("trl-packing-layout runs before trl-autodiff (the "
                        "log-sum-exp is already used)");
-        return signalPassFailure();
+        return failure();
       }
       b.setInsertionPoint(op);
       Location loc = op.getLoc();
@@ -83,6 +90,7 @@ struct PackingLayout : mlir::trl::impl::TrlPackingLayoutBase<PackingLayout> {
       op.getOut().replaceAllUsesWith(out);
       op.erase();
     }
+    return success();
   }
 };
 

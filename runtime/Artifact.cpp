@@ -61,6 +61,7 @@ RunInfo runInfoFromJson(const json &j) {
   r.initSeed = j.at("init_seed").get<int64_t>();
   r.initializerRange = j.at("initializer_range").get<double>();
   r.modelPath = j.at("model_path").get<std::string>();
+  r.refModelPath = j.at("ref_model_path").get<std::string>();
   r.tokenizer = j.at("tokenizer").get<std::string>();
   r.modelConfig = j.at("model_config");
   r.padTokenId = j.at("pad_token_id").get<int64_t>();
@@ -213,6 +214,7 @@ json RunInfo::toJson() const {
           {"init_seed", initSeed},
           {"initializer_range", initializerRange},
           {"model_path", modelPath},
+          {"ref_model_path", refModelPath},
           {"tokenizer", tokenizer},
           {"model_config", modelConfig},
           {"pad_token_id", padTokenId},

@@ -1,6 +1,7 @@
 //===- Checkpoint.cpp - the model state of a run, in and out --------------===//
 
 #include "trlc/Checkpoint.h"
+#include "trlc/BFloat16.h"
 #include "trlc/Hash.h"
 #include "trlc/Safetensors.h"
 #include "trlc/Run.h"
@@ -176,16 +177,38 @@ void keepShard(Executor &ex, const Communicator &comm, const artifact::ZeroGroup
 }
 } // namespace
 
-void ModelState::initialize() {
+namespace {
+/// Writes fp32 values into a parameter tensor, rounding for bf16 storage
+/// (trl-mixed-precision keeps the frozen reference in bf16).
+void writeParam(Executor &ex, const TensorRef &t, const std::vector<float> &w) {
+  if (t.dtype() != artifact::DType::BF16) {
+    ex.write(t, w.data());
+    return;
+  }
+  std::vector<uint16_t> h(w.size());
+  for (size_t i = 0; i < w.size(); ++i)
+    h[i] = floatToBf16(w[i]);
+  ex.write(t, h.data());
+}
+} // namespace
+
+void ModelState::load(const std::string &policyDir, const std::string *referenceDir) {
   const artifact::RunInfo &run = artifact.plan.run;
-  std::map<std::string, safetensors::Tensor> tensors;
-  std::string error;
-  if (!run.modelPath.empty() && !safetensors::readModelDir(run.modelPath, tensors, error))
-    throw RunError(error);
-  auto fill = [&](const std::string &name, const std::vector<int64_t> &shape, bool hfT,
-                  float *w) {
-    if (!run.modelPath.empty())
-      return loadTensor(tensors, run.modelPath, name, shape, hfT, w);
+  std::map<std::string, std::map<std::string, safetensors::Tensor>> cache;
+  auto tensorsOf = [&](const std::string &dir) -> std::map<std::string, safetensors::Tensor> & {
+    auto it = cache.find(dir);
+    if (it != cache.end())
+      return it->second;
+    std::string error;
+    auto &t = cache[dir];
+    if (!safetensors::readModelDir(dir, t, error))
+      throw RunError(error);
+    return t;
+  };
+  auto fill = [&](const std::string &dir, const std::string &name,
+                  const std::vector<int64_t> &shape, bool hfT, float *w) {
+    if (!dir.empty())
+      return loadTensor(tensorsOf(dir), dir, name, shape, hfT, w);
     int64_t n = 1;
     for (int64_t d : shape)
       n *= d;
@@ -193,19 +216,30 @@ void ModelState::initialize() {
                run.initializerRange);
   };
   const std::vector<artifact::ParamDesc> &params = artifact.plan.params;
-  for (size_t i = 0; i < params.size(); ++i)
-    if (!isShard[i]) {
-      TensorRef t = ex.tensor(params[i].tensor);
-      std::vector<float> w(t.numel());
-      fill(params[i].name, t.desc->shape, params[i].hfTransposed, w.data());
-      ex.write(t, w.data());
-    }
+  for (size_t i = 0; i < params.size(); ++i) {
+    bool reference = params[i].set != "policy";
+    if (isShard[i] || (reference && !referenceDir))
+      continue;
+    TensorRef t = ex.tensor(params[i].tensor);
+    std::vector<float> w(t.numel());
+    fill(reference ? *referenceDir : policyDir, params[i].name, t.desc->shape,
+         params[i].hfTransposed, w.data());
+    writeParam(ex, t, w);
+  }
   for (const artifact::ZeroGroup &g : artifact.plan.zero.groups)
     keepShard(ex, comm, g, params[g.param].tensor,
               [&](const artifact::ZeroGroup::Member &m, float *w) {
-                fill(m.name, m.shape, m.hfTransposed, w);
+                fill(policyDir, m.name, m.shape, m.hfTransposed, w);
               });
 }
+
+void ModelState::initialize() {
+  const artifact::RunInfo &run = artifact.plan.run;
+  const std::string &reference = run.refModelPath.empty() ? run.modelPath : run.refModelPath;
+  load(run.modelPath, &reference);
+}
+
+void ModelState::loadPolicyFrom(const std::string &dir) { load(dir, nullptr); }
 
 std::vector<NamedTensor> ModelState::collect(StateKind kind) {
   const std::vector<artifact::ParamDesc> &params = artifact.plan.params;

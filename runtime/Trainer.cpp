@@ -15,6 +15,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <numeric>
 #include <random>
@@ -97,6 +99,11 @@ private:
   /// (ZeRO-3 reduce-scatters them inside the step instead).
   void allReduceGradients();
   void evaluate(int64_t step);
+  /// precompute_ref_log_probs: the reference's log-probabilities of every
+  /// row, from OUTPUT_DIR/ref_logps.json when an earlier run of the same
+  /// artifact and data wrote it, else computed (the ranks share the
+  /// batches) and written there.
+  void precomputeReference(const std::vector<TokenRow> &rows);
 
   const RunOptions &o;
   const artifact::Artifact &a;
@@ -117,6 +124,60 @@ void Loop::allReduceGradients() {
       else
         comm.allReduceSum(g.as<float>(), g.numel());
     }
+}
+
+void Loop::precomputeReference(const std::vector<TokenRow> &rows) {
+  int width = method->referenceWidth();
+  if (!ex.hasProgram("ref_logps") || width == 0)
+    return;
+  namespace fs = std::filesystem;
+  fs::path file = fs::path(run.outputDir) / "ref_logps.json";
+  json key = {{"recipe_hash", a.manifest.recipeHash}, {"data_hash", run.data.hash},
+              {"rows", rows.size()}, {"width", width}};
+  if (fs::exists(file)) {
+    std::ifstream in(file);
+    json saved = json::parse(in, nullptr, false);
+    if (!saved.is_discarded() && saved.value("key", json()) == key &&
+        saved.contains("values") && saved["values"].size() == rows.size() * width) {
+      method->setReference(rows.data(), saved["values"].get<std::vector<double>>());
+      if (!o.quiet && lead())
+        std::cout << "reference log-probabilities: reusing " << file.string() << "\n";
+      return;
+    }
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  // Without ref_model the policy as initialised is the reference.
+  if (!run.refModelPath.empty())
+    state.loadPolicyFrom(run.refModelPath);
+  int64_t batch = a.manifest.batchSize;
+  int world = comm.size(), rank = comm.rank();
+  std::vector<double> table(rows.size() * width, 0.0);
+  int64_t batches = (static_cast<int64_t>(rows.size()) + batch - 1) / batch;
+  for (int64_t k = 0; k < batches; ++k) {
+    // Every rank runs the same number of batches (collectives inside the
+    // program under ZeRO-3); the ones past the end, or another rank's, are
+    // empty or not kept.
+    bool mine = k % world == rank;
+    Rows part;
+    for (int64_t i = k * batch; mine && i < std::min<int64_t>(rows.size(), (k + 1) * batch); ++i)
+      part.push_back(&rows[i]);
+    std::vector<double> v = method->referenceLogps(ex, part);
+    for (size_t j = 0; j < v.size(); ++j)
+      table[k * batch * width + j] = v[j];
+  }
+  if (world > 1)
+    comm.allReduceSum(table.data(), table.size());
+  if (!run.refModelPath.empty())
+    state.initialize();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (lead()) {
+    writeText(file.string(), json{{"key", key}, {"values", table}}.dump() + "\n");
+    if (!o.quiet)
+      std::printf("reference log-probabilities: %zu examples in %.1f s (saved to %s)\n",
+                  rows.size(), seconds, file.string().c_str());
+  }
+  method->setReference(rows.data(), std::move(table));
 }
 
 void Loop::evaluate(int64_t step) {
@@ -143,16 +204,16 @@ int Loop::main() {
   state.initialize();
   if (!o.dumpInitial.empty())
     state.write(o.dumpInitial, StateKind::Param);
-  TrainerState resumed;
-  if (!o.resume.empty())
-    resumed = state.resume(o.resume);
-  int64_t first = resumed.globalStep;
-
   // The rows the compiler's data plan wrote into the artifact.
   std::vector<TokenRow> rows = loadShard(a, run.data.trainShard);
   if (rows.empty())
     throw RunError("error: no training example has a trainable token (check [data] "
                    "max_length and completion_only_loss)");
+  precomputeReference(rows);
+  TrainerState resumed;
+  if (!o.resume.empty())
+    resumed = state.resume(o.resume);
+  int64_t first = resumed.globalStep;
   int64_t total = o.maxSteps > 0 ? std::min<int64_t>(o.maxSteps, run.totalSteps) : run.totalSteps;
   Sampler sampler(rows, batch, world, static_cast<uint64_t>(run.seed));
 

@@ -34,11 +34,18 @@ void buildSftPredict(ModelBuilder &m, mlir::ModuleOp module);
 /// rejected completions, TRL's loss types and rpo_alpha; metrics the
 /// rewards and the policy's log-probabilities of each.
 StepResults buildDpoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
+/// DPO with precompute_ref_log_probs: `@ref_logps`, the reference's
+/// log-probabilities of a batch's chosen and rejected completions, run
+/// over the dataset before training.
+void buildDpoRefLogps(ModelBuilder &m, mlir::ModuleOp module);
 
 /// KTO: completions with their desirable/undesirable labels and, for
 /// loss_type kto, the KL estimate's mismatched pairs; metrics the rewards,
 /// the policy's log-probabilities and the KL.
 StepResults buildKtoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
+/// KTO with precompute_ref_log_probs: `@ref_logps` (the examples' and,
+/// for loss_type kto, the KL pairs' reference log-probabilities).
+void buildKtoRefLogps(ModelBuilder &m, mlir::ModuleOp module);
 
 /// GRPO: the clipped policy objective over generated completions.
 StepResults buildGrpoLoss(ModelBuilder &m, mlir::func::FuncOp fn);

@@ -168,23 +168,35 @@ template <typename T> void concat(const KernelArgs &a) {
   moveParts<T>(a, a.out[0], a.in, false);
 }
 
+/// x is the mask's shape, or one row every mask row reads (shared).
 template <typename T> void maskedSum(const KernelArgs &a) {
   const T *x = a.in[0].as<T>(), *m = a.in[1].as<T>();
-  int64_t s = a.in[0].dim(-1);
+  int64_t s = a.in[1].dim(-1);
+  bool shared = a.in[0].numel() == s;
   T *y = a.out[0].as<T>();
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < a.out[0].numel(); ++r) {
     T acc = 0;
+    const T *xr = shared ? x : x + r * s;
     for (int64_t j = 0; j < s; ++j)
-      acc += x[r * s + j] * m[r * s + j];
+      acc += xr[j] * m[r * s + j];
     y[r] = acc;
   }
 }
 
 template <typename T> void maskedSumGrad(const KernelArgs &a) {
   const T *g = a.in[0].as<T>(), *m = a.in[1].as<T>();
-  int64_t s = a.in[1].dim(-1);
+  int64_t s = a.in[1].dim(-1), rows = a.in[0].numel();
   T *dx = a.out[0].as<T>();
+  if (a.out[0].numel() == s) {  // a shared row: the mask rows' sum, in order
+    for (int64_t j = 0; j < s; ++j) {
+      T acc = 0;
+      for (int64_t r = 0; r < rows; ++r)
+        acc += g[r] * m[r * s + j];
+      dx[j] = acc;
+    }
+    return;
+  }
   for (int64_t i = 0; i < a.out[0].numel(); ++i)
     dx[i] = g[i / s] * m[i];
 }

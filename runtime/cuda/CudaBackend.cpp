@@ -577,14 +577,15 @@ void CudaBackend::packFlat(const KernelArgs &a) {
 }
 
 void CudaBackend::maskedSum(const KernelArgs &a) {
-  cu::maskedSum(stream, V(a.in[0]), V(a.in[1]), F(a.out[0]), a.out[0].numel(),
-                a.in[0].dim(-1));
+  int64_t cols = a.in[1].dim(-1);
+  cu::maskedSum(stream, V(a.in[0]), V(a.in[1]), F(a.out[0]), a.out[0].numel(), cols,
+                a.in[0].numel() == cols && a.out[0].numel() > 1);
 }
 
 void CudaBackend::maskedSumGrad(const KernelArgs &a) {
-  int64_t cols = a.in[1].dim(-1);
-  cu::maskedSumGrad(stream, F(a.in[0]), F(a.in[1]), F(a.out[0]),
-                    a.out[0].numel() / cols, cols);
+  int64_t cols = a.in[1].dim(-1), rows = a.in[0].numel();
+  cu::maskedSumGrad(stream, F(a.in[0]), F(a.in[1]), F(a.out[0]), rows, cols,
+                    a.out[0].numel() == cols && rows > 1);
 }
 
 void CudaBackend::embedding(const KernelArgs &a) {

@@ -132,7 +132,7 @@ inline float *gradPrologue(cudaStream_t s, const AttentionShape &a, Floats dout,
   if (a.count == 0 || a.maxLen == 0 || tokens == 0)
     return nullptr;
   auto *dsum = static_cast<float *>(scratch);
-  maskedSum(s, dout, out, dsum, tokens * a.hq, a.d);
+  maskedSum(s, dout, out, dsum, tokens * a.hq, a.d, false);
   return dsum;
 }
 

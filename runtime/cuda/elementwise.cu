@@ -88,14 +88,15 @@ __global__ void geluGradKernel(bool tanhApprox, const float *dy, Floats x,
 
 /// One warp per row.
 __global__ void maskedSumKernel(Floats x, Floats m, float *y, int64_t rows,
-                                int64_t cols) {
+                                int64_t cols, bool shared) {
   int64_t r =
       blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
   if (r >= rows)
     return;
   float acc = 0;
+  int64_t xr = shared ? 0 : r * cols;
   for (int64_t j = threadIdx.x % 32; j < cols; j += 32)
-    acc += load(x, r * cols + j) * load(m, r * cols + j);
+    acc += load(x, xr + j) * load(m, r * cols + j);
   acc = warpSum(acc);
   if (threadIdx.x % 32 == 0)
     y[r] = acc;
@@ -104,6 +105,17 @@ __global__ void maskedSumKernel(Floats x, Floats m, float *y, int64_t rows,
 __global__ void maskedSumGradKernel(const float *g, const float *m, float *dx,
                                     int64_t rows, int64_t cols) {
   TRLC_GRID_STRIDE(i, rows * cols) dx[i] = g[i / cols] * m[i];
+}
+
+/// A shared row: one thread per column sums the mask rows in order.
+__global__ void maskedSumGradSharedKernel(const float *g, const float *m, float *dx,
+                                          int64_t rows, int64_t cols) {
+  TRLC_GRID_STRIDE(j, cols) {
+    float acc = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      acc += g[r] * m[r * cols + j];
+    dx[j] = acc;
+  }
 }
 
 __global__ void addBiasKernel(FloatsOut y, const float *bias, int64_t rows,
@@ -232,16 +244,20 @@ void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, Floats x,
 }
 
 void maskedSum(cudaStream_t s, Floats x, Floats mask, float *y, int64_t rows,
-               int64_t cols) {
+               int64_t cols, bool shared) {
   maskedSumKernel<<<blocksFor(rows, kThreads / 32, 1ll << 31), kThreads, 0,
-                    s>>>(x, mask, y, rows, cols);
+                    s>>>(x, mask, y, rows, cols, shared);
   TRLC_LAUNCHED();
 }
 
 void maskedSumGrad(cudaStream_t s, const float *g, const float *mask, float *dx,
-                   int64_t rows, int64_t cols) {
-  maskedSumGradKernel<<<blocksFor(rows * cols, kThreads), kThreads, 0, s>>>(
-      g, mask, dx, rows, cols);
+                   int64_t rows, int64_t cols, bool shared) {
+  if (shared)
+    maskedSumGradSharedKernel<<<blocksFor(cols, kThreads), kThreads, 0, s>>>(
+        g, mask, dx, rows, cols);
+  else
+    maskedSumGradKernel<<<blocksFor(rows * cols, kThreads), kThreads, 0, s>>>(
+        g, mask, dx, rows, cols);
   TRLC_LAUNCHED();
 }
 

@@ -106,12 +106,13 @@ void swigluGrad(cudaStream_t s, const float *dy, Floats g, Floats u, float *dg,
 void gelu(cudaStream_t s, bool tanhApprox, Floats x, FloatsOut y, int64_t n);
 void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, Floats x,
               float *dx, int64_t n);
-/// y[r] = sum_j x[r, j] * mask[r, j] (x and mask fp32 or bf16).
+/// y[r] = sum_j x[r, j] * mask[r, j] (x and mask fp32 or bf16); with
+/// `shared` x is one row every mask row reads.
 void maskedSum(cudaStream_t s, Floats x, Floats mask, float *y, int64_t rows,
-               int64_t cols);
-/// dx[r, j] = g[r] * mask[r, j].
+               int64_t cols, bool shared);
+/// dx[r, j] = g[r] * mask[r, j]; with `shared`, dx[j] = sum_r g[r] mask[r, j].
 void maskedSumGrad(cudaStream_t s, const float *g, const float *mask, float *dx,
-                   int64_t rows, int64_t cols);
+                   int64_t rows, int64_t cols, bool shared);
 
 // --- embedding.cu
 // --------------------------------------------------------------

@@ -25,8 +25,13 @@ public:
   Dpo(int64_t pad, int64_t accum, int64_t world) : pad(pad), scale(double(accum) * world) {}
 
   int64_t fill(Executor &ex, const std::string &prog, const Rows &rows) override {
-    TensorRef weights = ex.input(prog, "pair_weights");
-    int64_t pairs = weights.dim(0);
+    bool packed = ex.hasInput(prog, "cu_seqlens");
+    TensorRef ids = ex.input(prog, "input_ids");
+    int64_t pairs = packed ? ids.dim(0) : ids.dim(0) / 2;
+    if (packed)  // one mask row per sequence
+      pairs = ex.input(prog, ex.hasInput(prog, "completion_mask") ? "completion_mask"
+                                                                  : "completion_mean_mask")
+                  .dim(0) / 2;
     if (static_cast<int64_t>(rows.size()) > pairs)
       throw std::logic_error("Dpo::fill: more pairs than the batch holds");
     std::vector<Sequence> seqs(2 * pairs);
@@ -38,12 +43,25 @@ public:
       seqs[pairs + k] = {rows[k], 1};
     }
     int64_t completion = 0;
-    int64_t tokens = fillSequences(ex, prog, "", seqs, pad, &completion);
+    int64_t tokens = packed ? fillPackedSequences(ex, prog, seqs, pad, &completion)
+                            : fillSequences(ex, prog, "", seqs, pad, &completion);
     real = static_cast<int64_t>(rows.size());
+    if (prog == "ref_logps")
+      return tokens;
+    if (ex.hasInput(prog, "ref_chosen_logps")) {
+      std::vector<double> rc(pairs, 0.0), rr(pairs, 0.0);
+      for (int64_t k = 0; k < real; ++k) {
+        size_t at = 2 * static_cast<size_t>(rows[k] - first);
+        rc[k] = table.at(at);
+        rr[k] = table.at(at + 1);
+      }
+      writeFloats(ex, ex.input(prog, "ref_chosen_logps"), rc);
+      writeFloats(ex, ex.input(prog, "ref_rejected_logps"), rr);
+    }
     std::vector<double> w(pairs, 0.0);
     for (int64_t k = 0; k < real; ++k)
       w[k] = 1.0 / (double(real) * scale);
-    writeFloats(ex, weights, w);
+    writeFloats(ex, ex.input(prog, "pair_weights"), w);
     if (ex.hasInput(prog, "nll_weight")) {
       // Tokens of the chosen completions alone.
       std::vector<Sequence> chosen(seqs.begin(), seqs.begin() + pairs);
@@ -88,7 +106,27 @@ public:
   }
   void resume(const nlohmann::json &) override {}
 
+  int referenceWidth() const override { return 2; }
+  std::vector<double> referenceLogps(Executor &ex, const Rows &rows) override {
+    fill(ex, "ref_logps", rows);
+    ex.run("ref_logps");
+    std::vector<double> rc = readFloats(ex, ex.output("ref_logps", "ref_chosen_logps")),
+                        rr = readFloats(ex, ex.output("ref_logps", "ref_rejected_logps")),
+                        out;
+    for (size_t k = 0; k < rows.size(); ++k) {
+      out.push_back(rc[k]);
+      out.push_back(rr[k]);
+    }
+    return out;
+  }
+  void setReference(const TokenRow *base, std::vector<double> values) override {
+    first = base;
+    table = std::move(values);
+  }
+
 private:
+  const TokenRow *first = nullptr;
+  std::vector<double> table;  // precomputed: per row, chosen then rejected
   int64_t pad;
   double scale;       // accumulation steps x ranks
   int64_t real = 0;   // pairs of the last micro-batch

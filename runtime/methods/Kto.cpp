@@ -23,12 +23,11 @@ namespace {
 
 class Kto : public Method {
 public:
-  Kto(int64_t pad, int64_t accum, int64_t world)
-      : pad(pad), accum(accum), world(world) {}
+  Kto(int64_t pad, int64_t accum, int64_t world, bool withKl)
+      : width(withKl ? 2 : 1), pad(pad), accum(accum), world(world) {}
 
   int64_t fill(Executor &ex, const std::string &prog, const Rows &rows) override {
-    TensorRef weights = ex.input(prog, "weights"), labelIn = ex.input(prog, "label");
-    int64_t batch = weights.dim(0);
+    int64_t batch = ex.input(prog, "input_ids").dim(0);
     if (static_cast<int64_t>(rows.size()) > batch)
       throw std::logic_error("Kto::fill: more rows than the batch holds");
     std::vector<Sequence> seqs(batch), kl(batch);
@@ -44,17 +43,32 @@ public:
     labels.assign(label.begin(), label.begin() + rows.size());
     int64_t tokens = fillSequences(ex, prog, "", seqs, pad);
     real = static_cast<int64_t>(rows.size());
+    bool withKl = ex.hasInput(prog, "kl_input_ids");
+    if (withKl)
+      fillSequences(ex, prog, "kl_", kl, pad);
+    if (prog == "ref_logps")
+      return tokens;
+    if (ex.hasInput(prog, "reference_logps")) {
+      std::vector<double> ref(batch, 0.0), klRef(batch, 0.0);
+      for (int64_t k = 0; k < real; ++k) {
+        size_t at = width * static_cast<size_t>(rows[k] - first);
+        ref[k] = table.at(at);
+        if (withKl)
+          klRef[k] = table.at(at + 1);
+      }
+      writeFloats(ex, ex.input(prog, "reference_logps"), ref);
+      if (withKl)
+        writeFloats(ex, ex.input(prog, "reference_kl_logps"), klRef);
+    }
     std::vector<double> w(batch, 0.0), klw(batch, 0.0);
     for (int64_t k = 0; k < real; ++k) {
       w[k] = 1.0 / (double(real) * accum * world);
       klw[k] = 1.0 / (double(real) * world);
     }
-    writeFloats(ex, weights, w);
-    ex.write(labelIn, label.data());
-    if (ex.hasInput(prog, "kl_input_ids")) {
-      fillSequences(ex, prog, "kl_", kl, pad);
+    writeFloats(ex, ex.input(prog, "weights"), w);
+    ex.write(ex.input(prog, "label"), label.data());
+    if (withKl)
       writeFloats(ex, ex.input(prog, "kl_weights"), klw);
-    }
     return tokens;
   }
   double normalizer(const std::vector<Rows> &) const override { return 1.0; }
@@ -82,7 +96,30 @@ public:
   }
   void resume(const nlohmann::json &) override {}
 
+  int referenceWidth() const override { return width; }
+  std::vector<double> referenceLogps(Executor &ex, const Rows &rows) override {
+    fill(ex, "ref_logps", rows);
+    ex.run("ref_logps");
+    std::vector<double> ref = readFloats(ex, ex.output("ref_logps", "reference_logps")), kl,
+                        out;
+    if (width == 2)
+      kl = readFloats(ex, ex.output("ref_logps", "reference_kl_logps"));
+    for (size_t k = 0; k < rows.size(); ++k) {
+      out.push_back(ref[k]);
+      if (width == 2)
+        out.push_back(kl[k]);
+    }
+    return out;
+  }
+  void setReference(const TokenRow *base, std::vector<double> values) override {
+    first = base;
+    table = std::move(values);
+  }
+
 private:
+  int width = 1;  // precomputed values per row: the example's (and its KL pair's)
+  const TokenRow *first = nullptr;
+  std::vector<double> table;
   int64_t pad, accum, world;
   int64_t real = 0;
   std::vector<uint8_t> labels;
@@ -93,8 +130,10 @@ private:
 } // namespace
 
 std::unique_ptr<Method> makeKto(const artifact::Artifact &a) {
+  auto it = a.plan.programs.find("train_step");
+  bool withKl = it != a.plan.programs.end() && it->second.inputs.count("kl_input_ids");
   return std::make_unique<Kto>(a.plan.run.padTokenId, a.plan.run.gradientAccumulationSteps,
-                               a.manifest.worldSize);
+                               a.manifest.worldSize, withKl);
 }
 
 } // namespace trlc

@@ -75,6 +75,68 @@ int64_t fillSequences(Executor &ex, const std::string &prog, const std::string &
   return tokens;
 }
 
+int64_t fillPackedSequences(Executor &ex, const std::string &prog,
+                            const std::vector<Sequence> &seqs, int64_t pad,
+                            int64_t *completion) {
+  TensorRef ids = ex.input(prog, "input_ids"), pos = ex.input(prog, "position_ids"),
+            mask = ex.input(prog, "attention_mask"), labelsIn = ex.input(prog, "labels"),
+            cuIn = ex.input(prog, "cu_seqlens");
+  bool mean = ex.hasInput(prog, "completion_mean_mask");
+  TensorRef cmIn = ex.input(prog, mean ? "completion_mean_mask" : "completion_mask");
+  int64_t total = ids.dim(1), rows = cmIn.dim(0), tokens = 0, counted = 0;
+  if (ids.dim(0) != 1 || static_cast<int64_t>(seqs.size()) > rows)
+    throw std::logic_error("fillPackedSequences: not a packed batch");
+  std::vector<int64_t> idv(total, pad), posv(total, 0), maskv(total, 0), labels(total, -100);
+  std::vector<double> cm(rows * total, 0.0);
+  std::vector<int32_t> cu(cuIn.numel(), 0);
+  int64_t at = 0, docs = 0;
+  for (size_t r = 0; r < seqs.size(); ++r) {
+    const Sequence &q = seqs[r];
+    if (!q.row)
+      continue;
+    size_t start = 0;
+    for (size_t d = 0; d < q.doc; ++d)
+      start += static_cast<size_t>(q.row->seqLengths[d]);
+    int64_t len = q.row->seqLengths[q.doc];
+    if (at + len > total)
+      throw RunError("error: a batch of " + std::to_string(at + len) +
+                     "+ tokens does not fit the step's row of " + std::to_string(total) +
+                     "; compile the artifact again");
+    const int64_t *src = q.row->ids.data() + start;
+    const uint8_t *lm = q.row->mask.data() + start;
+    int64_t mine = 0;
+    for (int64_t t = 0; t + 1 < len; ++t)
+      mine += lm[t + 1];
+    double one = mean ? 1.0 / static_cast<double>(std::max<int64_t>(mine, 1)) : 1.0;
+    for (int64_t t = 0; t < len; ++t) {
+      idv[at + t] = src[t];
+      posv[at + t] = t;
+      maskv[at + t] = 1;
+      if (t + 1 < len && lm[t + 1]) {
+        labels[at + t] = src[t + 1];
+        cm[r * total + at + t] = one;
+        ++counted;
+      }
+    }
+    at += len;
+    tokens += len;
+    cu[++docs] = static_cast<int32_t>(at);
+  }
+  if (at < total)
+    cu[++docs] = static_cast<int32_t>(total);  // the padding, a document of its own
+  for (size_t k = docs + 1; k < cu.size(); ++k)
+    cu[k] = static_cast<int32_t>(total);
+  ex.write(ids, idv.data());
+  ex.write(pos, posv.data());
+  ex.write(mask, maskv.data());
+  ex.write(labelsIn, labels.data());
+  ex.write(cuIn, cu.data());
+  writeFloats(ex, cmIn, cm);
+  if (completion)
+    *completion = counted;
+  return tokens;
+}
+
 void writeFloats(Executor &ex, const TensorRef &t, const std::vector<double> &v) {
   if (static_cast<int64_t>(v.size()) != t.numel())
     throw std::logic_error("writeFloats: size mismatch");

@@ -432,6 +432,29 @@ TEST_F(Emu, AdamWInPlaceAndGradNorm) {
   }
 }
 
+TEST_F(Emu, MaskedSumPerRowAndShared) {
+  for (bool shared : {false, true})
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {3, 37}, {16, 300}}) {
+      SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols) + (shared ? " shared" : ""));
+      std::vector<int64_t> xs = {shared ? 1 : rows, cols};
+      Op fwd("masked_sum");
+      int x = fwd.floats(xs), m = fwd.floats({rows, cols});
+      fwd.in({x, m}).out({fwd.output({rows})});
+      void *y = dev(fwd, fwd.call.out[0]);
+      cu::maskedSum(nullptr, floats(fwd, x), floats(fwd, m), static_cast<float *>(y), rows,
+                    cols, shared && rows > 1);
+      compare(fwd, {y}, kF32);
+      Op bwd("masked_sum_grad");
+      int g = bwd.floats({rows}), bm = bwd.floats({rows, cols});
+      bwd.in({g, bm}).out({bwd.output(xs)});
+      void *dx = dev(bwd, bwd.call.out[0]);
+      cu::maskedSumGrad(nullptr, static_cast<const float *>(dev(bwd, g)),
+                        static_cast<const float *>(dev(bwd, bm)), static_cast<float *>(dx), rows,
+                        cols, shared && rows > 1);
+      compare(bwd, {dx}, kF32);
+    }
+}
+
 TEST_F(Emu, DpoLossesEveryType) {
   struct Case {
     const char *type;

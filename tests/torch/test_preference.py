@@ -176,6 +176,9 @@ def kto_step(params, ref, cfg, rows, opts):
 
 
 def recipe(method, data, out_dir, batch_size, accum, section, ref_dir=None):
+    section = dict(section)
+    data_extra = "padding_free = true\n" if section.pop("padding_free", False) else ""
+    memory = "[memory]\nuse_liger_kernel = true\n" if section.pop("fused", False) else ""
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in section.items())
     if ref_dir:
         extra += f'ref_model = "{ref_dir}"\n'
@@ -189,7 +192,7 @@ dtype = "fp32"
 train = "{data}"
 max_length = {MAX_LEN}
 max_prompt_length = 8
-[train]
+{data_extra}{memory}[train]
 learning_rate = 1e-2
 lr_scheduler_type = "cosine"
 warmup_steps = 1
@@ -251,6 +254,7 @@ def run_case(trlc, name, method, opts, tmp, failures, accum=1, ref_dir=None, ref
 
     # 1. Loss, gradients and metrics of the first step.
     params = {k: v.clone().requires_grad_(True) for k, v in start.items()}
+    opts = {k: v for k, v in opts.items() if k not in ("padding_free", "fused")}
     loss, ref_metrics = step(params, ref, cfg, rows, opts)
     loss.backward()
     r = abs(metrics[0]["loss"] - loss.item()) / max(abs(loss.item()), 1e-12)
@@ -299,11 +303,26 @@ DPO_CASES = [
     ("dpo-apo-zero", {"beta": 0.5, "loss_type": "apo_zero"}, 1),
     ("dpo-apo-down", {"beta": 0.5, "loss_type": "apo_down"}, 1),
     ("dpo-rpo", {"beta": 0.5, "loss_type": "sigmoid", "rpo_alpha": 0.7}, 1),
+    ("dpo-ipo-precomputed", {"beta": 0.5, "loss_type": "ipo", "precompute_ref_log_probs": True}, 1),
+    # Padding-free pairs and the fused head give the padded, unfused
+    # results (the reference here is the padded computation).
+    ("dpo-padding-free", {"beta": 0.5, "loss_type": "sigmoid", "padding_free": True}, 1),
+    ("dpo-padding-free-apo-zero-accum", {"beta": 0.5, "loss_type": "apo_zero",
+                                         "padding_free": True}, 2),
+    ("dpo-padding-free-rpo", {"beta": 0.5, "loss_type": "sigmoid", "rpo_alpha": 0.3,
+                              "padding_free": True}, 1),
+    ("dpo-padding-free-precomputed", {"beta": 0.5, "loss_type": "ipo", "padding_free": True,
+                                      "precompute_ref_log_probs": True}, 1),
+    ("dpo-fused", {"beta": 0.5, "loss_type": "sigmoid", "rpo_alpha": 0.5, "fused": True}, 1),
+    ("dpo-padding-free-fused", {"beta": 0.5, "loss_type": "hinge", "padding_free": True,
+                                "fused": True}, 1),
 ]
 KTO_CASES = [
     ("kto", {"beta": 0.5, "loss_type": "kto", "desirable_weight": 1.3, "undesirable_weight": 0.8}, 1),
     ("kto-apo-zero-unpaired-accum", {"beta": 0.5, "loss_type": "apo_zero_unpaired",
                                      "desirable_weight": 0.9}, 2),
+    ("kto-precomputed", {"beta": 0.5, "loss_type": "kto", "precompute_ref_log_probs": True}, 1),
+    ("kto-fused", {"beta": 0.5, "loss_type": "kto", "fused": True}, 1),
 ]
 
 
@@ -314,12 +333,25 @@ def main():
     args = ap.parse_args()
     failures = []
     with tempfile.TemporaryDirectory() as tmp:
+        trained = None
         for name, opts, accum in DPO_CASES:
             if args.only in name:
-                run_case(args.trlc, name, "dpo", opts, tmp, failures, accum)
+                out = run_case(args.trlc, name, "dpo", opts, tmp, failures, accum)
+                trained = trained or out
         for name, opts, accum in KTO_CASES:
             if args.only in name:
                 run_case(args.trlc, name, "kto", opts, tmp, failures, accum)
+        # Another model as the reference ([dpo] ref_model: the first case's
+        # trained model), live and precomputed.
+        if trained and "ref" in args.only + "ref":
+            ref = read_safetensors(os.path.join(trained, "model.safetensors"))
+            for name, method, opts in [
+                    ("dpo-ref-model", "dpo", {"beta": 0.5, "loss_type": "sigmoid"}),
+                    ("dpo-ref-model-precomputed", "dpo",
+                     {"beta": 0.5, "loss_type": "sigmoid", "precompute_ref_log_probs": True}),
+                    ("kto-ref-model-precomputed", "kto",
+                     {"beta": 0.5, "loss_type": "kto", "precompute_ref_log_probs": True})]:
+                run_case(args.trlc, name, method, opts, tmp, failures, 1, trained, ref)
     if failures:
         print("\nFAILED:\n" + "\n".join(failures))
         sys.exit(1)

@@ -90,6 +90,13 @@ TEST_F(CudaOps, MaskedSum) {
     Op bwd("masked_sum_grad");
     check(bwd.in({bwd.floats({rows}), bwd.floats({rows, cols})})
               .out({bwd.output({rows, cols})}));
+    // One shared row of x (padding-free pairs).
+    Op sharedFwd("masked_sum");
+    check(sharedFwd.in({sharedFwd.floats({1, cols}), sharedFwd.floats({rows, cols})})
+              .out({sharedFwd.output({rows})}));
+    Op sharedBwd("masked_sum_grad");
+    check(sharedBwd.in({sharedBwd.floats({rows}), sharedBwd.floats({rows, cols})})
+              .out({sharedBwd.output({1, cols})}));
   }
 }
 

@@ -383,6 +383,21 @@ TEST_F(GradCheck, MaskedSum) {
         }, {0});
 }
 
+TEST_F(GradCheck, MaskedSumOfASharedRow) {
+  // Padding-free pairs: one token row [1, 7], a mask row per sequence.
+  Buf mask = floats({3, 7});
+  for (double &m : mask.f)
+    m = m > 0;
+  std::vector<Buf> in = {floats({1, 7}), mask};
+  std::vector<Buf> out = {zeros({3})};
+  check(in, out, [&] { run("masked_sum", {&in[0], &in[1]}, {&out[0]}, {}); },
+        [&](std::vector<Buf> &dy) {
+          std::vector<Buf> g = {zeros({1, 7})};
+          run("masked_sum_grad", {&dy[0], &in[1]}, {&g[0]}, {});
+          return g;
+        }, {0});
+}
+
 TEST_F(GradCheck, DpoLossEveryType) {
   // Every loss type, with label smoothing where it applies, and RPO's NLL.
   struct Case {

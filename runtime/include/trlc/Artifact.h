@@ -161,6 +161,8 @@ struct RunInfo {
   int64_t initSeed = 0;    // random initialisation without [model] path
   double initializerRange = 0.02;
   std::string modelPath;   // "" : random initialisation
+  /// DPO/KTO's reference model ([dpo] ref_model); "": the initial policy.
+  std::string refModelPath;
   std::string tokenizer;   // copied into checkpoints; eval decodes with it
   /// The Hugging Face config.json saved with every checkpoint; eval reads
   /// its eos/bos token ids and vocab_size.

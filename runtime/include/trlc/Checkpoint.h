@@ -49,8 +49,12 @@ public:
   ModelState(const artifact::Artifact &artifact, Executor &ex, Communicator &comm);
 
   /// [model] path's weights, or N(0, initializer_range) matrices, ones for
-  /// norms and zeros for biases, each parameter from its own seed.
+  /// norms and zeros for biases, each parameter from its own seed; the
+  /// frozen reference's from [dpo] ref_model, else the same as the policy.
   void initialize();
+  /// The policy's parameters from another model directory (precomputed
+  /// reference log-probabilities run the reference in the policy's place).
+  void loadPolicyFrom(const std::string &dir);
   /// The policy's tensors of `kind`, whole (ZeRO-3 shards gathered), in
   /// Hugging Face layout, sorted by name.
   std::vector<NamedTensor> collect(StateKind kind);
@@ -69,6 +73,9 @@ public:
 
 private:
   bool lead() const { return comm.rank() == 0; }
+  /// The policy from `policyDir` and, with `referenceDir`, the reference
+  /// from it ("": the random initialisation).
+  void load(const std::string &policyDir, const std::string *referenceDir);
   void writeTrainerState(const std::filesystem::path &dir, const TrainerState &state);
   const artifact::Artifact &artifact;
   Executor &ex;

@@ -53,6 +53,16 @@ public:
   virtual std::string progressText(const nlohmann::json &) const { return ""; }
   /// A resumed run: the method's counters from the log history.
   virtual void resume(const nlohmann::json &logHistory) = 0;
+
+  /// precompute_ref_log_probs (DPO, KTO): the reference log-probabilities
+  /// per shard row, `referenceWidth()` of them (0: the method has none).
+  virtual int referenceWidth() const { return 0; }
+  /// Fills program ref_logps with `rows`, runs it, and returns their
+  /// values, row by row.
+  virtual std::vector<double> referenceLogps(Executor &, const Rows &) { return {}; }
+  /// The whole table, indexed by the row's place in the shard starting at
+  /// `first`; fill() feeds train_step's reference inputs from it.
+  virtual void setReference(const TokenRow *, std::vector<double>) {}
 };
 
 /// The method of an artifact (its manifest's `method`); throws RunError
@@ -80,6 +90,16 @@ struct Sequence {
 int64_t fillSequences(Executor &ex, const std::string &program, const std::string &prefix,
                       const std::vector<Sequence> &sequences, int64_t pad,
                       int64_t *completionTokens = nullptr);
+
+/// Padding-free pairs: the sequences back to back in the one token row of
+/// `program` (position ids restarting at each, labels never crossing),
+/// cu_seqlens between them (the padding at the end one more document,
+/// unused entries at the total), and completion_mask (or
+/// completion_mean_mask) with one row per sequence over the whole token
+/// row.
+int64_t fillPackedSequences(Executor &ex, const std::string &program,
+                            const std::vector<Sequence> &sequences, int64_t pad,
+                            int64_t *completionTokens = nullptr);
 
 /// Writes `values` into an f32, f64 or bf16 tensor.
 void writeFloats(Executor &ex, const TensorRef &t, const std::vector<double> &values);

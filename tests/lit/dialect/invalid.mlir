@@ -395,8 +395,16 @@ func.func @fused_log_probs_result(%h: tensor<2x4x8xf32>, %w: tensor<16x8xf32>, %
 // -----
 
 func.func @masked_sum_mask(%x: tensor<2x4xf32>, %m: tensor<2x5xf32>) {
-  // expected-error @+1 {{expects mask of type 'tensor<2x4xf32>', got 'tensor<2x5xf32>'}}
+  // expected-error @+1 {{expects x of the mask's shape [2, 5] or one shared row [1, .., 5], got [2, 4]}}
   %s = trl.masked_sum %x, %m : (tensor<2x4xf32>, tensor<2x5xf32>) -> tensor<2xf32>
+  return
+}
+
+// -----
+
+func.func @masked_sum_shared_rows(%x: tensor<2x5xf32>, %m: tensor<3x5xf32>) {
+  // expected-error @+1 {{expects x of the mask's shape [3, 5] or one shared row [1, .., 5], got [2, 5]}}
+  %s = trl.masked_sum %x, %m : (tensor<2x5xf32>, tensor<3x5xf32>) -> tensor<3xf32>
   return
 }
 

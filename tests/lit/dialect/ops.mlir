@@ -55,7 +55,7 @@ func.func @forward(%ids: tensor<2x16xi64>, %pos: tensor<2x16xi64>, %mask: tensor
 }
 
 // CHECK-LABEL: func.func @losses
-func.func @losses(%logits: tensor<4x16x256xf32>, %h: tensor<4x16x64xf32>, %w: tensor<256x64xf32>, %labels: tensor<4x16xi64>, %mask: tensor<4x16xf32>, %label: tensor<2xi1>, %adv: tensor<4xf32>, %n: tensor<f32>) {
+func.func @losses(%logits: tensor<4x16x256xf32>, %h: tensor<4x16x64xf32>, %w: tensor<256x64xf32>, %labels: tensor<4x16xi64>, %mask: tensor<4x16xf32>, %label: tensor<2xi1>, %adv: tensor<4xf32>, %n: tensor<f32>, %row: tensor<1x16xf32>) {
   // CHECK: trl.log_probs
   %lp = trl.log_probs %logits, %labels : (tensor<4x16x256xf32>, tensor<4x16xi64>) -> tensor<4x16xf32>
   // CHECK: trl.fused_linear_log_probs
@@ -63,6 +63,8 @@ func.func @losses(%logits: tensor<4x16x256xf32>, %h: tensor<4x16x64xf32>, %w: te
   // CHECK: trl.masked_sum
   %seq = trl.masked_sum %lp, %mask : (tensor<4x16xf32>, tensor<4x16xf32>) -> tensor<4xf32>
   %halves:2 = trl.split %seq {axis = 0 : i64} : (tensor<4xf32>) -> (tensor<2xf32>, tensor<2xf32>)
+  // CHECK: trl.masked_sum {{.*}} : (tensor<1x16xf32>, tensor<4x16xf32>) -> tensor<4xf32>
+  %shared = trl.masked_sum %row, %mask : (tensor<1x16xf32>, tensor<4x16xf32>) -> tensor<4xf32>
   // CHECK: trl.dpo_loss {{.*}}loss_type = #trl.dpo_loss<ipo>
   %dl, %rc, %rr = trl.dpo_loss %halves#0, %halves#1, %halves#0, %halves#1, %halves#0 {beta = 0.5 : f64, loss_type = #trl.dpo_loss<ipo>} : (tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<2xf32>)
   // CHECK: trl.dpo_loss {{.*}} nll {{.*}}rpo_alpha = 1.000000e+00

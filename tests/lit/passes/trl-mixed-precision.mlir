@@ -72,3 +72,27 @@ func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>) -> tensor
 
 // Before trl-autodiff there is no loss result to find the forward by.
 // ORDER: error: {{.*}}trl-mixed-precision runs after trl-autodiff (no loss result found)
+
+// -----
+
+// A frozen reference's weights are stored in bf16 (it is only read); the
+// trained parameters stay f32 master weights.
+// CHECK-LABEL: func.func @train_step
+// CHECK: trl.param "w" : tensor<8x4xf32>
+// CHECK: trl.param "w" {set = "reference", trainable = false} : tensor<8x4xbf16>
+// CHECK: trl.linear {{.*}} : (tensor<2x3x4xf32>, tensor<8x4xbf16>) -> tensor<2x3x8xbf16>
+func.func @train_step(%x: tensor<2x3x4xf32>, %labels: tensor<2x3xi64>) -> tensor<f32> {
+  %w = trl.param "w" : tensor<8x4xf32>
+  %ref = trl.param "w" {set = "reference", trainable = false} : tensor<8x4xf32>
+  %lp = trl.linear %x, %w : (tensor<2x3x4xf32>, tensor<8x4xf32>) -> tensor<2x3x8xf32>
+  %lr = trl.linear %x, %ref : (tensor<2x3x4xf32>, tensor<8x4xf32>) -> tensor<2x3x8xf32>
+  %p = trl.log_probs %lp, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<2x3xf32>
+  %r = trl.log_probs %lr, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<2x3xf32>
+  %d = trl.add %p, %r : tensor<2x3xf32>
+  %one = trl.fill {value = 1.0 : f64} : tensor<2x3xf32>
+  %s = trl.masked_sum %d, %one : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<2xf32>
+  %h:2 = trl.split %s {axis = 0 : i64} : (tensor<2xf32>) -> (tensor<1xf32>, tensor<1xf32>)
+  %w1 = trl.fill {value = 1.0 : f64} : tensor<1xf32>
+  %loss, %c, %rj = trl.dpo_loss %h#0, %h#1, %h#0, %h#1, %w1 : (tensor<1xf32>, tensor<1xf32>, tensor<1xf32>, tensor<1xf32>, tensor<1xf32>) -> (tensor<f32>, tensor<1xf32>, tensor<1xf32>)
+  return %loss : tensor<f32>
+}
