@@ -181,19 +181,12 @@ CompileResult Session::run() {
 
 bool Session::checkRecipe() {
   const Recipe &r = *recipe;
-  std::vector<std::string> pending;
-  if (r.data.packing && r.method != Method::SFT)
-    pending.push_back("[data] packing for " + std::string(methodName(r.method)));
-  if (r.data.paddingFree && r.method != Method::SFT)
-    pending.push_back("[data] padding_free for " + std::string(methodName(r.method)));
   if (r.memory.zeroStage == 1 || r.memory.zeroStage == 2) {
     fail(1, r.file + ": error: [memory] zero_stage = " + std::to_string(r.memory.zeroStage) +
                 " is not implemented; use 3 (parameters, gradients and optimizer state "
                 "sharded) or 0 (replicated, gradients all-reduced)");
     return false;
   }
-  for (const std::string &p : pending)
-    err << r.file << ": note: " << p << " is not applied by this version of trlc\n";
   for (const std::string &w : r.warnings)
     err << w << "\n";
   if (auto e = checkInputFiles(r)) {

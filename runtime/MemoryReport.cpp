@@ -242,6 +242,7 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch, int64_t w
   // Data parallelism: model state per rank against one process, and what
   // the collectives move per optimizer step.
   r.worldSize = worldSize;
+  r.precomputedReference = plan.programs.count("ref_logps") > 0;
   r.zeroStage = plan.zero.stage;
   r.modelStateBytes = r.categoryBytes[int(MemCategory::Parameters)] +
                       r.categoryBytes[int(MemCategory::Gradients)] +
@@ -303,7 +304,8 @@ nlohmann::json memoryReportJson(const MemoryReport &r) {
             {"zero_stage", r.zeroStage},
             {"model_state_bytes_per_rank", r.modelStateBytes},
             {"model_state_bytes_one_process", r.unshardedModelStateBytes},
-            {"communication_bytes_per_step", r.commBytesPerStep}}}};
+            {"communication_bytes_per_step", r.commBytesPerStep}}},
+          {"precomputed_reference", r.precomputedReference}};
 }
 
 std::string memoryReportText(const MemoryReport &r) {
@@ -328,6 +330,9 @@ std::string memoryReportText(const MemoryReport &r) {
                   formatBytes(peak.bytes[c]).c_str());
     out << line;
   }
+  if (r.precomputedReference)
+    out << "  frozen (reference) parameters             0 B (reference log-probabilities "
+           "precomputed)\n";
   if (!r.hostBytes)
     out << "  offloaded (host)                          0 B (nothing offloaded)\n";
   if (r.worldSize <= 1)

@@ -63,6 +63,36 @@ TEST(Dataset, DpoDropsPromptsThatFillMaxLength) {
   EXPECT_EQ(p.stats.truncated, 1);
 }
 
+// TRL's _get_kl_dataset: in dataset order, within blocks of the per-device
+// batch, each prompt with the previous example's completion and the
+// block's first with its last.
+TEST(Dataset, KtoPairsEachPromptWithThePreviousCompletionPerBlock) {
+  DataConfig c = arith("kto", writeJsonl("kto-kl.jsonl",
+      "{\"prompt\": \"1+1=\", \"completion\": \"2\", \"label\": true}\n"
+      "{\"prompt\": \"2+2=\", \"completion\": \"4\", \"label\": true}\n"
+      "{\"prompt\": \"3+3=\", \"completion\": \"6\", \"label\": false}\n"
+      "{\"prompt\": \"4+4=\", \"completion\": \"8\", \"label\": true}\n"
+      "{\"prompt\": \"5+5=\", \"completion\": \"10\", \"label\": false}\n"));
+  c.batchSize = 3;
+  DataPlan p = runDataPlan(c);
+  ASSERT_EQ(p.examples.size(), 5u);
+  auto seq = [](const std::string &prompt, const std::string &completion) {
+    std::vector<int64_t> s = {1};
+    for (int64_t t : ids(prompt + completion))
+      s.push_back(t);
+    s.push_back(2);
+    return s;
+  };
+  EXPECT_EQ(p.examples[0].rejected.ids, seq("1+1=", "6"));  // the block's last
+  EXPECT_EQ(p.examples[1].rejected.ids, seq("2+2=", "2"));
+  EXPECT_EQ(p.examples[2].rejected.ids, seq("3+3=", "4"));
+  EXPECT_EQ(p.examples[3].rejected.ids, seq("4+4=", "10"));  // the second block
+  EXPECT_EQ(p.examples[4].rejected.ids, seq("5+5=", "8"));
+  // The completion (its EOS included) is what the mask marks.
+  EXPECT_EQ(p.examples[3].rejected.mask, (std::vector<uint8_t>{0, 0, 0, 0, 0, 1, 1, 1}));
+  EXPECT_FALSE(p.examples[2].label);
+}
+
 TEST(Dataset, KtoKeepsLabelsAndRejectsBadOnes) {
   DataConfig c = arith("kto", writeJsonl("kto.jsonl",
       "{\"prompt\": \"1+1=\", \"completion\": \"2\", \"label\": true}\n"

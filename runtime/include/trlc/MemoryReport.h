@@ -64,6 +64,9 @@ struct MemoryReport {
   /// optimizer_step), by kernel; gradients all-reduced by the runtime
   /// (stage 0) count as "all_reduce".
   std::map<std::string, int64_t> commBytesPerStep;
+  /// precompute_ref_log_probs: the reference ran once before training
+  /// (@ref_logps); the step holds none of its weights.
+  bool precomputedReference = false;
   int64_t peakBytes() const { return timeline.empty() ? 0 : timeline[peakIndex].total(); }
 };
 
