@@ -50,7 +50,9 @@ std::vector<TokenRow> tokenRows(std::vector<data::Row> rows) {
 
 data::DataConfig dataConfig(const Recipe &r, bool eval) {
   data::DataConfig c;
-  c.method = methodName(r.method);
+  // Evaluation is greedy generation on prompt-completion rows, whatever
+  // the method trains on.
+  c.method = eval ? "sft" : methodName(r.method);
   c.files = eval ? r.data.eval : r.data.train;
   c.where = eval ? r.data.evalWhere : r.data.trainWhere;
   c.format = r.data.format;
@@ -146,7 +148,8 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
     try {
       json old = json::parse(std::ifstream(dataDir / "index.json"));
       if (old.value("hash", "") == hash && old.value("settings", json()) == settings &&
-          fs::exists(dataDir / "train.bin")) {
+          fs::exists(dataDir / "train.bin") &&
+          (evalSources.empty() || fs::exists(dataDir / "eval.bin"))) {
         d.index = old;
         d.facts = factsOf(old);
         d.reused = true;
@@ -183,7 +186,7 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
       }
       rows = static_cast<int64_t>(plan.examples.size());
     }
-    if (!evalSources.empty() && r.method == Method::SFT) {
+    if (!evalSources.empty() && r.method != Method::GRPO) {
       d.eval = tokenRows(data::runDataPlan(eval).rows);
       if (!eval.tokenizer.empty()) {
         data::Tokenizer tokenizer = data::Tokenizer::load(eval.tokenizer);

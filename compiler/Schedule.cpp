@@ -17,11 +17,11 @@ StepShape stepShape(const Recipe &r, const DataFacts &data, int world) {
   if (r.method != Method::SFT) {
     // DPO and KTO: the longest sequence of the data plan (rounded up to 8)
     // bounds each row; padding-free DPO puts a batch's pairs in one row.
-    int64_t limit = s.sequenceBound;
-    int64_t bound = std::min(limit, (data.longest + 7) / 8 * 8);
-    if (data.longest > 0 && bound < limit) {
+    int64_t limit = s.sequenceBound, longest = std::max(data.longest, data.evalLongest);
+    int64_t bound = std::min(limit, (longest + 7) / 8 * 8);
+    if (longest > 0 && bound < limit) {
       s.sequenceBound = bound;
-      s.boundSource = "data plan: longest sequence " + std::to_string(data.longest) +
+      s.boundSource = "data plan: longest sequence " + std::to_string(longest) +
                       " (bound " + std::to_string(limit) + ", from max_length)";
     }
     if (r.method == Method::DPO && r.data.paddingFree) {

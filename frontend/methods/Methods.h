@@ -26,8 +26,8 @@ struct StepResults {
 /// SFT: cross entropy of the completion tokens, summed and divided by the
 /// trainable tokens of the whole accumulated batch (num_items_in_batch).
 StepResults buildSftLoss(ModelBuilder &m, mlir::func::FuncOp fn);
-/// SFT with [data] eval: `@predict`, the next-token logits of a batch, for
-/// greedy evaluation.
+/// [data] eval (SFT, DPO, KTO): `@predict`, the next-token logits of a
+/// batch, for greedy evaluation.
 void buildSftPredict(ModelBuilder &m, mlir::ModuleOp module);
 
 /// DPO: policy and reference sequence log-probabilities of the chosen and

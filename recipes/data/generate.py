@@ -3,7 +3,10 @@
 
 The task is two-number addition ("12+7=" -> "19"), in each TRL format:
 prompt-completion (SFT), preference (DPO: the right sum is chosen, a sum off
-by one is rejected), unpaired preference (KTO) and prompt-only (GRPO).
+by one is rejected), unpaired preference (KTO) and prompt-only (GRPO). The
+wrong sums keep the right one's tens digit (39 is never the wrong answer
+for 40): only the last digit tells them apart, so preference training
+does not push down a digit the right answer starts with.
 Deterministic: the same files come out on every run.
 """
 import json
@@ -60,6 +63,13 @@ def tokenize(prompt, completion):
     return {"input_ids": p + c, "completion_mask": [0] * len(p) + [1] * len(c)}
 
 
+def near_miss(s, step):
+    """s + step, or s - step where that would change the tens digit."""
+    if (s % 10 == 0 and step < 0) or (s % 10 == 9 and step > 0):
+        return s - step
+    return s + step
+
+
 def write(name, rows):
     with open(os.path.join(HERE, name), "w") as f:
         for row in rows:
@@ -88,10 +98,10 @@ def main():
                    "tokenizer_class": "PreTrainedTokenizerFast"}, f, indent=1)
         f.write("\n")
     write("arith-dpo.jsonl",
-          [{"prompt": p, "chosen": c, "rejected": str(s + rng.choice([-1, 1]))}
+          [{"prompt": p, "chosen": c, "rejected": str(near_miss(s, rng.choice([-1, 1])))}
            for p, c, s in problems(rng, 256, lo=1)])
     write("arith-kto.jsonl",
-          [{"prompt": p, "completion": c if good else str(s + 1), "label": good}
+          [{"prompt": p, "completion": c if good else str(near_miss(s, 1)), "label": good}
            for (p, c, s), good in zip(problems(rng, 256),
                                       (rng.random() < 0.5 for _ in range(256)))])
     write("arith-grpo.jsonl",

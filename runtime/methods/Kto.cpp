@@ -17,6 +17,8 @@
 #include "trlc/Method.h"
 #include "trlc/Run.h"
 
+#include <cstdio>
+
 namespace trlc {
 
 namespace {
@@ -93,6 +95,19 @@ public:
     if (row.contains("rewards/chosen") && row.contains("rewards/rejected"))
       row["rewards/margins"] =
           row["rewards/chosen"].get<double>() - row["rewards/rejected"].get<double>();
+  }
+  std::string progressText(const nlohmann::json &row) const override {
+    std::string out;
+    char buf[64];
+    if (row.contains("rewards/margins")) {
+      std::snprintf(buf, sizeof buf, "  reward margin %.3f", row["rewards/margins"].get<double>());
+      out += buf;
+    }
+    if (row.contains("kl")) {
+      std::snprintf(buf, sizeof buf, "  kl %.3f", row["kl"].get<double>());
+      out += buf;
+    }
+    return out;
   }
   void resume(const nlohmann::json &) override {}
 
