@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +32,7 @@ DataFacts factsOf(const json &index) {
   f.tokens = index.value("tokens", int64_t(0));
   f.longest = index.value("max_length", int64_t(0));
   f.evalLongest = index.value("eval_max_length", int64_t(0));
+  f.longestBatch = index.value("longest_batch", int64_t(0));
   json histogram = index.value("length_histogram", json::object());
   for (auto &[bucket, n] : histogram.items())
     f.lengthHistogram[std::stoll(bucket)] = n.get<int64_t>();
@@ -136,7 +138,7 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
       {"assistant_only_loss", train.assistantOnlyLoss}, {"vocab_size", train.vocabSize},
       {"packing", train.packing}, {"packing_strategy", train.packingStrategy},
       {"padding_free", train.paddingFree}, {"batch_size", train.batchSize},
-      {"tokenizer", hashFiles(tokenizerFiles)}, {"shard_format", 2}};
+      {"tokenizer", hashFiles(tokenizerFiles)}, {"data_plan_version", 3}};
   std::string hash = hashFiles(hashed);
   d.shards.trainShard = "data/train.bin";
   d.shards.evalShard = evalSources.empty() ? "" : "data/eval.bin";
@@ -227,11 +229,21 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
       skipped += n;
     for (auto &[k, n] : plan.stats.dropped)
       dropped += n;
+    // The batch of the longest rows (every sequence of a row counted).
+    std::vector<int64_t> rowTokens;
+    for (const TokenRow &row : d.train)
+      rowTokens.push_back(static_cast<int64_t>(row.ids.size()));
+    size_t top = std::min(rowTokens.size(), static_cast<size_t>(std::max<int64_t>(train.batchSize, 1)));
+    std::partial_sort(rowTokens.begin(), rowTokens.begin() + top, rowTokens.end(),
+                      std::greater<int64_t>());
+    int64_t longestBatch = 0;
+    for (size_t k = 0; k < top; ++k)
+      longestBatch += rowTokens[k];
     int64_t evalLongest = 0;
     for (const TokenRow &row : d.eval)
       evalLongest = std::max<int64_t>(evalLongest, static_cast<int64_t>(row.ids.size()));
     d.index = {{"hash", hash}, {"settings", settings}, {"sources", absolutePaths(hashed)},
-               {"eval_max_length", evalLongest},
+               {"eval_max_length", evalLongest}, {"longest_batch", longestBatch},
                {"format", plan.stats.format}, {"train_rows", rows},
                {"eval_rows", d.eval.size()}, {"tokens", tokens},
                {"max_length", longest}, {"length_histogram", hist},

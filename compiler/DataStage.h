@@ -37,6 +37,10 @@ struct DataFacts {
   int64_t tokens = 0;
   int64_t longest = 0;      // tokens of the longest training row
   int64_t evalLongest = 0;  // and of the longest eval row
+  /// Preference rows: the most tokens one micro-batch can draw (the
+  /// per_device_train_batch_size longest rows together), padding-free
+  /// pairs' bound.
+  int64_t longestBatch = 0;
   std::map<int64_t, int64_t> lengthHistogram;  // power-of-two bucket -> rows
   std::string hash;         // of the dataset files
 };

@@ -25,16 +25,25 @@ StepShape stepShape(const Recipe &r, const DataFacts &data, int world) {
                       " (bound " + std::to_string(limit) + ", from max_length)";
     }
     if (r.method == Method::DPO && r.data.paddingFree) {
+      // No batch holds more tokens than the batch of the longest pairs.
       s.packedPairs = true;
       s.sequenceLimit = s.sequenceBound;
       s.sequenceBound *= 2 * s.batch;
       s.boundSource = "padding-free pairs: 2 x " + std::to_string(s.batch) + " sequences of " +
                       std::to_string(s.sequenceLimit) + " (" + s.boundSource + ")";
+      int64_t most = (data.longestBatch + 7) / 8 * 8;
+      if (data.longestBatch > 0 && most < s.sequenceBound) {
+        s.sequenceBound = most;
+        s.boundSource = "data plan: the " + std::to_string(s.batch) +
+                        " longest pairs hold " + std::to_string(data.longestBatch) +
+                        " tokens (padding-free pairs)";
+      }
     }
     return s;
   }
   if (r.data.paddingFree && !r.data.packing) {
     // Padding-free: one row holds a whole batch, documents back to back.
+    s.sequenceLimit = s.sequenceBound;
     s.sequenceBound *= s.batch;
     s.batch = 1;
   }

@@ -116,6 +116,10 @@ def Trl_SeqBoundAttr : Trl_Attr<"SeqBound", "seq_bound"> {
 def Trl_PackingAttr : Trl_Attr<"Packing", "packing"> {
   let summary = "packing layout of the step's batch";
   let description = [{
+    `seq_length` is the longest document a row holds: the row length for
+    packed rows, max_length (or the data plan's tighter bound) for
+    padding-free rows, whose documents are whole examples.
+
     ```mlir
     #trl.packing<strategy = bfd, seq_length = 1024, padding_free = true>
     ```

@@ -23,12 +23,13 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
     auto strategy = recipe.data.packing
                         ? *symbolizePackingStrategy(recipe.data.packingStrategy)
                         : PackingStrategy::none;
-    fn->setAttr("trl.packing", PackingAttr::get(&context, strategy, shape.sequenceBound,
+    int64_t longest = shape.sequenceLimit > 0 ? shape.sequenceLimit : shape.sequenceBound;
+    fn->setAttr("trl.packing", PackingAttr::get(&context, strategy, longest,
                                                 recipe.data.paddingFree));
   }
   if (shape.packedPairs)
     fn->setAttr("trl.packing", PackingAttr::get(&context, PackingStrategy::none,
-                                                shape.sequenceBound, true));
+                                                shape.sequenceLimit, true));
   Block *entry = fn.addEntryBlock();
   b.setInsertionPointToStart(entry);
   StepResults step;
@@ -55,8 +56,12 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
     ModelBuilder pm(context, recipe, evalShape);
     buildSftPredict(pm, *module);
   }
-  if (recipe.reference.precompute && recipe.method == Method::DPO)
+  if (recipe.reference.precompute && recipe.method == Method::DPO) {
     buildDpoRefLogps(m, *module);
+    // Its rows are the training rows: the same layout.
+    if (Attribute packing = fn->getAttr("trl.packing"))
+      module->lookupSymbol<func::FuncOp>("ref_logps")->setAttr("trl.packing", packing);
+  }
   if (recipe.reference.precompute && recipe.method == Method::KTO)
     buildKtoRefLogps(m, *module);
   return module;

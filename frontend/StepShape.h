@@ -25,9 +25,10 @@ struct StepShape {
   std::string boundSource;    // "max_length", "data plan: longest row ...", ...
   int64_t worldSize = 1;      // data-parallel ranks (statistics reduced over them)
   /// DPO padding-free pairs: the batch's 2 x `batch` sequences back to back
-  /// in one token row of sequenceBound tokens, each at most
-  /// `sequenceLimit` (the padded layout's bound).
+  /// in one token row of sequenceBound tokens.
   bool packedPairs = false;
+  /// Padding-free rows (SFT, DPO pairs): the longest document a row holds
+  /// (the padded layout's bound); 0 otherwise.
   int64_t sequenceLimit = 0;
 };
 

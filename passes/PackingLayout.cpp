@@ -48,6 +48,13 @@ struct PackingLayout : mlir::trl::impl::TrlPackingLayoutBase<PackingLayout> {
     auto qType = cast<RankedTensorType>(padded.front().getQ().getType());
     int64_t batch = qType.getDimSize(0), seq = qType.getDimSize(1);
     int64_t tokens = batch * seq;
+    // The longest document: the function's #trl.packing seq_length when
+    // it says so (padding-free rows hold documents of at most max_length),
+    // else the row.
+    int64_t longest = seq;
+    if (auto packing = fn->getAttrOfType<PackingAttr>("trl.packing"))
+      if (packing.getSeqLength() > 0)
+        longest = std::min(longest, packing.getSeqLength());
 
     // The cu_seqlens argument, once per step.
     MLIRContext *ctx = &getContext();
@@ -85,7 +92,7 @@ struct PackingLayout : mlir::trl::impl::TrlPackingLayoutBase<PackingLayout> {
       auto varlen = b.create<AttentionOp>(
           loc, fq.getType(), lseType, fq, fk, fv, /*mask=*/Value(), cu,
           AttentionLayoutAttr::get(ctx, AttentionLayout::varlen), op.getCausalAttr(),
-          op.getScaleAttr(), b.getI64IntegerAttr(seq));
+          op.getScaleAttr(), b.getI64IntegerAttr(longest));
       Value out = b.create<ReshapeOp>(loc, q, varlen.getOut());
       op.getOut().replaceAllUsesWith(out);
       op.erase();

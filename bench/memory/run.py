@@ -16,6 +16,13 @@ of one rank for 1, 2, 4 and 8 ranks: model state per rank, the gathered
 layers, the collective bytes per optimizer step, and whether a 24 GiB
 budget per rank fits.
 
+Part 4 (planning): DPO on the Qwen2.5-0.5B shape, 8 pairs of up to 1024
+tokens, bf16 storage (the default): the reference model as its own plan
+category, then each technique on top of the previous: the fused loss,
+padding-free pairs (bounded by the data plan's longest batch), precomputed
+reference log-probabilities (no reference weights in the step) and
+activation offloading with recomputation.
+
 Part 2 (measured, CPU): trains a small llama for a few steps with the fused
 loss on and off and prints peak RSS, the planned bytes and the bytes the
 runtime allocated.
@@ -168,6 +175,68 @@ def part3(trlc, seq, batch):
     print()
 
 
+def preference_rows(path, n=64, seed=0):
+    """DPO pairs with a long tail: prompts of 100-300 characters (one token
+    each with the demo tokenizer), most completions 50-400 and one pair in
+    sixteen up to 900, so a few pairs fill max_length and most do not."""
+    import random
+    rng = random.Random(seed)
+    digits = lambda k: "".join(rng.choice("0123456789+=") for _ in range(k))
+    with open(path, "w") as f:
+        for i in range(n):
+            hi = 900 if i % 16 == 0 else 400
+            f.write(json.dumps({"prompt": digits(rng.randint(100, 300)),
+                                "chosen": digits(rng.randint(50, hi)),
+                                "rejected": digits(rng.randint(50, hi))}) + "\n")
+
+
+def part4(trlc, pairs=8, seq=1024):
+    cfg = MODELS["Qwen2.5-0.5B"]
+    print(f"## DPO: planned peak device memory, {cfg['model_type']} Qwen2.5-0.5B shape, "
+          f"{pairs} pairs x {seq} tokens (bf16 storage)\n")
+    print("| setting | peak (device) | model state | reference weights | activations | workspace "
+          "| host pool | tokens per step |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as work:
+        data = os.path.join(work, "pairs.jsonl")
+        preference_rows(data)
+        rows = [("nothing (padded pairs, unfused head, live reference)", {}),
+                ("+ fused loss", {"liger": True}),
+                ("+ padding-free pairs", {"liger": True, "padding_free": True}),
+                ("+ precomputed reference", {"liger": True, "padding_free": True, "pre": True}),
+                ("+ activation offloading + recompute",
+                 {"liger": True, "padding_free": True, "pre": True, "offload": True})]
+        for label, o in rows:
+            lines = ['method = "dpo"', "[model]", "init_seed = 0",
+                     'tokenizer = "recipes/data/arith-tokenizer"', "[model.config]"]
+            lines += [f"{k} = {v}" if not isinstance(v, str) or v in ("true", "false")
+                      else f'{k} = "{v}"' for k, v in cfg.items()]
+            lines += [f"max_position_embeddings = {seq}", "[data]", f'train = "{data}"',
+                      f"max_length = {seq}", f"padding_free = {'true' if o.get('padding_free') else 'false'}",
+                      "[train]", f"per_device_train_batch_size = {pairs}", "max_steps = 10",
+                      "[memory]", f"use_liger_kernel = {'true' if o.get('liger') else 'false'}",
+                      f"activation_offloading = {'true' if o.get('offload') else 'false'}",
+                      f"gradient_checkpointing = {'true' if o.get('offload') else 'false'}",
+                      "[dpo]", f"precompute_ref_log_probs = {'true' if o.get('pre') else 'false'}",
+                      "[output]", f'output_dir = "{os.path.join(work, "out")}"']
+            r = os.path.join(work, "dpo.toml")
+            with open(r, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            art = os.path.join(work, "dpo.trlc")
+            subprocess.run([trlc, "compile", r, "-o", art], check=True, capture_output=True)
+            j = json.loads(subprocess.run([trlc, "inspect", art, "--json"], check=True,
+                                          capture_output=True, text=True).stdout)
+            manifest = json.load(open(os.path.join(art, "manifest.json")))
+            c = j["peak"]["by_category"]
+            state = c["parameters"] + c["gradients"] + c["optimizer state"]
+            ref = c.get("frozen (reference) parameters", 0)
+            tokens = manifest["sequence_bound"] * (1 if o.get("padding_free") else 2 * pairs)
+            print(f"| {label} | {j['peak']['bytes'] / GIB:.2f} GiB | {state / GIB:.2f} GiB | "
+                  f"{ref / GIB:.2f} GiB | {c['activations'] / GIB:.2f} GiB | "
+                  f"{c['workspace'] / GIB:.2f} GiB | {j['host_bytes'] / GIB:.2f} GiB | {tokens} |")
+    print()
+
+
 def part2(trlc):
     print("## Measured on the CPU: small llama, each technique on top of the previous\n")
     print("| setting | peak RSS | planned device (arena + workspace) | runtime allocated | host pool |")
@@ -202,9 +271,14 @@ def main():
     ap.add_argument("--trlc", default="build/bin/trlc")
     ap.add_argument("--seq", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--only", choices=["sft", "zero3", "dpo", "measured"], default=None)
     args = ap.parse_args()
+    if args.only == "dpo":
+        part4(args.trlc)
+        return 0
     part1(args.trlc, args.seq, args.batch)
     part3(args.trlc, args.seq, args.batch)
+    part4(args.trlc)
     part2(args.trlc)
     return 0
 
