@@ -1,6 +1,7 @@
 //===- Artifact.cpp - reading and writing the artifact contract -----------===//
 
 #include "trlc/Artifact.h"
+#include "trlc/Contract.h"
 #include "trlc/Hash.h"
 
 #include <nlohmann/json.hpp>
@@ -320,17 +321,26 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
       if (!known)
         return fail("tensor " + std::to_string(plan.tensors.size()) +
                     " has unknown dtype '" + dt + "'");
+      std::string which = "tensor " + std::to_string(plan.tensors.size());
+      // Checked arithmetic: no element count or byte range may wrap.
+      int64_t elements = 1;
       for (int64_t dim : d.shape)
-        if (dim < 0)
-          return fail("tensor " + std::to_string(plan.tensors.size()) +
-                      " has a negative dimension");
+        if (dim < 1 || __builtin_mul_overflow(elements, dim, &elements) ||
+            elements > (int64_t(1) << 56))
+          return fail(which + " has a dimension below 1 or more elements than any device holds");
       if (d.viewOf < -1 || d.viewOf >= static_cast<int>(plan.tensors.size()))
-        return fail("tensor " + std::to_string(plan.tensors.size()) +
-                    " is a view of a tensor that does not precede it");
-      if (d.offset < 0 || d.offset % 64 != 0 ||
-          d.offset + d.bytes() > (d.host ? plan.hostBytes : plan.arenaBytes))
-        return fail("tensor " + std::to_string(plan.tensors.size()) +
-                    " lies outside the arena or is misaligned");
+        return fail(which + " is a view of a tensor that does not precede it");
+      int64_t limit = d.host ? plan.hostBytes : plan.arenaBytes;
+      if (d.offset < 0 || d.offset % 64 != 0 || d.offset > limit || d.bytes() > limit - d.offset)
+        return fail(which + " lies outside the " + (d.host ? "host pool" : "arena") +
+                    " or is misaligned");
+      if (d.viewOf >= 0) {
+        const TensorDesc &src = plan.tensors[d.viewOf];
+        if (src.host != d.host || d.offset < src.offset ||
+            d.offset - src.offset > src.bytes() - d.bytes())
+          return fail(which + " is a view reaching outside tensor " +
+                      std::to_string(d.viewOf));
+      }
       plan.tensors.push_back(std::move(d));
     }
     int n = static_cast<int>(plan.tensors.size());
@@ -350,6 +360,16 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
       if (!valid(d.tensor, false) || !valid(d.grad, true) ||
           !valid(d.expAvg, true) || !valid(d.expAvgSq, true))
         return fail("parameter '" + d.name + "' names a tensor that does not exist");
+      for (int t : {d.grad, d.expAvg, d.expAvgSq})
+        if (t >= 0 && plan.tensors[t].numel() != plan.tensors[d.tensor].numel())
+          return fail("parameter '" + d.name + "': its gradient or moments differ in size");
+      if (plan.tensors[d.tensor].host || (d.trainable && (d.grad < 0 || d.expAvg < 0 ||
+                                                          d.expAvgSq < 0)))
+        return fail("parameter '" + d.name + "' lies in the host pool or lacks its "
+                    "gradient and moments");
+      if (d.set != "policy" && d.set != "reference")
+        return fail("parameter '" + d.name + "' belongs to set '" + d.set +
+                    "' (policy or reference)");
       plan.params.push_back(std::move(d));
     }
     for (const auto &[name, prog] : j.at("programs").items()) {
@@ -383,6 +403,10 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
           if (!valid(t, false))
             return fail("program " + name + ": call '" + kernel +
                         "' writes a tensor that does not exist");
+        std::string broken = checkCall(k, plan);
+        if (!broken.empty())
+          return fail("program " + name + ", call " + std::to_string(p.calls.size()) + " (" +
+                      kernel + "): " + broken);
         p.calls.push_back(std::move(k));
       }
       for (const auto *m : {&p.inputs, &p.outputs})
@@ -390,6 +414,8 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
           if (!valid(t, false))
             return fail("program " + name + ": '" + io +
                         "' names a tensor that does not exist");
+      if (std::string broken = checkProgramIo(name, p, plan); !broken.empty())
+        return fail("program " + name + ": " + broken);
       plan.programs[name] = std::move(p);
     }
     plan.run = runInfoFromJson(j.at("run"));

@@ -2,13 +2,19 @@
 
 #include "trlc/Checkpoint.h"
 #include "trlc/BFloat16.h"
+#include "trlc/Files.h"
 #include "trlc/Hash.h"
 #include "trlc/Safetensors.h"
 #include "trlc/Run.h"
 
+#include <sys/file.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <random>
 #include <tuple>
@@ -92,12 +98,22 @@ void writeTensors(const std::string &path, const std::vector<NamedTensor> &tenso
     throw RunError(error);
 }
 
+/// Copies `from` to `to` through writeFileAtomic (a full disk is an error,
+/// never a short file).
+void copyFile(const fs::path &from, const fs::path &to) {
+  std::ifstream in(from, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  if (!in && !in.eof())
+    throw RunError(from.string() + ": error: cannot read");
+  writeText(to.string(), bytes);
+}
+
 /// generation_config.json: the model's own, or the one transformers
 /// writes for a causal LM from its config's special token ids.
 void writeGenerationConfig(const artifact::RunInfo &run, const fs::path &dst) {
   fs::path own = fs::path(run.modelPath) / "generation_config.json";
   if (!run.modelPath.empty() && fs::exists(own)) {
-    fs::copy_file(own, dst / "generation_config.json", fs::copy_options::overwrite_existing);
+    copyFile(own, dst / "generation_config.json");
     return;
   }
   json g = json::object();
@@ -115,7 +131,18 @@ void copyTokenizer(const std::string &tokenizer, const fs::path &dst) {
   for (const char *f : {"tokenizer.json", "tokenizer_config.json",
                         "special_tokens_map.json", "vocab.json", "merges.txt"})
     if (fs::exists(src / f))
-      fs::copy_file(src / f, dst / f, fs::copy_options::overwrite_existing);
+      copyFile(src / f, dst / f);
+}
+
+/// config.json as saved: the run's model config, with what the weights
+/// decide taken from the weights (the vocabulary is the embedding's rows).
+json savedConfig(json config, const std::vector<NamedTensor> &weights) {
+  for (const NamedTensor &t : weights) {
+    bool embedding = t.name == "model.embed_tokens.weight" || t.name == "transformer.wte.weight";
+    if (embedding && t.shape.size() == 2)
+      config["vocab_size"] = t.shape[0];
+  }
+  return config;
 }
 
 int tensorOf(const artifact::ParamDesc &p, StateKind kind) {
@@ -138,10 +165,8 @@ fs::path shardFile(const fs::path &checkpoint, const Communicator &comm) {
 } // namespace
 
 void writeText(const std::string &file, const std::string &text) {
-  std::ofstream out(file, std::ios::trunc);
-  out << text;
-  if (!out)
-    throw RunError(file + ": error: cannot write (check free space and permissions)");
+  if (auto error = writeFileAtomic(file, text))
+    throw RunError(*error);
 }
 
 void claimOutputDir(const std::string &dirName, const std::string &artifact) {
@@ -154,6 +179,29 @@ void claimOutputDir(const std::string &dirName, const std::string &artifact) {
   if (ec)
     throw RunError(dir.string() + ": error: cannot create the output directory (" +
                    ec.message() + ")");
+  // One run at a time: an exclusive lock held until this process exits.
+  std::string lockFile = (dir / ".trlc.lock").string();
+  int fd = ::open(lockFile.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw RunError(lockFile + ": error: cannot open the output directory's lock");
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
+    ::close(fd);
+    std::string holder = n > 0 ? std::string(pid, static_cast<size_t>(n)) : "unknown";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' '))
+      holder.pop_back();
+    throw RunError(dir.string() + ": error: another trlc run (pid " + holder +
+                   ") is writing to this output_dir; wait for it to finish or choose "
+                   "another output_dir (--output-dir)");
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0)
+    throw RunError(lockFile + ": error: cannot write the output directory's lock");
+  // The descriptor stays open (and locked) for the life of the process.
+  if (int stale = removeStaleTemps(dir.string()))
+    std::cerr << "removed " << stale << " unfinished file(s) an interrupted run left in "
+              << dir.string() << "\n";
   writeText((dir / "trlc_run.json").string(),
             json{{"artifact", fs::absolute(artifact).string()}}.dump(2) + "\n");
 }
@@ -283,9 +331,10 @@ void ModelState::save(const std::string &dirName, const TrainerState *state) {
   fs::path dir(dirName);
   std::error_code ec;
   fs::create_directories(dir, ec);
-  write((dir / "model.safetensors").string(), StateKind::Param);
+  std::vector<NamedTensor> weights = collect(StateKind::Param);
   if (lead()) {
-    writeText((dir / "config.json").string(), run.modelConfig.dump(2) + "\n");
+    writeTensors((dir / "model.safetensors").string(), weights);
+    writeText((dir / "config.json").string(), savedConfig(run.modelConfig, weights).dump(2) + "\n");
     writeGenerationConfig(run, dir);
     copyTokenizer(run.tokenizer, dir);
   }
@@ -341,17 +390,40 @@ void ModelState::writeTrainerState(const fs::path &dir, const TrainerState &stat
 }
 
 void ModelState::checkpoint(const TrainerState &state) {
-  fs::path dir = fs::path(artifact.plan.run.outputDir) /
-                 ("checkpoint-" + std::to_string(state.globalStep));
-  save(dir.string(), &state);
-  comm.barrier();
-  checkpoints.push_back(dir.string());
-  int64_t keep = artifact.plan.run.saveTotalLimit;
-  while (keep > 0 && static_cast<int64_t>(checkpoints.size()) > keep) {
-    if (lead())
-      fs::remove_all(checkpoints.front());
-    checkpoints.erase(checkpoints.begin());
+  fs::path out(artifact.plan.run.outputDir);
+  std::string name = "checkpoint-" + std::to_string(state.globalStep);
+  // Written under a temporary name and renamed: a checkpoint directory is
+  // complete or absent, whatever happens during the save.
+  fs::path tmp = out / (name + kTempSuffix), dir = out / name;
+  if (lead()) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
   }
+  comm.barrier();
+  save(tmp.string(), &state);
+  comm.barrier();
+  if (lead()) {
+    if (auto error = renameDirAtomic(tmp.string(), dir.string()))
+      throw RunError(*error);
+    // save_total_limit counts every checkpoint in output_dir, those of an
+    // earlier (resumed) run too, oldest step first; the new one stays.
+    int64_t keep = artifact.plan.run.saveTotalLimit;
+    std::vector<std::pair<int64_t, fs::path>> older;
+    std::error_code ec;
+    for (fs::directory_iterator it(out, ec), end; !ec && it != end; it.increment(ec)) {
+      std::string n = it->path().filename().string();
+      if (n.rfind("checkpoint-", 0) != 0 || n == name || !it->is_directory())
+        continue;
+      std::string digits = n.substr(11);
+      if (!digits.empty() && digits.size() < 18 &&
+          std::all_of(digits.begin(), digits.end(), ::isdigit))
+        older.push_back({std::stoll(digits), it->path()});
+    }
+    std::sort(older.begin(), older.end());
+    for (size_t i = 0; keep > 0 && static_cast<int64_t>(older.size() - i) + 1 > keep; ++i)
+      fs::remove_all(older[i].second, ec);
+  }
+  comm.barrier();
 }
 
 TrainerState ModelState::resume(const std::string &dir) {

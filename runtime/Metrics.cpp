@@ -10,13 +10,19 @@
 namespace trlc {
 
 void MetricsLog::open(const std::string &outputDir, bool resumed) {
-  out.open(std::filesystem::path(outputDir) / "metrics.jsonl",
-           resumed ? std::ios::app : std::ios::trunc);
+  out = std::make_unique<CheckedAppend>(
+      (std::filesystem::path(outputDir) / "metrics.jsonl").string(), !resumed);
 }
 
 void MetricsLog::write(const nlohmann::json &row) {
-  out << row.dump() << "\n" << std::flush;
+  if (out)
+    out->append(row.dump() + "\n");
   history.push_back(row);
+}
+
+void MetricsLog::sync() {
+  if (out)
+    out->sync();
 }
 
 int64_t peakRssBytes() {

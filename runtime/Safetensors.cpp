@@ -1,6 +1,7 @@
 //===- Safetensors.cpp - the safetensors format, read and written ---------===//
 
 #include "trlc/Safetensors.h"
+#include "trlc/Files.h"
 
 #include <nlohmann/json.hpp>
 
@@ -179,10 +180,25 @@ bool readModelDir(const std::string &dir, std::map<std::string, Tensor> &tensors
     return false;
   }
   std::vector<std::string> files;
-  for (const auto &[name, file] : j["weight_map"].items())
-    if (file.is_string() &&
-        std::find(files.begin(), files.end(), file.get<std::string>()) == files.end())
-      files.push_back(file.get<std::string>());
+  for (const auto &[name, file] : j["weight_map"].items()) {
+    if (!file.is_string()) {
+      error = index.string() + ": error: weight_map[\"" + name + "\"] must be a file name";
+      return false;
+    }
+    // A shard lies in the model directory: a plain relative path, no "..".
+    fs::path f(file.get<std::string>());
+    bool inside = !f.empty() && f.is_relative();
+    for (const fs::path &part : f)
+      inside = inside && part != ".." && part != ".";
+    if (!inside) {
+      error = index.string() + ": error: weight_map[\"" + name + "\"] names '" + f.string() +
+              "', which is not a file inside " + dir + "; shard files must be relative "
+              "names within the model directory";
+      return false;
+    }
+    if (std::find(files.begin(), files.end(), f.string()) == files.end())
+      files.push_back(f.string());
+  }
   for (const std::string &f : files)
     if (!readFile((fs::path(dir) / f).string(), tensors, error))
       return false;
@@ -209,31 +225,29 @@ bool writeFile(const std::string &path, const std::vector<Entry> &tensors,
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // align the data section
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+  try {
+    AtomicFile out(path);
     uint64_t n = text.size();
-    out.write(reinterpret_cast<const char *>(&n), 8);
+    out.write(&n, 8);
     out.write(text.data(), text.size());
     for (const Entry &e : tensors) {
       int64_t numel = 1;
       for (int64_t d : e.shape)
         numel *= d;
       if (dtype == "F32") {
-        out.write(reinterpret_cast<const char *>(e.data), numel * 4);
+        out.write(e.data, numel * 4);
         continue;
       }
       std::vector<uint16_t> half(numel);
       for (int64_t i = 0; i < numel; ++i)
         half[i] = dtype == "BF16" ? floatToBf16(e.data[i]) : floatToF16(e.data[i]);
-      out.write(reinterpret_cast<const char *>(half.data()), numel * 2);
+      out.write(half.data(), numel * 2);
     }
-    if (!out) {
-      error = path + ": error: cannot write (check free space and permissions)";
-      return false;
-    }
+    out.commit();
+  } catch (const std::runtime_error &e) {
+    error = e.what();
+    return false;
   }
-  fs::rename(tmp, path);
   return true;
 }
 

@@ -63,8 +63,9 @@ public:
   /// The model (config.json, weights, tokenizer files) into `dir` and,
   /// with `state`, everything --resume needs.
   void save(const std::string &dir, const TrainerState *state);
-  /// save() into OUTPUT_DIR/checkpoint-STEP, then removes the oldest
-  /// checkpoints beyond save_total_limit.
+  /// save() into OUTPUT_DIR/checkpoint-STEP (written under a temporary
+  /// name, then renamed), then removes the oldest checkpoints of the
+  /// directory beyond save_total_limit.
   void checkpoint(const TrainerState &state);
   /// --resume CHECKPOINT: restores weights and moments; this rank's ZeRO-3
   /// shards are read as they are when the checkpoint has them for this
@@ -81,15 +82,18 @@ private:
   Executor &ex;
   Communicator &comm;
   std::vector<bool> isShard;  // per parameter: a ZeRO-3 group's shard
-  std::vector<std::string> checkpoints;
 };
 
-/// Writes `text` to `file`; throws RunError when it cannot.
+/// Writes `text` to `file` atomically (trlc/Files.h); throws RunError when
+/// it cannot.
 void writeText(const std::string &file, const std::string &text);
 
 /// Makes `dir` the run's output directory: it must be new, empty, or an
 /// earlier trlc run's (marked by trlc_run.json, written here), so nothing
-/// the user keeps there is overwritten. Throws RunError.
+/// the user keeps there is overwritten. Takes an exclusive lock on it
+/// (OUTPUT_DIR/.trlc.lock, held until the process exits: a second run is
+/// refused with the holder's pid) and removes what an interrupted run left
+/// half written. Throws RunError.
 void claimOutputDir(const std::string &dir, const std::string &artifact);
 
 } // namespace trlc

@@ -10,7 +10,11 @@
 #ifndef TRLC_RUNTIME_METRICS_H
 #define TRLC_RUNTIME_METRICS_H
 
+#include "trlc/Files.h"
+
 #include <nlohmann/json.hpp>
+
+#include <memory>
 
 #include <chrono>
 #include <cstdint>
@@ -36,12 +40,15 @@ class MetricsLog {
 public:
   /// Opens OUTPUT_DIR/metrics.jsonl, appending when `resumed`.
   void open(const std::string &outputDir, bool resumed);
-  /// Writes one row and keeps it in the history.
+  /// Writes one row and keeps it in the history; a failed write (a full
+  /// disk) throws std::runtime_error naming the file.
   void write(const nlohmann::json &row);
+  /// fsyncs the file (at checkpoints and the end).
+  void sync();
   nlohmann::json history = nlohmann::json::array();
 
 private:
-  std::ofstream out;
+  std::unique_ptr<CheckedAppend> out;
 };
 
 /// Peak resident memory of this process, in bytes.
