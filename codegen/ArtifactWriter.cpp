@@ -1,6 +1,7 @@
 //===- ArtifactWriter.cpp - writes a compiled artifact directory ----------===//
 
 #include "codegen/ArtifactWriter.h"
+#include "trlc/Files.h"
 
 #include "mlir/IR/AsmState.h"
 #include "llvm/Support/raw_ostream.h"
@@ -16,29 +17,24 @@ namespace trlc {
 
 namespace {
 std::optional<Error> writeFile(const fs::path &file, const std::string &text) {
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out)
-    return Error{file.string() + ": error: cannot write (check the directory "
-                                 "permissions and free space)"};
+  if (auto error = writeFileAtomic(file.string(), text))
+    return Error{*error};
   return std::nullopt;
+}
+
+std::string fileHash(const fs::path &file) {
+  std::ifstream in(file, std::ios::binary);
+  return artifact::contentHash(std::string((std::istreambuf_iterator<char>(in)), {}));
 }
 } // namespace
 
-std::optional<Error> writeArtifact(const std::string &outDir,
-                                   artifact::Manifest manifest,
-                                   const std::string &resolvedToml,
-                                   mlir::ModuleOp module,
-                                   const MemorySummary &summary,
-                                   const artifact::Plan &plan) {
+std::optional<Error> claimArtifactDir(const std::string &outDir) {
   fs::path dir(outDir);
   std::error_code ec;
   if (fs::exists(dir, ec)) {
     // An empty directory or an earlier artifact may be replaced.
     bool ours = fs::is_directory(dir) &&
-                (fs::is_empty(dir, ec) ||
-                 fs::exists(dir / artifact::kManifestFile));
+                (fs::is_empty(dir, ec) || fs::exists(dir / artifact::kManifestFile));
     if (!ours)
       return Error{outDir + ": error: exists and is not a trlc artifact; "
                             "choose another -o path or remove it"};
@@ -47,7 +43,16 @@ std::optional<Error> writeArtifact(const std::string &outDir,
   if (ec)
     return Error{outDir + ": error: cannot create the artifact directory (" +
                  ec.message() + ")"};
+  return std::nullopt;
+}
 
+std::optional<Error> writeArtifact(const std::string &outDir,
+                                   artifact::Manifest manifest,
+                                   const std::string &resolvedToml,
+                                   mlir::ModuleOp module,
+                                   const MemorySummary &summary,
+                                   artifact::Plan plan) {
+  fs::path dir(outDir);
   std::string ir;
   llvm::raw_string_ostream os(ir);
   module.print(os);
@@ -62,8 +67,16 @@ std::optional<Error> writeArtifact(const std::string &outDir,
   if (auto err = writeFile(dir / artifact::kMemoryPlanFile,
                            memorySummaryJson(summary)))
     return err;
-  if (auto err = writeFile(dir / artifact::kPlanFile,
-                           plan.toJson().dump() + "\n"))
+  // The data files (written before) and the plan, each hashed into the
+  // manifest; the plan records the manifest's identity.
+  const artifact::DataShards &data = plan.run.data;
+  for (const std::string &f : {data.trainShard, data.evalShard, data.vocab})
+    if (!f.empty())
+      manifest.files[f] = fileHash(dir / f);
+  plan.manifestHash = manifest.identityHash();
+  std::string planText = plan.toJson().dump() + "\n";
+  manifest.planHash = artifact::contentHash(planText);
+  if (auto err = writeFile(dir / artifact::kPlanFile, planText))
     return err;
   // The manifest goes last: a directory without one is an incomplete write.
   return writeFile(dir / artifact::kManifestFile, manifest.toJson().dump(2) + "\n");

@@ -14,17 +14,22 @@
 
 namespace trlc {
 
-/// Writes the artifact directory `outDir` (format: runtime/include/trlc/
-/// Artifact.h): the manifest (its recipe hash taken from `resolvedToml`),
-/// the resolved recipe, the module, the memory summary and the plan.
-/// Refuses to write into an existing directory that is not a trlc
-/// artifact, so nothing the user wrote is overwritten.
+/// Makes `outDir` the artifact's directory: new, empty or an earlier
+/// artifact (nothing the user wrote is overwritten). Call it before
+/// anything is written there (the token shards, then writeArtifact).
+std::optional<Error> claimArtifactDir(const std::string &outDir);
+
+/// Writes the artifact's files into the claimed `outDir` (format:
+/// runtime/include/trlc/Artifact.h), each atomically: the resolved recipe,
+/// the module, the memory summary, the plan and last the manifest (its
+/// recipe hash taken from `resolvedToml`, the hashes of the plan and of
+/// the data files already written).
 std::optional<Error> writeArtifact(const std::string &outDir,
                                    artifact::Manifest manifest,
                                    const std::string &resolvedToml,
                                    mlir::ModuleOp module,
                                    const MemorySummary &summary,
-                                   const artifact::Plan &plan);
+                                   artifact::Plan plan);
 
 } // namespace trlc
 

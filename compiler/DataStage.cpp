@@ -2,6 +2,8 @@
 
 #include "compiler/DataStage.h"
 
+#include "trlc/Files.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -95,11 +97,14 @@ std::optional<Error> PreparedData::write(const std::string &artifact) const {
   } catch (const std::exception &e) {
     return Error{e.what()};
   }
-  if (!vocab.empty())
-    std::ofstream(dir / "vocab.json") << json(vocab).dump() << "\n";
-  else
+  if (!vocab.empty()) {
+    if (auto e = writeFileAtomic((dir / "vocab.json").string(), json(vocab).dump() + "\n"))
+      return Error{*e};
+  } else {
     fs::remove(dir / "vocab.json", ec);
-  std::ofstream(dir / "index.json") << index.dump(1) << "\n";
+  }
+  if (auto e = writeFileAtomic((dir / "index.json").string(), index.dump(1) + "\n"))
+    return Error{*e};
   return std::nullopt;
 }
 

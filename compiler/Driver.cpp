@@ -1,6 +1,9 @@
 //===- Driver.cpp - trlc compile, stage by stage --------------------------===//
 
 #include "compiler/Driver.h"
+#include "trlc/Files.h"
+
+#include <iostream>
 #include "codegen/ArtifactWriter.h"
 #include "codegen/Lowering.h"
 #include "codegen/MemorySummary.h"
@@ -166,12 +169,14 @@ CompileResult Session::run() {
   manifest.worldSize = request.worldSize;
   manifest.batchSize = shape.batch;
   manifest.sequenceBound = shape.sequenceBound;
+  if (auto e = claimArtifactDir(result.artifact))
+    return fail(1, e->message);
+  if (auto e = data.write(result.artifact))
+    return fail(1, e->message);
   if (auto e = writeArtifact(result.artifact, manifest, recipe->resolvedToml, *module, summary,
                              *plan))
     return fail(1, e->message);
   recordPassEffects(options);
-  if (auto e = data.write(result.artifact))
-    return fail(1, e->message);
   out << data.summary;
   out << "compiled " << request.recipe << " (" << methodName(recipe->method) << ", "
       << familyName(recipe->model.config.family) << ") -> " << result.artifact << "\n"
@@ -264,7 +269,8 @@ void Session::recordPassEffects(const mlir::trl::PipelineOptions &options) {
   if (memoryPlan.is_discarded() || !memoryPlan.is_object())
     memoryPlan = nlohmann::json::object();
   memoryPlan["passes"] = passEffects(*recipe, shape, options);
-  std::ofstream(file) << memoryPlan.dump(2) << "\n";
+  if (auto e = writeFileAtomic(file.string(), memoryPlan.dump(2) + "\n"))
+    std::cerr << *e << "\n";
 }
 
 } // namespace

@@ -572,6 +572,11 @@ void checkMethod(Format f, const std::string &method, const std::string &where) 
   }
 }
 
+/// The longest row a JSONL file may hold: far beyond any max_length, and
+/// what keeps the data plan's memory bounded (tokenizing a row takes about
+/// a hundred bytes per byte of text).
+constexpr size_t kMaxRowBytes = size_t(16) << 20;
+
 /// Streams the lines of a file in blocks, with their line numbers.
 class LineReader {
 public:
@@ -584,12 +589,24 @@ public:
     lines.clear();
     numbers.clear();
     std::string line;
-    while (lines.size() < max && std::getline(in_, line)) {
+    size_t bytes = 0;
+    // A block ends at `max` lines or once it holds 64 MiB of text.
+    while (lines.size() < max && bytes < (size_t(64) << 20) && std::getline(in_, line)) {
       ++lineNo_;
       if (!line.empty() && line.back() == '\r')
         line.pop_back();
+      // A UTF-8 byte-order mark (Windows editors write one) is not data.
+      if (lineNo_ == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0)
+        line.erase(0, 3);
+      if (line.size() > kMaxRowBytes)
+        throw InputError(path_ + ":" + std::to_string(lineNo_) + ": error: a row of " +
+                         std::to_string(line.size() >> 20) + " MiB; rows are limited to " +
+                         std::to_string(kMaxRowBytes >> 20) +
+                         " MiB (is the file JSONL, one example per line? split long documents "
+                         "into several rows)");
       if (line.find_first_not_of(" \t") == std::string::npos)
         continue;
+      bytes += line.size();
       lines.push_back(std::move(line));
       numbers.push_back(lineNo_);
     }

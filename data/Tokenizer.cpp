@@ -20,6 +20,10 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace trlc::data {
+
+/// No real vocabulary comes near this; a larger id is a damaged file (and
+/// would size the id -> token table).
+constexpr int64_t kMaxTokenId = int64_t(1) << 24;
 namespace {
 
 [[noreturn]] void fail(const std::string &where, const std::string &what) {
@@ -545,8 +549,9 @@ void Tokenizer::Impl::loadModel(const json &m) {
   if (!m.contains("vocab") || !m["vocab"].is_object())
     fail(where, "model.vocab must be an object of token -> id");
   for (auto &[tok, id] : m["vocab"].items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0)
-      fail(where, "model.vocab['" + tok + "'] must be a non-negative integer");
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxTokenId)
+      fail(where, "model.vocab['" + tok + "'] must be a token id in [0, " +
+                      std::to_string(kMaxTokenId) + "), got " + id.dump());
     vocab[tok] = id.get<int32_t>();
   }
   if (m.contains("unk_token") && m["unk_token"].is_string()) {
@@ -819,6 +824,9 @@ Tokenizer Tokenizer::fromJson(const std::string &text, const std::string &where)
                      a.value("rstrip", false), a.value("single_word", false)};
       if (tok.content.empty() || tok.id < 0)
         fail(where, "added_tokens entries need a content and an id");
+      if (a["id"].get<int64_t>() >= kMaxTokenId)
+        fail(where, "added token '" + tok.content + "' has id " + a["id"].dump() +
+                        "; token ids must be below " + std::to_string(kMaxTokenId));
       t.added.push_back(tok);
       t.vocab.emplace(tok.content, tok.id);
     }

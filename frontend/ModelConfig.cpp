@@ -343,6 +343,14 @@ Expected<ModelConfig> readConfig(const json &obj, const Locator &locate,
                     context + " head_dim (" + std::to_string(c.headDim) +
                         ") must be even for rotary embeddings");
   }
+  for (auto [key, id] : {std::pair{"bos_token_id", c.bosTokenId},
+                         std::pair{"eos_token_id", c.eosTokenId},
+                         std::pair{"pad_token_id", c.padTokenId}})
+    if (!r.error && id && *id >= c.vocabSize)
+      return locate(key, context + " " + key + " " + std::to_string(*id) +
+                             " is outside the vocabulary (vocab_size " +
+                             std::to_string(c.vocabSize) + "); use an id below " +
+                             std::to_string(c.vocabSize));
   if (strict)
     r.rejectUnused();
   if (r.error)

@@ -135,6 +135,7 @@ struct KeySpec {
   double lo = -INFINITY, hi = INFINITY;
   bool loOpen = false;  // range excludes lo
   const char *help = "";
+  bool hiOpen = false;  // range excludes hi
 };
 
 constexpr std::array<const char *, 4> all(const char *v) { return {v, v, v, v}; }
@@ -175,8 +176,8 @@ const KeySpec kSchema[] = {
   {"train", "max_steps", Kind::Int, all("-1"), ALL, nullptr, -1, INFINITY, false, "optimizer steps (-1: from num_train_epochs)"},
   {"train", "max_grad_norm", Kind::Float, all("1.0"), ALL, nullptr, 0, INFINITY, false, "global gradient-norm clip (0 disables)"},
   {"train", "weight_decay", Kind::Float, all("0.0"), ALL, nullptr, 0, INFINITY, false, "AdamW decoupled weight decay"},
-  {"train", "adam_beta1", Kind::Float, all("0.9"), ALL, nullptr, 0, 1, false, "AdamW beta1"},
-  {"train", "adam_beta2", Kind::Float, all("0.999"), ALL, nullptr, 0, 1, false, "AdamW beta2"},
+  {"train", "adam_beta1", Kind::Float, all("0.9"), ALL, nullptr, 0, 1, false, "AdamW beta1", true},
+  {"train", "adam_beta2", Kind::Float, all("0.999"), ALL, nullptr, 0, 1, false, "AdamW beta2", true},
   {"train", "adam_epsilon", Kind::Float, all("1e-8"), ALL, nullptr, 0, 1, true, "AdamW epsilon"},
   {"train", "seed", Kind::Int, all("42"), ALL, nullptr, 0, 4294967295.0, false, "data order and dropout seed"},
 
@@ -400,13 +401,14 @@ std::optional<Error> checkValue(const Diag &diag, const KeySpec &spec,
         return diag.at(v, name + " must be finite, got " + tomlValueText(v));
     }
     bool belowLo = spec.loOpen ? number <= spec.lo : number < spec.lo;
-    if (belowLo || number > spec.hi) {
+    bool aboveHi = spec.hiOpen ? number >= spec.hi : number > spec.hi;
+    if (belowLo || aboveHi) {
       std::string range;
       if (std::isinf(spec.hi))
         range = std::string(spec.loOpen ? "> " : ">= ") + formatNumber(spec.lo);
       else
         range = "in " + std::string(spec.loOpen ? "(" : "[") +
-                formatNumber(spec.lo) + ", " + formatNumber(spec.hi) + "]";
+                formatNumber(spec.lo) + ", " + formatNumber(spec.hi) + (spec.hiOpen ? ")" : "]");
       return diag.at(v, name + " must be " + range + ", got " + tomlValueText(v));
     }
     return std::nullopt;
@@ -1071,6 +1073,23 @@ Expected<Recipe> Resolver::run(toml::table &root,
   fill(root, r);
   if (auto err = checkPositions(root, r))
     return *err;
+  // A path the filesystem cannot hold is the recipe's mistake, said here.
+  {
+    fs::path out(r.output.outputDir);
+    std::string tooLong;
+    for (const fs::path &part : out)
+      if (part.string().size() > 255)
+        tooLong = "a path component of " + std::to_string(part.string().size()) + " characters";
+    if (r.output.outputDir.size() > 4000)
+      tooLong = std::to_string(r.output.outputDir.size()) + " characters";
+    if (!tooLong.empty()) {
+      std::string msg = "[output] output_dir is too long for the filesystem (" + tooLong +
+                        "; at most 255 per component); choose a shorter path";
+      if (const toml::node *at = get(root, "output", "output_dir"))
+        return diag.at(*at, msg);
+      return diag.atFile(msg);
+    }
+  }
   if (auto err = checkReference(root, r))
     return *err;
   r.resolvedToml = printResolved(root, r);
@@ -1112,6 +1131,10 @@ Expected<Recipe> parseRecipe(const std::string &text, const std::string &path,
 
 Expected<Recipe> loadRecipe(const std::string &path,
                             const std::vector<std::string> &overrides) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec))
+    return Error{path + ": error: is a directory; give the recipe's TOML file (for example " +
+                 (fs::path(path) / "tiny-sft.toml").string() + ")"};
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return Error{path + ": error: cannot read the recipe (" +

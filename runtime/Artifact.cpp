@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <limits>
+#include <type_traits>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -18,6 +20,50 @@ using nlohmann::json;
 namespace trlc::artifact {
 
 namespace {
+
+/// j[key] as T; a missing key or another type throws FieldError naming it.
+struct FieldError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <typename T> T field(const json &j, const char *key) {
+  if (!j.is_object() || !j.contains(key))
+    throw FieldError(std::string("'") + key + "' is missing");
+  const json &v = j[key];
+  auto wrong = [&](const char *what) {
+    return FieldError(std::string("'") + key + "' must be " + what + ", not " +
+                      std::string(v.type_name()) +
+                      (v.is_primitive() ? " " + v.dump().substr(0, 40) : std::string()));
+  };
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean())
+      throw wrong("true or false");
+  } else if constexpr (std::is_integral_v<T>) {
+    if (!v.is_number_integer() ||
+        (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<T>::max())) ||
+        (!v.is_number_unsigned() && (v.get<int64_t>() < std::numeric_limits<T>::min() ||
+                                     v.get<int64_t>() > std::numeric_limits<T>::max())))
+      throw wrong("an integer in range");
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number())
+      throw wrong("a number");
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!v.is_string())
+      throw wrong("a string");
+  } else {
+    if (!v.is_array())
+      throw wrong("an array");
+    for (const json &e : v)
+      if (!e.is_number_integer() && !e.is_string())
+        throw wrong("an array of integers or strings");
+    try {
+      return v.get<T>();
+    } catch (const json::exception &) {
+      throw wrong("an array of the right element type");
+    }
+  }
+  return v.get<T>();
+}
 
 /// The file's JSON object, or an error naming it.
 bool readJson(const fs::path &file, json &j, std::string &error) {
@@ -45,53 +91,53 @@ std::string readText(const fs::path &file) {
 
 DataShards dataShardsFromJson(const json &j) {
   DataShards d;
-  d.trainShard = j.at("train_shard").get<std::string>();
-  d.evalShard = j.at("eval_shard").get<std::string>();
-  d.vocab = j.at("vocab").get<std::string>();
-  d.sources = j.at("sources").get<std::vector<std::string>>();
-  d.hash = j.at("hash").get<std::string>();
+  d.trainShard = field<std::string>(j, "train_shard");
+  d.evalShard = field<std::string>(j, "eval_shard");
+  d.vocab = field<std::string>(j, "vocab");
+  d.sources = field<std::vector<std::string>>(j, "sources");
+  d.hash = field<std::string>(j, "hash");
   return d;
 }
 
 RunInfo runInfoFromJson(const json &j) {
   RunInfo r;
-  r.gradientAccumulationSteps = j.at("gradient_accumulation_steps").get<int64_t>();
-  r.totalSteps = j.at("total_steps").get<int64_t>();
-  r.numTrainEpochs = j.at("num_train_epochs").get<double>();
-  r.seed = j.at("seed").get<int64_t>();
-  r.initSeed = j.at("init_seed").get<int64_t>();
-  r.initializerRange = j.at("initializer_range").get<double>();
-  r.modelPath = j.at("model_path").get<std::string>();
-  r.refModelPath = j.at("ref_model_path").get<std::string>();
-  r.tokenizer = j.at("tokenizer").get<std::string>();
+  r.gradientAccumulationSteps = field<int64_t>(j, "gradient_accumulation_steps");
+  r.totalSteps = field<int64_t>(j, "total_steps");
+  r.numTrainEpochs = field<double>(j, "num_train_epochs");
+  r.seed = field<int64_t>(j, "seed");
+  r.initSeed = field<int64_t>(j, "init_seed");
+  r.initializerRange = field<double>(j, "initializer_range");
+  r.modelPath = field<std::string>(j, "model_path");
+  r.refModelPath = field<std::string>(j, "ref_model_path");
+  r.tokenizer = field<std::string>(j, "tokenizer");
   r.modelConfig = j.at("model_config");
-  r.padTokenId = j.at("pad_token_id").get<int64_t>();
-  r.outputDir = j.at("output_dir").get<std::string>();
-  r.loggingSteps = j.at("logging_steps").get<int64_t>();
-  r.saveStrategy = j.at("save_strategy").get<std::string>();
+  r.padTokenId = field<int64_t>(j, "pad_token_id");
+  r.outputDir = field<std::string>(j, "output_dir");
+  r.loggingSteps = field<int64_t>(j, "logging_steps");
+  r.saveStrategy = field<std::string>(j, "save_strategy");
   if (r.saveStrategy != "no" && r.saveStrategy != "steps" && r.saveStrategy != "epoch")
     throw json::other_error::create(501, "save_strategy must be no, steps or epoch", &j);
-  r.saveSteps = j.at("save_steps").get<int64_t>();
-  r.stepsPerEpoch = j.at("steps_per_epoch").get<int64_t>();
-  r.saveOnlyModel = j.at("save_only_model").get<bool>();
-  r.saveTotalLimit = j.at("save_total_limit").get<int64_t>();
+  r.saveSteps = field<int64_t>(j, "save_steps");
+  r.stepsPerEpoch = field<int64_t>(j, "steps_per_epoch");
+  r.saveOnlyModel = field<bool>(j, "save_only_model");
+  r.saveTotalLimit = field<int64_t>(j, "save_total_limit");
   r.data = dataShardsFromJson(j.at("data"));
   return r;
 }
 
 ZeroLayout zeroLayoutFromJson(const json &j) {
   ZeroLayout z;
-  z.stage = j.at("stage").get<int64_t>();
+  z.stage = field<int64_t>(j, "stage");
   for (const json &g : j.value("groups", json::array())) {
     ZeroGroup group;
-    group.name = g.at("name").get<std::string>();
-    group.numel = g.at("numel").get<int64_t>();
-    group.shard = g.at("shard").get<int64_t>();
-    group.param = g.at("param").get<int>();
+    group.name = field<std::string>(g, "name");
+    group.numel = field<int64_t>(g, "numel");
+    group.shard = field<int64_t>(g, "shard");
+    group.param = field<int>(g, "param");
     for (const json &m : g.at("members"))
-      group.members.push_back({m.at("name").get<std::string>(), m.at("offset").get<int64_t>(),
-                               m.at("shape").get<std::vector<int64_t>>(),
-                               m.at("hf_transposed").get<bool>()});
+      group.members.push_back({field<std::string>(m, "name"), field<int64_t>(m, "offset"),
+                               field<std::vector<int64_t>>(m, "shape"),
+                               field<bool>(m, "hf_transposed")});
     z.groups.push_back(std::move(group));
   }
   return z;
@@ -101,17 +147,48 @@ ZeroLayout zeroLayoutFromJson(const json &j) {
 
 std::string contentHash(const std::string &text) { return hashHex(fnv1a(text)); }
 
-json Manifest::toJson() const {
+namespace {
+json identityJson(const Manifest &m) {
   return {{"format", kFormatName},
-          {"format_version", formatVersion},
-          {"recipe", recipe},
-          {"recipe_hash", recipeHash},
-          {"method", method},
-          {"model_type", modelType},
-          {"world_size", worldSize},
-          {"batch_size", batchSize},
-          {"sequence_bound", sequenceBound},
-          {"parameters", parameters}};
+          {"format_version", m.formatVersion},
+          {"recipe", m.recipe},
+          {"recipe_hash", m.recipeHash},
+          {"method", m.method},
+          {"model_type", m.modelType},
+          {"world_size", m.worldSize},
+          {"batch_size", m.batchSize},
+          {"sequence_bound", m.sequenceBound},
+          {"parameters", m.parameters}};
+}
+} // namespace
+
+std::string Manifest::identityHash() const { return contentHash(identityJson(*this).dump()); }
+
+bool insideArtifact(const std::string &path) {
+  fs::path p(path);
+  if (p.empty() || !p.is_relative())
+    return false;
+  for (const fs::path &part : p)
+    if (part == ".." || part == ".")
+      return false;
+  return true;
+}
+
+int64_t vocabSize(const Plan &plan) {
+  for (const ParamDesc &p : plan.params)
+    if (p.set == "policy" &&
+        (p.name == "model.embed_tokens.weight" || p.name == "transformer.wte.weight")) {
+      const TensorDesc &t = plan.tensors[p.tensor];
+      return t.shape.size() == 2 ? t.shape[0] : 0;
+    }
+  return 0;
+}
+
+json Manifest::toJson() const {
+  json j = identityJson(*this);
+  j["plan_hash"] = planHash;
+  j["files"] = files;
+  return j;
 }
 
 bool readManifest(const std::string &dir, Manifest &m, std::string &error) {
@@ -163,6 +240,17 @@ bool readManifest(const std::string &dir, Manifest &m, std::string &error) {
     return false;
   if (m.worldSize < 1)
     return fail("\"world_size\" must be at least 1");
+  if (!str("plan_hash", m.planHash))
+    return false;
+  if (!j.contains("files") || !j["files"].is_object())
+    return fail("missing object \"files\"");
+  for (const auto &[path, hash] : j["files"].items()) {
+    if (!hash.is_string())
+      return fail("\"files\": the hash of '" + path + "' must be a string");
+    if (!insideArtifact(path))
+      return fail("\"files\" names '" + path + "', which is not a path inside the artifact");
+    m.files[path] = hash.get<std::string>();
+  }
   return true;
 }
 
@@ -273,6 +361,7 @@ json Plan::toJson() const {
                    {"calls", calls}};
   }
   return {{"format_version", kFormatVersion},
+          {"manifest_hash", manifestHash},
           {"arena_bytes", arenaBytes},
           {"host_bytes", hostBytes},
           {"tensors", jt},
@@ -294,11 +383,12 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
   if (!readJson(file, j, why))
     return fail(why);
   try {
-    if (j.at("format_version").get<int>() != kFormatVersion)
+    if (field<int>(j, "format_version") != kFormatVersion)
       return fail("plan format version " +
-                  std::to_string(j.at("format_version").get<int>()) +
+                  std::to_string(field<int>(j, "format_version")) +
                   " is not version " + std::to_string(kFormatVersion));
-    plan.arenaBytes = j.at("arena_bytes").get<int64_t>();
+    plan.manifestHash = field<std::string>(j, "manifest_hash");
+    plan.arenaBytes = field<int64_t>(j, "arena_bytes");
     if (plan.arenaBytes < 0)
       return fail("negative arena_bytes");
     plan.hostBytes = j.value("host_bytes", int64_t(0));
@@ -306,11 +396,11 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
       return fail("negative host_bytes");
     for (const auto &t : j.at("tensors")) {
       TensorDesc d;
-      d.offset = t.at("offset").get<int64_t>();
+      d.offset = field<int64_t>(t, "offset");
       d.host = t.value("host", false);
       d.viewOf = t.value("view_of", -1);
-      d.shape = t.at("shape").get<std::vector<int64_t>>();
-      std::string dt = t.at("dtype").get<std::string>();
+      d.shape = field<std::vector<int64_t>>(t, "shape");
+      std::string dt = field<std::string>(t, "dtype");
       bool known = false;
       for (DType k : {DType::F32, DType::BF16, DType::F64, DType::I64, DType::I32,
                       DType::Bool})
@@ -349,14 +439,14 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
     };
     for (const auto &p : j.at("params")) {
       ParamDesc d;
-      d.name = p.at("name").get<std::string>();
-      d.set = p.at("set").get<std::string>();
-      d.trainable = p.at("trainable").get<bool>();
-      d.hfTransposed = p.at("hf_transposed").get<bool>();
-      d.tensor = p.at("tensor").get<int>();
-      d.grad = p.at("grad").get<int>();
-      d.expAvg = p.at("exp_avg").get<int>();
-      d.expAvgSq = p.at("exp_avg_sq").get<int>();
+      d.name = field<std::string>(p, "name");
+      d.set = field<std::string>(p, "set");
+      d.trainable = field<bool>(p, "trainable");
+      d.hfTransposed = field<bool>(p, "hf_transposed");
+      d.tensor = field<int>(p, "tensor");
+      d.grad = field<int>(p, "grad");
+      d.expAvg = field<int>(p, "exp_avg");
+      d.expAvgSq = field<int>(p, "exp_avg_sq");
       if (!valid(d.tensor, false) || !valid(d.grad, true) ||
           !valid(d.expAvg, true) || !valid(d.expAvgSq, true))
         return fail("parameter '" + d.name + "' names a tensor that does not exist");
@@ -378,13 +468,13 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
       p.outputs = prog.at("outputs").get<std::map<std::string, int>>();
       for (const auto &c : prog.at("calls")) {
         KernelCall k;
-        std::string kernel = c.at("kernel").get<std::string>();
+        std::string kernel = field<std::string>(c, "kernel");
         auto id = kernelByName(kernel);
         if (!id)
           return fail("program " + name + ": unknown kernel '" + kernel + "'");
         k.kernel = *id;
-        k.in = c.at("in").get<std::vector<int>>();
-        k.out = c.at("out").get<std::vector<int>>();
+        k.in = field<std::vector<int>>(c, "in");
+        k.out = field<std::vector<int>>(c, "out");
         k.attrs = c.at("attrs");
         Arity arity = kernelArity(k.kernel);
         auto within = [](size_t n, int lo, int hi) {
@@ -431,6 +521,8 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
                       "' lies outside the group");
       }
     }
+  } catch (const FieldError &e) {
+    return fail(std::string("malformed: ") + e.what());
   } catch (const json::exception &e) {
     return fail(std::string("malformed (") + e.what() + ")");
   }
@@ -441,9 +533,66 @@ Expected<Artifact> readArtifact(const std::string &dir) {
   Artifact a;
   a.dir = dir;
   std::string error;
-  if (!readManifest(dir, a.manifest, error) || !readPlan(dir, a.plan, error))
+  if (!readManifest(dir, a.manifest, error))
     return Error{error};
   std::string manifest = (fs::path(dir) / kManifestFile).string();
+  fs::path planFile = fs::path(dir) / kPlanFile;
+  if (fs::exists(planFile) && contentHash(readText(planFile)) != a.manifest.planHash)
+    return Error{planFile.string() + ": error: does not match the manifest's plan_hash "
+                 "(edited or damaged after the compile); recompile the recipe with "
+                 "`trlc compile`"};
+  if (!readPlan(dir, a.plan, error))
+    return Error{error};
+  if (a.plan.manifestHash != a.manifest.identityHash())
+    return Error{manifest + ": error: was edited after the compile (its fields no longer "
+                 "match the plan's manifest_hash); recompile the recipe with `trlc compile`"};
+  // The data paths the plan names stay inside the artifact, each with its
+  // hash in the manifest.
+  const DataShards &data = a.plan.run.data;
+  for (const std::string *path : {&data.trainShard, &data.evalShard, &data.vocab}) {
+    if (path->empty() && path != &data.trainShard)
+      continue;
+    if (!insideArtifact(*path) || !a.manifest.files.count(*path))
+      return Error{planFile.string() + ": error: names the data file '" + *path +
+                   "', which is not one of the artifact's own (manifest \"files\"); "
+                   "recompile the recipe with `trlc compile`"};
+  }
+  // The plan is what the manifest says it is: its loss for the method, its
+  // collectives for the world size.
+  static const std::map<std::string, std::vector<Kernel>> losses = {
+      {"sft", {Kernel::CrossEntropy, Kernel::FusedLinearCrossEntropy}},
+      {"dpo", {Kernel::DpoLoss}},
+      {"kto", {Kernel::KtoLoss}},
+      {"grpo", {Kernel::GrpoLoss}}};
+  auto method = losses.find(a.manifest.method);
+  if (method == losses.end())
+    return Error{manifest + ": error: unknown method \"" + a.manifest.method +
+                 "\" (sft, dpo, kto or grpo)"};
+  bool hasLoss = false;
+  if (auto step = a.plan.programs.find("train_step"); step != a.plan.programs.end()) {
+    for (const KernelCall &c : step->second.calls) {
+      hasLoss = hasLoss || std::count(method->second.begin(), method->second.end(), c.kernel);
+      if (isCollective(c.kernel) && c.attrs.value("world_size", int64_t(0)) != a.manifest.worldSize)
+        return Error{planFile.string() + ": error: a " + kernelName(c.kernel) + " over " +
+                     std::to_string(c.attrs.value("world_size", int64_t(0))) +
+                     " ranks, but the manifest's world_size is " +
+                     std::to_string(a.manifest.worldSize) + "; recompile the recipe"};
+    }
+  }
+  for (const char *program : {"train_step", "optimizer_step"})
+    if (!a.plan.programs.count(program))
+      return Error{planFile.string() + ": error: has no " + program +
+                   " program; recompile the recipe with `trlc compile`"};
+  if (!hasLoss)
+    return Error{planFile.string() + ": error: its train_step computes no " +
+                 a.manifest.method + " loss, but the manifest's method is \"" +
+                 a.manifest.method + "\"; recompile the recipe with `trlc compile`"};
+  for (const ZeroGroup &g : a.plan.zero.groups)
+    if (g.shard * a.manifest.worldSize < g.numel ||
+        a.plan.tensors[a.plan.params[g.param].tensor].numel() != g.shard)
+      return Error{planFile.string() + ": error: ZeRO group '" + g.name + "' is not split "
+                   "over the manifest's " + std::to_string(a.manifest.worldSize) +
+                   " ranks; recompile the recipe"};
   fs::path recipe = fs::path(dir) / kRecipeFile;
   if (contentHash(readText(recipe)) != a.manifest.recipeHash)
     return Error{recipe.string() + ": error: does not match the manifest's recipe_hash "
@@ -483,7 +632,11 @@ Expected<std::vector<TokenRow>> readTokenShard(const Artifact &a, const std::str
                  d.sources.front() + (d.sources.size() > 1 ? ", ..." : "") +
                  "); run trlc compile again (trlc train recompiles by itself)"};
   try {
-    return readShard((fs::path(a.dir) / shard).string());
+    auto hash = a.manifest.files.find(shard);
+    if (!insideArtifact(shard) || hash == a.manifest.files.end())
+      return Error{a.dir + ": error: the plan names the shard '" + shard +
+                   "', which is not one of the artifact's files; compile it again"};
+    return readShard((fs::path(a.dir) / shard).string(), hash->second, vocabSize(a.plan));
   } catch (const std::runtime_error &e) {
     return Error{e.what()};
   }

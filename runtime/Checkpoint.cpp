@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -79,6 +80,11 @@ void loadTensor(const std::map<std::string, safetensors::Tensor> &tensors, const
     throw RunError(dir + ": error: tensor '" + name + "' has shape " +
                    shapeStr(it->second.shape) + " but the model needs " + shapeStr(want));
   const std::vector<float> &src = it->second.data;
+  for (float v : src)
+    if (!std::isfinite(v))
+      throw RunError(dir + ": error: tensor '" + name + "' holds NaN or infinite values; "
+                     "the model file is damaged (or was saved from a diverged run): load "
+                     "another checkpoint");
   if (!hfTransposed) {
     std::copy(src.begin(), src.end(), w);
     return;

@@ -215,7 +215,9 @@ void attentionContract(Call &c, bool grad) {
   size_t q = grad ? 1 : 0, maskAt = grad ? 6 : 3;
   std::string layout;
   c.oneOf("layout", {"padded", "varlen"}, false, &layout);
-  c.boolean("causal");
+  bool causal = false;
+  if (c.boolean("causal", &causal) && !causal)
+    c.fail("attribute 'causal' must be true: every model trlc trains is a causal language model");
   c.number("scale");
   if (!c.ok())
     return;

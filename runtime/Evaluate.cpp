@@ -2,6 +2,7 @@
 
 #include "trlc/Evaluate.h"
 #include "trlc/Method.h"
+#include "trlc/Run.h"
 
 #include <nlohmann/json.hpp>
 
@@ -19,8 +20,14 @@ std::vector<std::string> readVocab(const artifact::Artifact &artifact) {
   std::vector<std::string> vocab;
   if (artifact.plan.run.data.vocab.empty())
     return vocab;
-  std::ifstream in(fs::path(artifact.dir) / artifact.plan.run.data.vocab);
-  json j = json::parse(in, nullptr, false);
+  fs::path file = fs::path(artifact.dir) / artifact.plan.run.data.vocab;
+  std::ifstream in(file, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  auto hash = artifact.manifest.files.find(artifact.plan.run.data.vocab);
+  if (hash == artifact.manifest.files.end() || artifact::contentHash(text) != hash->second)
+    throw RunError(file.string() + ": error: damaged (its bytes do not match the manifest's "
+                   "hash); compile the artifact again");
+  json j = json::parse(text, nullptr, false);
   if (j.is_array())
     for (const json &t : j)
       vocab.push_back(t.is_string() ? t.get<std::string>() : std::string());

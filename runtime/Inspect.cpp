@@ -1,6 +1,7 @@
 //===- Inspect.cpp - trlc inspect: read what an artifact will do ----------===//
 
 #include "trlc/Artifact.h"
+#include "trlc/Files.h"
 #include "trlc/Kernels.h"
 #include "trlc/MemoryReport.h"
 #include "trlc/Inspect.h"
@@ -39,10 +40,9 @@ int inspectArtifact(const InspectOptions &o) {
   }
 
   if (!timeline.empty()) {
-    std::ofstream out(timeline);
-    out << memoryTimelineSvg(report, fs::path(artifactDir).filename().string());
-    if (!out) {
-      std::cerr << timeline << ": error: cannot write the timeline\n";
+    if (auto err = writeFileAtomic(
+            timeline, memoryTimelineSvg(report, fs::path(artifactDir).filename().string()))) {
+      std::cerr << timeline << ": error: cannot write the timeline: " << *err << "\n";
       return 1;
     }
   }

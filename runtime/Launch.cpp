@@ -2,6 +2,7 @@
 
 #include "trlc/Launch.h"
 
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@ int launchRanks(const RunOptions &o) {
   if (o.device != "cpu")
     args.insert(args.end(), {"--device", o.device});
   std::vector<pid_t> pids;
+  pid_t launcher = getpid();
   for (int r = 0; r < o.nproc; ++r) {
     pid_t pid = fork();
     if (pid < 0) {
@@ -50,6 +52,12 @@ int launchRanks(const RunOptions &o) {
       return 1;
     }
     if (pid == 0) {
+      // A rank ends with its launcher, even one killed with SIGKILL (the
+      // signal survives the exec); a launcher that died before this line
+      // is caught by the parent check.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != launcher)
+        std::_Exit(1);
       setenv("RANK", std::to_string(r).c_str(), 1);
       setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
       setenv("WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);

@@ -1,6 +1,7 @@
 //===- Shards.cpp - token shards in the artifact --------------------------===//
 
 #include "trlc/Shards.h"
+#include "trlc/Files.h"
 #include "trlc/Hash.h"
 
 #include <cstring>
@@ -33,13 +34,12 @@ void writeShard(const std::string &path, const std::vector<TokenRow> &rows) {
     for (int64_t len : r.seqLengths)
       put<uint32_t>(buf, static_cast<uint32_t>(len));
   }
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
-  if (!out)
-    throw std::runtime_error(path + ": error: cannot write the token shard");
+  if (auto error = writeFileAtomic(path, buf))
+    throw std::runtime_error(*error);
 }
 
-std::vector<TokenRow> readShard(const std::string &path) {
+std::vector<TokenRow> readShard(const std::string &path, const std::string &expectHash,
+                                int64_t vocab) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw std::runtime_error(path + ": error: cannot read the token shard (is the "
@@ -49,6 +49,9 @@ std::vector<TokenRow> readShard(const std::string &path) {
     return std::runtime_error(path + ": error: damaged token shard (" + what +
                               "); compile the artifact again");
   };
+  if (!expectHash.empty() && hashHex(fnv1a(buf)) != expectHash)
+    throw std::runtime_error(path + ": error: damaged token shard (its bytes do not match "
+                                    "the manifest's hash); compile the artifact again");
   size_t pos = 0;
   auto take = [&](void *dst, size_t n) {
     if (buf.size() - pos < n)
@@ -80,6 +83,15 @@ std::vector<TokenRow> readShard(const std::string &path) {
     r.ids.assign(ids.begin(), ids.end());
     r.mask.resize(tokens);
     take(r.mask.data(), tokens);
+    if (r.label > 1)
+      throw damaged("a label of " + std::to_string(r.label) + " (0 or 1)");
+    for (uint8_t m : r.mask)
+      if (m > 1)
+        throw damaged("a loss-mask value of " + std::to_string(m) + " (0 or 1)");
+    for (int32_t id : ids)
+      if (id < 0 || (vocab > 0 && id >= vocab))
+        throw damaged("token id " + std::to_string(id) + " outside the model's vocabulary of " +
+                      std::to_string(vocab));
     std::vector<uint32_t> lens(docs);
     take(lens.data(), 4ull * docs);
     uint64_t sum = 0;

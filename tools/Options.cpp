@@ -52,7 +52,10 @@ std::string Options::parse(int argc, char **argv, int first) const {
         match = &o;
         if (o.takesValue) {
           if (i + 1 >= argc)
-            return o.name + " needs a value";
+            return o.name + " needs a value" +
+                   (o.name == "--set" ? std::string(": --set SECTION.KEY=VALUE, for example "
+                                                    "--set train.learning_rate=1e-4")
+                                      : std::string());
           value = argv[++i];
         }
         break;

@@ -4,6 +4,8 @@
 #include "trlc/Inspect.h"
 
 #include <limits>
+#include <algorithm>
+#include <thread>
 
 namespace trlc::cli {
 
@@ -43,9 +45,11 @@ Options runOptions(RunOptions &r) {
              })
       .value("--threads",
              [&r](const std::string &v) {
-               int64_t n = 0;
-               std::string err = positiveInteger("--threads", v,
-                                                 std::numeric_limits<int>::max(), "threads", n);
+               // More threads than cores only slows a run down (and a
+               // huge count exhausts the OpenMP runtime).
+               int64_t n = 0, cores = std::max(1u, std::thread::hardware_concurrency());
+               std::string err = positiveInteger("--threads", v, cores,
+                                                 "threads, the cores this machine has", n);
                r.threads = static_cast<int>(n);
                return err;
              })

@@ -31,7 +31,8 @@ protected:
            std::to_string(version) +
            R"(, "recipe": "r.toml", "recipe_hash": "00ff", "method": "sft",
               "model_type": "llama", "world_size": 1, "batch_size": 8,
-              "sequence_bound": 1024, "parameters": 1234})";
+              "sequence_bound": 1024, "parameters": 1234, "plan_hash": "00",
+              "files": {"data/train.bin": "01"}})";
   }
 
   fs::path dir;

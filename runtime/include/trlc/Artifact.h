@@ -12,7 +12,13 @@
 //
 // Everything that crosses from the compiler to the runtime is one of the
 // structs below, each with one writer (toJson) and one reader; every key
-// written is read. Format version 5 (the runtime refuses any other):
+// written is read. Format version 6 (the runtime refuses any other).
+//
+// The artifact is untrusted input: the manifest carries the hash of
+// plan.json and of every data file, plan.json the hash of the manifest's
+// identity, so an edit to any one file is refused; and whatever the hashes
+// say, every size, offset and call is checked before anything runs
+// (trlc/Contract.h), and the paths it names stay inside the artifact.
 //
 // manifest.json (Manifest):
 //   format            "trlc-artifact"
@@ -27,8 +33,12 @@
 //   batch_size        rows per micro-batch
 //   sequence_bound    static upper bound of every sequence dimension
 //   parameters        trainable parameter count; checked against the plan
+//   plan_hash         contentHash of plan.json's bytes
+//   files             {path in the artifact: contentHash} of the token
+//                     shards and vocab.json; checked as they are read
 //
 // plan.json (Plan) is what the runtime executes:
+//   manifest_hash Manifest::identityHash() of the manifest it was made with
 //   arena_bytes   size of the one device arena every tensor lives in
 //   host_bytes    size of the host pool of offloaded activations (0: none)
 //   tensors       [{offset, shape, dtype[, host][, view_of]}]: dtype f32 |
@@ -75,7 +85,7 @@
 
 namespace trlc::artifact {
 
-inline constexpr int kFormatVersion = 5;
+inline constexpr int kFormatVersion = 6;
 inline constexpr const char *kFormatName = "trlc-artifact";
 inline constexpr const char *kManifestFile = "manifest.json";
 inline constexpr const char *kRecipeFile = "recipe.toml";
@@ -94,8 +104,12 @@ struct Manifest {
   int64_t batchSize = 0;
   int64_t sequenceBound = 0;
   int64_t parameters = 0;
+  std::string planHash;
+  std::map<std::string, std::string> files;
 
   nlohmann::json toJson() const;
+  /// The hash of every field but plan_hash and files (plan.json records it).
+  std::string identityHash() const;
 };
 
 /// BF16 is a storage precision: kernels widen bf16 operands to f32,
@@ -210,6 +224,7 @@ struct ZeroLayout {
 };
 
 struct Plan {
+  std::string manifestHash;
   int64_t arenaBytes = 0;
   int64_t hostBytes = 0;  // the pinned host pool offloaded activations live in
   std::vector<TensorDesc> tensors;
@@ -245,12 +260,22 @@ Expected<Artifact> readArtifact(const std::string &dir);
 
 /// The rows of one of the artifact's token shards (`shard`: its path in
 /// the artifact); refuses a dataset edited since the compile (its source
-/// files are there and their hash differs) and a damaged shard.
+/// files are there and their hash differs), a shard whose bytes differ
+/// from the manifest's hash, and rows whose token ids, masks or labels
+/// the model cannot take.
 Expected<std::vector<TokenRow>> readTokenShard(const Artifact &artifact,
                                                const std::string &shard);
 
 /// FNV-1a 64-bit hash of `text` as 16 hex digits.
 std::string contentHash(const std::string &text);
+
+/// `path` is a plain relative path inside the artifact (no "..", not
+/// absolute).
+bool insideArtifact(const std::string &path);
+
+/// The model's vocabulary size: the rows of its embedding parameter (0
+/// when the plan has none).
+int64_t vocabSize(const Plan &plan);
 
 } // namespace trlc::artifact
 

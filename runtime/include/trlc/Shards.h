@@ -40,9 +40,12 @@ struct TokenRow {
 
 /// Writes `rows` to `path`; throws std::runtime_error on I/O failure.
 void writeShard(const std::string &path, const std::vector<TokenRow> &rows);
-/// Reads a shard, checking every size against the file; throws
-/// std::runtime_error naming the file when it is damaged.
-std::vector<TokenRow> readShard(const std::string &path);
+/// Reads a shard, checking every size against the file, its bytes against
+/// `expectHash` (hex FNV-1a, when given), masks and labels (0 or 1) and
+/// token ids (within [0, vocab) when vocab > 0); throws std::runtime_error
+/// naming the file when it is damaged.
+std::vector<TokenRow> readShard(const std::string &path, const std::string &expectHash = "",
+                                int64_t vocab = 0);
 
 /// 64-bit FNV-1a over each file's size and bytes, as hex.
 std::string hashFiles(const std::vector<std::string> &files);
