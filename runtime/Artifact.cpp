@@ -175,12 +175,21 @@ bool insideArtifact(const std::string &path) {
 }
 
 int64_t vocabSize(const Plan &plan) {
+  auto isEmbedding = [](const std::string &name) {
+    return name == "model.embed_tokens.weight" || name == "transformer.wte.weight";
+  };
   for (const ParamDesc &p : plan.params)
-    if (p.set == "policy" &&
-        (p.name == "model.embed_tokens.weight" || p.name == "transformer.wte.weight")) {
+    if (p.set == "policy" && isEmbedding(p.name)) {
       const TensorDesc &t = plan.tensors[p.tensor];
       return t.shape.size() == 2 ? t.shape[0] : 0;
     }
+  // Under ZeRO-3 the embedding is a member of a policy group.
+  for (const ZeroGroup &g : plan.zero.groups)
+    if (g.param >= 0 && static_cast<size_t>(g.param) < plan.params.size() &&
+        plan.params[g.param].set == "policy")
+      for (const ZeroGroup::Member &m : g.members)
+        if (isEmbedding(m.name))
+          return m.shape.size() == 2 ? m.shape[0] : 0;
   return 0;
 }
 
@@ -546,17 +555,27 @@ Expected<Artifact> readArtifact(const std::string &dir) {
   if (a.plan.manifestHash != a.manifest.identityHash())
     return Error{manifest + ": error: was edited after the compile (its fields no longer "
                  "match the plan's manifest_hash); recompile the recipe with `trlc compile`"};
-  // The data paths the plan names stay inside the artifact, each with its
+  // The data files are the artifact's own, each in its place (the layout
+  // is fixed: an eval shard cannot stand in for the training one) with its
   // hash in the manifest.
   const DataShards &data = a.plan.run.data;
-  for (const std::string *path : {&data.trainShard, &data.evalShard, &data.vocab}) {
+  for (auto [path, expected] : {std::pair{&data.trainShard, "data/train.bin"},
+                                {&data.evalShard, "data/eval.bin"},
+                                {&data.vocab, "data/vocab.json"}}) {
     if (path->empty() && path != &data.trainShard)
       continue;
-    if (!insideArtifact(*path) || !a.manifest.files.count(*path))
+    if (*path != expected || !a.manifest.files.count(*path))
       return Error{planFile.string() + ": error: names the data file '" + *path +
-                   "', which is not one of the artifact's own (manifest \"files\"); "
-                   "recompile the recipe with `trlc compile`"};
+                   "' where the artifact keeps '" + expected + "' (listed in the manifest's "
+                   "\"files\"); recompile the recipe with `trlc compile`"};
   }
+  // What the weights say wins over what a setting says.
+  int64_t vocab = vocabSize(a.plan);
+  if (a.plan.run.modelConfig.value("vocab_size", int64_t(0)) != vocab)
+    return Error{planFile.string() + ": error: model_config's vocab_size " +
+                 a.plan.run.modelConfig.value("vocab_size", json()).dump() +
+                 " does not match the embedding's " + std::to_string(vocab) +
+                 " rows; recompile the recipe with `trlc compile`"};
   // The plan is what the manifest says it is: its loss for the method, its
   // collectives for the world size.
   static const std::map<std::string, std::vector<Kernel>> losses = {
@@ -587,6 +606,21 @@ Expected<Artifact> readArtifact(const std::string &dir) {
     return Error{planFile.string() + ": error: its train_step computes no " +
                  a.manifest.method + " loss, but the manifest's method is \"" +
                  a.manifest.method + "\"; recompile the recipe with `trlc compile`"};
+  // A padded step holds the manifest's batch: one row per example (two per
+  // DPO pair). Packed steps hold tokens, bounded by the data plan instead.
+  if (auto step = a.plan.programs.find("train_step"); step != a.plan.programs.end()) {
+    const Program &p = step->second;
+    auto ids = p.inputs.find("input_ids");
+    if (ids != p.inputs.end() && !p.inputs.count("cu_seqlens")) {
+      const TensorDesc &t = a.plan.tensors[ids->second];
+      int64_t rows = (a.manifest.method == "dpo" ? 2 : 1) * a.manifest.batchSize;
+      if (t.shape.size() == 2 && a.manifest.method != "grpo" && t.shape[0] != rows)
+        return Error{planFile.string() + ": error: its train_step holds " +
+                     std::to_string(t.shape[0]) + " rows, but the manifest's batch_size " +
+                     std::to_string(a.manifest.batchSize) + " needs " + std::to_string(rows) +
+                     "; recompile the recipe with `trlc compile`"};
+    }
+  }
   for (const ZeroGroup &g : a.plan.zero.groups)
     if (g.shard * a.manifest.worldSize < g.numel ||
         a.plan.tensors[a.plan.params[g.param].tensor].numel() != g.shard)

@@ -197,6 +197,16 @@ void Loop::evaluate(int64_t step) {
 int Loop::main() {
   int64_t batch = a.manifest.batchSize, accum = run.gradientAccumulationSteps;
   int world = comm.size(), rank = comm.rank();
+  // The rows the compiler's data plan wrote into the artifact.
+  std::vector<TokenRow> rows = loadShard(a, run.data.trainShard);
+  // The evaluation's files are checked now, not after hours of training.
+  if (ex.hasProgram("predict") && !run.data.evalShard.empty()) {
+    loadShard(a, run.data.evalShard);
+    readVocab(a);
+  }
+  if (rows.empty())
+    throw RunError("error: no training example has a trainable token (check [data] "
+                   "max_length and completion_only_loss)");
   if (lead())
     claimOutputDir(run.outputDir, o.artifact);
   comm.barrier();
@@ -204,11 +214,6 @@ int Loop::main() {
   state.initialize();
   if (!o.dumpInitial.empty())
     state.write(o.dumpInitial, StateKind::Param);
-  // The rows the compiler's data plan wrote into the artifact.
-  std::vector<TokenRow> rows = loadShard(a, run.data.trainShard);
-  if (rows.empty())
-    throw RunError("error: no training example has a trainable token (check [data] "
-                   "max_length and completion_only_loss)");
   precomputeReference(rows);
   TrainerState resumed;
   if (!o.resume.empty())

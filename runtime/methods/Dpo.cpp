@@ -33,7 +33,9 @@ public:
                                                                   : "completion_mean_mask")
                   .dim(0) / 2;
     if (static_cast<int64_t>(rows.size()) > pairs)
-      throw std::logic_error("Dpo::fill: more pairs than the batch holds");
+      throw RunError("error: a batch of " + std::to_string(rows.size()) + " pairs for a " +
+                     prog + " that holds " + std::to_string(pairs) + "; recompile the recipe "
+                     "with `trlc compile`");
     std::vector<Sequence> seqs(2 * pairs);
     for (size_t k = 0; k < rows.size(); ++k) {
       if (rows[k]->seqLengths.size() != 2)

@@ -31,7 +31,9 @@ public:
   int64_t fill(Executor &ex, const std::string &prog, const Rows &rows) override {
     int64_t batch = ex.input(prog, "input_ids").dim(0);
     if (static_cast<int64_t>(rows.size()) > batch)
-      throw std::logic_error("Kto::fill: more rows than the batch holds");
+      throw RunError("error: a batch of " + std::to_string(rows.size()) + " rows for a " +
+                     prog + " that holds " + std::to_string(batch) + "; recompile the recipe "
+                     "with `trlc compile`");
     std::vector<Sequence> seqs(batch), kl(batch);
     std::vector<uint8_t> label(batch, 0);
     for (size_t k = 0; k < rows.size(); ++k) {

@@ -12,6 +12,8 @@
 #include "trlc/Method.h"
 #include "trlc/Run.h"
 
+#include <algorithm>
+
 namespace trlc {
 
 namespace {
@@ -70,11 +72,28 @@ int64_t fillSftBatch(Executor &ex, const std::string &prog, const Rows &rows, in
   // Built on the host, then copied in: the inputs may live on a GPU.
   std::vector<int64_t> idv(b * s), posv(b * s), maskv(b * s), labels(hasLabels ? b * s : 0);
   std::vector<int32_t> cu(hasCu ? cuIn.numel() : 0);
+  // The rows come from the artifact's own shard and the step's shapes from
+  // its plan: an artifact whose two disagree is refused, never truncated.
+  if (static_cast<int64_t>(rows.size()) > b)
+    throw RunError("error: a batch of " + std::to_string(rows.size()) + " rows for a " + prog +
+                   " that holds " + std::to_string(b) + " (the artifact's batch_size and its "
+                   "plan disagree); recompile the recipe with `trlc compile`");
   int64_t docs = 0;
   for (int64_t r = 0; r < b; ++r) {
     const TokenRow *e = r < static_cast<int64_t>(rows.size()) ? rows[r] : nullptr;
     int64_t len = e ? static_cast<int64_t>(e->ids.size()) : 0;
+    if (len > s)
+      throw RunError("error: a row of " + std::to_string(len) + " tokens for a " + prog +
+                     " of sequence " + std::to_string(s) + " (the artifact's shard and its "
+                     "plan disagree); recompile the recipe with `trlc compile`");
     std::vector<uint8_t> starts = e ? documentStarts(*e) : std::vector<uint8_t>();
+    // Offsets this row adds: one per document after its first, its
+    // padding's and its end (cu[docs] is the last one written).
+    int64_t docsInRow = e ? std::max<int64_t>(static_cast<int64_t>(e->seqLengths.size()), 1) : 1;
+    if (hasCu && docs + docsInRow + 2 > static_cast<int64_t>(cu.size()))
+      throw RunError("error: more documents in a batch than the " + prog + "'s cu_seqlens (" +
+                     std::to_string(cu.size()) + " offsets) holds; recompile the recipe with "
+                     "`trlc compile`");
     tokens += len;
     int64_t position = 0;
     for (int64_t t = 0; t < s; ++t) {
