@@ -590,8 +590,10 @@ public:
     numbers.clear();
     std::string line;
     size_t bytes = 0;
-    // A block ends at `max` lines or once it holds 64 MiB of text.
-    while (lines.size() < max && bytes < (size_t(64) << 20) && std::getline(in_, line)) {
+    // A block ends at `max` lines or once it holds 4 MiB of text (one
+    // longer row makes a block of its own): the memory the data plan
+    // needs is a small multiple of its longest row.
+    while (lines.size() < max && bytes < (size_t(4) << 20) && readLine(line)) {
       ++lineNo_;
       if (!line.empty() && line.back() == '\r')
         line.pop_back();
@@ -599,9 +601,9 @@ public:
       if (lineNo_ == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0)
         line.erase(0, 3);
       if (line.size() > kMaxRowBytes)
-        throw InputError(path_ + ":" + std::to_string(lineNo_) + ": error: a row of " +
-                         std::to_string(line.size() >> 20) + " MiB; rows are limited to " +
-                         std::to_string(kMaxRowBytes >> 20) +
+        throw InputError(path_ + ":" + std::to_string(lineNo_) + ": error: a row of more "
+                         "than " + std::to_string(kMaxRowBytes >> 20) + " MiB; rows are "
+                         "limited to " + std::to_string(kMaxRowBytes >> 20) +
                          " MiB (is the file JSONL, one example per line? split long documents "
                          "into several rows)");
       if (line.find_first_not_of(" \t") == std::string::npos)
@@ -614,6 +616,23 @@ public:
   }
 
 private:
+  /// One line without its newline, read no further than one byte past the
+  /// row limit (the rest of an over-long line is never held in memory).
+  bool readLine(std::string &line) {
+    line.clear();
+    std::streambuf *sb = in_.rdbuf();
+    bool any = false;
+    for (int c; (c = sb->sbumpc()) != std::char_traits<char>::eof();) {
+      any = true;
+      if (c == '\n')
+        return true;
+      line.push_back(static_cast<char>(c));
+      if (line.size() > kMaxRowBytes + 1)
+        return true;
+    }
+    return any;
+  }
+
   std::ifstream in_;
   std::string path_;
   int64_t lineNo_ = 0;
@@ -711,6 +730,8 @@ DataPlan runDataPlan(const DataConfig &c) {
     format = parseFormat(c.format);
 
   std::vector<Sequence> seqs;
+  bool cutEarly = c.method == "sft" && !c.packing;
+  int64_t cutEarlyCount = 0;
   std::vector<std::string> lines;
   std::vector<int64_t> numbers;
   for (const std::string &file : files) {
@@ -739,7 +760,7 @@ DataPlan runDataPlan(const DataConfig &c) {
       std::vector<Sequence> outSeq(n);
       std::vector<PairedExample> outEx(n);
       std::vector<std::optional<BadRow>> bad(n);
-      std::vector<uint8_t> conversational(n, 0);
+      std::vector<uint8_t> conversational(n, 0), cutEarlyRows(n, 0);
 #pragma omp parallel for schedule(dynamic, 32)
       for (size_t k = 0; k < n; ++k) {
         thread_local simdjson::dom::parser parser;
@@ -754,6 +775,10 @@ DataPlan runDataPlan(const DataConfig &c) {
           continue;
         }
         bad[k] = encoder.encode(obj, outSeq[k], outEx[k]);
+        // Unpacked SFT rows are cut to max_length at once, so only the
+        // block's rows are ever held whole.
+        if (cutEarly && !bad[k])
+          cutEarlyRows[k] = truncateOne(outSeq[k], c.maxLength.value_or(1024), c.truncation);
         simdjson::dom::element probe;
         for (const char *key : {"messages", "prompt", "chosen"})
           if (!obj.at_key(key).get(probe) && probe.is_array())
@@ -783,6 +808,7 @@ DataPlan runDataPlan(const DataConfig &c) {
             continue;
           }
         }
+        cutEarlyCount += cutEarlyRows[k];
         if (c.method == "sft")
           seqs.push_back(std::move(outSeq[k]));
         else
@@ -824,7 +850,7 @@ DataPlan runDataPlan(const DataConfig &c) {
       plan.rows = std::move(batches);
     }
   }
-  plan.stats.truncated += ts.truncated;
+  plan.stats.truncated += ts.truncated + cutEarlyCount;
   if (ts.droppedEmpty)
     plan.stats.dropped["empty"] += ts.droppedEmpty;
   if (ts.droppedNoTarget)

@@ -90,22 +90,27 @@ std::vector<Row> bestFit(std::vector<Sequence> docs, int64_t seqLength) {
 
 } // namespace
 
+bool truncateOne(Sequence &s, int64_t maxLength, TruncationMode mode) {
+  int64_t extra = static_cast<int64_t>(s.ids.size()) - maxLength;
+  if (extra <= 0)
+    return false;
+  if (mode == TruncationMode::KeepStart) {
+    s.ids.resize(maxLength);
+    s.mask.resize(maxLength);
+  } else {
+    s.ids.erase(s.ids.begin(), s.ids.begin() + extra);
+    s.mask.erase(s.mask.begin(), s.mask.begin() + extra);
+  }
+  s.ids.shrink_to_fit();
+  s.mask.shrink_to_fit();
+  return true;
+}
+
 std::vector<Sequence> truncate(std::vector<Sequence> sequences,
                                int64_t maxLength, TruncationMode mode,
                                TruncationStats &stats) {
-  for (Sequence &s : sequences) {
-    int64_t extra = static_cast<int64_t>(s.ids.size()) - maxLength;
-    if (extra <= 0)
-      continue;
-    ++stats.truncated;
-    if (mode == TruncationMode::KeepStart) {
-      s.ids.resize(maxLength);
-      s.mask.resize(maxLength);
-    } else {
-      s.ids.erase(s.ids.begin(), s.ids.begin() + extra);
-      s.mask.erase(s.mask.begin(), s.mask.begin() + extra);
-    }
-  }
+  for (Sequence &s : sequences)
+    stats.truncated += truncateOne(s, maxLength, mode);
   return keepTrainable(std::move(sequences), stats);
 }
 

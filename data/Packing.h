@@ -47,6 +47,8 @@ struct TruncationStats {
 /// Cuts every sequence to `maxLength` by `mode` and drops the empty ones
 /// and those whose loss mask no longer has a trainable target (a token
 /// after the first), counting each.
+/// Cuts one sequence to `maxLength` tokens by `mode`; true when it was longer.
+bool truncateOne(Sequence &s, int64_t maxLength, TruncationMode mode);
 std::vector<Sequence> truncate(std::vector<Sequence> sequences,
                                int64_t maxLength, TruncationMode mode,
                                TruncationStats &stats);

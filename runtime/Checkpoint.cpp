@@ -406,7 +406,14 @@ void ModelState::checkpoint(const TrainerState &state) {
     fs::remove_all(tmp, ec);
   }
   comm.barrier();
-  save(tmp.string(), &state);
+  try {
+    save(tmp.string(), &state);
+  } catch (...) {
+    // A failed save (a full disk) leaves no half checkpoint behind.
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
   comm.barrier();
   if (lead()) {
     if (auto error = renameDirAtomic(tmp.string(), dir.string()))
