@@ -496,12 +496,15 @@ TrainerState ModelState::resume(const std::string &dir) {
   }
   for (const artifact::ZeroGroup &g : artifact.plan.zero.groups) {
     const artifact::ParamDesc &p = params[g.param];
-    for (auto [id, key, file] : {std::tuple{p.tensor, "", &model},
-                                 std::tuple{p.expAvg, "exp_avg.", &moments},
-                                 std::tuple{p.expAvgSq, "exp_avg_sq.", &moments}})
+    for (auto [id, prefix, from] : {std::tuple{p.tensor, "", &model},
+                                    std::tuple{p.expAvg, "exp_avg.", &moments},
+                                    std::tuple{p.expAvgSq, "exp_avg_sq.", &moments}}) {
+      std::string key = prefix;
+      auto *file = from;  // a lambda may not capture a structured binding (clang < 16)
       keepShard(ex, comm, g, id, [&](const artifact::ZeroGroup::Member &m, float *w) {
         loadTensor(*file, dir, key + m.name, m.shape, m.hfTransposed, w);
       });
+    }
   }
   return state;
 }

@@ -107,7 +107,8 @@ bool readFile(const std::string &path, std::map<std::string, Tensor> &tensors,
   for (const auto &[name, info] : j.items()) {
     if (name == "__metadata__")
       continue;
-    auto bad = [&](const std::string &msg) { return fail("tensor '" + name + "': " + msg); };
+    const std::string &tensor = name;  // a lambda may not capture a structured binding (clang < 16)
+    auto bad = [&](const std::string &msg) { return fail("tensor '" + tensor + "': " + msg); };
     if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") ||
         !info.contains("data_offsets") || !info["dtype"].is_string() ||
         !info["shape"].is_array() || !info["data_offsets"].is_array() ||
