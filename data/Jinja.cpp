@@ -942,10 +942,14 @@ private:
       return e;
     }
     if (tok.kind == Tok::Int || tok.kind == Tok::Float) {
-      ++p_;
       auto e = make(Expr::Literal);
-      e->literal = tok.kind == Tok::Int ? Value::integer(std::stoll(tok.text))
-                                        : Value::real(std::stod(tok.text));
+      try {
+        e->literal = tok.kind == Tok::Int ? Value::integer(std::stoll(tok.text))
+                                          : Value::real(std::stod(tok.text));
+      } catch (const std::logic_error &) {  // out of range
+        throw err("the number " + tok.text.substr(0, 40) + " is out of range");
+      }
+      ++p_;
       return e;
     }
     if (tok.kind == Tok::Name) {

@@ -1096,7 +1096,9 @@ std::string Tokenizer::Impl::tokenBytes(int32_t id) const {
     });
     return out;
   }
-  if (tok.size() == 6 && tok.compare(0, 3, "<0x") == 0 && tok[5] == '>')
+  if (tok.size() == 6 && tok.compare(0, 3, "<0x") == 0 && tok[5] == '>' &&
+      std::isxdigit(static_cast<unsigned char>(tok[3])) &&
+      std::isxdigit(static_cast<unsigned char>(tok[4])))
     return std::string(1, static_cast<char>(std::stoi(tok.substr(3, 2), nullptr, 16)));
   std::string out;
   const std::string meta = "\xe2\x96\x81";
