@@ -33,8 +33,8 @@ std::optional<Error> claimArtifactDir(const std::string &outDir) {
   std::error_code ec;
   if (fs::exists(dir, ec)) {
     // An empty directory or an earlier artifact may be replaced.
-    bool ours = fs::is_directory(dir) &&
-                (fs::is_empty(dir, ec) || fs::exists(dir / artifact::kManifestFile));
+    bool ours = isDirectory(dir) &&
+                (fs::is_empty(dir, ec) || pathExists(dir / artifact::kManifestFile));
     if (!ours)
       return Error{outDir + ": error: exists and is not a trlc artifact; "
                             "choose another -o path or remove it"};

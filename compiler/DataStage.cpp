@@ -128,7 +128,7 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
   std::vector<std::string> tokenizerFiles;
   if (!train.tokenizer.empty())
     for (const char *f : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"})
-      if (fs::exists(fs::path(train.tokenizer) / f))
+      if (pathExists(fs::path(train.tokenizer) / f))
         tokenizerFiles.push_back((fs::path(train.tokenizer) / f).string());
   if (!train.chatTemplatePath.empty())
     tokenizerFiles.push_back(train.chatTemplatePath);
@@ -151,16 +151,16 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
   d.shards.hash = hash;
 
   fs::path dataDir = fs::path(artifact) / "data";
-  if (fs::exists(dataDir / "index.json")) {
+  if (pathExists(dataDir / "index.json")) {
     try {
       json old = json::parse(std::ifstream(dataDir / "index.json"));
       if (old.value("hash", "") == hash && old.value("settings", json()) == settings &&
-          fs::exists(dataDir / "train.bin") &&
-          (evalSources.empty() || fs::exists(dataDir / "eval.bin"))) {
+          pathExists(dataDir / "train.bin") &&
+          (evalSources.empty() || pathExists(dataDir / "eval.bin"))) {
         d.index = old;
         d.facts = factsOf(old);
         d.reused = true;
-        if (!evalSources.empty() && fs::exists(dataDir / "vocab.json"))
+        if (!evalSources.empty() && pathExists(dataDir / "vocab.json"))
           d.shards.vocab = "data/vocab.json";
         d.summary = "data: unchanged since the last compile (hash " + hash +
                     "), reusing the token shards\n";

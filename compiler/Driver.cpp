@@ -264,7 +264,7 @@ void Session::enableIrPrinting(mlir::PassManager &pm) {
 void Session::recordPassEffects(const mlir::trl::PipelineOptions &options) {
   fs::path file = fs::path(result.artifact) / artifact::kMemoryPlanFile;
   nlohmann::json memoryPlan = nlohmann::json::object();
-  if (fs::exists(file))
+  if (pathExists(file))
     memoryPlan = nlohmann::json::parse(std::ifstream(file), nullptr, false);
   if (memoryPlan.is_discarded() || !memoryPlan.is_object())
     memoryPlan = nlohmann::json::object();

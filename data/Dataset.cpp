@@ -1,6 +1,7 @@
 //===- Dataset.cpp - the data plan: JSONL rows to training rows -----------===//
 
 #include "data/Dataset.h"
+#include "trlc/Files.h"
 #include "data/Chat.h"
 
 #include <simdjson.h>
@@ -645,7 +646,7 @@ std::vector<std::string> expandFiles(const std::vector<std::string> &patterns,
   std::vector<std::string> files;
   for (const std::string &p : patterns) {
     if (p.find_first_of("*?[") == std::string::npos) {
-      if (!fs::exists(p))
+      if (!pathExists(p))
         throw InputError(where + ": error: dataset file '" + p + "' does not exist");
       files.push_back(p);
       continue;

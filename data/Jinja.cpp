@@ -356,14 +356,34 @@ std::vector<Tok> lex(const std::string &src, const std::string &where) {
     if (kind == '%') {
       size_t k = i;
       while (k < src.size() && isBlank(src[k])) ++k;
-      if (src.compare(k, 3, "raw") == 0) {
+      auto word = [&](size_t at) {
+        return at < src.size() &&
+               (std::isalnum(static_cast<unsigned char>(src[at])) || src[at] == '_');
+      };
+      if (src.compare(k, 3, "raw") == 0 && !word(k + 3)) {
         size_t close = src.find("%}", k);
-        size_t endraw = src.find("endraw", close);
-        if (close == std::string::npos || endraw == std::string::npos)
+        if (close == std::string::npos)
           throw err("unclosed raw block");
-        size_t open = src.rfind("{%", endraw);
+        // The first {% endraw %} tag after it (whitespace control allowed).
+        size_t open = std::string::npos, fin = std::string::npos;
+        for (size_t from = close + 2; (open = src.find("{%", from)) != std::string::npos;
+             from = open + 2) {
+          size_t q = open + 2;
+          if (q < src.size() && (src[q] == '-' || src[q] == '+')) ++q;
+          while (q < src.size() && std::isspace(static_cast<unsigned char>(src[q]))) ++q;
+          if (src.compare(q, 6, "endraw") != 0 || word(q + 6))
+            continue;
+          q += 6;
+          while (q < src.size() && std::isspace(static_cast<unsigned char>(src[q]))) ++q;
+          if (q < src.size() && (src[q] == '-' || src[q] == '+')) ++q;
+          if (src.compare(q, 2, "%}") == 0) {
+            fin = q;
+            break;
+          }
+        }
+        if (fin == std::string::npos)
+          throw err("unclosed raw block (no {% endraw %})");
         out.push_back({Tok::Text, src.substr(close + 2, open - close - 2), line});
-        size_t fin = src.find("%}", endraw);
         countLines(i, fin + 2);
         i = fin + 2;
         continue;
@@ -570,6 +590,7 @@ private:
         ++p_;
         continue;
       }
+      nodes_ = 0;  // the limits are per tag
       if (tok.kind == Tok::VarBegin) {
         ++p_;
         auto n = std::make_unique<Node>();
@@ -701,7 +722,16 @@ private:
     throw err("'{% " + kw + " %}' is not supported by trlc's template interpreter");
   }
 
+  // One tag's expression may hold kMaxNodes nodes and nest kMaxNesting
+  // brackets: evaluating (and freeing) an expression recurses over its
+  // depth, which a hostile template must not turn into a stack overflow.
+  static constexpr int kMaxNodes = 500, kMaxNesting = 200;
+  int nodes_ = 0, nesting_ = 0;
+
   ExprP make(Expr::Kind k) {
+    if (++nodes_ > kMaxNodes)
+      throw err("this tag's expression is too large (over " + std::to_string(kMaxNodes) +
+                " operations); split it over several tags");
     auto e = std::make_unique<Expr>();
     e->kind = k;
     e->line = peek().line;
@@ -713,6 +743,7 @@ public:
 
 private:
   ExprP parseCondExpr(bool allowCond) {
+    Nest guard = nest();
     ExprP e = parseOr();
     while (allowCond && isName("if")) {
       ++p_;
@@ -752,7 +783,21 @@ private:
     }
     return e;
   }
+  /// Counts one level of parser recursion (brackets, unary operators).
+  struct Nest {
+    int &n;
+    ~Nest() { --n; }
+  };
+  Nest nest() {
+    if (++nesting_ > kMaxNesting) {
+      --nesting_;
+      throw err("expression nested too deeply (over " + std::to_string(kMaxNesting) +
+                " levels)");
+    }
+    return Nest{nesting_};
+  }
   ExprP parseNot() {
+    Nest guard = nest();
     if (isName("not")) {
       ++p_;
       auto o = make(Expr::Not);
@@ -826,6 +871,7 @@ private:
     return e;
   }
   ExprP parseUnary() {
+    Nest guard = nest();
     if (isOp("-") || isOp("+")) {
       std::string op = t_[p_++].text;
       auto u = make(Expr::Unary);
@@ -1041,10 +1087,26 @@ private:
     return Value();
   }
 
+  // A template renders one example: bounded work, output and recursion,
+  // so a hostile one fails with a message instead of hanging the compile.
+  static constexpr int64_t kMaxSteps = 10'000'000, kMaxText = int64_t(64) << 20,
+                           kMaxRange = 1'000'000;
+  static constexpr int kMaxMacroDepth = 64;
+  int64_t steps_ = 0;
+  int macroDepth_ = 0;
+
+  void checkText(int line) {
+    if (static_cast<int64_t>(out_.text.size()) > kMaxText)
+      fail(line, "the rendered text exceeds " + std::to_string(kMaxText >> 20) + " MiB");
+  }
+
   void exec(const Node &n) {
+    if (++steps_ > kMaxSteps)
+      fail(n.line, "the template runs too long (over " + std::to_string(kMaxSteps) +
+                       " steps for one example)");
     switch (n.kind) {
-    case Node::Text: out_.text += n.text; return;
-    case Node::Print: out_.text += toString(eval(*n.expr)); return;
+    case Node::Text: out_.text += n.text; checkText(n.line); return;
+    case Node::Print: out_.text += toString(eval(*n.expr)); checkText(n.line); return;
     case Node::If:
       if (truthy(eval(*n.expr)))
         run(n.body);
@@ -1285,6 +1347,8 @@ private:
       return Value::makeList(std::move(l));
     }
     if (op == "*" && a.kind == Value::String && b.kind == Value::Int) {
+      if (b.i > 0 && a.s.size() > 0 && b.i > kMaxText / static_cast<int64_t>(a.s.size()))
+        fail(line, "a string repeated to more than " + std::to_string(kMaxText >> 20) + " MiB");
       std::string s;
       for (int64_t k = 0; k < b.i; ++k) s += a.s;
       return Value::str(s);
@@ -1294,9 +1358,20 @@ private:
     bool ints = a.kind != Value::Float && b.kind != Value::Float;
     int64_t x = a.kind == Value::Bool ? a.b : a.i, y = b.kind == Value::Bool ? b.b : b.i;
     double fx = a.number(), fy = b.number();
-    if (op == "+") return ints ? Value::integer(x + y) : Value::real(fx + fy);
-    if (op == "-") return ints ? Value::integer(x - y) : Value::real(fx - fy);
-    if (op == "*") return ints ? Value::integer(x * y) : Value::real(fx * fy);
+    int64_t r = 0;
+    auto overflow = [&] { fail(line, "integer overflow in " + op + " (beyond 64 bits)"); };
+    if (op == "+") {
+      if (ints && __builtin_add_overflow(x, y, &r)) overflow();
+      return ints ? Value::integer(r) : Value::real(fx + fy);
+    }
+    if (op == "-") {
+      if (ints && __builtin_sub_overflow(x, y, &r)) overflow();
+      return ints ? Value::integer(r) : Value::real(fx - fy);
+    }
+    if (op == "*") {
+      if (ints && __builtin_mul_overflow(x, y, &r)) overflow();
+      return ints ? Value::integer(r) : Value::real(fx * fy);
+    }
     if (op == "/") {
       if (fy == 0) fail(line, "division by zero");
       return Value::real(fx / fy);
@@ -1304,6 +1379,7 @@ private:
     if (op == "//" || op == "%") {
       if (fy == 0) fail(line, "division by zero");
       if (ints) {
+        if (x == INT64_MIN && y == -1) overflow();
         int64_t q = x / y, r = x % y;
         if (r != 0 && ((r < 0) != (y < 0))) { --q; r += y; }
         return Value::integer(op == "//" ? q : r);
@@ -1311,7 +1387,16 @@ private:
       double q = std::floor(fx / fy);
       return Value::real(op == "//" ? q : fx - q * fy);
     }
-    if (op == "**") return ints && y >= 0 ? Value::integer(int64_t(std::pow(x, y))) : Value::real(std::pow(fx, fy));
+    if (op == "**") {
+      if (!ints || y < 0)
+        return Value::real(std::pow(fx, fy));
+      int64_t result = 1, base = x;  // by squaring, every product checked
+      for (int64_t k = y; k > 0; k >>= 1) {
+        if ((k & 1) && __builtin_mul_overflow(result, base, &result)) overflow();
+        if (k > 1 && __builtin_mul_overflow(base, base, &base)) overflow();
+      }
+      return Value::integer(result);
+    }
     fail(line, "unknown operator " + op);
   }
 
@@ -1634,11 +1719,16 @@ private:
         fail(line, "macro '" + n.text + "' has no parameter '" + k + "'");
       frame[k] = v;
     }
+    if (macroDepth_ >= kMaxMacroDepth)
+      fail(line, "macro '" + n.text + "' calls nest deeper than " +
+                     std::to_string(kMaxMacroDepth) + " (endless recursion?)");
     std::string saved = std::move(out_.text);
     out_.text.clear();
     auto savedGen = out_.generation.size();
     scopes.push_back(std::move(frame));
+    ++macroDepth_;
     run(n.body);
+    --macroDepth_;
     scopes.pop_back();
     std::string result = std::move(out_.text);
     out_.text = std::move(saved);
@@ -1734,8 +1824,15 @@ public:
             else if (args.size() >= 2) { start = args[0].i; stop = args[1].i; if (args.size() > 2) step = args[2].i; }
             else fail(e.line, "range needs arguments");
             if (step == 0) fail(e.line, "range step cannot be zero");
+            // The count in wide arithmetic: no overflow, at most kMaxRange.
+            __int128 span = step > 0 ? (__int128)stop - start : (__int128)start - stop;
+            __int128 mag = step > 0 ? (__int128)step : -(__int128)step;
+            __int128 count = span <= 0 ? 0 : (span + mag - 1) / mag;
+            if (count > kMaxRange)
+              fail(e.line, "range of " + std::to_string((long long)std::min<__int128>(count, INT64_MAX)) +
+                               " values; trlc's templates allow " + std::to_string(kMaxRange));
             List l;
-            for (int64_t k = start; step > 0 ? k < stop : k > stop; k += step) l.push_back(Value::integer(k));
+            for (__int128 k = 0; k < count; ++k) l.push_back(Value::integer(int64_t(start + k * step)));
             return Value::makeList(std::move(l));
           }
           if (callee.name == "dict") {

@@ -1,6 +1,7 @@
 //===- Tokenizer.cpp - Hugging Face tokenizer.json ------------------------===//
 
 #include "data/Tokenizer.h"
+#include "trlc/Files.h"
 #include "data/Utf8.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -60,15 +61,17 @@ public:
                std::vector<std::pair<size_t, size_t>> &out) const {
     out.clear();
     thread_local pcre2_match_data *md = pcre2_match_data_create(16, nullptr);
+    // PCRE2 (its JIT above all) reads past the end of invalid UTF-8 when
+    // told not to check; text that is not UTF-8 is checked (and matches
+    // nothing) instead, and pcre2_jit_match, which never checks, is not used.
+    uint32_t check = utf8::valid(s) ? PCRE2_NO_UTF_CHECK : 0;
     size_t pos = 0;
     while (pos <= s.size()) {
-      int rc = jit_ ? pcre2_jit_match(code_,
+      int rc = jit_ && check ? pcre2_jit_match(code_,
                                       reinterpret_cast<PCRE2_SPTR>(s.data()),
-                                      s.size(), pos, PCRE2_NO_UTF_CHECK, md,
-                                      nullptr)
+                                      s.size(), pos, check, md, nullptr)
                     : pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(s.data()),
-                                  s.size(), pos, PCRE2_NO_UTF_CHECK, md,
-                                  nullptr);
+                                  s.size(), pos, check, md, nullptr);
       if (rc < 0)
         break;
       PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -876,17 +879,17 @@ Tokenizer Tokenizer::fromJson(const std::string &text, const std::string &where)
 
 Tokenizer Tokenizer::load(const std::string &path) {
   fs::path file = path, dir = path;
-  if (fs::is_directory(file))
+  if (isDirectory(file))
     file /= "tokenizer.json";
   else
     dir = file.parent_path();
-  if (!fs::exists(file))
+  if (!pathExists(file))
     throw InputError(file.string() +
                      ": error: no tokenizer.json; point [model] tokenizer (or "
                      "path) at a directory with a Hugging Face tokenizer.json");
   Tokenizer tok = fromJson(readFile(file.string()), file.string());
   fs::path config = dir / "tokenizer_config.json";
-  if (fs::exists(config)) {
+  if (pathExists(config)) {
     json c;
     try {
       c = json::parse(readFile(config.string()));
@@ -908,7 +911,7 @@ Tokenizer Tokenizer::load(const std::string &path) {
     }
   }
   fs::path jinja = dir / "chat_template.jinja";
-  if (tok.chatTemplate.empty() && fs::exists(jinja)) {
+  if (tok.chatTemplate.empty() && pathExists(jinja)) {
     tok.chatTemplate = readFile(jinja.string());
     tok.chatTemplateSource = jinja.string();
   }

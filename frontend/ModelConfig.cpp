@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "frontend/ModelConfig.h"
+#include "trlc/Files.h"
 #include "frontend/Suggest.h"
 
 #include <nlohmann/json.hpp>
@@ -405,7 +406,7 @@ Expected<ModelConfig> configFromJsonFile(const fs::path &file) {
   std::ifstream in(file, std::ios::binary);
   if (!in)
     return Error{file.string() + ": error: cannot read the model config (" +
-                 (fs::exists(file) ? "permission denied" : "no such file") +
+                 (pathExists(file) ? "permission denied" : "no such file") +
                  "); a Hugging Face model directory holds config.json"};
   std::stringstream buffer;
   buffer << in.rdbuf();

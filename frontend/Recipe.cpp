@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "frontend/Recipe.h"
+#include "trlc/Files.h"
 #include "frontend/Diag.h"
 #include "frontend/ModelConfig.h"
 #include "frontend/Suggest.h"
@@ -953,7 +954,7 @@ std::optional<Error> Resolver::checkReference(const toml::table &root, const Rec
   const toml::node &node = *get(root, section, "ref_model");
   std::string key = std::string("[") + section + "] ref_model";
   fs::path dir = *r.reference.modelPath;
-  if (!fs::is_directory(dir))
+  if (!isDirectory(dir))
     return diag.at(node, key + " '" + dir.string() +
                              "' is not a directory; give a Hugging Face model directory "
                              "holding config.json and the weights");
@@ -1006,7 +1007,7 @@ std::optional<Error> Resolver::resolveModel(toml::table &root, Recipe &r) {
     return std::nullopt;
   }
   fs::path dir = pathNode->as_string()->get();
-  if (!fs::is_directory(dir))
+  if (!isDirectory(dir))
     return diag.at(*pathNode, "[model] path '" + dir.string() +
                                   "' is not a directory; give a Hugging Face "
                                   "model directory holding config.json");
@@ -1103,7 +1104,7 @@ std::optional<Error> checkInputFiles(const Recipe &recipe) {
                   const std::string &where,
                   const char *key) -> std::optional<Error> {
     for (const std::string &file : files) {
-      if (file.find_first_of("*?[") != std::string::npos || fs::exists(file))
+      if (file.find_first_of("*?[") != std::string::npos || pathExists(file))
         continue;
       return Error{where + ": error: [data] " + key + " file '" + file +
                    "' does not exist (relative paths are relative to the " +
@@ -1138,7 +1139,7 @@ Expected<Recipe> loadRecipe(const std::string &path,
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return Error{path + ": error: cannot read the recipe (" +
-                 (fs::exists(path) ? std::string("permission denied")
+                 (pathExists(path) ? std::string("permission denied")
                                    : std::string("no such file")) +
                  ")"};
   std::stringstream buffer;

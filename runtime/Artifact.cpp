@@ -1,6 +1,7 @@
 //===- Artifact.cpp - reading and writing the artifact contract -----------===//
 
 #include "trlc/Artifact.h"
+#include "trlc/Files.h"
 #include "trlc/Contract.h"
 #include "trlc/Hash.h"
 
@@ -202,7 +203,7 @@ json Manifest::toJson() const {
 
 bool readManifest(const std::string &dir, Manifest &m, std::string &error) {
   fs::path file = fs::path(dir) / kManifestFile;
-  if (!fs::is_directory(dir)) {
+  if (!isDirectory(dir)) {
     error = dir + ": error: not a trlc artifact directory (compile one with "
                   "`trlc compile RECIPE.toml -o " + dir + "`)";
     return false;
@@ -546,7 +547,7 @@ Expected<Artifact> readArtifact(const std::string &dir) {
     return Error{error};
   std::string manifest = (fs::path(dir) / kManifestFile).string();
   fs::path planFile = fs::path(dir) / kPlanFile;
-  if (fs::exists(planFile) && contentHash(readText(planFile)) != a.manifest.planHash)
+  if (pathExists(planFile) && contentHash(readText(planFile)) != a.manifest.planHash)
     return Error{planFile.string() + ": error: does not match the manifest's plan_hash "
                  "(edited or damaged after the compile); recompile the recipe with "
                  "`trlc compile`"};
@@ -660,7 +661,7 @@ Expected<Artifact> readArtifact(const std::string &dir) {
 Expected<std::vector<TokenRow>> readTokenShard(const Artifact &a, const std::string &shard) {
   const DataShards &d = a.plan.run.data;
   bool present = std::all_of(d.sources.begin(), d.sources.end(),
-                             [](const std::string &f) { return fs::exists(f); });
+                             [](const std::string &f) { return pathExists(f); });
   if (present && hashFiles(d.sources) != d.hash)
     return Error{a.dir + ": error: the dataset changed since this artifact was compiled (" +
                  d.sources.front() + (d.sources.size() > 1 ? ", ..." : "") +

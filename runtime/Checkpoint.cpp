@@ -118,7 +118,7 @@ void copyFile(const fs::path &from, const fs::path &to) {
 /// writes for a causal LM from its config's special token ids.
 void writeGenerationConfig(const artifact::RunInfo &run, const fs::path &dst) {
   fs::path own = fs::path(run.modelPath) / "generation_config.json";
-  if (!run.modelPath.empty() && fs::exists(own)) {
+  if (!run.modelPath.empty() && pathExists(own)) {
     copyFile(own, dst / "generation_config.json");
     return;
   }
@@ -132,11 +132,11 @@ void writeGenerationConfig(const artifact::RunInfo &run, const fs::path &dst) {
 void copyTokenizer(const std::string &tokenizer, const fs::path &dst) {
   if (tokenizer.empty())
     return;
-  fs::path src = fs::is_directory(tokenizer) ? fs::path(tokenizer)
+  fs::path src = isDirectory(tokenizer) ? fs::path(tokenizer)
                                              : fs::path(tokenizer).parent_path();
   for (const char *f : {"tokenizer.json", "tokenizer_config.json",
                         "special_tokens_map.json", "vocab.json", "merges.txt"})
-    if (fs::exists(src / f))
+    if (pathExists(src / f))
       copyFile(src / f, dst / f);
 }
 
@@ -178,7 +178,7 @@ void writeText(const std::string &file, const std::string &text) {
 void claimOutputDir(const std::string &dirName, const std::string &artifact) {
   fs::path dir(dirName);
   std::error_code ec;
-  if (fs::exists(dir) && !fs::is_empty(dir, ec) && !fs::exists(dir / "trlc_run.json"))
+  if (pathExists(dir) && !fs::is_empty(dir, ec) && !pathExists(dir / "trlc_run.json"))
     throw RunError(dir.string() + ": error: [output] output_dir exists and is not "
                    "a trlc run directory; choose another output_dir or remove it");
   fs::create_directories(dir, ec);
@@ -440,7 +440,7 @@ void ModelState::checkpoint(const TrainerState &state) {
 }
 
 TrainerState ModelState::resume(const std::string &dir) {
-  if (!fs::is_directory(dir))
+  if (!isDirectory(dir))
     throw RunError("--resume " + dir + ": error: no such checkpoint directory");
   json saved;
   {
@@ -457,7 +457,7 @@ TrainerState ModelState::resume(const std::string &dir) {
   const std::vector<artifact::ParamDesc> &params = artifact.plan.params;
   std::string error;
   fs::path mine = shardFile(dir, comm);
-  if (!artifact.plan.zero.groups.empty() && fs::exists(mine)) {
+  if (!artifact.plan.zero.groups.empty() && pathExists(mine)) {
     std::map<std::string, safetensors::Tensor> shards;
     if (!safetensors::readFile(mine.string(), shards, error))
       throw RunError(error);
@@ -472,7 +472,7 @@ TrainerState ModelState::resume(const std::string &dir) {
     }
     return state;
   }
-  if (!fs::exists(fs::path(dir) / "optimizer.safetensors"))
+  if (!pathExists(fs::path(dir) / "optimizer.safetensors"))
     throw RunError(dir + ": error: the checkpoint holds the model only (it was saved with "
                    "save_only_model = true), not the optimizer state --resume needs; to "
                    "train on from its weights, set [model] path to it");

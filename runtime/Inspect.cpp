@@ -31,7 +31,7 @@ int inspectArtifact(const InspectOptions &o) {
   // What each memory pass changed, recorded by the compiler.
   json passes = json::array();
   fs::path memoryPlan = fs::path(artifactDir) / "memory_plan.json";
-  if (fs::exists(memoryPlan)) {
+  if (pathExists(memoryPlan)) {
     try {
       json mp = json::parse(std::ifstream(memoryPlan));
       passes = mp.value("passes", json::array());

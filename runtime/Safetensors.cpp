@@ -165,9 +165,9 @@ bool readFile(const std::string &path, std::map<std::string, Tensor> &tensors,
 bool readModelDir(const std::string &dir, std::map<std::string, Tensor> &tensors,
                   std::string &error) {
   fs::path index = fs::path(dir) / "model.safetensors.index.json";
-  if (!fs::exists(index)) {
+  if (!pathExists(index)) {
     fs::path single = fs::path(dir) / "model.safetensors";
-    if (!fs::exists(single)) {
+    if (!pathExists(single)) {
       error = dir + ": error: no model.safetensors or model.safetensors.index.json "
                     "(trlc loads safetensors checkpoints only)";
       return false;

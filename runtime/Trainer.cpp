@@ -1,6 +1,7 @@
 //===- Trainer.cpp - the training loop around a compiled plan -------------===//
 
 #include "trlc/Trainer.h"
+#include "trlc/Files.h"
 #include "trlc/Checkpoint.h"
 #include "trlc/Comm.h"
 #include "trlc/Evaluate.h"
@@ -134,7 +135,7 @@ void Loop::precomputeReference(const std::vector<TokenRow> &rows) {
   fs::path file = fs::path(run.outputDir) / "ref_logps.json";
   json key = {{"recipe_hash", a.manifest.recipeHash}, {"data_hash", run.data.hash},
               {"rows", rows.size()}, {"width", width}};
-  if (fs::exists(file)) {
+  if (pathExists(file)) {
     std::ifstream in(file);
     json saved = json::parse(in, nullptr, false);
     if (!saved.is_discarded() && saved.value("key", json()) == key &&

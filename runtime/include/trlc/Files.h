@@ -13,12 +13,30 @@
 #define TRLC_RUNTIME_FILES_H
 
 #include <cstddef>
+#include <filesystem>
 #include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace trlc {
+
+/// std::filesystem::exists / is_directory / is_regular_file that never
+/// throw: a path the system cannot even look up (a component over 255
+/// bytes, a loop of links) is simply absent, and the caller's own message
+/// ("does not exist", "not a directory") names it.
+inline bool pathExists(const std::filesystem::path &p) {
+  std::error_code ec;
+  return std::filesystem::exists(p, ec);
+}
+inline bool isDirectory(const std::filesystem::path &p) {
+  std::error_code ec;
+  return std::filesystem::is_directory(p, ec);
+}
+inline bool isRegularFile(const std::filesystem::path &p) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(p, ec);
+}
 
 /// The suffix of the temporary files and directories trlc writes; what is
 /// left of them after a crash is removed at the next run (removeStaleTemps).
