@@ -1347,7 +1347,9 @@ private:
       return Value::makeList(std::move(l));
     }
     if (op == "*" && a.kind == Value::String && b.kind == Value::Int) {
-      if (b.i > 0 && a.s.size() > 0 && b.i > kMaxText / static_cast<int64_t>(a.s.size()))
+      if (a.s.empty() || b.i <= 0)
+        return Value::str("");
+      if (b.i > kMaxText / static_cast<int64_t>(a.s.size()))
         fail(line, "a string repeated to more than " + std::to_string(kMaxText >> 20) + " MiB");
       std::string s;
       for (int64_t k = 0; k < b.i; ++k) s += a.s;
