@@ -1061,6 +1061,14 @@ struct LoopControl { bool isBreak; };
 class Renderer {
 public:
   Renderer(const std::string &where, Template::Output &out) : where_(where), out_(out) {}
+  // A template can make a container hold itself ({% set ns.x = ns %},
+  // l.append(l)); shared ownership would then never free it. Every container
+  // that received a container is emptied when rendering ends, which breaks
+  // any such cycle.
+  ~Renderer() {
+    for (auto &l : holders_.lists) l->clear();
+    for (auto &d : holders_.dicts) d->clear();
+  }
 
   std::vector<std::map<std::string, Value>> scopes;
 
@@ -1073,6 +1081,13 @@ private:
   const std::string &where_;
   Template::Output &out_;
   std::vector<std::unique_ptr<Macro>> macros_;
+  struct {
+    std::vector<std::shared_ptr<List>> lists;
+    std::vector<std::shared_ptr<Dict>> dicts;
+  } holders_;
+  static bool isContainer(const Value &v) {
+    return v.kind == Value::ListK || v.kind == Value::DictK;
+  }
 
   [[noreturn]] void fail(int line, const std::string &m) const {
     throw TemplateError(where_ + ":" + std::to_string(line) + ": error: " + m);
@@ -1153,6 +1168,8 @@ private:
     Value ns = eval(*t.args[0]);
     if (ns.kind != Value::DictK || !ns.isNamespace)
       fail(n.line, "'{% set x.attr %}' needs x to be a namespace()");
+    if (isContainer(v))
+      holders_.dicts.push_back(ns.dict);
     ns.set(t.name, std::move(v));
   }
 
@@ -1487,7 +1504,12 @@ private:
       }
     }
     if (obj.kind == Value::ListK) {
-      if (name == "append") { obj.list->push_back(arg(0)); return Value::none(); }
+      if (name == "append") {
+        if (isContainer(arg(0)))
+          holders_.lists.push_back(obj.list);
+        obj.list->push_back(arg(0));
+        return Value::none();
+      }
       if (name == "index") {
         for (size_t k = 0; k < obj.list->size(); ++k)
           if (equal((*obj.list)[k], arg(0))) return Value::integer(k);
