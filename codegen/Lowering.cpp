@@ -78,6 +78,15 @@ private:
     auto it = states.find(key);
     if (it != states.end())
       return it->second;
+    if (key.rfind("kv:", 0) == 0) {
+      // Generation's KV cache: persistent between @prefill and @decode
+      // only, so it shares the activation region with training (below).
+      int t = newTensor(type);
+      pendingCache.push_back({t, cacheBytes});
+      cacheBytes += alignUp(plan.tensors[t].bytes());
+      states[key] = t;
+      return t;
+    }
     int t = newTensor(type, stateBytes);
     stateBytes += alignUp(plan.tensors[t].bytes());
     states[key] = t;
@@ -110,6 +119,10 @@ private:
   int64_t stateBytes = 0;
   int64_t activationBytes = 0;  // max over programs
   std::vector<std::pair<int, int64_t>> pendingOffsets;  // (tensor, region offset)
+  // Generation's programs: the KV cache at the start of the activation
+  // region, their activations after it.
+  int64_t cacheBytes = 0, generationBytes = 0;
+  std::vector<std::pair<int, int64_t>> pendingCache, pendingGeneration;
   int64_t hostBytes = 0;  // the host pool, max over programs
   std::vector<std::pair<int, int64_t>> pendingHostOffsets;
 };
@@ -120,13 +133,14 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
   // Activations sit where trl-plan-memory put them: device ones after the
   // persistent state (known once every function is lowered), host ones in
   // the host pool.
+  bool generation = fn->hasAttr("trl.generation");
   auto activation = [&](Type type, int64_t regionOffset) {
     int t = newTensor(type);
     if (isHostTensor(type)) {
       plan.tensors[t].host = true;
       pendingHostOffsets.push_back({t, regionOffset});
     } else {
-      pendingOffsets.push_back({t, regionOffset});
+      (generation ? pendingGeneration : pendingOffsets).push_back({t, regionOffset});
     }
     return t;
   };
@@ -142,7 +156,8 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
   auto hostBytesAttr = fn->getAttrOfType<IntegerAttr>("trl.host_bytes");
   if (!activationBytesAttr || !hostBytesAttr)
     return internal(fn, "no memory plan (run trl-plan-memory first)");
-  activationBytes = std::max(activationBytes, activationBytesAttr.getInt());
+  int64_t &regionBytes = generation ? generationBytes : activationBytes;
+  regionBytes = std::max(regionBytes, activationBytesAttr.getInt());
   hostBytes = std::max(hostBytes, hostBytesAttr.getInt());
 
   auto ret = cast<func::ReturnOp>(fn.front().getTerminator());
@@ -283,6 +298,12 @@ Expected<artifact::Plan> Lowerer::run(ModuleOp module) {
   // Activations follow the state; views take their owner's offset.
   for (auto [t, offset] : pendingOffsets)
     plan.tensors[t].offset = stateBytes + offset;
+  for (auto [t, offset] : pendingCache)
+    plan.tensors[t].offset = stateBytes + offset;
+  for (auto [t, offset] : pendingGeneration)
+    plan.tensors[t].offset = stateBytes + alignUp(cacheBytes) + offset;
+  if (cacheBytes + generationBytes > 0)
+    activationBytes = std::max(activationBytes, alignUp(cacheBytes) + generationBytes);
   for (auto [t, offset] : pendingHostOffsets)
     plan.tensors[t].offset = offset;
   for (size_t t = 0; t < plan.tensors.size(); ++t)

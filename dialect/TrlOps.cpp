@@ -380,6 +380,58 @@ int64_t AttentionOp::getFlops() {
   return attentionFlops(rt(getQ()), getLayout(), getMaxSeqlen(), getCausal());
 }
 
+LogicalResult CacheWriteOp::verify() {
+  auto c = rt(getCache()), x = rt(getX()), pos = rt(getPositions());
+  if (c.getRank() != 4 || x.getRank() != 4)
+    return emitOpError() << "expects cache and x as [batch, slots|tokens, heads, head_dim], got "
+                         << shapeStr(c.getShape()) << " and " << shapeStr(x.getShape());
+  if (x.getDimSize(0) != c.getDimSize(0) || x.getShape().take_back(2) != c.getShape().take_back(2))
+    return emitOpError() << "expects x " << shapeStr(x.getShape())
+                         << " to agree with the cache " << shapeStr(c.getShape())
+                         << " on batch, heads and head_dim";
+  if (x.getDimSize(1) > c.getDimSize(1))
+    return emitOpError() << "expects at most " << c.getDimSize(1) << " new tokens per row, got "
+                         << x.getDimSize(1);
+  if (failed(expectShape(*this, "positions", pos, x.getShape().take_front(2))))
+    return failure();
+  if (failed(sameElementType(*this, {{"cache", c}, {"x", x}})))
+    return failure();
+  return expectType(*this, "result", getType(), c);
+}
+
+LogicalResult CachedAttentionOp::verify() {
+  auto q = rt(getQ()), k = rt(getKCache()), v = rt(getVCache());
+  if (failed(expectPositive(*this, "scale", getScale().convertToDouble())))
+    return failure();
+  if (q.getRank() != 4 || k.getRank() != 4)
+    return emitOpError() << "expects q [batch, tokens, heads, head_dim] and caches [batch, "
+                            "slots, heads, head_dim], got "
+                         << shapeStr(q.getShape()) << " and " << shapeStr(k.getShape());
+  if (k.getShape() != v.getShape())
+    return emitOpError() << "expects k_cache and v_cache of the same shape, got "
+                         << shapeStr(k.getShape()) << " and " << shapeStr(v.getShape());
+  if (failed(sameElementType(*this, {{"q", q}, {"k_cache", k}, {"v_cache", v}})))
+    return failure();
+  int64_t hq = q.getDimSize(2), hkv = k.getDimSize(2);
+  if (q.getDimSize(0) != k.getDimSize(0) || q.getDimSize(3) != k.getDimSize(3))
+    return emitOpError() << "expects q " << shapeStr(q.getShape()) << " and the caches "
+                         << shapeStr(k.getShape()) << " to agree on batch and head_dim";
+  if (hkv <= 0 || hq % hkv != 0)
+    return emitOpError() << "expects the query heads (" << hq
+                         << ") to be a multiple of the key/value heads (" << hkv << ")";
+  if (failed(expectShape(*this, "mask", getMask().getType(), k.getShape().take_front(2))) ||
+      failed(expectShape(*this, "positions", getPositions().getType(),
+                         q.getShape().take_front(2))))
+    return failure();
+  return expectType(*this, "output", getOut().getType(), q);
+}
+
+int64_t CachedAttentionOp::getFlops() {
+  auto q = rt(getQ()), k = rt(getKCache());
+  return 4 * q.getDimSize(0) * q.getDimSize(1) * k.getDimSize(1) * q.getDimSize(2) *
+         q.getDimSize(3);
+}
+
 LogicalResult SwigluOp::verify() {
   if (failed(expectType(*this, "up", getUp().getType(), getGate().getType())))
     return failure();
@@ -776,11 +828,15 @@ LogicalResult GradNormOp::verify() {
 LogicalResult LrScheduleOp::verify() {
   if (getBaseLr().convertToDouble() < 0)
     return emitOpError("expects base_lr >= 0");
-  if (getTotalSteps() <= 0)
-    return emitOpError() << "expects total_steps > 0, got " << getTotalSteps();
-  if (getWarmupSteps() < 0 || getWarmupSteps() > getTotalSteps())
-    return emitOpError() << "expects 0 <= warmup_steps <= total_steps ("
-                         << getTotalSteps() << "), got " << getWarmupSteps();
+  if (static_cast<int64_t>(getTotalSteps()) <= 0)
+    return emitOpError() << "expects total_steps > 0, got "
+                         << static_cast<int64_t>(getTotalSteps());
+  // A warmup longer than the run is allowed, as in Hugging Face's
+  // schedules: the rate then never leaves the warmup ramp.
+  // (I64Attr's getter is unsigned: read it signed.)
+  if (static_cast<int64_t>(getWarmupSteps()) < 0)
+    return emitOpError() << "expects warmup_steps >= 0, got "
+                         << static_cast<int64_t>(getWarmupSteps());
   return success();
 }
 

@@ -233,6 +233,55 @@ def Trl_AttentionOp : Trl_Op<"attention", [Trl_Differentiable, Pure, AttrSizedOp
   let extraClassDeclaration = [{ int64_t getFlops(); }];
 }
 
+def Trl_CacheWriteOp : Trl_Op<"cache_write", [Pure]> {
+  let summary = "writes new keys or values into a key/value cache";
+  let description = [{
+    Generation's KV cache: `cache` [B, T, H, D] holds the keys (or values)
+    of T slots per row; `x` [B, S, H, D] are the new ones, token s of row b
+    written at slot `positions`[b, s] (slot = position: each row's tokens
+    sit at their own positions, whatever the other rows' lengths). Returns
+    the cache with those slots replaced; trl-plan-memory writes it in place
+    when it is returned into its state. A position outside [0, T) is a
+    runtime error.
+
+    ```mlir
+    %c1 = trl.cache_write %c, %k, %pos : (tensor<2x32x2x16xf32>, tensor<2x1x2x16xf32>, tensor<2x1xi64>) -> tensor<2x32x2x16xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$cache, Trl_FloatTensor:$x,
+                   Trl_IndexTensor:$positions);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$cache `,` $x `,` $positions attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def Trl_CachedAttentionOp : Trl_Op<"cached_attention", [Pure]> {
+  let summary = "attention of new queries over a key/value cache";
+  let description = [{
+    q [B, S, Hq, D] are the queries of S new tokens per row at `positions`
+    [B, S]; `k_cache` and `v_cache` [B, T, Hkv, D] hold every slot written
+    so far (trl.cache_write). Query (b, s) attends to slot j when
+    `mask`[b, j] is nonzero and j <= positions[b, s]: causal by position,
+    so a prefill (S = T) and a decoding step (S = 1) are the same op. Hq must
+    be a multiple of Hkv. Forward only (generation): no gradient.
+
+    ```mlir
+    %o = trl.cached_attention %q, %kc, %vc, %mask, %pos {scale = 0.25 : f64}
+        : (tensor<2x1x4x16xf32>, tensor<2x32x2x16xf32>, tensor<2x32x2x16xf32>, tensor<2x32xi64>, tensor<2x1xi64>) -> tensor<2x1x4x16xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$q, Trl_FloatTensor:$k_cache,
+                   Trl_FloatTensor:$v_cache, Trl_IndexTensor:$mask,
+                   Trl_IndexTensor:$positions, F64Attr:$scale);
+  let results = (outs Trl_FloatTensor:$out);
+  let assemblyFormat = [{
+    $q `,` $k_cache `,` $v_cache `,` $mask `,` $positions attr-dict
+    `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{ int64_t getFlops(); }];
+}
+
 def Trl_SwigluOp : Trl_Op<"swiglu", [Trl_Differentiable, Pure]> {
   let summary = "silu(gate) * up";
   let description = [{

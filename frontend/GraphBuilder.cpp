@@ -47,14 +47,14 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
   fn.setType(b.getFunctionType(entry->getArgumentTypes(), ValueRange(results).getTypes()));
   for (auto [i, metric] : llvm::enumerate(step.metrics))
     fn.setResultAttr(i + 1, "trl.output", b.getStringAttr(metric.first));
-  if (recipe.method != Method::GRPO && !recipe.data.eval.empty()) {
-    // Greedy evaluation reads one prompt per row, also after padding-free
+  if (recipe.method == Method::GRPO || !recipe.data.eval.empty()) {
+    // Generation reads one prompt per row, also after padding-free
     // preference training.
     StepShape evalShape = shape;
     if (shape.packedPairs)
       evalShape.sequenceBound = shape.sequenceLimit;
     ModelBuilder pm(context, recipe, evalShape);
-    buildSftPredict(pm, *module);
+    buildGeneration(pm, *module);
   }
   if (recipe.reference.precompute && recipe.method == Method::DPO) {
     buildDpoRefLogps(m, *module);

@@ -61,7 +61,7 @@ Value ModelBuilder::layerNorm(Value x, const std::string &prefix) {
 }
 
 Value ModelBuilder::attention(Value q, Value k, Value v, Value mask, int64_t batch) {
-  auto lse = act({batch, cfg.numHeads, seqLen});
+  auto lse = act({batch, cfg.numHeads, cast<RankedTensorType>(q.getType()).getDimSize(1)});
   auto op = b.create<AttentionOp>(
       loc, q.getType(), lse, q, k, v, mask, /*cu_seqlens=*/Value(),
       AttentionLayoutAttr::get(&ctx, AttentionLayout::padded),
@@ -69,6 +69,29 @@ Value ModelBuilder::attention(Value q, Value k, Value v, Value mask, int64_t bat
       b.getF64FloatAttr(1.0 / std::sqrt(static_cast<double>(cfg.headDim))),
       IntegerAttr());
   return op.getOut();
+}
+
+Value ModelBuilder::attend(Value q, Value k, Value v, Value mask, Value positions,
+                           int64_t batch, int64_t layer) {
+  if (!kvCache)
+    return attention(q, k, v, mask, batch);
+  auto cacheType = act({batch, kvCache->slots, cfg.numKvHeads, cfg.headDim});
+  auto write = [&](const char *which, Value x) {
+    std::string key = "kv:" + std::to_string(layer) + "." + which;
+    func::FuncOp fn = kvCache->fn;
+    unsigned index = fn.getNumArguments();
+    fn.insertArgument(index, cacheType, b.getDictionaryAttr({}), loc);
+    fn.setArgAttr(index, "trl.state", b.getStringAttr(key));
+    Value updated = b.create<CacheWriteOp>(loc, cacheType, fn.getArgument(index), x, positions);
+    kvCache->written.push_back({key, updated});
+    return updated;
+  };
+  Value kc = write("k", k), vc = write("v", v);
+  if (kvCache->prefill)
+    return attention(q, k, v, mask, batch);
+  return b.create<CachedAttentionOp>(
+      loc, q.getType(), q, kc, vc, kvCache->slotMask, positions,
+      b.getF64FloatAttr(1.0 / std::sqrt(static_cast<double>(cfg.headDim))));
 }
 
 Value ModelBuilder::rope(Value x, Value positions) {
@@ -96,7 +119,7 @@ ModelBuilder::TokenInputs ModelBuilder::tokenInputs(func::FuncOp fn, int64_t row
 Value ModelBuilder::llamaForward(Value ids, Value positions, Value mask,
                             int64_t batch) {
   const int64_t h = cfg.hiddenSize, d = cfg.headDim, hq = cfg.numHeads,
-                hkv = cfg.numKvHeads, s = seqLen;
+                hkv = cfg.numKvHeads, s = cast<RankedTensorType>(ids.getType()).getDimSize(1);
   Value embed = param("model.embed_tokens.weight", {cfg.vocabSize, h});
   Value x = b.create<EmbeddingOp>(loc, act({batch, s, h}), embed, ids);
   bool oBias = cfg.attentionBias && cfg.family != ModelFamily::Qwen2;
@@ -118,7 +141,7 @@ Value ModelBuilder::llamaForward(Value ids, Value positions, Value mask,
     }
     q = rope(q, positions);
     k = rope(k, positions);
-    Value o = reshape(attention(q, k, v, mask, batch), {batch, s, hq * d});
+    Value o = reshape(attend(q, k, v, mask, positions, batch, l), {batch, s, hq * d});
     Value ow = param(p + "self_attn.o_proj.weight", {h, hq * d});
     Value ob = oBias ? param(p + "self_attn.o_proj.bias", {h}) : Value();
     x = add(x, linear(o, ow, ob));
@@ -135,7 +158,7 @@ Value ModelBuilder::llamaForward(Value ids, Value positions, Value mask,
 Value ModelBuilder::gpt2Forward(Value ids, Value positions, Value mask,
                            int64_t batch) {
   const int64_t h = cfg.hiddenSize, d = cfg.headDim, hq = cfg.numHeads,
-                s = seqLen, f = cfg.intermediateSize;
+                s = cast<RankedTensorType>(ids.getType()).getDimSize(1), f = cfg.intermediateSize;
   Value wte = param("transformer.wte.weight", {cfg.vocabSize, h});
   Value wpe = param("transformer.wpe.weight", {cfg.maxPositionEmbeddings, h});
   Value x = add(b.create<EmbeddingOp>(loc, act({batch, s, h}), wte, ids),
@@ -155,7 +178,7 @@ Value ModelBuilder::gpt2Forward(Value ids, Value positions, Value mask,
     Value q = reshape(parts.getResult(0), {batch, s, hq, d});
     Value k = reshape(parts.getResult(1), {batch, s, hq, d});
     Value v = reshape(parts.getResult(2), {batch, s, hq, d});
-    Value o = reshape(attention(q, k, v, mask, batch), {batch, s, h});
+    Value o = reshape(attend(q, k, v, mask, positions, batch, l), {batch, s, h});
     x = add(x, linear(o, param(p + "attn.c_proj.weight", {h, h}, true),
                       param(p + "attn.c_proj.bias", {h})));
     Value n2 = layerNorm(x, p + "ln_2");

@@ -60,6 +60,23 @@ public:
   /// The parameter set `param` reads: "policy" (trained) or "reference".
   void useParameters(const std::string &set) { paramSet = set; }
 
+  /// Generation (frontend/methods/Generate.cpp): while set, forward() keeps
+  /// every layer's keys and values in a KV cache of `slots` slots per row,
+  /// persistent state "kv:LAYER.k" / "kv:LAYER.v" [B, slots, Hkv, D] read
+  /// as arguments of `fn`. Each new token is written at the slot of its
+  /// position. A prefill attends among its own tokens (the prompt's causal
+  /// attention, `mask` its padding); a decoding step attends over the cache,
+  /// `slotMask` [B, slots] naming the slots that hold real tokens.
+  struct KvCache {
+    mlir::func::FuncOp fn;
+    int64_t slots = 0;
+    bool prefill = false;
+    mlir::Value slotMask;
+    /// The updated caches, by state key, in layer order.
+    llvm::SmallVector<std::pair<std::string, mlir::Value>> written;
+  };
+  KvCache *kvCache = nullptr;
+
   mlir::MLIRContext &ctx;
   mlir::OpBuilder b;
   const Recipe &recipe;
@@ -76,6 +93,9 @@ private:
   mlir::Value layerNorm(mlir::Value x, const std::string &prefix);
   mlir::Value attention(mlir::Value q, mlir::Value k, mlir::Value v, mlir::Value mask,
                         int64_t batch);
+  /// attention(), or with a KV cache its cached form (see KvCache).
+  mlir::Value attend(mlir::Value q, mlir::Value k, mlir::Value v, mlir::Value mask,
+                     mlir::Value positions, int64_t batch, int64_t layer);
   mlir::Value rope(mlir::Value x, mlir::Value positions);
   mlir::Value llamaForward(mlir::Value ids, mlir::Value positions, mlir::Value mask,
                            int64_t batch);

@@ -10,8 +10,8 @@
 // row being a document of its own, unused entries repeating the total).
 // No token attends across a document boundary. The programs that read
 // training rows are rewritten: @train_step and, with precomputed reference
-// log-probabilities, @ref_logps (each gets its own cu_seqlens); @predict
-// reads unpacked eval rows.
+// log-probabilities, @ref_logps (each gets its own cu_seqlens); generation
+// (@prefill, @decode) reads unpacked prompts.
 //
 //===----------------------------------------------------------------------===//
 

@@ -518,6 +518,8 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
         return fail("program " + name + ": " + broken);
       plan.programs[name] = std::move(p);
     }
+    if (std::string broken = checkGeneration(plan); !broken.empty())
+      return fail(broken);
     plan.run = runInfoFromJson(j.at("run"));
     plan.zero = zeroLayoutFromJson(j.at("zero"));
     std::set<int> shards;

@@ -529,6 +529,41 @@ void shapes(Call &c) {
   case Kernel::AttentionGrad:
     attentionContract(c, true);
     return;
+  case Kernel::CacheWrite: {
+    // cache [B, T, H, D], x [B, S, H, D], positions [B, S] -> the cache
+    if (!c.rank(In, 0, 4) || !c.rank(In, 1, 4) || !c.present(In, 2) || !c.indices(In, 2))
+      return;
+    const Shape &cache = c.in(0)->shape, &x = c.in(1)->shape;
+    if (x[0] != cache[0] || x[2] != cache[2] || x[3] != cache[3] || x[1] > cache[1])
+      return void(c.fail("the new tokens " + shapeText(x) + " do not fit the cache " +
+                         shapeText(cache)));
+    c.shape(In, 2, {x[0], x[1]});
+    c.shape(Out, 0, cache);
+    c.floatsExcept({2});
+    return;
+  }
+  case Kernel::CachedAttention: {
+    // q [B, S, Hq, D], k_cache, v_cache [B, T, Hkv, D], mask [B, T],
+    // positions [B, S] -> out [B, S, Hq, D]
+    c.number("scale");
+    for (size_t i = 0; i < 3; ++i)
+      c.rank(In, i, 4);
+    if (!c.ok() || !c.present(In, 3) || !c.present(In, 4))
+      return;
+    const Shape &q = c.in(0)->shape, &k = c.in(1)->shape;
+    if (k[2] < 1 || q[2] % k[2] != 0)
+      return void(c.fail("query heads " + std::to_string(q[2]) +
+                         " are not a multiple of the key heads " + std::to_string(k[2])));
+    if (k[0] != q[0] || k[3] != q[3] || k[3] < 1)
+      return void(c.fail("the caches " + shapeText(k) + " do not match the queries " +
+                         shapeText(q)));
+    c.shape(In, 2, k);
+    c.shape(In, 3, {k[0], k[1]});
+    c.shape(In, 4, {q[0], q[1]});
+    c.shape(Out, 0, q);
+    c.floatsExcept({3, 4});
+    return;
+  }
   case Kernel::CrossEntropy:
   case Kernel::CrossEntropyGrad:
     logitsContract(c, c.call.kernel == Kernel::CrossEntropyGrad, true);
@@ -709,6 +744,8 @@ bool inPlaceAllowed(Kernel k, size_t in, size_t out) {
     return (in == 0 && out == 0) || (in == 2 && out == 1) || (in == 3 && out == 2);
   case Kernel::LinearGrad:
     return in == 3 && out == 1;  // the weight-gradient accumulator
+  case Kernel::CacheWrite:
+    return in == 0 && out == 0;  // the cache, updated in place
   default:
     return false;
   }
@@ -779,6 +816,8 @@ std::string checkProgramIo(const std::string &name, const Program &program, cons
       auto it = program.inputs.find(p + k);
       if (it == program.inputs.end())
         continue;
+      if (name == "decode" && std::string(k) == "attention_mask")
+        continue;  // the cache's slots, checked below
       if (desc(it->second).shape != d.shape || desc(it->second).dtype != DType::I64)
         return "'" + p + k + "' must be i64 " + shapeText(d.shape) + " like '" + p + "input_ids'";
     }
@@ -819,7 +858,36 @@ std::string checkProgramIo(const std::string &name, const Program &program, cons
         d.numel() != 1)
       return "output '" + io + "' must be a scalar";
   }
-  (void)name;
+  return "";
+}
+
+std::string checkGeneration(const Plan &plan) {
+  auto desc = [&](int t) -> const TensorDesc & { return plan.tensors[t]; };
+  if (!plan.programs.count("prefill") && !plan.programs.count("decode"))
+    return "";
+  // Generation (trlc/Generate.h): the runtime writes [B, T] prompts and
+  // masks into prefill, [B, 1] tokens and a [B, T] slot mask into decode,
+  // and reads decode's f32 logits [B, 1, V].
+  auto prefill = plan.programs.find("prefill");
+  auto decode = plan.programs.find("decode");
+  if (prefill == plan.programs.end() || decode == plan.programs.end())
+    return "generation needs both 'prefill' and 'decode'";
+  for (const Program *g : {&prefill->second, &decode->second})
+    for (const char *k : {"input_ids", "position_ids", "attention_mask"})
+      if (!g->inputs.count(k))
+        return std::string("generation's programs need the input '") + k + "'";
+  const Shape &slots = desc(prefill->second.inputs.at("input_ids")).shape;
+  const Shape &step = desc(decode->second.inputs.at("input_ids")).shape;
+  if (slots.size() != 2 || step.size() != 2 || step[1] != 1 || step[0] != slots[0])
+    return "decode's 'input_ids' must be one token per row of prefill's " + shapeText(slots);
+  const TensorDesc &mask = desc(decode->second.inputs.at("attention_mask"));
+  if (mask.shape != slots || mask.dtype != DType::I64)
+    return "decode's 'attention_mask' must be i64 " + shapeText(slots) + " (the cache's slots)";
+  auto logits = decode->second.outputs.find("logits");
+  if (logits == decode->second.outputs.end() || desc(logits->second).dtype != DType::F32 ||
+      desc(logits->second).shape.size() != 3 || desc(logits->second).shape[0] != slots[0] ||
+      desc(logits->second).shape[1] != 1)
+    return "decode must return f32 'logits' [" + std::to_string(slots[0]) + ", 1, vocab]";
   return "";
 }
 

@@ -1,6 +1,7 @@
 //===- Evaluate.cpp - greedy completion of held-out prompts ---------------===//
 
 #include "trlc/Evaluate.h"
+#include "trlc/Generate.h"
 #include "trlc/Method.h"
 #include "trlc/Run.h"
 
@@ -63,67 +64,41 @@ EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
                           const std::vector<TokenRow> &rows, bool show) {
   const artifact::RunInfo &run = artifact.plan.run;
   const json &cfg = run.modelConfig;
-  int64_t vocabSize = cfg.at("vocab_size").get<int64_t>();
-  int64_t seqLen = artifact.manifest.sequenceBound;
   std::vector<std::string> vocab = readVocab(artifact);
   int64_t eos = cfg.contains("eos_token_id") ? cfg["eos_token_id"].get<int64_t>() : -1;
   int64_t bos = cfg.contains("bos_token_id") ? cfg["bos_token_id"].get<int64_t>() : -1;
   int64_t pad = run.padTokenId;
-  int64_t b = ex.input("predict", "input_ids").dim(0);
-  TensorRef logits = ex.output("predict", "logits");
+  Generator gen(ex, eos, pad);
+  Sampling greedy;
+  greedy.greedy = true;
+  std::mt19937_64 rng(0);  // unused by greedy decoding
   EvalResult result;
   result.examples = static_cast<int64_t>(rows.size());
   int64_t shown = 0;
-  for (size_t start = 0; start < rows.size(); start += b) {
-    size_t n = std::min<size_t>(b, rows.size() - start);
-    std::vector<TokenRow> cur(n);
-    std::vector<std::vector<int64_t>> expected(n);
-    std::vector<bool> done(n, false);
+  for (size_t start = 0; start < rows.size(); start += gen.batch()) {
+    size_t n = std::min<size_t>(gen.batch(), rows.size() - start);
+    // The prompt is what precedes the completion; tokens after it (a chat
+    // template's newline) are neither. A completion longer than the
+    // expected one cannot match: generation stops there.
+    std::vector<std::vector<int64_t>> prompts(n), expected(n);
+    int64_t longest = 0;
     for (size_t r = 0; r < n; ++r) {
-      // The prompt is what precedes the completion; tokens after it (a
-      // chat template's newline) are neither.
       const TokenRow &e = rows[start + r];
       size_t first = std::find(e.mask.begin(), e.mask.end(), 1) - e.mask.begin();
-      cur[r].ids.assign(e.ids.begin(), e.ids.begin() + first);
+      prompts[r].assign(e.ids.begin(), e.ids.begin() + first);
+      if (prompts[r].empty())  // nothing to condition on: start from BOS
+        prompts[r].push_back(bos >= 0 ? bos : pad);
       for (size_t t = first; t < e.ids.size(); ++t)
         if (e.mask[t])
           expected[r].push_back(e.ids[t]);
-      cur[r].mask.assign(cur[r].ids.size(), 0);
+      longest = std::max<int64_t>(longest, expected[r].size());
     }
-    for (int64_t iter = 0; iter < seqLen; ++iter) {
-      Rows batch;
-      for (const TokenRow &c : cur)
-        batch.push_back(&c);
-      fillSftBatch(ex, "predict", batch, pad);
-      ex.run("predict");
-      bool any = false;
-      for (size_t r = 0; r < n; ++r) {
-        int64_t len = cur[r].ids.size();
-        if (len >= seqLen)  // a prompt that fills the sequence bound
-          done[r] = true;
-        if (done[r])
-          continue;
-        std::vector<float> row = ex.read<float>(logits, (r * seqLen + len - 1) * vocabSize, vocabSize);
-        int64_t next = std::max_element(row.begin(), row.end()) - row.begin();
-        cur[r].ids.push_back(next);
-        cur[r].mask.push_back(1);
-        int64_t generated = std::count(cur[r].mask.begin(), cur[r].mask.end(), 1);
-        // A completion longer than the expected one cannot match: stop
-        // there (a padding-free row would otherwise run to the whole
-        // batch's length).
-        if (next == eos || len + 1 >= seqLen ||
-            generated >= static_cast<int64_t>(expected[r].size()))
-          done[r] = true;
-        any |= !done[r];
-      }
-      if (!any)
-        break;
-    }
+    std::vector<Completion> got = gen.generate(prompts, longest, greedy, rng);
     for (size_t r = 0; r < n; ++r) {
-      std::vector<int64_t> prompt, got;
-      for (size_t t = 0; t < cur[r].ids.size(); ++t)
-        (cur[r].mask[t] ? got : prompt).push_back(cur[r].ids[t]);
-      bool ok = got == expected[r];
+      std::vector<int64_t> &tokens = got[r].tokens;
+      if (tokens.size() > expected[r].size())
+        tokens.resize(expected[r].size());
+      bool ok = tokens == expected[r];
       result.correct += ok;
       if (show && shown < 5) {
         auto strip = [&](std::vector<int64_t> v) {
@@ -132,7 +107,7 @@ EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
                   v.end());
           return decode(vocab, v);
         };
-        std::cout << "  " << oneLine(strip(prompt), 60) << " " << oneLine(strip(got), 0)
+        std::cout << "  " << oneLine(strip(prompts[r]), 60) << " " << oneLine(strip(tokens), 0)
                   << "   (expected " << oneLine(strip(expected[r]), 0) << ")"
                   << (ok ? "" : "  x") << "\n";
         ++shown;

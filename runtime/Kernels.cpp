@@ -88,6 +88,8 @@ int64_t cpuScratch(const artifact::KernelCall &call, const artifact::Plan &plan,
     int64_t matrices = forward ? 1 : 2;
     return threads * (matrices * len * len + len) * e;
   }
+  case Kernel::CachedAttention:  // one row of scores per thread
+    return threads * shape(1)[1] * e;
   case Kernel::FusedLinearCrossEntropy:
   case Kernel::FusedLinearLogProbs:
   case Kernel::FusedLinearCrossEntropyGrad:
@@ -134,6 +136,8 @@ int64_t cudaKernelScratch(const artifact::KernelCall &call,
     const auto &q = shape(1);
     return cu::attentionGradScratch(q.size() == 4 ? q[0] * q[1] : q[0], q[q.size() - 2]);
   }
+  case Kernel::CachedAttention:
+    return cu::cachedAttentionScratch(shape(0)[0], shape(0)[1], shape(0)[2], shape(1)[1]);
   case Kernel::CrossEntropy:
     return cu::lossScratch(rows(0));
   case Kernel::FusedLinearCrossEntropy:

@@ -139,12 +139,13 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch, int64_t w
   struct Span {
     std::vector<int64_t> first, last;
   };
+  std::vector<bool> kvCache(n, false);  // generation's cache: live through it
   auto spans = [&](const artifact::Program &prog) {
     Span sp{std::vector<int64_t>(n, -1), std::vector<int64_t>(n, -1)};
     auto touch = [&](int t, int64_t i) {
       if (t >= 0 && plan.tensors[t].viewOf >= 0)
         t = plan.tensors[t].viewOf;  // a view keeps its owner alive
-      if (t < 0 || persistent[t] ||
+      if (t < 0 || persistent[t] || kvCache[t] ||
           (!plan.tensors[t].host && stateOffsets.count(plan.tensors[t].offset)))
         return;
       if (sp.first[t] < 0 || i < sp.first[t])
@@ -239,6 +240,55 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch, int64_t w
                      [](const LiveTensor &a, const LiveTensor &b) { return a.bytes > b.bytes; });
   }
 
+  // Generation: the cache (cache_write's operand, written in place) lives
+  // through prefill and decode; each program's peak adds its activations.
+  if (plan.programs.count("prefill") && plan.programs.count("decode")) {
+    MemoryReport::Generation g;
+    const artifact::Program &prefill = plan.programs.at("prefill");
+    if (auto it = prefill.inputs.find("input_ids"); it != prefill.inputs.end()) {
+      g.rows = plan.tensors[it->second].shape[0];
+      g.slots = plan.tensors[it->second].shape[1];
+    }
+    std::map<int64_t, bool> cacheOffsets;
+    for (const char *progName : {"prefill", "decode"})
+      for (const artifact::KernelCall &c : plan.programs.at(progName).calls)
+        if (c.kernel == Kernel::CacheWrite)
+          for (int t : {c.in[0], c.out[0]}) {
+            kvCache[t] = true;
+            if (!cacheOffsets.count(plan.tensors[t].offset)) {
+              cacheOffsets[plan.tensors[t].offset] = true;
+              g.kvCacheBytes += plan.tensors[t].bytes();
+            }
+          }
+    int64_t state = 0;
+    for (int c = 0; c < kCount; ++c)
+      if (c != int(MemCategory::Host))
+        state += r.categoryBytes[c];
+    for (const char *progName : {"prefill", "decode"}) {
+      const artifact::Program &prog = plan.programs.at(progName);
+      Span sp = spans(prog);
+      int64_t most = 0;
+      for (size_t i = 0; i < prog.calls.size(); ++i) {
+        std::map<int64_t, int64_t> live;  // offset -> bytes (views share)
+        for (size_t t = 0; t < n; ++t)
+          if (sp.first[t] >= 0 && sp.first[t] <= int64_t(i) && int64_t(i) <= sp.last[t] &&
+              !plan.tensors[t].host)
+            live[plan.tensors[t].offset] =
+                std::max(live[plan.tensors[t].offset], plan.tensors[t].bytes());
+        int64_t sum = 0;
+        for (auto &[o, b] : live)
+          sum += b;
+        most = std::max(most, sum);
+        if (std::string(progName) == "decode")
+          for (int t : prog.calls[i].out)
+            if (prog.calls[i].kernel == Kernel::AllGather)
+              g.commBytesPerToken += plan.tensors[t].bytes();
+      }
+      g.peakBytes[progName] = state + g.kvCacheBytes + most;
+    }
+    r.generation = g;
+  }
+
   // Data parallelism: model state per rank against one process, and what
   // the collectives move per optimizer step.
   r.worldSize = worldSize;
@@ -305,7 +355,14 @@ nlohmann::json memoryReportJson(const MemoryReport &r) {
             {"model_state_bytes_per_rank", r.modelStateBytes},
             {"model_state_bytes_one_process", r.unshardedModelStateBytes},
             {"communication_bytes_per_step", r.commBytesPerStep}}},
-          {"precomputed_reference", r.precomputedReference}};
+          {"precomputed_reference", r.precomputedReference},
+          {"generation", r.generation ? nlohmann::json{{"rows", r.generation->rows},
+                                                      {"slots", r.generation->slots},
+                                                      {"kv_cache_bytes", r.generation->kvCacheBytes},
+                                                      {"communication_bytes_per_token",
+                                                       r.generation->commBytesPerToken},
+                                                      {"peak_bytes", r.generation->peakBytes}}
+                                      : nlohmann::json(nullptr)}};
 }
 
 std::string memoryReportText(const MemoryReport &r) {
@@ -358,6 +415,15 @@ std::string memoryReportText(const MemoryReport &r) {
   }
   if (r.hostBytes)
     out << "host pool for offloaded activations: " << formatBytes(r.hostBytes) << "\n";
+  if (const auto &g = r.generation) {
+    out << "generation: " << g->rows << " rows x " << g->slots << " positions, KV cache "
+        << formatBytes(g->kvCacheBytes) << " (shares training's activation bytes); peak "
+        << formatBytes(g->peakBytes.at("prefill")) << " in prefill, "
+        << formatBytes(g->peakBytes.at("decode")) << " per decoding step";
+    if (r.worldSize > 1)
+      out << "; " << formatBytes(g->commBytesPerToken) << " gathered per decoding step";
+    out << "\n";
+  }
   out << "largest tensors live at the peak:\n";
   for (size_t i = 0; i < r.liveAtPeak.size() && i < 10; ++i) {
     std::snprintf(line, sizeof line, "  %12s  %-14s %s\n", formatBytes(r.liveAtPeak[i].bytes).c_str(),

@@ -182,7 +182,7 @@ void Loop::precomputeReference(const std::vector<TokenRow> &rows) {
 }
 
 void Loop::evaluate(int64_t step) {
-  if (!ex.hasProgram("predict") || run.data.evalShard.empty())
+  if (!ex.hasProgram("decode") || run.data.evalShard.empty())
     return;
   std::vector<TokenRow> rows = loadShard(a, run.data.evalShard);
   EvalResult r = evaluateGreedy(ex, a, rows, !o.quiet && lead());
@@ -201,7 +201,7 @@ int Loop::main() {
   // The rows the compiler's data plan wrote into the artifact.
   std::vector<TokenRow> rows = loadShard(a, run.data.trainShard);
   // The evaluation's files are checked now, not after hours of training.
-  if (ex.hasProgram("predict") && !run.data.evalShard.empty()) {
+  if (ex.hasProgram("decode") && !run.data.evalShard.empty()) {
     loadShard(a, run.data.evalShard);
     readVocab(a);
   }

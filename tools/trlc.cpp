@@ -4,6 +4,7 @@
 //   trlc train RECIPE.toml [compile and run options]
 //   trlc run ARTIFACT.trlc [--device cpu|cuda] [--max-steps N] ...
 //   trlc inspect ARTIFACT.trlc [--memory] [--json] [--timeline FILE.svg]
+//   trlc generate ARTIFACT.trlc (--prompt TEXT | --prompts FILE.jsonl) ...
 //   trlc data RECIPE.toml [--emit=jsonl] [--stats] [--limit N]
 //
 // Parses the command line into a request and hands it to a library: the
@@ -15,6 +16,7 @@
 #include "compiler/DataStage.h"
 #include "compiler/Driver.h"
 #include "frontend/Suggest.h"
+#include "tools/GenerateCommand.h"
 #include "tools/Options.h"
 #include "tools/RunCommands.h"
 #include "trlc/Launch.h"
@@ -37,6 +39,7 @@ const char *kUsage =
     "  train RECIPE.toml     compile, then run\n"
     "  data RECIPE.toml      run only the data plan: [--emit=jsonl] [--stats] [--limit N]\n"
     "  inspect ARTIFACT.trlc the memory plan: [--memory] [--json] [--timeline FILE.svg]\n"
+    "  generate ARTIFACT.trlc completions of --prompt TEXT or --prompts FILE.jsonl\n"
     "\n"
     "compile options:\n"
     "  -o OUT.trlc               artifact directory (default: RECIPE_NAME.trlc)\n"
@@ -63,7 +66,21 @@ const char *kUsage =
     "                            size: ZeRO-3 shards are re-split from the consolidated files)\n"
     "  --quiet                   no progress output\n"
     "  --dump-initial FILE       write the initial weights (safetensors)\n"
-    "  --dump-gradients FILE     write the first step's accumulated gradients (safetensors)\n";
+    "  --dump-gradients FILE     write the first step's accumulated gradients (safetensors)\n"
+    "\n"
+    "generate options:\n"
+    "  --prompt TEXT             a prompt (repeatable); printed: its completion\n"
+    "  --prompts FILE.jsonl      rows with a \"prompt\" (text or messages); printed: one\n"
+    "                            JSON line per row\n"
+    "  --model DIR               weights of a trained model (output_dir or a checkpoint)\n"
+    "                            instead of the artifact's initial ones\n"
+    "  --max-new-tokens N        at most N tokens per completion (default: up to the\n"
+    "                            sequence bound)\n"
+    "  --sample                  sample instead of greedy decoding; --temperature T,\n"
+    "                            --top-k K, --top-p P, --min-p P, --repetition-penalty R\n"
+    "                            (TRL's keys and defaults) imply it; --seed S\n"
+    "  --eos-token-id N          stop a completion at N (default: the model's)\n"
+    "  --device, --threads       as for run\n";
 
 int usageError(const std::string &msg) {
   std::cerr << "trlc: error: " << msg << "\n\n" << kUsage;
@@ -221,13 +238,17 @@ int main(int argc, char **argv) {
   if (command == "data")
     return dataCommand(argc, argv);
   std::string usage;
+  if (command == "generate") {
+    int rc = trlc::cli::generateCommand(argc, argv, usage);
+    return usage.empty() ? rc : usageError(usage);
+  }
   if (command == "inspect" || command == "run") {
     int rc = command == "run" ? trlc::cli::runCommand(argc, argv, usage)
                               : trlc::cli::inspectCommand(argc, argv, usage);
     return usage.empty() ? rc : usageError(usage);
   }
   std::string msg = "unknown command '" + command + "'";
-  if (auto best = trlc::closestMatch(command, {"compile", "run", "train", "data", "inspect"}))
+  if (auto best = trlc::closestMatch(command, {"compile", "run", "train", "data", "inspect", "generate"}))
     msg += "; did you mean '" + *best + "'?";
   return usageError(msg);
 }

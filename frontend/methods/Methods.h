@@ -26,9 +26,9 @@ struct StepResults {
 /// SFT: cross entropy of the completion tokens, summed and divided by the
 /// trainable tokens of the whole accumulated batch (num_items_in_batch).
 StepResults buildSftLoss(ModelBuilder &m, mlir::func::FuncOp fn);
-/// [data] eval (SFT, DPO, KTO): `@predict`, the next-token logits of a
-/// batch, for greedy evaluation.
-void buildSftPredict(ModelBuilder &m, mlir::ModuleOp module);
+/// Generation (greedy evaluation, `trlc generate`, the online methods):
+/// `@prefill` and `@decode` over a KV cache (Generate.cpp).
+void buildGeneration(ModelBuilder &m, mlir::ModuleOp module);
 
 /// DPO: policy and reference sequence log-probabilities of the chosen and
 /// rejected completions, TRL's loss types and rpo_alpha; metrics the

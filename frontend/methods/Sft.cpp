@@ -19,22 +19,4 @@ StepResults buildSftLoss(ModelBuilder &m, func::FuncOp fn) {
   return {m.b.create<DivOp>(m.loc, sum.getType(), sum, numItems), {}};
 }
 
-void buildSftPredict(ModelBuilder &m, ModuleOp module) {
-  OpBuilder &b = m.b;
-  b.setInsertionPointToEnd(module.getBody());
-  auto fn = b.create<func::FuncOp>(m.loc, "predict", b.getFunctionType({}, {}));
-  Block *entry = fn.addEntryBlock();
-  b.setInsertionPointToStart(entry);
-  int64_t batch = m.stepShape.batch;
-  auto type = m.tensor({batch, m.stepShape.sequenceBound}, m.i64);
-  Value ids = m.input(fn, "input_ids", type);
-  Value positions = m.input(fn, "position_ids", type);
-  Value mask = m.input(fn, "attention_mask", type);
-  auto [hidden, head] = m.forward(ids, positions, mask, batch);
-  Value logits = m.linear(hidden, head);
-  b.create<func::ReturnOp>(m.loc, logits);
-  fn.setType(b.getFunctionType(entry->getArgumentTypes(), {logits.getType()}));
-  fn.setResultAttr(0, "trl.output", b.getStringAttr("logits"));
-}
-
 } // namespace trlc

@@ -201,7 +201,96 @@ template <typename T> void attentionGrad(const KernelArgs &a) {
   });
 }
 
+namespace {
+/// Slot of token (b, s) of a cache call: its position, which must lie in
+/// the cache.
+int64_t cacheSlot(const TensorRef &positions, int64_t i, int64_t slots, const char *kernel) {
+  int64_t p = index(positions, i);
+  if (p < 0 || p >= slots)
+    throw KernelError(std::string(kernel) + ": position " + std::to_string(p) +
+                      " is outside the cache's " + std::to_string(slots) + " slots");
+  return p;
+}
+} // namespace
+
+/// cache [B, T, H, D] with x [B, S, H, D] written at slots positions [B, S];
+/// the output is the cache itself when planned in place.
+template <typename T> void cacheWrite(const KernelArgs &a) {
+  const TensorRef &cache = a.in[0], &x = a.in[1], &pos = a.in[2];
+  T *out = a.out[0].as<T>();
+  int64_t b = cache.dim(0), slots = cache.dim(1), s = x.dim(1);
+  int64_t row = cache.dim(2) * cache.dim(3);
+  if (out != cache.as<T>())
+    std::memcpy(out, cache.as<T>(), cache.numel() * sizeof(T));
+  for (int64_t r = 0; r < b; ++r)
+    for (int64_t t = 0; t < s; ++t) {
+      int64_t slot = cacheSlot(pos, r * s + t, slots, "cache_write");
+      std::memcpy(out + (r * slots + slot) * row, x.as<T>() + (r * s + t) * row,
+                  row * sizeof(T));
+    }
+}
+
+/// Queries [B, S, Hq, D] over the cache's visible slots (mask, and slot <=
+/// the query's position). One (row, query head) per loop iteration; the
+/// scores of one query live in the thread's scratch row of T.
+template <typename T> void cachedAttention(const KernelArgs &a) {
+  const TensorRef &q = a.in[0], &kc = a.in[1], &vc = a.in[2], &mask = a.in[3],
+                  &pos = a.in[4];
+  int64_t b = q.dim(0), s = q.dim(1), hq = q.dim(2), d = q.dim(3);
+  int64_t slots = kc.dim(1), hkv = kc.dim(2), group = hq / hkv;
+  T scale = static_cast<T>(attrF(a, "scale"));
+  T *out = a.out[0].as<T>();
+  for (int64_t i = 0; i < b * s; ++i)
+    cacheSlot(pos, i, slots, "cached_attention");
+  const T inf = std::numeric_limits<T>::infinity();
+#pragma omp parallel
+  {
+    T *p = static_cast<T *>(a.scratch) + omp_get_thread_num() * slots;
+#pragma omp for schedule(static) collapse(2)
+    for (int64_t r = 0; r < b; ++r)
+      for (int64_t h = 0; h < hq; ++h)
+        for (int64_t t = 0; t < s; ++t) {
+          const T *qv = q.as<T>() + ((r * s + t) * hq + h) * d;
+          T *o = out + ((r * s + t) * hq + h) * d;
+          int64_t last = index(pos, r * s + t), kh = h / group;
+          T mx = -inf;
+          for (int64_t j = 0; j <= last; ++j) {
+            if (index(mask, r * slots + j) == 0) {
+              p[j] = -inf;
+              continue;
+            }
+            const T *kv = kc.as<T>() + ((r * slots + j) * hkv + kh) * d;
+            T dot = 0;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t c = 0; c < d; ++c)
+              dot += qv[c] * kv[c];
+            p[j] = dot * scale;
+            mx = std::max(mx, p[j]);
+          }
+          std::fill(o, o + d, T(0));
+          if (mx == -inf)  // nothing visible: the query attends to nothing
+            continue;
+          T sum = 0;
+          for (int64_t j = 0; j <= last; ++j) {
+            p[j] = p[j] == -inf ? T(0) : vexp(p[j] - mx);
+            sum += p[j];
+          }
+          for (int64_t j = 0; j <= last; ++j) {
+            if (p[j] == 0)
+              continue;
+            const T *vv = vc.as<T>() + ((r * slots + j) * hkv + kh) * d;
+            T w = p[j] / sum;
+#pragma omp simd
+            for (int64_t c = 0; c < d; ++c)
+              o[c] += w * vv[c];
+          }
+        }
+  }
+}
+
 TRLC_CPU_KERNEL(attention)
 TRLC_CPU_KERNEL(attentionGrad)
+TRLC_CPU_KERNEL(cacheWrite)
+TRLC_CPU_KERNEL(cachedAttention)
 
 } // namespace trlc::cpu

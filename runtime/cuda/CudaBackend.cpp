@@ -315,6 +315,8 @@ public:
     if (code == cu::Status::TokenOutsideVocab)
       throw KernelError("token id " + value +
                         " is outside the vocabulary of the embedding");
+    if (code == cu::Status::CacheSlot)
+      throw KernelError("generation: position " + value + " is outside the KV cache");
     if (code == cu::Status::LongDocument)
       throw KernelError(
           "attention: a document of " + value +
@@ -700,6 +702,27 @@ void CudaBackend::attentionGrad(const KernelArgs &a) {
     cu::attentionGrad(stream, status, sh, F(a.in[0]), F(a.in[1]), F(a.in[2]),
                       F(a.in[3]), F(a.in[4]), F(a.in[5]), F(a.out[0]),
                       F(a.out[1]), F(a.out[2]), a.scratch);
+}
+
+void CudaBackend::cacheWrite(const KernelArgs &a) {
+  const TensorRef &cache = a.in[0], &x = a.in[1];
+  cu::cacheWrite(stream, status, F(cache), F(x), idx(a.in[2]), F(a.out[0]), cache.dim(0),
+                 x.dim(1), cache.dim(1), cache.dim(2) * cache.dim(3));
+}
+
+void CudaBackend::cachedAttention(const KernelArgs &a) {
+  const TensorRef &q = a.in[0], &kc = a.in[1];
+  cu::CachedAttentionShape sh;
+  sh.batch = q.dim(0);
+  sh.tokens = q.dim(1);
+  sh.hq = q.dim(2);
+  sh.d = q.dim(3);
+  sh.slots = kc.dim(1);
+  sh.hkv = kc.dim(2);
+  sh.scale = static_cast<float>(attrF(a, "scale"));
+  sh.mask = idx(a.in[3]);
+  sh.positions = idx(a.in[4]);
+  cu::cachedAttention(stream, status, sh, F(q), F(kc), F(a.in[2]), F(a.out[0]), a.scratch);
 }
 
 void CudaBackend::crossEntropy(const KernelArgs &a) {

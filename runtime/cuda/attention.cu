@@ -312,4 +312,103 @@ void attentionGrad(cudaStream_t s, Status st, const AttentionShape &a,
   TRLC_LAUNCHED();
 }
 
+// --- generation's KV cache ------------------------------------------------
+
+namespace {
+
+/// One block per new token: its row of the cache is overwritten.
+__global__ void cacheWriteKernel(Status st, const float *x, Index pos, float *cache,
+                                 int64_t perRow, int64_t slots, int64_t row,
+                                 int64_t tokens) {
+  int64_t t = gridRow();
+  if (t >= tokens)
+    return;
+  long long p = loadIndex(pos, t);
+  if (!inRange(st, Status::CacheSlot, p, slots))
+    return;
+  float *dst = cache + ((t / perRow) * slots + p) * row;
+  for (int64_t j = threadIdx.x; j < row; j += blockDim.x)
+    dst[j] = x[t * row + j];
+}
+
+/// One block per (token, query head): its scores over the visible slots
+/// in `scores` (slots floats), a block max and sum, then each thread its
+/// output columns. Fixed reduction shapes: deterministic.
+__global__ void cachedAttentionKernel(Status st, CachedAttentionShape a, const float *q,
+                                      const float *kc, const float *vc, float *out,
+                                      float *scores) {
+  int64_t id = gridRow();
+  if (id >= a.batch * a.tokens * a.hq)
+    return;
+  int64_t h = id % a.hq, token = id / a.hq, r = token / a.tokens;
+  int64_t kh = h / (a.hq / a.hkv);
+  long long last = loadIndex(a.positions, token);
+  if (!inRange(st, Status::CacheSlot, last, a.slots))
+    last = -1;
+  const float *qv = q + (token * a.hq + h) * a.d;
+  float *p = scores + id * a.slots;
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j <= last; j += blockDim.x) {
+    float v = -INFINITY;
+    if (loadIndex(a.mask, r * a.slots + j) != 0) {
+      const float *kv = kc + ((r * a.slots + j) * a.hkv + kh) * a.d;
+      float dot = 0;
+      for (int64_t c = 0; c < a.d; ++c)
+        dot += qv[c] * kv[c];
+      v = dot * a.scale;
+    }
+    p[j] = v;
+    mx = fmaxf(mx, v);
+  }
+  mx = blockMax(mx);
+  float *o = out + (token * a.hq + h) * a.d;
+  if (mx == -INFINITY) {  // nothing visible
+    for (int64_t c = threadIdx.x; c < a.d; c += blockDim.x)
+      o[c] = 0.0f;
+    return;
+  }
+  float sum = 0;
+  for (int64_t j = threadIdx.x; j <= last; j += blockDim.x) {
+    float e = p[j] == -INFINITY ? 0.0f : expf(p[j] - mx);
+    p[j] = e;
+    sum += e;
+  }
+  sum = blockSum(sum);
+  __syncthreads();  // every p[j] written before any thread reads them all
+  for (int64_t c = threadIdx.x; c < a.d; c += blockDim.x) {
+    float acc = 0;
+    for (int64_t j = 0; j <= last; ++j)
+      acc += p[j] * vc[((r * a.slots + j) * a.hkv + kh) * a.d + c];
+    o[c] = acc / sum;
+  }
+}
+
+} // namespace
+
+void cacheWrite(cudaStream_t s, Status st, const float *cache, const float *x, Index pos,
+                float *out, int64_t batch, int64_t tokens, int64_t slots, int64_t row) {
+  if (out != cache)
+    TRLC_CUDA_CHECK(cudaMemcpyAsync(out, cache, batch * slots * row * sizeof(float),
+                                    cudaMemcpyDeviceToDevice, s));
+  if (batch * tokens == 0)
+    return;
+  cacheWriteKernel<<<rowGrid(batch * tokens), 128, 0, s>>>(st, x, pos, out, tokens, slots,
+                                                           row, batch * tokens);
+  TRLC_LAUNCHED();
+}
+
+size_t cachedAttentionScratch(int64_t batch, int64_t tokens, int64_t hq, int64_t slots) {
+  return align256(batch * tokens * hq * slots * sizeof(float));
+}
+
+void cachedAttention(cudaStream_t s, Status st, const CachedAttentionShape &a, const float *q,
+                     const float *kc, const float *vc, float *out, void *scratch) {
+  int64_t blocks = a.batch * a.tokens * a.hq;
+  if (blocks == 0)
+    return;
+  cachedAttentionKernel<<<rowGrid(blocks), 128, 0, s>>>(st, a, q, kc, vc, out,
+                                                        static_cast<float *>(scratch));
+  TRLC_LAUNCHED();
+}
+
 } // namespace trlc::cuda

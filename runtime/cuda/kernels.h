@@ -62,7 +62,8 @@ struct Status {
     Ok = 0,
     TokenOutsideVocab = 1,
     LabelOutsideVocab = 2,
-    LongDocument = 3
+    LongDocument = 3,
+    CacheSlot = 4
   };
   int *code = nullptr;        // device
   long long *value = nullptr; // device
@@ -176,6 +177,21 @@ void attentionGrad(cudaStream_t s, Status st, const AttentionShape &shape,
                    const float *dout, const float *q, const float *k,
                    const float *v, const float *out, const float *lse,
                    float *dq, float *dk, float *dv, void *scratch);
+/// Generation's KV cache: x [batch, tokens, row] written into cache
+/// [batch, slots, row] at slots `pos` [batch, tokens] (out is the cache in
+/// place, or a copy of it first). A slot outside the cache is reported.
+void cacheWrite(cudaStream_t s, Status st, const float *cache, const float *x, Index pos,
+                float *out, int64_t batch, int64_t tokens, int64_t slots, int64_t row);
+/// q [batch, tokens, hq, d] over caches [batch, slots, hkv, d]: slot j is
+/// visible to token t of row b when mask[b, j] != 0 and j <= positions[b, t].
+struct CachedAttentionShape {
+  int64_t batch = 0, tokens = 0, hq = 0, hkv = 0, d = 0, slots = 0;
+  float scale = 1;
+  Index mask, positions;
+};
+size_t cachedAttentionScratch(int64_t batch, int64_t tokens, int64_t hq, int64_t slots);
+void cachedAttention(cudaStream_t s, Status st, const CachedAttentionShape &a, const float *q,
+                     const float *kc, const float *vc, float *out, void *scratch);
 /// The same on bf16 tensor cores (attention_bf16.cu) for bf16-stored q, k
 /// and v, when `attentionBf16Supports(d)`; out may be bf16, the gradients
 /// are fp32. Scratch of the backward: attentionGradScratch.

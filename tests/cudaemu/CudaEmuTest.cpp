@@ -7,7 +7,7 @@
 // machine, so CI checks the kernels' indexing, masking, tiling and
 // synchronization even where no GPU is: attention (fp32, and bf16 on
 // tensor cores), the norms, rope, the MLP activations, AdamW, the
-// gradient norm and the DPO/KTO losses. Not emulated: the products and the
+// gradient norm, the DPO/KTO losses and generation's KV cache. Not emulated: the products and the
 // fused head (cuBLASLt), embedding (CUB's sort), cross entropy and GRPO. CudaOpsTest still has the last word
 // on a GPU (timing, real fragment layouts, the CUDA backend itself).
 //
@@ -316,6 +316,43 @@ TEST_F(Emu, RopeFp32AndBf16) {
                37, 3, 64, 10000.0, cu::RopeScaling{}, inverse);
       compare(op, {y}, type == DType::BF16 ? kBf16 : kF32);
     }
+}
+
+/// Generation's KV cache: a write of two tokens per row at scattered
+/// positions, then two queries per row over a masked cache (GQA).
+TEST_F(Emu, KvCacheWriteAndCachedAttention) {
+  const int64_t b = 3, slots = 40, hq = 4, hkv = 2, d = 64, n = 2;
+  std::vector<int64_t> pos{0, 39, 7, 8, 20, 3};
+  Op w("cache_write");
+  int c = w.floats({b, slots, hkv, d}), x = w.floats({b, n, hkv, d}),
+      p = w.i64({b, n}, pos);
+  w.in({c, x, p}).out({w.output({b, slots, hkv, d})});
+  void *cache = dev(w, c);
+  cu::cacheWrite(nullptr, status, static_cast<float *>(cache),
+                 static_cast<float *>(dev(w, x)), index(w, p), static_cast<float *>(cache), b, n,
+                 slots, hkv * d);
+  compare(w, {cache}, 0);
+
+  std::vector<int64_t> mask(b * slots, 1);
+  for (int64_t j = 30; j < slots; ++j)
+    mask[slots + j] = 0;  // row 1: padding from slot 30
+  mask[2 * slots + 1] = 0;
+  Op a("cached_attention", {{"scale", 0.125}});
+  int q = a.floats({b, n, hq, d}), kc = a.floats({b, slots, hkv, d}),
+      vc = a.floats({b, slots, hkv, d}), m = a.i64({b, slots}, mask),
+      qp = a.i64({b, n}, {0, 39, 12, 35, 20, 2});
+  a.in({q, kc, vc, m, qp}).out({a.output({b, n, hq, d})});
+  void *out = dev(a, a.call.out[0]);
+  std::vector<uint8_t> scratch(cu::cachedAttentionScratch(b, n, hq, slots));
+  cu::CachedAttentionShape sh;
+  sh.batch = b, sh.tokens = n, sh.hq = hq, sh.hkv = hkv, sh.d = d, sh.slots = slots;
+  sh.scale = 0.125f;
+  sh.mask = index(a, m);
+  sh.positions = index(a, qp);
+  cu::cachedAttention(nullptr, status, sh, static_cast<float *>(dev(a, q)),
+                      static_cast<float *>(dev(a, kc)), static_cast<float *>(dev(a, vc)),
+                      static_cast<float *>(out), scratch.data());
+  compare(a, {out}, kF32);
 }
 
 } // namespace

@@ -16,7 +16,7 @@
 namespace {
 const char *kManifest = R"({"batch_size":32,"files":{"data/eval.bin":"d1d710eccbe1e02d",
 "data/train.bin":"593f1ece204a8600","data/vocab.json":"bbd2683e71458ff7"},
-"format":"trlc-artifact","format_version":6,"method":"sft","model_type":"llama",
+"format":"trlc-artifact","format_version":0,"method":"sft","model_type":"llama",
 "parameters":94528,"plan_hash":"","recipe":"recipes/tiny-sft.toml","recipe_hash":"",
 "sequence_bound":16,"world_size":1})";
 const char *kRecipe = "method = \"sft\"\n";
@@ -30,6 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   trlc::fuzz::writeScratch("a.trlc/recipe.toml", kRecipe);
   json manifest = json::parse(manifestText.empty() ? std::string_view(kManifest) : manifestText,
                               nullptr, false);
+  if (manifestText.empty())
+    manifest["format_version"] = art::kFormatVersion;  // the demo's, at this version
   json plan = json::parse(planText, nullptr, false);
   std::string planBytes(planText);
   if (manifest.is_object()) {

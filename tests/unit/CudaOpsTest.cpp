@@ -380,6 +380,19 @@ TEST_F(CudaOps, AttentionVarlenDocuments) {
   checkVarlen(*this, manyShortDocuments(), 32, false);
 }
 
+TEST_F(CudaOps, KvCache) {
+  Op w("cache_write");
+  check(w.in({w.floats({2, 24, 2, 64}), w.floats({2, 3, 2, 64}),
+              w.i64({2, 3}, {0, 5, 23, 9, 10, 11})})
+            .out({w.output({2, 24, 2, 64})}));
+  std::vector<int64_t> mask(2 * 24, 1);
+  mask[24 + 20] = mask[24 + 21] = 0;
+  Op a("cached_attention", {{"scale", 0.125}});
+  check(a.in({a.floats({2, 1, 8, 64}), a.floats({2, 24, 2, 64}), a.floats({2, 24, 2, 64}),
+              a.i64({2, 24}, mask), a.i64({2, 1}, {17, 23})})
+            .out({a.output({2, 1, 8, 64})}));
+}
+
 TEST_F(CudaOps, CrossEntropyAndLogProbs) {
   for (auto [rows, vocab] : {std::pair<int64_t, int64_t>{1, 11}, {37, 5000}}) {
     std::vector<int64_t> labels(rows);

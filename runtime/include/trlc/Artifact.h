@@ -12,7 +12,7 @@
 //
 // Everything that crosses from the compiler to the runtime is one of the
 // structs below, each with one writer (toJson) and one reader; every key
-// written is read. Format version 6 (the runtime refuses any other).
+// written is read. Format version 7 (the runtime refuses any other).
 //
 // The artifact is untrusted input: the manifest carries the hash of
 // plan.json and of every data file, plan.json the hash of the manifest's
@@ -57,7 +57,10 @@
 //                 those of trlc/Kernels.def, with its arities; programs are
 //                 train_step (one micro-batch: forward, backward, gradient
 //                 accumulation), optimizer_step (clip, schedule, AdamW, clear
-//                 the accumulators) and, with [data] eval, predict (logits)
+//                 the accumulators) and, with [data] eval or an online
+//                 method, prefill and decode (generation with a KV cache,
+//                 trlc/Generate.h); their cache is state under "kv:" keys
+//                 placed in the activation region
 //   run           RunInfo: what the training loop needs from the recipe
 //   zero          ZeroLayout: the ZeRO-3 groups ({"stage": 0} when
 //                 parameters are replicated)
@@ -85,7 +88,7 @@
 
 namespace trlc::artifact {
 
-inline constexpr int kFormatVersion = 6;
+inline constexpr int kFormatVersion = 7;
 inline constexpr const char *kFormatName = "trlc-artifact";
 inline constexpr const char *kManifestFile = "manifest.json";
 inline constexpr const char *kRecipeFile = "recipe.toml";

@@ -24,6 +24,9 @@ std::string checkCall(const KernelCall &call, const Plan &plan);
 /// "" when the program's named inputs and outputs have the shapes and
 /// element types the runtime fills and reads, else what is wrong.
 std::string checkProgramIo(const std::string &name, const Program &program, const Plan &plan);
+/// "" when the generation programs (prefill, decode) agree with each other
+/// and with what trlc/Generate.h writes and reads, else what is wrong.
+std::string checkGeneration(const Plan &plan);
 
 } // namespace trlc::artifact
 

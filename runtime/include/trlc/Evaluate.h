@@ -2,10 +2,10 @@
 //
 // With [data] eval, the artifact holds an eval shard (prompt and expected
 // completion per row, the completion marked by the loss mask), the
-// `predict` program (next-token logits of a batch) and the tokenizer's
-// vocabulary (data/vocab.json, written by the compiler). After training,
-// each prompt is completed greedily until EOS, the sequence bound or the
-// expected completion's length, and the exact-match rate is reported.
+// generation programs (trlc/Generate.h) and the tokenizer's vocabulary
+// (data/vocab.json, written by the compiler). After training, each prompt
+// is completed greedily until EOS, the sequence bound or the expected
+// completion's length, and the exact-match rate is reported.
 //
 //===----------------------------------------------------------------------===//
 
@@ -27,7 +27,7 @@ struct EvalResult {
   double exactMatch() const { return examples ? double(correct) / examples : 0.0; }
 };
 
-/// Completes every row of `rows` greedily with `predict`; prints the first
+/// Completes every row of `rows` greedily (trlc/Generate.h); prints the first
 /// five (prompt, completion, expected) when `show`.
 EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
                           const std::vector<TokenRow> &rows, bool show);

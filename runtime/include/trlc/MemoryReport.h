@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,16 @@ struct MemoryReport {
   /// precompute_ref_log_probs: the reference ran once before training
   /// (@ref_logps); the step holds none of its weights.
   bool precomputedReference = false;
+  /// Generation (prefill, decode): rows x slots of its KV cache, the
+  /// cache's bytes (in the activation region: it shares training's bytes),
+  /// the communication of one decoding step (ZeRO-3 gathers), and each
+  /// program's peak (persistent state, workspace, cache and its live
+  /// activations).
+  struct Generation {
+    int64_t rows = 0, slots = 0, kvCacheBytes = 0, commBytesPerToken = 0;
+    std::map<std::string, int64_t> peakBytes;
+  };
+  std::optional<Generation> generation;
   int64_t peakBytes() const { return timeline.empty() ? 0 : timeline[peakIndex].total(); }
 };
 

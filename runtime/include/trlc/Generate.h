@@ -1,0 +1,69 @@
+//===- Generate.h - completions from an artifact's generation programs -*- C++ -*-===//
+//
+// The generation engine: prompts of token ids in, completions out, through
+// the artifact's `prefill` and `decode` programs (frontend/methods/
+// Generate.cpp) and their KV cache. The host picks each next token from the
+// decode step's logits: greedily, or sampled with transformers' logits
+// processors in their order (repetition_penalty, temperature, top_k, top_p,
+// min_p) from a seeded generator, so a seed gives the same completions on
+// every run and backend whose logits agree.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_RUNTIME_GENERATE_H
+#define TRLC_RUNTIME_GENERATE_H
+
+#include "trlc/Executor.h"
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace trlc {
+
+/// TRL's GRPOConfig sampling keys and defaults; `greedy` takes the argmax
+/// (the others are then unused).
+struct Sampling {
+  bool greedy = false;
+  double temperature = 1.0;
+  int64_t topK = 0;           // 0: off
+  double topP = 1.0;
+  double minP = 0.0;          // 0: off
+  double repetitionPenalty = 1.0;
+};
+
+/// The next token from one row of logits; `seen` are the row's tokens so
+/// far (prompt and completion), for the repetition penalty.
+int64_t pickToken(std::vector<float> logits, const std::vector<int64_t> &seen,
+                  const Sampling &s, std::mt19937_64 &rng);
+
+struct Completion {
+  std::vector<int64_t> tokens;  // generated, the EOS token included
+  bool finished = false;        // stopped at EOS
+};
+
+class Generator {
+public:
+  /// `eos` < 0: none. Throws RunError when the artifact has no generation
+  /// programs.
+  Generator(Executor &ex, int64_t eos, int64_t pad);
+
+  /// Rows per call and slots per row (prompt + completion).
+  int64_t batch() const { return batch_; }
+  int64_t slots() const { return slots_; }
+
+  /// Completes at most batch() prompts (each 1..slots() tokens) with at
+  /// most `maxNew` tokens each, stopping a row at EOS, at `maxNew` or when
+  /// its slots are full.
+  std::vector<Completion> generate(const std::vector<std::vector<int64_t>> &prompts,
+                                   int64_t maxNew, const Sampling &s, std::mt19937_64 &rng);
+
+private:
+  Executor &ex;
+  int64_t eos, pad, batch_ = 0, slots_ = 0, vocab = 0;
+};
+
+} // namespace trlc
+
+#endif // TRLC_RUNTIME_GENERATE_H
