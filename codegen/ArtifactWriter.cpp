@@ -70,7 +70,7 @@ std::optional<Error> writeArtifact(const std::string &outDir,
   // The data files (written before) and the plan, each hashed into the
   // manifest; the plan records the manifest's identity.
   const artifact::DataShards &data = plan.run.data;
-  for (const std::string &f : {data.trainShard, data.evalShard, data.vocab})
+  for (const std::string &f : {data.trainShard, data.evalShard, data.vocab, data.columns})
     if (!f.empty())
       manifest.files[f] = fileHash(dir / f);
   plan.manifestHash = manifest.identityHash();

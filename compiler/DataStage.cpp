@@ -68,6 +68,8 @@ data::DataConfig dataConfig(const Recipe &r, bool eval) {
     c.tokenizer = *r.model.path;
   c.chatTemplatePath = r.data.chatTemplatePath.value_or("");
   c.maxLength = r.data.maxLength;
+  if (eval && r.method == Method::GRPO && r.data.maxPromptLength && r.data.maxCompletionLength)
+    c.maxLength = *r.data.maxPromptLength + *r.data.maxCompletionLength;  // the step's bound
   c.maxPromptLength = r.data.maxPromptLength;
   c.maxCompletionLength = r.data.maxCompletionLength;
   c.truncation = r.data.truncationMode == "keep_end" ? data::TruncationMode::KeepEnd
@@ -102,6 +104,15 @@ std::optional<Error> PreparedData::write(const std::string &artifact) const {
       return Error{*e};
   } else {
     fs::remove(dir / "vocab.json", ec);
+  }
+  if (!columns.empty()) {
+    std::string text;
+    for (const std::string &c : columns)
+      text += c + "\n";
+    if (auto e = writeFileAtomic((dir / "columns.jsonl").string(), text))
+      return Error{*e};
+  } else {
+    fs::remove(dir / "columns.jsonl", ec);
   }
   if (auto e = writeFileAtomic((dir / "index.json").string(), index.dump(1) + "\n"))
     return Error{*e};
@@ -143,7 +154,7 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
       {"assistant_only_loss", train.assistantOnlyLoss}, {"vocab_size", train.vocabSize},
       {"packing", train.packing}, {"packing_strategy", train.packingStrategy},
       {"padding_free", train.paddingFree}, {"batch_size", train.batchSize},
-      {"tokenizer", hashFiles(tokenizerFiles)}, {"data_plan_version", 3}};
+      {"tokenizer", hashFiles(tokenizerFiles)}, {"data_plan_version", 4}};
   std::string hash = hashFiles(hashed);
   d.shards.trainShard = "data/train.bin";
   d.shards.evalShard = evalSources.empty() ? "" : "data/eval.bin";
@@ -156,12 +167,16 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
       json old = json::parse(std::ifstream(dataDir / "index.json"));
       if (old.value("hash", "") == hash && old.value("settings", json()) == settings &&
           pathExists(dataDir / "train.bin") &&
-          (evalSources.empty() || pathExists(dataDir / "eval.bin"))) {
+          (evalSources.empty() || pathExists(dataDir / "eval.bin")) &&
+          (r.method != Method::GRPO || pathExists(dataDir / "columns.jsonl"))) {
         d.index = old;
         d.facts = factsOf(old);
         d.reused = true;
-        if (!evalSources.empty() && pathExists(dataDir / "vocab.json"))
+        if ((!evalSources.empty() || r.method == Method::GRPO) &&
+            pathExists(dataDir / "vocab.json"))
           d.shards.vocab = "data/vocab.json";
+        if (r.method == Method::GRPO)
+          d.shards.columns = "data/columns.jsonl";
         d.summary = "data: unchanged since the last compile (hash " + hash +
                     "), reusing the token shards\n";
         return d;
@@ -190,11 +205,18 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
           row.seqLengths.push_back(static_cast<int64_t>(e.rejected.ids.size()));
         }
         d.train.push_back(std::move(row));
+        if (r.method == Method::GRPO)
+          d.columns.push_back(e.columns.empty() ? "{}" : e.columns);
       }
       rows = static_cast<int64_t>(plan.examples.size());
+      if (r.method == Method::GRPO)
+        d.shards.columns = "data/columns.jsonl";
     }
-    if (!evalSources.empty() && r.method != Method::GRPO) {
+    if (!evalSources.empty())
       d.eval = tokenRows(data::runDataPlan(eval).rows);
+    // The vocabulary decodes eval completions and, for GRPO, the
+    // completions its rewards read.
+    if (!evalSources.empty() || r.method == Method::GRPO) {
       if (!eval.tokenizer.empty()) {
         data::Tokenizer tokenizer = data::Tokenizer::load(eval.tokenizer);
         // Each token's text as the tokenizer decodes it alone (byte-level

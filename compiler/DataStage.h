@@ -58,6 +58,7 @@ struct PreparedData {
   bool reused = false;
   std::vector<TokenRow> train, eval;
   std::vector<std::string> vocab;  // id -> token text, for the evaluation
+  std::vector<std::string> columns;  // GRPO: each training row's other fields (JSON)
   nlohmann::json index;            // data/index.json
 };
 

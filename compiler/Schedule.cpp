@@ -65,7 +65,10 @@ Expected<Schedule> trainingSchedule(const Recipe &r, const StepShape &shape, int
     return Error{r.data.trainWhere +
                  ": error: no training example is left after the data plan "
                  "(see trlc data --stats)"};
-  int64_t global = shape.batch * world;
+  // GRPO's rows are prompts, num_generations completions each.
+  int64_t global = r.method == Method::GRPO
+                       ? std::max<int64_t>(shape.batch / r.grpo.numGenerations, 1) * world
+                       : shape.batch * world;
   int64_t batches = (rows + global - 1) / global;
   int64_t perEpoch = std::max<int64_t>(batches / r.train.gradientAccumulationSteps, 1);
   s.stepsPerEpoch = perEpoch;
@@ -129,6 +132,26 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
   run.saveOnlyModel = r.output.saveOnlyModel;
   run.stepsPerEpoch = s.stepsPerEpoch;
   run.saveTotalLimit = r.output.saveTotalLimit.value_or(-1);
+  if (r.method == Method::GRPO) {
+    artifact::GrpoRun g;
+    g.numGenerations = r.grpo.numGenerations;
+    g.maxPromptLength = r.grpo.maxPromptLength;
+    g.maxCompletionLength = r.grpo.maxCompletionLength;
+    g.temperature = r.grpo.temperature;
+    g.topP = r.grpo.topP;
+    g.topK = r.grpo.topK;
+    g.minP = r.grpo.minP;
+    g.repetitionPenalty = r.grpo.repetitionPenalty;
+    g.rewardFuncs = r.grpo.rewardFuncs;
+    g.rewardWeights = r.grpo.rewardWeights;
+    g.formatPattern = r.grpo.formatPattern;
+    g.rewardTimeout = r.grpo.rewardTimeout;
+    g.scaleRewards = r.grpo.scaleRewards;
+    g.maskTruncatedCompletions = r.grpo.maskTruncatedCompletions;
+    g.beta = r.grpo.beta;
+    g.lossType = r.grpo.lossType;
+    run.grpo = g;
+  }
   return run;
 }
 

@@ -4,6 +4,7 @@
 #include "trlc/Files.h"
 #include "data/Chat.h"
 
+#include <nlohmann/json.hpp>
 #include <simdjson.h>
 
 #include <algorithm>
@@ -500,6 +501,16 @@ private:
     Text p;
     if (auto bad = text(obj, "prompt", p))
       return bad;
+    ex.columns = "{";
+    for (auto field : obj) {
+      if (field.key == "prompt")
+        continue;
+      if (ex.columns.size() > 1)
+        ex.columns += ",";
+      ex.columns += nlohmann::json(std::string(field.key)).dump() + ":" +
+                    simdjson::minify(field.value);
+    }
+    ex.columns += "}";
     ex.chosen.ids = p.conversational
                         ? widen(chat_->encode(p.messages, nullptr, true, false).ids)
                         : encodeText(p.str, false);

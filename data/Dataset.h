@@ -67,6 +67,9 @@ struct PairedExample {
   Sequence chosen, rejected;
   bool label = true;
   std::vector<int64_t> prompt, completion;  // KTO, before truncation (for the KL pairs)
+  /// GRPO: the row's other fields as one JSON object (the columns TRL
+  /// passes to reward functions, e.g. "answer").
+  std::string columns;
 };
 
 struct DataStats {

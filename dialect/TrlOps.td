@@ -529,9 +529,13 @@ def Trl_GrpoLossOp : Trl_Op<"grpo_loss", [Trl_Differentiable, Pure]> {
     Per token: ratio = exp(logp - old_logp),
     -min(ratio A, clip(ratio, 1 - epsilon_low, 1 + epsilon_high) A) + beta KL3
     (KL3 = exp(ref - logp) - (ref - logp) - 1, needs `ref_logp`, present iff
-    beta != 0), masked by `mask`, normalised by `loss_type`; `normalizer` is
-    the number of active tokens of the global batch (dapo) or the divisor the
-    loss type prescribes.
+    beta != 0), masked by `mask`, normalised by `loss_type` (grpo: each
+    sequence's mean, averaged over the rows; bnpo: over the micro-batch's
+    active tokens; dr_grpo: over the rows; dapo: none) and then divided by
+    `normalizer`: the active tokens of the global batch (dapo), the
+    micro-batches of the global batch (grpo, bnpo) or those times
+    max_completion_length (dr_grpo), so that the accumulated sum is TRL's
+    loss.
 
     ```mlir
     %l = trl.grpo_loss %lp, %old, %adv, %mask, %n {epsilon_low = 2.0e-01 : f64, epsilon_high = 2.0e-01 : f64}

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -114,7 +115,7 @@ std::string tomlValueText(const toml::node &n) {
 
 namespace {
 
-enum class Kind { String, Int, Float, Bool, Enum, Size, Paths };
+enum class Kind { String, Int, Float, Bool, Enum, Size, Paths, Strings, Floats };
 
 enum MethodMask : unsigned {
   SFT = 1,
@@ -213,7 +214,16 @@ const KeySpec kSchema[] = {
   {"grpo", "epsilon_high", Kind::Float, none(), GRPO, nullptr, 0, INFINITY, false, "upper clipping epsilon (default: epsilon)"},
   {"grpo", "beta", Kind::Float, {nullptr, nullptr, nullptr, "0.0"}, GRPO, nullptr, 0, INFINITY, false, "KL coefficient (0: no reference model)"},
   {"grpo", "loss_type", Kind::Enum, {nullptr, nullptr, nullptr, "\"dapo\""}, GRPO, "grpo|bnpo|dr_grpo|dapo", -INFINITY, INFINITY, false, "loss normalisation"},
-  {"grpo", "num_iterations", Kind::Int, {nullptr, nullptr, nullptr, "1"}, GRPO, nullptr, 1, 1024, false, "policy updates per generation batch"},
+  {"grpo", "num_iterations", Kind::Int, {nullptr, nullptr, nullptr, "1"}, GRPO, nullptr, 1, 1, false, "policy updates per generation batch (only 1 so far)"},
+  {"grpo", "top_k", Kind::Int, {nullptr, nullptr, nullptr, "0"}, GRPO, nullptr, 0, 1 << 24, false, "sample among the k most likely tokens (0: all)"},
+  {"grpo", "min_p", Kind::Float, {nullptr, nullptr, nullptr, "0.0"}, GRPO, nullptr, 0, 1, false, "drop tokens below min_p x the most likely one's probability (0: off)"},
+  {"grpo", "repetition_penalty", Kind::Float, {nullptr, nullptr, nullptr, "1.0"}, GRPO, nullptr, 0, INFINITY, true, "transformers' repetition penalty (1: off)"},
+  {"grpo", "reward_funcs", Kind::Strings, none(), GRPO, nullptr, -INFINITY, INFINITY, false, "rewards: \"accuracy\", \"format\", \"length\", \"python:FILE.py:FUNCTION\" or \"command:PROGRAM\" (required)"},
+  {"grpo", "reward_weights", Kind::Floats, none(), GRPO, nullptr, -INFINITY, INFINITY, false, "one weight per reward function (default: 1 each)"},
+  {"grpo", "format_pattern", Kind::String, none(), GRPO, nullptr, -INFINITY, INFINITY, false, "the regular expression (ECMAScript) the \"format\" reward asks a whole completion to match"},
+  {"grpo", "reward_timeout", Kind::Float, {nullptr, nullptr, nullptr, "60.0"}, GRPO, nullptr, 0, INFINITY, true, "seconds a Python or command reward may take per batch"},
+  {"grpo", "scale_rewards", Kind::Enum, {nullptr, nullptr, nullptr, "\"group\""}, GRPO, "group|batch|none", -INFINITY, INFINITY, false, "advantages divided by the group's or the batch's reward std, or not scaled"},
+  {"grpo", "mask_truncated_completions", Kind::Bool, {nullptr, nullptr, nullptr, "false"}, GRPO, nullptr, -INFINITY, INFINITY, false, "leave completions that reached max_completion_length without EOS out of the loss"},
 
   {"output", "output_dir", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "where metrics and checkpoints go (default: runs/<recipe name>)"},
   {"output", "logging_steps", Kind::Int, all("10"), ALL, nullptr, 1, INFINITY, false, "log every N optimizer steps"},
@@ -386,6 +396,26 @@ std::optional<Error> checkValue(const Diag &diag, const KeySpec &spec,
                               tomlTypeName(e));
     return std::nullopt;
   }
+  case Kind::Strings:
+  case Kind::Floats: {
+    bool strings = spec.kind == Kind::Strings;
+    if (strings && v.is_string())
+      return v.as_string()->get().empty()
+                 ? std::optional<Error>(diag.at(v, name + " must not be empty"))
+                 : std::nullopt;
+    if (!v.is_array())
+      return wrongType(strings ? "a string or a list of strings" : "a list of numbers");
+    const toml::array &arr = *v.as_array();
+    if (arr.empty())
+      return diag.at(v, name + " must list at least one entry");
+    for (const toml::node &e : arr) {
+      if (strings && (!e.is_string() || e.as_string()->get().empty()))
+        return diag.at(e, name + " entries must be non-empty strings, got " + tomlTypeName(e));
+      if (!strings && (!e.is_number() || !std::isfinite(e.value_or(0.0))))
+        return diag.at(e, name + " entries must be finite numbers, got " + tomlTypeName(e));
+    }
+    return std::nullopt;
+  }
   case Kind::Int:
   case Kind::Float: {
     double number;
@@ -477,6 +507,9 @@ private:
   /// max_position_embeddings.
   std::optional<Error> checkPositions(const toml::table &root, Recipe &r);
   std::optional<Error> checkReference(const toml::table &root, const Recipe &r);
+  /// GRPO's reward functions: known kinds, a weight each, the format
+  /// reward's pattern, groups within a micro-batch.
+  std::optional<Error> checkRewards(const toml::table &root, Recipe &r);
   std::string printResolved(const toml::table &root, const Recipe &r);
 
   const toml::node *get(const toml::table &root, const char *section,
@@ -911,6 +944,24 @@ void Resolver::fill(toml::table &root, Recipe &r) {
     r.grpo.beta = *f64("grpo", "beta");
     r.grpo.lossType = *str("grpo", "loss_type");
     r.grpo.numIterations = *i64("grpo", "num_iterations");
+    r.grpo.topK = *i64("grpo", "top_k");
+    r.grpo.minP = *f64("grpo", "min_p");
+    r.grpo.repetitionPenalty = *f64("grpo", "repetition_penalty");
+    if (const toml::node *t = get(root, "grpo", "reward_funcs")) {
+      r.grpo.rewardFuncsWhere = diag.where(*t);
+      if (t->is_string())
+        r.grpo.rewardFuncs.push_back(t->as_string()->get());
+      else
+        for (const toml::node &e : *t->as_array())
+          r.grpo.rewardFuncs.push_back(e.as_string()->get());
+    }
+    if (const toml::node *t = get(root, "grpo", "reward_weights"))
+      for (const toml::node &e : *t->as_array())
+        r.grpo.rewardWeights.push_back(e.value_or(0.0));
+    r.grpo.formatPattern = str("grpo", "format_pattern").value_or("");
+    r.grpo.rewardTimeout = *f64("grpo", "reward_timeout");
+    r.grpo.scaleRewards = *str("grpo", "scale_rewards");
+    r.grpo.maskTruncatedCompletions = *b("grpo", "mask_truncated_completions");
     break;
   }
 
@@ -942,6 +993,81 @@ std::optional<Error> Resolver::checkPositions(const toml::table &root, Recipe &r
   r.warnings.push_back(place + ": warning: " + what + " exceeds the model's " +
                        "max_position_embeddings " + std::to_string(positions) +
                        "; RoPE runs past the lengths it was trained on");
+  return std::nullopt;
+}
+
+std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) {
+  if (r.method != Method::GRPO)
+    return std::nullopt;
+  const toml::node *funcs = get(root, "grpo", "reward_funcs");
+  if (!funcs)
+    return diag.atFile("GRPO needs reward functions: add [grpo] reward_funcs, for example "
+                       "reward_funcs = [\"accuracy\"] (the completion equals the row's "
+                       "\"answer\" or \"solution\") or [\"python:rewards.py:my_reward\"]");
+  auto entry = [&](size_t i) -> const toml::node & {
+    return funcs->is_array() ? *funcs->as_array()->get(i) : *funcs;
+  };
+  for (size_t i = 0; i < r.grpo.rewardFuncs.size(); ++i) {
+    std::string &f = r.grpo.rewardFuncs[i];
+    if (f == "accuracy" || f == "length")
+      continue;
+    if (f == "format") {
+      if (r.grpo.formatPattern.empty())
+        return diag.at(entry(i), "the \"format\" reward needs [grpo] format_pattern, the "
+                                 "regular expression a whole completion must match");
+      try {
+        std::regex re(r.grpo.formatPattern, std::regex::ECMAScript);
+      } catch (const std::regex_error &e) {
+        return diag.at(*get(root, "grpo", "format_pattern"),
+                       "[grpo] format_pattern is not a valid regular expression (" +
+                           std::string(e.what()) + ")");
+      }
+      continue;
+    }
+    if (f.rfind("python:", 0) == 0) {
+      std::string rest = f.substr(7);
+      size_t colon = rest.rfind(':');
+      if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size() ||
+          rest.substr(colon + 1).find_first_not_of(
+              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") !=
+              std::string::npos ||
+          std::isdigit(static_cast<unsigned char>(rest[colon + 1])))
+        return diag.at(entry(i), "a Python reward is named \"python:FILE.py:FUNCTION\", got \"" +
+                                     f + "\"");
+      std::string file = rest.substr(0, colon);
+      if (!isRegularFile(file))
+        return diag.at(entry(i), "the reward file '" + file + "' does not exist (relative "
+                                 "paths are relative to the current directory, " +
+                                     fs::current_path().string() + ")");
+      f = "python:" + fs::absolute(file).lexically_normal().string() + ":" +
+          rest.substr(colon + 1);
+      continue;
+    }
+    if (f.rfind("command:", 0) == 0 && f.size() > 8)
+      continue;
+    std::string msg = "unknown reward function \"" + f + "\"; use \"accuracy\", \"format\", "
+                      "\"length\", \"python:FILE.py:FUNCTION\" or \"command:PROGRAM\"";
+    if (auto best = closestMatch(f, {"accuracy", "format", "length"}))
+      msg += "; did you mean \"" + *best + "\"?";
+    return diag.at(entry(i), msg);
+  }
+  if (r.grpo.rewardWeights.empty()) {
+    r.grpo.rewardWeights.assign(r.grpo.rewardFuncs.size(), 1.0);
+  } else if (r.grpo.rewardWeights.size() != r.grpo.rewardFuncs.size()) {
+    return diag.at(*get(root, "grpo", "reward_weights"),
+                   "[grpo] reward_weights has " + std::to_string(r.grpo.rewardWeights.size()) +
+                       " weights for " + std::to_string(r.grpo.rewardFuncs.size()) +
+                       " reward functions; give one weight per function");
+  }
+  if (r.train.perDeviceTrainBatchSize % r.grpo.numGenerations != 0) {
+    const toml::node *where = get(root, "train", "per_device_train_batch_size");
+    std::string msg = "per_device_train_batch_size (" +
+                      std::to_string(r.train.perDeviceTrainBatchSize) +
+                      ") must be a multiple of [grpo] num_generations (" +
+                      std::to_string(r.grpo.numGenerations) +
+                      "): trlc generates each prompt's group within one micro-batch";
+    return where ? diag.at(*where, msg) : diag.atFile(msg);
+  }
   return std::nullopt;
 }
 
@@ -1092,6 +1218,8 @@ Expected<Recipe> Resolver::run(toml::table &root,
     }
   }
   if (auto err = checkReference(root, r))
+    return *err;
+  if (auto err = checkRewards(root, r))
     return *err;
   r.resolvedToml = printResolved(root, r);
   return r;

@@ -146,6 +146,17 @@ struct Recipe {
     double beta = 0.0;
     std::string lossType = "dapo";
     int64_t numIterations = 1;
+    int64_t topK = 0;
+    double minP = 0.0, repetitionPenalty = 1.0;
+    /// "accuracy", "format", "length", "python:FILE:FUNCTION" (FILE made
+    /// absolute) or "command:PROGRAM"; one weight each.
+    std::vector<std::string> rewardFuncs;
+    std::string rewardFuncsWhere;  // recipe:line:col
+    std::vector<double> rewardWeights;
+    std::string formatPattern;
+    double rewardTimeout = 60.0;
+    std::string scaleRewards = "group";
+    bool maskTruncatedCompletions = false;
   } grpo;
 
   struct Output {

@@ -55,8 +55,8 @@ template <typename T> T field(const json &j, const char *key) {
     if (!v.is_array())
       throw wrong("an array");
     for (const json &e : v)
-      if (!e.is_number_integer() && !e.is_string())
-        throw wrong("an array of integers or strings");
+      if (!e.is_number() && !e.is_string())
+        throw wrong("an array of numbers or strings");
     try {
       return v.get<T>();
     } catch (const json::exception &) {
@@ -95,6 +95,7 @@ DataShards dataShardsFromJson(const json &j) {
   d.trainShard = field<std::string>(j, "train_shard");
   d.evalShard = field<std::string>(j, "eval_shard");
   d.vocab = field<std::string>(j, "vocab");
+  d.columns = field<std::string>(j, "columns");
   d.sources = field<std::vector<std::string>>(j, "sources");
   d.hash = field<std::string>(j, "hash");
   return d;
@@ -123,8 +124,39 @@ RunInfo runInfoFromJson(const json &j) {
   r.saveOnlyModel = field<bool>(j, "save_only_model");
   r.saveTotalLimit = field<int64_t>(j, "save_total_limit");
   r.data = dataShardsFromJson(j.at("data"));
+  if (j.contains("grpo") && !j.at("grpo").is_null()) {
+    const json &g = j.at("grpo");
+    GrpoRun o;
+    o.numGenerations = field<int64_t>(g, "num_generations");
+    o.maxPromptLength = field<int64_t>(g, "max_prompt_length");
+    o.maxCompletionLength = field<int64_t>(g, "max_completion_length");
+    o.temperature = field<double>(g, "temperature");
+    o.topP = field<double>(g, "top_p");
+    o.topK = field<int64_t>(g, "top_k");
+    o.minP = field<double>(g, "min_p");
+    o.repetitionPenalty = field<double>(g, "repetition_penalty");
+    o.rewardFuncs = field<std::vector<std::string>>(g, "reward_funcs");
+    o.rewardWeights = field<std::vector<double>>(g, "reward_weights");
+    o.formatPattern = field<std::string>(g, "format_pattern");
+    o.rewardTimeout = field<double>(g, "reward_timeout");
+    o.scaleRewards = field<std::string>(g, "scale_rewards");
+    o.maskTruncatedCompletions = field<bool>(g, "mask_truncated_completions");
+    o.beta = field<double>(g, "beta");
+    o.lossType = field<std::string>(g, "loss_type");
+    if (o.numGenerations < 2 || o.maxPromptLength < 1 || o.maxCompletionLength < 1 ||
+        !(o.temperature > 0) || !(o.topP > 0 && o.topP <= 1) || o.topK < 0 ||
+        !(o.minP >= 0 && o.minP <= 1) || !(o.repetitionPenalty > 0) ||
+        o.rewardFuncs.empty() || o.rewardWeights.size() != o.rewardFuncs.size() ||
+        !(o.rewardTimeout > 0) ||
+        (o.scaleRewards != "group" && o.scaleRewards != "batch" && o.scaleRewards != "none") ||
+        (o.lossType != "grpo" && o.lossType != "bnpo" && o.lossType != "dr_grpo" &&
+         o.lossType != "dapo"))
+      throw json::other_error::create(501, "grpo settings out of range", &g);
+    r.grpo = o;
+  }
   return r;
 }
+
 
 ZeroLayout zeroLayoutFromJson(const json &j) {
   ZeroLayout z;
@@ -300,9 +332,28 @@ int64_t product(const std::vector<int64_t> &shape) {
 int64_t TensorDesc::numel() const { return product(shape); }
 int64_t ZeroGroup::Member::numel() const { return product(shape); }
 
+json GrpoRun::toJson() const {
+  return {{"num_generations", numGenerations},
+          {"max_prompt_length", maxPromptLength},
+          {"max_completion_length", maxCompletionLength},
+          {"temperature", temperature},
+          {"top_p", topP},
+          {"top_k", topK},
+          {"min_p", minP},
+          {"repetition_penalty", repetitionPenalty},
+          {"reward_funcs", rewardFuncs},
+          {"reward_weights", rewardWeights},
+          {"format_pattern", formatPattern},
+          {"reward_timeout", rewardTimeout},
+          {"scale_rewards", scaleRewards},
+          {"mask_truncated_completions", maskTruncatedCompletions},
+          {"beta", beta},
+          {"loss_type", lossType}};
+}
+
 json DataShards::toJson() const {
   return {{"train_shard", trainShard}, {"eval_shard", evalShard}, {"vocab", vocab},
-          {"sources", sources}, {"hash", hash}};
+          {"columns", columns}, {"sources", sources}, {"hash", hash}};
 }
 
 json RunInfo::toJson() const {
@@ -324,7 +375,8 @@ json RunInfo::toJson() const {
           {"steps_per_epoch", stepsPerEpoch},
           {"save_only_model", saveOnlyModel},
           {"save_total_limit", saveTotalLimit},
-          {"data", data.toJson()}};
+          {"data", data.toJson()},
+          {"grpo", grpo ? grpo->toJson() : json(nullptr)}};
 }
 
 json ZeroLayout::toJson() const {
@@ -564,7 +616,8 @@ Expected<Artifact> readArtifact(const std::string &dir) {
   const DataShards &data = a.plan.run.data;
   for (auto [path, expected] : {std::pair{&data.trainShard, "data/train.bin"},
                                 {&data.evalShard, "data/eval.bin"},
-                                {&data.vocab, "data/vocab.json"}}) {
+                                {&data.vocab, "data/vocab.json"},
+                                {&data.columns, "data/columns.jsonl"}}) {
     if (path->empty() && path != &data.trainShard)
       continue;
     if (*path != expected || !a.manifest.files.count(*path))

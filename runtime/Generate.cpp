@@ -171,7 +171,11 @@ std::vector<Completion> Generator::generate(const std::vector<std::vector<int64_
       if (done[r])
         continue;
       std::vector<float> row(all.begin() + r * vocab, all.begin() + (r + 1) * vocab);
-      int64_t next = pickToken(std::move(row), seq[r], s, rng);
+      int64_t next = pickToken(row, seq[r], s, rng);
+      double mx = *std::max_element(row.begin(), row.end()), sum = 0;
+      for (float x : row)
+        sum += std::exp(double(x) - mx);
+      out[r].logprobs.push_back(double(row[next]) - mx - std::log(sum));
       seq[r].push_back(next);
       out[r].tokens.push_back(next);
       if (next == eos)

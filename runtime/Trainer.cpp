@@ -221,12 +221,18 @@ int Loop::main() {
     resumed = state.resume(o.resume);
   int64_t first = resumed.globalStep;
   int64_t total = o.maxSteps > 0 ? std::min<int64_t>(o.maxSteps, run.totalSteps) : run.totalSteps;
-  Sampler sampler(rows, batch, world, static_cast<uint64_t>(run.seed));
+  int64_t perBatch = method->rowsPerMicroBatch(batch);
+  method->setRows(rows.data(), rows.size());
+  Sampler sampler(rows, perBatch, world, static_cast<uint64_t>(run.seed));
 
   if (lead())
     metrics.open(run.outputDir, first > 0);
   metrics.history = resumed.logHistory;
   method->resume(resumed.logHistory);
+  // GRPO improves a model it generates with: its starting point is
+  // evaluated too (every rank when the weights are sharded).
+  if (a.manifest.method == "grpo" && first == 0 && (lead() || !a.plan.zero.groups.empty()))
+    evaluate(0);
   if (first >= total)
     throw RunError(o.resume + ": error: the checkpoint is at step " + std::to_string(first) +
                    " and the run has " + std::to_string(total) +
@@ -260,6 +266,12 @@ int Loop::main() {
     std::vector<Rows> global(accum);
     for (Rows &m : global)
       m = sampler.next();
+    {
+      std::vector<Rows> mine;
+      for (const Rows &m : global)
+        mine.push_back(sampler.slice(m, rank));
+      method->prepare(ex, mine, step, static_cast<int>(accum), comm);
+    }
     double normalizer = method->normalizer(global);  // over the whole global batch
     double loss = 0, tokensNow = 0;
     for (const Rows &m : global) {
@@ -302,7 +314,7 @@ int Loop::main() {
                 {"peak_memory_bytes", peakRssBytes()},
                 {"planned_memory_bytes", ex.reservedBytes()},
                 {"runtime_allocated_bytes", ex.allocatedPeakBytes()},
-                {"epoch", static_cast<double>(step + 1) * batch * accum * world / rows.size()}};
+                {"epoch", static_cast<double>(step + 1) * perBatch * accum * world / rows.size()}};
       method->addMetrics(m);
       metrics.write(m);
       if (!progress.enabled() && !o.quiet)

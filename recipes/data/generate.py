@@ -104,8 +104,10 @@ def main():
           [{"prompt": p, "completion": c if good else str(near_miss(s, 1)), "label": good}
            for (p, c, s), good in zip(problems(rng, 256),
                                       (rng.random() < 0.5 for _ in range(256)))])
+    # GRPO tokenizes prompts without special tokens (as TRL does): the
+    # prompt carries the BOS the SFT model was trained with as text.
     write("arith-grpo.jsonl",
-          [{"prompt": p, "answer": c} for p, c, _ in problems(rng, 256)])
+          [{"prompt": "<s>" + p, "answer": c} for p, c, _ in problems(rng, 2000)])
 
 
 if __name__ == "__main__":

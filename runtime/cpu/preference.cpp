@@ -96,9 +96,12 @@ namespace {
 
 /// GRPO: the per-token loss, its derivative in logp, and each token's
 /// normalisation weight. Loss types: grpo averages each sequence over its
-/// completion tokens, then over sequences; bnpo divides by the batch's
-/// completion tokens; dr_grpo by rows x sequence length; dapo by
-/// `normalizer` (the completion tokens of the whole accumulated batch).
+/// completion tokens, then over sequences; bnpo divides by the
+/// micro-batch's completion tokens; dr_grpo by its rows; each then by
+/// `normalizer` (the runtime's: the micro-batches of the global batch, for
+/// dr_grpo times max_completion_length, so the accumulated sum is TRL's
+/// mean); dapo by `normalizer` alone (the completion tokens of the global
+/// batch).
 template <typename T, typename F>
 void grpoTokens(const KernelArgs &a, int first, F f) {
   const TensorRef &logp = a.in[first], &old = a.in[first + 1],
@@ -122,9 +125,10 @@ void grpoTokens(const KernelArgs &a, int first, F f) {
     else if (type == "bnpo")
       weight = T(1) / std::max(active, 1.0);
     else if (type == "dr_grpo")
-      weight = T(1) / (rows * s);
+      weight = T(1) / rows;
     else
-      weight = T(1) / normalizer;
+      weight = T(1);
+    weight /= normalizer;
     T A = adv.as<T>()[b];
     for (int64_t j = 0; j < s; ++j) {
       int64_t i = b * s + j;

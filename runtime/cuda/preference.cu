@@ -103,12 +103,13 @@ __global__ void grpoKernel(Grpo g, float *loss, const float *dloss,
       weight = 1.0f / static_cast<float>(fmax(active, 1.0));
       break;
     case GrpoType::DrGrpo:
-      weight = 1.0f / static_cast<float>(g.rows * g.cols);
+      weight = 1.0f / static_cast<float>(g.rows);
       break;
     default:
-      weight = 1.0f / *g.normalizer;
+      weight = 1.0f;
       break;
     }
+    weight /= *g.normalizer;  // see the CPU kernel (runtime/cpu/preference.cpp)
     float A = g.advantages[b];
     for (int64_t j = threadIdx.x; j < g.cols; j += blockDim.x) {
       int64_t i = b * g.cols + j;

@@ -14,8 +14,10 @@ std::unique_ptr<Method> makeMethod(const artifact::Artifact &artifact) {
     return makeDpo(artifact);
   if (name == "kto")
     return makeKto(artifact);
-  throw RunError(artifact.dir + ": error: trlc run trains SFT, DPO and KTO artifacts; " + name +
-                 " needs generation in the loop, which is not built yet");
+  if (name == "grpo")
+    return makeGrpo(artifact);
+  throw RunError(artifact.dir + ": error: trlc run trains SFT, DPO, KTO and GRPO artifacts, "
+                 "not " + name);
 }
 
 int64_t fillSequences(Executor &ex, const std::string &prog, const std::string &prefix,

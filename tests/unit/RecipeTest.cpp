@@ -65,7 +65,13 @@ TEST(Recipe, MethodDependentDefaults) {
 
   std::string grpo = kMinimal;
   grpo.replace(grpo.find("\"sft\""), 5, "\"grpo\"");
+  grpo += "[grpo]\nreward_funcs = \"accuracy\"\n";  // a reward is required
   r = parseOk(grpo);
+  EXPECT_EQ(r.grpo.rewardFuncs, std::vector<std::string>{"accuracy"});
+  EXPECT_EQ(r.grpo.rewardWeights, std::vector<double>{1.0});
+  EXPECT_EQ(r.grpo.scaleRewards, "group");
+  EXPECT_DOUBLE_EQ(r.grpo.temperature, 1.0);
+  EXPECT_EQ(r.grpo.topK, 0);
   EXPECT_EQ(r.grpo.numGenerations, 8);
   EXPECT_EQ(r.grpo.maxCompletionLength, 512);
   EXPECT_DOUBLE_EQ(r.grpo.epsilonHigh, 0.2);  // defaults to epsilon

@@ -35,7 +35,8 @@
 //   parameters        trainable parameter count; checked against the plan
 //   plan_hash         contentHash of plan.json's bytes
 //   files             {path in the artifact: contentHash} of the token
-//                     shards and vocab.json; checked as they are read
+//                     shards, vocab.json and columns.jsonl; checked as
+//                     they are read
 //
 // plan.json (Plan) is what the runtime executes:
 //   manifest_hash Manifest::identityHash() of the manifest it was made with
@@ -83,6 +84,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -162,8 +164,29 @@ struct DataShards {
   /// The tokenizer's id -> text table (each token decoded alone, a JSON
   /// array) the evaluation prints with; "" without [data] eval.
   std::string vocab;
+  /// GRPO: data/columns.jsonl, one JSON object per training row (its
+  /// dataset fields besides the prompt, for reward functions); "" else.
+  std::string columns;
   std::vector<std::string> sources;
   std::string hash;
+
+  nlohmann::json toJson() const;
+};
+
+/// GRPO's loop settings (plan.json run.grpo, null for other methods): the
+/// recipe's [grpo] sampling and reward keys (see frontend/Recipe.h).
+struct GrpoRun {
+  int64_t numGenerations = 8, maxPromptLength = 0, maxCompletionLength = 0;
+  double temperature = 1.0, topP = 1.0, minP = 0.0, repetitionPenalty = 1.0;
+  int64_t topK = 0;
+  std::vector<std::string> rewardFuncs;
+  std::vector<double> rewardWeights;
+  std::string formatPattern;
+  double rewardTimeout = 60.0;
+  std::string scaleRewards = "group";
+  bool maskTruncatedCompletions = false;
+  double beta = 0.0;
+  std::string lossType = "dapo";  // the train_step's grpo_loss (its normaliser)
 
   nlohmann::json toJson() const;
 };
@@ -196,6 +219,7 @@ struct RunInfo {
   bool saveOnlyModel = false;
   int64_t saveTotalLimit = -1;  // -1: keep every checkpoint
   DataShards data;
+  std::optional<GrpoRun> grpo;
 
   nlohmann::json toJson() const;
 };

@@ -40,6 +40,9 @@ int64_t pickToken(std::vector<float> logits, const std::vector<int64_t> &seen,
 
 struct Completion {
   std::vector<int64_t> tokens;  // generated, the EOS token included
+  /// log p(token) under the decode step's logits (temperature 1, no
+  /// filtering): the policy's log-probability of what it sampled.
+  std::vector<double> logprobs;
   bool finished = false;        // stopped at EOS
 };
 

@@ -31,6 +31,15 @@ using Rows = std::vector<const TokenRow *>;
 class Method {
 public:
   virtual ~Method() = default;
+  /// Shard rows per rank per micro-batch, of `batch` batch rows (GRPO's
+  /// rows are prompts: batch / num_generations of them).
+  virtual int64_t rowsPerMicroBatch(int64_t batch) const { return batch; }
+  /// The training rows, once (GRPO reads each row's columns by its place).
+  virtual void setRows(const TokenRow *, size_t) {}
+  /// At the start of optimizer step `step`, with this rank's rows of each
+  /// of its `accum` micro-batches (online methods generate here).
+  virtual void prepare(Executor &, const std::vector<Rows> &, int64_t /*step*/, int /*accum*/,
+                       Communicator &) {}
   /// Fills the batch inputs of `program` from `rows` (at most the program's
   /// batch; missing rows are padding that contributes nothing). Returns the
   /// real tokens it placed.
@@ -73,6 +82,7 @@ std::unique_ptr<Method> makeMethod(const artifact::Artifact &artifact);
 std::unique_ptr<Method> makeSft(const artifact::Artifact &artifact);
 std::unique_ptr<Method> makeDpo(const artifact::Artifact &artifact);
 std::unique_ptr<Method> makeKto(const artifact::Artifact &artifact);
+std::unique_ptr<Method> makeGrpo(const artifact::Artifact &artifact);
 
 /// One sequence of a batch: document `doc` of a shard row (DPO's chosen or
 /// rejected side, KTO's example or KL pair); no row is padding.

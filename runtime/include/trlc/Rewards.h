@@ -1,0 +1,58 @@
+//===- Rewards.h - GRPO's reward functions ----------------------*- C++ -*-===//
+//
+// The rewards a GRPO run scores its completions with ([grpo] reward_funcs):
+//   accuracy   1 when the completion equals the row's "solution" (else
+//              "answer") column after normalising whitespace, else 0
+//   format     1 when the whole completion matches format_pattern, else 0
+//   length     -(completion tokens) / max_completion_length
+//   python:FILE:FUNCTION  a function written as for TRL,
+//              def f(prompts, completions, completion_ids, **columns)
+//              -> list[float | None], run in one helper Python process per
+//              reward (`python3`, or TRLC_PYTHON) that reads and writes JSON
+//              lines over pipes: trlc links no Python
+//   command:PROGRAM  any program speaking the same JSON lines (one request
+//              {"prompts", "completions", "completion_ids", "columns"} per
+//              line, one reply {"rewards": [...]} or {"error": "..."})
+// A reward that fails, times out or returns the wrong count stops the run
+// with its message and the first example of the batch. None (null) is a
+// missing reward, which the weighted sum skips as TRL does.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_RUNTIME_REWARDS_H
+#define TRLC_RUNTIME_REWARDS_H
+
+#include "trlc/Artifact.h"
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace trlc {
+
+struct RewardBatch {
+  std::vector<std::string> prompts, completions;
+  std::vector<std::vector<int64_t>> completionIds;
+  std::vector<nlohmann::json> columns;  // each row's dataset fields
+};
+
+class RewardFunction {
+public:
+  virtual ~RewardFunction() = default;
+  /// The metric name (rewards/NAME/mean): the built-in's, or FUNCTION.
+  virtual std::string name() const = 0;
+  /// One reward per completion (nullopt: none).
+  virtual std::vector<std::optional<double>> score(const RewardBatch &batch) = 0;
+};
+
+/// The run's reward functions, in recipe order; starts the helper
+/// processes (throws RunError when one cannot start or its function is
+/// missing or has the wrong signature).
+std::vector<std::unique_ptr<RewardFunction>> makeRewards(const artifact::GrpoRun &grpo);
+
+} // namespace trlc
+
+#endif // TRLC_RUNTIME_REWARDS_H

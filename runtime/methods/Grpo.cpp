@@ -1,0 +1,331 @@
+//===- Grpo.cpp - GRPO: generate, reward, and the clipped policy step -----===//
+//
+// TRL's GRPOTrainer with one policy update per generation batch
+// (num_iterations = 1). At the start of each optimizer step every rank
+// takes its prompts of each micro-batch (per_device_train_batch_size /
+// num_generations of them), samples num_generations completions of each
+// with the generation programs (trlc/Generate.h), scores them with the
+// reward functions (trlc/Rewards.h) and turns the rewards into group
+// advantages: (reward - group mean) / (std + 1e-4), the std of the group
+// (scale_rewards = "group"), of the global batch ("batch") or none. The
+// micro-batch then trains on prompt + completion with the completion
+// tokens in the loss; old_per_token_logps are the log-probabilities the
+// sampling policy gave its tokens (the decode step's), so the ratio is 1 up
+// to rounding, as TRL's detached log-probabilities make it. A prompt's
+// group lies in one micro-batch of one rank, so group statistics need no
+// communication; the batch statistics and the loss normalisers are summed
+// over the ranks.
+//
+//===----------------------------------------------------------------------===//
+
+#include "trlc/Evaluate.h"
+#include "trlc/Generate.h"
+#include "trlc/Method.h"
+#include "trlc/Rewards.h"
+#include "trlc/Run.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <cmath>
+#include <fstream>
+#include <random>
+
+namespace trlc {
+
+namespace {
+
+using nlohmann::json;
+
+class Grpo : public Method {
+public:
+  explicit Grpo(const artifact::Artifact &a)
+      : a(a), g(*a.plan.run.grpo), vocab(readVocab(a)) {
+    const json &cfg = a.plan.run.modelConfig;
+    eos = cfg.contains("eos_token_id") && cfg["eos_token_id"].is_number_integer()
+              ? cfg["eos_token_id"].get<int64_t>()
+              : -1;
+    bos = cfg.contains("bos_token_id") && cfg["bos_token_id"].is_number_integer()
+              ? cfg["bos_token_id"].get<int64_t>()
+              : -1;
+    pad = a.plan.run.padTokenId;
+    if (vocab.empty())
+      throw RunError(a.dir + ": error: the artifact has no vocabulary to decode completions "
+                     "for the rewards; the recipe needs [model] tokenizer (or path)");
+    readColumns();
+    rewards = makeRewards(g);
+    std::vector<std::string> names{"reward", "reward_std", "frac_reward_zero_std",
+                                   "completions/mean_length", "completions/clipped_ratio",
+                                   "completions/mean_terminated_length",
+                                   "time/generation_s", "time/rewards_s"};
+    for (auto &r : rewards)
+      names.push_back("rewards/" + r->name() + "/mean");
+    sums = std::make_unique<MetricSums>(names);
+  }
+
+  int64_t rowsPerMicroBatch(int64_t batch) const override { return batch / g.numGenerations; }
+
+  void prepare(Executor &ex, const std::vector<Rows> &micro, int64_t step, int accum,
+               Communicator &comm) override {
+    if (!gen)
+      gen = std::make_unique<Generator>(ex, eos, pad);
+    microBatches = accum * comm.size();
+    std::mt19937_64 rng(static_cast<uint64_t>(a.plan.run.seed) * 0x9E3779B97F4A7C15ull +
+                        static_cast<uint64_t>(step) * 1000003ull +
+                        static_cast<uint64_t>(comm.rank()));
+    Sampling s;
+    s.temperature = g.temperature;
+    s.topK = g.topK;
+    s.topP = g.topP;
+    s.minP = g.minP;
+    s.repetitionPenalty = g.repetitionPenalty;
+    prepared.clear();
+    double completionTokens = 0;
+    std::vector<double> all;  // every reward of this rank (scale_rewards = "batch")
+    for (const Rows &prompts : micro) {
+      Prepared p;
+      auto t0 = std::chrono::steady_clock::now();
+      std::vector<std::vector<int64_t>> in;
+      for (const TokenRow *row : prompts)
+        for (int64_t k = 0; k < g.numGenerations; ++k)
+          in.push_back(row->ids);
+      std::vector<Completion> got = gen->generate(in, g.maxCompletionLength, s, rng);
+      auto t1 = std::chrono::steady_clock::now();
+      RewardBatch rb;
+      for (size_t i = 0; i < got.size(); ++i) {
+        const TokenRow *row = prompts[i / g.numGenerations];
+        rb.prompts.push_back(text(row->ids));
+        rb.completions.push_back(text(got[i].tokens));
+        rb.completionIds.push_back(got[i].tokens);
+        rb.columns.push_back(columns.at(row - firstRow));
+      }
+      std::vector<double> total(got.size(), 0.0);
+      for (size_t f = 0; f < rewards.size(); ++f) {
+        std::vector<std::optional<double>> r = rewards[f]->score(rb);
+        double sum = 0, n = 0;
+        for (size_t i = 0; i < r.size(); ++i)
+          if (r[i]) {
+            total[i] += g.rewardWeights[f] * *r[i];
+            sum += *r[i];
+            ++n;
+          }
+        sums->add(8 + f, sum, n);
+      }
+      auto t2 = std::chrono::steady_clock::now();
+      sums->add(6, std::chrono::duration<double>(t1 - t0).count(), 1.0 / micro.size());
+      sums->add(7, std::chrono::duration<double>(t2 - t1).count(), 1.0 / micro.size());
+      // Groups: mean and (unbiased, as torch.std) std.
+      size_t groups = got.size() / g.numGenerations;
+      p.advantages.assign(got.size(), 0.0);
+      std::vector<double> stds(groups);
+      for (size_t q = 0; q < groups; ++q) {
+        double mean = 0, var = 0;
+        for (int64_t k = 0; k < g.numGenerations; ++k)
+          mean += total[q * g.numGenerations + k];
+        mean /= g.numGenerations;
+        for (int64_t k = 0; k < g.numGenerations; ++k)
+          var += std::pow(total[q * g.numGenerations + k] - mean, 2);
+        stds[q] = std::sqrt(var / (g.numGenerations - 1));
+        for (int64_t k = 0; k < g.numGenerations; ++k)
+          p.advantages[q * g.numGenerations + k] = total[q * g.numGenerations + k] - mean;
+        sums->add(1, stds[q]);
+        sums->add(2, std::abs(stds[q]) < 1e-8 ? 1.0 : 0.0);
+      }
+      if (g.scaleRewards == "group")
+        for (size_t i = 0; i < got.size(); ++i)
+          p.advantages[i] /= stds[i / g.numGenerations] + 1e-4;
+      for (size_t i = 0; i < got.size(); ++i) {
+        sums->add(0, total[i]);
+        all.push_back(total[i]);
+        bool truncated = !got[i].finished;
+        sums->add(3, static_cast<double>(got[i].tokens.size()));
+        sums->add(4, truncated ? 1.0 : 0.0);
+        if (!truncated)
+          sums->add(5, static_cast<double>(got[i].tokens.size()));
+        // The training row: prompt then completion, the completion in the
+        // loss (none of it when a truncated completion is masked out).
+        TokenRow row;
+        const TokenRow *prompt = prompts[i / g.numGenerations];
+        row.ids = prompt->ids;
+        row.mask.assign(prompt->ids.size(), 0);
+        bool counted = !(truncated && g.maskTruncatedCompletions);
+        for (int64_t t : got[i].tokens) {
+          row.ids.push_back(t);
+          row.mask.push_back(counted ? 1 : 0);
+        }
+        row.seqLengths = {static_cast<int64_t>(row.ids.size())};
+        if (counted)
+          completionTokens += static_cast<double>(got[i].tokens.size());
+        p.rows.push_back(std::move(row));
+        p.oldLogps.push_back(got[i].logprobs);
+      }
+      prepared.push_back(std::move(p));
+    }
+    if (g.scaleRewards == "batch") {
+      // The std of every reward of the global batch (unbiased).
+      double stats[3] = {0, 0, static_cast<double>(all.size())};
+      for (double r : all) {
+        stats[0] += r;
+        stats[1] += r * r;
+      }
+      comm.allReduceSum(stats, 3);
+      double mean = stats[0] / stats[2];
+      double var = std::max(0.0, (stats[1] - stats[2] * mean * mean) / std::max(stats[2] - 1, 1.0));
+      for (Prepared &p : prepared)
+        for (double &adv : p.advantages)
+          adv /= std::sqrt(var) + 1e-4;
+    }
+    comm.allReduceSum(&completionTokens, 1);
+    globalCompletionTokens = completionTokens;
+    next = 0;
+    // For tests/torch/test_grpo.py: the first step's batches as trained.
+    if (const char *dump = std::getenv("TRLC_DUMP_GRPO_BATCH"); dump && *dump && step == 0 &&
+        comm.rank() == 0) {
+      json out = {{"loss_type", g.lossType},
+                  {"normalizer", normalizer({})},
+                  {"max_completion_length", g.maxCompletionLength},
+                  {"micro_batches", json::array()}};
+      for (const Prepared &p : prepared) {
+        json rows = json::array();
+        for (size_t r = 0; r < p.rows.size(); ++r)
+          rows.push_back({{"input_ids", p.rows[r].ids},
+                          {"completion_mask", p.rows[r].mask},
+                          {"old_logps", p.oldLogps[r]},
+                          {"advantage", p.advantages[r]}});
+        out["micro_batches"].push_back(rows);
+      }
+      std::ofstream(dump) << out.dump() << "\n";
+    }
+  }
+
+  int64_t fill(Executor &ex, const std::string &program, const Rows &) override {
+    if (next >= prepared.size())
+      throw std::logic_error("GRPO: fill() without a prepared micro-batch");
+    const Prepared &p = prepared[next++];
+    std::vector<Sequence> seqs;
+    for (const TokenRow &r : p.rows)
+      seqs.push_back({&r, 0});
+    int64_t tokens = fillSequences(ex, program, "", seqs, pad);
+    TensorRef ids = ex.input(program, "input_ids");
+    int64_t b = ids.dim(0), s = ids.dim(1);
+    // old log-probabilities at the label positions: token t + 1's at t.
+    std::vector<double> old(b * s, 0.0), adv(b, 0.0);
+    for (size_t r = 0; r < p.rows.size(); ++r) {
+      size_t promptLen = p.rows[r].ids.size() - p.oldLogps[r].size();
+      for (size_t k = 0; k < p.oldLogps[r].size(); ++k)
+        old[r * s + promptLen + k - 1] = p.oldLogps[r][k];
+      adv[r] = p.advantages[r];
+    }
+    writeFloats(ex, ex.input(program, "old_per_token_logps"), old);
+    writeFloats(ex, ex.input(program, "advantages"), adv);
+    return tokens;
+  }
+
+  double normalizer(const std::vector<Rows> &) const override {
+    // See trl.grpo_loss: dapo divides by the global batch's completion
+    // tokens, the other types' per-micro-batch means by the micro-batches.
+    const std::string &type = g.lossType;
+    if (type == "dapo")
+      return std::max(globalCompletionTokens, 1.0);
+    if (type == "dr_grpo")
+      return static_cast<double>(microBatches * g.maxCompletionLength);
+    return static_cast<double>(microBatches);
+  }
+  void setNormalizer(Executor &ex, double n) override {
+    ex.setScalar(ex.input("train_step", "num_items_in_batch"), static_cast<float>(n));
+  }
+  void stepDone(int64_t tokens, Communicator &comm) override {
+    numTokens += tokens;
+    sums->stepDone(comm);
+  }
+  void addMetrics(json &row) override {
+    row["num_tokens"] = numTokens;
+    sums->emit(row);
+  }
+  std::string progressText(const json &row) const override {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "  reward %.3f  length %.1f", row.value("reward", 0.0),
+                  row.value("completions/mean_length", 0.0));
+    return buf;
+  }
+  void resume(const json &logHistory) override {
+    for (const json &row : logHistory)
+      numTokens = row.value("num_tokens", numTokens);
+  }
+
+private:
+  struct Prepared {
+    std::vector<TokenRow> rows;
+    std::vector<std::vector<double>> oldLogps;
+    std::vector<double> advantages;
+  };
+
+  /// Decoded text without the special tokens, as TRL's skip_special_tokens.
+  std::string text(const std::vector<int64_t> &ids) const {
+    std::vector<int64_t> kept;
+    for (int64_t t : ids)
+      if (t != eos && t != bos && t != pad)
+        kept.push_back(t);
+    return decode(vocab, kept);
+  }
+
+  void readColumns() {
+    const std::string &rel = a.plan.run.data.columns;
+    if (rel.empty())
+      throw RunError(a.dir + ": error: the artifact has no data/columns.jsonl for the rewards; "
+                     "compile the recipe again");
+    std::string file = a.dir + "/" + rel;
+    std::ifstream in(file, std::ios::binary);
+    std::string textAll((std::istreambuf_iterator<char>(in)), {});
+    auto hash = a.manifest.files.find(rel);
+    if (hash == a.manifest.files.end() || artifact::contentHash(textAll) != hash->second)
+      throw RunError(file + ": error: damaged (its bytes do not match the manifest's hash); "
+                     "compile the artifact again");
+    size_t start = 0;
+    while (start < textAll.size()) {
+      size_t nl = textAll.find('\n', start);
+      if (nl == std::string::npos)
+        nl = textAll.size();
+      json j = json::parse(textAll.substr(start, nl - start), nullptr, false);
+      if (j.is_discarded() || !j.is_object())
+        throw RunError(file + ":" + std::to_string(columns.size() + 1) +
+                       ": error: not a JSON object; compile the artifact again");
+      columns.push_back(std::move(j));
+      start = nl + 1;
+    }
+  }
+
+ public:
+  /// The shard's rows (columns are indexed by a row's place in it).
+  void setRows(const TokenRow *first, size_t count) override {
+    firstRow = first;
+    if (count != columns.size())
+      throw RunError(a.dir + ": error: data/columns.jsonl has " + std::to_string(columns.size()) +
+                     " rows for " + std::to_string(count) + " training rows; compile the "
+                     "artifact again");
+  }
+
+ private:
+  const artifact::Artifact &a;
+  const artifact::GrpoRun &g;
+  std::vector<std::string> vocab;
+  std::vector<json> columns;
+  std::vector<std::unique_ptr<RewardFunction>> rewards;
+  std::unique_ptr<Generator> gen;
+  std::unique_ptr<MetricSums> sums;
+  std::vector<Prepared> prepared;
+  size_t next = 0;
+  const TokenRow *firstRow = nullptr;
+  int64_t eos = -1, bos = -1, pad = 0, numTokens = 0, microBatches = 1;
+  double globalCompletionTokens = 1;
+};
+
+} // namespace
+
+std::unique_ptr<Method> makeGrpo(const artifact::Artifact &artifact) {
+  if (!artifact.plan.run.grpo)
+    throw RunError(artifact.dir + "/plan.json: error: a GRPO artifact without its run.grpo "
+                   "settings; compile the recipe again");
+  return std::make_unique<Grpo>(artifact);
+}
+
+} // namespace trlc

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""trlc's GRPO step against TRL's loss written here in PyTorch.
+
+For each loss type (grpo, bnpo, dr_grpo, dapo), with two micro-batches
+accumulated and the KL term on (beta > 0), trlc trains one step of a small
+llama from random weights: it generates, rewards (a Python reward function
+with varied values, so the advantages are not zero) and writes the batches
+it trained on (TRLC_DUMP_GRPO_BATCH), its initial weights and its
+accumulated gradients. The reference (float64) takes the same completions,
+old log-probabilities and advantages, computes the per-token log-
+probabilities with a full forward pass and TRL's loss:
+  per token  -min(r A, clip(r, 1 - eps, 1 + eps) A) + beta KL3,  r = exp(logp - old)
+  grpo       mean over sequences of each sequence's mean
+  bnpo       sum / the micro-batch's completion tokens
+  dr_grpo    sum / (rows x max_completion_length)
+  dapo       sum / the completion tokens of the whole accumulated batch
+(the first three averaged over the micro-batches, as TRL's gradient
+accumulation does), and compares the loss (1e-5) and every gradient (1e-4,
+relative, norm-wise). The advantages are checked against the group formula
+with the rewards recomputed here.
+
+Exit code 77 (skipped) when torch cannot be imported.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+try:
+    import torch
+except ImportError:
+    print("SKIPPED: PyTorch is not installed (apt install python3-torch)")
+    sys.exit(77)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_reference as ref  # noqa: E402
+
+torch.set_default_dtype(torch.float64)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+REWARD = '''
+def digits(prompts, completions, completion_ids, **kwargs):
+    return [float(sum(ids) % 7) / 7.0 for ids in completion_ids]
+'''
+
+
+def recipe(tmp, loss_type, out_dir, eos=2):
+    data = os.path.join(ROOT, "recipes/data/arith-grpo.jsonl")
+    return f"""method = "grpo"
+[model]
+init_seed = 3
+dtype = "fp32"
+tokenizer = "{ROOT}/recipes/data/arith-tokenizer"
+[model.config]
+model_type = "llama"
+hidden_size = 32
+intermediate_size = 48
+num_hidden_layers = 2
+num_attention_heads = 4
+num_key_value_heads = 2
+vocab_size = 32
+max_position_embeddings = 32
+rms_norm_eps = 1e-6
+rope_theta = 10000.0
+tie_word_embeddings = true
+initializer_range = 0.3
+bos_token_id = 1
+eos_token_id = {eos}
+pad_token_id = 0
+[data]
+train = "{data}"
+max_prompt_length = 8
+max_completion_length = 6
+[train]
+learning_rate = 1e-3
+per_device_train_batch_size = 8
+gradient_accumulation_steps = 2
+max_steps = 1
+[grpo]
+num_generations = 4
+beta = 0.04
+loss_type = "{loss_type}"
+reward_funcs = ["python:{tmp}/reward.py:digits"]
+[output]
+output_dir = "{out_dir}"
+logging_steps = 1
+"""
+
+
+def run_case(trlc, loss_type, tmp, failures, eos):
+    out_dir = os.path.join(tmp, loss_type)
+    rec = os.path.join(tmp, loss_type + ".toml")
+    with open(rec, "w") as f:
+        f.write(recipe(tmp, loss_type, out_dir, eos))
+    init = os.path.join(tmp, loss_type + "-init.safetensors")
+    grads = os.path.join(tmp, loss_type + "-grad.safetensors")
+    dump = os.path.join(tmp, loss_type + "-batch.json")
+    env = dict(os.environ, TRLC_DUMP_GRPO_BATCH=dump)
+    res = subprocess.run([trlc, "train", rec, "-o", os.path.join(tmp, loss_type + ".trlc"),
+                          "--threads", "1", "--quiet", "--dump-initial", init,
+                          "--dump-gradients", grads], capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        failures.append(f"{loss_type}: trlc failed:\n{res.stdout}{res.stderr}")
+        return
+    batch = json.load(open(dump))
+    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        metrics = [json.loads(l) for l in f if '"loss"' in l]
+    cfg = json.load(open(os.path.join(out_dir, "config.json")))
+    params = {k: v.clone().requires_grad_(True) for k, v in ref.read_safetensors(init).items()}
+    reference = {k: v.detach().clone() for k, v in params.items()}
+    seq, gens, beta, eps, most = 14, 4, 0.04, 0.2, 6
+    micro = batch["micro_batches"]
+    global_tokens = sum(sum(r["completion_mask"]) for m in micro for r in m)
+
+    def logps(p, ids, pos, mask):
+        logits = ref.llama_logits(p, cfg, ids, pos, mask)
+        return torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
+
+    total = 0.0
+    worst_adv = 0.0
+    for rows in micro:
+        b = len(rows)
+        ids = torch.zeros(b, seq, dtype=torch.int64)
+        mask = torch.zeros(b, seq, dtype=torch.int64)
+        cmask = torch.zeros(b, seq - 1)
+        old = torch.zeros(b, seq - 1)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[i, :n] = torch.tensor(r["input_ids"])
+            mask[i, :n] = 1
+            c = r["completion_mask"]
+            start = n - len(r["old_logps"])
+            for k, lp in enumerate(r["old_logps"]):
+                old[i, start + k - 1] = lp
+                cmask[i, start + k - 1] = float(c[start + k])
+        pos = torch.arange(seq)[None].expand(b, seq)
+        adv = torch.tensor([r["advantage"] for r in rows])
+        # The advantages: (r - group mean) / (group std + 1e-4), r recomputed.
+        rewards = torch.tensor([float(sum(r["input_ids"][n:]) % 7) / 7.0 for r, n in
+                                ((r, len(r["input_ids"]) - len(r["old_logps"])) for r in rows)])
+        g = rewards.view(-1, gens)
+        want = ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 1e-4)).view(-1)
+        worst_adv = max(worst_adv, (want - adv).abs().max().item())
+        lp = logps(params, ids, pos, mask)
+        with torch.no_grad():
+            ref_lp = logps(reference, ids, pos, mask)
+        ratio = torch.exp(lp - old)
+        per_token = -torch.min(ratio * adv[:, None], ratio.clamp(1 - eps, 1 + eps) * adv[:, None])
+        diff = ref_lp - lp
+        per_token = per_token + beta * (torch.exp(diff) - diff - 1)
+        masked = per_token * cmask
+        if loss_type == "grpo":
+            loss = (masked.sum(-1) / cmask.sum(-1).clamp(min=1)).mean() / len(micro)
+        elif loss_type == "bnpo":
+            loss = masked.sum() / cmask.sum().clamp(min=1) / len(micro)
+        elif loss_type == "dr_grpo":
+            loss = masked.sum() / (b * most) / len(micro)
+        else:
+            loss = masked.sum() / global_tokens
+        total = total + loss
+    total.backward()
+    if worst_adv > 1e-9:
+        failures.append(f"{loss_type}: advantages differ from the group formula by {worst_adv:.2e}")
+    # The group advantages sum to zero and the ratio is 1 up to rounding, so
+    # the loss itself is near 0: compare it absolutely, the gradients
+    # relatively.
+    r = abs(metrics[0]["loss"] - total.item())
+    lengths = sorted({len(r["old_logps"]) for m in micro for r in m})
+    trlc_grads = ref.read_safetensors(grads)
+    worst = max((ref.rel(trlc_grads[k], p.grad), k) for k, p in params.items())
+    print(f"{loss_type}: loss trlc {metrics[0]['loss']:.3e} torch {total.item():.3e} (abs {r:.1e});"
+          f" worst gradient rel error {worst[0]:.2e} ({worst[1]}); advantages within"
+          f" {worst_adv:.1e}; completion lengths {lengths}")
+    if r > 1e-6:
+        failures.append(f"{loss_type}: loss differs by {r:.2e} (limit 1e-6 absolute)")
+    if len(lengths) < 2:
+        failures.append(f"{loss_type}: every completion has {lengths} tokens: the loss types "
+                        "are not told apart")
+    if worst[0] > 1e-4:
+        failures.append(f"{loss_type}: gradient of {worst[1]} differs by {worst[0]:.2e} (limit 1e-4)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trlc", required=True)
+    args = ap.parse_args()
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "reward.py"), "w") as f:
+            f.write(REWARD)
+        # EOS: the token the random model samples most, so that completions
+        # end at different lengths and the four normalisations differ.
+        probe = []
+        run_case(args.trlc, "grpo", tmp, probe, 2)
+        batch = json.load(open(os.path.join(tmp, "grpo-batch.json")))
+        counts = {}
+        for m in batch["micro_batches"]:
+            for r in m:
+                for t in r["input_ids"][len(r["input_ids"]) - len(r["old_logps"]):]:
+                    counts[t] = counts.get(t, 0) + 1
+        eos = max((c, t) for t, c in counts.items() if t > 2)[1]
+        print(f"EOS for the comparison: token {eos}")
+        for loss_type in ("grpo", "bnpo", "dr_grpo", "dapo"):
+            run_case(args.trlc, loss_type, tmp, failures, eos)
+    if failures:
+        print("\nFAILED:\n" + "\n".join(failures))
+        sys.exit(1)
+    print("all GRPO comparisons passed")
+
+
+if __name__ == "__main__":
+    main()
