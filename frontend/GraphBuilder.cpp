@@ -54,7 +54,12 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
     if (shape.packedPairs)
       evalShape.sequenceBound = shape.sequenceLimit;
     ModelBuilder pm(context, recipe, evalShape);
-    buildGeneration(pm, *module);
+    // GRPO's prompts are at most max_prompt_length tokens; evaluation and
+    // `trlc generate` prompts may fill the sequence bound.
+    int64_t longestPrompt = recipe.method == Method::GRPO
+                                ? std::min(recipe.grpo.maxPromptLength, evalShape.sequenceBound)
+                                : evalShape.sequenceBound;
+    buildGeneration(pm, *module, longestPrompt);
   }
   if (recipe.reference.precompute && recipe.method == Method::DPO) {
     buildDpoRefLogps(m, *module);

@@ -876,13 +876,16 @@ std::string checkGeneration(const Plan &plan) {
     for (const char *k : {"input_ids", "position_ids", "attention_mask"})
       if (!g->inputs.count(k))
         return std::string("generation's programs need the input '") + k + "'";
-  const Shape &slots = desc(prefill->second.inputs.at("input_ids")).shape;
+  const Shape &prompts = desc(prefill->second.inputs.at("input_ids")).shape;
   const Shape &step = desc(decode->second.inputs.at("input_ids")).shape;
-  if (slots.size() != 2 || step.size() != 2 || step[1] != 1 || step[0] != slots[0])
-    return "decode's 'input_ids' must be one token per row of prefill's " + shapeText(slots);
+  if (prompts.size() != 2 || step.size() != 2 || step[1] != 1 || step[0] != prompts[0])
+    return "decode's 'input_ids' must be one token per row of prefill's " + shapeText(prompts);
   const TensorDesc &mask = desc(decode->second.inputs.at("attention_mask"));
-  if (mask.shape != slots || mask.dtype != DType::I64)
-    return "decode's 'attention_mask' must be i64 " + shapeText(slots) + " (the cache's slots)";
+  if (mask.shape.size() != 2 || mask.shape[0] != prompts[0] || mask.shape[1] < prompts[1] ||
+      mask.dtype != DType::I64)
+    return "decode's 'attention_mask' must be i64 [" + std::to_string(prompts[0]) +
+           ", slots] with at least prefill's " + std::to_string(prompts[1]) + " slots";
+  const Shape slots = mask.shape;
   auto logits = decode->second.outputs.find("logits");
   if (logits == decode->second.outputs.end() || desc(logits->second).dtype != DType::F32 ||
       desc(logits->second).shape.size() != 3 || desc(logits->second).shape[0] != slots[0] ||

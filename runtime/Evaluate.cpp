@@ -88,6 +88,9 @@ EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
       prompts[r].assign(e.ids.begin(), e.ids.begin() + first);
       if (prompts[r].empty())  // nothing to condition on: start from BOS
         prompts[r].push_back(bos >= 0 ? bos : pad);
+      if (static_cast<int64_t>(prompts[r].size()) > gen.longestPrompt())  // kept from the end
+        prompts[r].erase(prompts[r].begin(),
+                         prompts[r].end() - gen.longestPrompt());
       for (size_t t = first; t < e.ids.size(); ++t)
         if (e.mask[t])
           expected[r].push_back(e.ids[t]);

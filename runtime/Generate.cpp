@@ -102,7 +102,8 @@ Generator::Generator(Executor &ex, int64_t eos, int64_t pad) : ex(ex), eos(eos),
     throw RunError("error: the artifact has no generation programs; compile a recipe with "
                    "[data] eval (or an online method) to generate from it");
   batch_ = ex.input("prefill", "input_ids").dim(0);
-  slots_ = ex.input("prefill", "input_ids").dim(1);
+  prefill_ = ex.input("prefill", "input_ids").dim(1);
+  slots_ = ex.input("decode", "attention_mask").dim(1);
   vocab = ex.output("decode", "logits").dim(-1);
 }
 
@@ -116,26 +117,28 @@ std::vector<Completion> Generator::generate(const std::vector<std::vector<int64_
   std::vector<std::vector<int64_t>> seq(b);  // each row's tokens so far
   for (int64_t r = 0; r < b; ++r) {
     seq[r] = r < static_cast<int64_t>(prompts.size()) ? prompts[r] : std::vector<int64_t>{pad};
-    if (seq[r].empty() || static_cast<int64_t>(seq[r].size()) > t)
+    if (seq[r].empty() || static_cast<int64_t>(seq[r].size()) > longestPrompt())
       throw RunError("error: a prompt of " + std::to_string(seq[r].size()) +
-                     " tokens does not fit generation's " + std::to_string(t) +
-                     " positions (it needs at least one token)");
+                     " tokens does not fit generation's prompts of at most " +
+                     std::to_string(longestPrompt()) + " (it needs at least one token)");
   }
   // Prefill: every prompt but its last token, at positions 0.. (slot =
   // position); the rest of each row is padding the mask hides.
-  std::vector<int64_t> ids(b * t, pad), pos(b * t), mask(b * t, 0);
+  const int64_t p = prefill_;
+  std::vector<int64_t> ids(b * p, pad), pos(b * p), pmask(b * p, 0);
   for (int64_t r = 0; r < b; ++r)
-    for (int64_t j = 0; j < t; ++j) {
-      pos[r * t + j] = j;
+    for (int64_t j = 0; j < p; ++j) {
+      pos[r * p + j] = j;
       if (j + 1 < static_cast<int64_t>(seq[r].size())) {
-        ids[r * t + j] = seq[r][j];
-        mask[r * t + j] = 1;
+        ids[r * p + j] = seq[r][j];
+        pmask[r * p + j] = 1;
       }
     }
   ex.write(ex.input("prefill", "input_ids"), ids.data());
   ex.write(ex.input("prefill", "position_ids"), pos.data());
-  ex.write(ex.input("prefill", "attention_mask"), mask.data());
+  ex.write(ex.input("prefill", "attention_mask"), pmask.data());
   ex.run("prefill");
+  std::vector<int64_t> mask(b * t, 0);
 
   // Decode: each row feeds its latest token at its position; a finished
   // row repeats its last step (its logits are ignored).

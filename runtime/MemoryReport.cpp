@@ -245,10 +245,12 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch, int64_t w
   if (plan.programs.count("prefill") && plan.programs.count("decode")) {
     MemoryReport::Generation g;
     const artifact::Program &prefill = plan.programs.at("prefill");
-    if (auto it = prefill.inputs.find("input_ids"); it != prefill.inputs.end()) {
+    const artifact::Program &decode = plan.programs.at("decode");
+    if (auto it = decode.inputs.find("attention_mask"); it != decode.inputs.end()) {
       g.rows = plan.tensors[it->second].shape[0];
       g.slots = plan.tensors[it->second].shape[1];
     }
+    (void)prefill;
     std::map<int64_t, bool> cacheOffsets;
     for (const char *progName : {"prefill", "decode"})
       for (const artifact::KernelCall &c : plan.programs.at(progName).calls)

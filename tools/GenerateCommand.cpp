@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -42,6 +43,7 @@ struct GenerateOptions {
   int threads = 0;
   uint64_t seed = 0;
   bool sample = false;
+  bool timing = false;  // one JSON line on stderr: tokens, seconds
   Sampling sampling;
 };
 
@@ -171,19 +173,27 @@ int generate(const GenerateOptions &g) {
     s.greedy = !g.sample;
     std::mt19937_64 rng(g.seed);
     for (size_t p = 0; p < prompts.size(); ++p)
-      if (static_cast<int64_t>(prompts[p].ids.size()) >= gen.slots())
+      if (static_cast<int64_t>(prompts[p].ids.size()) >=
+          std::min(gen.slots(), gen.longestPrompt() + 1))
         throw RunError((g.promptsFile.empty() ? "--prompt" : g.promptsFile) + ": error: prompt " +
                        std::to_string(p + 1) + " has " + std::to_string(prompts[p].ids.size()) +
-                       " tokens, but the artifact generates within " +
-                       std::to_string(gen.slots()) +
-                       " positions (its sequence bound); shorten it or raise [data] max_length");
+                       " tokens, but the artifact takes prompts of at most " +
+                       std::to_string(std::min(gen.slots() - 1, gen.longestPrompt())) +
+                       " tokens (its sequence bound leaves room for the completion, GRPO's "
+                       "max_prompt_length); shorten it or raise those bounds");
+    double seconds = 0;
+    int64_t tokens = 0;
     for (size_t start = 0; start < prompts.size(); start += gen.batch()) {
       size_t n = std::min<size_t>(gen.batch(), prompts.size() - start);
       std::vector<std::vector<int64_t>> ids;
       for (size_t r = 0; r < n; ++r)
         ids.push_back(prompts[start + r].ids);
+      auto t0 = std::chrono::steady_clock::now();
       std::vector<Completion> got =
           gen.generate(ids, g.maxNewTokens < 0 ? gen.slots() : g.maxNewTokens, s, rng);
+      seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      for (const Completion &c : got)
+        tokens += static_cast<int64_t>(c.tokens.size());
       for (size_t r = 0; r < n; ++r) {
         std::vector<int32_t> t(got[r].tokens.begin(), got[r].tokens.end());
         std::string text = tok ? tok->decode(t, true) : std::string();
@@ -199,6 +209,11 @@ int generate(const GenerateOptions &g) {
         std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       }
     }
+    if (g.timing)
+      std::cerr << ojson{{"tokens", tokens}, {"seconds", seconds},
+                         {"tokens_per_second", tokens / std::max(seconds, 1e-9)}}
+                       .dump()
+                << "\n";
     return 0;
   } catch (const RunError &e) {
     std::cerr << e.what() << "\n";
@@ -284,6 +299,7 @@ int generateCommand(int argc, char **argv, std::string &usage) {
                return err;
              })
       .flag("--sample", [&g] { g.sample = true; })
+      .flag("--timing", [&g] { g.timing = true; })
       .positional([&g](const std::string &arg) {
         if (!g.artifact.empty())
           return "more than one artifact given ('" + g.artifact + "' and '" + arg + "')";

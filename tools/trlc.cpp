@@ -80,6 +80,7 @@ const char *kUsage =
     "                            --top-k K, --top-p P, --min-p P, --repetition-penalty R\n"
     "                            (TRL's keys and defaults) imply it; --seed S\n"
     "  --eos-token-id N          stop a completion at N (default: the model's)\n"
+    "  --timing                  print tokens, seconds and tokens/s of generation to stderr\n"
     "  --device, --threads       as for run\n";
 
 int usageError(const std::string &msg) {

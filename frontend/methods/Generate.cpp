@@ -2,7 +2,8 @@
 //
 // Generation runs the model with a KV cache (ModelBuilder::KvCache) in two
 // programs over the same [B, T] cache, T the step's sequence bound:
-//   @prefill  input_ids, position_ids, attention_mask [B, T]: a batch of
+//   @prefill  input_ids, position_ids, attention_mask [B, P] (P <= T, the
+//             longest prompt the programs take, less one): a batch of
 //             prompts, right-padded, without their last token; writes
 //             every layer's keys and values at the slots of their positions
 //             (slot = position) and returns nothing else.
@@ -21,6 +22,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "frontend/methods/Methods.h"
+
+#include <algorithm>
 
 using namespace mlir;
 using namespace mlir::trl;
@@ -59,12 +62,13 @@ func::FuncOp newProgram(ModelBuilder &m, ModuleOp module, const char *name) {
 
 } // namespace
 
-void buildGeneration(ModelBuilder &m, ModuleOp module) {
+void buildGeneration(ModelBuilder &m, ModuleOp module, int64_t longestPrompt) {
   int64_t batch = m.stepShape.batch, slots = m.stepShape.sequenceBound;
+  int64_t prefillLen = std::clamp<int64_t>(longestPrompt - 1, 1, slots);
   {
     func::FuncOp fn = newProgram(m, module, "prefill");
     ModelBuilder::KvCache cache{fn, slots, /*prefill=*/true, Value(), {}};
-    auto type = m.tensor({batch, slots}, m.i64);
+    auto type = m.tensor({batch, prefillLen}, m.i64);
     Value ids = m.input(fn, "input_ids", type);
     Value positions = m.input(fn, "position_ids", type);
     Value mask = m.input(fn, "attention_mask", type);

@@ -27,8 +27,9 @@ struct StepResults {
 /// trainable tokens of the whole accumulated batch (num_items_in_batch).
 StepResults buildSftLoss(ModelBuilder &m, mlir::func::FuncOp fn);
 /// Generation (greedy evaluation, `trlc generate`, the online methods):
-/// `@prefill` and `@decode` over a KV cache (Generate.cpp).
-void buildGeneration(ModelBuilder &m, mlir::ModuleOp module);
+/// `@prefill` and `@decode` over a KV cache of the step's sequence bound
+/// (Generate.cpp); prompts of at most `longestPrompt` tokens.
+void buildGeneration(ModelBuilder &m, mlir::ModuleOp module, int64_t longestPrompt);
 
 /// DPO: policy and reference sequence log-probabilities of the chosen and
 /// rejected completions, TRL's loss types and rpo_alpha; metrics the

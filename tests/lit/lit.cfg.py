@@ -15,6 +15,10 @@ config.substitutions.append(("FileCheck", config.filecheck))
 config.substitutions.append(("%python", config.python))
 if config.have_gloo == "ON":
     config.available_features.add("gloo")
+# "sanitize": make test-sanitize's build (its floating point differs, so
+# trajectories do too).
+if config.sanitize:
+    config.available_features.add("sanitize")
 # "cuda-gpu": the CUDA backend is built and a GPU is visible.
 if config.have_cuda == "ON":
     import shutil, subprocess

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """trlc's GRPO step against TRL's loss written here in PyTorch.
 
-For each loss type (grpo, bnpo, dr_grpo, dapo), with two micro-batches
+For each loss type (grpo, bnpo, dr_grpo, dapo, and dapo with
+use_liger_kernel's fused log-probabilities), with two micro-batches
 accumulated and the KL term on (beta > 0), trlc trains one step of a small
 llama from random weights: it generates, rewards (a Python reward function
 with varied values, so the advantages are not zero) and writes the batches
@@ -46,7 +47,7 @@ def digits(prompts, completions, completion_ids, **kwargs):
 '''
 
 
-def recipe(tmp, loss_type, out_dir, eos=2):
+def recipe(tmp, loss_type, out_dir, eos=2, liger=False):
     data = os.path.join(ROOT, "recipes/data/arith-grpo.jsonl")
     return f"""method = "grpo"
 [model]
@@ -73,6 +74,8 @@ pad_token_id = 0
 train = "{data}"
 max_prompt_length = 8
 max_completion_length = 6
+[memory]
+use_liger_kernel = {"true" if liger else "false"}
 [train]
 learning_rate = 1e-3
 per_device_train_batch_size = 8
@@ -89,16 +92,17 @@ logging_steps = 1
 """
 
 
-def run_case(trlc, loss_type, tmp, failures, eos):
-    out_dir = os.path.join(tmp, loss_type)
-    rec = os.path.join(tmp, loss_type + ".toml")
+def run_case(trlc, loss_type, tmp, failures, eos, liger=False):
+    name = loss_type + ("-liger" if liger else "")
+    out_dir = os.path.join(tmp, name)
+    rec = os.path.join(tmp, name + ".toml")
     with open(rec, "w") as f:
-        f.write(recipe(tmp, loss_type, out_dir, eos))
-    init = os.path.join(tmp, loss_type + "-init.safetensors")
-    grads = os.path.join(tmp, loss_type + "-grad.safetensors")
-    dump = os.path.join(tmp, loss_type + "-batch.json")
+        f.write(recipe(tmp, loss_type, out_dir, eos, liger))
+    init = os.path.join(tmp, name + "-init.safetensors")
+    grads = os.path.join(tmp, name + "-grad.safetensors")
+    dump = os.path.join(tmp, name + "-batch.json")
     env = dict(os.environ, TRLC_DUMP_GRPO_BATCH=dump)
-    res = subprocess.run([trlc, "train", rec, "-o", os.path.join(tmp, loss_type + ".trlc"),
+    res = subprocess.run([trlc, "train", rec, "-o", os.path.join(tmp, name + ".trlc"),
                           "--threads", "1", "--quiet", "--dump-initial", init,
                           "--dump-gradients", grads], capture_output=True, text=True, env=env)
     if res.returncode != 0:
@@ -170,7 +174,7 @@ def run_case(trlc, loss_type, tmp, failures, eos):
     lengths = sorted({len(r["old_logps"]) for m in micro for r in m})
     trlc_grads = ref.read_safetensors(grads)
     worst = max((ref.rel(trlc_grads[k], p.grad), k) for k, p in params.items())
-    print(f"{loss_type}: loss trlc {metrics[0]['loss']:.3e} torch {total.item():.3e} (abs {r:.1e});"
+    print(f"{name}: loss trlc {metrics[0]['loss']:.3e} torch {total.item():.3e} (abs {r:.1e});"
           f" worst gradient rel error {worst[0]:.2e} ({worst[1]}); advantages within"
           f" {worst_adv:.1e}; completion lengths {lengths}")
     if r > 1e-6:
@@ -204,6 +208,8 @@ def main():
         print(f"EOS for the comparison: token {eos}")
         for loss_type in ("grpo", "bnpo", "dr_grpo", "dapo"):
             run_case(args.trlc, loss_type, tmp, failures, eos)
+        # use_liger_kernel: the fused log-probabilities (no [T, V] logits).
+        run_case(args.trlc, "dapo", tmp, failures, eos, liger=True)
     if failures:
         print("\nFAILED:\n" + "\n".join(failures))
         sys.exit(1)

@@ -141,8 +141,15 @@ public:
       a.out.push_back({ptrs[t], &plan.tensors[t]});
     a.attrs = &call.attrs;
     a.scratch = scratch;
-    b.run(call.kernel, a);
-    b.synchronize();
+    try {
+      b.run(call.kernel, a);
+      b.synchronize();
+    } catch (...) {  // a kernel that refuses its input: free, then report
+      for (size_t t = 0; t < plan.tensors.size(); ++t)
+        plan.tensors[t].host ? b.releaseHost(ptrs[t]) : b.release(ptrs[t]);
+      b.release(scratch);
+      throw;
+    }
     std::vector<std::vector<float>> outs;
     std::vector<std::vector<uint16_t>> halves(call.out.size());
     for (size_t k = 0; k < call.out.size(); ++k) {

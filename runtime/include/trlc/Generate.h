@@ -52,9 +52,11 @@ public:
   /// programs.
   Generator(Executor &ex, int64_t eos, int64_t pad);
 
-  /// Rows per call and slots per row (prompt + completion).
+  /// Rows per call, slots per row (prompt + completion) and the longest
+  /// prompt the programs take.
   int64_t batch() const { return batch_; }
   int64_t slots() const { return slots_; }
+  int64_t longestPrompt() const { return prefill_ + 1; }
 
   /// Completes at most batch() prompts (each 1..slots() tokens) with at
   /// most `maxNew` tokens each, stopping a row at EOS, at `maxNew` or when
@@ -64,7 +66,7 @@ public:
 
 private:
   Executor &ex;
-  int64_t eos, pad, batch_ = 0, slots_ = 0, vocab = 0;
+  int64_t eos, pad, batch_ = 0, slots_ = 0, prefill_ = 0, vocab = 0;
 };
 
 } // namespace trlc
