@@ -17,18 +17,22 @@ using nlohmann::json;
 
 namespace trlc {
 
+std::string readDataFile(const artifact::Artifact &artifact, const std::string &path) {
+  fs::path file = fs::path(artifact.dir) / path;
+  std::ifstream in(file, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  auto hash = artifact.manifest.files.find(path);
+  if (hash == artifact.manifest.files.end() || artifact::contentHash(text) != hash->second)
+    throw RunError(file.string() + ": error: damaged (its bytes do not match the manifest's "
+                   "hash); compile the artifact again");
+  return text;
+}
+
 std::vector<std::string> readVocab(const artifact::Artifact &artifact) {
   std::vector<std::string> vocab;
   if (artifact.plan.run.data.vocab.empty())
     return vocab;
-  fs::path file = fs::path(artifact.dir) / artifact.plan.run.data.vocab;
-  std::ifstream in(file, std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), {});
-  auto hash = artifact.manifest.files.find(artifact.plan.run.data.vocab);
-  if (hash == artifact.manifest.files.end() || artifact::contentHash(text) != hash->second)
-    throw RunError(file.string() + ": error: damaged (its bytes do not match the manifest's "
-                   "hash); compile the artifact again");
-  json j = json::parse(text, nullptr, false);
+  json j = json::parse(readDataFile(artifact, artifact.plan.run.data.vocab), nullptr, false);
   if (j.is_array())
     for (const json &t : j)
       vocab.push_back(t.is_string() ? t.get<std::string>() : std::string());

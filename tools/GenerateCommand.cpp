@@ -265,14 +265,7 @@ int generateCommand(int argc, char **argv, std::string &usage) {
              [&g](const std::string &v) {
                return positiveInteger("--max-new-tokens", v, 1 << 20, "tokens", g.maxNewTokens);
              })
-      .value("--threads",
-             [&g](const std::string &v) {
-               int64_t n = 0, cores = std::max(1u, std::thread::hardware_concurrency());
-               std::string err = positiveInteger("--threads", v, cores,
-                                                 "threads, the cores this machine has", n);
-               g.threads = static_cast<int>(n);
-               return err;
-             })
+      .value("--threads", [&g](const std::string &v) { return threadCount(v, g.threads); })
       .value("--seed",
              [&g](const std::string &v) {
                int64_t n = 0;

@@ -2,7 +2,9 @@
 
 #include "tools/Options.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <thread>
 
 namespace trlc::cli {
 
@@ -89,6 +91,14 @@ std::string positiveInteger(const std::string &option, const std::string &value,
     return option + " " + value + ": at most " + std::to_string(max) + " " + unit;
   out = n;
   return "";
+}
+
+std::string threadCount(const std::string &value, int &out) {
+  int64_t n = 0, cores = std::max(1u, std::thread::hardware_concurrency());
+  std::string err =
+      positiveInteger("--threads", value, cores, "threads, the cores this machine has", n);
+  out = static_cast<int>(n);
+  return err;
 }
 
 } // namespace trlc::cli

@@ -54,6 +54,9 @@ private:
 /// `unit` (the message names the option and what it got).
 std::string positiveInteger(const std::string &option, const std::string &value,
                             int64_t max, const std::string &unit, int64_t &out);
+/// --threads: at most the machine's cores (more only slows a run down, and
+/// a huge count exhausts the OpenMP runtime).
+std::string threadCount(const std::string &value, int &out);
 
 } // namespace trlc::cli
 

@@ -43,16 +43,7 @@ Options runOptions(RunOptions &r) {
                r.nproc = static_cast<int>(n);
                return err;
              })
-      .value("--threads",
-             [&r](const std::string &v) {
-               // More threads than cores only slows a run down (and a
-               // huge count exhausts the OpenMP runtime).
-               int64_t n = 0, cores = std::max(1u, std::thread::hardware_concurrency());
-               std::string err = positiveInteger("--threads", v, cores,
-                                                 "threads, the cores this machine has", n);
-               r.threads = static_cast<int>(n);
-               return err;
-             })
+      .value("--threads", [&r](const std::string &v) { return threadCount(v, r.threads); })
       .flag("--quiet", [&r] { r.quiet = true; })
       .value("--resume", text(r.resume))
       .value("--dump-initial", text(r.dumpInitial))

@@ -274,12 +274,7 @@ private:
       throw RunError(a.dir + ": error: the artifact has no data/columns.jsonl for the rewards; "
                      "compile the recipe again");
     std::string file = a.dir + "/" + rel;
-    std::ifstream in(file, std::ios::binary);
-    std::string textAll((std::istreambuf_iterator<char>(in)), {});
-    auto hash = a.manifest.files.find(rel);
-    if (hash == a.manifest.files.end() || artifact::contentHash(textAll) != hash->second)
-      throw RunError(file + ": error: damaged (its bytes do not match the manifest's hash); "
-                     "compile the artifact again");
+    std::string textAll = readDataFile(a, rel);
     size_t start = 0;
     while (start < textAll.size()) {
       size_t nl = textAll.find('\n', start);

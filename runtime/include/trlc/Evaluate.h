@@ -32,6 +32,11 @@ struct EvalResult {
 EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
                           const std::vector<TokenRow> &rows, bool show);
 
+/// The bytes of a data file of the artifact (a path relative to it, listed
+/// in the manifest's "files"), checked against the manifest's hash; throws
+/// RunError when they differ.
+std::string readDataFile(const artifact::Artifact &artifact, const std::string &path);
+
 /// The artifact's id -> token text table; empty when it has none.
 std::vector<std::string> readVocab(const artifact::Artifact &artifact);
 
