@@ -78,9 +78,10 @@ private:
     auto it = states.find(key);
     if (it != states.end())
       return it->second;
-    if (key.rfind("kv:", 0) == 0) {
-      // Generation's KV cache: persistent between @prefill and @decode
-      // only, so it shares the activation region with training (below).
+    if (key.rfind("kv:", 0) == 0 || key.rfind("gathered:", 0) == 0) {
+      // Generation's KV cache and its gathered model (ZeRO-3's
+      // @gather_model): persistent between generation's programs only, so
+      // they share the activation region with training (below).
       int t = newTensor(type);
       pendingCache.push_back({t, cacheBytes});
       cacheBytes += alignUp(plan.tensors[t].bytes());

@@ -71,6 +71,9 @@ Expected<Schedule> trainingSchedule(const Recipe &r, const StepShape &shape, int
                        : shape.batch * world;
   int64_t batches = (rows + global - 1) / global;
   int64_t perEpoch = std::max<int64_t>(batches / r.train.gradientAccumulationSteps, 1);
+  // GRPO trains num_iterations optimizer steps on each generation batch.
+  if (r.method == Method::GRPO)
+    perEpoch *= r.grpo.numIterations;
   s.stepsPerEpoch = perEpoch;
   s.totalSteps = r.train.maxSteps > 0
                      ? r.train.maxSteps
@@ -92,6 +95,7 @@ mlir::trl::PipelineOptions pipelineOptions(const Recipe &r, const Schedule &s, i
   o.recompute = r.memory.gradientCheckpointing;
   o.zeroStage = r.memory.zeroStage;
   o.worldSize = world;
+  o.gatherForGeneration = r.method != Method::GRPO || r.grpo.ds3GatherForGeneration;
   o.maxGradNorm = r.train.maxGradNorm;
   o.learningRate = r.train.learningRate;
   o.schedule = r.train.lrSchedulerType;
@@ -150,6 +154,10 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
     g.maskTruncatedCompletions = r.grpo.maskTruncatedCompletions;
     g.beta = r.grpo.beta;
     g.lossType = r.grpo.lossType;
+    g.epsilonLow = r.grpo.epsilon;
+    g.epsilonHigh = r.grpo.epsilonHigh;
+    g.sequenceLevel = r.grpo.sequenceLevel;
+    g.numIterations = r.grpo.numIterations;
     run.grpo = g;
   }
   return run;

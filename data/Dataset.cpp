@@ -501,9 +501,12 @@ private:
     Text p;
     if (auto bad = text(obj, "prompt", p))
       return bad;
+    // The row's other fields, for the reward functions; a conversational
+    // prompt's messages too, under "prompt" (rewards get them as TRL
+    // passes them, and the completions as assistant messages).
     ex.columns = "{";
     for (auto field : obj) {
-      if (field.key == "prompt")
+      if (field.key == "prompt" && !p.conversational)
         continue;
       if (ex.columns.size() > 1)
         ex.columns += ",";

@@ -527,7 +527,9 @@ def Trl_GrpoLossOp : Trl_Op<"grpo_loss", [Trl_Differentiable, Pure]> {
   let summary = "clipped GRPO policy loss over completion tokens";
   let description = [{
     Per token: ratio = exp(logp - old_logp),
-    -min(ratio A, clip(ratio, 1 - epsilon_low, 1 + epsilon_high) A) + beta KL3
+    -min(ratio A, clip(ratio, 1 - epsilon_low, 1 + epsilon_high) A) + beta KL3;
+    with `sequence_level` (GSPO) one ratio per row, exp of the masked mean
+    of logp - old_logp over its tokens, shared by all of them
     (KL3 = exp(ref - logp) - (ref - logp) - 1, needs `ref_logp`, present iff
     beta != 0), masked by `mask`, normalised by `loss_type` (grpo: each
     sequence's mean, averaged over the rows; bnpo: over the micro-batch's
@@ -552,7 +554,8 @@ def Trl_GrpoLossOp : Trl_Op<"grpo_loss", [Trl_Differentiable, Pure]> {
                    DefaultValuedAttr<F64Attr, "0.2">:$epsilon_high,
                    DefaultValuedAttr<F64Attr, "0.0">:$beta,
                    DefaultValuedAttr<Trl_GrpoLossTypeAttr,
-                     "::mlir::trl::GrpoLossType::dapo">:$loss_type);
+                     "::mlir::trl::GrpoLossType::dapo">:$loss_type,
+                   UnitAttr:$sequence_level);
   let results = (outs Trl_Scalar:$loss);
   let assemblyFormat = [{
     $logp `,` $old_logp `,` $advantages `,` $mask `,` $normalizer
@@ -861,7 +864,8 @@ def Trl_GrpoLossGradOp : Trl_Op<"grpo_loss_grad", [Pure]> {
                    DefaultValuedAttr<F64Attr, "0.2">:$epsilon_high,
                    DefaultValuedAttr<F64Attr, "0.0">:$beta,
                    DefaultValuedAttr<Trl_GrpoLossTypeAttr,
-                     "::mlir::trl::GrpoLossType::dapo">:$loss_type);
+                     "::mlir::trl::GrpoLossType::dapo">:$loss_type,
+                   UnitAttr:$sequence_level);
   let results = (outs RankedTensorOf<[F32, F64]>:$result);
   let assemblyFormat = [{
     $grad `,` $logp `,` $old_logp `,` $advantages `,` $mask `,` $normalizer

@@ -251,7 +251,7 @@ LogicalResult GrpoLossOp::buildVJP(OpBuilder &b, ValueRange grads,
       getLoc(), getLogp().getType(), grads[0], getLogp(), getOldLogp(),
       getAdvantages(), getMask(), getNormalizer(), getRefLogp(),
       getEpsilonLowAttr(), getEpsilonHighAttr(), getBetaAttr(),
-      getLossTypeAttr()));
+      getLossTypeAttr(), getSequenceLevelAttr()));
   out.append({nullptr, nullptr, nullptr, nullptr});
   if (getRefLogp())
     out.push_back(nullptr);

@@ -206,8 +206,12 @@ std::pair<Value, Value> ModelBuilder::forward(Value ids, Value positions,
   return {hidden, head};
 }
 
-Value ModelBuilder::tokenLogProbs(const TokenInputs &in, int64_t batch) {
+Value ModelBuilder::tokenLogProbs(const TokenInputs &in, int64_t batch, double temperature) {
   auto [hidden, head] = forward(in.ids, in.positions, in.mask, batch);
+  if (temperature != 1.0) {
+    Value t = b.create<FillOp>(loc, tensor({}, f32), b.getF64FloatAttr(temperature));
+    hidden = b.create<DivOp>(loc, hidden.getType(), hidden, t);
+  }
   Value logits = linear(hidden, head);
   return b.create<LogProbsOp>(loc, act({batch, seqLen}), logits, in.labels,
                               b.getI64IntegerAttr(-100));

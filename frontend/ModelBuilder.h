@@ -54,8 +54,10 @@ public:
   std::pair<mlir::Value, mlir::Value> forward(mlir::Value ids, mlir::Value positions,
                                               mlir::Value mask, int64_t batch);
   mlir::Value linear(mlir::Value x, mlir::Value w, mlir::Value bias = {});
-  /// Per-token log-probabilities [B, S] of the batch's labels.
-  mlir::Value tokenLogProbs(const TokenInputs &in, int64_t batch);
+  /// Per-token log-probabilities [B, S] of the batch's labels, of the
+  /// logits divided by `temperature` (GRPO's, as TRL computes them; the
+  /// hidden states are divided, which is the same for the bias-free head).
+  mlir::Value tokenLogProbs(const TokenInputs &in, int64_t batch, double temperature = 1.0);
 
   /// The parameter set `param` reads: "policy" (trained) or "reference".
   void useParameters(const std::string &set) { paramSet = set; }

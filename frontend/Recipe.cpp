@@ -189,7 +189,6 @@ const KeySpec kSchema[] = {
   {"memory", "gradient_checkpointing", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "recompute activations in the backward pass"},
   {"memory", "budget", Kind::Size, all("\"auto\""), ALL, nullptr, -INFINITY, INFINITY, false, "device memory budget (\"auto\" or a size such as \"20GiB\")"},
   {"memory", "zero_stage", Kind::Int, all("0"), ALL, nullptr, 0, 3, false, "ZeRO sharding stage"},
-  {"memory", "ds3_gather_for_generation", Kind::Bool, {nullptr, nullptr, nullptr, "true"}, GRPO, nullptr, -INFINITY, INFINITY, false, "gather the whole model for generation under ZeRO-3"},
 
   {"sft", "loss_type", Kind::Enum, {"\"nll\"", nullptr, nullptr, nullptr}, SFT, "nll|dft", -INFINITY, INFINITY, false, "SFT loss"},
 
@@ -207,6 +206,7 @@ const KeySpec kSchema[] = {
   {"kto", "desirable_weight", Kind::Float, {nullptr, nullptr, "1.0", nullptr}, KTO, nullptr, 0, INFINITY, false, "weight of desirable examples"},
   {"kto", "undesirable_weight", Kind::Float, {nullptr, nullptr, "1.0", nullptr}, KTO, nullptr, 0, INFINITY, false, "weight of undesirable examples"},
 
+  {"grpo", "ds3_gather_for_generation", Kind::Bool, {nullptr, nullptr, nullptr, "true"}, GRPO, nullptr, -INFINITY, INFINITY, false, "under ZeRO-3: gather the whole model once per generation (false: layer by layer at every decoding step)"},
   {"grpo", "num_generations", Kind::Int, {nullptr, nullptr, nullptr, "8"}, GRPO, nullptr, 2, 1 << 16, false, "completions per prompt"},
   {"grpo", "temperature", Kind::Float, {nullptr, nullptr, nullptr, "1.0"}, GRPO, nullptr, 0, INFINITY, true, "sampling temperature"},
   {"grpo", "top_p", Kind::Float, {nullptr, nullptr, nullptr, "1.0"}, GRPO, nullptr, 0, 1, true, "nucleus sampling"},
@@ -214,7 +214,8 @@ const KeySpec kSchema[] = {
   {"grpo", "epsilon_high", Kind::Float, none(), GRPO, nullptr, 0, INFINITY, false, "upper clipping epsilon (default: epsilon)"},
   {"grpo", "beta", Kind::Float, {nullptr, nullptr, nullptr, "0.0"}, GRPO, nullptr, 0, INFINITY, false, "KL coefficient (0: no reference model)"},
   {"grpo", "loss_type", Kind::Enum, {nullptr, nullptr, nullptr, "\"dapo\""}, GRPO, "grpo|bnpo|dr_grpo|dapo", -INFINITY, INFINITY, false, "loss normalisation"},
-  {"grpo", "num_iterations", Kind::Int, {nullptr, nullptr, nullptr, "1"}, GRPO, nullptr, 1, 1, false, "policy updates per generation batch (only 1 so far)"},
+  {"grpo", "importance_sampling_level", Kind::Enum, {nullptr, nullptr, nullptr, "\"token\""}, GRPO, "token|sequence", -INFINITY, INFINITY, false, "one importance ratio per token, or per sequence (GSPO)"},
+  {"grpo", "num_iterations", Kind::Int, {nullptr, nullptr, nullptr, "1"}, GRPO, nullptr, 1, 1e6, false, "optimizer steps on each generation batch (the old log-probabilities kept)"},
   {"grpo", "top_k", Kind::Int, {nullptr, nullptr, nullptr, "0"}, GRPO, nullptr, 0, 1 << 24, false, "sample among the k most likely tokens (0: all)"},
   {"grpo", "min_p", Kind::Float, {nullptr, nullptr, nullptr, "0.0"}, GRPO, nullptr, 0, 1, false, "drop tokens below min_p x the most likely one's probability (0: off)"},
   {"grpo", "repetition_penalty", Kind::Float, {nullptr, nullptr, nullptr, "1.0"}, GRPO, nullptr, 0, INFINITY, true, "transformers' repetition penalty (1: off)"},
@@ -234,11 +235,15 @@ const KeySpec kSchema[] = {
 };
 // clang-format on
 
+/// Another name for a key: `alias` in [section] means `canonical` in
+/// [target] (DESIGN.md's [memory] place of ds3_gather_for_generation; TRL
+/// keeps it in each online method's config).
 struct Alias {
-  const char *section, *alias, *canonical;
+  const char *section, *alias, *target, *canonical;
 };
 const Alias kAliases[] = {
-    {"memory", "use_liger_loss", "use_liger_kernel"},
+    {"memory", "use_liger_loss", "memory", "use_liger_kernel"},
+    {"memory", "ds3_gather_for_generation", "grpo", "ds3_gather_for_generation"},
 };
 
 const char *const kSections[] = {"model", "data", "train", "memory", "sft",
@@ -644,16 +649,27 @@ std::optional<Error> Resolver::checkStructure(toml::table &root) {
     toml::table *section = root[a.section].as_table();
     if (!section || !section->contains(a.alias))
       continue;
-    if (section->contains(a.canonical))
-      return diag.at(*section->get(a.alias),
-                     std::string("set either ") + a.alias + " or " +
-                         a.canonical + " (an alias of it), not both");
     toml::node *node = section->get(a.alias);
+    toml::table *target = root[a.target].as_table();
+    if (target && target->contains(a.canonical))
+      return diag.at(*node, "set either " + displayKey(a.section, a.alias) + " or " +
+                                displayKey(a.target, a.canonical) + " (an alias of it), not both");
     if (!node->is_boolean())
       return diag.at(*node, displayKey(a.section, a.alias) +
                                 " must be true or false, got " +
                                 tomlTypeName(*node) + " (" + tomlValueText(*node) + ")");
-    section->insert(a.canonical, node->as_boolean()->get());
+    bool methodTable = std::find(std::begin(kMethodSections), std::end(kMethodSections),
+                                 std::string_view(a.target)) != std::end(kMethodSections);
+    if (methodTable && root["method"].value_or(std::string()) != a.target)
+      return diag.at(*node, displayKey(a.section, a.alias) + " applies to method = \"" +
+                                a.target + "\" only; remove it");
+    if (!target) {
+      if (root.contains(a.target))
+        continue;  // not a table: the section check names it
+      root.insert(a.target, toml::table{});
+      target = root[a.target].as_table();
+    }
+    target->insert(a.canonical, *node->as_boolean());
     section->erase(a.alias);
   }
   // Types and ranges of everything present.
@@ -910,8 +926,6 @@ void Resolver::fill(toml::table &root, Recipe &r) {
   r.memory.gradientCheckpointing = *b("memory", "gradient_checkpointing");
   r.memory.budgetBytes = *parseSize(*str("memory", "budget"));
   r.memory.zeroStage = *i64("memory", "zero_stage");
-  r.memory.ds3GatherForGeneration =
-      b("memory", "ds3_gather_for_generation").value_or(true);
 
   switch (method) {
   case Method::SFT:
@@ -944,6 +958,7 @@ void Resolver::fill(toml::table &root, Recipe &r) {
     r.grpo.beta = *f64("grpo", "beta");
     r.grpo.lossType = *str("grpo", "loss_type");
     r.grpo.numIterations = *i64("grpo", "num_iterations");
+    r.grpo.sequenceLevel = *str("grpo", "importance_sampling_level") == "sequence";
     r.grpo.topK = *i64("grpo", "top_k");
     r.grpo.minP = *f64("grpo", "min_p");
     r.grpo.repetitionPenalty = *f64("grpo", "repetition_penalty");
@@ -962,6 +977,7 @@ void Resolver::fill(toml::table &root, Recipe &r) {
     r.grpo.rewardTimeout = *f64("grpo", "reward_timeout");
     r.grpo.scaleRewards = *str("grpo", "scale_rewards");
     r.grpo.maskTruncatedCompletions = *b("grpo", "mask_truncated_completions");
+    r.grpo.ds3GatherForGeneration = *b("grpo", "ds3_gather_for_generation");
     break;
   }
 

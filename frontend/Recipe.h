@@ -114,7 +114,6 @@ struct Recipe {
     bool gradientCheckpointing = false;
     std::optional<int64_t> budgetBytes;  // none = "auto"
     int64_t zeroStage = 0;
-    bool ds3GatherForGeneration = true;
   } memory;
 
   struct Sft {
@@ -146,6 +145,7 @@ struct Recipe {
     double beta = 0.0;
     std::string lossType = "dapo";
     int64_t numIterations = 1;
+    bool sequenceLevel = false;  // importance_sampling_level = "sequence" (GSPO)
     int64_t topK = 0;
     double minP = 0.0, repetitionPenalty = 1.0;
     /// "accuracy", "format", "length", "python:FILE:FUNCTION" (FILE made
@@ -157,6 +157,9 @@ struct Recipe {
     double rewardTimeout = 60.0;
     std::string scaleRewards = "group";
     bool maskTruncatedCompletions = false;
+    /// Under ZeRO-3: the whole model gathered once per generation, or
+    /// layer by layer at every decoding step.
+    bool ds3GatherForGeneration = true;
   } grpo;
 
   struct Output {

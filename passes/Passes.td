@@ -173,6 +173,16 @@ def TrlZero3Shard : Pass<"trl-zero3-shard", "ModuleOp"> {
     checkpoints, the consolidated model). Stage 0 leaves the module as it
     is (the runtime all-reduces gradients); stages 1 and 2 are not
     implemented.
+
+    Generation's programs (`trl.generation`: @prefill, @decode) are
+    rewritten by `gather-for-generation` (GRPO's
+    `ds3_gather_for_generation`). True: a new program `@gather_model`
+    gathers every group they read once, into state `gathered:GROUP` (the
+    lowering places it beside the KV cache, in the activation region), and
+    they read their parameters as views of it: no collective per token,
+    the whole model in memory while generating. False: they gather like
+    the step, one group before its first use, so every decoding step moves
+    the whole model and only a layer or two is gathered at a time.
   }];
   let dependentDialects = ["::mlir::trl::TrlDialect"];
   let options = [
@@ -180,6 +190,8 @@ def TrlZero3Shard : Pass<"trl-zero3-shard", "ModuleOp"> {
     Option<"stage", "stage", "int64_t", "3", "ZeRO stage (0 or 3)">,
     Option<"prefetch", "prefetch", "bool", "true",
            "gather the next group while the current one computes">,
+    Option<"gatherForGeneration", "gather-for-generation", "bool", "true",
+           "generation reads the model gathered once by @gather_model">,
   ];
 }
 

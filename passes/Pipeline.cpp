@@ -58,6 +58,7 @@ void addFromRemat(OpPassManager &pm, const trl::PipelineOptions &o) {
     trl::TrlZero3ShardOptions zero;
     zero.worldSize = o.worldSize;
     zero.stage = o.zeroStage;
+    zero.gatherForGeneration = o.gatherForGeneration;
     pm.addPass(trl::createTrlZero3Shard(zero));
   }
   // The backward pass reads some forward values twice (a tied head's

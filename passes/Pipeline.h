@@ -25,6 +25,7 @@ struct PipelineOptions {
   double rematMaxCost = -1;        // its cost bound, s per byte freed (-1: off)
   int64_t zeroStage = 0;   // trl-zero3-shard ([memory] zero_stage)
   int64_t worldSize = 1;   // data-parallel ranks (trlc compile --nproc)
+  bool gatherForGeneration = true;  // its gather-for-generation (ds3_gather_for_generation)
   // trl-optimizer
   double maxGradNorm = 1.0;
   double learningRate = 2e-5;

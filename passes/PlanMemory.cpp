@@ -5,8 +5,9 @@
 // runtime appends read the returned values at the end).
 //  - A result returned as persistent state (`trl.state` of the function's
 //    results) is written in place into that state when the op may (add,
-//    adamw, fill, cache_write, a linear_grad accumulating into it) and nothing later
-//    reads the old state: `trl.in_place = ["KEY" | ""]` on the op.
+//    adamw, fill, cache_write, all_gather, a linear_grad accumulating into
+//    it) and nothing later reads the old state: `trl.in_place = ["KEY" |
+//    ""]` on the op.
 //  - A fill returned only into states needs no buffer (`trl.no_buffer`).
 //  - Views (`trl.reshape`, `trl.flat_view`) share their source's buffer.
 //  - Every other value (batch inputs included) is an activation, live
@@ -82,7 +83,7 @@ struct PlanMemory : mlir::trl::impl::TrlPlanMemoryBase<PlanMemory> {
       Operation *def = v.getDefiningOp();
       if (!def || returnCount[v] != 1)
         continue;
-      if (!isa<AddOp, AdamWOp, FillOp, CacheWriteOp>(def)) {
+      if (!isa<AddOp, AdamWOp, FillOp, CacheWriteOp, AllGatherOp>(def)) {
         auto lg = dyn_cast<LinearGradOp>(def);
         if (!lg || v != lg.getGradWeight() || !lg.getAccumulate())
           continue;

@@ -12,6 +12,7 @@
 #include "mlir/IR/Builders.h"
 
 #include <map>
+#include <set>
 
 namespace mlir::trl {
 #define GEN_PASS_DEF_TRLZERO3SHARD
@@ -90,9 +91,17 @@ struct Zero3Shard : mlir::trl::impl::TrlZero3ShardBase<Zero3Shard> {
     formGroups(step);
     if (groups.empty())
       return;
-    for (auto fn : llvm::to_vector(module.getOps<func::FuncOp>()))
-      if (fn != opt && failed(gatherParams(fn, fn == step)))
+    SmallVector<func::FuncOp> generation;
+    for (auto fn : llvm::to_vector(module.getOps<func::FuncOp>())) {
+      if (fn == opt)
+        continue;
+      if (gatherForGeneration && fn->hasAttr("trl.generation"))
+        generation.push_back(fn);
+      else if (failed(gatherParams(fn, fn == step)))
         return signalPassFailure();
+    }
+    if (!generation.empty() && failed(readGathered(module, generation)))
+      return signalPassFailure();
     if (failed(scatterGradients(step)) || failed(rebuildOptimizer(module, opt)))
       return signalPassFailure();
     recordLayout(module);
@@ -236,6 +245,78 @@ struct Zero3Shard : mlir::trl::impl::TrlZero3ShardBase<Zero3Shard> {
                             "supported");
     return success();
   }
+
+  /// ds3_gather_for_generation: @gather_model gathers every group the
+  /// generation programs read into state "gathered:GROUP", once per
+  /// generation; they read views of it.
+  LogicalResult readGathered(ModuleOp module, MutableArrayRef<func::FuncOp> fns) {
+    OpBuilder b(module.getContext());
+    std::set<size_t> used;
+    for (func::FuncOp fn : fns) {
+      SmallVector<ParamOp> reads;
+      WalkResult nested = fn.walk([&](ParamOp p) {
+        if (p.getSet() != "policy" || !where.count(p.getName().str()))
+          return WalkResult::advance();
+        if (p->getBlock() != &fn.front())
+          return WalkResult::interrupt();
+        reads.push_back(p);
+        return WalkResult::advance();
+      });
+      if (nested.wasInterrupted())
+        return fn.emitOpError("trl-zero3-shard: a parameter read inside a region is not "
+                              "supported");
+      std::map<size_t, Value> full;
+      for (ParamOp p : reads) {
+        auto [gi, mi] = where[p.getName().str()];
+        const Group &g = groups[gi];
+        if (!full.count(gi)) {
+          unsigned arg = fn.getNumArguments();
+          fn.insertArgument(arg, gatheredType(g), b.getDictionaryAttr({}), fn.getLoc());
+          fn.setArgAttr(arg, "trl.state", b.getStringAttr(gatheredKey(g)));
+          full[gi] = fn.getArgument(arg);
+          used.insert(gi);
+        }
+        const Member &m = g.members[mi];
+        b.setInsertionPoint(p);
+        Value view = b.create<FlatViewOp>(p.getLoc(), m.type, full[gi],
+                                          b.getI64IntegerAttr(m.offset));
+        p.getResult().replaceAllUsesWith(view);
+        p.erase();
+      }
+    }
+    if (used.empty())
+      return success();
+    if (module.lookupSymbol("gather_model"))
+      return module.emitError("trl-zero3-shard: the module already has @gather_model");
+    Location loc = fns.front()->getLoc();
+    b.setInsertionPointToEnd(module.getBody());
+    auto fn = b.create<func::FuncOp>(loc, "gather_model", b.getFunctionType({}, {}));
+    Block *entry = fn.addEntryBlock();
+    b.setInsertionPointToStart(entry);
+    SmallVector<Value> results;
+    for (size_t gi : used) {
+      const Group &g = groups[gi];
+      Value shard = b.create<ParamOp>(loc, shardType(g), b.getStringAttr(g.key()),
+                                      b.getBoolAttr(true), b.getStringAttr("policy"), UnitAttr());
+      auto gather = b.create<AllGatherOp>(loc, gatheredType(g), shard,
+                                          b.getI64IntegerAttr(worldSize));
+      gather->setAttr("group", b.getStringAttr(g.name));
+      gather->setAttr("phase", b.getStringAttr("generation"));
+      results.push_back(gather.getResult());
+    }
+    b.create<func::ReturnOp>(loc, results);
+    fn.setType(b.getFunctionType({}, ValueRange(results).getTypes()));
+    unsigned i = 0;
+    for (size_t gi : used)
+      fn.setResultAttr(i++, "trl.state", b.getStringAttr(gatheredKey(groups[gi])));
+    fn->setAttr("trl.generation", b.getUnitAttr());
+    return success();
+  }
+
+  RankedTensorType gatheredType(const Group &g) {
+    return RankedTensorType::get({g.shard * worldSize}, shardType(g).getElementType());
+  }
+  static std::string gatheredKey(const Group &g) { return "gathered:" + g.name; }
 
   /// Every micro-batch: pack a group's gradients, reduce-scatter them and
   /// add this rank's part to the shard accumulator.

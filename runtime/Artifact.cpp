@@ -143,7 +143,13 @@ RunInfo runInfoFromJson(const json &j) {
     o.maskTruncatedCompletions = field<bool>(g, "mask_truncated_completions");
     o.beta = field<double>(g, "beta");
     o.lossType = field<std::string>(g, "loss_type");
-    if (o.numGenerations < 2 || o.maxPromptLength < 1 || o.maxCompletionLength < 1 ||
+    o.epsilonLow = field<double>(g, "epsilon");
+    o.epsilonHigh = field<double>(g, "epsilon_high");
+    std::string level = field<std::string>(g, "importance_sampling_level");
+    o.sequenceLevel = level == "sequence";
+    o.numIterations = field<int64_t>(g, "num_iterations");
+    if ((level != "token" && level != "sequence") || o.numIterations < 1 ||
+        o.numGenerations < 2 || o.maxPromptLength < 1 || o.maxCompletionLength < 1 ||
         !(o.temperature > 0) || !(o.topP > 0 && o.topP <= 1) || o.topK < 0 ||
         !(o.minP >= 0 && o.minP <= 1) || !(o.repetitionPenalty > 0) ||
         o.rewardFuncs.empty() || o.rewardWeights.size() != o.rewardFuncs.size() ||
@@ -348,7 +354,11 @@ json GrpoRun::toJson() const {
           {"scale_rewards", scaleRewards},
           {"mask_truncated_completions", maskTruncatedCompletions},
           {"beta", beta},
-          {"loss_type", lossType}};
+          {"epsilon", epsilonLow},
+          {"epsilon_high", epsilonHigh},
+          {"loss_type", lossType},
+          {"importance_sampling_level", sequenceLevel ? "sequence" : "token"},
+          {"num_iterations", numIterations}};
 }
 
 json DataShards::toJson() const {
@@ -644,15 +654,40 @@ Expected<Artifact> readArtifact(const std::string &dir) {
     return Error{manifest + ": error: unknown method \"" + a.manifest.method +
                  "\" (sft, dpo, kto or grpo)"};
   bool hasLoss = false;
-  if (auto step = a.plan.programs.find("train_step"); step != a.plan.programs.end()) {
-    for (const KernelCall &c : step->second.calls) {
+  if (auto step = a.plan.programs.find("train_step"); step != a.plan.programs.end())
+    for (const KernelCall &c : step->second.calls)
       hasLoss = hasLoss || std::count(method->second.begin(), method->second.end(), c.kernel);
+  for (const auto &[name, prog] : a.plan.programs)
+    for (const KernelCall &c : prog.calls)
       if (isCollective(c.kernel) && c.attrs.value("world_size", int64_t(0)) != a.manifest.worldSize)
-        return Error{planFile.string() + ": error: a " + kernelName(c.kernel) + " over " +
-                     std::to_string(c.attrs.value("world_size", int64_t(0))) +
+        return Error{planFile.string() + ": error: a " + kernelName(c.kernel) + " of " + name +
+                     " over " + std::to_string(c.attrs.value("world_size", int64_t(0))) +
                      " ranks, but the manifest's world_size is " +
                      std::to_string(a.manifest.worldSize) + "; recompile the recipe"};
-    }
+  // GRPO's loop normalises and reports what its loss computes.
+  if (auto step = a.plan.programs.find("train_step");
+      a.plan.run.grpo && step != a.plan.programs.end()) {
+    const GrpoRun &g = *a.plan.run.grpo;
+    for (const KernelCall &c : step->second.calls)
+      if (c.kernel == Kernel::GrpoLoss &&
+          (c.attrs.value("loss_type", std::string()) != g.lossType ||
+           c.attrs.value("beta", -1.0) != g.beta ||
+           c.attrs.value("epsilon_low", -1.0) != g.epsilonLow ||
+           c.attrs.value("epsilon_high", -1.0) != g.epsilonHigh ||
+           c.attrs.value("sequence_level", false) != g.sequenceLevel))
+        return Error{planFile.string() + ": error: the train_step's grpo_loss and run.grpo "
+                     "disagree (loss_type, beta, epsilon or importance_sampling_level); "
+                     "recompile the recipe"};
+  }
+  // ZeRO-3 generation reads the model gathered by @gather_model unless its
+  // programs gather it themselves.
+  if (a.plan.zero.stage == 3 && a.plan.programs.count("decode") &&
+      !a.plan.programs.count("gather_model")) {
+    const Program &decode = a.plan.programs.at("decode");
+    if (std::none_of(decode.calls.begin(), decode.calls.end(),
+                     [](const KernelCall &c) { return c.kernel == Kernel::AllGather; }))
+      return Error{planFile.string() + ": error: decode reads a ZeRO-3 model that nothing "
+                   "gathers (no gather_model program); recompile the recipe"};
   }
   for (const char *program : {"train_step", "optimizer_step"})
     if (!a.plan.programs.count(program))

@@ -395,7 +395,8 @@ void ModelState::writeTrainerState(const fs::path &dir, const TrainerState &stat
                  {"log_history", state.logHistory}}.dump(2) + "\n");
 }
 
-void ModelState::checkpoint(const TrainerState &state) {
+void ModelState::checkpoint(const TrainerState &state,
+                            const std::function<void(const std::string &)> &extra) {
   fs::path out(artifact.plan.run.outputDir);
   std::string name = "checkpoint-" + std::to_string(state.globalStep);
   // Written under a temporary name and renamed: a checkpoint directory is
@@ -408,6 +409,8 @@ void ModelState::checkpoint(const TrainerState &state) {
   comm.barrier();
   try {
     save(tmp.string(), &state);
+    if (extra)
+      extra(tmp.string());
   } catch (...) {
     // A failed save (a full disk) leaves no half checkpoint behind.
     std::error_code ec;

@@ -201,6 +201,12 @@ void Executor::issue(const Call &c) {
     backend.run(c.kernel, c.args);
 }
 
+bool Executor::hasCollectives(const std::string &program) const {
+  auto it = calls.find(program);
+  return it != calls.end() &&
+         std::any_of(it->second.begin(), it->second.end(), [](const Call &c) { return c.collective; });
+}
+
 void Executor::run(const std::string &program) {
   if (!profile) {
     if (replayed(program))

@@ -1,6 +1,7 @@
 //===- Generate.cpp - completions through prefill and decode --------------===//
 
 #include "trlc/Generate.h"
+#include "trlc/Comm.h"
 #include "trlc/Run.h"
 
 #include <algorithm>
@@ -105,6 +106,8 @@ Generator::Generator(Executor &ex, int64_t eos, int64_t pad) : ex(ex), eos(eos),
   prefill_ = ex.input("prefill", "input_ids").dim(1);
   slots_ = ex.input("decode", "attention_mask").dim(1);
   vocab = ex.output("decode", "logits").dim(-1);
+  gatherModel = ex.hasProgram("gather_model");
+  syncSteps = ex.communicator() && ex.communicator()->size() > 1 && ex.hasCollectives("decode");
 }
 
 std::vector<Completion> Generator::generate(const std::vector<std::vector<int64_t>> &prompts,
@@ -134,6 +137,8 @@ std::vector<Completion> Generator::generate(const std::vector<std::vector<int64_
         pmask[r * p + j] = 1;
       }
     }
+  if (gatherModel)
+    ex.run("gather_model");
   ex.write(ex.input("prefill", "input_ids"), ids.data());
   ex.write(ex.input("prefill", "position_ids"), pos.data());
   ex.write(ex.input("prefill", "attention_mask"), pmask.data());
@@ -150,6 +155,7 @@ std::vector<Completion> Generator::generate(const std::vector<std::vector<int64_
             inMask = ex.input("decode", "attention_mask"),
             logits = ex.output("decode", "logits");
   std::vector<int64_t> stepIds(b), stepPos(b);
+  const double temperature = s.greedy ? 1.0 : s.temperature;
   for (int64_t r = 0; r < b; ++r)
     if (seq[r].size() >= static_cast<size_t>(t) || maxNew <= 0)
       done[r] = true;  // no slot left for a completion
@@ -163,6 +169,11 @@ std::vector<Completion> Generator::generate(const std::vector<std::vector<int64_
         mask[r * t + j] = j <= stepPos[r];
       any |= !done[r];
     }
+    if (syncSteps) {
+      double busy = any ? 1 : 0;
+      ex.communicator()->allReduceSum(&busy, 1);
+      any = busy > 0;
+    }
     if (!any)
       break;
     ex.write(inIds, stepIds.data());
@@ -175,10 +186,12 @@ std::vector<Completion> Generator::generate(const std::vector<std::vector<int64_
         continue;
       std::vector<float> row(all.begin() + r * vocab, all.begin() + (r + 1) * vocab);
       int64_t next = pickToken(row, seq[r], s, rng);
-      double mx = *std::max_element(row.begin(), row.end()), sum = 0;
+      // log softmax(logits / temperature)[next], as TRL's log-probabilities.
+      double inv = 1.0 / temperature;
+      double mx = *std::max_element(row.begin(), row.end()) * inv, sum = 0;
       for (float x : row)
-        sum += std::exp(double(x) - mx);
-      out[r].logprobs.push_back(double(row[next]) - mx - std::log(sum));
+        sum += std::exp(double(x) * inv - mx);
+      out[r].logprobs.push_back(double(row[next]) * inv - mx - std::log(sum));
       seq[r].push_back(next);
       out[r].tokens.push_back(next);
       if (next == eos)

@@ -139,7 +139,8 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch, int64_t w
   struct Span {
     std::vector<int64_t> first, last;
   };
-  std::vector<bool> kvCache(n, false);  // generation's cache: live through it
+  // Generation's cache and gathered model: live through it.
+  std::vector<bool> kvCache(n, false);
   auto spans = [&](const artifact::Program &prog) {
     Span sp{std::vector<int64_t>(n, -1), std::vector<int64_t>(n, -1)};
     auto touch = [&](int t, int64_t i) {
@@ -262,6 +263,22 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch, int64_t w
               g.kvCacheBytes += plan.tensors[t].bytes();
             }
           }
+    if (auto it = plan.programs.find("gather_model"); it != plan.programs.end()) {
+      g.gatherModel = true;
+      for (const artifact::KernelCall &c : it->second.calls)
+        for (int t : c.out) {
+          kvCache[t] = true;
+          g.gatheredBytes += plan.tensors[t].bytes();
+          if (c.kernel == Kernel::AllGather)
+            g.commBytesPerGeneration += plan.tensors[t].bytes();
+        }
+      // The programs read it through views.
+      for (size_t t = 0; t < n; ++t)
+        if (plan.tensors[t].viewOf >= 0 && kvCache[plan.tensors[t].viewOf])
+          kvCache[t] = true;
+    }
+    if (plan.run.grpo)
+      g.maxNewTokens = plan.run.grpo->maxCompletionLength;
     int64_t state = 0;
     for (int c = 0; c < kCount; ++c)
       if (c != int(MemCategory::Host))
@@ -281,12 +298,13 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch, int64_t w
         for (auto &[o, b] : live)
           sum += b;
         most = std::max(most, sum);
-        if (std::string(progName) == "decode")
+        if (prog.calls[i].kernel == Kernel::AllGather)
           for (int t : prog.calls[i].out)
-            if (prog.calls[i].kernel == Kernel::AllGather)
-              g.commBytesPerToken += plan.tensors[t].bytes();
+            (std::string(progName) == "decode" ? g.commBytesPerToken
+                                               : g.commBytesPerGeneration) +=
+                plan.tensors[t].bytes();
       }
-      g.peakBytes[progName] = state + g.kvCacheBytes + most;
+      g.peakBytes[progName] = state + g.kvCacheBytes + g.gatheredBytes + most;
     }
     r.generation = g;
   }
@@ -361,8 +379,14 @@ nlohmann::json memoryReportJson(const MemoryReport &r) {
           {"generation", r.generation ? nlohmann::json{{"rows", r.generation->rows},
                                                       {"slots", r.generation->slots},
                                                       {"kv_cache_bytes", r.generation->kvCacheBytes},
+                                                      {"gather_model", r.generation->gatherModel},
+                                                      {"gathered_model_bytes",
+                                                       r.generation->gatheredBytes},
+                                                      {"communication_bytes_per_generation",
+                                                       r.generation->commBytesPerGeneration},
                                                       {"communication_bytes_per_token",
                                                        r.generation->commBytesPerToken},
+                                                      {"max_new_tokens", r.generation->maxNewTokens},
                                                       {"peak_bytes", r.generation->peakBytes}}
                                       : nlohmann::json(nullptr)}};
 }
@@ -422,10 +446,25 @@ std::string memoryReportText(const MemoryReport &r) {
         << formatBytes(g->kvCacheBytes) << " (shares training's activation bytes); peak "
         << formatBytes(g->peakBytes.at("prefill")) << " in prefill, "
         << formatBytes(g->peakBytes.at("decode")) << " per decoding step";
-    if (r.worldSize > 1)
-      out << "; " << formatBytes(g->commBytesPerToken) << " gathered per decoding step";
     out << "\n";
+    if (r.zeroStage == 3) {
+      out << "  ZeRO-3, ds3_gather_for_generation = " << (g->gatherModel ? "true" : "false")
+          << ": ";
+      if (g->gatherModel)
+        out << "the whole model (" << formatBytes(g->gatheredBytes)
+            << ") gathered once per generation, nothing per decoding step";
+      else
+        out << "layer by layer: " << formatBytes(g->commBytesPerGeneration)
+            << " gathered in prefill, " << formatBytes(g->commBytesPerToken)
+            << " per decoding step";
+      if (g->maxNewTokens > 0)
+        out << "; " << formatBytes(g->commBytesPerGeneration +
+                                   g->maxNewTokens * g->commBytesPerToken)
+            << " per generation of " << g->maxNewTokens << " tokens";
+      out << "\n";
+    }
   }
+
   out << "largest tensors live at the peak:\n";
   for (size_t i = 0; i < r.liveAtPeak.size() && i < 10; ++i) {
     std::snprintf(line, sizeof line, "  %12s  %-14s %s\n", formatBytes(r.liveAtPeak[i].bytes).c_str(),

@@ -190,8 +190,16 @@ public:
     for (auto it = cols.begin(); it != cols.end(); ++it)
       for (size_t i = 0; i < b.columns.size(); ++i)
         it.value().push_back(b.columns[i].value(it.key(), json(nullptr)));
-    json req = {{"prompts", b.prompts},
-                {"completions", b.completions},
+    json prompts = json::array(), completions = json::array();
+    for (size_t i = 0; i < b.completions.size(); ++i) {
+      bool chat = i < b.promptMessages.size() && !b.promptMessages[i].is_null();
+      prompts.push_back(chat ? b.promptMessages[i] : json(b.prompts[i]));
+      completions.push_back(chat ? json::array({{{"role", "assistant"},
+                                                 {"content", b.completions[i]}}})
+                                 : json(b.completions[i]));
+    }
+    json req = {{"prompts", prompts},
+                {"completions", completions},
                 {"completion_ids", b.completionIds},
                 {"columns", cols}};
     std::string line = req.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";

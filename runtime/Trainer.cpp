@@ -213,12 +213,13 @@ int Loop::main() {
   comm.barrier();
 
   state.initialize();
-  if (!o.dumpInitial.empty())
-    state.write(o.dumpInitial, StateKind::Param);
   precomputeReference(rows);
   TrainerState resumed;
   if (!o.resume.empty())
     resumed = state.resume(o.resume);
+  // The weights the run's first step starts from (a resumed run's).
+  if (!o.dumpInitial.empty())
+    state.write(o.dumpInitial, StateKind::Param);
   int64_t first = resumed.globalStep;
   int64_t total = o.maxSteps > 0 ? std::min<int64_t>(o.maxSteps, run.totalSteps) : run.totalSteps;
   int64_t perBatch = method->rowsPerMicroBatch(batch);
@@ -237,9 +238,19 @@ int Loop::main() {
     throw RunError(o.resume + ": error: the checkpoint is at step " + std::to_string(first) +
                    " and the run has " + std::to_string(total) +
                    " steps: nothing left to train (raise --max-steps or the recipe's length)");
-  // A resumed run draws the batches the first steps used, and drops them.
-  for (int64_t s = 0; s < first * accum; ++s)
+  // A resumed run draws the batches the first steps used, and drops them;
+  // inside a cycle of steps on one batch (GRPO's num_iterations) it draws
+  // that batch again and the method restores what it generated from it.
+  int64_t repeats = std::max<int64_t>(method->stepsPerBatch(), 1);
+  for (int64_t s = 0; s < first / repeats * accum; ++s)
     sampler.next();
+  std::vector<Rows> global;
+  if (first % repeats != 0) {
+    global.resize(accum);
+    for (Rows &m : global)
+      m = sampler.next();
+    method->loadState(o.resume, first, comm);
+  }
   int64_t logEvery = std::max<int64_t>(1, run.loggingSteps);
   Interval interval;
   ProgressBar progress(isatty(2) && !o.quiet && lead());
@@ -263,9 +274,11 @@ int Loop::main() {
     if (rank == faultRank && step == faultStep)
       std::_Exit(3);
     auto t0 = std::chrono::steady_clock::now();
-    std::vector<Rows> global(accum);
-    for (Rows &m : global)
-      m = sampler.next();
+    if (step % repeats == 0) {
+      global.assign(accum, Rows());
+      for (Rows &m : global)
+        m = sampler.next();
+    }
     {
       std::vector<Rows> mine;
       for (const Rows &m : global)
@@ -291,8 +304,8 @@ int Loop::main() {
       tokensNow = totals[1];
     }
     method->stepDone(static_cast<int64_t>(tokensNow), comm);
-    // The accumulated gradients of the first optimizer step.
-    if (step == 0 && !o.dumpGradients.empty())
+    // The accumulated gradients of the run's first optimizer step.
+    if (step == first && !o.dumpGradients.empty())
       state.write(o.dumpGradients, StateKind::Grad);
     ex.setScalar<int64_t>(stepIn, step);
     ex.run("optimizer_step");
@@ -314,7 +327,8 @@ int Loop::main() {
                 {"peak_memory_bytes", peakRssBytes()},
                 {"planned_memory_bytes", ex.reservedBytes()},
                 {"runtime_allocated_bytes", ex.allocatedPeakBytes()},
-                {"epoch", static_cast<double>(step + 1) * perBatch * accum * world / rows.size()}};
+                {"epoch", static_cast<double>(step + 1) / repeats * perBatch * accum * world /
+                              rows.size()}};
       method->addMetrics(m);
       metrics.write(m);
       if (!progress.enabled() && !o.quiet)
@@ -326,12 +340,14 @@ int Loop::main() {
     }
     progress.update(step + 1, total, loss);
     if (checkpointDue(step + 1) && step + 1 != total)
-      state.checkpoint({step + 1, metrics.history});
+      state.checkpoint({step + 1, metrics.history},
+                       [&](const std::string &dir) { method->saveState(dir, comm); });
   }
   // The last step is checkpointed (unless save_strategy = "no"), and the
   // final model is always saved (consolidated by rank 0 when sharded).
   if (run.saveStrategy != "no")
-    state.checkpoint({step, metrics.history});
+    state.checkpoint({step, metrics.history},
+                     [&](const std::string &dir) { method->saveState(dir, comm); });
   state.save(run.outputDir, nullptr);
   if (!o.quiet && lead())
     std::cout << "trained " << step << " steps in " << clockText(progress.elapsedSeconds())

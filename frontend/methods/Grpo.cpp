@@ -9,7 +9,8 @@ namespace trlc {
 
 /// GRPO trains on generated completions: the batch carries prompt +
 /// completion tokens, the sampling policy's log-probabilities and the
-/// group-normalised advantages.
+/// group-normalised advantages. Log-probabilities are of the logits divided
+/// by the sampling temperature, as TRL's.
 StepResults buildGrpoLoss(ModelBuilder &m, func::FuncOp fn) {
   const Recipe &recipe = m.recipe;
   int64_t batch = m.stepShape.batch, seqLen = m.stepShape.sequenceBound;
@@ -18,19 +19,26 @@ StepResults buildGrpoLoss(ModelBuilder &m, func::FuncOp fn) {
   Value oldLogp = m.input(fn, "old_per_token_logps", m.act({batch, seqLen}));
   Value advantages = m.input(fn, "advantages", m.act({batch}));
   Value normalizer = m.input(fn, "num_items_in_batch", m.tensor({}, m.f32));
-  Value lp = m.tokenLogProbs(in, batch);
+  double temperature = recipe.grpo.temperature;
+  Value lp = m.tokenLogProbs(in, batch, temperature);
   Value refLp;
   if (recipe.grpo.beta != 0) {
     m.useParameters("reference");
-    refLp = m.tokenLogProbs(in, batch);
+    refLp = m.tokenLogProbs(in, batch, temperature);
     m.useParameters("policy");
   }
   auto lossType = *symbolizeGrpoLossType(recipe.grpo.lossType);
   Value loss = m.b.create<GrpoLossOp>(
       m.loc, m.tensor({}, m.f32), lp, oldLogp, advantages, completionMask, normalizer, refLp,
       m.b.getF64FloatAttr(recipe.grpo.epsilon), m.b.getF64FloatAttr(recipe.grpo.epsilonHigh),
-      m.b.getF64FloatAttr(recipe.grpo.beta), GrpoLossTypeAttr::get(&m.ctx, lossType));
-  return {loss, {}};
+      m.b.getF64FloatAttr(recipe.grpo.beta), GrpoLossTypeAttr::get(&m.ctx, lossType),
+      recipe.grpo.sequenceLevel ? m.b.getUnitAttr() : UnitAttr());
+  // The log-probabilities, for the KL and clipping metrics the runtime
+  // computes (TRL's kl, clip_ratio/*).
+  StepResults out{loss, {{"per_token_logps", lp}}};
+  if (refLp)
+    out.metrics.push_back({"ref_per_token_logps", refLp});
+  return out;
 }
 
 } // namespace trlc

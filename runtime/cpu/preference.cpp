@@ -101,7 +101,10 @@ namespace {
 /// `normalizer` (the runtime's: the micro-batches of the global batch, for
 /// dr_grpo times max_completion_length, so the accumulated sum is TRL's
 /// mean); dapo by `normalizer` alone (the completion tokens of the global
-/// batch).
+/// batch). With `sequence_level` (GSPO) a row's tokens share one ratio,
+/// exp(sum mask (logp - old) / max(active, 1)), so token j's derivative of
+/// the row's clipped term is that term's derivative in the ratio, times
+/// ratio mask_j / active, summed over the row's weighted tokens.
 template <typename T, typename F>
 void grpoTokens(const KernelArgs &a, int first, F f) {
   const TensorRef &logp = a.in[first], &old = a.in[first + 1],
@@ -111,6 +114,7 @@ void grpoTokens(const KernelArgs &a, int first, F f) {
   T el = static_cast<T>(attrF(a, "epsilon_low")), eh = static_cast<T>(attrF(a, "epsilon_high"));
   T beta = static_cast<T>(attrF(a, "beta"));
   std::string type = attrS(a, "loss_type");
+  bool sequence = attrB(a, "sequence_level");
   int64_t rows = logp.dim(0), s = logp.dim(1);
   double active = 0;
   for (int64_t i = 0; i < logp.numel(); ++i)
@@ -130,13 +134,22 @@ void grpoTokens(const KernelArgs &a, int first, F f) {
       weight = T(1);
     weight /= normalizer;
     T A = adv.as<T>()[b];
+    T rowRatio = 0, rowShare = 0;
+    if (sequence) {
+      double logRatio = 0;
+      for (int64_t j = 0; j < s; ++j)
+        logRatio += mask.as<T>()[b * s + j] * (logp.as<T>()[b * s + j] - old.as<T>()[b * s + j]);
+      rowRatio = static_cast<T>(std::exp(logRatio / std::max(rowActive, 1.0)));
+      rowShare = static_cast<T>(rowActive / std::max(rowActive, 1.0));
+    }
     for (int64_t j = 0; j < s; ++j) {
       int64_t i = b * s + j;
       T m = mask.as<T>()[i];
-      T lp = logp.as<T>()[i], ratio = std::exp(lp - old.as<T>()[i]);
+      T lp = logp.as<T>()[i];
+      T ratio = sequence ? rowRatio : std::exp(lp - old.as<T>()[i]);
       T unclipped = ratio * A, clipped = std::clamp(ratio, 1 - el, 1 + eh) * A;
       T loss = -std::min(unclipped, clipped);
-      T dloss = unclipped <= clipped ? -A * ratio : T(0);
+      T dloss = unclipped <= clipped ? -A * ratio * (sequence ? rowShare : T(1)) : T(0);
       if (hasRef && beta != 0) {
         T diff = a.in[first + 5].as<T>()[i] - lp;
         loss += beta * (std::exp(diff) - diff - 1);

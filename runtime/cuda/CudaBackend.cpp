@@ -159,6 +159,7 @@ cu::Grpo grpoOf(const KernelArgs &a, int first) {
   g.epsilonLow = static_cast<float>(attrF(a, "epsilon_low"));
   g.epsilonHigh = static_cast<float>(attrF(a, "epsilon_high"));
   g.beta = static_cast<float>(attrF(a, "beta"));
+  g.sequenceLevel = attrB(a, "sequence_level");
   g.logp = F(a.in[first]);
   g.old = F(a.in[first + 1]);
   g.advantages = F(a.in[first + 2]);

@@ -275,6 +275,7 @@ enum class GrpoType : int { Grpo, Bnpo, DrGrpo, Dapo };
 struct Grpo {
   GrpoType type = GrpoType::Grpo;
   float epsilonLow = 0.2f, epsilonHigh = 0.2f, beta = 0;
+  bool sequenceLevel = false;  // GSPO: one ratio per row
   const float *logp = nullptr, *old = nullptr, *advantages = nullptr,
               *mask = nullptr, *normalizer = nullptr, *ref = nullptr;
   int64_t rows = 0, cols = 0;

@@ -94,6 +94,17 @@ __global__ void grpoKernel(Grpo g, float *loss, const float *dloss,
     for (int64_t j = threadIdx.x; j < g.cols; j += blockDim.x)
       rowActive += g.mask[b * g.cols + j];
     rowActive = blockSum(rowActive);
+    // GSPO: the row's tokens share exp(masked mean of logp - old).
+    float rowRatio = 0, rowShare = 0;
+    if (g.sequenceLevel) {
+      double logRatio = 0;
+      for (int64_t j = threadIdx.x; j < g.cols; j += blockDim.x)
+        logRatio += g.mask[b * g.cols + j] *
+                    (static_cast<double>(g.logp[b * g.cols + j]) - g.old[b * g.cols + j]);
+      logRatio = blockSum(logRatio);
+      rowRatio = static_cast<float>(exp(logRatio / fmax(rowActive, 1.0)));
+      rowShare = static_cast<float>(rowActive / fmax(rowActive, 1.0));
+    }
     float weight;
     switch (g.type) {
     case GrpoType::Grpo:
@@ -113,12 +124,13 @@ __global__ void grpoKernel(Grpo g, float *loss, const float *dloss,
     float A = g.advantages[b];
     for (int64_t j = threadIdx.x; j < g.cols; j += blockDim.x) {
       int64_t i = b * g.cols + j;
-      float m = g.mask[i], lp = g.logp[i], ratio = expf(lp - g.old[i]);
+      float m = g.mask[i], lp = g.logp[i];
+      float ratio = g.sequenceLevel ? rowRatio : expf(lp - g.old[i]);
       float unclipped = ratio * A;
       float clipped =
           fminf(fmaxf(ratio, 1 - g.epsilonLow), 1 + g.epsilonHigh) * A;
       float l = -fminf(unclipped, clipped);
-      float dl = unclipped <= clipped ? -A * ratio : 0.0f;
+      float dl = unclipped <= clipped ? -A * ratio * (g.sequenceLevel ? rowShare : 1.0f) : 0.0f;
       if (g.ref && g.beta != 0) {
         float diff = g.ref[i] - lp;
         l += g.beta * (expf(diff) - diff - 1);

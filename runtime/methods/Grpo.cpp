@@ -1,7 +1,7 @@
 //===- Grpo.cpp - GRPO: generate, reward, and the clipped policy step -----===//
 //
-// TRL's GRPOTrainer with one policy update per generation batch
-// (num_iterations = 1). At the start of each optimizer step every rank
+// TRL's GRPOTrainer. At the start of every num_iterations-th optimizer
+// step every rank
 // takes its prompts of each micro-batch (per_device_train_batch_size /
 // num_generations of them), samples num_generations completions of each
 // with the generation programs (trlc/Generate.h), scores them with the
@@ -10,14 +10,18 @@
 // (scale_rewards = "group"), of the global batch ("batch") or none. The
 // micro-batch then trains on prompt + completion with the completion
 // tokens in the loss; old_per_token_logps are the log-probabilities the
-// sampling policy gave its tokens (the decode step's), so the ratio is 1 up
-// to rounding, as TRL's detached log-probabilities make it. A prompt's
+// sampling policy gave its tokens (the decode step's logits over the
+// temperature, as TRL's forward pass computes them), so the ratio is 1 up
+// to rounding in the first iteration, as TRL's detached log-probabilities
+// make it; the later iterations train on the same batch against them
+// (saved with a checkpoint taken inside the cycle). A prompt's
 // group lies in one micro-batch of one rank, so group statistics need no
 // communication; the batch statistics and the loss normalisers are summed
 // over the ranks.
 //
 //===----------------------------------------------------------------------===//
 
+#include "trlc/Checkpoint.h"
 #include "trlc/Evaluate.h"
 #include "trlc/Generate.h"
 #include "trlc/Method.h"
@@ -25,6 +29,8 @@
 #include "trlc/Run.h"
 
 #include <chrono>
+#include <filesystem>
+#include <limits>
 #include <cstdlib>
 #include <cmath>
 #include <fstream>
@@ -59,8 +65,14 @@ public:
                                    "time/generation_s", "time/rewards_s"};
     for (auto &r : rewards)
       names.push_back("rewards/" + r->name() + "/mean");
+    firstTrainMetric = names.size();
+    for (const char *n : {"clip_ratio/low_mean", "clip_ratio/high_mean",
+                          "clip_ratio/region_mean", "kl"})
+      names.push_back(n);
     sums = std::make_unique<MetricSums>(names);
   }
+
+  int64_t stepsPerBatch() const override { return g.numIterations; }
 
   int64_t rowsPerMicroBatch(int64_t batch) const override { return batch / g.numGenerations; }
 
@@ -69,6 +81,15 @@ public:
     if (!gen)
       gen = std::make_unique<Generator>(ex, eos, pad);
     microBatches = accum * comm.size();
+    next = 0;
+    if (step % g.numIterations != 0) {
+      // A later iteration: the same completions, advantages and old
+      // log-probabilities (generated at the cycle's first step, or read
+      // back from the checkpoint).
+      if (prepared.size() != micro.size())
+        throw std::logic_error("GRPO: no generation batch to iterate on");
+      return;
+    }
     std::mt19937_64 rng(static_cast<uint64_t>(a.plan.run.seed) * 0x9E3779B97F4A7C15ull +
                         static_cast<uint64_t>(step) * 1000003ull +
                         static_cast<uint64_t>(comm.rank()));
@@ -97,6 +118,7 @@ public:
         rb.completions.push_back(text(got[i].tokens));
         rb.completionIds.push_back(got[i].tokens);
         rb.columns.push_back(columns.at(row - firstRow));
+        rb.promptMessages.push_back(messages.at(row - firstRow));
       }
       std::vector<double> total(got.size(), 0.0);
       for (size_t f = 0; f < rewards.size(); ++f) {
@@ -233,13 +255,180 @@ public:
   void setNormalizer(Executor &ex, double n) override {
     ex.setScalar(ex.input("train_step", "num_items_in_batch"), static_cast<float>(n));
   }
+  /// TRL's kl and clip_ratio/* of the micro-batch just trained, from the
+  /// step's log-probabilities: the k3 KL's mean over completion tokens;
+  /// the share of tokens (sequences, at importance_sampling_level =
+  /// "sequence") whose ratio lies below 1 - epsilon with a negative
+  /// advantage (low), above 1 + epsilon_high with a positive one (high),
+  /// or either (region).
+  void observe(Executor &ex, const Rows &) override {
+    const Prepared &p = prepared.at(next - 1);
+    std::vector<double> lp = readFloats(ex, ex.output("train_step", "per_token_logps")), ref;
+    if (ex.hasOutput("train_step", "ref_per_token_logps"))
+      ref = readFloats(ex, ex.output("train_step", "ref_per_token_logps"));
+    int64_t s = ex.output("train_step", "per_token_logps").dim(1);
+    double low = 0, high = 0, region = 0, units = 0, kl = 0, tokens = 0;
+    for (size_t r = 0; r < p.rows.size(); ++r) {
+      size_t promptLen = p.rows[r].ids.size() - p.oldLogps[r].size();
+      double A = p.advantages[r], logRatio = 0, active = 0;
+      auto clipped = [&](double ratio, double weight) {
+        bool lo = ratio < 1 - g.epsilonLow && A < 0, hi = ratio > 1 + g.epsilonHigh && A > 0;
+        low += weight * lo;
+        high += weight * hi;
+        region += weight * (lo || hi);
+        units += weight;
+      };
+      for (size_t k = 0; k < p.oldLogps[r].size(); ++k) {
+        double m = p.rows[r].mask[promptLen + k];
+        size_t t = r * s + promptLen + k - 1;
+        if (m == 0)
+          continue;
+        double diff = lp[t] - p.oldLogps[r][k];
+        logRatio += m * diff;
+        active += m;
+        if (!g.sequenceLevel)
+          clipped(std::exp(diff), m);
+        if (!ref.empty()) {
+          double d = ref[t] - lp[t];
+          kl += m * (std::exp(d) - d - 1);
+          tokens += m;
+        }
+      }
+      if (g.sequenceLevel)
+        clipped(std::exp(logRatio / std::max(active, 1.0)), 1.0);
+    }
+    // A micro-batch without completion tokens has no mean (TRL's NaN,
+    // skipped by nanmean, nanmin and nanmax).
+    double nan = std::numeric_limits<double>::quiet_NaN();
+    if (units > 0) {
+      sums->add(firstTrainMetric, low / units);
+      sums->add(firstTrainMetric + 1, high / units);
+      sums->add(firstTrainMetric + 2, region / units);
+    }
+    lowShares.push_back(units > 0 ? low / units : nan);
+    highShares.push_back(units > 0 ? high / units : nan);
+    if (tokens > 0)
+      sums->add(firstTrainMetric + 3, kl / tokens);
+  }
   void stepDone(int64_t tokens, Communicator &comm) override {
     numTokens += tokens;
     sums->stepDone(comm);
+    // clip_ratio/low_min and high_max: per micro-batch the least (most)
+    // share over the ranks, averaged over the step's micro-batches.
+    size_t perRank = lowShares.size(), world = static_cast<size_t>(comm.size());
+    std::vector<double> all(4 * perRank * world, 0.0);
+    for (size_t k = 0; k < perRank; ++k) {
+      size_t at = comm.rank() * perRank + k;
+      for (int side = 0; side < 2; ++side) {
+        double v = (side ? highShares : lowShares)[k];
+        all[(2 * side) * perRank * world + at] = std::isnan(v) ? 0 : v;
+        all[(2 * side + 1) * perRank * world + at] = std::isnan(v) ? 0 : 1;
+      }
+    }
+    if (world > 1)
+      comm.allReduceSum(all.data(), all.size());
+    for (size_t k = 0; k < perRank; ++k)
+      for (int side = 0; side < 2; ++side) {
+        double best = side ? -1.0 : 2.0;
+        bool any = false;
+        for (size_t r = 0; r < world; ++r) {
+          size_t at = r * perRank + k;
+          if (all[(2 * side + 1) * perRank * world + at] == 0)
+            continue;
+          double v = all[(2 * side) * perRank * world + at];
+          best = side ? std::max(best, v) : std::min(best, v);
+          any = true;
+        }
+        if (any) {
+          extremes[2 * side] += best;
+          extremes[2 * side + 1] += 1;
+        }
+      }
+    lowShares.clear();
+    highShares.clear();
   }
   void addMetrics(json &row) override {
     row["num_tokens"] = numTokens;
     sums->emit(row);
+    if (g.beta == 0)
+      row.erase("kl");
+    if (extremes[1] > 0)
+      row["clip_ratio/low_min"] = extremes[0] / extremes[1];
+    if (extremes[3] > 0)
+      row["clip_ratio/high_max"] = extremes[2] / extremes[3];
+    std::fill(std::begin(extremes), std::end(extremes), 0.0);
+  }
+
+  /// A checkpoint inside a num_iterations cycle keeps this rank's batch.
+  void saveState(const std::string &dir, Communicator &comm) override {
+    if (g.numIterations == 1)
+      return;
+    json batches = json::array();
+    for (const Prepared &p : prepared) {
+      json rows = json::array();
+      for (size_t r = 0; r < p.rows.size(); ++r)
+        rows.push_back({{"input_ids", p.rows[r].ids},
+                        {"completion_mask", p.rows[r].mask},
+                        {"old_logps", p.oldLogps[r]},
+                        {"advantage", p.advantages[r]}});
+      batches.push_back(rows);
+    }
+    std::filesystem::create_directories(dir);
+    writeText(stateFile(dir, comm), json{{"global_completion_tokens", globalCompletionTokens},
+                                         {"micro_batches", batches}}
+                                        .dump() +
+                                        "\n");
+  }
+  void loadState(const std::string &dir, int64_t step, Communicator &comm) override {
+    std::string file = stateFile(dir, comm);
+    std::ifstream in(file);
+    json j = json::parse(in, nullptr, false);
+    auto fail = [&](const std::string &why) {
+      return RunError(file + ": error: " + why + "; the checkpoint at step " +
+                      std::to_string(step) + " is inside a cycle of num_iterations = " +
+                      std::to_string(g.numIterations) + " and needs the batch each rank "
+                      "generated (resume with the same number of processes, or from a "
+                      "checkpoint at a multiple of num_iterations)");
+    };
+    if (!in || j.is_discarded() || !j.is_object())
+      throw fail("missing or not JSON");
+    try {
+      prepared.clear();
+      globalCompletionTokens = j.at("global_completion_tokens").get<double>();
+      for (const json &rows : j.at("micro_batches")) {
+        Prepared p;
+        for (const json &r : rows) {
+          TokenRow row;
+          row.ids = r.at("input_ids").get<std::vector<int64_t>>();
+          row.mask = r.at("completion_mask").get<std::vector<uint8_t>>();
+          std::vector<double> old = r.at("old_logps").get<std::vector<double>>();
+          if (row.mask.size() != row.ids.size() || old.size() >= row.ids.size() ||
+              static_cast<int64_t>(row.ids.size()) > a.manifest.sequenceBound)
+            throw fail("a row's lengths disagree");
+          for (uint8_t m : row.mask)
+            if (m > 1)
+              throw fail("a completion_mask value other than 0 or 1");
+          int64_t vocabSize = a.plan.run.modelConfig.value("vocab_size", int64_t(0));
+          for (int64_t t : row.ids)
+            if (t < 0 || t >= vocabSize)
+              throw fail("a token id outside the vocabulary");
+          row.seqLengths = {static_cast<int64_t>(row.ids.size())};
+          p.rows.push_back(std::move(row));
+          p.oldLogps.push_back(std::move(old));
+          p.advantages.push_back(r.at("advantage").get<double>());
+        }
+        if (static_cast<int64_t>(p.rows.size()) > a.manifest.batchSize)
+          throw fail("a micro-batch of more rows than the step's " +
+                     std::to_string(a.manifest.batchSize));
+        prepared.push_back(std::move(p));
+      }
+      if (static_cast<int64_t>(prepared.size()) != a.plan.run.gradientAccumulationSteps)
+        throw fail(std::to_string(prepared.size()) + " micro-batches, not the " +
+                   std::to_string(a.plan.run.gradientAccumulationSteps) +
+                   " of gradient_accumulation_steps");
+    } catch (const json::exception &e) {
+      throw fail(std::string("unreadable (") + e.what() + ")");
+    }
   }
   std::string progressText(const json &row) const override {
     char buf[96];
@@ -284,6 +473,17 @@ private:
       if (j.is_discarded() || !j.is_object())
         throw RunError(file + ":" + std::to_string(columns.size() + 1) +
                        ": error: not a JSON object; compile the artifact again");
+      // A conversational prompt's messages travel under "prompt".
+      json prompt = nullptr;
+      if (auto it = j.find("prompt"); it != j.end()) {
+        if (!it->is_array())
+          throw RunError(file + ":" + std::to_string(columns.size() + 1) +
+                         ": error: \"prompt\" is not a list of messages; compile the "
+                         "artifact again");
+        prompt = std::move(*it);
+        j.erase("prompt");
+      }
+      messages.push_back(std::move(prompt));
       columns.push_back(std::move(j));
       start = nl + 1;
     }
@@ -304,12 +504,20 @@ private:
   const artifact::GrpoRun &g;
   std::vector<std::string> vocab;
   std::vector<json> columns;
+  std::vector<json> messages;  // per row: a conversational prompt, or null
   std::vector<std::unique_ptr<RewardFunction>> rewards;
   std::unique_ptr<Generator> gen;
   std::unique_ptr<MetricSums> sums;
   std::vector<Prepared> prepared;
   size_t next = 0;
   const TokenRow *firstRow = nullptr;
+  size_t firstTrainMetric = 0;
+  std::vector<double> lowShares, highShares;  // per micro-batch of the step
+  double extremes[4] = {0, 0, 0, 0};          // low_min sum, count; high_max sum, count
+
+  std::string stateFile(const std::string &dir, Communicator &comm) const {
+    return dir + "/grpo_batch-rank" + std::to_string(comm.rank()) + ".json";
+  }
   int64_t eos = -1, bos = -1, pad = 0, numTokens = 0, microBatches = 1;
   double globalCompletionTokens = 1;
 };

@@ -544,6 +544,54 @@ TEST_F(Emu, DpoLossesEveryType) {
     }
 }
 
+TEST_F(Emu, GrpoLossEveryTypeAndLevel) {
+  const char *types[] = {"grpo", "bnpo", "dr_grpo", "dapo"};
+  const cu::GrpoType kinds[] = {cu::GrpoType::Grpo, cu::GrpoType::Bnpo, cu::GrpoType::DrGrpo,
+                                cu::GrpoType::Dapo};
+  for (int k = 0; k < 4; ++k)
+    for (bool sequence : {false, true}) {
+      SCOPED_TRACE(std::string(types[k]) + (sequence ? " sequence" : " token"));
+      json attrs = {{"epsilon_low", 0.2}, {"epsilon_high", 0.28}, {"beta", 0.04},
+                    {"loss_type", types[k]}};
+      if (sequence)
+        attrs["sequence_level"] = true;
+      for (bool grad : {false, true}) {
+        Op op(grad ? "grpo_loss_grad" : "grpo_loss", attrs);
+        int g = grad ? op.floats({}, 0.0, 0.8) : -1;
+        // Rows 0 and 1 partly in the loss, row 2 not at all (a masked
+        // truncated completion).
+        std::vector<float> maskValues(3 * 37, 0.0f);
+        for (size_t i = 0; i < 2 * 37; ++i)
+          maskValues[i] = static_cast<float>((i * 5) % 3 != 0);
+        int lp = op.floats({3, 37}, 0.3, -1.0), old = op.floats({3, 37}, 0.3, -1.0),
+            adv = op.floats({3}), mask = op.floats({3, 37}), n = op.floats({}, 0.0, 9.0),
+            ref = op.floats({3, 37}, 0.3, -1.0);
+        op.set(mask, maskValues);
+        std::vector<int> in = {lp, old, adv, mask, n, ref};
+        if (grad)
+          in.insert(in.begin(), g);
+        op.in(in).out({grad ? op.output({3, 37}) : op.output({})});
+        cu::Grpo q;
+        q.type = kinds[k];
+        q.epsilonLow = 0.2f;
+        q.epsilonHigh = 0.28f;
+        q.beta = 0.04f;
+        q.sequenceLevel = sequence;
+        auto f = [&](int t) { return static_cast<const float *>(dev(op, t)); };
+        q.logp = f(lp), q.old = f(old), q.advantages = f(adv), q.mask = f(mask);
+        q.normalizer = f(n), q.ref = f(ref);
+        q.rows = 3;
+        q.cols = 37;
+        void *out = dev(op, op.call.out[0]);
+        if (grad)
+          cu::grpoLossGrad(nullptr, q, f(g), static_cast<float *>(out));
+        else
+          cu::grpoLoss(nullptr, q, static_cast<float *>(out));
+        compare(op, {out}, kF32);
+      }
+    }
+}
+
 TEST_F(Emu, KtoLossesAndKl) {
   std::vector<uint8_t> good = {1, 0, 1, 1, 0, 0, 1};
   for (bool withKl : {true, false}) {

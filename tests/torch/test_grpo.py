@@ -2,7 +2,9 @@
 """trlc's GRPO step against TRL's loss written here in PyTorch.
 
 For each loss type (grpo, bnpo, dr_grpo, dapo, and dapo with
-use_liger_kernel's fused log-probabilities), with two micro-batches
+use_liger_kernel's fused log-probabilities), GSPO's sequence-level ratio,
+and the second step of num_iterations = 2 (at temperature 0.8: the ratios
+move away from 1 and get clipped) at both importance levels, with two micro-batches
 accumulated and the KL term on (beta > 0), trlc trains one step of a small
 llama from random weights: it generates, rewards (a Python reward function
 with varied values, so the advantages are not zero) and writes the batches
@@ -11,6 +13,7 @@ accumulated gradients. The reference (float64) takes the same completions,
 old log-probabilities and advantages, computes the per-token log-
 probabilities with a full forward pass and TRL's loss:
   per token  -min(r A, clip(r, 1 - eps, 1 + eps) A) + beta KL3,  r = exp(logp - old)
+             (sequence level: r = exp(masked mean of logp - old) per sequence)
   grpo       mean over sequences of each sequence's mean
   bnpo       sum / the micro-batch's completion tokens
   dr_grpo    sum / (rows x max_completion_length)
@@ -47,7 +50,8 @@ def digits(prompts, completions, completion_ids, **kwargs):
 '''
 
 
-def recipe(tmp, loss_type, out_dir, eos=2, liger=False):
+def recipe(tmp, loss_type, out_dir, eos=2, liger=False, level="token", iterations=1,
+           temperature=1.0):
     data = os.path.join(ROOT, "recipes/data/arith-grpo.jsonl")
     return f"""method = "grpo"
 [model]
@@ -80,11 +84,14 @@ use_liger_kernel = {"true" if liger else "false"}
 learning_rate = 1e-3
 per_device_train_batch_size = 8
 gradient_accumulation_steps = 2
-max_steps = 1
+max_steps = {iterations}
 [grpo]
 num_generations = 4
 beta = 0.04
 loss_type = "{loss_type}"
+importance_sampling_level = "{level}"
+num_iterations = {iterations}
+temperature = {temperature}
 reward_funcs = ["python:{tmp}/reward.py:digits"]
 [output]
 output_dir = "{out_dir}"
@@ -92,38 +99,59 @@ logging_steps = 1
 """
 
 
-def run_case(trlc, loss_type, tmp, failures, eos, liger=False):
-    name = loss_type + ("-liger" if liger else "")
+def run_case(trlc, loss_type, tmp, failures, eos, liger=False, level="token", iterate=False):
+    """One step of `loss_type`; with `iterate`, the second step of
+    num_iterations = 2 (temperature 0.8), which trains the first step's
+    completions again: the reference starts from the weights after step 1
+    (its checkpoint) and takes the batch the checkpoint kept, so the ratios
+    are away from 1 and the clipping and the importance level matter."""
+    name = loss_type + ("-liger" if liger else "") + ("-" + level if level != "token" else "") + \
+        ("-iter2" if iterate else "")
     out_dir = os.path.join(tmp, name)
     rec = os.path.join(tmp, name + ".toml")
+    temperature = 0.8 if iterate else 1.0
     with open(rec, "w") as f:
-        f.write(recipe(tmp, loss_type, out_dir, eos, liger))
+        f.write(recipe(tmp, loss_type, out_dir, eos, liger, level, 2 if iterate else 1, temperature))
     init = os.path.join(tmp, name + "-init.safetensors")
     grads = os.path.join(tmp, name + "-grad.safetensors")
     dump = os.path.join(tmp, name + "-batch.json")
     env = dict(os.environ, TRLC_DUMP_GRPO_BATCH=dump)
-    res = subprocess.run([trlc, "train", rec, "-o", os.path.join(tmp, name + ".trlc"),
-                          "--threads", "1", "--quiet", "--dump-initial", init,
-                          "--dump-gradients", grads], capture_output=True, text=True, env=env)
+    artifact = os.path.join(tmp, name + ".trlc")
+    cmd = [trlc, "train", rec, "-o", artifact, "--threads", "1", "--quiet", "--dump-initial", init]
+    if iterate:
+        cmd += ["--max-steps", "1"]
+    else:
+        cmd += ["--dump-gradients", grads]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode == 0 and iterate:
+        # Step 2 from step 1's checkpoint: its weights, its batch.
+        start = os.path.join(tmp, name + "-start.safetensors")
+        res = subprocess.run([trlc, "run", artifact, "--threads", "1", "--quiet", "--max-steps", "2",
+                              "--resume", os.path.join(out_dir, "checkpoint-1"),
+                              "--output-dir", out_dir + "-2", "--dump-initial", start,
+                              "--dump-gradients", grads], capture_output=True, text=True)
+        dump = os.path.join(out_dir, "checkpoint-1", "grpo_batch-rank0.json")
     if res.returncode != 0:
-        failures.append(f"{loss_type}: trlc failed:\n{res.stdout}{res.stderr}")
+        failures.append(f"{name}: trlc failed:\n{res.stdout}{res.stderr}")
         return
     batch = json.load(open(dump))
-    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+    with open(os.path.join(out_dir + ("-2" if iterate else ""), "metrics.jsonl")) as f:
         metrics = [json.loads(l) for l in f if '"loss"' in l]
     cfg = json.load(open(os.path.join(out_dir, "config.json")))
-    params = {k: v.clone().requires_grad_(True) for k, v in ref.read_safetensors(init).items()}
-    reference = {k: v.detach().clone() for k, v in params.items()}
+    reference = {k: v.detach().clone() for k, v in ref.read_safetensors(init).items()}
+    params = {k: v.clone().requires_grad_(True) for k, v in
+              ref.read_safetensors(start if iterate else init).items()}
     seq, gens, beta, eps, most = 14, 4, 0.04, 0.2, 6
     micro = batch["micro_batches"]
     global_tokens = sum(sum(r["completion_mask"]) for m in micro for r in m)
 
     def logps(p, ids, pos, mask):
-        logits = ref.llama_logits(p, cfg, ids, pos, mask)
+        logits = ref.llama_logits(p, cfg, ids, pos, mask) / temperature
         return torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
 
     total = 0.0
     worst_adv = 0.0
+    outside = active = 0.0
     for rows in micro:
         b = len(rows)
         ids = torch.zeros(b, seq, dtype=torch.int64)
@@ -150,8 +178,16 @@ def run_case(trlc, loss_type, tmp, failures, eos, liger=False):
         lp = logps(params, ids, pos, mask)
         with torch.no_grad():
             ref_lp = logps(reference, ids, pos, mask)
-        ratio = torch.exp(lp - old)
+        if level == "sequence":  # GSPO: one ratio per sequence
+            ratio = torch.exp(((lp - old) * cmask).sum(-1, keepdim=True) /
+                              cmask.sum(-1, keepdim=True).clamp(min=1))
+        else:
+            ratio = torch.exp(lp - old)
         per_token = -torch.min(ratio * adv[:, None], ratio.clamp(1 - eps, 1 + eps) * adv[:, None])
+        with torch.no_grad():
+            out = ((ratio < 1 - eps) | (ratio > 1 + eps)).double().expand_as(cmask) * cmask
+            outside += out.sum().item()
+            active += cmask.sum().item()
         diff = ref_lp - lp
         per_token = per_token + beta * (torch.exp(diff) - diff - 1)
         masked = per_token * cmask
@@ -165,25 +201,29 @@ def run_case(trlc, loss_type, tmp, failures, eos, liger=False):
             loss = masked.sum() / global_tokens
         total = total + loss
     total.backward()
+    clipped = outside / max(active, 1)
+    if iterate and clipped == 0:
+        failures.append(f"{name}: no ratio left [1 - eps, 1 + eps]: the clipping is not tested")
     if worst_adv > 1e-9:
-        failures.append(f"{loss_type}: advantages differ from the group formula by {worst_adv:.2e}")
+        failures.append(f"{name}: advantages differ from the group formula by {worst_adv:.2e}")
     # The group advantages sum to zero and the ratio is 1 up to rounding, so
     # the loss itself is near 0: compare it absolutely, the gradients
     # relatively.
-    r = abs(metrics[0]["loss"] - total.item())
+    r = abs(metrics[-1]["loss"] - total.item())
     lengths = sorted({len(r["old_logps"]) for m in micro for r in m})
     trlc_grads = ref.read_safetensors(grads)
     worst = max((ref.rel(trlc_grads[k], p.grad), k) for k, p in params.items())
-    print(f"{name}: loss trlc {metrics[0]['loss']:.3e} torch {total.item():.3e} (abs {r:.1e});"
+    print(f"{name}: loss trlc {metrics[-1]['loss']:.3e} torch {total.item():.3e} (abs {r:.1e});"
           f" worst gradient rel error {worst[0]:.2e} ({worst[1]}); advantages within"
-          f" {worst_adv:.1e}; completion lengths {lengths}")
+          f" {worst_adv:.1e}; completion lengths {lengths}" +
+          (f"; clipped tokens {clipped:.0%}" if iterate else ""))
     if r > 1e-6:
-        failures.append(f"{loss_type}: loss differs by {r:.2e} (limit 1e-6 absolute)")
+        failures.append(f"{name}: loss differs by {r:.2e} (limit 1e-6 absolute)")
     if len(lengths) < 2:
-        failures.append(f"{loss_type}: every completion has {lengths} tokens: the loss types "
+        failures.append(f"{name}: every completion has {lengths} tokens: the loss types "
                         "are not told apart")
     if worst[0] > 1e-4:
-        failures.append(f"{loss_type}: gradient of {worst[1]} differs by {worst[0]:.2e} (limit 1e-4)")
+        failures.append(f"{name}: gradient of {worst[1]} differs by {worst[0]:.2e} (limit 1e-4)")
 
 
 def main():
@@ -210,6 +250,14 @@ def main():
             run_case(args.trlc, loss_type, tmp, failures, eos)
         # use_liger_kernel: the fused log-probabilities (no [T, V] logits).
         run_case(args.trlc, "dapo", tmp, failures, eos, liger=True)
+        # GSPO, and the second iteration of num_iterations = 2 (ratios away
+        # from 1, temperature 0.8) at both importance levels.
+        run_case(args.trlc, "grpo", tmp, failures, eos, level="sequence")
+        for loss_type in ("grpo", "dapo"):
+            for level in ("token", "sequence"):
+                run_case(args.trlc, loss_type, tmp, failures, eos, level=level, iterate=True)
+        run_case(args.trlc, "bnpo", tmp, failures, eos, level="sequence", iterate=True)
+        run_case(args.trlc, "dr_grpo", tmp, failures, eos, liger=True, iterate=True)
     if failures:
         print("\nFAILED:\n" + "\n".join(failures))
         sys.exit(1)

@@ -503,11 +503,14 @@ TEST_F(CudaOps, PreferenceLosses) {
 
 TEST_F(CudaOps, GrpoLossEveryType) {
   for (const char *type : {"grpo", "bnpo", "dr_grpo", "dapo"})
-    for (bool ref : {false, true}) {
+    for (int variant = 0; variant < 3; ++variant) {
+      bool ref = variant > 0, sequence = variant == 2;  // GSPO: one ratio per row
       json attrs = {{"epsilon_low", 0.2},
                     {"epsilon_high", 0.28},
                     {"beta", 0.04},
                     {"loss_type", type}};
+      if (sequence)
+        attrs["sequence_level"] = true;
       auto inputs = [&](Op &op) {
         std::vector<float> mask(3 * 37);
         for (float &m : mask)

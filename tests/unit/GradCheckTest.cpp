@@ -465,7 +465,9 @@ TEST_F(GradCheck, KtoKlIsTheWeightedMean) {
 }
 
 TEST_F(GradCheck, GrpoLossEveryType) {
-  for (const char *type : {"grpo", "bnpo", "dr_grpo", "dapo"}) {
+  for (const char *type : {"grpo", "bnpo", "dr_grpo", "dapo"})
+  for (bool sequence : {false, true}) {
+    SCOPED_TRACE(std::string(type) + (sequence ? " sequence" : " token"));
     Buf mask = floats({3, 5});
     for (double &m : mask.f)
       m = m > -0.5;
@@ -473,6 +475,8 @@ TEST_F(GradCheck, GrpoLossEveryType) {
                            mask, floats({}, 0.0, 9.0), floats({3, 5}, 0.3, -1.0)};
     std::vector<Buf> out = {zeros({})};
     json attrs = {{"epsilon_low", 0.2}, {"epsilon_high", 0.28}, {"beta", 0.04}, {"loss_type", type}};
+    if (sequence)
+      attrs["sequence_level"] = true;
     check(in, out,
           [&] { run("grpo_loss", {&in[0], &in[1], &in[2], &in[3], &in[4], &in[5]}, {&out[0]}, attrs); },
           [&](std::vector<Buf> &dy) {

@@ -61,7 +61,10 @@
 //                 the accumulators) and, with [data] eval or an online
 //                 method, prefill and decode (generation with a KV cache,
 //                 trlc/Generate.h); their cache is state under "kv:" keys
-//                 placed in the activation region
+//                 placed in the activation region; under ZeRO-3 with
+//                 ds3_gather_for_generation, gather_model (all_gather of
+//                 every group into state "gathered:GROUP", also in the
+//                 activation region, which prefill and decode read)
 //   run           RunInfo: what the training loop needs from the recipe
 //   zero          ZeroLayout: the ZeRO-3 groups ({"stage": 0} when
 //                 parameters are replicated)
@@ -90,7 +93,7 @@
 
 namespace trlc::artifact {
 
-inline constexpr int kFormatVersion = 7;
+inline constexpr int kFormatVersion = 8;
 inline constexpr const char *kFormatName = "trlc-artifact";
 inline constexpr const char *kManifestFile = "manifest.json";
 inline constexpr const char *kRecipeFile = "recipe.toml";
@@ -165,7 +168,8 @@ struct DataShards {
   /// array) the evaluation prints with; "" without [data] eval.
   std::string vocab;
   /// GRPO: data/columns.jsonl, one JSON object per training row (its
-  /// dataset fields besides the prompt, for reward functions); "" else.
+  /// dataset fields besides a text prompt, for reward functions; a
+  /// conversational prompt's messages are kept under "prompt"); "" else.
   std::string columns;
   std::vector<std::string> sources;
   std::string hash;
@@ -185,8 +189,11 @@ struct GrpoRun {
   double rewardTimeout = 60.0;
   std::string scaleRewards = "group";
   bool maskTruncatedCompletions = false;
-  double beta = 0.0;
-  std::string lossType = "dapo";  // the train_step's grpo_loss (its normaliser)
+  // The train_step's grpo_loss has the same (readArtifact compares them):
+  double beta = 0.0, epsilonLow = 0.2, epsilonHigh = 0.2;
+  std::string lossType = "dapo";  // its normaliser
+  bool sequenceLevel = false;     // importance_sampling_level = "sequence"
+  int64_t numIterations = 1;      // optimizer steps per generation batch
 
   nlohmann::json toJson() const;
 };

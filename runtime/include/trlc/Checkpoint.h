@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -65,8 +66,10 @@ public:
   void save(const std::string &dir, const TrainerState *state);
   /// save() into OUTPUT_DIR/checkpoint-STEP (written under a temporary
   /// name, then renamed), then removes the oldest checkpoints of the
-  /// directory beyond save_total_limit.
-  void checkpoint(const TrainerState &state);
+  /// directory beyond save_total_limit. `extra` (every rank) writes more
+  /// into the checkpoint's directory before it is renamed.
+  void checkpoint(const TrainerState &state,
+                  const std::function<void(const std::string &)> &extra = {});
   /// --resume CHECKPOINT: restores weights and moments; this rank's ZeRO-3
   /// shards are read as they are when the checkpoint has them for this
   /// world size, otherwise the consolidated files are sharded again.

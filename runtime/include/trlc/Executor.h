@@ -35,6 +35,11 @@ public:
   bool hasProgram(const std::string &program) const {
     return calls.count(program) > 0;
   }
+  /// Whether `program` runs collectives: every rank must then run it the
+  /// same number of times.
+  bool hasCollectives(const std::string &program) const;
+  /// The ranks (null: one process).
+  Communicator *communicator() const { return comm; }
   TensorRef tensor(int id) const;
   /// A program input or output by name; throws when the plan has none.
   TensorRef input(const std::string &program, const std::string &name) const {
@@ -46,6 +51,10 @@ public:
   bool hasInput(const std::string &program, const std::string &name) const {
     auto it = plan_.programs.find(program);
     return it != plan_.programs.end() && it->second.inputs.count(name) > 0;
+  }
+  bool hasOutput(const std::string &program, const std::string &name) const {
+    auto it = plan_.programs.find(program);
+    return it != plan_.programs.end() && it->second.outputs.count(name) > 0;
   }
   /// The host reaches tensors only through these: the arena may be device
   /// memory it cannot address. read() waits for the kernels issued before

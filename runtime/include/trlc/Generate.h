@@ -40,8 +40,9 @@ int64_t pickToken(std::vector<float> logits, const std::vector<int64_t> &seen,
 
 struct Completion {
   std::vector<int64_t> tokens;  // generated, the EOS token included
-  /// log p(token) under the decode step's logits (temperature 1, no
-  /// filtering): the policy's log-probability of what it sampled.
+  /// log p(token) under the decode step's logits divided by the sampling
+  /// temperature (1 when greedy), without the other processors: the
+  /// policy's log-probability of what it sampled, as TRL computes it.
   std::vector<double> logprobs;
   bool finished = false;        // stopped at EOS
 };
@@ -60,13 +61,18 @@ public:
 
   /// Completes at most batch() prompts (each 1..slots() tokens) with at
   /// most `maxNew` tokens each, stopping a row at EOS, at `maxNew` or when
-  /// its slots are full.
+  /// its slots are full. Under ZeRO-3 every rank calls it together: it
+  /// first runs @gather_model (ds3_gather_for_generation) when the plan
+  /// has it, and when decoding gathers layer by layer instead, the ranks
+  /// decode until the last rank's rows are done.
   std::vector<Completion> generate(const std::vector<std::vector<int64_t>> &prompts,
                                    int64_t maxNew, const Sampling &s, std::mt19937_64 &rng);
 
 private:
   Executor &ex;
   int64_t eos, pad, batch_ = 0, slots_ = 0, prefill_ = 0, vocab = 0;
+  bool gatherModel = false;  // ZeRO-3 with ds3_gather_for_generation
+  bool syncSteps = false;    // decode gathers: the ranks agree on its steps
 };
 
 } // namespace trlc

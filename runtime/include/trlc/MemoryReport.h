@@ -70,11 +70,18 @@ struct MemoryReport {
   bool precomputedReference = false;
   /// Generation (prefill, decode): rows x slots of its KV cache, the
   /// cache's bytes (in the activation region: it shares training's bytes),
-  /// the communication of one decoding step (ZeRO-3 gathers), and each
-  /// program's peak (persistent state, workspace, cache and its live
-  /// activations).
+  /// under ZeRO-3 the model gathered for it (ds3_gather_for_generation:
+  /// @gather_model, beside the cache) and the communication of one
+  /// generation (@gather_model's and prefill's gathers) and of each
+  /// decoding step, and each program's peak (persistent state, workspace,
+  /// cache, gathered model and its live activations).
   struct Generation {
-    int64_t rows = 0, slots = 0, kvCacheBytes = 0, commBytesPerToken = 0;
+    int64_t rows = 0, slots = 0, kvCacheBytes = 0;
+    bool gatherModel = false;  // @gather_model: the whole model at once
+    int64_t gatheredBytes = 0;
+    int64_t commBytesPerGeneration = 0;  // before the first decoding step
+    int64_t commBytesPerToken = 0;
+    int64_t maxNewTokens = 0;  // GRPO's max_completion_length (0: not known)
     std::map<std::string, int64_t> peakBytes;
   };
   std::optional<Generation> generation;

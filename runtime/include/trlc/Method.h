@@ -36,6 +36,15 @@ public:
   virtual int64_t rowsPerMicroBatch(int64_t batch) const { return batch; }
   /// The training rows, once (GRPO reads each row's columns by its place).
   virtual void setRows(const TokenRow *, size_t) {}
+  /// Optimizer steps that train on the same rows (GRPO's num_iterations):
+  /// the loop draws new rows every that many steps and passes the same
+  /// ones to prepare() in between.
+  virtual int64_t stepsPerBatch() const { return 1; }
+  /// The state a checkpoint at a step inside such a cycle needs to resume
+  /// it (GRPO: its generated batch), written by every rank into the
+  /// checkpoint's directory and read back from it.
+  virtual void saveState(const std::string & /*dir*/, Communicator &) {}
+  virtual void loadState(const std::string & /*dir*/, int64_t /*step*/, Communicator &) {}
   /// At the start of optimizer step `step`, with this rank's rows of each
   /// of its `accum` micro-batches (online methods generate here).
   virtual void prepare(Executor &, const std::vector<Rows> &, int64_t /*step*/, int /*accum*/,

@@ -34,7 +34,12 @@
 namespace trlc {
 
 struct RewardBatch {
+  /// Decoded text (the built-in rewards read these).
   std::vector<std::string> prompts, completions;
+  /// A conversational row's prompt messages (null for a text prompt): the
+  /// helpers then get these as the prompt and the completion as
+  /// [{"role": "assistant", "content": TEXT}], as TRL passes them.
+  std::vector<nlohmann::json> promptMessages;
   std::vector<std::vector<int64_t>> completionIds;
   std::vector<nlohmann::json> columns;  // each row's dataset fields
 };

@@ -33,3 +33,15 @@ func.func @train_step(%x: tensor<4x16xf32> {trl.input = "x"}, %acc: tensor<4x16x
   %loss = trl.fill {value = 0.0 : f64} : tensor<f32>
   return %loss, %s, %r : tensor<f32>, tensor<4x16xf32>, tensor<64xf32>
 }
+
+// ZeRO-3's @gather_model: each all_gather writes straight into the
+// gathered-model state it is returned as, so the program needs no
+// activation bytes of its own.
+// CHECK-LABEL: func.func @gather_model
+// CHECK-SAME: attributes {trl.activation_bytes = 0 : i64, trl.host_bytes = 0 : i64}
+// CHECK: trl.all_gather {{.*}} {trl.in_place = ["gathered:g"], trl.offsets = array<i64: -1>, world_size = 2 : i64}
+func.func @gather_model() -> (tensor<64xf32> {trl.state = "gathered:g"}) {
+  %s = trl.param "zero3:g" : tensor<32xf32>
+  %g = trl.all_gather %s {world_size = 2 : i64} : (tensor<32xf32>) -> tensor<64xf32>
+  return %g : tensor<64xf32>
+}

@@ -1,4 +1,5 @@
-// RUN: trl-opt %s -trl-autodiff -trl-optimizer="weight-decay=0.1" -trl-zero3-shard="world-size=3" | FileCheck %s
+// RUN: trl-opt %s -trl-autodiff -trl-optimizer="weight-decay=0.1" -trl-zero3-shard="world-size=3" | FileCheck %s --check-prefixes=CHECK,GEN
+// RUN: trl-opt %s -trl-autodiff -trl-optimizer -trl-zero3-shard="world-size=3 gather-for-generation=false" | FileCheck %s --check-prefix=LAYERS
 // RUN: trl-opt %s -trl-autodiff -trl-optimizer -trl-zero3-shard="world-size=3 prefetch=false" | FileCheck %s --check-prefix=NOPREFETCH
 // RUN: trl-opt %s -trl-autodiff -trl-optimizer -trl-zero3-shard="stage=0" | FileCheck %s --check-prefix=STAGE0
 // RUN: not trl-opt %s -trl-autodiff -trl-optimizer -trl-zero3-shard="stage=2" 2>&1 | FileCheck %s --check-prefix=STAGE2
@@ -19,6 +20,16 @@ func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>, %n: tenso
   %sum = trl.cross_entropy %logits, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<f32>
   %loss = trl.div %sum, %n : (tensor<f32>, tensor<f32>) -> tensor<f32>
   return %loss : tensor<f32>
+}
+
+// A generation program (@decode of one token) reads a subset of the groups.
+func.func @decode(%ids: tensor<2x1xi64>) -> tensor<2x1x8xf32> attributes {trl.generation} {
+  %table = trl.param "model.embed_tokens.weight" : tensor<8x4xf32>
+  %w0 = trl.param "model.layers.0.mlp.weight" : tensor<4x4xf32>
+  %h = trl.embedding %table, %ids : (tensor<8x4xf32>, tensor<2x1xi64>) -> tensor<2x1x4xf32>
+  %a = trl.linear %h, %w0 : (tensor<2x1x4xf32>, tensor<4x4xf32>) -> tensor<2x1x4xf32>
+  %logits = trl.linear %a, %table : (tensor<2x1x4xf32>, tensor<8x4xf32>) -> tensor<2x1x8xf32>
+  return %logits : tensor<2x1x8xf32>
 }
 
 // Groups: per layer (matrices and vectors apart), per module outside the
@@ -58,6 +69,17 @@ func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>, %n: tenso
 // CHECK: %[[NE:.*]] = trl.add %[[ACC_E]], %[[RE]] : tensor<11xf32>
 // CHECK: return %{{.*}}, %[[NE]], %[[N0]],
 
+// gather-for-generation (ds3_gather_for_generation = true): @decode reads
+// views of the gathered model, state that @gather_model fills once per
+// generation (all_gather into it); no collective per token.
+// GEN-LABEL: func.func @decode
+// GEN-SAME: (%{{[^:]*}}: tensor<2x1xi64>, %[[FE:[^:]*]]: tensor<33xf32> {trl.state = "gathered:model.embed_tokens"}, %[[F0:[^:]*]]: tensor<18xf32> {trl.state = "gathered:model.layers.0"})
+// GEN-NOT: trl.all_gather
+// GEN: %[[E:.*]] = trl.flat_view %[[FE]] {offset = 0 : i64} : (tensor<33xf32>) -> tensor<8x4xf32>
+// GEN: %[[W:.*]] = trl.flat_view %[[F0]] {offset = 0 : i64} : (tensor<18xf32>) -> tensor<4x4xf32>
+// GEN: trl.embedding %[[E]]
+// GEN: trl.linear %{{.*}}, %[[W]]
+
 // The optimizer: the global norm sums every rank's squares; AdamW on the
 // shards, matrices decayed, vectors not.
 // CHECK-LABEL: func.func @optimizer_step
@@ -82,3 +104,17 @@ func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>, %n: tenso
 // STAGE0: trl.param "model.embed_tokens.weight"
 // STAGE2: trl-zero3-shard: ZeRO stage 2 is not implemented (use 0 or 3)
 // ORDER: trl-zero3-shard needs @train_step and @optimizer_step (run trl-optimizer first)
+
+// ... filled by @gather_model, one all_gather per group into the state.
+// GEN-LABEL: func.func @gather_model() -> (tensor<33xf32> {trl.state = "gathered:model.embed_tokens"}, tensor<18xf32> {trl.state = "gathered:model.layers.0"}) attributes {trl.generation}
+// GEN: %[[S:.*]] = trl.param "zero3:model.embed_tokens" : tensor<11xf32>
+// GEN: trl.all_gather %[[S]] {group = "model.embed_tokens", phase = "generation", world_size = 3 : i64} : (tensor<11xf32>) -> tensor<33xf32>
+// GEN: trl.all_gather %{{.*}} {group = "model.layers.0", phase = "generation", world_size = 3 : i64} : (tensor<6xf32>) -> tensor<18xf32>
+// GEN-NOT: trl.all_gather
+
+// false: @decode gathers like the step's forward, every call.
+// LAYERS-LABEL: func.func @decode(%{{[^:]*}}: tensor<2x1xi64>) -> tensor<2x1x8xf32>
+// LAYERS: trl.all_gather %{{.*}} {group = "model.embed_tokens", phase = "forward", world_size = 3 : i64}
+// LAYERS: trl.all_gather %{{.*}} {group = "model.layers.0", phase = "forward", prefetch, world_size = 3 : i64}
+// LAYERS: trl.linear
+// LAYERS-NOT: @gather_model
