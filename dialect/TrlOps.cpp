@@ -627,6 +627,28 @@ LogicalResult GrpoLossOp::verify() {
                           getBeta().convertToDouble());
 }
 
+static LogicalResult verifyRlooCommon(Operation *op, Value logp, Value old, Value adv,
+                                      Value mask, double epsLow, double epsHigh) {
+  auto lp = rt(logp);
+  if (lp.getRank() != 2)
+    return op->emitOpError() << "expects per-token log-probs as [batch, "
+                                "completion_length], got "
+                             << shapeStr(lp.getShape());
+  if (failed(expectType(op, "mask", mask.getType(), lp)) ||
+      failed(expectShape(op, "old_logp", old.getType(), {lp.getDimSize(0)})) ||
+      failed(expectShape(op, "advantages", adv.getType(), {lp.getDimSize(0)})))
+    return failure();
+  if (epsLow < 0 || epsHigh < 0)
+    return op->emitOpError("expects non-negative clipping epsilons");
+  return success();
+}
+
+LogicalResult RlooLossOp::verify() {
+  return verifyRlooCommon(*this, getLogp(), getOldLogp(), getAdvantages(), getMask(),
+                          getEpsilonLow().convertToDouble(),
+                          getEpsilonHigh().convertToDouble());
+}
+
 //===----------------------------------------------------------------------===//
 // Backward ops
 //===----------------------------------------------------------------------===//
@@ -803,6 +825,14 @@ LogicalResult KtoLossGradOp::verify() {
       failed(expectType(*this, "weights", getWeights().getType(), getPolicy().getType())))
     return failure();
   return expectType(*this, "result", getType(), getPolicy().getType());
+}
+
+LogicalResult RlooLossGradOp::verify() {
+  if (failed(verifyRlooCommon(*this, getLogp(), getOldLogp(), getAdvantages(), getMask(),
+                              getEpsilonLow().convertToDouble(),
+                              getEpsilonHigh().convertToDouble())))
+    return failure();
+  return expectType(*this, "result", getType(), getLogp().getType());
 }
 
 LogicalResult GrpoLossGradOp::verify() {

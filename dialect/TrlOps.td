@@ -564,6 +564,35 @@ def Trl_GrpoLossOp : Trl_Op<"grpo_loss", [Trl_Differentiable, Pure]> {
   let hasVerifier = 1;
 }
 
+def Trl_RlooLossOp : Trl_Op<"rloo_loss", [Trl_Differentiable, Pure]> {
+  let summary = "clipped RLOO policy loss over whole completions";
+  let description = [{
+    TRL's RLOO objective: per row, the completion's log-probability
+    logps = sum mask * logp and ratio = exp(logps - old_logps) (one per
+    sequence), -min(ratio A, clip(ratio, 1 - epsilon_low, 1 + epsilon_high) A),
+    summed over the rows and divided by `normalizer` (the sequences of the
+    global batch, so that the accumulated sum is TRL's mean). The KL to the
+    reference is in the advantages (the reward), not here.
+
+    ```mlir
+    %l = trl.rloo_loss %lp, %old, %adv, %mask, %n {epsilon_low = 2.0e-01 : f64, epsilon_high = 2.0e-01 : f64}
+        : (tensor<8x32xf32>, tensor<8xf32>, tensor<8xf32>, tensor<8x32xf32>, tensor<f32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32, F64]>:$logp,
+                   Trl_Vector:$old_logp,
+                   Trl_Vector:$advantages,
+                   RankedTensorOf<[F32, F64]>:$mask,
+                   Trl_Scalar:$normalizer,
+                   DefaultValuedAttr<F64Attr, "0.2">:$epsilon_low,
+                   DefaultValuedAttr<F64Attr, "0.2">:$epsilon_high);
+  let results = (outs Trl_Scalar:$loss);
+  let assemblyFormat = [{
+    $logp `,` $old_logp `,` $advantages `,` $mask `,` $normalizer attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Backward ops
 //===----------------------------------------------------------------------===//
@@ -877,6 +906,28 @@ def Trl_GrpoLossGradOp : Trl_Op<"grpo_loss_grad", [Pure]> {
 //===----------------------------------------------------------------------===//
 // Optimizer ops
 //===----------------------------------------------------------------------===//
+
+def Trl_RlooLossGradOp : Trl_Op<"rloo_loss_grad", [Pure]> {
+  let summary = "gradient of rloo_loss w.r.t. the policy token log-probabilities";
+  let description = [{
+    ```mlir
+    %dlp = trl.rloo_loss_grad %dl, %lp, %old, %adv, %mask, %n
+        : (tensor<f32>, tensor<8x32xf32>, tensor<8xf32>, tensor<8xf32>, tensor<8x32xf32>, tensor<f32>) -> tensor<8x32xf32>
+    ```
+  }];
+  let arguments = (ins Trl_Scalar:$grad, RankedTensorOf<[F32, F64]>:$logp,
+                   Trl_Vector:$old_logp,
+                   Trl_Vector:$advantages,
+                   RankedTensorOf<[F32, F64]>:$mask,
+                   Trl_Scalar:$normalizer,
+                   DefaultValuedAttr<F64Attr, "0.2">:$epsilon_low,
+                   DefaultValuedAttr<F64Attr, "0.2">:$epsilon_high);
+  let results = (outs RankedTensorOf<[F32, F64]>:$result);
+  let assemblyFormat = [{
+    $grad `,` $logp `,` $old_logp `,` $advantages `,` $mask `,` $normalizer attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
 
 def Trl_GradNormOp : Trl_Op<"grad_norm", [Pure]> {
   let summary = "global L2 norm over a list of gradients (fp32 accumulation)";

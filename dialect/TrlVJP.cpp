@@ -258,6 +258,16 @@ LogicalResult GrpoLossOp::buildVJP(OpBuilder &b, ValueRange grads,
   return success();
 }
 
+LogicalResult RlooLossOp::buildVJP(OpBuilder &b, ValueRange grads,
+                                   SmallVectorImpl<Value> &out) {
+  out.push_back(b.create<RlooLossGradOp>(getLoc(), getLogp().getType(), grads[0], getLogp(),
+                                         getOldLogp(), getAdvantages(), getMask(),
+                                         getNormalizer(), getEpsilonLowAttr(),
+                                         getEpsilonHighAttr()));
+  out.append({nullptr, nullptr, nullptr, nullptr});
+  return success();
+}
+
 LogicalResult OffloadOp::buildVJP(OpBuilder &b, ValueRange grads,
                                   SmallVectorImpl<Value> &out) {
   out.push_back(b.create<ReloadOp>(getLoc(), getX().getType(), grads[0]));

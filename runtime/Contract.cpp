@@ -667,6 +667,28 @@ void shapes(Call &c) {
     c.floatsExcept({});
     return;
   }
+  case Kernel::RlooLoss:
+  case Kernel::RlooLossGrad: {
+    bool grad = c.call.kernel == Kernel::RlooLossGrad;
+    size_t f = grad ? 1 : 0;
+    c.number("epsilon_low");
+    c.number("epsilon_high");
+    if (!c.rank(In, f, 2))
+      return;
+    const Shape &s = c.in(f)->shape;
+    c.shape(In, f + 1, {s[0]});
+    c.shape(In, f + 2, {s[0]});
+    c.shape(In, f + 3, s);
+    c.numel(In, f + 4, 1);
+    if (grad) {
+      c.numel(In, 0, 1);
+      c.shape(Out, 0, s);
+    } else {
+      c.numel(Out, 0, 1);
+    }
+    c.floatsExcept({});
+    return;
+  }
   case Kernel::GradNorm:
     c.numel(Out, 0, 1);
     c.floatsExcept({});

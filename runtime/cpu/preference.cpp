@@ -174,6 +174,42 @@ template <typename T> void grpoLossGrad(const KernelArgs &a) {
   grpoTokens<T>(a, 1, [&](int64_t i, T, T d) { dl[i] = g * d; });
 }
 
+/// RLOO: one ratio per row, exp(sum mask logp - old), clipped; the rows'
+/// sum over `normalizer`. Token j's derivative is mask_j times its row's.
+template <typename T, typename F>
+void rlooRows(const KernelArgs &a, int first, F f) {
+  const TensorRef &logp = a.in[first], &old = a.in[first + 1], &adv = a.in[first + 2],
+                  &mask = a.in[first + 3];
+  T normalizer = a.in[first + 4].as<T>()[0];
+  T el = static_cast<T>(attrF(a, "epsilon_low")), eh = static_cast<T>(attrF(a, "epsilon_high"));
+  int64_t rows = logp.dim(0), s = logp.dim(1);
+  for (int64_t b = 0; b < rows; ++b) {
+    double logps = 0;
+    for (int64_t j = 0; j < s; ++j)
+      logps += double(mask.as<T>()[b * s + j]) * logp.as<T>()[b * s + j];
+    T A = adv.as<T>()[b], ratio = static_cast<T>(std::exp(logps - double(old.as<T>()[b])));
+    T unclipped = ratio * A, clipped = std::clamp(ratio, 1 - el, 1 + eh) * A;
+    T loss = -std::min(unclipped, clipped), dratio = unclipped <= clipped ? -A * ratio : T(0);
+    f(b, s, loss / normalizer, dratio / normalizer);
+  }
+}
+
+template <typename T> void rlooLoss(const KernelArgs &a) {
+  double total = 0;
+  rlooRows<T>(a, 0, [&](int64_t, int64_t, T l, T) { total += l; });
+  a.out[0].as<T>()[0] = static_cast<T>(total);
+}
+
+template <typename T> void rlooLossGrad(const KernelArgs &a) {
+  T g = a.in[0].as<T>()[0];
+  const T *mask = a.in[4].as<T>();
+  T *dl = a.out[0].as<T>();
+  rlooRows<T>(a, 1, [&](int64_t b, int64_t s, T, T d) {
+    for (int64_t j = 0; j < s; ++j)
+      dl[b * s + j] = g * d * mask[b * s + j];
+  });
+}
+
 TRLC_CPU_KERNEL(dpoLoss)
 TRLC_CPU_KERNEL(dpoLossGrad)
 TRLC_CPU_KERNEL(ktoKl)
@@ -181,5 +217,7 @@ TRLC_CPU_KERNEL(ktoLoss)
 TRLC_CPU_KERNEL(ktoLossGrad)
 TRLC_CPU_KERNEL(grpoLoss)
 TRLC_CPU_KERNEL(grpoLossGrad)
+TRLC_CPU_KERNEL(rlooLoss)
+TRLC_CPU_KERNEL(rlooLossGrad)
 
 } // namespace trlc::cpu

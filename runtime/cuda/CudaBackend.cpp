@@ -172,6 +172,20 @@ cu::Grpo grpoOf(const KernelArgs &a, int first) {
   return g;
 }
 
+cu::Rloo rlooOf(const KernelArgs &a, int first) {
+  cu::Rloo r;
+  r.epsilonLow = static_cast<float>(attrF(a, "epsilon_low"));
+  r.epsilonHigh = static_cast<float>(attrF(a, "epsilon_high"));
+  r.logp = F(a.in[first]);
+  r.old = F(a.in[first + 1]);
+  r.advantages = F(a.in[first + 2]);
+  r.mask = F(a.in[first + 3]);
+  r.normalizer = F(a.in[first + 4]);
+  r.rows = a.in[first].dim(0);
+  r.cols = a.in[first].dim(1);
+  return r;
+}
+
 class CudaBackend : public Backend {
 public:
   explicit CudaBackend(int device) : device(device) {
@@ -801,6 +815,14 @@ void CudaBackend::grpoLoss(const KernelArgs &a) {
 
 void CudaBackend::grpoLossGrad(const KernelArgs &a) {
   cu::grpoLossGrad(stream, grpoOf(a, 1), F(a.in[0]), F(a.out[0]));
+}
+
+void CudaBackend::rlooLoss(const KernelArgs &a) {
+  cu::rlooLoss(stream, rlooOf(a, 0), F(a.out[0]));
+}
+
+void CudaBackend::rlooLossGrad(const KernelArgs &a) {
+  cu::rlooLossGrad(stream, rlooOf(a, 1), F(a.in[0]), F(a.out[0]));
 }
 
 void CudaBackend::gradNorm(const KernelArgs &a) {

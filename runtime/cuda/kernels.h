@@ -283,6 +283,16 @@ struct Grpo {
 void grpoLoss(cudaStream_t s, const Grpo &g, float *loss);
 void grpoLossGrad(cudaStream_t s, const Grpo &g, const float *dloss,
                   float *dlogp);
+/// RLOO (trl.rloo_loss): one ratio per row of the masked log-probability
+/// sum against `old` [rows]; the clipped rows' sum over *normalizer.
+struct Rloo {
+  float epsilonLow = 0.2f, epsilonHigh = 0.2f;
+  const float *logp = nullptr, *old = nullptr, *advantages = nullptr, *mask = nullptr,
+              *normalizer = nullptr;
+  int64_t rows = 0, cols = 0;
+};
+void rlooLoss(cudaStream_t s, const Rloo &r, float *loss);
+void rlooLossGrad(cudaStream_t s, const Rloo &r, const float *dloss, float *dlogp);
 
 // --- adamw.cu
 // ------------------------------------------------------------------

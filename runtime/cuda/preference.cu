@@ -147,6 +147,31 @@ __global__ void grpoKernel(Grpo g, float *loss, const float *dloss,
     *loss = static_cast<float>(acc);
 }
 
+/// RLOO over [rows, cols]: the loss sum, or with `dlogp` each token's
+/// gradient times *dloss (runtime/cpu/preference.cpp has the formulas).
+__global__ void rlooKernel(Rloo r, float *loss, const float *dloss, float *dlogp) {
+  double acc = 0;
+  for (int64_t b = 0; b < r.rows; ++b) {
+    double logps = 0;
+    for (int64_t j = threadIdx.x; j < r.cols; j += blockDim.x)
+      logps += static_cast<double>(r.mask[b * r.cols + j]) * r.logp[b * r.cols + j];
+    logps = blockSum(logps);
+    float A = r.advantages[b], ratio = static_cast<float>(exp(logps - r.old[b]));
+    float unclipped = ratio * A;
+    float clipped = fminf(fmaxf(ratio, 1 - r.epsilonLow), 1 + r.epsilonHigh) * A;
+    float l = -fminf(unclipped, clipped) / *r.normalizer;
+    float d = (unclipped <= clipped ? -A * ratio : 0.0f) / *r.normalizer;
+    if (dlogp) {
+      for (int64_t j = threadIdx.x; j < r.cols; j += blockDim.x)
+        dlogp[b * r.cols + j] = *dloss * d * r.mask[b * r.cols + j];
+    } else if (threadIdx.x == 0) {
+      acc += l;
+    }
+  }
+  if (loss && threadIdx.x == 0)
+    *loss = static_cast<float>(acc);
+}
+
 } // namespace
 
 void dpoLoss(cudaStream_t s, const Dpo &d, float *loss, float *chosen, float *rejected) {
@@ -183,6 +208,16 @@ void grpoLoss(cudaStream_t s, const Grpo &g, float *loss) {
 void grpoLossGrad(cudaStream_t s, const Grpo &g, const float *dloss,
                   float *dlogp) {
   grpoKernel<<<1, kThreads, 0, s>>>(g, nullptr, dloss, dlogp);
+  TRLC_LAUNCHED();
+}
+
+void rlooLoss(cudaStream_t s, const Rloo &r, float *loss) {
+  rlooKernel<<<1, kThreads, 0, s>>>(r, loss, nullptr, nullptr);
+  TRLC_LAUNCHED();
+}
+
+void rlooLossGrad(cudaStream_t s, const Rloo &r, const float *dloss, float *dlogp) {
+  rlooKernel<<<1, kThreads, 0, s>>>(r, nullptr, dloss, dlogp);
   TRLC_LAUNCHED();
 }
 

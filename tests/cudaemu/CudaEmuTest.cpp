@@ -592,6 +592,37 @@ TEST_F(Emu, GrpoLossEveryTypeAndLevel) {
     }
 }
 
+TEST_F(Emu, RlooLoss) {
+  json attrs = {{"epsilon_low", 0.2}, {"epsilon_high", 0.28}};
+  for (bool grad : {false, true}) {
+    Op op(grad ? "rloo_loss_grad" : "rloo_loss", attrs);
+    int g = grad ? op.floats({}, 0.0, 0.8) : -1;
+    std::vector<float> maskValues(3 * 37, 0.0f);
+    for (size_t i = 0; i < 2 * 37; ++i)
+      maskValues[i] = static_cast<float>((i * 5) % 3 != 0);
+    int lp = op.floats({3, 37}, 0.05, -0.1), old = op.floats({3}, 0.5, -2.5),
+        adv = op.floats({3}), mask = op.floats({3, 37}), n = op.floats({}, 0.0, 9.0);
+    op.set(mask, maskValues);
+    std::vector<int> in = {lp, old, adv, mask, n};
+    if (grad)
+      in.insert(in.begin(), g);
+    op.in(in).out({grad ? op.output({3, 37}) : op.output({})});
+    cu::Rloo r;
+    r.epsilonLow = 0.2f;
+    r.epsilonHigh = 0.28f;
+    auto f = [&](int t) { return static_cast<const float *>(dev(op, t)); };
+    r.logp = f(lp), r.old = f(old), r.advantages = f(adv), r.mask = f(mask), r.normalizer = f(n);
+    r.rows = 3;
+    r.cols = 37;
+    void *out = dev(op, op.call.out[0]);
+    if (grad)
+      cu::rlooLossGrad(nullptr, r, f(g), static_cast<float *>(out));
+    else
+      cu::rlooLoss(nullptr, r, static_cast<float *>(out));
+    compare(op, {out}, kF32);
+  }
+}
+
 TEST_F(Emu, KtoLossesAndKl) {
   std::vector<uint8_t> good = {1, 0, 1, 1, 0, 0, 1};
   for (bool withKl : {true, false}) {

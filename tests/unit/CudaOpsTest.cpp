@@ -533,6 +533,25 @@ TEST_F(CudaOps, GrpoLossEveryType) {
     }
 }
 
+TEST_F(CudaOps, RlooLoss) {
+  json attrs = {{"epsilon_low", 0.2}, {"epsilon_high", 0.28}};
+  auto inputs = [&](Op &op) {
+    std::vector<float> mask(3 * 37);
+    for (float &m : mask)
+      m = rng() % 4 != 0;
+    int m = op.floats({3, 37});
+    op.set(m, mask);
+    return std::vector<int>{op.floats({3, 37}, 0.05, -0.1), op.floats({3}, 0.5, -2.7),
+                            op.floats({3}), m, op.floats({}, 0.0, 9.0)};
+  };
+  Op loss("rloo_loss", attrs);
+  check(loss.in(inputs(loss)).out({loss.output({})}));
+  Op grad("rloo_loss_grad", attrs);
+  std::vector<int> in = inputs(grad);
+  in.insert(in.begin(), grad.floats({}, 0.0, 0.8));
+  check(grad.in(in).out({grad.output({3, 37})}));
+}
+
 TEST_F(CudaOps, Optimizer) {
   for (bool squared : {false, true}) {
     Op norm("grad_norm", {{"squared", squared}});

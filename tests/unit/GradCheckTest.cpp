@@ -487,6 +487,24 @@ TEST_F(GradCheck, GrpoLossEveryType) {
   }
 }
 
+TEST_F(GradCheck, RlooLoss) {
+  Buf mask = floats({3, 5});
+  for (double &m : mask.f)
+    m = m > -0.5;
+  // Sequence log-probabilities near the old ones: some ratios clipped,
+  // some not.
+  std::vector<Buf> in = {floats({3, 5}, 0.1, -0.3), floats({3}, 0.4, -1.5), floats({3}), mask,
+                         floats({}, 0.0, 6.0)};
+  std::vector<Buf> out = {zeros({})};
+  json attrs = {{"epsilon_low", 0.2}, {"epsilon_high", 0.28}};
+  check(in, out, [&] { run("rloo_loss", {&in[0], &in[1], &in[2], &in[3], &in[4]}, {&out[0]}, attrs); },
+        [&](std::vector<Buf> &dy) {
+          std::vector<Buf> g = {zeros({3, 5})};
+          run("rloo_loss_grad", {&dy[0], &in[0], &in[1], &in[2], &in[3], &in[4]}, {&g[0]}, attrs);
+          return g;
+        }, {0});
+}
+
 TEST(CpuKernels, AdamWMatchesTorchArithmetic) {
   auto cpu = makeCpuBackend(1);
   std::vector<float> p = {1.0f, -2.0f}, g = {0.5f, 0.25f}, m = {0.1f, 0.0f}, v = {0.01f, 0.0f};

@@ -885,3 +885,11 @@ func.func @linear_grad_accumulator(%dy: tensor<2x4xf32>, %x: tensor<2x8xf32>, %w
   %dx, %dw = trl.linear_grad %dy, %x, %w accumulate %acc : (tensor<2x4xf32>, tensor<2x8xf32>, tensor<4x8xf32>, tensor<8x4xf32>) -> (tensor<2x8xf32>, tensor<4x8xf32>)
   return
 }
+
+// -----
+
+func.func @rloo_old_per_sequence(%lp: tensor<4x8xf32>, %old: tensor<8xf32>, %adv: tensor<4xf32>, %n: tensor<f32>) {
+  // expected-error @+1 {{expects old_logp of shape [4], got [8]}}
+  %l = trl.rloo_loss %lp, %old, %adv, %lp, %n : (tensor<4x8xf32>, tensor<8xf32>, tensor<4xf32>, tensor<4x8xf32>, tensor<f32>) -> tensor<f32>
+  return
+}

@@ -77,6 +77,8 @@ func.func @losses(%logits: tensor<4x16x256xf32>, %h: tensor<4x16x64xf32>, %w: te
   %al, %ar, %akl = trl.kto_loss %halves#0, %halves#1, %label, %halves#0 {loss_type = #trl.kto_loss<apo_zero_unpaired>} : (tensor<2xf32>, tensor<2xf32>, tensor<2xi1>, tensor<2xf32>) -> (tensor<f32>, tensor<2xf32>, tensor<f32>)
   // CHECK: trl.grpo_loss {{.*}} ref
   %gl = trl.grpo_loss %lp, %flp, %adv, %mask, %n ref %flp {beta = 4.0e-02 : f64, loss_type = #trl.grpo_loss<bnpo>} : (tensor<4x16xf32>, tensor<4x16xf32>, tensor<4xf32>, tensor<4x16xf32>, tensor<f32>, tensor<4x16xf32>) -> tensor<f32>
+  // CHECK: trl.rloo_loss {{.*}}epsilon_high = 2.800000e-01
+  %rloo = trl.rloo_loss %lp, %adv, %adv, %mask, %n {epsilon_high = 0.28 : f64} : (tensor<4x16xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4x16xf32>, tensor<f32>) -> tensor<f32>
   return
 }
 
@@ -114,6 +116,8 @@ func.func @backward(%dy: tensor<2x16x64xf32>, %x: tensor<2x16x64xf32>, %ids: ten
   %kg = trl.kto_loss_grad %g, %v2, %v2, %lab, %v2 kl %g : (tensor<f32>, tensor<2xf32>, tensor<2xf32>, tensor<2xi1>, tensor<2xf32>, tensor<f32>) -> tensor<2xf32>
   // CHECK: trl.grpo_loss_grad
   %gr = trl.grpo_loss_grad %g, %dlp, %dlp, %adv, %dlp, %g : (tensor<f32>, tensor<2x16xf32>, tensor<2x16xf32>, tensor<2xf32>, tensor<2x16xf32>, tensor<f32>) -> tensor<2x16xf32>
+  // CHECK: trl.rloo_loss_grad
+  %rg = trl.rloo_loss_grad %g, %dlp, %adv, %adv, %dlp, %g : (tensor<f32>, tensor<2x16xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2x16xf32>, tensor<f32>) -> tensor<2x16xf32>
   return
 }
 
