@@ -68,7 +68,7 @@ data::DataConfig dataConfig(const Recipe &r, bool eval) {
     c.tokenizer = *r.model.path;
   c.chatTemplatePath = r.data.chatTemplatePath.value_or("");
   c.maxLength = r.data.maxLength;
-  if (eval && r.method == Method::GRPO && r.data.maxPromptLength && r.data.maxCompletionLength)
+  if (eval && isOnline(r.method) && r.data.maxPromptLength && r.data.maxCompletionLength)
     c.maxLength = *r.data.maxPromptLength + *r.data.maxCompletionLength;  // the step's bound
   c.maxPromptLength = r.data.maxPromptLength;
   c.maxCompletionLength = r.data.maxCompletionLength;
@@ -168,14 +168,14 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
       if (old.value("hash", "") == hash && old.value("settings", json()) == settings &&
           pathExists(dataDir / "train.bin") &&
           (evalSources.empty() || pathExists(dataDir / "eval.bin")) &&
-          (r.method != Method::GRPO || pathExists(dataDir / "columns.jsonl"))) {
+          (!isOnline(r.method) || pathExists(dataDir / "columns.jsonl"))) {
         d.index = old;
         d.facts = factsOf(old);
         d.reused = true;
-        if ((!evalSources.empty() || r.method == Method::GRPO) &&
+        if ((!evalSources.empty() || isOnline(r.method)) &&
             pathExists(dataDir / "vocab.json"))
           d.shards.vocab = "data/vocab.json";
-        if (r.method == Method::GRPO)
+        if (isOnline(r.method))
           d.shards.columns = "data/columns.jsonl";
         d.summary = "data: unchanged since the last compile (hash " + hash +
                     "), reusing the token shards\n";
@@ -205,18 +205,18 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
           row.seqLengths.push_back(static_cast<int64_t>(e.rejected.ids.size()));
         }
         d.train.push_back(std::move(row));
-        if (r.method == Method::GRPO)
+        if (isOnline(r.method))
           d.columns.push_back(e.columns.empty() ? "{}" : e.columns);
       }
       rows = static_cast<int64_t>(plan.examples.size());
-      if (r.method == Method::GRPO)
+      if (isOnline(r.method))
         d.shards.columns = "data/columns.jsonl";
     }
     if (!evalSources.empty())
       d.eval = tokenRows(data::runDataPlan(eval).rows);
     // The vocabulary decodes eval completions and, for GRPO, the
     // completions its rewards read.
-    if (!evalSources.empty() || r.method == Method::GRPO) {
+    if (!evalSources.empty() || isOnline(r.method)) {
       if (!eval.tokenizer.empty()) {
         data::Tokenizer tokenizer = data::Tokenizer::load(eval.tokenizer);
         // Each token's text as the tokenizer decodes it alone (byte-level

@@ -12,7 +12,7 @@ namespace trlc::compiler {
 StepShape stepShape(const Recipe &r, const DataFacts &data, int world) {
   StepShape s = recipeStepShape(r);
   s.worldSize = world;
-  if (r.method == Method::GRPO)
+  if (isOnline(r.method))
     return s;
   if (r.method != Method::SFT) {
     // DPO and KTO: the longest sequence of the data plan (rounded up to 8)
@@ -66,13 +66,13 @@ Expected<Schedule> trainingSchedule(const Recipe &r, const StepShape &shape, int
                  ": error: no training example is left after the data plan "
                  "(see trlc data --stats)"};
   // GRPO's rows are prompts, num_generations completions each.
-  int64_t global = r.method == Method::GRPO
+  int64_t global = isOnline(r.method)
                        ? std::max<int64_t>(shape.batch / r.grpo.numGenerations, 1) * world
                        : shape.batch * world;
   int64_t batches = (rows + global - 1) / global;
   int64_t perEpoch = std::max<int64_t>(batches / r.train.gradientAccumulationSteps, 1);
   // GRPO trains num_iterations optimizer steps on each generation batch.
-  if (r.method == Method::GRPO)
+  if (isOnline(r.method))
     perEpoch *= r.grpo.numIterations;
   s.stepsPerEpoch = perEpoch;
   s.totalSteps = r.train.maxSteps > 0
@@ -95,7 +95,7 @@ mlir::trl::PipelineOptions pipelineOptions(const Recipe &r, const Schedule &s, i
   o.recompute = r.memory.gradientCheckpointing;
   o.zeroStage = r.memory.zeroStage;
   o.worldSize = world;
-  o.gatherForGeneration = r.method != Method::GRPO || r.grpo.ds3GatherForGeneration;
+  o.gatherForGeneration = !isOnline(r.method) || r.grpo.ds3GatherForGeneration;
   o.maxGradNorm = r.train.maxGradNorm;
   o.learningRate = r.train.learningRate;
   o.schedule = r.train.lrSchedulerType;
@@ -136,7 +136,7 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
   run.saveOnlyModel = r.output.saveOnlyModel;
   run.stepsPerEpoch = s.stepsPerEpoch;
   run.saveTotalLimit = r.output.saveTotalLimit.value_or(-1);
-  if (r.method == Method::GRPO) {
+  if (isOnline(r.method)) {
     artifact::GrpoRun g;
     g.numGenerations = r.grpo.numGenerations;
     g.maxPromptLength = r.grpo.maxPromptLength;
@@ -158,6 +158,7 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
     g.epsilonHigh = r.grpo.epsilonHigh;
     g.sequenceLevel = r.grpo.sequenceLevel;
     g.numIterations = r.grpo.numIterations;
+    g.normalizeAdvantages = r.grpo.normalizeAdvantages;
     run.grpo = g;
   }
   return run;

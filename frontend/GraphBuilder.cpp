@@ -38,6 +38,7 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
   case Method::DPO: step = buildDpoLoss(m, fn); break;
   case Method::KTO: step = buildKtoLoss(m, fn); break;
   case Method::GRPO: step = buildGrpoLoss(m, fn); break;
+  case Method::RLOO: step = buildRlooLoss(m, fn); break;
   }
   // The loss first, then the method's metrics, each a named output.
   SmallVector<Value> results{step.loss};
@@ -47,7 +48,7 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
   fn.setType(b.getFunctionType(entry->getArgumentTypes(), ValueRange(results).getTypes()));
   for (auto [i, metric] : llvm::enumerate(step.metrics))
     fn.setResultAttr(i + 1, "trl.output", b.getStringAttr(metric.first));
-  if (recipe.method == Method::GRPO || !recipe.data.eval.empty()) {
+  if (isOnline(recipe.method) || !recipe.data.eval.empty()) {
     // Generation reads one prompt per row, also after padding-free
     // preference training.
     StepShape evalShape = shape;
@@ -56,7 +57,7 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
     ModelBuilder pm(context, recipe, evalShape);
     // GRPO's prompts are at most max_prompt_length tokens; evaluation and
     // `trlc generate` prompts may fill the sequence bound.
-    int64_t longestPrompt = recipe.method == Method::GRPO
+    int64_t longestPrompt = isOnline(recipe.method)
                                 ? std::min(recipe.grpo.maxPromptLength, evalShape.sequenceBound)
                                 : evalShape.sequenceBound;
     buildGeneration(pm, *module, longestPrompt);
@@ -69,6 +70,8 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
   }
   if (recipe.reference.precompute && recipe.method == Method::KTO)
     buildKtoRefLogps(m, *module);
+  if (recipe.method == Method::RLOO)
+    buildRlooLogps(m, *module);
   return module;
 }
 

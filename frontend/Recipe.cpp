@@ -34,6 +34,7 @@ const char *methodName(Method method) {
   case Method::DPO: return "dpo";
   case Method::KTO: return "kto";
   case Method::GRPO: return "grpo";
+  case Method::RLOO: return "rloo";
   }
   return "?";
 }
@@ -122,16 +123,17 @@ enum MethodMask : unsigned {
   DPO = 2,
   KTO = 4,
   GRPO = 8,
-  ALL = 15,
+  RLOO = 16,
+  ALL = 31,
 };
 
 struct KeySpec {
   const char *section;  // "" for top-level keys
   const char *key;
   Kind kind;
-  /// Default as a TOML literal per method (sft, dpo, kto, grpo); nullptr
-  /// means "no value" (optional key) for that method.
-  std::array<const char *, 4> defaults;
+  /// Default as a TOML literal per method (sft, dpo, kto, grpo, rloo);
+  /// nullptr means "no value" (optional key) for that method.
+  std::array<const char *, 5> defaults;
   unsigned methods = ALL;
   const char *choices = nullptr;  // "a|b|c" for Kind::Enum
   double lo = -INFINITY, hi = INFINITY;
@@ -140,12 +142,12 @@ struct KeySpec {
   bool hiOpen = false;  // range excludes hi
 };
 
-constexpr std::array<const char *, 4> all(const char *v) { return {v, v, v, v}; }
-constexpr std::array<const char *, 4> none() { return {nullptr, nullptr, nullptr, nullptr}; }
+constexpr std::array<const char *, 5> all(const char *v) { return {v, v, v, v, v}; }
+constexpr std::array<const char *, 5> none() { return {nullptr, nullptr, nullptr, nullptr, nullptr}; }
 
 // clang-format off
 const KeySpec kSchema[] = {
-  {"", "method", Kind::Enum, none(), ALL, "sft|dpo|kto|grpo", -INFINITY, INFINITY, false, "training method"},
+  {"", "method", Kind::Enum, none(), ALL, "sft|dpo|kto|grpo|rloo", -INFINITY, INFINITY, false, "training method"},
 
   {"model", "path", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "Hugging Face model directory"},
   {"model", "dtype", Kind::Enum, all("\"bf16\""), ALL, "bf16|fp32", -INFINITY, INFINITY, false, "activation storage: bf16 keeps the activations between ops in bf16 (fp32 master weights, gradients and optimizer state; kernels compute in fp32), fp32 keeps everything in fp32"},
@@ -157,8 +159,8 @@ const KeySpec kSchema[] = {
   {"data", "format", Kind::Enum, all("\"auto\""), ALL, "auto|language_modeling|prompt_only|prompt_completion|preference|unpaired_preference|tokenized", -INFINITY, INFINITY, false, "dataset format"},
   {"data", "dataset_text_field", Kind::String, {"\"text\"", nullptr, nullptr, nullptr}, SFT, nullptr, -INFINITY, INFINITY, false, "column of language-modeling text"},
   {"data", "max_length", Kind::Int, {"1024", "1024", "1024", nullptr}, SFT | DPO | KTO, nullptr, 1, 1 << 24, false, "maximum tokens per example"},
-  {"data", "max_prompt_length", Kind::Int, {nullptr, "512", "512", "512"}, DPO | KTO | GRPO, nullptr, 1, 1 << 24, false, "maximum prompt tokens (keeps the prompt's end)"},
-  {"data", "max_completion_length", Kind::Int, {nullptr, nullptr, nullptr, "512"}, DPO | KTO | GRPO, nullptr, 1, 1 << 24, false, "maximum completion tokens (keeps the completion's start)"},
+  {"data", "max_prompt_length", Kind::Int, {nullptr, "512", "512", "512", "512"}, DPO | KTO | GRPO | RLOO, nullptr, 1, 1 << 24, false, "maximum prompt tokens (keeps the prompt's end)"},
+  {"data", "max_completion_length", Kind::Int, {nullptr, nullptr, nullptr, "512", "256"}, DPO | KTO | GRPO | RLOO, nullptr, 1, 1 << 24, false, "maximum completion tokens (keeps the completion's start)"},
   {"data", "truncation_mode", Kind::Enum, {"\"keep_start\"", "\"keep_end\"", "\"keep_end\"", nullptr}, SFT | DPO | KTO, "keep_start|keep_end", -INFINITY, INFINITY, false, "which end of an over-long example to keep"},
   {"data", "packing", Kind::Bool, {"false", nullptr, nullptr, nullptr}, SFT, nullptr, -INFINITY, INFINITY, false, "pack examples into rows of max_length"},
   {"data", "packing_strategy", Kind::Enum, {"\"bfd\"", nullptr, nullptr, nullptr}, SFT, "bfd|bfd_split|wrapped", -INFINITY, INFINITY, false, "packing algorithm"},
@@ -236,24 +238,61 @@ const KeySpec kSchema[] = {
 // clang-format on
 
 /// Another name for a key: `alias` in [section] means `canonical` in
-/// [target] (DESIGN.md's [memory] place of ds3_gather_for_generation; TRL
-/// keeps it in each online method's config).
+/// [target] ("online": the online method's own table; DESIGN.md's [memory]
+/// place of ds3_gather_for_generation, which TRL keeps in each online
+/// method's config).
 struct Alias {
   const char *section, *alias, *target, *canonical;
 };
 const Alias kAliases[] = {
     {"memory", "use_liger_loss", "memory", "use_liger_kernel"},
-    {"memory", "ds3_gather_for_generation", "grpo", "ds3_gather_for_generation"},
+    {"memory", "ds3_gather_for_generation", "online", "ds3_gather_for_generation"},
 };
 
 const char *const kSections[] = {"model", "data", "train", "memory", "sft",
-                                 "dpo",   "kto",  "grpo",  "output"};
-const char *const kMethodSections[] = {"sft", "dpo", "kto", "grpo"};
+                                 "dpo",   "kto",  "grpo",  "rloo",  "output"};
+const char *const kMethodSections[] = {"sft", "dpo", "kto", "grpo", "rloo"};
 
 unsigned maskOf(Method m) { return 1u << static_cast<unsigned>(m); }
 
+/// The whole schema: kSchema and RLOO's table, which takes GRPO's keys
+/// that RLOOConfig has, with RLOOConfig's defaults, and its own.
+const std::vector<KeySpec> &schema() {
+  static const std::vector<KeySpec> rows = [] {
+    std::vector<KeySpec> out(std::begin(kSchema), std::end(kSchema));
+    const std::map<std::string, const char *> shared = {
+        {"ds3_gather_for_generation", nullptr}, {"num_generations", "2"},
+        {"temperature", nullptr}, {"top_p", nullptr}, {"top_k", nullptr}, {"min_p", nullptr},
+        {"repetition_penalty", nullptr}, {"epsilon", nullptr}, {"epsilon_high", nullptr},
+        {"beta", "0.05"}, {"num_iterations", nullptr}, {"reward_funcs", nullptr},
+        {"reward_weights", nullptr}, {"format_pattern", nullptr}, {"reward_timeout", nullptr},
+        {"mask_truncated_completions", nullptr}};
+    for (const KeySpec &g : kSchema) {
+      auto it = shared.find(g.key);
+      if (std::string_view(g.section) != "grpo" || it == shared.end())
+        continue;
+      KeySpec r = g;
+      r.section = "rloo";
+      r.methods = RLOO;
+      r.defaults = none();
+      r.defaults[static_cast<unsigned>(Method::RLOO)] =
+          it->second ? it->second : g.defaults[static_cast<unsigned>(Method::GRPO)];
+      if (std::string_view(g.key) == "beta")
+        r.help = "KL coefficient: beta x the completion's KL to the reference is taken off its reward";
+      out.push_back(r);
+    }
+    KeySpec norm{"rloo", "normalize_advantages", Kind::Bool, none(), RLOO, nullptr,
+                 -INFINITY, INFINITY, false,
+                 "advantages standardised over the whole batch (mean 0, std 1)"};
+    norm.defaults[static_cast<unsigned>(Method::RLOO)] = "false";
+    out.push_back(norm);
+    return out;
+  }();
+  return rows;
+}
+
 const KeySpec *findSpec(std::string_view section, std::string_view key) {
-  for (const KeySpec &s : kSchema)
+  for (const KeySpec &s : schema())
     if (section == s.section && key == s.key)
       return &s;
   return nullptr;
@@ -261,7 +300,7 @@ const KeySpec *findSpec(std::string_view section, std::string_view key) {
 
 std::string methodList(unsigned mask) {
   std::string out;
-  for (unsigned i = 0; i < 4; ++i)
+  for (unsigned i = 0; i < 5; ++i)
     if (mask & (1u << i)) {
       if (!out.empty())
         out += ", ";
@@ -555,7 +594,7 @@ Resolver::applyOverrides(toml::table &root,
         known |= section == a.section && key == a.alias;
       if (!known) {
         std::vector<std::string> candidates;
-        for (const KeySpec &s : kSchema)
+        for (const KeySpec &s : schema())
           candidates.push_back(*s.section ? std::string(s.section) + "." + s.key
                                           : std::string(s.key));
         std::string dotted = topLevel ? key : section + "." + key;
@@ -601,7 +640,7 @@ std::optional<Error> Resolver::checkStructure(toml::table &root) {
       // A known key at top level most likely lost its section header.
       std::string msg = "unknown top-level key '" + key + "'";
       const KeySpec *elsewhere = nullptr;
-      for (const KeySpec &s : kSchema)
+      for (const KeySpec &s : schema())
         if (key == s.key && *s.section)
           elsewhere = &s;
       if (elsewhere)
@@ -615,7 +654,7 @@ std::optional<Error> Resolver::checkStructure(toml::table &root) {
                             "]), got " + tomlTypeName(v));
     toml::table &section = *v.as_table();
     std::vector<std::string> keys;
-    for (const KeySpec &s : kSchema)
+    for (const KeySpec &s : schema())
       if (key == s.section)
         keys.push_back(s.key);
     for (auto &&[sk, sv] : section) {
@@ -632,7 +671,7 @@ std::optional<Error> Resolver::checkStructure(toml::table &root) {
       std::string msg =
           "unknown key '" + name + "' in [" + key + "]";
       const KeySpec *elsewhere = nullptr;
-      for (const KeySpec &s : kSchema)
+      for (const KeySpec &s : schema())
         if (name == s.key && key != s.section)
           elsewhere = &s;
       if (auto best = closestMatch(name, keys))
@@ -650,30 +689,34 @@ std::optional<Error> Resolver::checkStructure(toml::table &root) {
     if (!section || !section->contains(a.alias))
       continue;
     toml::node *node = section->get(a.alias);
-    toml::table *target = root[a.target].as_table();
+    std::string method = root["method"].value_or(std::string());
+    std::string targetName = a.target;
+    if (targetName == "online") {
+      if (method != "grpo" && method != "rloo")
+        return diag.at(*node, displayKey(a.section, a.alias) +
+                                  " applies to the online methods (grpo, rloo) only; remove it");
+      targetName = method;
+    }
+    toml::table *target = root[targetName].as_table();
     if (target && target->contains(a.canonical))
       return diag.at(*node, "set either " + displayKey(a.section, a.alias) + " or " +
-                                displayKey(a.target, a.canonical) + " (an alias of it), not both");
+                                displayKey(targetName, a.canonical) +
+                                " (an alias of it), not both");
     if (!node->is_boolean())
       return diag.at(*node, displayKey(a.section, a.alias) +
                                 " must be true or false, got " +
                                 tomlTypeName(*node) + " (" + tomlValueText(*node) + ")");
-    bool methodTable = std::find(std::begin(kMethodSections), std::end(kMethodSections),
-                                 std::string_view(a.target)) != std::end(kMethodSections);
-    if (methodTable && root["method"].value_or(std::string()) != a.target)
-      return diag.at(*node, displayKey(a.section, a.alias) + " applies to method = \"" +
-                                a.target + "\" only; remove it");
     if (!target) {
-      if (root.contains(a.target))
+      if (root.contains(targetName))
         continue;  // not a table: the section check names it
-      root.insert(a.target, toml::table{});
-      target = root[a.target].as_table();
+      root.insert(targetName, toml::table{});
+      target = root[targetName].as_table();
     }
     target->insert(a.canonical, *node->as_boolean());
     section->erase(a.alias);
   }
   // Types and ranges of everything present.
-  for (const KeySpec &spec : kSchema)
+  for (const KeySpec &spec : schema())
     if (const toml::node *v = get(root, spec.section, spec.key))
       if (auto err = checkValue(diag, spec, *v))
         return err;
@@ -684,10 +727,10 @@ std::optional<Error> Resolver::checkMethodApplicability(toml::table &root) {
   const toml::node *m = root.get("method");
   if (!m)
     return diag.atFile("missing required key 'method' (one of \"sft\", "
-                       "\"dpo\", \"kto\", \"grpo\"); add for example "
+                       "\"dpo\", \"kto\", \"grpo\", \"rloo\"); add for example "
                        "method = \"sft\" at the top of the recipe");
   std::string name = m->as_string()->get();
-  for (unsigned i = 0; i < 4; ++i)
+  for (unsigned i = 0; i < 5; ++i)
     if (name == methodName(static_cast<Method>(i)))
       method = static_cast<Method>(i);
   for (const char *table : kMethodSections) {
@@ -697,7 +740,7 @@ std::optional<Error> Resolver::checkMethodApplicability(toml::table &root) {
                              "] does not apply to method = \"" + name +
                              "\"; remove it or set method = \"" + table + "\"");
   }
-  for (const KeySpec &spec : kSchema)
+  for (const KeySpec &spec : schema())
     if (const toml::node *v = get(root, spec.section, spec.key))
       if (!(spec.methods & maskOf(method)))
         return diag.at(*v, displayKey(spec.section, spec.key) +
@@ -799,19 +842,20 @@ std::optional<Error> Resolver::checkContradictions(toml::table &root) {
                       "must be at least 2 (TRL requires the same)";
     return where ? diag.at(*where, msg) : diag.atFile(msg);
   }
-  if (method == Method::GRPO) {
-    int64_t gens = intOrDefault("grpo", "num_generations");
+  if (isOnline(method)) {
+    const char *table = methodName(method);
+    int64_t gens = intOrDefault(table, "num_generations");
     int64_t batch = intOrDefault("train", "per_device_train_batch_size");
     int64_t accum = intOrDefault("train", "gradient_accumulation_steps");
     if ((batch * accum) % gens != 0) {
-      const toml::node *where = present("grpo", "num_generations");
+      const toml::node *where = present(table, "num_generations");
       if (!where)
         where = present("train", "per_device_train_batch_size");
       std::string msg =
           "the generation batch (per_device_train_batch_size x "
           "gradient_accumulation_steps = " +
           std::to_string(batch * accum) +
-          ") must be a multiple of [grpo] num_generations (" +
+          ") must be a multiple of [" + table + "] num_generations (" +
           std::to_string(gens) + ")";
       return where ? diag.at(*where, msg) : diag.atFile(msg);
     }
@@ -821,7 +865,7 @@ std::optional<Error> Resolver::checkContradictions(toml::table &root) {
 
 /// Writes every default the recipe left out into `root`.
 void fillDefaults(toml::table &root, Method method) {
-  for (const KeySpec &spec : kSchema) {
+  for (const KeySpec &spec : schema()) {
     if (!(spec.methods & maskOf(method)))
       continue;
     const char *def = spec.defaults[static_cast<unsigned>(method)];
@@ -948,37 +992,43 @@ void Resolver::fill(toml::table &root, Recipe &r) {
     r.reference.precompute = *b("kto", "precompute_ref_log_probs");
     break;
   case Method::GRPO:
-    r.grpo.numGenerations = *i64("grpo", "num_generations");
+  case Method::RLOO: {
+    // RLOO reads the keys it shares with GRPO from [rloo].
+    const char *t = methodName(method);
+    bool rloo = method == Method::RLOO;
+    r.grpo.numGenerations = *i64(t, "num_generations");
     r.grpo.maxPromptLength = *r.data.maxPromptLength;
     r.grpo.maxCompletionLength = *r.data.maxCompletionLength;
-    r.grpo.temperature = *f64("grpo", "temperature");
-    r.grpo.topP = *f64("grpo", "top_p");
-    r.grpo.epsilon = *f64("grpo", "epsilon");
-    r.grpo.epsilonHigh = f64("grpo", "epsilon_high").value_or(r.grpo.epsilon);
-    r.grpo.beta = *f64("grpo", "beta");
-    r.grpo.lossType = *str("grpo", "loss_type");
-    r.grpo.numIterations = *i64("grpo", "num_iterations");
-    r.grpo.sequenceLevel = *str("grpo", "importance_sampling_level") == "sequence";
-    r.grpo.topK = *i64("grpo", "top_k");
-    r.grpo.minP = *f64("grpo", "min_p");
-    r.grpo.repetitionPenalty = *f64("grpo", "repetition_penalty");
-    if (const toml::node *t = get(root, "grpo", "reward_funcs")) {
-      r.grpo.rewardFuncsWhere = diag.where(*t);
-      if (t->is_string())
-        r.grpo.rewardFuncs.push_back(t->as_string()->get());
+    r.grpo.temperature = *f64(t, "temperature");
+    r.grpo.topP = *f64(t, "top_p");
+    r.grpo.epsilon = *f64(t, "epsilon");
+    r.grpo.epsilonHigh = f64(t, "epsilon_high").value_or(r.grpo.epsilon);
+    r.grpo.beta = *f64(t, "beta");
+    r.grpo.lossType = rloo ? "grpo" : *str(t, "loss_type");
+    r.grpo.numIterations = *i64(t, "num_iterations");
+    r.grpo.sequenceLevel = !rloo && *str(t, "importance_sampling_level") == "sequence";
+    r.grpo.topK = *i64(t, "top_k");
+    r.grpo.minP = *f64(t, "min_p");
+    r.grpo.repetitionPenalty = *f64(t, "repetition_penalty");
+    if (const toml::node *n = get(root, t, "reward_funcs")) {
+      r.grpo.rewardFuncsWhere = diag.where(*n);
+      if (n->is_string())
+        r.grpo.rewardFuncs.push_back(n->as_string()->get());
       else
-        for (const toml::node &e : *t->as_array())
+        for (const toml::node &e : *n->as_array())
           r.grpo.rewardFuncs.push_back(e.as_string()->get());
     }
-    if (const toml::node *t = get(root, "grpo", "reward_weights"))
-      for (const toml::node &e : *t->as_array())
+    if (const toml::node *n = get(root, t, "reward_weights"))
+      for (const toml::node &e : *n->as_array())
         r.grpo.rewardWeights.push_back(e.value_or(0.0));
-    r.grpo.formatPattern = str("grpo", "format_pattern").value_or("");
-    r.grpo.rewardTimeout = *f64("grpo", "reward_timeout");
-    r.grpo.scaleRewards = *str("grpo", "scale_rewards");
-    r.grpo.maskTruncatedCompletions = *b("grpo", "mask_truncated_completions");
-    r.grpo.ds3GatherForGeneration = *b("grpo", "ds3_gather_for_generation");
+    r.grpo.formatPattern = str(t, "format_pattern").value_or("");
+    r.grpo.rewardTimeout = *f64(t, "reward_timeout");
+    r.grpo.scaleRewards = rloo ? "none" : *str(t, "scale_rewards");
+    r.grpo.normalizeAdvantages = rloo && *b(t, "normalize_advantages");
+    r.grpo.maskTruncatedCompletions = *b(t, "mask_truncated_completions");
+    r.grpo.ds3GatherForGeneration = *b(t, "ds3_gather_for_generation");
     break;
+  }
   }
 
   r.output.outputDir =
@@ -992,7 +1042,7 @@ void Resolver::fill(toml::table &root, Recipe &r) {
 
 std::optional<Error> Resolver::checkPositions(const toml::table &root, Recipe &r) {
   int64_t positions = r.model.config.maxPositionEmbeddings;
-  bool grpo = r.method == Method::GRPO;
+  bool grpo = isOnline(r.method);
   int64_t bound = grpo ? *r.data.maxPromptLength + *r.data.maxCompletionLength
                        : *r.data.maxLength;
   if (positions <= 0 || bound <= positions)
@@ -1013,11 +1063,13 @@ std::optional<Error> Resolver::checkPositions(const toml::table &root, Recipe &r
 }
 
 std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) {
-  if (r.method != Method::GRPO)
+  if (!isOnline(r.method))
     return std::nullopt;
-  const toml::node *funcs = get(root, "grpo", "reward_funcs");
+  const char *t = methodName(r.method);
+  const toml::node *funcs = get(root, t, "reward_funcs");
   if (!funcs)
-    return diag.atFile("GRPO needs reward functions: add [grpo] reward_funcs, for example "
+    return diag.atFile((r.method == Method::RLOO ? "RLOO" : "GRPO") +
+                       std::string(" needs reward functions: add [") + t + "] reward_funcs, for example "
                        "reward_funcs = [\"accuracy\"] (the completion equals the row's "
                        "\"answer\" or \"solution\") or [\"python:rewards.py:my_reward\"]");
   auto entry = [&](size_t i) -> const toml::node & {
@@ -1029,13 +1081,13 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
       continue;
     if (f == "format") {
       if (r.grpo.formatPattern.empty())
-        return diag.at(entry(i), "the \"format\" reward needs [grpo] format_pattern, the "
+        return diag.at(entry(i), "the \"format\" reward needs [" + std::string(t) + "] format_pattern, the "
                                  "regular expression a whole completion must match");
       try {
         std::regex re(r.grpo.formatPattern, std::regex::ECMAScript);
       } catch (const std::regex_error &e) {
-        return diag.at(*get(root, "grpo", "format_pattern"),
-                       "[grpo] format_pattern is not a valid regular expression (" +
+        return diag.at(*get(root, t, "format_pattern"),
+                       std::string("[") + t + "] format_pattern is not a valid regular expression (" +
                            std::string(e.what()) + ")");
       }
       continue;
@@ -1070,8 +1122,8 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
   if (r.grpo.rewardWeights.empty()) {
     r.grpo.rewardWeights.assign(r.grpo.rewardFuncs.size(), 1.0);
   } else if (r.grpo.rewardWeights.size() != r.grpo.rewardFuncs.size()) {
-    return diag.at(*get(root, "grpo", "reward_weights"),
-                   "[grpo] reward_weights has " + std::to_string(r.grpo.rewardWeights.size()) +
+    return diag.at(*get(root, t, "reward_weights"),
+                   std::string("[") + t + "] reward_weights has " + std::to_string(r.grpo.rewardWeights.size()) +
                        " weights for " + std::to_string(r.grpo.rewardFuncs.size()) +
                        " reward functions; give one weight per function");
   }
@@ -1079,7 +1131,7 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
     const toml::node *where = get(root, "train", "per_device_train_batch_size");
     std::string msg = "per_device_train_batch_size (" +
                       std::to_string(r.train.perDeviceTrainBatchSize) +
-                      ") must be a multiple of [grpo] num_generations (" +
+                      ") must be a multiple of [" + t + "] num_generations (" +
                       std::to_string(r.grpo.numGenerations) +
                       "): trlc generates each prompt's group within one micro-batch";
     return where ? diag.at(*where, msg) : diag.atFile(msg);
@@ -1169,7 +1221,7 @@ std::string Resolver::printResolved(const toml::table &root, const Recipe &r) {
     if (!t)
       continue;
     os << "\n[" << section << "]\n";
-    for (const KeySpec &spec : kSchema) {
+    for (const KeySpec &spec : schema()) {
       if (std::string_view(spec.section) != section ||
           !(spec.methods & maskOf(r.method)))
         continue;

@@ -20,7 +20,9 @@
 
 namespace trlc {
 
-enum class Method { SFT, DPO, KTO, GRPO };
+enum class Method { SFT, DPO, KTO, GRPO, RLOO };
+/// The methods that generate their own completions while training.
+inline bool isOnline(Method m) { return m == Method::GRPO || m == Method::RLOO; }
 const char *methodName(Method method);
 
 /// Architecture families the graph builders know.
@@ -136,6 +138,9 @@ struct Recipe {
     std::optional<std::string> modelPath;  // none: the initial policy
     bool precompute = false;
   } reference;
+  /// The online methods' settings: [grpo], or for RLOO the keys of
+  /// [rloo] (loss_type "grpo" is unused there; the advantages are
+  /// leave-one-out, the KL is in the reward).
   struct Grpo {
     int64_t numGenerations = 8;
     int64_t maxPromptLength = 512;
@@ -157,6 +162,7 @@ struct Recipe {
     double rewardTimeout = 60.0;
     std::string scaleRewards = "group";
     bool maskTruncatedCompletions = false;
+    bool normalizeAdvantages = false;  // RLOO
     /// Under ZeRO-3: the whole model gathered once per generation, or
     /// layer by layer at every decoding step.
     bool ds3GatherForGeneration = true;

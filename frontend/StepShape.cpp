@@ -7,7 +7,7 @@ namespace trlc {
 StepShape recipeStepShape(const Recipe &recipe) {
   StepShape s;
   s.batch = recipe.train.perDeviceTrainBatchSize;
-  if (recipe.method == Method::GRPO) {
+  if (isOnline(recipe.method)) {
     s.sequenceBound = *recipe.data.maxPromptLength + *recipe.data.maxCompletionLength;
     s.boundSource = "max_prompt_length + max_completion_length";
   } else {

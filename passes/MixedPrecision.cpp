@@ -77,7 +77,17 @@ struct MixedPrecision
                      "result found)");
       return signalPassFailure();
     }
+    convert(fn, lossOp);
+    // Forward passes with the training step's numerics (trl.step_forward:
+    // RLOO's old and reference log-probabilities) store the same values
+    // in bf16.
+    for (auto other : getOperation().getOps<func::FuncOp>())
+      if (other->hasAttr("trl.step_forward"))
+        convert(other, nullptr);
+  }
 
+  /// Retypes the activations of `fn`'s ops up to `stop` (all: null).
+  void convert(func::FuncOp fn, Operation *lossOp) {
     // The forward: every op up to the loss (trl-autodiff appends the
     // backward after it). Its activations of these kinds are candidates.
     auto f32 = [](Value v) {

@@ -70,7 +70,9 @@ def TrlAutodiff : Pass<"trl-autodiff", "ModuleOp"> {
 def TrlMixedPrecision : Pass<"trl-mixed-precision", "ModuleOp"> {
   let summary = "bf16 storage of the forward's activations; f32 master weights, gradients and state";
   let description = [{
-    Runs after trl-autodiff on `@train_step` (`[model] dtype = "bf16"`).
+    Runs after trl-autodiff on `@train_step` (`[model] dtype = "bf16"`),
+    and on every function marked `trl.step_forward` (a forward pass that
+    must compute as the step does: RLOO's old log-probabilities).
     The forward's results of trl.linear, trl.rms_norm, trl.layer_norm,
     trl.rope, trl.attention (its output, not the log-sum-exp), trl.swiglu
     and trl.gelu, and their reshapes and splits, are retyped to bf16: the

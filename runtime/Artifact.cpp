@@ -148,6 +148,7 @@ RunInfo runInfoFromJson(const json &j) {
     std::string level = field<std::string>(g, "importance_sampling_level");
     o.sequenceLevel = level == "sequence";
     o.numIterations = field<int64_t>(g, "num_iterations");
+    o.normalizeAdvantages = field<bool>(g, "normalize_advantages");
     if ((level != "token" && level != "sequence") || o.numIterations < 1 ||
         o.numGenerations < 2 || o.maxPromptLength < 1 || o.maxCompletionLength < 1 ||
         !(o.temperature > 0) || !(o.topP > 0 && o.topP <= 1) || o.topK < 0 ||
@@ -358,7 +359,8 @@ json GrpoRun::toJson() const {
           {"epsilon_high", epsilonHigh},
           {"loss_type", lossType},
           {"importance_sampling_level", sequenceLevel ? "sequence" : "token"},
-          {"num_iterations", numIterations}};
+          {"num_iterations", numIterations},
+          {"normalize_advantages", normalizeAdvantages}};
 }
 
 json DataShards::toJson() const {
@@ -648,11 +650,12 @@ Expected<Artifact> readArtifact(const std::string &dir) {
       {"sft", {Kernel::CrossEntropy, Kernel::FusedLinearCrossEntropy}},
       {"dpo", {Kernel::DpoLoss}},
       {"kto", {Kernel::KtoLoss}},
-      {"grpo", {Kernel::GrpoLoss}}};
+      {"grpo", {Kernel::GrpoLoss}},
+      {"rloo", {Kernel::RlooLoss}}};
   auto method = losses.find(a.manifest.method);
   if (method == losses.end())
     return Error{manifest + ": error: unknown method \"" + a.manifest.method +
-                 "\" (sft, dpo, kto or grpo)"};
+                 "\" (sft, dpo, kto, grpo or rloo)"};
   bool hasLoss = false;
   if (auto step = a.plan.programs.find("train_step"); step != a.plan.programs.end())
     for (const KernelCall &c : step->second.calls)
@@ -669,13 +672,16 @@ Expected<Artifact> readArtifact(const std::string &dir) {
       a.plan.run.grpo && step != a.plan.programs.end()) {
     const GrpoRun &g = *a.plan.run.grpo;
     for (const KernelCall &c : step->second.calls)
-      if (c.kernel == Kernel::GrpoLoss &&
-          (c.attrs.value("loss_type", std::string()) != g.lossType ||
-           c.attrs.value("beta", -1.0) != g.beta ||
-           c.attrs.value("epsilon_low", -1.0) != g.epsilonLow ||
-           c.attrs.value("epsilon_high", -1.0) != g.epsilonHigh ||
-           c.attrs.value("sequence_level", false) != g.sequenceLevel))
-        return Error{planFile.string() + ": error: the train_step's grpo_loss and run.grpo "
+      if ((c.kernel == Kernel::GrpoLoss &&
+           (c.attrs.value("loss_type", std::string()) != g.lossType ||
+            c.attrs.value("beta", -1.0) != g.beta ||
+            c.attrs.value("epsilon_low", -1.0) != g.epsilonLow ||
+            c.attrs.value("epsilon_high", -1.0) != g.epsilonHigh ||
+            c.attrs.value("sequence_level", false) != g.sequenceLevel)) ||
+          (c.kernel == Kernel::RlooLoss &&
+           (c.attrs.value("epsilon_low", -1.0) != g.epsilonLow ||
+            c.attrs.value("epsilon_high", -1.0) != g.epsilonHigh)))
+        return Error{planFile.string() + ": error: the train_step's loss and run.grpo "
                      "disagree (loss_type, beta, epsilon or importance_sampling_level); "
                      "recompile the recipe"};
   }
@@ -705,7 +711,8 @@ Expected<Artifact> readArtifact(const std::string &dir) {
     if (ids != p.inputs.end() && !p.inputs.count("cu_seqlens")) {
       const TensorDesc &t = a.plan.tensors[ids->second];
       int64_t rows = (a.manifest.method == "dpo" ? 2 : 1) * a.manifest.batchSize;
-      if (t.shape.size() == 2 && a.manifest.method != "grpo" && t.shape[0] != rows)
+      bool online = a.manifest.method == "grpo" || a.manifest.method == "rloo";
+      if (t.shape.size() == 2 && !online && t.shape[0] != rows)
         return Error{planFile.string() + ": error: its train_step holds " +
                      std::to_string(t.shape[0]) + " rows, but the manifest's batch_size " +
                      std::to_string(a.manifest.batchSize) + " needs " + std::to_string(rows) +

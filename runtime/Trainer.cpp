@@ -232,7 +232,8 @@ int Loop::main() {
   method->resume(resumed.logHistory);
   // GRPO improves a model it generates with: its starting point is
   // evaluated too (every rank when the weights are sharded).
-  if (a.manifest.method == "grpo" && first == 0 && (lead() || !a.plan.zero.groups.empty()))
+  bool online = a.manifest.method == "grpo" || a.manifest.method == "rloo";
+  if (online && first == 0 && (lead() || !a.plan.zero.groups.empty()))
     evaluate(0);
   if (first >= total)
     throw RunError(o.resume + ": error: the checkpoint is at step " + std::to_string(first) +

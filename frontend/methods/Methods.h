@@ -50,6 +50,13 @@ void buildKtoRefLogps(ModelBuilder &m, mlir::ModuleOp module);
 
 /// GRPO: the clipped policy objective over generated completions.
 StepResults buildGrpoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
+/// RLOO: the clipped objective over whole completions (trl.rloo_loss).
+StepResults buildRlooLoss(ModelBuilder &m, mlir::func::FuncOp fn);
+/// RLOO's forward passes over the generated rows before training, as TRL
+/// runs them: @old_token_logps (the policy's per-token log-probabilities,
+/// with the training step's numerics: the old log-probabilities) and, with
+/// beta > 0, @ref_token_logps (the reference's, for the KL in the reward).
+void buildRlooLogps(ModelBuilder &m, mlir::ModuleOp module);
 
 } // namespace trlc
 

@@ -46,6 +46,7 @@ class Grpo : public Method {
 public:
   explicit Grpo(const artifact::Artifact &a)
       : a(a), g(*a.plan.run.grpo), vocab(readVocab(a)) {
+    rloo = a.manifest.method == "rloo";
     const json &cfg = a.plan.run.modelConfig;
     eos = cfg.contains("eos_token_id") && cfg["eos_token_id"].is_number_integer()
               ? cfg["eos_token_id"].get<int64_t>()
@@ -139,7 +140,7 @@ public:
       size_t groups = got.size() / g.numGenerations;
       p.advantages.assign(got.size(), 0.0);
       std::vector<double> stds(groups);
-      for (size_t q = 0; q < groups; ++q) {
+      for (size_t q = 0; q < groups && !rloo; ++q) {
         double mean = 0, var = 0;
         for (int64_t k = 0; k < g.numGenerations; ++k)
           mean += total[q * g.numGenerations + k];
@@ -152,7 +153,7 @@ public:
         sums->add(1, stds[q]);
         sums->add(2, std::abs(stds[q]) < 1e-8 ? 1.0 : 0.0);
       }
-      if (g.scaleRewards == "group")
+      if (g.scaleRewards == "group" && !rloo)
         for (size_t i = 0; i < got.size(); ++i)
           p.advantages[i] /= stds[i / g.numGenerations] + 1e-4;
       for (size_t i = 0; i < got.size(); ++i) {
@@ -180,7 +181,42 @@ public:
         p.rows.push_back(std::move(row));
         p.oldLogps.push_back(got[i].logprobs);
       }
+      if (rloo)
+        rlooAdvantages(ex, p, total);
       prepared.push_back(std::move(p));
+    }
+    if (rloo) {
+      // TRL logs the std of the whole batch's rewards (the KL not taken off).
+      double stats[3] = {0, 0, static_cast<double>(all.size())};
+      for (double r : all) {
+        stats[0] += r;
+        stats[1] += r * r;
+      }
+      comm.allReduceSum(stats, 3);
+      double mean = stats[0] / std::max(stats[2], 1.0);
+      double var = std::max(0.0, (stats[1] - stats[2] * mean * mean) / std::max(stats[2] - 1, 1.0));
+      sums->add(1, std::sqrt(var), 1.0 / comm.size());
+      if (g.normalizeAdvantages) {
+        // (A - mean) / (std + 1e-4) over every advantage of the global batch.
+        double a[3] = {0, 0, 0};
+        for (const Prepared &p : prepared)
+          for (double adv : p.advantages) {
+            a[0] += adv;
+            a[1] += adv * adv;
+            a[2] += 1;
+          }
+        comm.allReduceSum(a, 3);
+        double am = a[0] / std::max(a[2], 1.0);
+        double asd = std::sqrt(std::max(0.0, (a[1] - a[2] * am * am) / std::max(a[2] - 1, 1.0)));
+        for (Prepared &p : prepared)
+          for (double &adv : p.advantages)
+            adv = (adv - am) / (asd + 1e-4);
+      }
+      double sequences = 0;
+      for (const Prepared &p : prepared)
+        sequences += static_cast<double>(p.rows.size());
+      comm.allReduceSum(&sequences, 1);
+      globalSequences = sequences;
     }
     if (g.scaleRewards == "batch") {
       // The std of every reward of the global batch (unbiased).
@@ -199,10 +235,12 @@ public:
     comm.allReduceSum(&completionTokens, 1);
     globalCompletionTokens = completionTokens;
     next = 0;
-    // For tests/torch/test_grpo.py: the first step's batches as trained.
-    if (const char *dump = std::getenv("TRLC_DUMP_GRPO_BATCH"); dump && *dump && step == 0 &&
+    // For tests/torch/test_grpo.py: the batches the run generates first,
+    // as trained.
+    if (const char *dump = std::getenv("TRLC_DUMP_GRPO_BATCH"); dump && *dump && !dumped &&
         comm.rank() == 0) {
-      json out = {{"loss_type", g.lossType},
+      dumped = true;
+      json out = {{"loss_type", rloo ? std::string("rloo") : g.lossType},
                   {"normalizer", normalizer({})},
                   {"max_completion_length", g.maxCompletionLength},
                   {"micro_batches", json::array()}};
@@ -237,7 +275,15 @@ public:
         old[r * s + promptLen + k - 1] = p.oldLogps[r][k];
       adv[r] = p.advantages[r];
     }
-    writeFloats(ex, ex.input(program, "old_per_token_logps"), old);
+    if (rloo) {
+      // The completion's log-probability: the masked sum of its tokens'.
+      std::vector<double> seq(b, 0.0);
+      for (size_t r = 0; r < p.rows.size(); ++r)
+        seq[r] = sequenceLogp(p, r);
+      writeFloats(ex, ex.input(program, "old_logps"), seq);
+    } else {
+      writeFloats(ex, ex.input(program, "old_per_token_logps"), old);
+    }
     writeFloats(ex, ex.input(program, "advantages"), adv);
     return tokens;
   }
@@ -245,6 +291,8 @@ public:
   double normalizer(const std::vector<Rows> &) const override {
     // See trl.grpo_loss: dapo divides by the global batch's completion
     // tokens, the other types' per-micro-batch means by the micro-batches.
+    if (rloo)  // the mean over the global batch's completions
+      return std::max(globalSequences, 1.0);
     const std::string &type = g.lossType;
     if (type == "dapo")
       return std::max(globalCompletionTokens, 1.0);
@@ -286,7 +334,7 @@ public:
         double diff = lp[t] - p.oldLogps[r][k];
         logRatio += m * diff;
         active += m;
-        if (!g.sequenceLevel)
+        if (!g.sequenceLevel && !rloo)
           clipped(std::exp(diff), m);
         if (!ref.empty()) {
           double d = ref[t] - lp[t];
@@ -294,7 +342,9 @@ public:
           tokens += m;
         }
       }
-      if (g.sequenceLevel)
+      if (rloo)
+        clipped(std::exp(logRatio), 1.0);  // one ratio per completion: its log-probability's
+      else if (g.sequenceLevel)
         clipped(std::exp(logRatio / std::max(active, 1.0)), 1.0);
     }
     // A micro-batch without completion tokens has no mean (TRL's NaN,
@@ -307,7 +357,7 @@ public:
     }
     lowShares.push_back(units > 0 ? low / units : nan);
     highShares.push_back(units > 0 ? high / units : nan);
-    if (tokens > 0)
+    if (tokens > 0 && !rloo)
       sums->add(firstTrainMetric + 3, kl / tokens);
   }
   void stepDone(int64_t tokens, Communicator &comm) override {
@@ -375,6 +425,7 @@ public:
     }
     std::filesystem::create_directories(dir);
     writeText(stateFile(dir, comm), json{{"global_completion_tokens", globalCompletionTokens},
+                                         {"global_sequences", globalSequences},
                                          {"micro_batches", batches}}
                                         .dump() +
                                         "\n");
@@ -395,6 +446,7 @@ public:
     try {
       prepared.clear();
       globalCompletionTokens = j.at("global_completion_tokens").get<double>();
+      globalSequences = j.at("global_sequences").get<double>();
       for (const json &rows : j.at("micro_batches")) {
         Prepared p;
         for (const json &r : rows) {
@@ -447,6 +499,78 @@ private:
     std::vector<std::vector<double>> oldLogps;
     std::vector<double> advantages;
   };
+
+  /// Row r's completion log-probability under the sampling policy: the
+  /// sum of its counted tokens' (old_logps of RLOO).
+  static double sequenceLogp(const Prepared &p, size_t r) {
+    size_t promptLen = p.rows[r].ids.size() - p.oldLogps[r].size();
+    double sum = 0;
+    for (size_t k = 0; k < p.oldLogps[r].size(); ++k)
+      sum += p.rows[r].mask[promptLen + k] * p.oldLogps[r][k];
+    return sum;
+  }
+
+  /// RLOO's old log-probabilities and advantages of one micro-batch: with
+  /// beta > 0 each reward less
+  /// beta x the completion's KL to the reference (the sum over its counted
+  /// tokens of old - reference log-probability, the reference's from
+  /// @ref_token_logps), then each minus the mean of the other rewards of
+  /// its group (leave-one-out).
+  void rlooAdvantages(Executor &ex, Prepared &p, std::vector<double> rewards) {
+    size_t n = p.rows.size();
+    std::vector<Sequence> seqs;
+    for (const TokenRow &r : p.rows)
+      seqs.push_back({&r, 0});
+    // The old log-probabilities from a forward pass with the training
+    // step's numerics (the decode step's differ by rounding, which bf16
+    // makes large enough to clip a whole completion's ratio).
+    fillSequences(ex, "old_token_logps", "", seqs, pad);
+    ex.run("old_token_logps");
+    {
+      TensorRef out = ex.output("old_token_logps", "per_token_logps");
+      std::vector<double> lp = readFloats(ex, out);
+      int64_t s = out.dim(1);
+      for (size_t r = 0; r < n; ++r) {
+        size_t promptLen = p.rows[r].ids.size() - p.oldLogps[r].size();
+        for (size_t k = 0; k < p.oldLogps[r].size(); ++k)
+          p.oldLogps[r][k] = lp[r * s + promptLen + k - 1];
+      }
+    }
+    if (g.beta != 0) {
+      fillSequences(ex, "ref_token_logps", "", seqs, pad);
+      ex.run("ref_token_logps");
+      TensorRef out = ex.output("ref_token_logps", "ref_per_token_logps");
+      std::vector<double> ref = readFloats(ex, out);
+      int64_t s = out.dim(1);
+      double klSum = 0, tokens = 0;
+      for (size_t r = 0; r < n; ++r) {
+        size_t promptLen = p.rows[r].ids.size() - p.oldLogps[r].size();
+        double kl = 0;
+        for (size_t k = 0; k < p.oldLogps[r].size(); ++k) {
+          double m = p.rows[r].mask[promptLen + k];
+          double d = p.oldLogps[r][k] - ref[r * s + promptLen + k - 1];
+          kl += m * d;
+          tokens += m;
+        }
+        klSum += kl;
+        rewards[r] -= g.beta * kl;
+      }
+      if (tokens > 0)
+        sums->add(firstTrainMetric + 3, klSum / tokens);
+    }
+    int64_t k = g.numGenerations;
+    for (size_t q = 0; q < n / k; ++q) {
+      double sum = 0, mean, var = 0;
+      for (int64_t j = 0; j < k; ++j)
+        sum += rewards[q * k + j];
+      mean = sum / k;
+      for (int64_t j = 0; j < k; ++j)
+        var += std::pow(rewards[q * k + j] - mean, 2);
+      sums->add(2, var / (k - 1) < 1e-16 ? 1.0 : 0.0);
+      for (int64_t j = 0; j < k; ++j)
+        p.advantages[q * k + j] = rewards[q * k + j] - (sum - rewards[q * k + j]) / (k - 1);
+    }
+  }
 
   /// Decoded text without the special tokens, as TRL's skip_special_tokens.
   std::string text(const std::vector<int64_t> &ids) const {
@@ -511,6 +635,9 @@ private:
   std::vector<Prepared> prepared;
   size_t next = 0;
   const TokenRow *firstRow = nullptr;
+  bool rloo = false;            // RLOO: leave-one-out advantages, one ratio per completion
+  bool dumped = false;          // TRLC_DUMP_GRPO_BATCH written
+  double globalSequences = 1;   // RLOO's normaliser
   size_t firstTrainMetric = 0;
   std::vector<double> lowShares, highShares;  // per micro-batch of the step
   double extremes[4] = {0, 0, 0, 0};          // low_min sum, count; high_max sum, count
@@ -526,7 +653,7 @@ private:
 
 std::unique_ptr<Method> makeGrpo(const artifact::Artifact &artifact) {
   if (!artifact.plan.run.grpo)
-    throw RunError(artifact.dir + "/plan.json: error: a GRPO artifact without its run.grpo "
+    throw RunError(artifact.dir + "/plan.json: error: an online method's artifact without its run.grpo "
                    "settings; compile the recipe again");
   return std::make_unique<Grpo>(artifact);
 }

@@ -14,9 +14,9 @@ std::unique_ptr<Method> makeMethod(const artifact::Artifact &artifact) {
     return makeDpo(artifact);
   if (name == "kto")
     return makeKto(artifact);
-  if (name == "grpo")
+  if (name == "grpo" || name == "rloo")  // one online loop (runtime/methods/Grpo.cpp)
     return makeGrpo(artifact);
-  throw RunError(artifact.dir + ": error: trlc run trains SFT, DPO, KTO and GRPO artifacts, "
+  throw RunError(artifact.dir + ": error: trlc run trains SFT, DPO, KTO, GRPO and RLOO artifacts, "
                  "not " + name);
 }
 

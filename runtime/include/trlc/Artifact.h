@@ -25,7 +25,7 @@
 //   format_version    integer
 //   recipe            path of the recipe as given to `trlc compile`
 //   recipe_hash       FNV-1a 64-bit hash (hex) of recipe.toml; checked on load
-//   method            "sft" | "dpo" | "kto" | "grpo"
+//   method            "sft" | "dpo" | "kto" | "grpo" | "rloo"
 //   model_type        "llama" | "qwen2" | "qwen3" | "mistral" | "gpt2"; checked
 //                     against the run's model_config
 //   world_size        data-parallel processes the plan is made for (the one
@@ -64,7 +64,10 @@
 //                 placed in the activation region; under ZeRO-3 with
 //                 ds3_gather_for_generation, gather_model (all_gather of
 //                 every group into state "gathered:GROUP", also in the
-//                 activation region, which prefill and decode read)
+//                 activation region, which prefill and decode read);
+//                 RLOO: old_token_logps and, with beta > 0,
+//                 ref_token_logps (per-token log-probabilities of the
+//                 generated rows, before the step)
 //   run           RunInfo: what the training loop needs from the recipe
 //   zero          ZeroLayout: the ZeRO-3 groups ({"stage": 0} when
 //                 parameters are replicated)
@@ -93,7 +96,7 @@
 
 namespace trlc::artifact {
 
-inline constexpr int kFormatVersion = 8;
+inline constexpr int kFormatVersion = 9;
 inline constexpr const char *kFormatName = "trlc-artifact";
 inline constexpr const char *kManifestFile = "manifest.json";
 inline constexpr const char *kRecipeFile = "recipe.toml";
@@ -177,8 +180,9 @@ struct DataShards {
   nlohmann::json toJson() const;
 };
 
-/// GRPO's loop settings (plan.json run.grpo, null for other methods): the
-/// recipe's [grpo] sampling and reward keys (see frontend/Recipe.h).
+/// The online methods' loop settings (plan.json run.grpo, null for the
+/// others): the recipe's [grpo] or [rloo] sampling and reward keys (see
+/// frontend/Recipe.h).
 struct GrpoRun {
   int64_t numGenerations = 8, maxPromptLength = 0, maxCompletionLength = 0;
   double temperature = 1.0, topP = 1.0, minP = 0.0, repetitionPenalty = 1.0;
@@ -194,6 +198,7 @@ struct GrpoRun {
   std::string lossType = "dapo";  // its normaliser
   bool sequenceLevel = false;     // importance_sampling_level = "sequence"
   int64_t numIterations = 1;      // optimizer steps per generation batch
+  bool normalizeAdvantages = false;  // RLOO
 
   nlohmann::json toJson() const;
 };

@@ -96,3 +96,39 @@ func.func @train_step(%x: tensor<2x3x4xf32>, %labels: tensor<2x3xi64>) -> tensor
   %loss, %c, %rj = trl.dpo_loss %h#0, %h#1, %h#0, %h#1, %w1 : (tensor<1xf32>, tensor<1xf32>, tensor<1xf32>, tensor<1xf32>, tensor<1xf32>) -> (tensor<f32>, tensor<1xf32>, tensor<1xf32>)
   return %loss : tensor<f32>
 }
+
+// -----
+
+// A forward pass marked trl.step_forward (RLOO's old log-probabilities)
+// stores its activations as the step does, so both compute the same values;
+// other functions (here @other) are left alone.
+// CHECK-LABEL: func.func @train_step
+// CHECK-LABEL: func.func @old_token_logps
+// CHECK-SAME: trl.bf16_values = 2 : i64
+// CHECK: trl.rms_norm {{.*}} -> tensor<2x3x4xbf16>
+// CHECK: trl.linear {{.*}} -> tensor<2x3x8xbf16>
+// CHECK-LABEL: func.func @other
+// CHECK: trl.linear {{.*}} -> tensor<2x3x8xf32>
+func.func @train_step(%x: tensor<2x3x4xf32>, %labels: tensor<2x3xi64>, %n: tensor<f32>) -> tensor<f32> {
+  %g = trl.param "g" : tensor<4xf32>
+  %w = trl.param "w" : tensor<8x4xf32>
+  %h = trl.rms_norm %x, %g : (tensor<2x3x4xf32>, tensor<4xf32>) -> tensor<2x3x4xf32>
+  %l = trl.linear %h, %w : (tensor<2x3x4xf32>, tensor<8x4xf32>) -> tensor<2x3x8xf32>
+  %s = trl.cross_entropy %l, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<f32>
+  %loss = trl.div %s, %n : (tensor<f32>, tensor<f32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
+func.func @old_token_logps(%x: tensor<2x3x4xf32>, %labels: tensor<2x3xi64>) -> tensor<2x3xf32> attributes {trl.step_forward} {
+  %g = trl.param "g" : tensor<4xf32>
+  %w = trl.param "w" : tensor<8x4xf32>
+  %h = trl.rms_norm %x, %g : (tensor<2x3x4xf32>, tensor<4xf32>) -> tensor<2x3x4xf32>
+  %l = trl.linear %h, %w : (tensor<2x3x4xf32>, tensor<8x4xf32>) -> tensor<2x3x8xf32>
+  %lp = trl.log_probs %l, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<2x3xf32>
+  return %lp : tensor<2x3xf32>
+}
+func.func @other(%x: tensor<2x3x4xf32>, %labels: tensor<2x3xi64>) -> tensor<2x3xf32> {
+  %w = trl.param "w" : tensor<8x4xf32>
+  %l = trl.linear %x, %w : (tensor<2x3x4xf32>, tensor<8x4xf32>) -> tensor<2x3x8xf32>
+  %lp = trl.log_probs %l, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<2x3xf32>
+  return %lp : tensor<2x3xf32>
+}
