@@ -72,6 +72,8 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
     buildKtoRefLogps(m, *module);
   if (recipe.method == Method::RLOO)
     buildRlooLogps(m, *module);
+  if (recipe.method == Method::GRPO && recipe.grpo.numIterations > 1)
+    buildOldLogps(m, *module);
   return module;
 }
 

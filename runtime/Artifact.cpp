@@ -685,6 +685,19 @@ Expected<Artifact> readArtifact(const std::string &dir) {
                      "disagree (loss_type, beta, epsilon or importance_sampling_level); "
                      "recompile the recipe"};
   }
+  // The programs an online method runs besides the step.
+  if (a.plan.run.grpo) {
+    bool rloo = a.manifest.method == "rloo";
+    std::vector<std::string> need = {"prefill", "decode"};
+    if (rloo || a.plan.run.grpo->numIterations > 1)
+      need.push_back("old_token_logps");
+    if (rloo && a.plan.run.grpo->beta != 0)
+      need.push_back("ref_token_logps");
+    for (const std::string &program : need)
+      if (!a.plan.programs.count(program))
+        return Error{planFile.string() + ": error: " + a.manifest.method + " needs the " +
+                     program + " program, which the plan lacks; recompile the recipe"};
+  }
   // ZeRO-3 generation reads the model gathered by @gather_model unless its
   // programs gather it themselves.
   if (a.plan.zero.stage == 3 && a.plan.programs.count("decode") &&

@@ -16,11 +16,18 @@ StepResults buildGrpoLoss(ModelBuilder &m, func::FuncOp fn) {
   int64_t batch = m.stepShape.batch, seqLen = m.stepShape.sequenceBound;
   ModelBuilder::TokenInputs in = m.tokenInputs(fn, batch);
   Value completionMask = m.input(fn, "completion_mask", m.act({batch, seqLen}));
-  Value oldLogp = m.input(fn, "old_per_token_logps", m.act({batch, seqLen}));
+  // With one iteration per batch TRL's old log-probabilities are the
+  // step's own, detached (the ratio is exactly 1): the loss reads the same
+  // value, and grpo_loss differentiates its first operand only. Later
+  // iterations read the ones @old_token_logps computed before the first.
+  bool iterate = recipe.grpo.numIterations > 1;
+  Value oldLogp = iterate ? m.input(fn, "old_per_token_logps", m.act({batch, seqLen})) : Value();
   Value advantages = m.input(fn, "advantages", m.act({batch}));
   Value normalizer = m.input(fn, "num_items_in_batch", m.tensor({}, m.f32));
   double temperature = recipe.grpo.temperature;
   Value lp = m.tokenLogProbs(in, batch, temperature);
+  if (!oldLogp)
+    oldLogp = lp;
   Value refLp;
   if (recipe.grpo.beta != 0) {
     m.useParameters("reference");

@@ -57,6 +57,9 @@ StepResults buildRlooLoss(ModelBuilder &m, mlir::func::FuncOp fn);
 /// with the training step's numerics: the old log-probabilities) and, with
 /// beta > 0, @ref_token_logps (the reference's, for the KL in the reward).
 void buildRlooLogps(ModelBuilder &m, mlir::ModuleOp module);
+/// GRPO with num_iterations > 1: @old_token_logps alone (the later
+/// iterations' old log-probabilities, from the policy that sampled).
+void buildOldLogps(ModelBuilder &m, mlir::ModuleOp module);
 
 } // namespace trlc
 

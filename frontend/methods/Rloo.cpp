@@ -60,4 +60,8 @@ void buildRlooLogps(ModelBuilder &m, ModuleOp module) {
     tokenLogpsProgram(m, module, "ref_token_logps", "reference", "ref_per_token_logps");
 }
 
+void buildOldLogps(ModelBuilder &m, ModuleOp module) {
+  tokenLogpsProgram(m, module, "old_token_logps", "policy", "per_token_logps");
+}
+
 } // namespace trlc

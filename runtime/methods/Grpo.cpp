@@ -9,12 +9,15 @@
 // advantages: (reward - group mean) / (std + 1e-4), the std of the group
 // (scale_rewards = "group"), of the global batch ("batch") or none. The
 // micro-batch then trains on prompt + completion with the completion
-// tokens in the loss; old_per_token_logps are the log-probabilities the
-// sampling policy gave its tokens (the decode step's logits over the
-// temperature, as TRL's forward pass computes them), so the ratio is 1 up
-// to rounding in the first iteration, as TRL's detached log-probabilities
-// make it; the later iterations train on the same batch against them
-// (saved with a checkpoint taken inside the cycle). A prompt's
+// tokens in the loss. At num_iterations = 1 the step's ratio is exactly 1
+// (it reads its own log-probabilities as the old ones, as TRL's detached
+// ones make it); with more iterations the old log-probabilities come from
+// @old_token_logps, a forward pass with the step's numerics run right
+// after sampling, as TRL runs one, and the later iterations train on the
+// same batch against them (saved with a checkpoint taken inside the
+// cycle). RLOO (method = "rloo") runs here too: @old_token_logps always,
+// the reference's for the KL taken off the reward, leave-one-out
+// advantages and one ratio per completion. A prompt's
 // group lies in one micro-batch of one rank, so group statistics need no
 // communication; the batch statistics and the loss normalisers are summed
 // over the ranks.
@@ -183,6 +186,8 @@ public:
       }
       if (rloo)
         rlooAdvantages(ex, p, total);
+      else if (g.numIterations > 1)
+        stepOldLogps(ex, p);
       prepared.push_back(std::move(p));
     }
     if (rloo) {
@@ -281,7 +286,8 @@ public:
       for (size_t r = 0; r < p.rows.size(); ++r)
         seq[r] = sequenceLogp(p, r);
       writeFloats(ex, ex.input(program, "old_logps"), seq);
-    } else {
+    } else if (ex.hasInput(program, "old_per_token_logps")) {
+      // (At num_iterations = 1 the step reads its own log-probabilities.)
       writeFloats(ex, ex.input(program, "old_per_token_logps"), old);
     }
     writeFloats(ex, ex.input(program, "advantages"), adv);
@@ -331,7 +337,9 @@ public:
         size_t t = r * s + promptLen + k - 1;
         if (m == 0)
           continue;
-        double diff = lp[t] - p.oldLogps[r][k];
+        // At num_iterations = 1 GRPO's ratio is exactly 1 (the step reads
+        // its own log-probabilities as the old ones).
+        double diff = !rloo && g.numIterations == 1 ? 0.0 : lp[t] - p.oldLogps[r][k];
         logRatio += m * diff;
         active += m;
         if (!g.sequenceLevel && !rloo)
@@ -510,6 +518,26 @@ private:
     return sum;
   }
 
+  /// The old log-probabilities of `p`'s completions from a forward pass
+  /// with the training step's numerics (@old_token_logps; the decode
+  /// step's differ by rounding, which bf16 makes large enough to clip a
+  /// whole completion's ratio).
+  void stepOldLogps(Executor &ex, Prepared &p) {
+    std::vector<Sequence> seqs;
+    for (const TokenRow &r : p.rows)
+      seqs.push_back({&r, 0});
+    fillSequences(ex, "old_token_logps", "", seqs, pad);
+    ex.run("old_token_logps");
+    TensorRef out = ex.output("old_token_logps", "per_token_logps");
+    std::vector<double> lp = readFloats(ex, out);
+    int64_t s = out.dim(1);
+    for (size_t r = 0; r < p.rows.size(); ++r) {
+      size_t promptLen = p.rows[r].ids.size() - p.oldLogps[r].size();
+      for (size_t k = 0; k < p.oldLogps[r].size(); ++k)
+        p.oldLogps[r][k] = lp[r * s + promptLen + k - 1];
+    }
+  }
+
   /// RLOO's old log-probabilities and advantages of one micro-batch: with
   /// beta > 0 each reward less
   /// beta x the completion's KL to the reference (the sum over its counted
@@ -521,21 +549,7 @@ private:
     std::vector<Sequence> seqs;
     for (const TokenRow &r : p.rows)
       seqs.push_back({&r, 0});
-    // The old log-probabilities from a forward pass with the training
-    // step's numerics (the decode step's differ by rounding, which bf16
-    // makes large enough to clip a whole completion's ratio).
-    fillSequences(ex, "old_token_logps", "", seqs, pad);
-    ex.run("old_token_logps");
-    {
-      TensorRef out = ex.output("old_token_logps", "per_token_logps");
-      std::vector<double> lp = readFloats(ex, out);
-      int64_t s = out.dim(1);
-      for (size_t r = 0; r < n; ++r) {
-        size_t promptLen = p.rows[r].ids.size() - p.oldLogps[r].size();
-        for (size_t k = 0; k < p.oldLogps[r].size(); ++k)
-          p.oldLogps[r][k] = lp[r * s + promptLen + k - 1];
-      }
-    }
+    stepOldLogps(ex, p);
     if (g.beta != 0) {
       fillSequences(ex, "ref_token_logps", "", seqs, pad);
       ex.run("ref_token_logps");

@@ -178,6 +178,10 @@ def run_case(trlc, loss_type, tmp, failures, eos, liger=False, level="token", it
         lp = logps(params, ids, pos, mask)
         with torch.no_grad():
             ref_lp = logps(reference, ids, pos, mask)
+        if not iterate:
+            # num_iterations = 1: TRL's old log-probabilities are the step's
+            # own, detached.
+            old = lp.detach()
         if level == "sequence":  # GSPO: one ratio per sequence
             ratio = torch.exp(((lp - old) * cmask).sum(-1, keepdim=True) /
                               cmask.sum(-1, keepdim=True).clamp(min=1))
