@@ -39,6 +39,30 @@ std::vector<std::string> readVocab(const artifact::Artifact &artifact) {
   return vocab;
 }
 
+SpecialTokens specialTokens(const artifact::Artifact &artifact) {
+  const json &cfg = artifact.plan.run.modelConfig;
+  auto id = [&](const char *key) -> int64_t {
+    if (!cfg.contains(key))
+      return -1;
+    const json &v = cfg[key];
+    if (v.is_array() && !v.empty())
+      return v[0].is_number_integer() ? v[0].get<int64_t>() : -1;
+    return v.is_number_integer() ? v.get<int64_t>() : -1;
+  };
+  SpecialTokens t;
+  t.bos = id("bos_token_id");
+  t.eos = id("eos_token_id");
+  t.pad = artifact.plan.run.padTokenId;
+  return t;
+}
+
+std::vector<int64_t> SpecialTokens::strip(std::vector<int64_t> ids) const {
+  ids.erase(std::remove_if(ids.begin(), ids.end(),
+                           [&](int64_t t) { return t == eos || t == pad || t == bos; }),
+            ids.end());
+  return ids;
+}
+
 std::string decode(const std::vector<std::string> &vocab, const std::vector<int64_t> &ids) {
   std::string s;
   for (int64_t id : ids)
@@ -66,13 +90,9 @@ std::string oneLine(const std::string &text, size_t tail) {
 
 EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
                           const std::vector<TokenRow> &rows, bool show) {
-  const artifact::RunInfo &run = artifact.plan.run;
-  const json &cfg = run.modelConfig;
   std::vector<std::string> vocab = readVocab(artifact);
-  int64_t eos = cfg.contains("eos_token_id") ? cfg["eos_token_id"].get<int64_t>() : -1;
-  int64_t bos = cfg.contains("bos_token_id") ? cfg["bos_token_id"].get<int64_t>() : -1;
-  int64_t pad = run.padTokenId;
-  Generator gen(ex, eos, pad);
+  SpecialTokens special = specialTokens(artifact);
+  Generator gen(ex, special.eos, special.pad);
   Sampling greedy;
   greedy.greedy = true;
   std::mt19937_64 rng(0);  // unused by greedy decoding
@@ -91,7 +111,7 @@ EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
       size_t first = std::find(e.mask.begin(), e.mask.end(), 1) - e.mask.begin();
       prompts[r].assign(e.ids.begin(), e.ids.begin() + first);
       if (prompts[r].empty())  // nothing to condition on: start from BOS
-        prompts[r].push_back(bos >= 0 ? bos : pad);
+        prompts[r].push_back(special.bos >= 0 ? special.bos : special.pad);
       if (static_cast<int64_t>(prompts[r].size()) > gen.longestPrompt())  // kept from the end
         prompts[r].erase(prompts[r].begin(),
                          prompts[r].end() - gen.longestPrompt());
@@ -108,11 +128,8 @@ EvalResult evaluateGreedy(Executor &ex, const artifact::Artifact &artifact,
       bool ok = tokens == expected[r];
       result.correct += ok;
       if (show && shown < 5) {
-        auto strip = [&](std::vector<int64_t> v) {
-          v.erase(std::remove_if(v.begin(), v.end(),
-                                 [&](int64_t t) { return t == eos || t == pad || t == bos; }),
-                  v.end());
-          return decode(vocab, v);
+        auto strip = [&](const std::vector<int64_t> &v) {
+          return decode(vocab, special.strip(v));
         };
         std::cout << "  " << oneLine(strip(prompts[r]), 60) << " " << oneLine(strip(tokens), 0)
                   << "   (expected " << oneLine(strip(expected[r]), 0) << ")"

@@ -16,6 +16,7 @@
 #include "trlc/Backend.h"
 #include "trlc/Checkpoint.h"
 #include "trlc/Comm.h"
+#include "trlc/Evaluate.h"
 #include "trlc/Executor.h"
 #include "trlc/Generate.h"
 #include "trlc/Run.h"
@@ -157,10 +158,9 @@ int generate(const GenerateOptions &g) {
     if (!g.model.empty())
       state.loadPolicyFrom(g.model);
 
-    const nlohmann::json &cfg = run.modelConfig;
-    int64_t eos = cfg.contains("eos_token_id") && cfg["eos_token_id"].is_number_integer()
-                      ? cfg["eos_token_id"].get<int64_t>()
-                      : (tok && tok->eosId ? *tok->eosId : -1);
+    int64_t eos = specialTokens(a).eos;
+    if (eos < 0 && tok && tok->eosId)
+      eos = *tok->eosId;
     if (g.eos != -2) {
       if (g.eos < 0 || g.eos >= vocab)
         throw RunError("error: --eos-token-id " + std::to_string(g.eos) +

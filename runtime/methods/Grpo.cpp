@@ -50,14 +50,9 @@ public:
   explicit Grpo(const artifact::Artifact &a)
       : a(a), g(*a.plan.run.grpo), vocab(readVocab(a)) {
     rloo = a.manifest.method == "rloo";
-    const json &cfg = a.plan.run.modelConfig;
-    eos = cfg.contains("eos_token_id") && cfg["eos_token_id"].is_number_integer()
-              ? cfg["eos_token_id"].get<int64_t>()
-              : -1;
-    bos = cfg.contains("bos_token_id") && cfg["bos_token_id"].is_number_integer()
-              ? cfg["bos_token_id"].get<int64_t>()
-              : -1;
-    pad = a.plan.run.padTokenId;
+    specials = specialTokens(a);
+    eos = specials.eos;
+    pad = specials.pad;
     if (vocab.empty())
       throw RunError(a.dir + ": error: the artifact has no vocabulary to decode completions "
                      "for the rewards; the recipe needs [model] tokenizer (or path)");
@@ -192,27 +187,13 @@ public:
     }
     if (rloo) {
       // TRL logs the std of the whole batch's rewards (the KL not taken off).
-      double stats[3] = {0, 0, static_cast<double>(all.size())};
-      for (double r : all) {
-        stats[0] += r;
-        stats[1] += r * r;
-      }
-      comm.allReduceSum(stats, 3);
-      double mean = stats[0] / std::max(stats[2], 1.0);
-      double var = std::max(0.0, (stats[1] - stats[2] * mean * mean) / std::max(stats[2] - 1, 1.0));
-      sums->add(1, std::sqrt(var), 1.0 / comm.size());
+      sums->add(1, globalMeanStd(all, comm).second, 1.0 / comm.size());
       if (g.normalizeAdvantages) {
         // (A - mean) / (std + 1e-4) over every advantage of the global batch.
-        double a[3] = {0, 0, 0};
+        std::vector<double> advs;
         for (const Prepared &p : prepared)
-          for (double adv : p.advantages) {
-            a[0] += adv;
-            a[1] += adv * adv;
-            a[2] += 1;
-          }
-        comm.allReduceSum(a, 3);
-        double am = a[0] / std::max(a[2], 1.0);
-        double asd = std::sqrt(std::max(0.0, (a[1] - a[2] * am * am) / std::max(a[2] - 1, 1.0)));
+          advs.insert(advs.end(), p.advantages.begin(), p.advantages.end());
+        auto [am, asd] = globalMeanStd(advs, comm);
         for (Prepared &p : prepared)
           for (double &adv : p.advantages)
             adv = (adv - am) / (asd + 1e-4);
@@ -225,17 +206,10 @@ public:
     }
     if (g.scaleRewards == "batch") {
       // The std of every reward of the global batch (unbiased).
-      double stats[3] = {0, 0, static_cast<double>(all.size())};
-      for (double r : all) {
-        stats[0] += r;
-        stats[1] += r * r;
-      }
-      comm.allReduceSum(stats, 3);
-      double mean = stats[0] / stats[2];
-      double var = std::max(0.0, (stats[1] - stats[2] * mean * mean) / std::max(stats[2] - 1, 1.0));
+      double sd = globalMeanStd(all, comm).second;
       for (Prepared &p : prepared)
         for (double &adv : p.advantages)
-          adv /= std::sqrt(var) + 1e-4;
+          adv /= sd + 1e-4;
     }
     comm.allReduceSum(&completionTokens, 1);
     globalCompletionTokens = completionTokens;
@@ -248,16 +222,7 @@ public:
       json out = {{"loss_type", rloo ? std::string("rloo") : g.lossType},
                   {"normalizer", normalizer({})},
                   {"max_completion_length", g.maxCompletionLength},
-                  {"micro_batches", json::array()}};
-      for (const Prepared &p : prepared) {
-        json rows = json::array();
-        for (size_t r = 0; r < p.rows.size(); ++r)
-          rows.push_back({{"input_ids", p.rows[r].ids},
-                          {"completion_mask", p.rows[r].mask},
-                          {"old_logps", p.oldLogps[r]},
-                          {"advantage", p.advantages[r]}});
-        out["micro_batches"].push_back(rows);
-      }
+                  {"micro_batches", preparedJson()}};
       std::ofstream(dump) << out.dump() << "\n";
     }
   }
@@ -421,20 +386,10 @@ public:
   void saveState(const std::string &dir, Communicator &comm) override {
     if (g.numIterations == 1)
       return;
-    json batches = json::array();
-    for (const Prepared &p : prepared) {
-      json rows = json::array();
-      for (size_t r = 0; r < p.rows.size(); ++r)
-        rows.push_back({{"input_ids", p.rows[r].ids},
-                        {"completion_mask", p.rows[r].mask},
-                        {"old_logps", p.oldLogps[r]},
-                        {"advantage", p.advantages[r]}});
-      batches.push_back(rows);
-    }
     std::filesystem::create_directories(dir);
     writeText(stateFile(dir, comm), json{{"global_completion_tokens", globalCompletionTokens},
                                          {"global_sequences", globalSequences},
-                                         {"micro_batches", batches}}
+                                         {"micro_batches", preparedJson()}}
                                         .dump() +
                                         "\n");
   }
@@ -518,6 +473,36 @@ private:
     return sum;
   }
 
+  /// The mean and (unbiased, as torch.std) std of every rank's `values`.
+  static std::pair<double, double> globalMeanStd(const std::vector<double> &values,
+                                                 Communicator &comm) {
+    double stats[3] = {0, 0, static_cast<double>(values.size())};
+    for (double v : values) {
+      stats[0] += v;
+      stats[1] += v * v;
+    }
+    comm.allReduceSum(stats, 3);
+    double mean = stats[0] / std::max(stats[2], 1.0);
+    double var = std::max(0.0, (stats[1] - stats[2] * mean * mean) / std::max(stats[2] - 1, 1.0));
+    return {mean, std::sqrt(var)};
+  }
+
+  /// The prepared micro-batches as rows of input_ids, completion_mask,
+  /// old_logps and advantage (the checkpoint's batch and the test dump).
+  json preparedJson() const {
+    json batches = json::array();
+    for (const Prepared &p : prepared) {
+      json rows = json::array();
+      for (size_t r = 0; r < p.rows.size(); ++r)
+        rows.push_back({{"input_ids", p.rows[r].ids},
+                        {"completion_mask", p.rows[r].mask},
+                        {"old_logps", p.oldLogps[r]},
+                        {"advantage", p.advantages[r]}});
+      batches.push_back(rows);
+    }
+    return batches;
+  }
+
   /// The old log-probabilities of `p`'s completions from a forward pass
   /// with the training step's numerics (@old_token_logps; the decode
   /// step's differ by rounding, which bf16 makes large enough to clip a
@@ -588,12 +573,9 @@ private:
 
   /// Decoded text without the special tokens, as TRL's skip_special_tokens.
   std::string text(const std::vector<int64_t> &ids) const {
-    std::vector<int64_t> kept;
-    for (int64_t t : ids)
-      if (t != eos && t != bos && t != pad)
-        kept.push_back(t);
-    return decode(vocab, kept);
+    return decode(vocab, specials.strip(ids));
   }
+
 
   void readColumns() {
     const std::string &rel = a.plan.run.data.columns;
@@ -659,7 +641,8 @@ private:
   std::string stateFile(const std::string &dir, Communicator &comm) const {
     return dir + "/grpo_batch-rank" + std::to_string(comm.rank()) + ".json";
   }
-  int64_t eos = -1, bos = -1, pad = 0, numTokens = 0, microBatches = 1;
+  SpecialTokens specials;
+  int64_t eos = -1, pad = 0, numTokens = 0, microBatches = 1;
   double globalCompletionTokens = 1;
 };
 

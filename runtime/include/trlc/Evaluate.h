@@ -43,6 +43,15 @@ std::vector<std::string> readVocab(const artifact::Artifact &artifact);
 /// Concatenated token texts (<ID> for an id with no text).
 std::string decode(const std::vector<std::string> &vocab, const std::vector<int64_t> &ids);
 
+/// The model's special tokens from its config (-1: none; an id list, as
+/// Llama 3 gives for EOS, counts by its first) and the step's padding.
+struct SpecialTokens {
+  int64_t bos = -1, eos = -1, pad = 0;
+  /// `ids` without these, as transformers' skip_special_tokens decodes.
+  std::vector<int64_t> strip(std::vector<int64_t> ids) const;
+};
+SpecialTokens specialTokens(const artifact::Artifact &artifact);
+
 } // namespace trlc
 
 #endif // TRLC_RUNTIME_EVALUATE_H
