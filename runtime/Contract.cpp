@@ -642,44 +642,28 @@ void shapes(Call &c) {
     return;
   }
   case Kernel::GrpoLoss:
-  case Kernel::GrpoLossGrad: {
-    bool grad = c.call.kernel == Kernel::GrpoLossGrad;
-    size_t f = grad ? 1 : 0;
-    c.number("beta");
-    c.number("epsilon_low");
-    c.number("epsilon_high");
-    c.oneOf("loss_type", {"grpo", "bnpo", "dr_grpo", "dapo"});
-    if (!c.rank(In, f, 2))
-      return;
-    const Shape &s = c.in(f)->shape;
-    c.shape(In, f + 1, s);
-    c.shape(In, f + 2, {s[0]});
-    c.shape(In, f + 3, s);
-    c.numel(In, f + 4, 1);
-    if (c.in(f + 5))
-      c.shape(In, f + 5, s);
-    if (grad) {
-      c.numel(In, 0, 1);
-      c.shape(Out, 0, s);
-    } else {
-      c.numel(Out, 0, 1);
-    }
-    c.floatsExcept({});
-    return;
-  }
+  case Kernel::GrpoLossGrad:
   case Kernel::RlooLoss:
   case Kernel::RlooLossGrad: {
-    bool grad = c.call.kernel == Kernel::RlooLossGrad;
+    // RLOO's old log-probabilities are per sequence, and it has no KL term.
+    bool grad = c.call.kernel == Kernel::GrpoLossGrad || c.call.kernel == Kernel::RlooLossGrad;
+    bool rloo = c.call.kernel == Kernel::RlooLoss || c.call.kernel == Kernel::RlooLossGrad;
     size_t f = grad ? 1 : 0;
+    if (!rloo) {
+      c.number("beta");
+      c.oneOf("loss_type", {"grpo", "bnpo", "dr_grpo", "dapo"});
+    }
     c.number("epsilon_low");
     c.number("epsilon_high");
     if (!c.rank(In, f, 2))
       return;
     const Shape &s = c.in(f)->shape;
-    c.shape(In, f + 1, {s[0]});
+    c.shape(In, f + 1, rloo ? Shape{s[0]} : s);
     c.shape(In, f + 2, {s[0]});
     c.shape(In, f + 3, s);
     c.numel(In, f + 4, 1);
+    if (!rloo && c.in(f + 5))
+      c.shape(In, f + 5, s);
     if (grad) {
       c.numel(In, 0, 1);
       c.shape(Out, 0, s);
