@@ -208,6 +208,7 @@ bool Executor::hasCollectives(const std::string &program) const {
 }
 
 void Executor::run(const std::string &program) {
+  ++runCount;
   if (!profile) {
     if (replayed(program))
       return;

@@ -137,8 +137,12 @@ std::vector<Completion> Generator::generate(const std::vector<std::vector<int64_
         pmask[r * p + j] = 1;
       }
     }
-  if (gatherModel)
+  // Another program (training, a forward pass) reuses the activation
+  // region the gathered model sits in: gather again only after one ran.
+  if (gatherModel && (!gathered || ex.runs() != gatheredAt)) {
     ex.run("gather_model");
+    gathered = true;
+  }
   ex.write(ex.input("prefill", "input_ids"), ids.data());
   ex.write(ex.input("prefill", "position_ids"), pos.data());
   ex.write(ex.input("prefill", "attention_mask"), pmask.data());
@@ -201,6 +205,7 @@ std::vector<Completion> Generator::generate(const std::vector<std::vector<int64_
         done[r] = true;
     }
   }
+  gatheredAt = ex.runs();
   return out;
 }
 

@@ -32,6 +32,9 @@ public:
   Executor &operator=(const Executor &) = delete;
 
   void run(const std::string &program);
+  /// Programs run so far (a caller that keeps values in the activation
+  /// region between its own programs sees whether another ran since).
+  uint64_t runs() const { return runCount; }
   bool hasProgram(const std::string &program) const {
     return calls.count(program) > 0;
   }
@@ -105,6 +108,7 @@ private:
   int64_t scratchBytes = 0;
   std::map<std::string, std::vector<Call>> calls;
   Communicator *comm = nullptr;
+  uint64_t runCount = 0;
   /// One thread issues every collective, in plan order (all ranks must
   /// issue them in the same order); prefetched gathers (attribute
   /// `prefetch`) run there while the next kernels compute.

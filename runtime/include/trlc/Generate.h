@@ -63,8 +63,9 @@ public:
   /// most `maxNew` tokens each, stopping a row at EOS, at `maxNew` or when
   /// its slots are full. Under ZeRO-3 every rank calls it together: it
   /// first runs @gather_model (ds3_gather_for_generation) when the plan
-  /// has it, and when decoding gathers layer by layer instead, the ranks
-  /// decode until the last rank's rows are done.
+  /// has it, unless nothing but generation ran since the last gather (the
+  /// gathered model is still in place), and when decoding gathers layer by
+  /// layer instead, the ranks decode until the last rank's rows are done.
   std::vector<Completion> generate(const std::vector<std::vector<int64_t>> &prompts,
                                    int64_t maxNew, const Sampling &s, std::mt19937_64 &rng);
 
@@ -72,6 +73,8 @@ private:
   Executor &ex;
   int64_t eos, pad, batch_ = 0, slots_ = 0, prefill_ = 0, vocab = 0;
   bool gatherModel = false;  // ZeRO-3 with ds3_gather_for_generation
+  bool gathered = false;     // @gather_model has run for this generator
+  uint64_t gatheredAt = 0;   // ex.runs() after its last generation
   bool syncSteps = false;    // decode gathers: the ranks agree on its steps
 };
 
