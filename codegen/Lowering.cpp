@@ -227,9 +227,26 @@ std::optional<Error> Lowerer::lowerFunction(func::FuncOp fn) {
       call.in = {operand(a.getGradOut()), operand(a.getQ()), operand(a.getK()),
                  operand(a.getV()), operand(a.getOut()), operand(a.getLse()),
                  operand(a.getMask()), operand(a.getCuSeqlens())};
+    else if (auto a = dyn_cast<DpoLossOp>(op))
+      call.in = {operand(a.getPolicyChosen()), operand(a.getPolicyRejected()),
+                 operand(a.getRefChosen()),    operand(a.getRefRejected()),
+                 operand(a.getWeights()),      operand(a.getNllWeight())};
+    else if (auto a = dyn_cast<DpoLossGradOp>(op))
+      call.in = {operand(a.getGrad()),        operand(a.getPolicyChosen()),
+                 operand(a.getPolicyRejected()), operand(a.getRefChosen()),
+                 operand(a.getRefRejected()), operand(a.getWeights()),
+                 operand(a.getNllWeight())};
     else
       for (Value v : op.getOperands())
         call.in.push_back(operand(v));
+    // dpo_loss(_grad): the optional nll weight keeps its slot when a beta
+    // value follows it; absent both, the call ends at the weights.
+    if (auto a = dyn_cast<DpoLossOp>(op); a && a.getBetaValue())
+      call.in.push_back(operand(a.getBetaValue()));
+    else if (auto a = dyn_cast<DpoLossGradOp>(op); a && a.getBetaValue())
+      call.in.push_back(operand(a.getBetaValue()));
+    else if ((isa<DpoLossOp>(op) || isa<DpoLossGradOp>(op)) && call.in.back() < 0)
+      call.in.pop_back();
     auto offsets = op.getAttrOfType<DenseI64ArrayAttr>("trl.offsets");
     auto inPlace = op.getAttrOfType<ArrayAttr>("trl.in_place");
     if (!offsets || offsets.size() != static_cast<int64_t>(op.getNumResults()))

@@ -65,8 +65,9 @@ Expected<Schedule> trainingSchedule(const Recipe &r, const StepShape &shape, int
     return Error{r.data.trainWhere +
                  ": error: no training example is left after the data plan "
                  "(see trlc data --stats)"};
-  // GRPO's rows are prompts, num_generations completions each.
-  int64_t global = isOnline(r.method)
+  // GRPO's rows are prompts, num_generations completions each; online
+  // DPO's batch counts prompts (pairs).
+  int64_t global = isOnline(r.method) && r.method != Method::OnlineDPO
                        ? std::max<int64_t>(shape.batch / r.grpo.numGenerations, 1) * world
                        : shape.batch * world;
   int64_t batches = (rows + global - 1) / global;
@@ -159,6 +160,11 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
     g.sequenceLevel = r.grpo.sequenceLevel;
     g.numIterations = r.grpo.numIterations;
     g.normalizeAdvantages = r.grpo.normalizeAdvantages;
+    if (r.method == Method::OnlineDPO) {
+      g.dpoBetas = r.onlineDpo.betas;
+      g.dpoLossType = r.onlineDpo.lossType;
+      g.missingEosPenalty = r.onlineDpo.missingEosPenalty.value_or(-1.0);
+    }
     run.grpo = g;
   }
   return run;

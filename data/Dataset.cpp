@@ -571,7 +571,7 @@ void checkMethod(Format f, const std::string &method, const std::string &where) 
   else if (method == "kto")
     ok = f == Format::UnpairedPreference || f == Format::PromptCompletion ||
          f == Format::Tokenized;
-  else if (method == "grpo" || method == "rloo")
+  else if (method == "grpo" || method == "rloo" || method == "online_dpo")
     ok = f == Format::PromptOnly || f == Format::PromptCompletion ||
          f == Format::LanguageModeling || f == Format::Preference;
   if (!ok) {
@@ -581,7 +581,8 @@ void checkMethod(Format f, const std::string &method, const std::string &where) 
         {"kto", "unpaired_preference (prompt + completion + label, or prompt_input_ids + "
                 "completion_input_ids + label)"},
         {"grpo", "prompt_only (prompt)"},
-        {"rloo", "prompt_only (prompt)"}};
+        {"rloo", "prompt_only (prompt)"},
+        {"online_dpo", "prompt_only (prompt)"}};
     throw InputError(where + ": error: the dataset is in the " + formatName(f) +
                      " format, which method = \"" + method + "\" cannot train on; it needs " +
                      wants.at(method));

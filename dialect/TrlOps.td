@@ -437,7 +437,7 @@ def Trl_MaskedSumOp : Trl_Op<"masked_sum", [Trl_Differentiable, Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_DpoLossOp : Trl_Op<"dpo_loss", [Trl_Differentiable, Pure]> {
+def Trl_DpoLossOp : Trl_Op<"dpo_loss", [Trl_Differentiable, Pure, AttrSizedOperandSegments]> {
   let summary = "DPO loss from policy and reference sequence log-probabilities";
   let description = [{
     Per pair i, with h_c = pi_c - ref_c, h_r = pi_r - ref_r and
@@ -450,7 +450,9 @@ def Trl_DpoLossOp : Trl_Op<"dpo_loss", [Trl_Differentiable, Pure]> {
     (the runtime's weights: 1 / (real pairs x accumulation x ranks), 0 for
     padding pairs), plus with `nll_weight` rpo_alpha * nll_weight *
     sum_i (-pi_c), the NLL of the chosen completions (TRL's rpo_alpha).
-    Also returns the rewards beta h_c and beta h_r for the metrics.
+    Also returns the rewards beta h_c and beta h_r for the metrics. With
+    `beta_value` (a scalar the runtime sets: online DPO's beta scheduled
+    over epochs) that value is beta and the attribute is unused.
 
     ```mlir
     %l, %rc, %rr = trl.dpo_loss %pc, %pr, %refc, %refr, %w {beta = 1.0e-01 : f64}
@@ -460,6 +462,7 @@ def Trl_DpoLossOp : Trl_Op<"dpo_loss", [Trl_Differentiable, Pure]> {
   let arguments = (ins Trl_Vector:$policy_chosen, Trl_Vector:$policy_rejected,
                    Trl_Vector:$ref_chosen, Trl_Vector:$ref_rejected,
                    Trl_Vector:$weights, Optional<Trl_Scalar>:$nll_weight,
+                   Optional<Trl_Scalar>:$beta_value,
                    DefaultValuedAttr<F64Attr, "0.1">:$beta,
                    DefaultValuedAttr<Trl_DpoLossTypeAttr,
                      "::mlir::trl::DpoLossType::sigmoid">:$loss_type,
@@ -469,7 +472,7 @@ def Trl_DpoLossOp : Trl_Op<"dpo_loss", [Trl_Differentiable, Pure]> {
                  Trl_Vector:$rejected_rewards);
   let assemblyFormat = [{
     $policy_chosen `,` $policy_rejected `,` $ref_chosen `,` $ref_rejected `,` $weights
-    (`nll` $nll_weight^)? attr-dict `:` functional-type(operands, results)
+    (`nll` $nll_weight^)? (`beta` $beta_value^)? attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }
@@ -826,7 +829,7 @@ def Trl_MaskedSumGradOp : Trl_Op<"masked_sum_grad", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Trl_DpoLossGradOp : Trl_Op<"dpo_loss_grad", [Pure]> {
+def Trl_DpoLossGradOp : Trl_Op<"dpo_loss_grad", [Pure, AttrSizedOperandSegments]> {
   let summary = "gradient of dpo_loss w.r.t. the policy log-probabilities";
   let description = [{
     ```mlir
@@ -838,6 +841,7 @@ def Trl_DpoLossGradOp : Trl_Op<"dpo_loss_grad", [Pure]> {
                    Trl_Vector:$policy_rejected, Trl_Vector:$ref_chosen,
                    Trl_Vector:$ref_rejected, Trl_Vector:$weights,
                    Optional<Trl_Scalar>:$nll_weight,
+                   Optional<Trl_Scalar>:$beta_value,
                    DefaultValuedAttr<F64Attr, "0.1">:$beta,
                    DefaultValuedAttr<Trl_DpoLossTypeAttr,
                      "::mlir::trl::DpoLossType::sigmoid">:$loss_type,
@@ -846,7 +850,7 @@ def Trl_DpoLossGradOp : Trl_Op<"dpo_loss_grad", [Pure]> {
   let results = (outs Trl_Vector:$grad_chosen, Trl_Vector:$grad_rejected);
   let assemblyFormat = [{
     $grad `,` $policy_chosen `,` $policy_rejected `,` $ref_chosen `,` $ref_rejected `,`
-    $weights (`nll` $nll_weight^)? attr-dict `:` functional-type(operands, results)
+    $weights (`nll` $nll_weight^)? (`beta` $beta_value^)? attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }

@@ -220,12 +220,14 @@ LogicalResult DpoLossOp::buildVJP(OpBuilder &b, ValueRange grads,
   auto op = b.create<DpoLossGradOp>(
       getLoc(), getPolicyChosen().getType(), getPolicyRejected().getType(),
       grads[0], getPolicyChosen(), getPolicyRejected(), getRefChosen(),
-      getRefRejected(), getWeights(), getNllWeight(), getBetaAttr(), getLossTypeAttr(),
-      getLabelSmoothingAttr(), getRpoAlphaAttr());
+      getRefRejected(), getWeights(), getNllWeight(), getBetaValue(), getBetaAttr(),
+      getLossTypeAttr(), getLabelSmoothingAttr(), getRpoAlphaAttr());
   // The reference log-probabilities come from the frozen model; the
-  // weights from the runtime.
+  // weights and beta from the runtime.
   out.append({op.getGradChosen(), op.getGradRejected(), nullptr, nullptr, nullptr});
   if (getNllWeight())
+    out.push_back(nullptr);
+  if (getBetaValue())
     out.push_back(nullptr);
   return success();
 }

@@ -39,6 +39,7 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
   case Method::KTO: step = buildKtoLoss(m, fn); break;
   case Method::GRPO: step = buildGrpoLoss(m, fn); break;
   case Method::RLOO: step = buildRlooLoss(m, fn); break;
+  case Method::OnlineDPO: step = buildOnlineDpoLoss(m, fn); break;
   }
   // The loss first, then the method's metrics, each a named output.
   SmallVector<Value> results{step.loss};
@@ -54,6 +55,9 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
     StepShape evalShape = shape;
     if (shape.packedPairs)
       evalShape.sequenceBound = shape.sequenceLimit;
+    // Online DPO samples both completions of its prompts at once.
+    if (recipe.method == Method::OnlineDPO)
+      evalShape.batch = 2 * shape.batch;
     ModelBuilder pm(context, recipe, evalShape);
     // GRPO's prompts are at most max_prompt_length tokens; evaluation and
     // `trlc generate` prompts may fill the sequence bound.

@@ -35,6 +35,7 @@ const char *methodName(Method method) {
   case Method::KTO: return "kto";
   case Method::GRPO: return "grpo";
   case Method::RLOO: return "rloo";
+  case Method::OnlineDPO: return "online_dpo";
   }
   return "?";
 }
@@ -124,16 +125,17 @@ enum MethodMask : unsigned {
   KTO = 4,
   GRPO = 8,
   RLOO = 16,
-  ALL = 31,
+  ONLINE_DPO = 32,
+  ALL = 63,
 };
 
 struct KeySpec {
   const char *section;  // "" for top-level keys
   const char *key;
   Kind kind;
-  /// Default as a TOML literal per method (sft, dpo, kto, grpo, rloo);
-  /// nullptr means "no value" (optional key) for that method.
-  std::array<const char *, 5> defaults;
+  /// Default as a TOML literal per method (sft, dpo, kto, grpo, rloo,
+  /// online_dpo); nullptr means "no value" (optional key) for that method.
+  std::array<const char *, 6> defaults;
   unsigned methods = ALL;
   const char *choices = nullptr;  // "a|b|c" for Kind::Enum
   double lo = -INFINITY, hi = INFINITY;
@@ -142,12 +144,14 @@ struct KeySpec {
   bool hiOpen = false;  // range excludes hi
 };
 
-constexpr std::array<const char *, 5> all(const char *v) { return {v, v, v, v, v}; }
-constexpr std::array<const char *, 5> none() { return {nullptr, nullptr, nullptr, nullptr, nullptr}; }
+constexpr std::array<const char *, 6> all(const char *v) { return {v, v, v, v, v, v}; }
+constexpr std::array<const char *, 6> none() {
+  return {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+}
 
 // clang-format off
 const KeySpec kSchema[] = {
-  {"", "method", Kind::Enum, none(), ALL, "sft|dpo|kto|grpo|rloo", -INFINITY, INFINITY, false, "training method"},
+  {"", "method", Kind::Enum, none(), ALL, "sft|dpo|kto|grpo|rloo|online_dpo", -INFINITY, INFINITY, false, "training method"},
 
   {"model", "path", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "Hugging Face model directory"},
   {"model", "dtype", Kind::Enum, all("\"bf16\""), ALL, "bf16|fp32", -INFINITY, INFINITY, false, "activation storage: bf16 keeps the activations between ops in bf16 (fp32 master weights, gradients and optimizer state; kernels compute in fp32), fp32 keeps everything in fp32"},
@@ -159,8 +163,8 @@ const KeySpec kSchema[] = {
   {"data", "format", Kind::Enum, all("\"auto\""), ALL, "auto|language_modeling|prompt_only|prompt_completion|preference|unpaired_preference|tokenized", -INFINITY, INFINITY, false, "dataset format"},
   {"data", "dataset_text_field", Kind::String, {"\"text\"", nullptr, nullptr, nullptr}, SFT, nullptr, -INFINITY, INFINITY, false, "column of language-modeling text"},
   {"data", "max_length", Kind::Int, {"1024", "1024", "1024", nullptr}, SFT | DPO | KTO, nullptr, 1, 1 << 24, false, "maximum tokens per example"},
-  {"data", "max_prompt_length", Kind::Int, {nullptr, "512", "512", "512", "512"}, DPO | KTO | GRPO | RLOO, nullptr, 1, 1 << 24, false, "maximum prompt tokens (keeps the prompt's end)"},
-  {"data", "max_completion_length", Kind::Int, {nullptr, nullptr, nullptr, "512", "256"}, DPO | KTO | GRPO | RLOO, nullptr, 1, 1 << 24, false, "maximum completion tokens (keeps the completion's start)"},
+  {"data", "max_prompt_length", Kind::Int, {nullptr, "512", "512", "512", "512", "512"}, DPO | KTO | GRPO | RLOO | ONLINE_DPO, nullptr, 1, 1 << 24, false, "maximum prompt tokens (keeps the prompt's end)"},
+  {"data", "max_completion_length", Kind::Int, {nullptr, nullptr, nullptr, "512", "256", "64"}, DPO | KTO | GRPO | RLOO | ONLINE_DPO, nullptr, 1, 1 << 24, false, "maximum completion tokens (keeps the completion's start; online methods: tokens generated, TRL's max_new_tokens for online DPO)"},
   {"data", "truncation_mode", Kind::Enum, {"\"keep_start\"", "\"keep_end\"", "\"keep_end\"", nullptr}, SFT | DPO | KTO, "keep_start|keep_end", -INFINITY, INFINITY, false, "which end of an over-long example to keep"},
   {"data", "packing", Kind::Bool, {"false", nullptr, nullptr, nullptr}, SFT, nullptr, -INFINITY, INFINITY, false, "pack examples into rows of max_length"},
   {"data", "packing_strategy", Kind::Enum, {"\"bfd\"", nullptr, nullptr, nullptr}, SFT, "bfd|bfd_split|wrapped", -INFINITY, INFINITY, false, "packing algorithm"},
@@ -170,7 +174,7 @@ const KeySpec kSchema[] = {
   {"data", "chat_template_path", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "Jinja chat template overriding tokenizer_config.json"},
   {"data", "on_bad_row", Kind::Enum, all("\"error\""), ALL, "error|skip", -INFINITY, INFINITY, false, "what to do with an invalid dataset row"},
 
-  {"train", "learning_rate", Kind::Float, {"2e-5", "1e-6", "1e-6", "1e-6"}, ALL, nullptr, 0, 10, false, "peak learning rate"},
+  {"train", "learning_rate", Kind::Float, {"2e-5", "1e-6", "1e-6", "1e-6", "1e-6", "5e-7"}, ALL, nullptr, 0, 10, false, "peak learning rate"},
   {"train", "lr_scheduler_type", Kind::Enum, all("\"linear\""), ALL, "constant|linear|cosine", -INFINITY, INFINITY, false, "learning-rate schedule"},
   {"train", "warmup_ratio", Kind::Float, all("0.0"), ALL, nullptr, 0, 1, false, "fraction of steps spent warming up"},
   {"train", "warmup_steps", Kind::Int, all("0"), ALL, nullptr, 0, INFINITY, false, "warm-up steps (overrides warmup_ratio)"},
@@ -249,9 +253,9 @@ const Alias kAliases[] = {
     {"memory", "ds3_gather_for_generation", "online", "ds3_gather_for_generation"},
 };
 
-const char *const kSections[] = {"model", "data", "train", "memory", "sft",
-                                 "dpo",   "kto",  "grpo",  "rloo",  "output"};
-const char *const kMethodSections[] = {"sft", "dpo", "kto", "grpo", "rloo"};
+const char *const kSections[] = {"model", "data", "train", "memory", "sft", "dpo",
+                                 "kto",   "grpo", "rloo",  "online_dpo", "output"};
+const char *const kMethodSections[] = {"sft", "dpo", "kto", "grpo", "rloo", "online_dpo"};
 
 unsigned maskOf(Method m) { return 1u << static_cast<unsigned>(m); }
 
@@ -286,6 +290,37 @@ const std::vector<KeySpec> &schema() {
                  "advantages standardised over the whole batch (mean 0, std 1)"};
     norm.defaults[static_cast<unsigned>(Method::RLOO)] = "false";
     out.push_back(norm);
+    // Online DPO: GRPO's sampling and reward keys with OnlineDPOConfig's
+    // defaults, and its own.
+    const std::map<std::string, const char *> online = {
+        {"ds3_gather_for_generation", nullptr}, {"temperature", "0.9"}, {"top_p", nullptr},
+        {"top_k", nullptr}, {"min_p", nullptr}, {"repetition_penalty", nullptr},
+        {"reward_funcs", nullptr}, {"reward_weights", nullptr}, {"format_pattern", nullptr},
+        {"reward_timeout", nullptr}};
+    const unsigned od = static_cast<unsigned>(Method::OnlineDPO);
+    for (const KeySpec &g : kSchema) {
+      auto it = online.find(g.key);
+      if (std::string_view(g.section) != "grpo" || it == online.end())
+        continue;
+      KeySpec r = g;
+      r.section = "online_dpo";
+      r.methods = ONLINE_DPO;
+      r.defaults = none();
+      r.defaults[od] = it->second ? it->second : g.defaults[static_cast<unsigned>(Method::GRPO)];
+      out.push_back(r);
+    }
+    KeySpec beta{"online_dpo", "beta", Kind::Floats, none(), ONLINE_DPO, nullptr, 0, INFINITY,
+                 true, "KL coefficient, or a list of one per epoch (the last for the epochs "
+                       "after it)"};
+    beta.defaults[od] = "0.1";
+    out.push_back(beta);
+    KeySpec loss{"online_dpo", "loss_type", Kind::Enum, none(), ONLINE_DPO, "sigmoid|ipo",
+                 -INFINITY, INFINITY, false, "DPO loss over the ranked pair"};
+    loss.defaults[od] = "\"sigmoid\"";
+    out.push_back(loss);
+    out.push_back({"online_dpo", "missing_eos_penalty", Kind::Float, none(), ONLINE_DPO, nullptr,
+                   0, INFINITY, false,
+                   "subtracted from the score of a completion that ends without EOS"});
     return out;
   }();
   return rows;
@@ -300,7 +335,7 @@ const KeySpec *findSpec(std::string_view section, std::string_view key) {
 
 std::string methodList(unsigned mask) {
   std::string out;
-  for (unsigned i = 0; i < 5; ++i)
+  for (unsigned i = 0; i < 6; ++i)
     if (mask & (1u << i)) {
       if (!out.empty())
         out += ", ";
@@ -447,8 +482,14 @@ std::optional<Error> checkValue(const Diag &diag, const KeySpec &spec,
       return v.as_string()->get().empty()
                  ? std::optional<Error>(diag.at(v, name + " must not be empty"))
                  : std::nullopt;
+    // Numbers: one, or a list of them, each in the key's range.
+    KeySpec each = spec;
+    each.kind = Kind::Float;
+    if (!strings && v.is_number())
+      return checkValue(diag, each, v);
     if (!v.is_array())
-      return wrongType(strings ? "a string or a list of strings" : "a list of numbers");
+      return wrongType(strings ? "a string or a list of strings"
+                               : "a number or a list of numbers");
     const toml::array &arr = *v.as_array();
     if (arr.empty())
       return diag.at(v, name + " must list at least one entry");
@@ -457,6 +498,9 @@ std::optional<Error> checkValue(const Diag &diag, const KeySpec &spec,
         return diag.at(e, name + " entries must be non-empty strings, got " + tomlTypeName(e));
       if (!strings && (!e.is_number() || !std::isfinite(e.value_or(0.0))))
         return diag.at(e, name + " entries must be finite numbers, got " + tomlTypeName(e));
+      if (!strings)
+        if (auto err = checkValue(diag, each, e))
+          return err;
     }
     return std::nullopt;
   }
@@ -692,9 +736,10 @@ std::optional<Error> Resolver::checkStructure(toml::table &root) {
     std::string method = root["method"].value_or(std::string());
     std::string targetName = a.target;
     if (targetName == "online") {
-      if (method != "grpo" && method != "rloo")
+      if (method != "grpo" && method != "rloo" && method != "online_dpo")
         return diag.at(*node, displayKey(a.section, a.alias) +
-                                  " applies to the online methods (grpo, rloo) only; remove it");
+                                  " applies to the online methods (grpo, rloo, online_dpo) "
+                                  "only; remove it");
       targetName = method;
     }
     toml::table *target = root[targetName].as_table();
@@ -727,10 +772,10 @@ std::optional<Error> Resolver::checkMethodApplicability(toml::table &root) {
   const toml::node *m = root.get("method");
   if (!m)
     return diag.atFile("missing required key 'method' (one of \"sft\", "
-                       "\"dpo\", \"kto\", \"grpo\", \"rloo\"); add for example "
+                       "\"dpo\", \"kto\", \"grpo\", \"rloo\", \"online_dpo\"); add for example "
                        "method = \"sft\" at the top of the recipe");
   std::string name = m->as_string()->get();
-  for (unsigned i = 0; i < 5; ++i)
+  for (unsigned i = 0; i < 6; ++i)
     if (name == methodName(static_cast<Method>(i)))
       method = static_cast<Method>(i);
   for (const char *table : kMethodSections) {
@@ -842,7 +887,7 @@ std::optional<Error> Resolver::checkContradictions(toml::table &root) {
                       "must be at least 2 (TRL requires the same)";
     return where ? diag.at(*where, msg) : diag.atFile(msg);
   }
-  if (isOnline(method)) {
+  if (method == Method::GRPO || method == Method::RLOO) {
     const char *table = methodName(method);
     int64_t gens = intOrDefault(table, "num_generations");
     int64_t batch = intOrDefault("train", "per_device_train_batch_size");
@@ -992,21 +1037,43 @@ void Resolver::fill(toml::table &root, Recipe &r) {
     r.reference.precompute = *b("kto", "precompute_ref_log_probs");
     break;
   case Method::GRPO:
-  case Method::RLOO: {
-    // RLOO reads the keys it shares with GRPO from [rloo].
+  case Method::RLOO:
+  case Method::OnlineDPO: {
+    // RLOO and online DPO read the keys they share with GRPO from their
+    // own table.
     const char *t = methodName(method);
-    bool rloo = method == Method::RLOO;
-    r.grpo.numGenerations = *i64(t, "num_generations");
+    bool rloo = method == Method::RLOO, odpo = method == Method::OnlineDPO;
     r.grpo.maxPromptLength = *r.data.maxPromptLength;
     r.grpo.maxCompletionLength = *r.data.maxCompletionLength;
     r.grpo.temperature = *f64(t, "temperature");
     r.grpo.topP = *f64(t, "top_p");
-    r.grpo.epsilon = *f64(t, "epsilon");
-    r.grpo.epsilonHigh = f64(t, "epsilon_high").value_or(r.grpo.epsilon);
-    r.grpo.beta = *f64(t, "beta");
-    r.grpo.lossType = rloo ? "grpo" : *str(t, "loss_type");
-    r.grpo.numIterations = *i64(t, "num_iterations");
-    r.grpo.sequenceLevel = !rloo && *str(t, "importance_sampling_level") == "sequence";
+    if (odpo) {
+      // Two completions per prompt; no clipped objective.
+      r.grpo.numGenerations = 2;
+      r.grpo.beta = 0;
+      r.grpo.lossType = "grpo";
+      r.grpo.scaleRewards = "none";
+      r.onlineDpo.betas.clear();
+      const toml::node *n = get(root, t, "beta");
+      if (n->is_array())
+        for (const toml::node &e : *n->as_array())
+          r.onlineDpo.betas.push_back(e.value_or(0.0));
+      else
+        r.onlineDpo.betas.push_back(n->value_or(0.0));
+      r.onlineDpo.lossType = *str(t, "loss_type");
+      r.onlineDpo.missingEosPenalty = f64(t, "missing_eos_penalty");
+    } else {
+      r.grpo.numGenerations = *i64(t, "num_generations");
+      r.grpo.epsilon = *f64(t, "epsilon");
+      r.grpo.epsilonHigh = f64(t, "epsilon_high").value_or(r.grpo.epsilon);
+      r.grpo.beta = *f64(t, "beta");
+      r.grpo.lossType = rloo ? "grpo" : *str(t, "loss_type");
+      r.grpo.numIterations = *i64(t, "num_iterations");
+      r.grpo.sequenceLevel = !rloo && *str(t, "importance_sampling_level") == "sequence";
+      r.grpo.scaleRewards = rloo ? "none" : *str(t, "scale_rewards");
+      r.grpo.normalizeAdvantages = rloo && *b(t, "normalize_advantages");
+      r.grpo.maskTruncatedCompletions = *b(t, "mask_truncated_completions");
+    }
     r.grpo.topK = *i64(t, "top_k");
     r.grpo.minP = *f64(t, "min_p");
     r.grpo.repetitionPenalty = *f64(t, "repetition_penalty");
@@ -1018,14 +1085,15 @@ void Resolver::fill(toml::table &root, Recipe &r) {
         for (const toml::node &e : *n->as_array())
           r.grpo.rewardFuncs.push_back(e.as_string()->get());
     }
-    if (const toml::node *n = get(root, t, "reward_weights"))
-      for (const toml::node &e : *n->as_array())
-        r.grpo.rewardWeights.push_back(e.value_or(0.0));
+    if (const toml::node *n = get(root, t, "reward_weights")) {
+      if (n->is_array())
+        for (const toml::node &e : *n->as_array())
+          r.grpo.rewardWeights.push_back(e.value_or(0.0));
+      else
+        r.grpo.rewardWeights.push_back(n->value_or(0.0));
+    }
     r.grpo.formatPattern = str(t, "format_pattern").value_or("");
     r.grpo.rewardTimeout = *f64(t, "reward_timeout");
-    r.grpo.scaleRewards = rloo ? "none" : *str(t, "scale_rewards");
-    r.grpo.normalizeAdvantages = rloo && *b(t, "normalize_advantages");
-    r.grpo.maskTruncatedCompletions = *b(t, "mask_truncated_completions");
     r.grpo.ds3GatherForGeneration = *b(t, "ds3_gather_for_generation");
     break;
   }
@@ -1068,7 +1136,9 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
   const char *t = methodName(r.method);
   const toml::node *funcs = get(root, t, "reward_funcs");
   if (!funcs)
-    return diag.atFile((r.method == Method::RLOO ? "RLOO" : "GRPO") +
+    return diag.atFile(std::string(r.method == Method::RLOO        ? "RLOO"
+                                   : r.method == Method::OnlineDPO ? "Online DPO"
+                                                                   : "GRPO") +
                        std::string(" needs reward functions: add [") + t + "] reward_funcs, for example "
                        "reward_funcs = [\"accuracy\"] (the completion equals the row's "
                        "\"answer\" or \"solution\") or [\"python:rewards.py:my_reward\"]");
@@ -1127,7 +1197,9 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
                        " weights for " + std::to_string(r.grpo.rewardFuncs.size()) +
                        " reward functions; give one weight per function");
   }
-  if (r.train.perDeviceTrainBatchSize % r.grpo.numGenerations != 0) {
+  // (Online DPO's batch counts prompts, two completions each.)
+  if (r.method != Method::OnlineDPO &&
+      r.train.perDeviceTrainBatchSize % r.grpo.numGenerations != 0) {
     const toml::node *where = get(root, "train", "per_device_train_batch_size");
     std::string msg = "per_device_train_batch_size (" +
                       std::to_string(r.train.perDeviceTrainBatchSize) +

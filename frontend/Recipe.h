@@ -20,9 +20,11 @@
 
 namespace trlc {
 
-enum class Method { SFT, DPO, KTO, GRPO, RLOO };
+enum class Method { SFT, DPO, KTO, GRPO, RLOO, OnlineDPO };
 /// The methods that generate their own completions while training.
-inline bool isOnline(Method m) { return m == Method::GRPO || m == Method::RLOO; }
+inline bool isOnline(Method m) {
+  return m == Method::GRPO || m == Method::RLOO || m == Method::OnlineDPO;
+}
 const char *methodName(Method method);
 
 /// Architecture families the graph builders know.
@@ -140,7 +142,8 @@ struct Recipe {
   } reference;
   /// The online methods' settings: [grpo], or for RLOO the keys of
   /// [rloo] (loss_type "grpo" is unused there; the advantages are
-  /// leave-one-out, the KL is in the reward).
+  /// leave-one-out, the KL is in the reward), or for online DPO the
+  /// sampling and reward keys of [online_dpo] (two generations per prompt).
   struct Grpo {
     int64_t numGenerations = 8;
     int64_t maxPromptLength = 512;
@@ -167,6 +170,14 @@ struct Recipe {
     /// layer by layer at every decoding step.
     bool ds3GatherForGeneration = true;
   } grpo;
+  /// Online DPO's own keys ([online_dpo]); its sampling and rewards are in
+  /// `grpo`.
+  struct OnlineDpo {
+    /// beta per epoch: the last one for the epochs after the list.
+    std::vector<double> betas{0.1};
+    std::string lossType = "sigmoid";  // sigmoid | ipo
+    std::optional<double> missingEosPenalty;
+  } onlineDpo;
 
   struct Output {
     std::string outputDir;

@@ -149,6 +149,20 @@ RunInfo runInfoFromJson(const json &j) {
     o.sequenceLevel = level == "sequence";
     o.numIterations = field<int64_t>(g, "num_iterations");
     o.normalizeAdvantages = field<bool>(g, "normalize_advantages");
+    if (const json &d = g.at("online_dpo"); !d.is_null()) {
+      o.dpoBetas = field<std::vector<double>>(d, "beta");
+      o.dpoLossType = field<std::string>(d, "loss_type");
+      json penalty = d.at("missing_eos_penalty");
+      o.missingEosPenalty = penalty.is_null() ? -1.0 : field<double>(d, "missing_eos_penalty");
+      bool ok = !o.dpoBetas.empty() && (o.dpoLossType == "sigmoid" || o.dpoLossType == "ipo") &&
+                (penalty.is_null() || (o.missingEosPenalty >= 0 &&
+                                       std::isfinite(o.missingEosPenalty))) &&
+                o.numGenerations == 2;
+      for (double b : o.dpoBetas)
+        ok = ok && b > 0 && std::isfinite(b);
+      if (!ok)
+        throw json::other_error::create(501, "online_dpo settings out of range", &d);
+    }
     if ((level != "token" && level != "sequence") || o.numIterations < 1 ||
         o.numGenerations < 2 || o.maxPromptLength < 1 || o.maxCompletionLength < 1 ||
         !(o.temperature > 0) || !(o.topP > 0 && o.topP <= 1) || o.topK < 0 ||
@@ -360,7 +374,14 @@ json GrpoRun::toJson() const {
           {"loss_type", lossType},
           {"importance_sampling_level", sequenceLevel ? "sequence" : "token"},
           {"num_iterations", numIterations},
-          {"normalize_advantages", normalizeAdvantages}};
+          {"normalize_advantages", normalizeAdvantages},
+          {"online_dpo", dpoBetas.empty()
+                             ? json(nullptr)
+                             : json{{"beta", dpoBetas},
+                                    {"loss_type", dpoLossType},
+                                    {"missing_eos_penalty", missingEosPenalty < 0
+                                                                ? json(nullptr)
+                                                                : json(missingEosPenalty)}}}};
 }
 
 json DataShards::toJson() const {
@@ -651,11 +672,20 @@ Expected<Artifact> readArtifact(const std::string &dir) {
       {"dpo", {Kernel::DpoLoss}},
       {"kto", {Kernel::KtoLoss}},
       {"grpo", {Kernel::GrpoLoss}},
-      {"rloo", {Kernel::RlooLoss}}};
+      {"rloo", {Kernel::RlooLoss}},
+      {"online_dpo", {Kernel::DpoLoss}}};
   auto method = losses.find(a.manifest.method);
   if (method == losses.end())
     return Error{manifest + ": error: unknown method \"" + a.manifest.method +
-                 "\" (sft, dpo, kto, grpo or rloo)"};
+                 "\" (sft, dpo, kto, grpo, rloo or online_dpo)"};
+  // An online method's settings travel with it, and only with it.
+  bool onlineMethod = a.manifest.method == "grpo" || a.manifest.method == "rloo" ||
+                      a.manifest.method == "online_dpo";
+  if (onlineMethod != a.plan.run.grpo.has_value() ||
+      (a.plan.run.grpo &&
+       (a.manifest.method == "online_dpo") == a.plan.run.grpo->dpoBetas.empty()))
+    return Error{planFile.string() + ": error: run.grpo does not fit method \"" +
+                 a.manifest.method + "\"; recompile the recipe"};
   bool hasLoss = false;
   if (auto step = a.plan.programs.find("train_step"); step != a.plan.programs.end())
     for (const KernelCall &c : step->second.calls)
@@ -680,10 +710,17 @@ Expected<Artifact> readArtifact(const std::string &dir) {
             c.attrs.value("sequence_level", false) != g.sequenceLevel)) ||
           (c.kernel == Kernel::RlooLoss &&
            (c.attrs.value("epsilon_low", -1.0) != g.epsilonLow ||
-            c.attrs.value("epsilon_high", -1.0) != g.epsilonHigh)))
+            c.attrs.value("epsilon_high", -1.0) != g.epsilonHigh)) ||
+          // Online DPO's loss reads the scheduled beta from its input.
+          (c.kernel == Kernel::DpoLoss &&
+           (g.dpoBetas.empty() || c.in.size() < 7 || c.in[6] < 0 ||
+            c.attrs.value("loss_type", std::string()) != g.dpoLossType ||
+            c.attrs.value("beta", -1.0) != g.dpoBetas.front() ||
+            c.attrs.value("label_smoothing", -1.0) != 0.0 ||
+            (c.in.size() > 5 && c.in[5] >= 0))))
         return Error{planFile.string() + ": error: the train_step's loss and run.grpo "
-                     "disagree (loss_type, beta, epsilon or importance_sampling_level); "
-                     "recompile the recipe"};
+                     "disagree (loss_type, beta, epsilon, importance_sampling_level or "
+                     "online_dpo); recompile the recipe"};
   }
   // The programs an online method runs besides the step.
   if (a.plan.run.grpo) {
@@ -724,6 +761,8 @@ Expected<Artifact> readArtifact(const std::string &dir) {
     if (ids != p.inputs.end() && !p.inputs.count("cu_seqlens")) {
       const TensorDesc &t = a.plan.tensors[ids->second];
       int64_t rows = (a.manifest.method == "dpo" ? 2 : 1) * a.manifest.batchSize;
+      if (a.manifest.method == "online_dpo")
+        rows = 2 * a.manifest.batchSize;
       bool online = a.manifest.method == "grpo" || a.manifest.method == "rloo";
       if (t.shape.size() == 2 && !online && t.shape[0] != rows)
         return Error{planFile.string() + ": error: its train_step holds " +

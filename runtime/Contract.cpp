@@ -593,8 +593,9 @@ void shapes(Call &c) {
     int64_t n = c.in(f)->numel();
     for (size_t i = f; i < f + 5; ++i)
       c.shape(In, i, {n});
-    if (c.in(f + 5))
-      c.numel(In, f + 5, 1);
+    for (size_t i = f + 5; i < f + 7; ++i)  // the nll weight, a scheduled beta
+      if (c.in(i))
+        c.numel(In, i, 1);
     if (grad) {
       c.numel(In, 0, 1);
       c.shape(Out, 0, {n});

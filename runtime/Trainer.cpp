@@ -232,7 +232,7 @@ int Loop::main() {
   method->resume(resumed.logHistory);
   // GRPO improves a model it generates with: its starting point is
   // evaluated too (every rank when the weights are sharded).
-  bool online = a.manifest.method == "grpo" || a.manifest.method == "rloo";
+  bool online = a.plan.run.grpo.has_value();
   if (online && first == 0 && (lead() || !a.plan.zero.groups.empty()))
     evaluate(0);
   if (first >= total)

@@ -73,7 +73,7 @@ StepResults buildDpoLoss(ModelBuilder &m, func::FuncOp fn) {
   auto lossType = *symbolizeDpoLossType(recipe.dpo.lossType);
   auto op = m.b.create<DpoLossOp>(
       m.loc, m.tensor({}, m.f32), m.act({pairs}), m.act({pairs}), pc, pr, rc, rr, weights,
-      nllWeight, m.b.getF64FloatAttr(recipe.dpo.beta), DpoLossTypeAttr::get(&m.ctx, lossType),
+      nllWeight, Value(), m.b.getF64FloatAttr(recipe.dpo.beta), DpoLossTypeAttr::get(&m.ctx, lossType),
       m.b.getF64FloatAttr(recipe.dpo.labelSmoothing),
       m.b.getF64FloatAttr(recipe.dpo.rpoAlpha));
   return {op.getLoss(),
@@ -81,6 +81,39 @@ StepResults buildDpoLoss(ModelBuilder &m, func::FuncOp fn) {
            {"rewards_rejected", op.getRejectedRewards()},
            {"logps_chosen", pc},
            {"logps_rejected", pr}}};
+}
+
+/// Online DPO (TRL's OnlineDPOTrainer): the pairs are the two completions
+/// the policy sampled for each prompt, ranked by the runtime (chosen
+/// first). Its loss compares sequence sums for both loss types (TRL's
+/// online IPO does not average), and reads beta as an input: the runtime
+/// sets the epoch's value of a scheduled beta. The reference's
+/// log-probabilities are outputs too, for TRL's objective/* metrics.
+StepResults buildOnlineDpoLoss(ModelBuilder &m, func::FuncOp fn) {
+  const Recipe &recipe = m.recipe;
+  int64_t pairs = m.stepShape.batch, rows = 2 * pairs, seqLen = m.stepShape.sequenceBound;
+  ModelBuilder::TokenInputs in = m.tokenInputs(fn, rows);
+  Value completionMask = m.input(fn, "completion_mask", m.act({rows, seqLen}));
+  Value weights = m.input(fn, "pair_weights", m.act({pairs}));
+  Value beta = m.input(fn, "beta", m.tensor({}, m.f32));
+  m.useParameters("policy");
+  auto [pc, pr] = pairLogProbs(m, in, completionMask);
+  m.useParameters("reference");
+  auto [rc, rr] = pairLogProbs(m, in, completionMask);
+  m.useParameters("policy");
+  auto lossType = *symbolizeDpoLossType(recipe.onlineDpo.lossType);
+  auto op = m.b.create<DpoLossOp>(
+      m.loc, m.tensor({}, m.f32), m.act({pairs}), m.act({pairs}), pc, pr, rc, rr, weights,
+      Value(), beta, m.b.getF64FloatAttr(recipe.onlineDpo.betas.front()),
+      DpoLossTypeAttr::get(&m.ctx, lossType), m.b.getF64FloatAttr(0.0),
+      m.b.getF64FloatAttr(0.0));
+  return {op.getLoss(),
+          {{"rewards_chosen", op.getChosenRewards()},
+           {"rewards_rejected", op.getRejectedRewards()},
+           {"logps_chosen", pc},
+           {"logps_rejected", pr},
+           {"ref_logps_chosen", rc},
+           {"ref_logps_rejected", rr}}};
 }
 
 void buildDpoRefLogps(ModelBuilder &m, ModuleOp module) {

@@ -35,6 +35,9 @@ void buildGeneration(ModelBuilder &m, mlir::ModuleOp module, int64_t longestProm
 /// rejected completions, TRL's loss types and rpo_alpha; metrics the
 /// rewards and the policy's log-probabilities of each.
 StepResults buildDpoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
+/// Online DPO: DPO's loss over the two sampled completions of each prompt,
+/// chosen then rejected, with beta an input (scheduled over epochs).
+StepResults buildOnlineDpoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
 /// DPO with precompute_ref_log_probs: `@ref_logps`, the reference's
 /// log-probabilities of a batch's chosen and rejected completions, run
 /// over the dataset before training.

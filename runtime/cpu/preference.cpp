@@ -13,9 +13,18 @@ namespace trlc::cpu {
 // DPO and KTO: the terms of trlc/PreferenceMath.h (shared with CUDA), in
 // double, weighted by the runtime's per-row weights.
 
+namespace {
+/// dpo_loss(_grad)'s beta: the beta value operand at `at` when the call
+/// has one (a scheduled beta), else the attribute.
+template <typename T> double dpoBeta(const KernelArgs &a, size_t at) {
+  return a.in.size() > at && a.in[at] ? static_cast<double>(a.in[at].as<T>()[0])
+                                      : attrF(a, "beta");
+}
+} // namespace
+
 template <typename T> void dpoLoss(const KernelArgs &a) {
   int64_t n = a.in[0].numel();
-  double beta = attrF(a, "beta"), ls = attrF(a, "label_smoothing");
+  double beta = dpoBeta<T>(a, 6), ls = attrF(a, "label_smoothing");
   DpoKind kind = attrDpoKind(a);
   const T *pc = a.in[0].as<T>(), *pr = a.in[1].as<T>(), *rc = a.in[2].as<T>(),
           *rr = a.in[3].as<T>(), *w = a.in[4].as<T>();
@@ -34,7 +43,7 @@ template <typename T> void dpoLoss(const KernelArgs &a) {
 template <typename T> void dpoLossGrad(const KernelArgs &a) {
   double g = a.in[0].as<T>()[0];
   int64_t n = a.in[1].numel();
-  double beta = attrF(a, "beta"), ls = attrF(a, "label_smoothing");
+  double beta = dpoBeta<T>(a, 7), ls = attrF(a, "label_smoothing");
   DpoKind kind = attrDpoKind(a);
   const T *pc = a.in[1].as<T>(), *pr = a.in[2].as<T>(), *rc = a.in[3].as<T>(),
           *rr = a.in[4].as<T>(), *w = a.in[5].as<T>();

@@ -128,7 +128,8 @@ cu::Dpo dpoOf(const KernelArgs &a, size_t first) {
   d.rc = F(a.in[first + 2]);
   d.rr = F(a.in[first + 3]);
   d.weights = F(a.in[first + 4]);
-  d.nllWeight = a.in.size() > first + 5 ? F(a.in[first + 5]) : nullptr;
+  d.nllWeight = a.in.size() > first + 5 && a.in[first + 5] ? F(a.in[first + 5]) : nullptr;
+  d.betaValue = a.in.size() > first + 6 && a.in[first + 6] ? F(a.in[first + 6]) : nullptr;
   d.n = a.in[first].numel();
   return d;
 }

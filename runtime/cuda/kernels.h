@@ -253,6 +253,7 @@ struct Dpo {
   float beta = 0.1f, labelSmoothing = 0, rpoAlpha = 0;
   const float *pc = nullptr, *pr = nullptr, *rc = nullptr, *rr = nullptr,
               *weights = nullptr, *nllWeight = nullptr;
+  const float *betaValue = nullptr;  // a scheduled beta: used instead of `beta`
   int64_t n = 0;
 };
 void dpoLoss(cudaStream_t s, const Dpo &d, float *loss, float *chosen, float *rejected);

@@ -15,14 +15,18 @@ namespace {
 
 constexpr int kThreads = 256;
 
+__device__ inline double dpoBeta(const Dpo &d) {
+  return d.betaValue ? static_cast<double>(*d.betaValue) : static_cast<double>(d.beta);
+}
+
 __global__ void dpoLossKernel(Dpo d, float *loss, float *chosen, float *rejected) {
-  double acc = 0, nll = 0;
+  double acc = 0, nll = 0, beta = dpoBeta(d);
   for (int64_t i = threadIdx.x; i < d.n; i += blockDim.x) {
     acc += d.weights[i] *
-           dpoTerm(d.kind, d.beta, d.labelSmoothing, d.pc[i], d.pr[i], d.rc[i], d.rr[i]).loss;
+           dpoTerm(d.kind, beta, d.labelSmoothing, d.pc[i], d.pr[i], d.rc[i], d.rr[i]).loss;
     nll -= d.pc[i];
-    chosen[i] = static_cast<float>(static_cast<double>(d.beta) * (d.pc[i] - d.rc[i]));
-    rejected[i] = static_cast<float>(static_cast<double>(d.beta) * (d.pr[i] - d.rr[i]));
+    chosen[i] = static_cast<float>(beta * (d.pc[i] - d.rc[i]));
+    rejected[i] = static_cast<float>(beta * (d.pr[i] - d.rr[i]));
   }
   acc = blockSum(acc);
   nll = blockSum(nll);
@@ -33,8 +37,9 @@ __global__ void dpoLossKernel(Dpo d, float *loss, float *chosen, float *rejected
 
 __global__ void dpoLossGradKernel(Dpo d, const float *g, float *dpc, float *dpr) {
   double nll = d.nllWeight ? static_cast<double>(d.rpoAlpha) * *d.nllWeight : 0.0;
+  double beta = dpoBeta(d);
   for (int64_t i = threadIdx.x; i < d.n; i += blockDim.x) {
-    DpoTerm t = dpoTerm(d.kind, d.beta, d.labelSmoothing, d.pc[i], d.pr[i], d.rc[i], d.rr[i]);
+    DpoTerm t = dpoTerm(d.kind, beta, d.labelSmoothing, d.pc[i], d.pr[i], d.rc[i], d.rr[i]);
     dpc[i] = static_cast<float>(*g * (d.weights[i] * t.dChosen - nll));
     dpr[i] = static_cast<float>(*g * d.weights[i] * t.dRejected);
   }

@@ -24,11 +24,9 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Online.h"
+
 #include "trlc/Checkpoint.h"
-#include "trlc/Evaluate.h"
-#include "trlc/Generate.h"
-#include "trlc/Method.h"
-#include "trlc/Rewards.h"
 #include "trlc/Run.h"
 
 #include <chrono>
@@ -47,22 +45,14 @@ using nlohmann::json;
 
 class Grpo : public Method {
 public:
-  explicit Grpo(const artifact::Artifact &a)
-      : a(a), g(*a.plan.run.grpo), vocab(readVocab(a)) {
+  explicit Grpo(const artifact::Artifact &a) : a(a), g(*a.plan.run.grpo), data(a) {
     rloo = a.manifest.method == "rloo";
-    specials = specialTokens(a);
-    eos = specials.eos;
-    pad = specials.pad;
-    if (vocab.empty())
-      throw RunError(a.dir + ": error: the artifact has no vocabulary to decode completions "
-                     "for the rewards; the recipe needs [model] tokenizer (or path)");
-    readColumns();
-    rewards = makeRewards(g);
+    pad = data.specials().pad;
     std::vector<std::string> names{"reward", "reward_std", "frac_reward_zero_std",
                                    "completions/mean_length", "completions/clipped_ratio",
                                    "completions/mean_terminated_length",
                                    "time/generation_s", "time/rewards_s"};
-    for (auto &r : rewards)
+    for (auto &r : data.rewards())
       names.push_back("rewards/" + r->name() + "/mean");
     firstTrainMetric = names.size();
     for (const char *n : {"clip_ratio/low_mean", "clip_ratio/high_mean",
@@ -77,8 +67,7 @@ public:
 
   void prepare(Executor &ex, const std::vector<Rows> &micro, int64_t step, int accum,
                Communicator &comm) override {
-    if (!gen)
-      gen = std::make_unique<Generator>(ex, eos, pad);
+    Generator &gen = data.generator(ex);
     microBatches = accum * comm.size();
     next = 0;
     if (step % g.numIterations != 0) {
@@ -92,12 +81,7 @@ public:
     std::mt19937_64 rng(static_cast<uint64_t>(a.plan.run.seed) * 0x9E3779B97F4A7C15ull +
                         static_cast<uint64_t>(step) * 1000003ull +
                         static_cast<uint64_t>(comm.rank()));
-    Sampling s;
-    s.temperature = g.temperature;
-    s.topK = g.topK;
-    s.topP = g.topP;
-    s.minP = g.minP;
-    s.repetitionPenalty = g.repetitionPenalty;
+    Sampling s = data.sampling();
     prepared.clear();
     double completionTokens = 0;
     std::vector<double> all;  // every reward of this rank (scale_rewards = "batch")
@@ -105,32 +89,18 @@ public:
       Prepared p;
       auto t0 = std::chrono::steady_clock::now();
       std::vector<std::vector<int64_t>> in;
+      Rows promptOf;
       for (const TokenRow *row : prompts)
-        for (int64_t k = 0; k < g.numGenerations; ++k)
+        for (int64_t k = 0; k < g.numGenerations; ++k) {
           in.push_back(row->ids);
-      std::vector<Completion> got = gen->generate(in, g.maxCompletionLength, s, rng);
+          promptOf.push_back(row);
+        }
+      std::vector<Completion> got = gen.generate(in, g.maxCompletionLength, s, rng);
       auto t1 = std::chrono::steady_clock::now();
-      RewardBatch rb;
-      for (size_t i = 0; i < got.size(); ++i) {
-        const TokenRow *row = prompts[i / g.numGenerations];
-        rb.prompts.push_back(text(row->ids));
-        rb.completions.push_back(text(got[i].tokens));
-        rb.completionIds.push_back(got[i].tokens);
-        rb.columns.push_back(columns.at(row - firstRow));
-        rb.promptMessages.push_back(messages.at(row - firstRow));
-      }
-      std::vector<double> total(got.size(), 0.0);
-      for (size_t f = 0; f < rewards.size(); ++f) {
-        std::vector<std::optional<double>> r = rewards[f]->score(rb);
-        double sum = 0, n = 0;
-        for (size_t i = 0; i < r.size(); ++i)
-          if (r[i]) {
-            total[i] += g.rewardWeights[f] * *r[i];
-            sum += *r[i];
-            ++n;
-          }
-        sums->add(8 + f, sum, n);
-      }
+      std::vector<std::pair<double, double>> perFunction;
+      std::vector<double> total = data.score(data.rewardBatch(promptOf, got), &perFunction);
+      for (size_t f = 0; f < perFunction.size(); ++f)
+        sums->add(8 + f, perFunction[f].first, perFunction[f].second);
       auto t2 = std::chrono::steady_clock::now();
       sums->add(6, std::chrono::duration<double>(t1 - t0).count(), 1.0 / micro.size());
       sums->add(7, std::chrono::duration<double>(t2 - t1).count(), 1.0 / micro.size());
@@ -473,20 +443,6 @@ private:
     return sum;
   }
 
-  /// The mean and (unbiased, as torch.std) std of every rank's `values`.
-  static std::pair<double, double> globalMeanStd(const std::vector<double> &values,
-                                                 Communicator &comm) {
-    double stats[3] = {0, 0, static_cast<double>(values.size())};
-    for (double v : values) {
-      stats[0] += v;
-      stats[1] += v * v;
-    }
-    comm.allReduceSum(stats, 3);
-    double mean = stats[0] / std::max(stats[2], 1.0);
-    double var = std::max(0.0, (stats[1] - stats[2] * mean * mean) / std::max(stats[2] - 1, 1.0));
-    return {mean, std::sqrt(var)};
-  }
-
   /// The prepared micro-batches as rows of input_ids, completion_mask,
   /// old_logps and advantage (the checkpoint's batch and the test dump).
   json preparedJson() const {
@@ -571,66 +527,16 @@ private:
     }
   }
 
-  /// Decoded text without the special tokens, as TRL's skip_special_tokens.
-  std::string text(const std::vector<int64_t> &ids) const {
-    return decode(vocab, specials.strip(ids));
-  }
-
-
-  void readColumns() {
-    const std::string &rel = a.plan.run.data.columns;
-    if (rel.empty())
-      throw RunError(a.dir + ": error: the artifact has no data/columns.jsonl for the rewards; "
-                     "compile the recipe again");
-    std::string file = a.dir + "/" + rel;
-    std::string textAll = readDataFile(a, rel);
-    size_t start = 0;
-    while (start < textAll.size()) {
-      size_t nl = textAll.find('\n', start);
-      if (nl == std::string::npos)
-        nl = textAll.size();
-      json j = json::parse(textAll.substr(start, nl - start), nullptr, false);
-      if (j.is_discarded() || !j.is_object())
-        throw RunError(file + ":" + std::to_string(columns.size() + 1) +
-                       ": error: not a JSON object; compile the artifact again");
-      // A conversational prompt's messages travel under "prompt".
-      json prompt = nullptr;
-      if (auto it = j.find("prompt"); it != j.end()) {
-        if (!it->is_array())
-          throw RunError(file + ":" + std::to_string(columns.size() + 1) +
-                         ": error: \"prompt\" is not a list of messages; compile the "
-                         "artifact again");
-        prompt = std::move(*it);
-        j.erase("prompt");
-      }
-      messages.push_back(std::move(prompt));
-      columns.push_back(std::move(j));
-      start = nl + 1;
-    }
-  }
-
  public:
-  /// The shard's rows (columns are indexed by a row's place in it).
-  void setRows(const TokenRow *first, size_t count) override {
-    firstRow = first;
-    if (count != columns.size())
-      throw RunError(a.dir + ": error: data/columns.jsonl has " + std::to_string(columns.size()) +
-                     " rows for " + std::to_string(count) + " training rows; compile the "
-                     "artifact again");
-  }
+  void setRows(const TokenRow *first, size_t count) override { data.setRows(first, count); }
 
  private:
   const artifact::Artifact &a;
   const artifact::GrpoRun &g;
-  std::vector<std::string> vocab;
-  std::vector<json> columns;
-  std::vector<json> messages;  // per row: a conversational prompt, or null
-  std::vector<std::unique_ptr<RewardFunction>> rewards;
-  std::unique_ptr<Generator> gen;
+  OnlineData data;
   std::unique_ptr<MetricSums> sums;
   std::vector<Prepared> prepared;
   size_t next = 0;
-  const TokenRow *firstRow = nullptr;
   bool rloo = false;            // RLOO: leave-one-out advantages, one ratio per completion
   bool dumped = false;          // TRLC_DUMP_GRPO_BATCH written
   double globalSequences = 1;   // RLOO's normaliser
@@ -641,8 +547,7 @@ private:
   std::string stateFile(const std::string &dir, Communicator &comm) const {
     return dir + "/grpo_batch-rank" + std::to_string(comm.rank()) + ".json";
   }
-  SpecialTokens specials;
-  int64_t eos = -1, pad = 0, numTokens = 0, microBatches = 1;
+  int64_t pad = 0, numTokens = 0, microBatches = 1;
   double globalCompletionTokens = 1;
 };
 

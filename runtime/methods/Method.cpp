@@ -16,8 +16,10 @@ std::unique_ptr<Method> makeMethod(const artifact::Artifact &artifact) {
     return makeKto(artifact);
   if (name == "grpo" || name == "rloo")  // one online loop (runtime/methods/Grpo.cpp)
     return makeGrpo(artifact);
-  throw RunError(artifact.dir + ": error: trlc run trains SFT, DPO, KTO, GRPO and RLOO artifacts, "
-                 "not " + name);
+  if (name == "online_dpo")
+    return makeOnlineDpo(artifact);
+  throw RunError(artifact.dir + ": error: trlc run trains SFT, DPO, KTO, GRPO, RLOO and online "
+                 "DPO artifacts, not " + name);
 }
 
 int64_t fillSequences(Executor &ex, const std::string &prog, const std::string &prefix,

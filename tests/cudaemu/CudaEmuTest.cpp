@@ -513,6 +513,9 @@ TEST_F(Emu, DpoLossesEveryType) {
         int pc = op.floats({n}, 2.0), pr = op.floats({n}, 2.0), rc = op.floats({n}, 2.0),
             rr = op.floats({n}, 2.0), w = op.floats({n}, 0.1, 0.2),
             nll = c.rpo > 0 ? op.floats({}, 0.0, 0.05) : -1;
+        // IPO reads beta from a device scalar (online DPO's scheduled beta)
+        // while its attribute says otherwise; the CPU reference has 0.3.
+        int betaValue = c.kind == DpoKind::Ipo ? op.given({}, {0.3f}) : -1;
         std::vector<int> in = {pc, pr, rc, rr, w};
         if (grad)
           in.insert(in.begin(), g);
@@ -530,6 +533,10 @@ TEST_F(Emu, DpoLossesEveryType) {
         auto f = [&](int t) { return static_cast<const float *>(dev(op, t)); };
         d.pc = f(pc), d.pr = f(pr), d.rc = f(rc), d.rr = f(rr), d.weights = f(w);
         d.nllWeight = nll >= 0 ? f(nll) : nullptr;
+        if (betaValue >= 0) {
+          d.beta = 0.1f;
+          d.betaValue = f(betaValue);
+        }
         d.n = n;
         std::vector<void *> outs;
         for (int t : op.call.out)

@@ -430,6 +430,38 @@ TEST_F(GradCheck, DpoLossEveryType) {
   }
 }
 
+// Online DPO's beta scheduled over epochs: a beta operand (slot 6, the nll
+// weight's slot 5 empty) replaces the attribute in the loss, the rewards
+// and the gradient.
+TEST_F(GradCheck, DpoLossBetaOperand) {
+  for (const char *type : {"sigmoid", "ipo"}) {
+    SCOPED_TRACE(type);
+    std::vector<Buf> in = {floats({4}, 2.0), floats({4}, 2.0), floats({4}, 2.0), floats({4}, 2.0),
+                           floats({4}, 0.2, 0.3), floats({}, 0.0, 0.45)};
+    std::vector<Buf> out = {zeros({}), zeros({4}), zeros({4})};
+    json attrs = {{"beta", 0.1}, {"loss_type", type}, {"label_smoothing", 0.0},
+                  {"rpo_alpha", 0.0}};
+    std::vector<Buf *> ins = {&in[0], &in[1], &in[2], &in[3], &in[4], nullptr, &in[5]};
+    check(in, out, [&] { run("dpo_loss", ins, {&out[0], &out[1], &out[2]}, attrs); },
+          [&](std::vector<Buf> &dy) {
+            std::vector<Buf> g = {zeros({4}), zeros({4})};
+            std::vector<Buf *> args = {&dy[0]};
+            args.insert(args.end(), ins.begin(), ins.end());
+            run("dpo_loss_grad", args, {&g[0], &g[1]}, attrs);
+            return g;
+          }, {0, 1});
+    EXPECT_NEAR(out[1].f[2], 0.45 * (in[0].f[2] - in[2].f[2]), 1e-12);
+    // The same loss as the attribute 0.45 gives.
+    std::vector<Buf> plain = {zeros({}), zeros({4}), zeros({4})};
+    json fixed = attrs;
+    fixed["beta"] = 0.45;
+    run("dpo_loss", {&in[0], &in[1], &in[2], &in[3], &in[4]}, {&plain[0], &plain[1], &plain[2]},
+        fixed);
+    run("dpo_loss", ins, {&out[0], &out[1], &out[2]}, attrs);  // unperturbed
+    EXPECT_DOUBLE_EQ(plain[0].f[0], out[0].f[0]);
+  }
+}
+
 TEST_F(GradCheck, KtoLossWithDetachedKl) {
   for (const char *type : {"kto", "apo_zero_unpaired"}) {
     SCOPED_TRACE(type);

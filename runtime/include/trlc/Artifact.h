@@ -25,7 +25,7 @@
 //   format_version    integer
 //   recipe            path of the recipe as given to `trlc compile`
 //   recipe_hash       FNV-1a 64-bit hash (hex) of recipe.toml; checked on load
-//   method            "sft" | "dpo" | "kto" | "grpo" | "rloo"
+//   method            "sft" | "dpo" | "kto" | "grpo" | "rloo" | "online_dpo"
 //   model_type        "llama" | "qwen2" | "qwen3" | "mistral" | "gpt2"; checked
 //                     against the run's model_config
 //   world_size        data-parallel processes the plan is made for (the one
@@ -96,7 +96,7 @@
 
 namespace trlc::artifact {
 
-inline constexpr int kFormatVersion = 9;
+inline constexpr int kFormatVersion = 10;
 inline constexpr const char *kFormatName = "trlc-artifact";
 inline constexpr const char *kManifestFile = "manifest.json";
 inline constexpr const char *kRecipeFile = "recipe.toml";
@@ -199,6 +199,13 @@ struct GrpoRun {
   bool sequenceLevel = false;     // importance_sampling_level = "sequence"
   int64_t numIterations = 1;      // optimizer steps per generation batch
   bool normalizeAdvantages = false;  // RLOO
+  /// Online DPO (method "online_dpo", two completions per prompt): beta
+  /// per epoch (the last for later epochs; train_step's dpo_loss reads it
+  /// from its `beta` input), the loss type, and the score taken off a
+  /// completion without EOS (negative: none).
+  std::vector<double> dpoBetas;
+  std::string dpoLossType;
+  double missingEosPenalty = -1;
 
   nlohmann::json toJson() const;
 };

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks that two GRPO runs sampled and trained alike: their first
+"""Checks that two GRPO (RLOO, online DPO) runs sampled and trained alike: their first
 batches as trained (TRLC_DUMP_GRPO_BATCH: completions, sampling
 log-probabilities, advantages) are equal, every logged metric but the
 timings is equal, and the final weights are bit-identical; with TOLERANCE,
@@ -33,7 +33,9 @@ def main():
         print("the first batches differ")
         return 1
     rows = sum(len(m) for m in a["micro_batches"])
-    lengths = sorted({len(r["old_logps"]) for m in a["micro_batches"] for r in m})
+    # (Online DPO's rows carry no sampling log-probabilities.)
+    lengths = sorted({len(r["old_logps"]) if "old_logps" in r else sum(r["completion_mask"])
+                      for m in a["micro_batches"] for r in m})
     print(f"first batch: {rows} completions, lengths {lengths[0]}..{lengths[-1]}, identical")
     ma, mb = metrics(run_a), metrics(run_b)
     if len(sys.argv) > 5:

@@ -1,0 +1,127 @@
+//===- Online.cpp - prompts, completions and rewards of the online methods ===//
+
+#include "Online.h"
+
+#include "trlc/Run.h"
+
+#include <cmath>
+
+namespace trlc {
+
+using nlohmann::json;
+
+OnlineData::OnlineData(const artifact::Artifact &a)
+    : a(a), g(*a.plan.run.grpo), vocab(readVocab(a)), specials_(specialTokens(a)) {
+  if (vocab.empty())
+    throw RunError(a.dir + ": error: the artifact has no vocabulary to decode completions "
+                   "for the rewards; the recipe needs [model] tokenizer (or path)");
+  readColumns();
+  rewards_ = makeRewards(g);
+}
+
+void OnlineData::setRows(const TokenRow *first, size_t count) {
+  firstRow = first;
+  if (count != columns.size())
+    throw RunError(a.dir + ": error: data/columns.jsonl has " + std::to_string(columns.size()) +
+                   " rows for " + std::to_string(count) + " training rows; compile the "
+                   "artifact again");
+}
+
+Sampling OnlineData::sampling() const {
+  Sampling s;
+  s.temperature = g.temperature;
+  s.topK = g.topK;
+  s.topP = g.topP;
+  s.minP = g.minP;
+  s.repetitionPenalty = g.repetitionPenalty;
+  return s;
+}
+
+Generator &OnlineData::generator(Executor &ex) {
+  if (!gen)
+    gen = std::make_unique<Generator>(ex, specials_.eos, specials_.pad);
+  return *gen;
+}
+
+RewardBatch OnlineData::rewardBatch(const Rows &promptOf,
+                                    const std::vector<Completion> &completions) const {
+  RewardBatch rb;
+  for (size_t i = 0; i < completions.size(); ++i) {
+    const TokenRow *row = promptOf.at(i);
+    rb.prompts.push_back(text(row->ids));
+    rb.completions.push_back(text(completions[i].tokens));
+    rb.completionIds.push_back(completions[i].tokens);
+    rb.columns.push_back(columns.at(row - firstRow));
+    rb.promptMessages.push_back(messages.at(row - firstRow));
+  }
+  return rb;
+}
+
+std::vector<double> OnlineData::score(const RewardBatch &batch,
+                                      std::vector<std::pair<double, double>> *perFunction) {
+  std::vector<double> total(batch.completions.size(), 0.0);
+  if (perFunction)
+    perFunction->assign(rewards_.size(), {0.0, 0.0});
+  for (size_t f = 0; f < rewards_.size(); ++f) {
+    std::vector<std::optional<double>> r = rewards_[f]->score(batch);
+    for (size_t i = 0; i < r.size(); ++i)
+      if (r[i]) {
+        total[i] += g.rewardWeights[f] * *r[i];
+        if (perFunction) {
+          (*perFunction)[f].first += *r[i];
+          (*perFunction)[f].second += 1;
+        }
+      }
+  }
+  return total;
+}
+
+std::string OnlineData::text(const std::vector<int64_t> &ids) const {
+  return decode(vocab, specials_.strip(ids));
+}
+
+void OnlineData::readColumns() {
+  const std::string &rel = a.plan.run.data.columns;
+  if (rel.empty())
+    throw RunError(a.dir + ": error: the artifact has no data/columns.jsonl for the rewards; "
+                   "compile the recipe again");
+  std::string file = a.dir + "/" + rel;
+  std::string textAll = readDataFile(a, rel);
+  size_t start = 0;
+  while (start < textAll.size()) {
+    size_t nl = textAll.find('\n', start);
+    if (nl == std::string::npos)
+      nl = textAll.size();
+    json j = json::parse(textAll.substr(start, nl - start), nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+      throw RunError(file + ":" + std::to_string(columns.size() + 1) +
+                     ": error: not a JSON object; compile the artifact again");
+    // A conversational prompt's messages travel under "prompt".
+    json prompt = nullptr;
+    if (auto it = j.find("prompt"); it != j.end()) {
+      if (!it->is_array())
+        throw RunError(file + ":" + std::to_string(columns.size() + 1) +
+                       ": error: \"prompt\" is not a list of messages; compile the "
+                       "artifact again");
+      prompt = std::move(*it);
+      j.erase("prompt");
+    }
+    messages.push_back(std::move(prompt));
+    columns.push_back(std::move(j));
+    start = nl + 1;
+  }
+}
+
+std::pair<double, double> globalMeanStd(const std::vector<double> &values, Communicator &comm) {
+  double stats[3] = {0, 0, static_cast<double>(values.size())};
+  for (double v : values) {
+    stats[0] += v;
+    stats[1] += v * v;
+  }
+  comm.allReduceSum(stats, 3);
+  double mean = stats[0] / std::max(stats[2], 1.0);
+  double var = std::max(0.0, (stats[1] - stats[2] * mean * mean) / std::max(stats[2] - 1, 1.0));
+  return {mean, std::sqrt(var)};
+}
+
+} // namespace trlc

@@ -1,0 +1,77 @@
+//===- Online.h - what the online methods share ----------------*- C++ -*-===//
+//
+// GRPO, RLOO (Grpo.cpp) and online DPO (OnlineDpo.cpp) sample completions
+// of their prompts with the generation programs and score them with the
+// reward functions. `OnlineData` holds what that needs: the vocabulary
+// the completions are decoded with, each prompt row's dataset columns
+// (data/columns.jsonl, which the rewards read), the generator and the
+// reward functions of run.grpo.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef TRLC_RUNTIME_METHODS_ONLINE_H
+#define TRLC_RUNTIME_METHODS_ONLINE_H
+
+#include "trlc/Evaluate.h"
+#include "trlc/Generate.h"
+#include "trlc/Method.h"
+#include "trlc/Rewards.h"
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace trlc {
+
+class OnlineData {
+public:
+  /// Reads the vocabulary and the columns and starts the reward functions
+  /// (throws RunError naming what the artifact lacks).
+  explicit OnlineData(const artifact::Artifact &a);
+
+  /// The shard's rows: columns are indexed by a row's place among them.
+  void setRows(const TokenRow *first, size_t count);
+  /// run.grpo's sampling settings.
+  Sampling sampling() const;
+  /// The generator over the executor's programs (made once).
+  Generator &generator(Executor &ex);
+
+  /// The reward batch of `completions`, completion i of prompt row
+  /// `promptOf[i]`: decoded prompts and completions, the columns, and a
+  /// conversational prompt's messages.
+  RewardBatch rewardBatch(const Rows &promptOf, const std::vector<Completion> &completions) const;
+  /// Each completion's weighted sum of the rewards (a missing reward, None,
+  /// adds nothing, as TRL's nansum); `perFunction[f]` gets function f's sum
+  /// and count of present rewards.
+  std::vector<double> score(const RewardBatch &batch,
+                            std::vector<std::pair<double, double>> *perFunction);
+
+  /// Decoded text without the special tokens (skip_special_tokens).
+  std::string text(const std::vector<int64_t> &ids) const;
+
+  const std::vector<std::unique_ptr<RewardFunction>> &rewards() const { return rewards_; }
+  const SpecialTokens &specials() const { return specials_; }
+
+private:
+  void readColumns();
+
+  const artifact::Artifact &a;
+  const artifact::GrpoRun &g;
+  std::vector<std::string> vocab;
+  SpecialTokens specials_;
+  std::vector<nlohmann::json> columns;
+  std::vector<nlohmann::json> messages;  // per row: a conversational prompt, or null
+  const TokenRow *firstRow = nullptr;
+  std::vector<std::unique_ptr<RewardFunction>> rewards_;
+  std::unique_ptr<Generator> gen;
+};
+
+/// The mean and (unbiased, as torch.std) std of every rank's `values`.
+std::pair<double, double> globalMeanStd(const std::vector<double> &values, Communicator &comm);
+
+} // namespace trlc
+
+#endif // TRLC_RUNTIME_METHODS_ONLINE_H
