@@ -222,11 +222,14 @@ LogicalResult ParamOp::verify() {
     return emitOpError("needs the parameter's checkpoint name");
   if (!getType().hasStaticShape())
     return emitOpError("expects a statically shaped parameter");
-  if (getSet() != "policy" && getSet() != "reference")
-    return emitOpError() << "expects set \"policy\" or \"reference\", got \""
-                         << getSet() << "\"";
-  if (getSet() == "reference" && getTrainable())
-    return emitOpError("reference-model parameters are frozen: set "
+  StringRef set = getSet();
+  bool rewardModel = set.starts_with("reward_model_") && set.size() > 13 &&
+                     set.drop_front(13).find_first_not_of("0123456789") == StringRef::npos;
+  if (set != "policy" && set != "reference" && !rewardModel)
+    return emitOpError() << "expects set \"policy\", \"reference\" or \"reward_model_K\", got \""
+                         << set << "\"";
+  if (set != "policy" && getTrainable())
+    return emitOpError("reference and reward-model parameters are frozen: set "
                        "trainable = false");
   return success();
 }

@@ -76,6 +76,9 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
     buildKtoRefLogps(m, *module);
   if (recipe.method == Method::RLOO)
     buildRlooLogps(m, *module);
+  if (isOnline(recipe.method))  // a generation's rows: online DPO samples 2 per prompt
+    buildRewardModels(context, recipe, shape,
+                      (recipe.method == Method::OnlineDPO ? 2 : 1) * shape.batch, *module);
   if (recipe.method == Method::GRPO && recipe.grpo.numIterations > 1)
     buildOldLogps(m, *module);
   return module;

@@ -206,6 +206,14 @@ std::pair<Value, Value> ModelBuilder::forward(Value ids, Value positions,
   return {hidden, head};
 }
 
+Value ModelBuilder::sequenceScores(const TokenInputs &in, Value last, int64_t batch) {
+  Value hidden = cfg.family == ModelFamily::GPT2
+                     ? gpt2Forward(in.ids, in.positions, in.mask, batch)
+                     : llamaForward(in.ids, in.positions, in.mask, batch);
+  Value score = linear(hidden, param("score.weight", {1, cfg.hiddenSize}));
+  return b.create<MaskedSumOp>(loc, act({batch}), reshape(score, {batch, seqLen}), last);
+}
+
 Value ModelBuilder::tokenLogProbs(const TokenInputs &in, int64_t batch, double temperature) {
   auto [hidden, head] = forward(in.ids, in.positions, in.mask, batch);
   if (temperature != 1.0) {

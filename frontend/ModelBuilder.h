@@ -54,6 +54,11 @@ public:
   std::pair<mlir::Value, mlir::Value> forward(mlir::Value ids, mlir::Value positions,
                                               mlir::Value mask, int64_t batch);
   mlir::Value linear(mlir::Value x, mlir::Value w, mlir::Value bias = {});
+  /// A sequence-classification model's score [B] (a reward model:
+  /// `score.weight` [1, H] over the final hidden states), read at the
+  /// position `last` [B, S] marks with 1, as transformers reads it at each
+  /// row's last non-padding token.
+  mlir::Value sequenceScores(const TokenInputs &in, mlir::Value last, int64_t batch);
   /// Per-token log-probabilities [B, S] of the batch's labels, of the
   /// logits divided by `temperature` (GRPO's, as TRL computes them; the
   /// hidden states are divided, which is the same for the bias-free head).

@@ -13,6 +13,7 @@
 #include "frontend/ModelConfig.h"
 #include "frontend/Suggest.h"
 
+#include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
 #include <array>
@@ -598,6 +599,7 @@ private:
   /// GRPO's reward functions: known kinds, a weight each, the format
   /// reward's pattern, groups within a micro-batch.
   std::optional<Error> checkRewards(const toml::table &root, Recipe &r);
+  std::optional<Error> checkRewardModel(const toml::node &node, const std::string &dir, Recipe &r);
   std::string printResolved(const toml::table &root, const Recipe &r);
 
   const toml::node *get(const toml::table &root, const char *section,
@@ -1183,8 +1185,19 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
     }
     if (f.rfind("command:", 0) == 0 && f.size() > 8)
       continue;
+    if (f.rfind("model:", 0) == 0 || isDirectory(f)) {
+      // A reward model: a sequence-classification checkpoint (TRL takes a
+      // model path among reward_funcs).
+      std::string dir = f.rfind("model:", 0) == 0 ? f.substr(6) : f;
+      if (auto err = checkRewardModel(entry(i), dir, r))
+        return err;
+      f = "model:" + fs::absolute(dir).lexically_normal().string();
+      r.grpo.rewardModels.back().first = f.substr(6);
+      continue;
+    }
     std::string msg = "unknown reward function \"" + f + "\"; use \"accuracy\", \"format\", "
-                      "\"length\", \"python:FILE.py:FUNCTION\" or \"command:PROGRAM\"";
+                      "\"length\", \"python:FILE.py:FUNCTION\", \"command:PROGRAM\" or "
+                      "\"model:DIR\" (a reward model)";
     if (auto best = closestMatch(f, {"accuracy", "format", "length"}))
       msg += "; did you mean \"" + *best + "\"?";
     return diag.at(entry(i), msg);
@@ -1208,6 +1221,47 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
                       "): trlc generates each prompt's group within one micro-batch";
     return where ? diag.at(*where, msg) : diag.atFile(msg);
   }
+  return std::nullopt;
+}
+
+/// A reward model of reward_funcs: a Hugging Face sequence-classification
+/// directory (config.json with one label, the weights with score.weight)
+/// of the policy's vocabulary, since trlc scores the token ids the policy
+/// generated. Appends it to r.grpo.rewardModels.
+std::optional<Error> Resolver::checkRewardModel(const toml::node &node, const std::string &dir,
+                                                Recipe &r) {
+  std::string what = "the reward model '" + dir + "'";
+  if (!isDirectory(dir))
+    return diag.at(node, what + " is not a directory; give a Hugging Face sequence-"
+                               "classification model directory (config.json, the weights)");
+  fs::path file = fs::path(dir) / "config.json";
+  auto config = configFromJsonFile(file);
+  if (!config)
+    return config.error();
+  std::ifstream in(file);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  int64_t labels = -1;
+  if (j.is_object() && j.contains("id2label") && j["id2label"].is_object())
+    labels = static_cast<int64_t>(j["id2label"].size());
+  if (j.is_object() && j.contains("num_labels") && j["num_labels"].is_number_integer())
+    labels = j["num_labels"].get<int64_t>();
+  if (labels != 1)
+    return diag.at(node, what + " has " +
+                             (labels < 0 ? std::string("no id2label") : std::to_string(labels) +
+                                                                            " labels") +
+                             " in its config.json; a reward model scores with one label "
+                             "(num_labels = 1, as TRL loads it)");
+  if (config->vocabSize != r.model.config.vocabSize)
+    return diag.at(node, what + " has vocab_size " + std::to_string(config->vocabSize) +
+                             " but the policy has " + std::to_string(r.model.config.vocabSize) +
+                             "; trlc scores the policy's token ids, so the reward model must "
+                             "share its tokenizer");
+  int64_t bound = *r.data.maxPromptLength + *r.data.maxCompletionLength;
+  if (config->family == ModelFamily::GPT2 && config->maxPositionEmbeddings < bound)
+    return diag.at(node, what + " has " + std::to_string(config->maxPositionEmbeddings) +
+                             " positions, fewer than max_prompt_length + "
+                             "max_completion_length (" + std::to_string(bound) + ")");
+  r.grpo.rewardModels.push_back({dir, *config});
   return std::nullopt;
 }
 

@@ -160,6 +160,9 @@ struct Recipe {
     /// absolute) or "command:PROGRAM"; one weight each.
     std::vector<std::string> rewardFuncs;
     std::string rewardFuncsWhere;  // recipe:line:col
+    /// The reward models ("model:DIR" entries of rewardFuncs, DIR made
+    /// absolute), in order: each one's directory and config.
+    std::vector<std::pair<std::string, ModelConfig>> rewardModels;
     std::vector<double> rewardWeights;
     std::string formatPattern;
     double rewardTimeout = 60.0;

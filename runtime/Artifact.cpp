@@ -353,6 +353,14 @@ int64_t product(const std::vector<int64_t> &shape) {
 int64_t TensorDesc::numel() const { return product(shape); }
 int64_t ZeroGroup::Member::numel() const { return product(shape); }
 
+std::vector<std::string> GrpoRun::rewardModelDirs() const {
+  std::vector<std::string> out;
+  for (const std::string &f : rewardFuncs)
+    if (f.rfind("model:", 0) == 0)
+      out.push_back(f.substr(6));
+  return out;
+}
+
 json GrpoRun::toJson() const {
   return {{"num_generations", numGenerations},
           {"max_prompt_length", maxPromptLength},
@@ -552,9 +560,15 @@ bool readPlan(const std::string &dir, Plan &plan, std::string &error) {
                                                           d.expAvgSq < 0)))
         return fail("parameter '" + d.name + "' lies in the host pool or lacks its "
                     "gradient and moments");
-      if (d.set != "policy" && d.set != "reference")
+      bool rewardModel = d.set.size() > 13 && d.set.rfind("reward_model_", 0) == 0 &&
+                         d.set.find_first_not_of("0123456789", 13) == std::string::npos &&
+                         d.set.size() < 20;
+      if (d.set != "policy" && d.set != "reference" && !rewardModel)
         return fail("parameter '" + d.name + "' belongs to set '" + d.set +
-                    "' (policy or reference)");
+                    "' (policy, reference or reward_model_K)");
+      if (d.set != "policy" && d.trainable)
+        return fail("parameter '" + d.name + "' of the frozen set '" + d.set +
+                    "' is trainable");
       plan.params.push_back(std::move(d));
     }
     for (const auto &[name, prog] : j.at("programs").items()) {
@@ -722,6 +736,12 @@ Expected<Artifact> readArtifact(const std::string &dir) {
                      "disagree (loss_type, beta, epsilon, importance_sampling_level or "
                      "online_dpo); recompile the recipe"};
   }
+  // Reward model K's parameters come from the K-th "model:" reward.
+  size_t rewardModels = a.plan.run.grpo ? a.plan.run.grpo->rewardModelDirs().size() : 0;
+  for (const ParamDesc &p : a.plan.params)
+    if (p.set.rfind("reward_model_", 0) == 0 && std::stoul(p.set.substr(13)) >= rewardModels)
+      return Error{planFile.string() + ": error: parameter '" + p.name + "' of set " + p.set +
+                   " has no reward model among run.grpo's reward_funcs; recompile the recipe"};
   // The programs an online method runs besides the step.
   if (a.plan.run.grpo) {
     bool rloo = a.manifest.method == "rloo";
@@ -730,6 +750,10 @@ Expected<Artifact> readArtifact(const std::string &dir) {
       need.push_back("old_token_logps");
     if (rloo && a.plan.run.grpo->beta != 0)
       need.push_back("ref_token_logps");
+    size_t models = a.plan.run.grpo->rewardModelDirs().size();
+    for (size_t k = 0; k < models; ++k)
+      need.push_back("reward_model_" + std::to_string(k));
+
     for (const std::string &program : need)
       if (!a.plan.programs.count(program))
         return Error{planFile.string() + ": error: " + a.manifest.method + " needs the " +

@@ -269,14 +269,28 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
     randomInit(name, shape.size(), n, w, static_cast<uint64_t>(run.initSeed),
                run.initializerRange);
   };
+  // Frozen sets: the reference, and reward model K from its directory.
+  std::vector<std::string> rewardModels;
+  if (run.grpo)
+    rewardModels = run.grpo->rewardModelDirs();
+  auto frozenDir = [&](const std::string &set) -> const std::string & {
+    const std::string prefix = "reward_model_";
+    if (set.rfind(prefix, 0) != 0)
+      return *referenceDir;
+    size_t k = std::stoul(set.substr(prefix.size()));
+    if (k >= rewardModels.size())
+      throw RunError(artifact.dir + "/plan.json: error: parameter set " + set +
+                     " has no reward model in run.grpo.reward_funcs; recompile the recipe");
+    return rewardModels[k];
+  };
   const std::vector<artifact::ParamDesc> &params = artifact.plan.params;
   for (size_t i = 0; i < params.size(); ++i) {
-    bool reference = params[i].set != "policy";
-    if (isShard[i] || (reference && !referenceDir))
+    bool frozen = params[i].set != "policy";
+    if (isShard[i] || (frozen && !referenceDir))
       continue;
     TensorRef t = ex.tensor(params[i].tensor);
     std::vector<float> w(t.numel());
-    fill(reference ? *referenceDir : policyDir, params[i].name, t.desc->shape,
+    fill(frozen ? frozenDir(params[i].set) : policyDir, params[i].name, t.desc->shape,
          params[i].hfTransposed, w.data());
     writeParam(ex, t, w);
   }

@@ -280,10 +280,15 @@ private:
 
 } // namespace
 
-std::vector<std::unique_ptr<RewardFunction>> makeRewards(const artifact::GrpoRun &g) {
+std::vector<std::unique_ptr<RewardFunction>> makeRewards(
+    const artifact::GrpoRun &g,
+    const std::function<std::unique_ptr<RewardFunction>(size_t, const std::string &)> &model) {
   std::vector<std::unique_ptr<RewardFunction>> out;
+  size_t models = 0;
   for (const std::string &f : g.rewardFuncs) {
-    if (f == "accuracy") {
+    if (f.rfind("model:", 0) == 0) {
+      out.push_back(model(models++, f.substr(6)));
+    } else if (f == "accuracy") {
       out.push_back(std::make_unique<Accuracy>());
     } else if (f == "format") {
       try {

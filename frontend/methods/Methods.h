@@ -64,6 +64,11 @@ void buildRlooLogps(ModelBuilder &m, mlir::ModuleOp module);
 /// iterations' old log-probabilities, from the policy that sampled).
 void buildOldLogps(ModelBuilder &m, mlir::ModuleOp module);
 
+/// The online methods' reward models: `@reward_model_K` per model of
+/// reward_funcs, scoring `rows` generated rows of the step's sequence bound.
+void buildRewardModels(mlir::MLIRContext &ctx, const Recipe &recipe, const StepShape &shape,
+                       int64_t rows, mlir::ModuleOp module);
+
 } // namespace trlc
 
 #endif // TRLC_FRONTEND_METHODS_METHODS_H

@@ -10,13 +10,77 @@ namespace trlc {
 
 using nlohmann::json;
 
+namespace {
+
+/// A reward model: program @reward_model_K scores prompt + completion
+/// token ids (the completion without its special tokens, as TRL scores
+/// the decoded text) at the last token, in batches of the program's rows.
+class ModelReward : public RewardFunction {
+public:
+  ModelReward(size_t k, const std::string &dir, Executor *const &ex, const SpecialTokens &specials)
+      : program("reward_model_" + std::to_string(k)), ex(ex), specials(specials) {
+    // TRL names a model's reward by its name or path's last component.
+    std::string d = dir;
+    while (d.size() > 1 && d.back() == '/')
+      d.pop_back();
+    name_ = d.substr(d.find_last_of('/') + 1);
+  }
+  std::string name() const override { return name_; }
+
+  std::vector<std::optional<double>> score(const RewardBatch &batch) override {
+    if (!ex)
+      throw std::logic_error("a reward model scored before the executor was known");
+    TensorRef ids = ex->input(program, "input_ids");
+    size_t rows = static_cast<size_t>(ids.dim(0)), slots = static_cast<size_t>(ids.dim(1));
+    std::vector<std::optional<double>> out;
+    for (size_t from = 0; from < batch.completions.size(); from += rows) {
+      size_t n = std::min(rows, batch.completions.size() - from);
+      std::vector<TokenRow> seqs(n);
+      for (size_t i = 0; i < n; ++i) {
+        TokenRow &r = seqs[i];
+        r.ids = batch.promptIds.at(from + i);
+        for (int64_t t : specials.strip(batch.completionIds.at(from + i)))
+          r.ids.push_back(t);
+        if (r.ids.size() > slots)
+          throw RunError("error: a prompt and completion of " + std::to_string(r.ids.size()) +
+                         " tokens for reward model " + name_ + ", whose program holds " +
+                         std::to_string(slots) + "; recompile the recipe");
+        r.mask.assign(r.ids.size(), 0);
+        r.seqLengths = {static_cast<int64_t>(r.ids.size())};
+      }
+      std::vector<Sequence> place;
+      for (const TokenRow &r : seqs)
+        place.push_back({&r, 0});
+      fillSequences(*ex, program, "", place, specials.pad);
+      std::vector<double> last(rows * slots, 0.0);
+      for (size_t i = 0; i < n; ++i)
+        last[i * slots + seqs[i].ids.size() - 1] = 1.0;
+      writeFloats(*ex, ex->input(program, "last_token_mask"), last);
+      ex->run(program);
+      std::vector<double> scores = readFloats(*ex, ex->output(program, "scores"));
+      for (size_t i = 0; i < n; ++i)
+        out.push_back(scores[i]);
+    }
+    return out;
+  }
+
+private:
+  std::string program, name_;
+  Executor *const &ex;
+  const SpecialTokens &specials;
+};
+
+} // namespace
+
 OnlineData::OnlineData(const artifact::Artifact &a)
     : a(a), g(*a.plan.run.grpo), vocab(readVocab(a)), specials_(specialTokens(a)) {
   if (vocab.empty())
     throw RunError(a.dir + ": error: the artifact has no vocabulary to decode completions "
                    "for the rewards; the recipe needs [model] tokenizer (or path)");
   readColumns();
-  rewards_ = makeRewards(g);
+  rewards_ = makeRewards(g, [&](size_t k, const std::string &dir) {
+    return std::make_unique<ModelReward>(k, dir, exec, specials_);
+  });
 }
 
 void OnlineData::setRows(const TokenRow *first, size_t count) {
@@ -38,6 +102,7 @@ Sampling OnlineData::sampling() const {
 }
 
 Generator &OnlineData::generator(Executor &ex) {
+  exec = &ex;
   if (!gen)
     gen = std::make_unique<Generator>(ex, specials_.eos, specials_.pad);
   return *gen;
@@ -51,6 +116,7 @@ RewardBatch OnlineData::rewardBatch(const Rows &promptOf,
     rb.prompts.push_back(text(row->ids));
     rb.completions.push_back(text(completions[i].tokens));
     rb.completionIds.push_back(completions[i].tokens);
+    rb.promptIds.push_back(row->ids);
     rb.columns.push_back(columns.at(row - firstRow));
     rb.promptMessages.push_back(messages.at(row - firstRow));
   }

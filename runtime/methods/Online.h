@@ -67,6 +67,7 @@ private:
   const TokenRow *firstRow = nullptr;
   std::vector<std::unique_ptr<RewardFunction>> rewards_;
   std::unique_ptr<Generator> gen;
+  Executor *exec = nullptr;  // the reward models' (set by generator())
 };
 
 /// The mean and (unbiased, as torch.std) std of every rank's `values`.

@@ -207,6 +207,10 @@ struct GrpoRun {
   std::string dpoLossType;
   double missingEosPenalty = -1;
 
+  /// The reward models' directories ("model:DIR" of rewardFuncs, in order:
+  /// model K is program reward_model_K over parameter set reward_model_K).
+  std::vector<std::string> rewardModelDirs() const;
+
   nlohmann::json toJson() const;
 };
 

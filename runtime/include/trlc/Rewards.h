@@ -13,6 +13,9 @@
 //   command:PROGRAM  any program speaking the same JSON lines (one request
 //              {"prompts", "completions", "completion_ids", "columns"} per
 //              line, one reply {"rewards": [...]} or {"error": "..."})
+//   model:DIR  a reward model (sequence classification): the artifact's
+//              @reward_model_K program, which the caller provides
+//              (runtime/methods/Online.cpp)
 // A reward that fails, times out or returns the wrong count stops the run
 // with its message and the first example of the batch. None (null) is a
 // missing reward, which the weighted sum skips as TRL does.
@@ -26,6 +29,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +45,7 @@ struct RewardBatch {
   /// [{"role": "assistant", "content": TEXT}], as TRL passes them.
   std::vector<nlohmann::json> promptMessages;
   std::vector<std::vector<int64_t>> completionIds;
+  std::vector<std::vector<int64_t>> promptIds;  // the prompt rows' token ids
   std::vector<nlohmann::json> columns;  // each row's dataset fields
 };
 
@@ -55,8 +60,11 @@ public:
 
 /// The run's reward functions, in recipe order; starts the helper
 /// processes (throws RunError when one cannot start or its function is
-/// missing or has the wrong signature).
-std::vector<std::unique_ptr<RewardFunction>> makeRewards(const artifact::GrpoRun &grpo);
+/// missing or has the wrong signature). `model(k, dir)` makes the k-th
+/// reward model's.
+std::vector<std::unique_ptr<RewardFunction>> makeRewards(
+    const artifact::GrpoRun &grpo,
+    const std::function<std::unique_ptr<RewardFunction>(size_t, const std::string &)> &model);
 
 } // namespace trlc
 

@@ -10,7 +10,7 @@ func.func @param_no_name() {
 // -----
 
 func.func @param_bad_set() {
-  // expected-error @+1 {{expects set "policy" or "reference", got "ema"}}
+  // expected-error @+1 {{expects set "policy", "reference" or "reward_model_K", got "ema"}}
   %w = trl.param "w" {set = "ema"} : tensor<4xf32>
   return
 }
@@ -18,7 +18,7 @@ func.func @param_bad_set() {
 // -----
 
 func.func @param_reference_trainable() {
-  // expected-error @+1 {{reference-model parameters are frozen}}
+  // expected-error @+1 {{reference and reward-model parameters are frozen}}
   %w = trl.param "w" {set = "reference"} : tensor<4xf32>
   return
 }
