@@ -164,6 +164,7 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
       g.dpoBetas = r.onlineDpo.betas;
       g.dpoLossType = r.onlineDpo.lossType;
       g.missingEosPenalty = r.onlineDpo.missingEosPenalty.value_or(-1.0);
+      g.judge = r.onlineDpo.judge.value_or("");
     }
     run.grpo = g;
   }

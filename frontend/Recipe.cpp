@@ -322,6 +322,11 @@ const std::vector<KeySpec> &schema() {
     out.push_back({"online_dpo", "missing_eos_penalty", Kind::Float, none(), ONLINE_DPO, nullptr,
                    0, INFINITY, false,
                    "subtracted from the score of a completion that ends without EOS"});
+    out.push_back({"online_dpo", "judge", Kind::String, none(), ONLINE_DPO, nullptr, -INFINITY,
+                   INFINITY, false,
+                   "a pairwise judge ranking each pair instead of reward_funcs: "
+                   "\"python:FILE.py:FUNCTION\" (def judge(prompts, completions) -> 0 or 1 per "
+                   "pair) or \"command:PROGRAM\""});
     return out;
   }();
   return rows;
@@ -1064,6 +1069,7 @@ void Resolver::fill(toml::table &root, Recipe &r) {
         r.onlineDpo.betas.push_back(n->value_or(0.0));
       r.onlineDpo.lossType = *str(t, "loss_type");
       r.onlineDpo.missingEosPenalty = f64(t, "missing_eos_penalty");
+      r.onlineDpo.judge = str(t, "judge");
     } else {
       r.grpo.numGenerations = *i64(t, "num_generations");
       r.grpo.epsilon = *f64(t, "epsilon");
@@ -1137,11 +1143,33 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
     return std::nullopt;
   const char *t = methodName(r.method);
   const toml::node *funcs = get(root, t, "reward_funcs");
+  if (const toml::node *judge = get(root, t, "judge")) {
+    // Online DPO ranks with a judge or with rewards, as TRL takes one.
+    if (funcs)
+      return diag.at(*judge, "[online_dpo] judge and reward_funcs are both set; the judge "
+                             "ranks each pair, the rewards score each completion: keep one");
+    std::string &f = *r.onlineDpo.judge;
+    if (f.rfind("command:", 0) == 0 && f.size() > 8)
+      return std::nullopt;
+    size_t colon = f.rfind(':');
+    if (f.rfind("python:", 0) != 0 || colon <= 7 || colon + 1 == f.size())
+      return diag.at(*judge, "a judge is \"python:FILE.py:FUNCTION\" or \"command:PROGRAM\", "
+                             "got \"" + f + "\"");
+    std::string file = f.substr(7, colon - 7);
+    if (!isRegularFile(file))
+      return diag.at(*judge, "the judge file '" + file + "' does not exist (relative paths are "
+                             "relative to the current directory, " +
+                                 fs::current_path().string() + ")");
+    f = "python:" + fs::absolute(file).lexically_normal().string() + f.substr(colon);
+    return std::nullopt;
+  }
   if (!funcs)
     return diag.atFile(std::string(r.method == Method::RLOO        ? "RLOO"
                                    : r.method == Method::OnlineDPO ? "Online DPO"
                                                                    : "GRPO") +
-                       std::string(" needs reward functions: add [") + t + "] reward_funcs, for example "
+                       std::string(" needs reward functions") +
+                       (r.method == Method::OnlineDPO ? " or a judge" : "") + ": add [" + t +
+                       "] reward_funcs, for example "
                        "reward_funcs = [\"accuracy\"] (the completion equals the row's "
                        "\"answer\" or \"solution\") or [\"python:rewards.py:my_reward\"]");
   auto entry = [&](size_t i) -> const toml::node & {

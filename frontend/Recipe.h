@@ -180,6 +180,9 @@ struct Recipe {
     std::vector<double> betas{0.1};
     std::string lossType = "sigmoid";  // sigmoid | ipo
     std::optional<double> missingEosPenalty;
+    /// A pairwise judge ("python:FILE:FUNCTION", FILE made absolute, or
+    /// "command:PROGRAM") ranking the pairs instead of reward_funcs.
+    std::optional<std::string> judge;
   } onlineDpo;
 
   struct Output {

@@ -154,10 +154,14 @@ RunInfo runInfoFromJson(const json &j) {
       o.dpoLossType = field<std::string>(d, "loss_type");
       json penalty = d.at("missing_eos_penalty");
       o.missingEosPenalty = penalty.is_null() ? -1.0 : field<double>(d, "missing_eos_penalty");
+      json judge = d.at("judge");
+      o.judge = judge.is_null() ? std::string() : field<std::string>(d, "judge");
       bool ok = !o.dpoBetas.empty() && (o.dpoLossType == "sigmoid" || o.dpoLossType == "ipo") &&
                 (penalty.is_null() || (o.missingEosPenalty >= 0 &&
                                        std::isfinite(o.missingEosPenalty))) &&
-                o.numGenerations == 2;
+                o.numGenerations == 2 &&
+                (judge.is_null() || o.judge.rfind("python:", 0) == 0 ||
+                 o.judge.rfind("command:", 0) == 0);
       for (double b : o.dpoBetas)
         ok = ok && b > 0 && std::isfinite(b);
       if (!ok)
@@ -167,7 +171,8 @@ RunInfo runInfoFromJson(const json &j) {
         o.numGenerations < 2 || o.maxPromptLength < 1 || o.maxCompletionLength < 1 ||
         !(o.temperature > 0) || !(o.topP > 0 && o.topP <= 1) || o.topK < 0 ||
         !(o.minP >= 0 && o.minP <= 1) || !(o.repetitionPenalty > 0) ||
-        o.rewardFuncs.empty() || o.rewardWeights.size() != o.rewardFuncs.size() ||
+        (o.rewardFuncs.empty() && o.judge.empty()) ||
+        o.rewardWeights.size() != o.rewardFuncs.size() ||
         !(o.rewardTimeout > 0) ||
         (o.scaleRewards != "group" && o.scaleRewards != "batch" && o.scaleRewards != "none") ||
         (o.lossType != "grpo" && o.lossType != "bnpo" && o.lossType != "dr_grpo" &&
@@ -389,7 +394,8 @@ json GrpoRun::toJson() const {
                                     {"loss_type", dpoLossType},
                                     {"missing_eos_penalty", missingEosPenalty < 0
                                                                 ? json(nullptr)
-                                                                : json(missingEosPenalty)}}}};
+                                                                : json(missingEosPenalty)},
+                                    {"judge", judge.empty() ? json(nullptr) : json(judge)}}}};
 }
 
 json DataShards::toJson() const {

@@ -46,8 +46,16 @@ if missing:
            ": write it as def " + name + "(prompts, completions, completion_ids, **kwargs)"})
     sys.exit(0)
 reply({"ready": True})
+judge = len(sys.argv) > 3 and sys.argv[3] == "judge"
 for line in sys.stdin:
     req = json.loads(line)
+    if judge:  # a pairwise judge: the index of the better completion of each pair
+        try:
+            ranks = fn(prompts=req["prompts"], completions=req["completions"])
+            reply({"ranks": [int(x) for x in ranks]})
+        except Exception:
+            reply({"error": traceback.format_exc()})
+        continue
     args = dict(req["columns"])
     args.update(prompts=req["prompts"], completions=req["completions"],
                 completion_ids=req["completion_ids"])
@@ -138,14 +146,15 @@ private:
 class External : public RewardFunction {
 public:
   External(std::string label, std::string metric, std::vector<std::string> argv, double timeout,
-           bool handshake)
-      : label(std::move(label)), metric(std::move(metric)), timeout(timeout) {
+           bool handshake, std::string kind = "reward")
+      : label(std::move(label)), metric(std::move(metric)), kind(std::move(kind)),
+        timeout(timeout) {
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0)
-      throw RunError("error: cannot start the reward " + this->label + ": " + std::strerror(errno));
+      throw RunError("error: cannot start the " + this->kind + " " + this->label + ": " + std::strerror(errno));
     pid = fork();
     if (pid < 0)
-      throw RunError("error: cannot start the reward " + this->label + ": " + std::strerror(errno));
+      throw RunError("error: cannot start the " + this->kind + " " + this->label + ": " + std::strerror(errno));
     if (pid == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       dup2(in[0], 0);
@@ -166,7 +175,7 @@ public:
     if (handshake) {
       json hello = readReply();
       if (hello.contains("error"))
-        throw RunError("error: the reward " + this->label + " cannot run:\n" +
+        throw RunError("error: the " + this->kind + " " + this->label + " cannot run:\n" +
                        hello["error"].get<std::string>());
     }
   }
@@ -202,23 +211,10 @@ public:
                 {"completions", completions},
                 {"completion_ids", b.completionIds},
                 {"columns", cols}};
-    std::string line = req.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-    for (size_t done = 0; done < line.size();) {
-      ssize_t n = write(toChild, line.data() + done, line.size() - done);
-      if (n <= 0)
-        throw RunError("error: the reward " + label + " stopped reading (it exited?)" +
-                       example(b));
-      done += static_cast<size_t>(n);
-    }
-    json reply = readReply(&b);
-    if (reply.contains("error"))
-      throw RunError("error: the reward " + label + " failed:\n" +
-                     (reply["error"].is_string() ? reply["error"].get<std::string>()
-                                                 : reply["error"].dump()) +
-                     example(b));
+    json reply = ask(req, example(b));
     const json &r = reply.contains("rewards") ? reply["rewards"] : json();
     if (!r.is_array() || r.size() != b.completions.size())
-      throw RunError("error: the reward " + label + " returned " +
+      throw RunError("error: the " + kind + " " + label + " returned " +
                      (r.is_array() ? std::to_string(r.size()) + " rewards" : reply.dump().substr(0, 200)) +
                      " for " + std::to_string(b.completions.size()) + " completions" + example(b));
     std::vector<std::optional<double>> out;
@@ -228,14 +224,33 @@ public:
       else if (x.is_number() && std::isfinite(x.get<double>()))
         out.push_back(x.get<double>());
       else
-        throw RunError("error: the reward " + label + " returned " + x.dump().substr(0, 80) +
+        throw RunError("error: the " + kind + " " + label + " returned " + x.dump().substr(0, 80) +
                        ", not a finite number or None" + example(b));
     }
     return out;
   }
 
+  /// Sends one request line and returns the reply (an "error" reply
+  /// throws, with `context` appended).
+  json ask(const json &req, const std::string &context) {
+    std::string line = req.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    for (size_t done = 0; done < line.size();) {
+      ssize_t n = write(toChild, line.data() + done, line.size() - done);
+      if (n <= 0)
+        throw RunError("error: the " + kind + " " + label + " stopped reading (it exited?)" + context);
+      done += static_cast<size_t>(n);
+    }
+    json reply = readReply(context);
+    if (reply.contains("error"))
+      throw RunError("error: the " + kind + " " + label + " failed:\n" +
+                     (reply["error"].is_string() ? reply["error"].get<std::string>()
+                                                 : reply["error"].dump()) +
+                     context);
+    return reply;
+  }
+
 private:
-  json readReply(const RewardBatch *b = nullptr) {
+  json readReply(const std::string &context = "") {
     auto start = std::chrono::steady_clock::now();
     while (true) {
       size_t nl = buffer.find('\n');
@@ -244,16 +259,16 @@ private:
         buffer.erase(0, nl + 1);
         json j = json::parse(line, nullptr, false);
         if (j.is_discarded() || !j.is_object())
-          throw RunError("error: the reward " + label + " wrote something other than a JSON "
-                         "object: " + line.substr(0, 200) + (b ? example(*b) : ""));
+          throw RunError("error: the " + kind + " " + label + " wrote something other than a JSON "
+                         "object: " + line.substr(0, 200) + context);
         return j;
       }
       double left = timeout - std::chrono::duration<double>(std::chrono::steady_clock::now() -
                                                             start).count();
       if (left <= 0)
-        throw RunError("error: the reward " + label + " did not answer within " +
+        throw RunError("error: the " + kind + " " + label + " did not answer within " +
                        std::to_string(static_cast<int>(timeout)) +
-                       " s ([grpo] reward_timeout)" + (b ? example(*b) : ""));
+                       " s (reward_timeout)" + context);
       pollfd p{fromChild, POLLIN, 0};
       int ready = poll(&p, 1, static_cast<int>(std::min(left, 1e6) * 1000) + 1);
       if (ready < 0 && errno == EINTR)
@@ -261,24 +276,82 @@ private:
       char chunk[65536];
       ssize_t n = ready > 0 ? read(fromChild, chunk, sizeof chunk) : 0;
       if (ready > 0 && n <= 0)
-        throw RunError("error: the reward " + label + " exited without answering (see its "
-                       "messages above)" + (b ? example(*b) : ""));
+        throw RunError("error: the " + kind + " " + label + " exited without answering (see its "
+                       "messages above)" + context);
       if (n > 0) {
         buffer.append(chunk, static_cast<size_t>(n));
         if (buffer.size() > (64u << 20))
-          throw RunError("error: the reward " + label + " wrote a line over 64 MiB");
+          throw RunError("error: the " + kind + " " + label + " wrote a line over 64 MiB");
       }
     }
   }
 
-  std::string label, metric;
+  std::string label, metric, kind;  // kind: "reward" or "judge", for messages
   double timeout;
   pid_t pid = -1;
   int toChild = -1, fromChild = -1;
   std::string buffer;
 };
 
+/// Online DPO's pairwise judge: a Python function or a command over the
+/// same helper, asked for the better completion of each pair.
+class HelperJudge : public PairwiseJudge {
+public:
+  explicit HelperJudge(std::unique_ptr<External> helper) : helper(std::move(helper)) {}
+  std::vector<int> judge(const std::vector<std::string> &prompts,
+                         const std::vector<std::pair<std::string, std::string>> &pairs) override {
+    json completions = json::array();
+    for (const auto &[a, b] : pairs)
+      completions.push_back({a, b});
+    std::string context = prompts.empty() ? std::string()
+                                          : "\n  first pair: prompt " + json(prompts[0]).dump() +
+                                                ", completions " + completions[0].dump();
+    json reply = helper->ask({{"prompts", prompts}, {"completions", completions}}, context);
+    const json &r = reply.contains("ranks") ? reply["ranks"] : json();
+    if (!r.is_array() || r.size() != pairs.size())
+      throw RunError("error: the judge " + helper->name() + " returned " +
+                     (r.is_array() ? std::to_string(r.size()) + " ranks"
+                                   : reply.dump().substr(0, 200)) +
+                     " for " + std::to_string(pairs.size()) + " pairs" + context);
+    std::vector<int> out;
+    for (const json &x : r) {
+      if (!x.is_number_integer() || (x.get<int64_t>() != 0 && x.get<int64_t>() != 1))
+        throw RunError("error: the judge " + helper->name() + " returned " +
+                       x.dump().substr(0, 80) + ", not 0 (the first completion is better) or 1" +
+                       context);
+      out.push_back(static_cast<int>(x.get<int64_t>()));
+    }
+    return out;
+  }
+
+private:
+  std::unique_ptr<External> helper;
+};
+
 } // namespace
+
+std::unique_ptr<PairwiseJudge> makeJudge(const artifact::GrpoRun &g) {
+  const std::string &f = g.judge;
+  if (f.rfind("python:", 0) == 0) {
+    std::string rest = f.substr(7);
+    size_t colon = rest.rfind(':');
+    if (colon == std::string::npos)
+      throw RunError("error: a Python judge is named \"python:FILE.py:FUNCTION\", got \"" + f +
+                     "\"");
+    std::string file = rest.substr(0, colon), fn = rest.substr(colon + 1);
+    const char *py = std::getenv("TRLC_PYTHON");
+    return std::make_unique<HelperJudge>(std::make_unique<External>(
+        "\"" + f + "\"", fn,
+        std::vector<std::string>{py && *py ? py : "python3", "-u", "-c", kPythonHelper, file, fn,
+                                 "judge"},
+        g.rewardTimeout, true, "judge"));
+  }
+  if (f.rfind("command:", 0) == 0)
+    return std::make_unique<HelperJudge>(std::make_unique<External>(
+        "\"" + f + "\"", f.substr(8), std::vector<std::string>{"/bin/sh", "-c", f.substr(8)},
+        g.rewardTimeout, false, "judge"));
+  throw RunError("error: unknown judge \"" + f + "\" in the artifact");
+}
 
 std::vector<std::unique_ptr<RewardFunction>> makeRewards(
     const artifact::GrpoRun &g,

@@ -4,6 +4,7 @@
 
 #include "trlc/Run.h"
 
+#include <cctype>
 #include <cmath>
 
 namespace trlc {
@@ -144,6 +145,35 @@ std::vector<double> OnlineData::score(const RewardBatch &batch,
 
 std::string OnlineData::text(const std::vector<int64_t> &ids) const {
   return decode(vocab, specials_.strip(ids));
+}
+
+namespace {
+/// TRL's SIMPLE_CHAT_TEMPLATE without a generation prompt.
+std::string simpleChat(const json &messages) {
+  std::string out;
+  for (const json &m : messages) {
+    std::string role = m.value("role", std::string());
+    if (!role.empty())
+      role[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(role[0])));
+    std::string content = m.contains("content") && m["content"].is_string()
+                              ? m["content"].get<std::string>()
+                              : m.value("content", json()).dump();
+    out += role + ": " + content + "\n\n";
+  }
+  return out;
+}
+} // namespace
+
+std::string OnlineData::judgeText(const TokenRow *row) const {
+  const json &m = messages.at(row - firstRow);
+  return m.is_null() ? text(row->ids) : simpleChat(m);
+}
+
+std::string OnlineData::judgeText(const TokenRow *row,
+                                  const std::vector<int64_t> &completion) const {
+  if (messages.at(row - firstRow).is_null())
+    return text(completion);
+  return simpleChat(json::array({{{"role", "assistant"}, {"content", text(completion)}}}));
 }
 
 void OnlineData::readColumns() {

@@ -51,6 +51,12 @@ public:
 
   /// Decoded text without the special tokens (skip_special_tokens).
   std::string text(const std::vector<int64_t> &ids) const;
+  /// What a pairwise judge reads of prompt row `row` and of its completion
+  /// `completion`: the texts, or for a conversational row TRL's simple chat
+  /// rendering ("Role: content\n\n" per message; the completion as the
+  /// assistant's), which keeps the policy's template out of the judgement.
+  std::string judgeText(const TokenRow *row) const;
+  std::string judgeText(const TokenRow *row, const std::vector<int64_t> &completion) const;
 
   const std::vector<std::unique_ptr<RewardFunction>> &rewards() const { return rewards_; }
   const SpecialTokens &specials() const { return specials_; }

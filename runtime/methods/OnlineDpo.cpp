@@ -7,7 +7,8 @@
 // prompt_ids.repeat(2, 1)), scores the 2B completions with the reward
 // functions, takes missing_eos_penalty off the score of a completion that
 // did not end with EOS, and ranks each pair: the first completion is the
-// chosen one when its score is at least the second's. The micro-batch
+// chosen one when its score is at least the second's (with a pairwise
+// judge instead: when the judge ranks it first). The micro-batch
 // then trains DPO's loss on the B chosen rows followed by the B rejected
 // rows, each pair weighing 1 / (B x accumulation x ranks): TRL's mean over
 // the micro-batch, divided by the accumulation steps, averaged over the
@@ -36,7 +37,7 @@ using nlohmann::json;
 class OnlineDpo : public Method {
 public:
   explicit OnlineDpo(const artifact::Artifact &a)
-      : a(a), g(*a.plan.run.grpo), data(a),
+      : a(a), g(*a.plan.run.grpo), data(a), judge(g.judge.empty() ? nullptr : makeJudge(g)),
         sums({"objective/kl", "objective/entropy", "objective/non_score_reward",
               "objective/rlhf_reward", "objective/scores", "objective/scores_margin",
               "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
@@ -77,19 +78,39 @@ public:
           promptOf.push_back(row);
         }
       std::vector<Completion> got = gen.generate(in, g.maxCompletionLength, s, rng);
-      std::vector<double> scores = data.score(data.rewardBatch(promptOf, got), nullptr);
-      Prepared p;
-      for (size_t i = 0; i < got.size(); ++i) {
-        sums.add(12, got[i].finished ? 1.0 : 0.0);
-        if (!got[i].finished && g.missingEosPenalty >= 0)
-          scores[i] -= g.missingEosPenalty;
-        sums.add(4, scores[i]);
+      for (const Completion &c : got)
+        sums.add(12, c.finished ? 1.0 : 0.0);
+      // The first completion of pair k wins when its score is at least the
+      // second's, or when the judge ranks it first.
+      std::vector<bool> wins(b);
+      std::vector<double> scores(got.size(), 0.0);
+      if (judge) {
+        std::vector<std::string> texts;
+        std::vector<std::pair<std::string, std::string>> pairs;
+        for (size_t k = 0; k < b; ++k) {
+          texts.push_back(data.judgeText(prompts[k]));
+          pairs.push_back({data.judgeText(prompts[k], got[k].tokens),
+                           data.judgeText(prompts[k], got[b + k].tokens)});
+        }
+        std::vector<int> ranks = judge->judge(texts, pairs);
+        for (size_t k = 0; k < b; ++k)
+          wins[k] = ranks[k] == 0;
+      } else {
+        scores = data.score(data.rewardBatch(promptOf, got), nullptr);
+        for (size_t i = 0; i < got.size(); ++i) {
+          if (!got[i].finished && g.missingEosPenalty >= 0)
+            scores[i] -= g.missingEosPenalty;
+          sums.add(4, scores[i]);
+        }
+        for (size_t k = 0; k < b; ++k)
+          wins[k] = scores[k] >= scores[b + k];
       }
+      Prepared p;
       // Chosen rows first, then the rejected ones, pair k in place k of each.
       p.rows.resize(2 * b);
       p.scores.resize(2 * b);
       for (size_t k = 0; k < b; ++k) {
-        bool firstWins = scores[k] >= scores[b + k];
+        bool firstWins = wins[k];
         size_t chosen = firstWins ? k : b + k, rejected = firstWins ? b + k : k;
         for (auto [slot, from] : {std::pair{k, chosen}, std::pair{b + k, rejected}}) {
           TokenRow &row = p.rows[slot];
@@ -102,7 +123,8 @@ public:
           row.seqLengths = {static_cast<int64_t>(row.ids.size())};
           p.scores[slot] = scores[from];
         }
-        sums.add(5, scores[chosen] - scores[rejected]);
+        if (!judge)
+          sums.add(5, scores[chosen] - scores[rejected]);
       }
       prepared.push_back(std::move(p));
     }
@@ -168,7 +190,8 @@ public:
         sums.add(0, kl);
         sums.add(1, -lp);
         sums.add(2, -beta * kl);
-        sums.add(3, score - beta * kl);
+        if (!judge)  // (TRL logs the RLHF reward with scores only)
+          sums.add(3, score - beta * kl);
       }
       sums.add(6, rc[k]);
       sums.add(7, rr[k]);
@@ -207,6 +230,7 @@ private:
   const artifact::Artifact &a;
   const artifact::GrpoRun &g;
   OnlineData data;
+  std::unique_ptr<PairwiseJudge> judge;  // ranks the pairs instead of the rewards
   MetricSums sums;
   std::vector<Prepared> prepared;
   const Prepared *observed = nullptr;

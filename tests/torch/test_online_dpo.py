@@ -20,7 +20,8 @@ relative, norm-wise) and TRL's metrics (objective/kl, objective/entropy,
 objective/scores, rewards/margins, logps/chosen; 1e-5), for both loss
 types and with use_liger_kernel's fused log-probabilities. The data holds
 one optimizer step per epoch and beta = [0.1, 0.3], so the second step
-must train with the second epoch's beta.
+must train with the second epoch's beta. A last case ranks the pairs with
+a pairwise judge (the longer text wins) instead of rewards.
 
 Exit code 77 (skipped) when torch cannot be imported.
 """
@@ -194,6 +195,58 @@ def run_case(trlc, tmp, failures, loss_type="sigmoid", liger=False):
         failures.append(f"{name}: metric {worst_metric[1]} differs by {worst_metric[0]:.2e}")
 
 
+JUDGE = '''
+def longer(prompts, completions):
+    # The longer text of each pair wins (ties: the first).
+    assert len(prompts) == len(completions) and all(len(p) == 2 for p in completions)
+    return [0 if len(a) >= len(b) else 1 for a, b in completions]
+'''
+
+
+def judge_case(trlc, tmp, failures):
+    """A pairwise judge ranks the pairs: every chosen completion's text is at
+    least as long as its rejected one's."""
+    name = "online-dpo-judge"
+    out = os.path.join(tmp, name)
+    rec = os.path.join(tmp, name + ".toml")
+    text = recipe(tmp, out, "sigmoid", False).replace(
+        f'reward_funcs = ["python:{tmp}/reward.py:digits"]', f'judge = "python:{tmp}/judge.py:longer"')
+    with open(rec, "w") as f:
+        f.write(text)
+    dump = os.path.join(tmp, name + ".json")
+    res = subprocess.run([trlc, "train", rec, "-o", os.path.join(tmp, name + ".trlc"), "--threads", "1",
+                          "--quiet", "--max-steps", "1"], capture_output=True, text=True,
+                         env=dict(os.environ, TRLC_DUMP_GRPO_BATCH=dump))
+    if res.returncode != 0:
+        failures.append(f"{name}: trlc failed:\n{res.stdout}{res.stderr}")
+        return
+    vocab = {i: t for t, i in json.load(open(os.path.join(
+        ROOT, "recipes/data/arith-tokenizer/tokenizer.json")))["model"]["vocab"].items()}
+
+    def length(r):
+        ids = [t for t, m in zip(r["input_ids"], r["completion_mask"]) if m and t not in (0, 1, EOS)]
+        return sum(len(vocab[t]) if t in vocab else len(f"<{t}>") for t in ids)
+
+    wrong, differ, pairs = 0, 0, 0
+    for rows in json.load(open(dump))["micro_batches"]:
+        b = len(rows) // 2
+        for k in range(b):
+            chosen, rejected = length(rows[k]), length(rows[b + k])
+            wrong += chosen < rejected
+            differ += chosen != rejected
+            pairs += 1
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        metrics = [json.loads(l) for l in f if '"loss"' in l][-1]
+    print(f"{name}: {pairs} pairs, {differ} of different lengths, {wrong} chosen shorter; "
+          f"objective/scores logged: {'objective/scores' in metrics}")
+    if wrong:
+        failures.append(f"{name}: {wrong} pairs chose the shorter completion")
+    if not differ:
+        failures.append(f"{name}: every pair ties: the judge's ranking is not tested")
+    if "objective/scores" in metrics or "rewards/margins" not in metrics:
+        failures.append(f"{name}: a judged run logs scores, or lacks the DPO metrics")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trlc", required=True)
@@ -210,6 +263,9 @@ def main():
         run_case(args.trlc, tmp, failures)
         run_case(args.trlc, tmp, failures, loss_type="ipo")
         run_case(args.trlc, tmp, failures, liger=True)
+        with open(os.path.join(tmp, "judge.py"), "w") as f:
+            f.write(JUDGE)
+        judge_case(args.trlc, tmp, failures)
     if failures:
         print("\nFAILED:\n" + "\n".join(failures))
         sys.exit(1)

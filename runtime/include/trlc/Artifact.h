@@ -206,6 +206,9 @@ struct GrpoRun {
   std::vector<double> dpoBetas;
   std::string dpoLossType;
   double missingEosPenalty = -1;
+  /// Online DPO's pairwise judge ("python:FILE:FUNCTION" or
+  /// "command:PROGRAM"), which ranks the pairs instead of the rewards.
+  std::string judge;
 
   /// The reward models' directories ("model:DIR" of rewardFuncs, in order:
   /// model K is program reward_model_K over parameter set reward_model_K).

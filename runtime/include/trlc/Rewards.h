@@ -58,6 +58,18 @@ public:
   virtual std::vector<std::optional<double>> score(const RewardBatch &batch) = 0;
 };
 
+/// Online DPO's pairwise judge ([online_dpo] judge): a Python function
+/// def judge(prompts, completions) taking pairs [first, second] and
+/// returning per pair 0 when the first is better, else 1 (TRL's
+/// BasePairwiseJudge.judge), or a command answering {"ranks": [...]}.
+class PairwiseJudge {
+public:
+  virtual ~PairwiseJudge() = default;
+  virtual std::vector<int> judge(const std::vector<std::string> &prompts,
+                                 const std::vector<std::pair<std::string, std::string>> &pairs) = 0;
+};
+std::unique_ptr<PairwiseJudge> makeJudge(const artifact::GrpoRun &grpo);
+
 /// The run's reward functions, in recipe order; starts the helper
 /// processes (throws RunError when one cannot start or its function is
 /// missing or has the wrong signature). `model(k, dir)` makes the k-th
