@@ -646,6 +646,30 @@ static LogicalResult verifyRlooCommon(Operation *op, Value logp, Value old, Valu
   return success();
 }
 
+static LogicalResult verifyPpoCommon(Operation *op, ValueRange same, double clip,
+                                     double clipValue, double vfCoef) {
+  static const char *names[] = {"old_logp", "advantages", "mask",     "values",
+                                "old_values", "returns",  "value_mask"};
+  auto lp = rt(same[0].getType());
+  if (lp.getRank() != 2)
+    return op->emitOpError() << "expects [batch, sequence] log-probabilities, got "
+                             << shapeStr(lp.getShape());
+  for (size_t i = 1; i < same.size(); ++i)
+    if (failed(expectShape(op, names[i - 1], same[i].getType(), lp.getShape())))
+      return failure();
+  if (clip < 0 || clipValue < 0 || vfCoef < 0)
+    return op->emitOpError("expects non-negative cliprange, cliprange_value and vf_coef");
+  return success();
+}
+
+LogicalResult PpoLossOp::verify() {
+  return verifyPpoCommon(*this,
+                         {getLogp(), getOldLogp(), getAdvantages(), getMask(), getValues(),
+                          getOldValues(), getReturns(), getValueMask()},
+                         getCliprange().convertToDouble(), getCliprangeValue().convertToDouble(),
+                         getVfCoef().convertToDouble());
+}
+
 LogicalResult RlooLossOp::verify() {
   return verifyRlooCommon(*this, getLogp(), getOldLogp(), getAdvantages(), getMask(),
                           getEpsilonLow().convertToDouble(),
@@ -828,6 +852,19 @@ LogicalResult KtoLossGradOp::verify() {
       failed(expectType(*this, "weights", getWeights().getType(), getPolicy().getType())))
     return failure();
   return expectType(*this, "result", getType(), getPolicy().getType());
+}
+
+LogicalResult PpoLossGradOp::verify() {
+  if (failed(verifyPpoCommon(*this,
+                             {getLogp(), getOldLogp(), getAdvantages(), getMask(), getValues(),
+                              getOldValues(), getReturns(), getValueMask()},
+                             getCliprange().convertToDouble(),
+                             getCliprangeValue().convertToDouble(),
+                             getVfCoef().convertToDouble())))
+    return failure();
+  if (failed(expectType(*this, "grad_logp", getGradLogp().getType(), getLogp().getType())))
+    return failure();
+  return expectType(*this, "grad_values", getGradValues().getType(), getValues().getType());
 }
 
 LogicalResult RlooLossGradOp::verify() {

@@ -596,6 +596,44 @@ def Trl_RlooLossOp : Trl_Op<"rloo_loss", [Trl_Differentiable, Pure]> {
   let hasVerifier = 1;
 }
 
+def Trl_PpoLossOp : Trl_Op<"ppo_loss", [Trl_Differentiable, Pure]> {
+  let summary = "PPO's clipped policy loss plus its clipped value loss";
+  let description = [{
+    TRL's PPOTrainer objective over response tokens. Per token, with
+    r = exp(logp - old_logp): the policy term max(-A r, -A clip(r, 1 -
+    cliprange, 1 + cliprange)) where `mask` counts it; the value term
+    max((v - R)^2, (v' - R)^2), v' = old_v + clip(v - old_v, -cliprange_value,
+    cliprange_value), where `value_mask` counts it. The loss is
+    pg_weight * sum(policy terms) + vf_coef * 0.5 * vf_weight * sum(value
+    terms): the runtime's weights make each a masked mean over the
+    micro-batch divided by the accumulation steps and ranks (TRL's
+    masked_mean and gradient accumulation). Differentiable in logp and v.
+
+    ```mlir
+    %l = trl.ppo_loss %lp, %old, %adv, %mask, %v, %oldv, %ret, %vmask, %wp, %wv {cliprange = 2.0e-01 : f64, cliprange_value = 2.0e-01 : f64, vf_coef = 1.0e-01 : f64}
+        : (tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<f32>, tensor<f32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F32, F64]>:$logp,
+                   RankedTensorOf<[F32, F64]>:$old_logp,
+                   RankedTensorOf<[F32, F64]>:$advantages,
+                   RankedTensorOf<[F32, F64]>:$mask,
+                   RankedTensorOf<[F32, F64]>:$values,
+                   RankedTensorOf<[F32, F64]>:$old_values,
+                   RankedTensorOf<[F32, F64]>:$returns,
+                   RankedTensorOf<[F32, F64]>:$value_mask,
+                   Trl_Scalar:$pg_weight, Trl_Scalar:$vf_weight,
+                   DefaultValuedAttr<F64Attr, "0.2">:$cliprange,
+                   DefaultValuedAttr<F64Attr, "0.2">:$cliprange_value,
+                   DefaultValuedAttr<F64Attr, "0.1">:$vf_coef);
+  let results = (outs Trl_Scalar:$loss);
+  let assemblyFormat = [{
+    $logp `,` $old_logp `,` $advantages `,` $mask `,` $values `,` $old_values `,` $returns `,`
+    $value_mask `,` $pg_weight `,` $vf_weight attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Backward ops
 //===----------------------------------------------------------------------===//
@@ -929,6 +967,36 @@ def Trl_RlooLossGradOp : Trl_Op<"rloo_loss_grad", [Pure]> {
   let results = (outs RankedTensorOf<[F32, F64]>:$result);
   let assemblyFormat = [{
     $grad `,` $logp `,` $old_logp `,` $advantages `,` $mask `,` $normalizer attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Trl_PpoLossGradOp : Trl_Op<"ppo_loss_grad", [Pure]> {
+  let summary = "gradients of ppo_loss w.r.t. the log-probabilities and the values";
+  let description = [{
+    ```mlir
+    %dlp, %dv = trl.ppo_loss_grad %dl, %lp, %old, %adv, %mask, %v, %oldv, %ret, %vmask, %wp, %wv
+        : (tensor<f32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<8x32xf32>, tensor<f32>, tensor<f32>) -> (tensor<8x32xf32>, tensor<8x32xf32>)
+    ```
+  }];
+  let arguments = (ins Trl_Scalar:$grad,
+                   RankedTensorOf<[F32, F64]>:$logp,
+                   RankedTensorOf<[F32, F64]>:$old_logp,
+                   RankedTensorOf<[F32, F64]>:$advantages,
+                   RankedTensorOf<[F32, F64]>:$mask,
+                   RankedTensorOf<[F32, F64]>:$values,
+                   RankedTensorOf<[F32, F64]>:$old_values,
+                   RankedTensorOf<[F32, F64]>:$returns,
+                   RankedTensorOf<[F32, F64]>:$value_mask,
+                   Trl_Scalar:$pg_weight, Trl_Scalar:$vf_weight,
+                   DefaultValuedAttr<F64Attr, "0.2">:$cliprange,
+                   DefaultValuedAttr<F64Attr, "0.2">:$cliprange_value,
+                   DefaultValuedAttr<F64Attr, "0.1">:$vf_coef);
+  let results = (outs RankedTensorOf<[F32, F64]>:$grad_logp,
+                 RankedTensorOf<[F32, F64]>:$grad_values);
+  let assemblyFormat = [{
+    $grad `,` $logp `,` $old_logp `,` $advantages `,` $mask `,` $values `,` $old_values `,`
+    $returns `,` $value_mask `,` $pg_weight `,` $vf_weight attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }

@@ -260,6 +260,20 @@ LogicalResult GrpoLossOp::buildVJP(OpBuilder &b, ValueRange grads,
   return success();
 }
 
+LogicalResult PpoLossOp::buildVJP(OpBuilder &b, ValueRange grads,
+                                  SmallVectorImpl<Value> &out) {
+  auto op = b.create<PpoLossGradOp>(
+      getLoc(), getLogp().getType(), getValues().getType(), grads[0], getLogp(), getOldLogp(),
+      getAdvantages(), getMask(), getValues(), getOldValues(), getReturns(), getValueMask(),
+      getPgWeight(), getVfWeight(), getCliprangeAttr(), getCliprangeValueAttr(),
+      getVfCoefAttr());
+  // The rollout's log-probabilities, values, advantages and returns, the
+  // masks and the weights come from the runtime.
+  out.append({op.getGradLogp(), nullptr, nullptr, nullptr, op.getGradValues(), nullptr, nullptr,
+              nullptr, nullptr, nullptr});
+  return success();
+}
+
 LogicalResult RlooLossOp::buildVJP(OpBuilder &b, ValueRange grads,
                                    SmallVectorImpl<Value> &out) {
   out.push_back(b.create<RlooLossGradOp>(getLoc(), getLogp().getType(), grads[0], getLogp(),

@@ -642,6 +642,30 @@ void shapes(Call &c) {
     c.floatsExcept({}, {static_cast<int>(f + 2)});
     return;
   }
+  case Kernel::PpoLoss:
+  case Kernel::PpoLossGrad: {
+    bool grad = c.call.kernel == Kernel::PpoLossGrad;
+    size_t f = grad ? 1 : 0;
+    c.number("cliprange");
+    c.number("cliprange_value");
+    c.number("vf_coef");
+    if (!c.rank(In, f, 2))
+      return;
+    const Shape &s = c.in(f)->shape;
+    for (size_t i = f + 1; i < f + 8; ++i)
+      c.shape(In, i, s);
+    c.numel(In, f + 8, 1);
+    c.numel(In, f + 9, 1);
+    if (grad) {
+      c.numel(In, 0, 1);
+      c.shape(Out, 0, s);
+      c.shape(Out, 1, s);
+    } else {
+      c.numel(Out, 0, 1);
+    }
+    c.floatsExcept({});
+    return;
+  }
   case Kernel::GrpoLoss:
   case Kernel::GrpoLossGrad:
   case Kernel::RlooLoss:

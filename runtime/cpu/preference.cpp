@@ -219,6 +219,41 @@ template <typename T> void rlooLossGrad(const KernelArgs &a) {
   });
 }
 
+namespace {
+/// ppo_loss(_grad)'s operands from `f`: every token's policy and value
+/// terms, `each(i, policy, value)`.
+template <typename T, typename Each>
+void ppoTokens(const KernelArgs &a, size_t f, Each each) {
+  const T *lp = a.in[f].as<T>(), *old = a.in[f + 1].as<T>(), *adv = a.in[f + 2].as<T>(),
+          *v = a.in[f + 4].as<T>(), *oldV = a.in[f + 5].as<T>(), *ret = a.in[f + 6].as<T>();
+  double clip = attrF(a, "cliprange"), clipV = attrF(a, "cliprange_value");
+  for (int64_t i = 0; i < a.in[f].numel(); ++i)
+    each(i, ppoPolicyTerm(lp[i], old[i], adv[i], clip), ppoValueTerm(v[i], oldV[i], ret[i], clipV));
+}
+} // namespace
+
+template <typename T> void ppoLoss(const KernelArgs &a) {
+  const T *mask = a.in[3].as<T>(), *vmask = a.in[7].as<T>();
+  double pg = 0, vf = 0;
+  ppoTokens<T>(a, 0, [&](int64_t i, PpoTerm p, PpoTerm v) {
+    pg += mask[i] * p.loss;
+    vf += vmask[i] * v.loss;
+  });
+  double wp = a.in[8].as<T>()[0], wv = a.in[9].as<T>()[0];
+  a.out[0].as<T>()[0] = static_cast<T>(wp * pg + attrF(a, "vf_coef") * 0.5 * wv * vf);
+}
+
+template <typename T> void ppoLossGrad(const KernelArgs &a) {
+  double g = a.in[0].as<T>()[0];
+  const T *mask = a.in[4].as<T>(), *vmask = a.in[8].as<T>();
+  double wp = g * a.in[9].as<T>()[0], wv = g * attrF(a, "vf_coef") * 0.5 * a.in[10].as<T>()[0];
+  T *dlp = a.out[0].as<T>(), *dv = a.out[1].as<T>();
+  ppoTokens<T>(a, 1, [&](int64_t i, PpoTerm p, PpoTerm v) {
+    dlp[i] = static_cast<T>(wp * mask[i] * p.d);
+    dv[i] = static_cast<T>(wv * vmask[i] * v.d);
+  });
+}
+
 TRLC_CPU_KERNEL(dpoLoss)
 TRLC_CPU_KERNEL(dpoLossGrad)
 TRLC_CPU_KERNEL(ktoKl)
@@ -228,5 +263,7 @@ TRLC_CPU_KERNEL(grpoLoss)
 TRLC_CPU_KERNEL(grpoLossGrad)
 TRLC_CPU_KERNEL(rlooLoss)
 TRLC_CPU_KERNEL(rlooLossGrad)
+TRLC_CPU_KERNEL(ppoLoss)
+TRLC_CPU_KERNEL(ppoLossGrad)
 
 } // namespace trlc::cpu

@@ -187,6 +187,26 @@ cu::Rloo rlooOf(const KernelArgs &a, int first) {
   return r;
 }
 
+/// ppo_loss(_grad)'s operands from `first`.
+cu::Ppo ppoOf(const KernelArgs &a, int first) {
+  cu::Ppo p;
+  p.cliprange = static_cast<float>(attrF(a, "cliprange"));
+  p.cliprangeValue = static_cast<float>(attrF(a, "cliprange_value"));
+  p.vfCoef = static_cast<float>(attrF(a, "vf_coef"));
+  p.logp = F(a.in[first]);
+  p.old = F(a.in[first + 1]);
+  p.advantages = F(a.in[first + 2]);
+  p.mask = F(a.in[first + 3]);
+  p.values = F(a.in[first + 4]);
+  p.oldValues = F(a.in[first + 5]);
+  p.returns = F(a.in[first + 6]);
+  p.valueMask = F(a.in[first + 7]);
+  p.pgWeight = F(a.in[first + 8]);
+  p.vfWeight = F(a.in[first + 9]);
+  p.n = a.in[first].numel();
+  return p;
+}
+
 class CudaBackend : public Backend {
 public:
   explicit CudaBackend(int device) : device(device) {
@@ -816,6 +836,14 @@ void CudaBackend::grpoLoss(const KernelArgs &a) {
 
 void CudaBackend::grpoLossGrad(const KernelArgs &a) {
   cu::grpoLossGrad(stream, grpoOf(a, 1), F(a.in[0]), F(a.out[0]));
+}
+
+void CudaBackend::ppoLoss(const KernelArgs &a) {
+  cu::ppoLoss(stream, ppoOf(a, 0), F(a.out[0]));
+}
+
+void CudaBackend::ppoLossGrad(const KernelArgs &a) {
+  cu::ppoLossGrad(stream, ppoOf(a, 1), F(a.in[0]), F(a.out[0]), F(a.out[1]));
 }
 
 void CudaBackend::rlooLoss(const KernelArgs &a) {

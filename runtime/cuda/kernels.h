@@ -294,6 +294,16 @@ struct Rloo {
 };
 void rlooLoss(cudaStream_t s, const Rloo &r, float *loss);
 void rlooLossGrad(cudaStream_t s, const Rloo &r, const float *dloss, float *dlogp);
+/// PPO's clipped policy and value losses over n tokens (trl.ppo_loss).
+struct Ppo {
+  float cliprange = 0.2f, cliprangeValue = 0.2f, vfCoef = 0.1f;
+  const float *logp = nullptr, *old = nullptr, *advantages = nullptr, *mask = nullptr,
+              *values = nullptr, *oldValues = nullptr, *returns = nullptr,
+              *valueMask = nullptr, *pgWeight = nullptr, *vfWeight = nullptr;
+  int64_t n = 0;
+};
+void ppoLoss(cudaStream_t s, const Ppo &p, float *loss);
+void ppoLossGrad(cudaStream_t s, const Ppo &p, const float *dloss, float *dlogp, float *dvalues);
 
 // --- adamw.cu
 // ------------------------------------------------------------------

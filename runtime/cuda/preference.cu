@@ -216,6 +216,51 @@ void grpoLossGrad(cudaStream_t s, const Grpo &g, const float *dloss,
   TRLC_LAUNCHED();
 }
 
+namespace {
+
+__global__ void ppoLossKernel(Ppo p, float *loss) {
+  double pg = 0, vf = 0;
+  int64_t lo = p.n * threadIdx.x / blockDim.x, hi = p.n * (threadIdx.x + 1) / blockDim.x;
+  for (int64_t i = lo; i < hi; ++i) {
+    pg += p.mask[i] * ppoPolicyTerm(p.logp[i], p.old[i], p.advantages[i], p.cliprange).loss;
+    vf += p.valueMask[i] *
+          ppoValueTerm(p.values[i], p.oldValues[i], p.returns[i], p.cliprangeValue).loss;
+  }
+  pg = blockSum(pg);
+  vf = blockSum(vf);
+  if (threadIdx.x == 0)
+    *loss = static_cast<float>(static_cast<double>(*p.pgWeight) * pg +
+                               static_cast<double>(p.vfCoef) * 0.5 * *p.vfWeight * vf);
+}
+
+__global__ void ppoLossGradKernel(Ppo p, const float *g, float *dlogp, float *dvalues) {
+  int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= p.n)
+    return;
+  double wp = static_cast<double>(*g) * *p.pgWeight,
+         wv = static_cast<double>(*g) * p.vfCoef * 0.5 * *p.vfWeight;
+  dlogp[i] = static_cast<float>(
+      wp * p.mask[i] * ppoPolicyTerm(p.logp[i], p.old[i], p.advantages[i], p.cliprange).d);
+  dvalues[i] = static_cast<float>(
+      wv * p.valueMask[i] *
+      ppoValueTerm(p.values[i], p.oldValues[i], p.returns[i], p.cliprangeValue).d);
+}
+
+} // namespace
+
+void ppoLoss(cudaStream_t s, const Ppo &p, float *loss) {
+  ppoLossKernel<<<1, kThreads, 0, s>>>(p, loss);
+  TRLC_LAUNCHED();
+}
+
+void ppoLossGrad(cudaStream_t s, const Ppo &p, const float *dloss, float *dlogp,
+                 float *dvalues) {
+  int64_t blocks = (p.n + kThreads - 1) / kThreads;
+  ppoLossGradKernel<<<static_cast<unsigned>(std::max<int64_t>(blocks, 1)), kThreads, 0, s>>>(
+      p, dloss, dlogp, dvalues);
+  TRLC_LAUNCHED();
+}
+
 void rlooLoss(cudaStream_t s, const Rloo &r, float *loss) {
   rlooKernel<<<1, kThreads, 0, s>>>(r, loss, nullptr, nullptr);
   TRLC_LAUNCHED();

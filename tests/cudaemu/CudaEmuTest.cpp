@@ -599,6 +599,50 @@ TEST_F(Emu, GrpoLossEveryTypeAndLevel) {
     }
 }
 
+TEST_F(Emu, PpoLoss) {
+  json attrs = {{"cliprange", 0.2}, {"cliprange_value", 0.15}, {"vf_coef", 0.3}};
+  for (bool grad : {false, true}) {
+    Op op(grad ? "ppo_loss_grad" : "ppo_loss", attrs);
+    int g = grad ? op.floats({}, 0.0, 0.8) : -1;
+    std::vector<float> maskValues(3 * 37), vmaskValues(3 * 37);
+    for (size_t i = 0; i < maskValues.size(); ++i) {
+      maskValues[i] = static_cast<float>(i % 37 >= 5 && i % 37 < 30);
+      vmaskValues[i] = static_cast<float>(i % 37 >= 5 && i % 37 < 31);
+    }
+    int lp = op.floats({3, 37}, 0.25, -1.0), old = op.floats({3, 37}, 0.05, -1.0),
+        adv = op.floats({3, 37}), mask = op.floats({3, 37}), v = op.floats({3, 37}, 0.3, 0.5),
+        oldV = op.floats({3, 37}, 0.1, 0.5), ret = op.floats({3, 37}),
+        vmask = op.floats({3, 37}), wp = op.floats({}, 0.0, 0.02), wv = op.floats({}, 0.0, 0.03);
+    op.set(mask, maskValues);
+    op.set(vmask, vmaskValues);
+    std::vector<int> in = {lp, old, adv, mask, v, oldV, ret, vmask, wp, wv};
+    if (grad)
+      in.insert(in.begin(), g);
+    if (grad)
+      op.in(in).out({op.output({3, 37}), op.output({3, 37})});
+    else
+      op.in(in).out({op.output({})});
+    cu::Ppo p;
+    p.cliprange = 0.2f;
+    p.cliprangeValue = 0.15f;
+    p.vfCoef = 0.3f;
+    auto f = [&](int t) { return static_cast<const float *>(dev(op, t)); };
+    p.logp = f(lp), p.old = f(old), p.advantages = f(adv), p.mask = f(mask), p.values = f(v);
+    p.oldValues = f(oldV), p.returns = f(ret), p.valueMask = f(vmask), p.pgWeight = f(wp);
+    p.vfWeight = f(wv);
+    p.n = 3 * 37;
+    std::vector<void *> outs;
+    for (int t : op.call.out)
+      outs.push_back(dev(op, t));
+    if (grad)
+      cu::ppoLossGrad(nullptr, p, f(g), static_cast<float *>(outs[0]),
+                      static_cast<float *>(outs[1]));
+    else
+      cu::ppoLoss(nullptr, p, static_cast<float *>(outs[0]));
+    compare(op, outs, kF32);
+  }
+}
+
 TEST_F(Emu, RlooLoss) {
   json attrs = {{"epsilon_low", 0.2}, {"epsilon_high", 0.28}};
   for (bool grad : {false, true}) {

@@ -533,6 +533,34 @@ TEST_F(CudaOps, GrpoLossEveryType) {
     }
 }
 
+TEST_F(CudaOps, PpoLoss) {
+  json attrs = {{"cliprange", 0.2}, {"cliprange_value", 0.15}, {"vf_coef", 0.3}};
+  auto inputs = [&](Op &op) {
+    std::vector<float> mask(3 * 37), vmask(3 * 37);
+    for (size_t i = 0; i < mask.size(); ++i) {
+      mask[i] = i % 37 >= 5 && i % 37 < 30;
+      vmask[i] = i % 37 >= 5 && i % 37 < 31;
+    }
+    int m = op.floats({3, 37}), vm;
+    op.set(m, mask);
+    std::vector<int> in = {op.floats({3, 37}, 0.25, -1.0), op.floats({3, 37}, 0.05, -1.0),
+                           op.floats({3, 37}), m, op.floats({3, 37}, 0.3, 0.5),
+                           op.floats({3, 37}, 0.1, 0.5), op.floats({3, 37})};
+    vm = op.floats({3, 37});
+    op.set(vm, vmask);
+    in.push_back(vm);
+    in.push_back(op.floats({}, 0.0, 0.02));
+    in.push_back(op.floats({}, 0.0, 0.03));
+    return in;
+  };
+  Op loss("ppo_loss", attrs);
+  check(loss.in(inputs(loss)).out({loss.output({})}));
+  Op grad("ppo_loss_grad", attrs);
+  std::vector<int> in = inputs(grad);
+  in.insert(in.begin(), grad.floats({}, 0.0, 0.8));
+  check(grad.in(in).out({grad.output({3, 37}), grad.output({3, 37})}));
+}
+
 TEST_F(CudaOps, RlooLoss) {
   json attrs = {{"epsilon_low", 0.2}, {"epsilon_high", 0.28}};
   auto inputs = [&](Op &op) {

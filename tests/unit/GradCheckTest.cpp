@@ -519,6 +519,52 @@ TEST_F(GradCheck, GrpoLossEveryType) {
   }
 }
 
+// PPO: log-probabilities near the old ones (some ratios clipped, some
+// not) and values near the old ones (some outside cliprange_value), both
+// differentiated; the masks differ (the value mask counts one more token).
+TEST_F(GradCheck, PpoLoss) {
+  Buf mask = floats({3, 6}), vmask = floats({3, 6});
+  for (size_t i = 0; i < mask.f.size(); ++i) {
+    mask.f[i] = i % 6 >= 1 && i % 6 <= 3;
+    vmask.f[i] = i % 6 >= 1 && i % 6 <= 4;
+  }
+  std::vector<Buf> in = {floats({3, 6}, 0.25, -1.0), floats({3, 6}, 0.05, -1.0),
+                         floats({3, 6}), mask, floats({3, 6}, 0.3, 0.5), floats({3, 6}, 0.1, 0.5),
+                         floats({3, 6}), vmask, floats({}, 0.0, 0.125), floats({}, 0.0, 0.1)};
+  // Counted tokens each clip takes away, whatever the random draw: ratio
+  // 1.65 with A > 0 and 0.61 with A < 0; a value 0.5 above its old one
+  // with the return beyond it.
+  in[0].f[1] = in[1].f[1] + 0.5, in[2].f[1] = 1.0;
+  in[0].f[2] = in[1].f[2] - 0.5, in[2].f[2] = -1.0;
+  in[4].f[7] = in[5].f[7] + 0.5, in[6].f[7] = in[4].f[7] + 1.0;
+  std::vector<Buf> out = {zeros({})};
+  json attrs = {{"cliprange", 0.2}, {"cliprange_value", 0.15}, {"vf_coef", 0.3}};
+  std::vector<Buf *> ins;
+  for (Buf &b : in)
+    ins.push_back(&b);
+  check(in, out, [&] { run("ppo_loss", ins, {&out[0]}, attrs); },
+        [&](std::vector<Buf> &dy) {
+          std::vector<Buf> g = {zeros({3, 6}), zeros({3, 6})};
+          std::vector<Buf *> args = {&dy[0]};
+          args.insert(args.end(), ins.begin(), ins.end());
+          run("ppo_loss_grad", args, {&g[0], &g[1]}, attrs);
+          return g;
+        }, {0, 4});
+  // Both clips are reached: a gradient of 0 where a counted token is
+  // clipped away.
+  int zeroPolicy = 0, zeroValue = 0;
+  std::vector<Buf> dy = {floats({}, 0.0, 1.0)}, g = {zeros({3, 6}), zeros({3, 6})};
+  std::vector<Buf *> args = {&dy[0]};
+  args.insert(args.end(), ins.begin(), ins.end());
+  run("ppo_loss_grad", args, {&g[0], &g[1]}, attrs);
+  for (size_t i = 0; i < mask.f.size(); ++i) {
+    zeroPolicy += in[3].f[i] != 0 && g[0].f[i] == 0;
+    zeroValue += in[7].f[i] != 0 && g[1].f[i] == 0;
+  }
+  EXPECT_GT(zeroPolicy, 0);
+  EXPECT_GT(zeroValue, 0);
+}
+
 TEST_F(GradCheck, RlooLoss) {
   Buf mask = floats({3, 5});
   for (double &m : mask.f)

@@ -85,6 +85,34 @@ TRLC_HD inline KtoTerm ktoTerm(KtoKind kind, double beta, double r, double kl,
                    : KtoTerm{wUndesirable * (1 - s), wUndesirable * beta * s * (1 - s)};
 }
 
+/// One token of PPO's objective (trl.ppo_loss): the clipped policy term
+/// max(-A r, -A clip(r, 1 - c, 1 + c)), r = exp(lp - old), and its
+/// derivative by lp; the clipped value term max((v - R)^2, (v' - R)^2),
+/// v' = old_v + clip(v - old_v, -cv, cv), and its derivative by v. As
+/// PyTorch differentiates them: torch.maximum gives each side half on a
+/// tie, torch.clamp passes the gradient inside its closed range.
+struct PpoTerm {
+  double loss, d;
+};
+
+TRLC_HD inline PpoTerm ppoPolicyTerm(double lp, double old, double adv, double clip) {
+  double r = exp(lp - old), lo = 1 - clip, hi = 1 + clip;
+  double rc = r < lo ? lo : (r > hi ? hi : r);
+  double u1 = -adv * r, u2 = -adv * rc;
+  double d1 = -adv * r, d2 = r >= lo && r <= hi ? -adv * r : 0.0;
+  double d = u1 > u2 ? d1 : (u1 < u2 ? d2 : 0.5 * (d1 + d2));
+  return {u1 > u2 ? u1 : u2, d};
+}
+
+TRLC_HD inline PpoTerm ppoValueTerm(double v, double oldV, double ret, double clip) {
+  double diff = v - oldV;
+  double vc = oldV + (diff < -clip ? -clip : (diff > clip ? clip : diff));
+  double l1 = (v - ret) * (v - ret), l2 = (vc - ret) * (vc - ret);
+  double d1 = 2 * (v - ret), d2 = diff >= -clip && diff <= clip ? 2 * (vc - ret) : 0.0;
+  double d = l1 > l2 ? d1 : (l1 < l2 ? d2 : 0.5 * (d1 + d2));
+  return {l1 > l2 ? l1 : l2, d};
+}
+
 } // namespace trlc
 
 #endif // TRLC_RUNTIME_PREFERENCEMATH_H

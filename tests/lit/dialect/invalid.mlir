@@ -893,3 +893,19 @@ func.func @rloo_old_per_sequence(%lp: tensor<4x8xf32>, %old: tensor<8xf32>, %adv
   %l = trl.rloo_loss %lp, %old, %adv, %lp, %n : (tensor<4x8xf32>, tensor<8xf32>, tensor<4xf32>, tensor<4x8xf32>, tensor<f32>) -> tensor<f32>
   return
 }
+
+// -----
+
+func.func @ppo_values_shape(%lp: tensor<4x8xf32>, %v: tensor<4x7xf32>, %n: tensor<f32>) {
+  // expected-error @+1 {{expects values of shape [4, 8], got [4, 7]}}
+  %l = trl.ppo_loss %lp, %lp, %lp, %lp, %v, %lp, %lp, %lp, %n, %n : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x7xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<f32>, tensor<f32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @ppo_negative_clip(%lp: tensor<4x8xf32>, %n: tensor<f32>) {
+  // expected-error @+1 {{expects non-negative cliprange, cliprange_value and vf_coef}}
+  %l = trl.ppo_loss %lp, %lp, %lp, %lp, %lp, %lp, %lp, %lp, %n, %n {cliprange = -0.1 : f64} : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<f32>, tensor<f32>) -> tensor<f32>
+  return
+}

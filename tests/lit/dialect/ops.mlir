@@ -79,6 +79,8 @@ func.func @losses(%logits: tensor<4x16x256xf32>, %h: tensor<4x16x64xf32>, %w: te
   %gl = trl.grpo_loss %lp, %flp, %adv, %mask, %n ref %flp {beta = 4.0e-02 : f64, loss_type = #trl.grpo_loss<bnpo>} : (tensor<4x16xf32>, tensor<4x16xf32>, tensor<4xf32>, tensor<4x16xf32>, tensor<f32>, tensor<4x16xf32>) -> tensor<f32>
   // CHECK: trl.rloo_loss {{.*}}epsilon_high = 2.800000e-01
   %rloo = trl.rloo_loss %lp, %adv, %adv, %mask, %n {epsilon_high = 0.28 : f64} : (tensor<4x16xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4x16xf32>, tensor<f32>) -> tensor<f32>
+  // CHECK: trl.ppo_loss {{.*}}cliprange_value = 1.500000e-01
+  %ppo = trl.ppo_loss %lp, %flp, %lp, %mask, %lp, %flp, %lp, %mask, %n, %n {cliprange_value = 0.15 : f64} : (tensor<4x16xf32>, tensor<4x16xf32>, tensor<4x16xf32>, tensor<4x16xf32>, tensor<4x16xf32>, tensor<4x16xf32>, tensor<4x16xf32>, tensor<4x16xf32>, tensor<f32>, tensor<f32>) -> tensor<f32>
   return
 }
 
@@ -118,6 +120,8 @@ func.func @backward(%dy: tensor<2x16x64xf32>, %x: tensor<2x16x64xf32>, %ids: ten
   %gr = trl.grpo_loss_grad %g, %dlp, %dlp, %adv, %dlp, %g : (tensor<f32>, tensor<2x16xf32>, tensor<2x16xf32>, tensor<2xf32>, tensor<2x16xf32>, tensor<f32>) -> tensor<2x16xf32>
   // CHECK: trl.rloo_loss_grad
   %rg = trl.rloo_loss_grad %g, %dlp, %adv, %adv, %dlp, %g : (tensor<f32>, tensor<2x16xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2x16xf32>, tensor<f32>) -> tensor<2x16xf32>
+  // CHECK: trl.ppo_loss_grad
+  %pg, %pv = trl.ppo_loss_grad %g, %dlp, %dlp, %dlp, %dlp, %dlp, %dlp, %dlp, %dlp, %g, %g : (tensor<f32>, tensor<2x16xf32>, tensor<2x16xf32>, tensor<2x16xf32>, tensor<2x16xf32>, tensor<2x16xf32>, tensor<2x16xf32>, tensor<2x16xf32>, tensor<2x16xf32>, tensor<f32>, tensor<f32>) -> (tensor<2x16xf32>, tensor<2x16xf32>)
   return
 }
 
