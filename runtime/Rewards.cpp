@@ -330,27 +330,37 @@ private:
 
 } // namespace
 
-std::unique_ptr<PairwiseJudge> makeJudge(const artifact::GrpoRun &g) {
-  const std::string &f = g.judge;
+namespace {
+/// The helper process of a "python:FILE:FUNCTION" or "command:PROGRAM"
+/// entry (a reward, or with kind "judge" online DPO's judge); null for
+/// another entry.
+std::unique_ptr<External> helperOf(const std::string &f, const artifact::GrpoRun &g,
+                                   const std::string &kind) {
   if (f.rfind("python:", 0) == 0) {
     std::string rest = f.substr(7);
     size_t colon = rest.rfind(':');
     if (colon == std::string::npos)
-      throw RunError("error: a Python judge is named \"python:FILE.py:FUNCTION\", got \"" + f +
-                     "\"");
+      throw RunError("error: a Python " + kind + " is named \"python:FILE.py:FUNCTION\", got \"" +
+                     f + "\"");
     std::string file = rest.substr(0, colon), fn = rest.substr(colon + 1);
     const char *py = std::getenv("TRLC_PYTHON");
-    return std::make_unique<HelperJudge>(std::make_unique<External>(
-        "\"" + f + "\"", fn,
-        std::vector<std::string>{py && *py ? py : "python3", "-u", "-c", kPythonHelper, file, fn,
-                                 "judge"},
-        g.rewardTimeout, true, "judge"));
+    std::vector<std::string> argv{py && *py ? py : "python3", "-u", "-c", kPythonHelper, file, fn};
+    if (kind == "judge")
+      argv.push_back("judge");
+    return std::make_unique<External>("\"" + f + "\"", fn, argv, g.rewardTimeout, true, kind);
   }
   if (f.rfind("command:", 0) == 0)
-    return std::make_unique<HelperJudge>(std::make_unique<External>(
-        "\"" + f + "\"", f.substr(8), std::vector<std::string>{"/bin/sh", "-c", f.substr(8)},
-        g.rewardTimeout, false, "judge"));
-  throw RunError("error: unknown judge \"" + f + "\" in the artifact");
+    return std::make_unique<External>("\"" + f + "\"", f.substr(8),
+                                      std::vector<std::string>{"/bin/sh", "-c", f.substr(8)},
+                                      g.rewardTimeout, false, kind);
+  return nullptr;
+}
+} // namespace
+
+std::unique_ptr<PairwiseJudge> makeJudge(const artifact::GrpoRun &g) {
+  if (std::unique_ptr<External> helper = helperOf(g.judge, g, "judge"))
+    return std::make_unique<HelperJudge>(std::move(helper));
+  throw RunError("error: unknown judge \"" + g.judge + "\" in the artifact");
 }
 
 std::vector<std::unique_ptr<RewardFunction>> makeRewards(
@@ -372,22 +382,8 @@ std::vector<std::unique_ptr<RewardFunction>> makeRewards(
       }
     } else if (f == "length") {
       out.push_back(std::make_unique<Length>(g.maxCompletionLength));
-    } else if (f.rfind("python:", 0) == 0) {
-      std::string rest = f.substr(7);
-      size_t colon = rest.rfind(':');
-      if (colon == std::string::npos)
-        throw RunError("error: a Python reward is named \"python:FILE.py:FUNCTION\", got \"" + f +
-                       "\"");
-      std::string file = rest.substr(0, colon), fn = rest.substr(colon + 1);
-      const char *py = std::getenv("TRLC_PYTHON");
-      out.push_back(std::make_unique<External>(
-          "\"" + f + "\"", fn,
-          std::vector<std::string>{py && *py ? py : "python3", "-u", "-c", kPythonHelper, file, fn},
-          g.rewardTimeout, true));
-    } else if (f.rfind("command:", 0) == 0) {
-      out.push_back(std::make_unique<External>("\"" + f + "\"", f.substr(8),
-                                               std::vector<std::string>{"/bin/sh", "-c", f.substr(8)},
-                                               g.rewardTimeout, false));
+    } else if (std::unique_ptr<External> helper = helperOf(f, g, "reward")) {
+      out.push_back(std::move(helper));
     } else {
       throw RunError("error: unknown reward function \"" + f + "\" in the artifact");
     }

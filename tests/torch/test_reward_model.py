@@ -130,6 +130,25 @@ logging_steps = 1
 """
 
 
+def train(trlc, tmp, name, method, table):
+    """Trains one step of `method` with [`method`] `table`; returns the
+    batch it dumped (TRLC_DUMP_GRPO_BATCH) and its last metrics row."""
+    rec = os.path.join(tmp, name + ".toml")
+    with open(rec, "w") as f:
+        f.write(f'method = "{method}"\n' + POLICY.format(root=ROOT, out=os.path.join(tmp, name)) +
+                f"[{method}]\n{table}")
+    dump = os.path.join(tmp, name + ".json")
+    res = subprocess.run([trlc, "train", rec, "-o", os.path.join(tmp, name + ".trlc"), "--threads", "1",
+                          "--quiet"], capture_output=True, text=True,
+                         env=dict(os.environ, TRLC_DUMP_GRPO_BATCH=dump))
+    if res.returncode != 0:
+        print(f"trlc failed:\n{res.stdout}{res.stderr}")
+        sys.exit(1)
+    with open(os.path.join(tmp, name, "metrics.jsonl")) as f:
+        metrics = [json.loads(l) for l in f if '"loss"' in l][-1]
+    return json.load(open(dump)), metrics
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trlc", required=True)
@@ -140,19 +159,10 @@ def main():
         w = build_reward_model(rm)
 
         # Online DPO ranks its pairs with the model.
-        rec = os.path.join(tmp, "odpo.toml")
-        with open(rec, "w") as f:
-            f.write('method = "online_dpo"\n' + POLICY.format(root=ROOT, out=os.path.join(tmp, "odpo")) +
-                    f'[online_dpo]\ntemperature = 1.0\nreward_funcs = ["model:{rm}"]\n')
-        dump = os.path.join(tmp, "odpo.json")
-        res = subprocess.run([args.trlc, "train", rec, "-o", os.path.join(tmp, "odpo.trlc"), "--threads", "1",
-                              "--quiet"], capture_output=True, text=True,
-                             env=dict(os.environ, TRLC_DUMP_GRPO_BATCH=dump))
-        if res.returncode != 0:
-            print(f"trlc failed:\n{res.stdout}{res.stderr}")
-            sys.exit(1)
+        batch, _ = train(args.trlc, tmp, "odpo", "online_dpo",
+                         f'temperature = 1.0\nreward_funcs = ["model:{rm}"]\n')
         worst, scores, misordered = 0.0, [], 0
-        for rows in json.load(open(dump))["micro_batches"]:
+        for rows in batch["micro_batches"]:
             b = len(rows) // 2
             for r in rows:
                 prompt = [t for t, m in zip(r["input_ids"], r["completion_mask"]) if not m]
@@ -171,21 +181,10 @@ def main():
             failures.append("the scores barely vary: the test would not see a wrong position")
 
         # GRPO: the model's metric is the mean of its scores over the batch.
-        rec = os.path.join(tmp, "grpo.toml")
-        with open(rec, "w") as f:
-            f.write('method = "grpo"\n' + POLICY.format(root=ROOT, out=os.path.join(tmp, "grpo")) +
-                    f'[grpo]\nnum_generations = 4\nreward_funcs = ["model:{rm}"]\n')
-        dump = os.path.join(tmp, "grpo.json")
-        res = subprocess.run([args.trlc, "train", rec, "-o", os.path.join(tmp, "grpo.trlc"), "--threads", "1",
-                              "--quiet"], capture_output=True, text=True,
-                             env=dict(os.environ, TRLC_DUMP_GRPO_BATCH=dump))
-        if res.returncode != 0:
-            print(f"trlc failed:\n{res.stdout}{res.stderr}")
-            sys.exit(1)
-        with open(os.path.join(tmp, "grpo", "metrics.jsonl")) as f:
-            metrics = [json.loads(l) for l in f if '"loss"' in l][-1]
+        batch, metrics = train(args.trlc, tmp, "grpo", "grpo",
+                               f'num_generations = 4\nreward_funcs = ["model:{rm}"]\n')
         want = []
-        for rows in json.load(open(dump))["micro_batches"]:
+        for rows in batch["micro_batches"]:
             for r in rows:
                 n = len(r["input_ids"]) - len(r["old_logps"])
                 prompt, completion = r["input_ids"][:n], r["input_ids"][n:]
