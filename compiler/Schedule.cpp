@@ -160,6 +160,30 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
     g.sequenceLevel = r.grpo.sequenceLevel;
     g.numIterations = r.grpo.numIterations;
     g.normalizeAdvantages = r.grpo.normalizeAdvantages;
+    if (r.method == Method::PPO) {
+      artifact::GrpoRun::Ppo p;
+      p.whitenRewards = r.ppo.whitenRewards;
+      p.klCoef = r.ppo.klCoef;
+      p.klEstimator = r.ppo.klEstimator;
+      p.cliprange = r.ppo.cliprange;
+      p.vfCoef = r.ppo.vfCoef;
+      p.cliprangeValue = r.ppo.cliprangeValue;
+      p.gamma = r.ppo.gamma;
+      p.lam = r.ppo.lam;
+      p.missingEosPenalty = r.ppo.missingEosPenalty.value_or(-1.0);
+      p.valueModel = r.ppo.valueModelPath;
+      nlohmann::json vc = nlohmann::json::parse(configToHfJson(r.ppo.valueModelConfig));
+      // The causal model's class, as a sequence classifier.
+      std::string arch = vc["architectures"][0].get<std::string>();
+      for (const char *head : {"ForCausalLM", "LMHeadModel"})
+        if (size_t at = arch.find(head); at != std::string::npos)
+          arch = arch.substr(0, at) + "ForSequenceClassification";
+      vc["architectures"] = {arch};
+      vc["id2label"] = {{"0", "LABEL_0"}};
+      vc["label2id"] = {{"LABEL_0", 0}};
+      p.valueConfig = vc;
+      g.ppo = p;
+    }
     if (r.method == Method::OnlineDPO) {
       g.dpoBetas = r.onlineDpo.betas;
       g.dpoLossType = r.onlineDpo.lossType;

@@ -571,7 +571,7 @@ void checkMethod(Format f, const std::string &method, const std::string &where) 
   else if (method == "kto")
     ok = f == Format::UnpairedPreference || f == Format::PromptCompletion ||
          f == Format::Tokenized;
-  else if (method == "grpo" || method == "rloo" || method == "online_dpo")
+  else if (method == "grpo" || method == "rloo" || method == "online_dpo" || method == "ppo")
     ok = f == Format::PromptOnly || f == Format::PromptCompletion ||
          f == Format::LanguageModeling || f == Format::Preference;
   if (!ok) {
@@ -582,7 +582,8 @@ void checkMethod(Format f, const std::string &method, const std::string &where) 
                 "completion_input_ids + label)"},
         {"grpo", "prompt_only (prompt)"},
         {"rloo", "prompt_only (prompt)"},
-        {"online_dpo", "prompt_only (prompt)"}};
+        {"online_dpo", "prompt_only (prompt)"},
+        {"ppo", "prompt_only (prompt)"}};
     throw InputError(where + ": error: the dataset is in the " + formatName(f) +
                      " format, which method = \"" + method + "\" cannot train on; it needs " +
                      wants.at(method));

@@ -40,6 +40,7 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
   case Method::GRPO: step = buildGrpoLoss(m, fn); break;
   case Method::RLOO: step = buildRlooLoss(m, fn); break;
   case Method::OnlineDPO: step = buildOnlineDpoLoss(m, fn); break;
+  case Method::PPO: step = buildPpoLoss(m, fn); break;
   }
   // The loss first, then the method's metrics, each a named output.
   SmallVector<Value> results{step.loss};
@@ -76,6 +77,8 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
     buildKtoRefLogps(m, *module);
   if (recipe.method == Method::RLOO)
     buildRlooLogps(m, *module);
+  if (recipe.method == Method::PPO)
+    buildPpoPrograms(m, *module);
   if (isOnline(recipe.method))  // a generation's rows: online DPO samples 2 per prompt
     buildRewardModels(context, recipe, shape,
                       (recipe.method == Method::OnlineDPO ? 2 : 1) * shape.batch, *module);

@@ -16,7 +16,7 @@ ModelBuilder::ModelBuilder(MLIRContext &ctx, const Recipe &recipe, const StepSha
 
 Value ModelBuilder::param(const std::string &name, ArrayRef<int64_t> shape,
                           bool transposed) {
-  auto op = b.create<ParamOp>(loc, act(shape), b.getStringAttr(name),
+  auto op = b.create<ParamOp>(loc, act(shape), b.getStringAttr(paramPrefix + name),
                               b.getBoolAttr(paramSet == "policy"),
                               b.getStringAttr(paramSet),
                               transposed ? b.getUnitAttr() : UnitAttr());
@@ -212,6 +212,13 @@ Value ModelBuilder::sequenceScores(const TokenInputs &in, Value last, int64_t ba
                      : llamaForward(in.ids, in.positions, in.mask, batch);
   Value score = linear(hidden, param("score.weight", {1, cfg.hiddenSize}));
   return b.create<MaskedSumOp>(loc, act({batch}), reshape(score, {batch, seqLen}), last);
+}
+
+Value ModelBuilder::tokenValues(const TokenInputs &in, int64_t batch) {
+  Value hidden = cfg.family == ModelFamily::GPT2
+                     ? gpt2Forward(in.ids, in.positions, in.mask, batch)
+                     : llamaForward(in.ids, in.positions, in.mask, batch);
+  return reshape(linear(hidden, param("score.weight", {1, cfg.hiddenSize})), {batch, seqLen});
 }
 
 Value ModelBuilder::tokenLogProbs(const TokenInputs &in, int64_t batch, double temperature) {

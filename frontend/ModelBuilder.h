@@ -59,6 +59,12 @@ public:
   /// position `last` [B, S] marks with 1, as transformers reads it at each
   /// row's last non-padding token.
   mlir::Value sequenceScores(const TokenInputs &in, mlir::Value last, int64_t batch);
+  /// A value model's per-position values [B, S] (PPO: the score head over
+  /// every final hidden state).
+  mlir::Value tokenValues(const TokenInputs &in, int64_t batch);
+  /// Prepended to every parameter name (PPO's value model lives in the
+  /// trained set as "value_model.<its checkpoint names>").
+  std::string paramPrefix;
   /// Per-token log-probabilities [B, S] of the batch's labels, of the
   /// logits divided by `temperature` (GRPO's, as TRL computes them; the
   /// hidden states are divided, which is the same for the bias-free head).

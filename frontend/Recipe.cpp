@@ -37,6 +37,7 @@ const char *methodName(Method method) {
   case Method::GRPO: return "grpo";
   case Method::RLOO: return "rloo";
   case Method::OnlineDPO: return "online_dpo";
+  case Method::PPO: return "ppo";
   }
   return "?";
 }
@@ -127,7 +128,8 @@ enum MethodMask : unsigned {
   GRPO = 8,
   RLOO = 16,
   ONLINE_DPO = 32,
-  ALL = 63,
+  PPO = 64,
+  ALL = 127,
 };
 
 struct KeySpec {
@@ -135,8 +137,9 @@ struct KeySpec {
   const char *key;
   Kind kind;
   /// Default as a TOML literal per method (sft, dpo, kto, grpo, rloo,
-  /// online_dpo); nullptr means "no value" (optional key) for that method.
-  std::array<const char *, 6> defaults;
+  /// online_dpo, ppo); nullptr means "no value" (optional key) for that
+  /// method.
+  std::array<const char *, 7> defaults;
   unsigned methods = ALL;
   const char *choices = nullptr;  // "a|b|c" for Kind::Enum
   double lo = -INFINITY, hi = INFINITY;
@@ -145,14 +148,14 @@ struct KeySpec {
   bool hiOpen = false;  // range excludes hi
 };
 
-constexpr std::array<const char *, 6> all(const char *v) { return {v, v, v, v, v, v}; }
-constexpr std::array<const char *, 6> none() {
-  return {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+constexpr std::array<const char *, 7> all(const char *v) { return {v, v, v, v, v, v, v}; }
+constexpr std::array<const char *, 7> none() {
+  return {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 }
 
 // clang-format off
 const KeySpec kSchema[] = {
-  {"", "method", Kind::Enum, none(), ALL, "sft|dpo|kto|grpo|rloo|online_dpo", -INFINITY, INFINITY, false, "training method"},
+  {"", "method", Kind::Enum, none(), ALL, "sft|dpo|kto|grpo|rloo|online_dpo|ppo", -INFINITY, INFINITY, false, "training method"},
 
   {"model", "path", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "Hugging Face model directory"},
   {"model", "dtype", Kind::Enum, all("\"bf16\""), ALL, "bf16|fp32", -INFINITY, INFINITY, false, "activation storage: bf16 keeps the activations between ops in bf16 (fp32 master weights, gradients and optimizer state; kernels compute in fp32), fp32 keeps everything in fp32"},
@@ -164,8 +167,8 @@ const KeySpec kSchema[] = {
   {"data", "format", Kind::Enum, all("\"auto\""), ALL, "auto|language_modeling|prompt_only|prompt_completion|preference|unpaired_preference|tokenized", -INFINITY, INFINITY, false, "dataset format"},
   {"data", "dataset_text_field", Kind::String, {"\"text\"", nullptr, nullptr, nullptr}, SFT, nullptr, -INFINITY, INFINITY, false, "column of language-modeling text"},
   {"data", "max_length", Kind::Int, {"1024", "1024", "1024", nullptr}, SFT | DPO | KTO, nullptr, 1, 1 << 24, false, "maximum tokens per example"},
-  {"data", "max_prompt_length", Kind::Int, {nullptr, "512", "512", "512", "512", "512"}, DPO | KTO | GRPO | RLOO | ONLINE_DPO, nullptr, 1, 1 << 24, false, "maximum prompt tokens (keeps the prompt's end)"},
-  {"data", "max_completion_length", Kind::Int, {nullptr, nullptr, nullptr, "512", "256", "64"}, DPO | KTO | GRPO | RLOO | ONLINE_DPO, nullptr, 1, 1 << 24, false, "maximum completion tokens (keeps the completion's start; online methods: tokens generated, TRL's max_new_tokens for online DPO)"},
+  {"data", "max_prompt_length", Kind::Int, {nullptr, "512", "512", "512", "512", "512", "512"}, DPO | KTO | GRPO | RLOO | ONLINE_DPO | PPO, nullptr, 1, 1 << 24, false, "maximum prompt tokens (keeps the prompt's end)"},
+  {"data", "max_completion_length", Kind::Int, {nullptr, nullptr, nullptr, "512", "256", "64", "53"}, DPO | KTO | GRPO | RLOO | ONLINE_DPO | PPO, nullptr, 1, 1 << 24, false, "maximum completion tokens (keeps the completion's start; online methods: tokens generated, TRL's max_new_tokens for online DPO, response_length for PPO)"},
   {"data", "truncation_mode", Kind::Enum, {"\"keep_start\"", "\"keep_end\"", "\"keep_end\"", nullptr}, SFT | DPO | KTO, "keep_start|keep_end", -INFINITY, INFINITY, false, "which end of an over-long example to keep"},
   {"data", "packing", Kind::Bool, {"false", nullptr, nullptr, nullptr}, SFT, nullptr, -INFINITY, INFINITY, false, "pack examples into rows of max_length"},
   {"data", "packing_strategy", Kind::Enum, {"\"bfd\"", nullptr, nullptr, nullptr}, SFT, "bfd|bfd_split|wrapped", -INFINITY, INFINITY, false, "packing algorithm"},
@@ -175,7 +178,7 @@ const KeySpec kSchema[] = {
   {"data", "chat_template_path", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "Jinja chat template overriding tokenizer_config.json"},
   {"data", "on_bad_row", Kind::Enum, all("\"error\""), ALL, "error|skip", -INFINITY, INFINITY, false, "what to do with an invalid dataset row"},
 
-  {"train", "learning_rate", Kind::Float, {"2e-5", "1e-6", "1e-6", "1e-6", "1e-6", "5e-7"}, ALL, nullptr, 0, 10, false, "peak learning rate"},
+  {"train", "learning_rate", Kind::Float, {"2e-5", "1e-6", "1e-6", "1e-6", "1e-6", "5e-7", "3e-6"}, ALL, nullptr, 0, 10, false, "peak learning rate"},
   {"train", "lr_scheduler_type", Kind::Enum, all("\"linear\""), ALL, "constant|linear|cosine", -INFINITY, INFINITY, false, "learning-rate schedule"},
   {"train", "warmup_ratio", Kind::Float, all("0.0"), ALL, nullptr, 0, 1, false, "fraction of steps spent warming up"},
   {"train", "warmup_steps", Kind::Int, all("0"), ALL, nullptr, 0, INFINITY, false, "warm-up steps (overrides warmup_ratio)"},
@@ -254,9 +257,9 @@ const Alias kAliases[] = {
     {"memory", "ds3_gather_for_generation", "online", "ds3_gather_for_generation"},
 };
 
-const char *const kSections[] = {"model", "data", "train", "memory", "sft", "dpo",
-                                 "kto",   "grpo", "rloo",  "online_dpo", "output"};
-const char *const kMethodSections[] = {"sft", "dpo", "kto", "grpo", "rloo", "online_dpo"};
+const char *const kSections[] = {"model", "data", "train", "memory",     "sft", "dpo",
+                                 "kto",   "grpo", "rloo",  "online_dpo", "ppo", "output"};
+const char *const kMethodSections[] = {"sft", "dpo", "kto", "grpo", "rloo", "online_dpo", "ppo"};
 
 unsigned maskOf(Method m) { return 1u << static_cast<unsigned>(m); }
 
@@ -322,6 +325,50 @@ const std::vector<KeySpec> &schema() {
     out.push_back({"online_dpo", "missing_eos_penalty", Kind::Float, none(), ONLINE_DPO, nullptr,
                    0, INFINITY, false,
                    "subtracted from the score of a completion that ends without EOS"});
+    // PPO: GRPO's temperature and reward keys with PPOConfig's defaults,
+    // and its own.
+    const std::map<std::string, const char *> ppoShared = {
+        {"ds3_gather_for_generation", nullptr}, {"temperature", "0.7"},
+        {"reward_funcs", nullptr}, {"reward_weights", nullptr}, {"format_pattern", nullptr},
+        {"reward_timeout", nullptr}};
+    const unsigned pp = static_cast<unsigned>(Method::PPO);
+    for (const KeySpec &g : kSchema) {
+      auto it = ppoShared.find(g.key);
+      if (std::string_view(g.section) != "grpo" || it == ppoShared.end())
+        continue;
+      KeySpec r = g;
+      r.section = "ppo";
+      r.methods = PPO;
+      r.defaults = none();
+      r.defaults[pp] = it->second ? it->second : g.defaults[static_cast<unsigned>(Method::GRPO)];
+      out.push_back(r);
+    }
+    auto ppoKey = [&](const char *key, Kind kind, const char *def, double lo, double hi,
+                      bool loOpen, const char *help, const char *choices = nullptr) {
+      KeySpec k{"ppo", key, kind, none(), PPO, choices, lo, hi, loOpen, help};
+      k.defaults[pp] = def;
+      out.push_back(k);
+    };
+    ppoKey("num_ppo_epochs", Kind::Int, "4", 1, 1e6, false,
+           "optimizer passes over each rollout batch");
+    ppoKey("num_mini_batches", Kind::Int, "1", 1, 1, false,
+           "mini-batches per rollout batch (trlc: 1, one optimizer step per pass)");
+    ppoKey("whiten_rewards", Kind::Bool, "false", -INFINITY, INFINITY, false,
+           "whiten the per-token rewards before GAE");
+    ppoKey("kl_coef", Kind::Float, "0.05", 0, INFINITY, false,
+           "coefficient of the per-token KL penalty in the rewards");
+    ppoKey("kl_estimator", Kind::Enum, "\"k1\"", -INFINITY, INFINITY, false,
+           "KL estimator of the penalty: k1 (log ratio) or k3", "k1|k3");
+    ppoKey("cliprange", Kind::Float, "0.2", 0, INFINITY, false, "policy ratio clipping");
+    ppoKey("vf_coef", Kind::Float, "0.1", 0, INFINITY, false, "weight of the value loss");
+    ppoKey("cliprange_value", Kind::Float, "0.2", 0, INFINITY, false, "value clipping");
+    ppoKey("gamma", Kind::Float, "1.0", 0, 1, false, "discount factor");
+    ppoKey("lam", Kind::Float, "0.95", 0, 1, false, "GAE lambda");
+    ppoKey("missing_eos_penalty", Kind::Float, nullptr, 0, INFINITY, false,
+           "subtracted from the score of a completion that ends without EOS");
+    ppoKey("value_model", Kind::String, nullptr, -INFINITY, INFINITY, false,
+           "value model directory (a sequence-classification checkpoint; default: the first "
+           "reward model, else the policy's model with a new score head)");
     out.push_back({"online_dpo", "judge", Kind::String, none(), ONLINE_DPO, nullptr, -INFINITY,
                    INFINITY, false,
                    "a pairwise judge ranking each pair instead of reward_funcs: "
@@ -341,7 +388,7 @@ const KeySpec *findSpec(std::string_view section, std::string_view key) {
 
 std::string methodList(unsigned mask) {
   std::string out;
-  for (unsigned i = 0; i < 6; ++i)
+  for (unsigned i = 0; i < 7; ++i)
     if (mask & (1u << i)) {
       if (!out.empty())
         out += ", ";
@@ -605,6 +652,7 @@ private:
   /// reward's pattern, groups within a micro-batch.
   std::optional<Error> checkRewards(const toml::table &root, Recipe &r);
   std::optional<Error> checkRewardModel(const toml::node &node, const std::string &dir, Recipe &r);
+  std::optional<Error> resolveValueModel(const toml::table &root, Recipe &r);
   std::string printResolved(const toml::table &root, const Recipe &r);
 
   const toml::node *get(const toml::table &root, const char *section,
@@ -743,10 +791,10 @@ std::optional<Error> Resolver::checkStructure(toml::table &root) {
     std::string method = root["method"].value_or(std::string());
     std::string targetName = a.target;
     if (targetName == "online") {
-      if (method != "grpo" && method != "rloo" && method != "online_dpo")
+      if (method != "grpo" && method != "rloo" && method != "online_dpo" && method != "ppo")
         return diag.at(*node, displayKey(a.section, a.alias) +
-                                  " applies to the online methods (grpo, rloo, online_dpo) "
-                                  "only; remove it");
+                                  " applies to the online methods (grpo, rloo, online_dpo, "
+                                  "ppo) only; remove it");
       targetName = method;
     }
     toml::table *target = root[targetName].as_table();
@@ -779,10 +827,11 @@ std::optional<Error> Resolver::checkMethodApplicability(toml::table &root) {
   const toml::node *m = root.get("method");
   if (!m)
     return diag.atFile("missing required key 'method' (one of \"sft\", "
-                       "\"dpo\", \"kto\", \"grpo\", \"rloo\", \"online_dpo\"); add for example "
+                       "\"dpo\", \"kto\", \"grpo\", \"rloo\", \"online_dpo\", \"ppo\"); add for "
+                       "example "
                        "method = \"sft\" at the top of the recipe");
   std::string name = m->as_string()->get();
-  for (unsigned i = 0; i < 6; ++i)
+  for (unsigned i = 0; i < 7; ++i)
     if (name == methodName(static_cast<Method>(i)))
       method = static_cast<Method>(i);
   for (const char *table : kMethodSections) {
@@ -1045,15 +1094,40 @@ void Resolver::fill(toml::table &root, Recipe &r) {
     break;
   case Method::GRPO:
   case Method::RLOO:
-  case Method::OnlineDPO: {
-    // RLOO and online DPO read the keys they share with GRPO from their
-    // own table.
+  case Method::OnlineDPO:
+  case Method::PPO: {
+    // RLOO, online DPO and PPO read the keys they share with GRPO from
+    // their own table.
     const char *t = methodName(method);
-    bool rloo = method == Method::RLOO, odpo = method == Method::OnlineDPO;
+    bool rloo = method == Method::RLOO, odpo = method == Method::OnlineDPO,
+         ppo = method == Method::PPO;
     r.grpo.maxPromptLength = *r.data.maxPromptLength;
     r.grpo.maxCompletionLength = *r.data.maxCompletionLength;
     r.grpo.temperature = *f64(t, "temperature");
-    r.grpo.topP = *f64(t, "top_p");
+    if (ppo) {
+      // One completion per prompt, sampled at the temperature alone.
+      r.grpo.numGenerations = 1;
+      r.grpo.beta = 0;
+      r.grpo.lossType = "grpo";
+      r.grpo.scaleRewards = "none";
+      r.grpo.numIterations = *i64(t, "num_ppo_epochs");
+      r.ppo.numPpoEpochs = r.grpo.numIterations;
+      r.ppo.whitenRewards = *b(t, "whiten_rewards");
+      r.ppo.klCoef = *f64(t, "kl_coef");
+      r.ppo.klEstimator = *str(t, "kl_estimator");
+      r.ppo.cliprange = *f64(t, "cliprange");
+      r.ppo.vfCoef = *f64(t, "vf_coef");
+      r.ppo.cliprangeValue = *f64(t, "cliprange_value");
+      r.ppo.gamma = *f64(t, "gamma");
+      r.ppo.lam = *f64(t, "lam");
+      r.ppo.missingEosPenalty = f64(t, "missing_eos_penalty");
+      r.ppo.valueModelPath = str(t, "value_model").value_or("");
+    } else {
+      r.grpo.topP = *f64(t, "top_p");
+      r.grpo.topK = *i64(t, "top_k");
+      r.grpo.minP = *f64(t, "min_p");
+      r.grpo.repetitionPenalty = *f64(t, "repetition_penalty");
+    }
     if (odpo) {
       // Two completions per prompt; no clipped objective.
       r.grpo.numGenerations = 2;
@@ -1070,7 +1144,7 @@ void Resolver::fill(toml::table &root, Recipe &r) {
       r.onlineDpo.lossType = *str(t, "loss_type");
       r.onlineDpo.missingEosPenalty = f64(t, "missing_eos_penalty");
       r.onlineDpo.judge = str(t, "judge");
-    } else {
+    } else if (!ppo) {
       r.grpo.numGenerations = *i64(t, "num_generations");
       r.grpo.epsilon = *f64(t, "epsilon");
       r.grpo.epsilonHigh = f64(t, "epsilon_high").value_or(r.grpo.epsilon);
@@ -1082,9 +1156,6 @@ void Resolver::fill(toml::table &root, Recipe &r) {
       r.grpo.normalizeAdvantages = rloo && *b(t, "normalize_advantages");
       r.grpo.maskTruncatedCompletions = *b(t, "mask_truncated_completions");
     }
-    r.grpo.topK = *i64(t, "top_k");
-    r.grpo.minP = *f64(t, "min_p");
-    r.grpo.repetitionPenalty = *f64(t, "repetition_penalty");
     if (const toml::node *n = get(root, t, "reward_funcs")) {
       r.grpo.rewardFuncsWhere = diag.where(*n);
       if (n->is_string())
@@ -1166,6 +1237,7 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
   if (!funcs)
     return diag.atFile(std::string(r.method == Method::RLOO        ? "RLOO"
                                    : r.method == Method::OnlineDPO ? "Online DPO"
+                                   : r.method == Method::PPO       ? "PPO"
                                                                    : "GRPO") +
                        std::string(" needs reward functions") +
                        (r.method == Method::OnlineDPO ? " or a judge" : "") + ": add [" + t +
@@ -1238,8 +1310,11 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
                        " weights for " + std::to_string(r.grpo.rewardFuncs.size()) +
                        " reward functions; give one weight per function");
   }
+  if (r.method == Method::PPO)
+    if (auto err = resolveValueModel(root, r))
+      return err;
   // (Online DPO's batch counts prompts, two completions each.)
-  if (r.method != Method::OnlineDPO &&
+  if (r.method != Method::OnlineDPO && r.method != Method::PPO &&
       r.train.perDeviceTrainBatchSize % r.grpo.numGenerations != 0) {
     const toml::node *where = get(root, "train", "per_device_train_batch_size");
     std::string msg = "per_device_train_batch_size (" +
@@ -1248,6 +1323,38 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
                       std::to_string(r.grpo.numGenerations) +
                       "): trlc generates each prompt's group within one micro-batch";
     return where ? diag.at(*where, msg) : diag.atFile(msg);
+  }
+  return std::nullopt;
+}
+
+/// PPO's value model: [ppo] value_model (a directory with the policy's
+/// vocabulary), else the first reward model (TRL's examples start the value
+/// model from the reward model), else the policy's model, whose score head
+/// then starts random as transformers initialises a missing one.
+std::optional<Error> Resolver::resolveValueModel(const toml::table &root, Recipe &r) {
+  const toml::node *node = get(root, "ppo", "value_model");
+  if (node) {
+    std::string dir = r.ppo.valueModelPath;
+    if (!isDirectory(dir))
+      return diag.at(*node, "[ppo] value_model '" + dir + "' is not a directory; give a "
+                            "Hugging Face model directory (config.json, the weights)");
+    auto config = configFromJsonFile(fs::path(dir) / "config.json");
+    if (!config)
+      return config.error();
+    if (config->vocabSize != r.model.config.vocabSize)
+      return diag.at(*node, "[ppo] value_model '" + dir + "' has vocab_size " +
+                                std::to_string(config->vocabSize) + " but the policy has " +
+                                std::to_string(r.model.config.vocabSize) +
+                                "; the value model reads the policy's token ids");
+    r.ppo.valueModelPath = fs::absolute(dir).lexically_normal().string();
+    r.ppo.valueModelConfig = *config;
+  } else if (!r.grpo.rewardModels.empty()) {
+    r.ppo.valueModelPath = r.grpo.rewardModels.front().first;
+    r.ppo.valueModelConfig = r.grpo.rewardModels.front().second;
+  } else {
+    r.ppo.valueModelPath =
+        r.model.path ? fs::absolute(*r.model.path).lexically_normal().string() : "";
+    r.ppo.valueModelConfig = r.model.config;
   }
   return std::nullopt;
 }

@@ -20,10 +20,10 @@
 
 namespace trlc {
 
-enum class Method { SFT, DPO, KTO, GRPO, RLOO, OnlineDPO };
+enum class Method { SFT, DPO, KTO, GRPO, RLOO, OnlineDPO, PPO };
 /// The methods that generate their own completions while training.
 inline bool isOnline(Method m) {
-  return m == Method::GRPO || m == Method::RLOO || m == Method::OnlineDPO;
+  return m == Method::GRPO || m == Method::RLOO || m == Method::OnlineDPO || m == Method::PPO;
 }
 const char *methodName(Method method);
 
@@ -184,6 +184,20 @@ struct Recipe {
     /// "command:PROGRAM") ranking the pairs instead of reward_funcs.
     std::optional<std::string> judge;
   } onlineDpo;
+  /// PPO's own keys ([ppo]); its sampling and rewards are in `grpo`.
+  struct Ppo {
+    int64_t numPpoEpochs = 4;
+    bool whitenRewards = false;
+    double klCoef = 0.05;
+    std::string klEstimator = "k1";  // k1 | k3
+    double cliprange = 0.2, vfCoef = 0.1, cliprangeValue = 0.2, gamma = 1.0, lam = 0.95;
+    std::optional<double> missingEosPenalty;
+    /// The value model's directory ("": random, with the policy's config)
+    /// and config: [ppo] value_model, else the first reward model, else
+    /// the policy's model (its score head then starts random).
+    std::string valueModelPath;
+    ModelConfig valueModelConfig;
+  } ppo;
 
   struct Output {
     std::string outputDir;

@@ -149,6 +149,29 @@ RunInfo runInfoFromJson(const json &j) {
     o.sequenceLevel = level == "sequence";
     o.numIterations = field<int64_t>(g, "num_iterations");
     o.normalizeAdvantages = field<bool>(g, "normalize_advantages");
+    if (const json &d = g.at("ppo"); !d.is_null()) {
+      GrpoRun::Ppo p;
+      p.whitenRewards = field<bool>(d, "whiten_rewards");
+      p.klCoef = field<double>(d, "kl_coef");
+      p.klEstimator = field<std::string>(d, "kl_estimator");
+      p.cliprange = field<double>(d, "cliprange");
+      p.vfCoef = field<double>(d, "vf_coef");
+      p.cliprangeValue = field<double>(d, "cliprange_value");
+      p.gamma = field<double>(d, "gamma");
+      p.lam = field<double>(d, "lam");
+      json penalty = d.at("missing_eos_penalty");
+      p.missingEosPenalty = penalty.is_null() ? -1.0 : field<double>(d, "missing_eos_penalty");
+      p.valueModel = field<std::string>(d, "value_model");
+      p.valueConfig = d.at("value_config");
+      bool ok = (p.klEstimator == "k1" || p.klEstimator == "k3") && p.klCoef >= 0 &&
+                p.cliprange >= 0 && p.vfCoef >= 0 && p.cliprangeValue >= 0 &&
+                p.gamma >= 0 && p.gamma <= 1 && p.lam >= 0 && p.lam <= 1 &&
+                p.valueConfig.is_object() && o.numGenerations == 1 &&
+                (penalty.is_null() || p.missingEosPenalty >= 0);
+      if (!ok)
+        throw json::other_error::create(501, "ppo settings out of range", &d);
+      o.ppo = p;
+    }
     if (const json &d = g.at("online_dpo"); !d.is_null()) {
       o.dpoBetas = field<std::vector<double>>(d, "beta");
       o.dpoLossType = field<std::string>(d, "loss_type");
@@ -168,7 +191,8 @@ RunInfo runInfoFromJson(const json &j) {
         throw json::other_error::create(501, "online_dpo settings out of range", &d);
     }
     if ((level != "token" && level != "sequence") || o.numIterations < 1 ||
-        o.numGenerations < 2 || o.maxPromptLength < 1 || o.maxCompletionLength < 1 ||
+        o.numGenerations < (o.ppo ? 1 : 2) || o.maxPromptLength < 1 ||
+        o.maxCompletionLength < 1 ||
         !(o.temperature > 0) || !(o.topP > 0 && o.topP <= 1) || o.topK < 0 ||
         !(o.minP >= 0 && o.minP <= 1) || !(o.repetitionPenalty > 0) ||
         (o.rewardFuncs.empty() && o.judge.empty()) ||
@@ -388,6 +412,20 @@ json GrpoRun::toJson() const {
           {"importance_sampling_level", sequenceLevel ? "sequence" : "token"},
           {"num_iterations", numIterations},
           {"normalize_advantages", normalizeAdvantages},
+          {"ppo", !ppo ? json(nullptr)
+                       : json{{"whiten_rewards", ppo->whitenRewards},
+                              {"kl_coef", ppo->klCoef},
+                              {"kl_estimator", ppo->klEstimator},
+                              {"cliprange", ppo->cliprange},
+                              {"vf_coef", ppo->vfCoef},
+                              {"cliprange_value", ppo->cliprangeValue},
+                              {"gamma", ppo->gamma},
+                              {"lam", ppo->lam},
+                              {"missing_eos_penalty", ppo->missingEosPenalty < 0
+                                                          ? json(nullptr)
+                                                          : json(ppo->missingEosPenalty)},
+                              {"value_model", ppo->valueModel},
+                              {"value_config", ppo->valueConfig}}},
           {"online_dpo", dpoBetas.empty()
                              ? json(nullptr)
                              : json{{"beta", dpoBetas},
@@ -693,17 +731,19 @@ Expected<Artifact> readArtifact(const std::string &dir) {
       {"kto", {Kernel::KtoLoss}},
       {"grpo", {Kernel::GrpoLoss}},
       {"rloo", {Kernel::RlooLoss}},
-      {"online_dpo", {Kernel::DpoLoss}}};
+      {"online_dpo", {Kernel::DpoLoss}},
+      {"ppo", {Kernel::PpoLoss}}};
   auto method = losses.find(a.manifest.method);
   if (method == losses.end())
     return Error{manifest + ": error: unknown method \"" + a.manifest.method +
-                 "\" (sft, dpo, kto, grpo, rloo or online_dpo)"};
+                 "\" (sft, dpo, kto, grpo, rloo, online_dpo or ppo)"};
   // An online method's settings travel with it, and only with it.
   bool onlineMethod = a.manifest.method == "grpo" || a.manifest.method == "rloo" ||
-                      a.manifest.method == "online_dpo";
+                      a.manifest.method == "online_dpo" || a.manifest.method == "ppo";
   if (onlineMethod != a.plan.run.grpo.has_value() ||
       (a.plan.run.grpo &&
-       (a.manifest.method == "online_dpo") == a.plan.run.grpo->dpoBetas.empty()))
+       ((a.manifest.method == "online_dpo") == a.plan.run.grpo->dpoBetas.empty() ||
+        (a.manifest.method == "ppo") != a.plan.run.grpo->ppo.has_value())))
     return Error{planFile.string() + ": error: run.grpo does not fit method \"" +
                  a.manifest.method + "\"; recompile the recipe"};
   bool hasLoss = false;
@@ -731,6 +771,10 @@ Expected<Artifact> readArtifact(const std::string &dir) {
           (c.kernel == Kernel::RlooLoss &&
            (c.attrs.value("epsilon_low", -1.0) != g.epsilonLow ||
             c.attrs.value("epsilon_high", -1.0) != g.epsilonHigh)) ||
+          (c.kernel == Kernel::PpoLoss &&
+           (!g.ppo || c.attrs.value("cliprange", -1.0) != g.ppo->cliprange ||
+            c.attrs.value("cliprange_value", -1.0) != g.ppo->cliprangeValue ||
+            c.attrs.value("vf_coef", -1.0) != g.ppo->vfCoef)) ||
           // Online DPO's loss reads the scheduled beta from its input.
           (c.kernel == Kernel::DpoLoss &&
            (g.dpoBetas.empty() || c.in.size() < 7 || c.in[6] < 0 ||
@@ -750,12 +794,14 @@ Expected<Artifact> readArtifact(const std::string &dir) {
                    " has no reward model among run.grpo's reward_funcs; recompile the recipe"};
   // The programs an online method runs besides the step.
   if (a.plan.run.grpo) {
-    bool rloo = a.manifest.method == "rloo";
+    bool rloo = a.manifest.method == "rloo", ppo = a.manifest.method == "ppo";
     std::vector<std::string> need = {"prefill", "decode"};
-    if (rloo || a.plan.run.grpo->numIterations > 1)
+    if (rloo || ppo || a.plan.run.grpo->numIterations > 1)
       need.push_back("old_token_logps");
-    if (rloo && a.plan.run.grpo->beta != 0)
+    if ((rloo && a.plan.run.grpo->beta != 0) || ppo)
       need.push_back("ref_token_logps");
+    if (ppo)
+      need.push_back("values");
     size_t models = a.plan.run.grpo->rewardModelDirs().size();
     for (size_t k = 0; k < models; ++k)
       need.push_back("reward_model_" + std::to_string(k));

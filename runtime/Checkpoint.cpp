@@ -269,6 +269,31 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
     randomInit(name, shape.size(), n, w, static_cast<uint64_t>(run.initSeed),
                run.initializerRange);
   };
+  // PPO's value model ("value_model." names): from a trlc checkpoint's
+  // value_model/ beside the policy, else from run.grpo.ppo's directory; a
+  // causal model there has no score head, which then starts random (as
+  // transformers initialises a missing one).
+  const std::string valuePrefix = "value_model.";
+  auto fillPolicy = [&](const std::string &name, const std::vector<int64_t> &shape, bool hfT,
+                        float *w) {
+    if (name.rfind(valuePrefix, 0) != 0 || !run.grpo || !run.grpo->ppo)
+      return fill(policyDir, name, shape, hfT, w);
+    std::string own = name.substr(valuePrefix.size());
+    std::string dir = run.grpo->ppo->valueModel;
+    if (!policyDir.empty() && fs::is_directory(fs::path(policyDir) / "value_model"))
+      dir = (fs::path(policyDir) / "value_model").string();
+    if (!dir.empty() && own == "score.weight" && !tensorsOf(dir).count(own))
+      dir.clear();
+    if (dir.empty()) {
+      int64_t n = 1;
+      for (int64_t d : shape)
+        n *= d;
+      randomInit(name, shape.size(), n, w, static_cast<uint64_t>(run.initSeed),
+                 run.initializerRange);
+      return;
+    }
+    loadTensor(tensorsOf(dir), dir, own, shape, hfT, w);
+  };
   // Frozen sets: the reference, and reward model K from its directory.
   std::vector<std::string> rewardModels;
   if (run.grpo)
@@ -290,14 +315,17 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
       continue;
     TensorRef t = ex.tensor(params[i].tensor);
     std::vector<float> w(t.numel());
-    fill(frozen ? frozenDir(params[i].set) : policyDir, params[i].name, t.desc->shape,
-         params[i].hfTransposed, w.data());
+    if (frozen)
+      fill(frozenDir(params[i].set), params[i].name, t.desc->shape, params[i].hfTransposed,
+           w.data());
+    else
+      fillPolicy(params[i].name, t.desc->shape, params[i].hfTransposed, w.data());
     writeParam(ex, t, w);
   }
   for (const artifact::ZeroGroup &g : artifact.plan.zero.groups)
     keepShard(ex, comm, g, params[g.param].tensor,
               [&](const artifact::ZeroGroup::Member &m, float *w) {
-                fill(policyDir, m.name, m.shape, m.hfTransposed, w);
+                fillPolicy(m.name, m.shape, m.hfTransposed, w);
               });
 }
 
@@ -352,6 +380,20 @@ void ModelState::save(const std::string &dirName, const TrainerState *state) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   std::vector<NamedTensor> weights = collect(StateKind::Param);
+  if (lead() && run.grpo && run.grpo->ppo) {
+    // PPO's value model: its own directory, as transformers saves one.
+    std::vector<NamedTensor> policy, value;
+    for (NamedTensor &t : weights)
+      if (t.name.rfind("value_model.", 0) == 0)
+        value.push_back({t.name.substr(12), t.shape, std::move(t.data)});
+      else
+        policy.push_back(std::move(t));
+    weights = std::move(policy);
+    fs::create_directories(dir / "value_model", ec);
+    writeTensors((dir / "value_model" / "model.safetensors").string(), value);
+    writeText((dir / "value_model" / "config.json").string(),
+              run.grpo->ppo->valueConfig.dump(2) + "\n");
+  }
   if (lead()) {
     writeTensors((dir / "model.safetensors").string(), weights);
     writeText((dir / "config.json").string(), savedConfig(run.modelConfig, weights).dump(2) + "\n");
@@ -497,6 +539,14 @@ TrainerState ModelState::resume(const std::string &dir) {
   if (!safetensors::readModelDir(dir, model, error) ||
       !safetensors::readFile((fs::path(dir) / "optimizer.safetensors").string(), moments, error))
     throw RunError(error);
+  // PPO's value model, saved beside the policy under value_model/.
+  if (fs::path values = fs::path(dir) / "value_model"; fs::is_directory(values)) {
+    std::map<std::string, safetensors::Tensor> vm;
+    if (!safetensors::readModelDir(values.string(), vm, error))
+      throw RunError(error);
+    for (auto &[name, t] : vm)
+      model["value_model." + name] = std::move(t);
+  }
   for (size_t i = 0; i < params.size(); ++i) {
     const artifact::ParamDesc &p = params[i];
     if (isShard[i] || p.set != "policy")

@@ -45,6 +45,7 @@ const char *categoryName(MemCategory c) {
   case MemCategory::Frozen: return "frozen (reference) parameters";
   case MemCategory::Gradients: return "gradients";
   case MemCategory::Optimizer: return "optimizer state";
+  case MemCategory::ValueModel: return "value model state";
   case MemCategory::Inputs: return "batch inputs";
   case MemCategory::Activations: return "activations";
   case MemCategory::Workspace: return "workspace";
@@ -79,10 +80,14 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch, int64_t w
       what[t] = w;
       persistent[t] = true;
     };
-    mark(p.tensor, p.trainable ? MemCategory::Parameters : MemCategory::Frozen, "param " + p.name);
-    mark(p.grad, MemCategory::Gradients, "grad " + p.name);
-    mark(p.expAvg, MemCategory::Optimizer, "exp_avg " + p.name);
-    mark(p.expAvgSq, MemCategory::Optimizer, "exp_avg_sq " + p.name);
+    // PPO's value model trains beside the policy under "value_model." names.
+    bool value = p.name.rfind("value_model.", 0) == 0;
+    auto own = [&](MemCategory c) { return value ? MemCategory::ValueModel : c; };
+    mark(p.tensor, own(p.trainable ? MemCategory::Parameters : MemCategory::Frozen),
+         "param " + p.name);
+    mark(p.grad, own(MemCategory::Gradients), "grad " + p.name);
+    mark(p.expAvg, own(MemCategory::Optimizer), "exp_avg " + p.name);
+    mark(p.expAvgSq, own(MemCategory::Optimizer), "exp_avg_sq " + p.name);
   }
   for (size_t t = 0; t < n; ++t)
     if (plan.tensors[t].host)
@@ -316,7 +321,8 @@ MemoryReport memoryReport(const artifact::Plan &plan, int64_t scratch, int64_t w
   r.zeroStage = plan.zero.stage;
   r.modelStateBytes = r.categoryBytes[int(MemCategory::Parameters)] +
                       r.categoryBytes[int(MemCategory::Gradients)] +
-                      r.categoryBytes[int(MemCategory::Optimizer)];
+                      r.categoryBytes[int(MemCategory::Optimizer)] +
+                      r.categoryBytes[int(MemCategory::ValueModel)];
   r.unshardedModelStateBytes = r.modelStateBytes;
   for (const artifact::ZeroGroup &g : plan.zero.groups)  // param, grad, 2 moments (f32)
     r.unshardedModelStateBytes += 4 * 4 * (g.numel - g.shard);

@@ -64,6 +64,14 @@ void buildRlooLogps(ModelBuilder &m, mlir::ModuleOp module);
 /// iterations' old log-probabilities, from the policy that sampled).
 void buildOldLogps(ModelBuilder &m, mlir::ModuleOp module);
 
+/// PPO: the clipped policy and value losses of one rollout (trl.ppo_loss),
+/// the policy and the value model ("value_model." parameters) trained
+/// together.
+StepResults buildPpoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
+/// PPO's rollout programs: @old_token_logps, @ref_token_logps and
+/// @values (the value model's per-position values).
+void buildPpoPrograms(ModelBuilder &m, mlir::ModuleOp module);
+
 /// The online methods' reward models: `@reward_model_K` per model of
 /// reward_funcs, scoring `rows` generated rows of the step's sequence bound.
 void buildRewardModels(mlir::MLIRContext &ctx, const Recipe &recipe, const StepShape &shape,

@@ -35,6 +35,8 @@ namespace {
 /// log-probabilities of parameter set `set` as output `name`.
 void tokenLogpsProgram(ModelBuilder &m, ModuleOp module, const char *program, const char *set,
                        const char *name) {
+  // PPO divides by temperature + 1e-7, as TRL's PPOTrainer.
+  double temperature = m.recipe.grpo.temperature + (m.recipe.method == Method::PPO ? 1e-7 : 0.0);
   OpBuilder &b = m.b;
   b.setInsertionPointToEnd(module.getBody());
   auto fn = b.create<func::FuncOp>(m.loc, program, b.getFunctionType({}, {}));
@@ -43,7 +45,7 @@ void tokenLogpsProgram(ModelBuilder &m, ModuleOp module, const char *program, co
   int64_t batch = m.stepShape.batch;
   ModelBuilder::TokenInputs in = m.tokenInputs(fn, batch);
   m.useParameters(set);
-  Value lp = m.tokenLogProbs(in, batch, m.recipe.grpo.temperature);
+  Value lp = m.tokenLogProbs(in, batch, temperature);
   m.useParameters("policy");
   b.create<func::ReturnOp>(m.loc, lp);
   fn.setType(b.getFunctionType(entry->getArgumentTypes(), lp.getType()));
@@ -56,7 +58,7 @@ void tokenLogpsProgram(ModelBuilder &m, ModuleOp module, const char *program, co
 
 void buildRlooLogps(ModelBuilder &m, ModuleOp module) {
   tokenLogpsProgram(m, module, "old_token_logps", "policy", "per_token_logps");
-  if (m.recipe.grpo.beta != 0)
+  if (m.recipe.grpo.beta != 0 || m.recipe.method == Method::PPO)  // PPO: the KL penalty
     tokenLogpsProgram(m, module, "ref_token_logps", "reference", "ref_per_token_logps");
 }
 

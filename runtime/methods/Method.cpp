@@ -18,6 +18,8 @@ std::unique_ptr<Method> makeMethod(const artifact::Artifact &artifact) {
     return makeGrpo(artifact);
   if (name == "online_dpo")
     return makeOnlineDpo(artifact);
+  if (name == "ppo")
+    return makePpo(artifact);
   throw RunError(artifact.dir + ": error: trlc run trains SFT, DPO, KTO, GRPO, RLOO and online "
                  "DPO artifacts, not " + name);
 }

@@ -100,6 +100,20 @@ TEST(Recipe, MethodDependentDefaults) {
   EXPECT_EQ(r.onlineDpo.betas, std::vector<double>{0.1});
   EXPECT_EQ(r.onlineDpo.lossType, "sigmoid");
   EXPECT_FALSE(r.onlineDpo.missingEosPenalty.has_value());
+  std::string ppo = kMinimal;
+  ppo.replace(ppo.find("\"sft\""), 5, "\"ppo\"");
+  ppo += "[ppo]\nreward_funcs = \"accuracy\"\n";
+  Recipe p = parseOk(ppo);  // PPOConfig's defaults
+  EXPECT_DOUBLE_EQ(p.train.learningRate, 3e-6);
+  EXPECT_EQ(p.grpo.maxCompletionLength, 53);  // response_length
+  EXPECT_DOUBLE_EQ(p.grpo.temperature, 0.7);
+  EXPECT_EQ(p.ppo.numPpoEpochs, 4);
+  EXPECT_DOUBLE_EQ(p.ppo.klCoef, 0.05);
+  EXPECT_EQ(p.ppo.klEstimator, "k1");
+  EXPECT_DOUBLE_EQ(p.ppo.vfCoef, 0.1);
+  EXPECT_DOUBLE_EQ(p.ppo.lam, 0.95);
+  EXPECT_DOUBLE_EQ(p.ppo.gamma, 1.0);
+  EXPECT_EQ(p.ppo.valueModelConfig.hiddenSize, 64);  // the policy's, without a reward model
   r = parseOk(online + "beta = [0.1, 0.05]\nmissing_eos_penalty = 1.0\n");
   EXPECT_EQ(r.onlineDpo.betas, (std::vector<double>{0.1, 0.05}));
   EXPECT_EQ(r.onlineDpo.missingEosPenalty, 1.0);
@@ -195,8 +209,8 @@ std::string withModel(const std::string &rest) {
 std::vector<BadRecipe> badRecipes() {
   return {
       {"syntax", "method = \"sft\n", {}, "r.toml:1:14: error: Error while parsing string: unescaped control characters other than TAB (U+0009) are explicitly prohibited"},
-      {"missing_method", "[data]\ntrain = \"d.jsonl\"\n", {}, "r.toml: error: missing required key 'method' (one of \"sft\", \"dpo\", \"kto\", \"grpo\", \"rloo\", \"online_dpo\"); add for example method = \"sft\" at the top of the recipe"},
-      {"bad_method", "method = \"ppo\"\n", {}, "r.toml:1:10: error: method must be one of \"sft\", \"dpo\", \"kto\", \"grpo\", \"rloo\" or \"online_dpo\", got \"ppo\"; did you mean \"dpo\"?"},
+      {"missing_method", "[data]\ntrain = \"d.jsonl\"\n", {}, "r.toml: error: missing required key 'method' (one of \"sft\", \"dpo\", \"kto\", \"grpo\", \"rloo\", \"online_dpo\", \"ppo\"); add for example method = \"sft\" at the top of the recipe"},
+      {"bad_method", "method = \"orpo\"\n", {}, "r.toml:1:10: error: method must be one of \"sft\", \"dpo\", \"kto\", \"grpo\", \"rloo\", \"online_dpo\" or \"ppo\", got \"orpo\"; did you mean \"grpo\"?"},
       {"method_type", "method = 1\n", {}, "r.toml:1:10: error: method must be a string, got an integer (1)"},
       {"unknown_section", withModel("[trainer]\nseed = 1\n"), {}, "r.toml:8:2: error: unknown top-level key 'trainer'; did you mean 'train'?"},
       {"key_without_section", withModel("[data]\ntrain = \"d.jsonl\"\n").insert(15, "learning_rate = 1.0\n"), {}, "r.toml:2:1: error: unknown top-level key 'learning_rate'; 'learning_rate' belongs in [train]"},
@@ -212,7 +226,7 @@ std::vector<BadRecipe> badRecipes() {
       {"enum_typo", withModel("[data]\ntrain = \"d.jsonl\"\npacking = true\npacking_strategy = \"bdf\"\n"), {}, "r.toml:11:20: error: [data] packing_strategy must be one of \"bfd\", \"bfd_split\" or \"wrapped\", got \"bdf\"; did you mean \"bfd\"?"},
       {"packing_strategy_without_packing", withModel("[data]\ntrain = \"d.jsonl\"\npacking_strategy = \"bfd_split\"\n"), {}, "r.toml:10:20: error: [data] packing_strategy has no effect without packing; add packing = true or remove it"},
       {"method_table_mismatch", withModel("[data]\ntrain = \"d.jsonl\"\n[dpo]\nbeta = 0.2\n"), {}, "r.toml:10:1: error: table [dpo] does not apply to method = \"sft\"; remove it or set method = \"dpo\""},
-      {"key_for_other_method", withModel("[data]\ntrain = \"d.jsonl\"\nmax_prompt_length = 128\n"), {}, "r.toml:10:21: error: [data] max_prompt_length applies to method dpo, kto, grpo, rloo, online_dpo only (this recipe has method = \"sft\")"},
+      {"key_for_other_method", withModel("[data]\ntrain = \"d.jsonl\"\nmax_prompt_length = 128\n"), {}, "r.toml:10:21: error: [data] max_prompt_length applies to method dpo, kto, grpo, rloo, online_dpo, ppo only (this recipe has method = \"sft\")"},
       {"missing_data", withModel(""), {}, "r.toml: error: missing required table [data] with train = \"FILE.jsonl\""},
       {"missing_train", withModel("[data]\nmax_length = 64\n"), {}, "r.toml:8:1: error: missing required key 'train' in [data]: the JSONL training file(s)"},
       {"empty_train_list", withModel("[data]\ntrain = []\n"), {}, "r.toml:9:9: error: [data] train must list at least one file"},
@@ -226,7 +240,7 @@ std::vector<BadRecipe> badRecipes() {
       {"config_rope_scaling", withModel("rope_scaling = { rope_type = \"yarn\", factor = 4.0 }\n[data]\ntrain = \"d.jsonl\"\n"), {}, "r.toml:8:30: error: rope_scaling type \"yarn\" is not supported; trlc implements \"default\" and \"llama3\""},
       {"init_seed_with_path", "method = \"sft\"\n[model]\npath = \"m\"\ninit_seed = 3\n[data]\ntrain = \"d.jsonl\"\n", {}, "r.toml:4:13: error: [model] init_seed applies to models trained from scratch ([model.config]); a model loaded from [model] path keeps its weights"},
       {"warmup_both", withModel("[data]\ntrain = \"d.jsonl\"\n[train]\nwarmup_ratio = 0.1\nwarmup_steps = 10\n"), {}, "r.toml:12:16: error: [train] warmup_steps and warmup_ratio are both set; keep one of them"},
-      {"generation_key_for_sft", withModel("[data]\ntrain = \"d.jsonl\"\n[memory]\nds3_gather_for_generation = false\n"), {}, "r.toml:11:29: error: [memory] ds3_gather_for_generation applies to the online methods (grpo, rloo, online_dpo) only; remove it"},
+      {"generation_key_for_sft", withModel("[data]\ntrain = \"d.jsonl\"\n[memory]\nds3_gather_for_generation = false\n"), {}, "r.toml:11:29: error: [memory] ds3_gather_for_generation applies to the online methods (grpo, rloo, online_dpo, ppo) only; remove it"},
       {"alias_and_canonical", withModel("[data]\ntrain = \"d.jsonl\"\n[memory]\nuse_liger_loss = true\nuse_liger_kernel = true\n"), {}, "r.toml:11:18: error: set either [memory] use_liger_loss or [memory] use_liger_kernel (an alias of it), not both"},
       {"bad_budget", withModel("[data]\ntrain = \"d.jsonl\"\n[memory]\nbudget = \"20 gigs\"\n"), {}, "r.toml:11:10: error: [memory] budget must be \"auto\" or a size such as \"20GiB\", \"512MiB\" or \"8GB\", got \"20 gigs\""},
       {"section_not_table", withModel("[data]\ntrain = \"d.jsonl\"\n").insert(15, "train = 3\n"), {}, "r.toml:2:9: error: 'train' must be a table ([train]), got an integer"},

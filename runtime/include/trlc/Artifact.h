@@ -96,7 +96,7 @@
 
 namespace trlc::artifact {
 
-inline constexpr int kFormatVersion = 10;
+inline constexpr int kFormatVersion = 11;
 inline constexpr const char *kFormatName = "trlc-artifact";
 inline constexpr const char *kManifestFile = "manifest.json";
 inline constexpr const char *kRecipeFile = "recipe.toml";
@@ -209,6 +209,21 @@ struct GrpoRun {
   /// Online DPO's pairwise judge ("python:FILE:FUNCTION" or
   /// "command:PROGRAM"), which ranks the pairs instead of the rewards.
   std::string judge;
+
+  /// PPO (method "ppo", one completion per prompt, numIterations =
+  /// num_ppo_epochs): the rollout's settings. The value model's parameters
+  /// are trained with the policy's, named "value_model.<checkpoint name>",
+  /// loaded from `valueModel` ("": random) and saved under value_model/.
+  struct Ppo {
+    bool whitenRewards = false;
+    double klCoef = 0.05;
+    std::string klEstimator = "k1";
+    double cliprange = 0.2, vfCoef = 0.1, cliprangeValue = 0.2, gamma = 1.0, lam = 0.95;
+    double missingEosPenalty = -1;  // negative: none
+    std::string valueModel;
+    nlohmann::json valueConfig = nlohmann::json::object();  // saved as value_model/config.json
+  };
+  std::optional<Ppo> ppo;
 
   /// The reward models' directories ("model:DIR" of rewardFuncs, in order:
   /// model K is program reward_model_K over parameter set reward_model_K).

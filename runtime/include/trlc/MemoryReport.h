@@ -25,7 +25,9 @@
 namespace trlc {
 
 enum class MemCategory {
-  Parameters, Frozen, Gradients, Optimizer, Inputs, Activations, Workspace,
+  Parameters, Frozen, Gradients, Optimizer,
+  ValueModel,  // PPO's value model: its weights, gradients and AdamW moments
+  Inputs, Activations, Workspace,
   Communication,  // gathered parameters, packed gradients (ZeRO)
   Host,  // offloaded activations, in the host pool (not device memory)
   Count

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Checks an online demo run (GRPO, RLOO, online DPO): the mean reward
-(metric KEY, "reward" unless given; online DPO logs "objective/scores")
+"""Checks an online demo run (GRPO, RLOO, online DPO, PPO): the mean reward
+(metric KEY, "reward" unless given; online DPO and PPO log "objective/scores")
 rose by at least MIN_RISE (first logged row against the last) and the
 greedy exact match on the held-out prompts rose (the run evaluates before
 its first step and after its last). Standard library only.

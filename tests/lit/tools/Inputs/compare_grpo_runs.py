@@ -34,8 +34,13 @@ def main():
         return 1
     rows = sum(len(m) for m in a["micro_batches"])
     # (Online DPO's rows carry no sampling log-probabilities.)
-    lengths = sorted({len(r["old_logps"]) if "old_logps" in r else sum(r["completion_mask"])
-                      for m in a["micro_batches"] for r in m})
+    def length(r):
+        if "old_logps" in r:
+            return len(r["old_logps"])
+        if "logps" in r:  # PPO's rollout
+            return len(r["logps"])
+        return sum(r["completion_mask"])
+    lengths = sorted({length(r) for m in a["micro_batches"] for r in m})
     print(f"first batch: {rows} completions, lengths {lengths[0]}..{lengths[-1]}, identical")
     ma, mb = metrics(run_a), metrics(run_b)
     if len(sys.argv) > 5:
