@@ -263,32 +263,39 @@ const char *const kMethodSections[] = {"sft", "dpo", "kto", "grpo", "rloo", "onl
 
 unsigned maskOf(Method m) { return 1u << static_cast<unsigned>(m); }
 
-/// The whole schema: kSchema and RLOO's table, which takes GRPO's keys
-/// that RLOOConfig has, with RLOOConfig's defaults, and its own.
+/// The whole schema: kSchema, then the tables of RLOO, online DPO and PPO,
+/// each GRPO's keys its TRL config has (with its defaults) and its own.
 const std::vector<KeySpec> &schema() {
   static const std::vector<KeySpec> rows = [] {
     std::vector<KeySpec> out(std::begin(kSchema), std::end(kSchema));
-    const std::map<std::string, const char *> shared = {
-        {"ds3_gather_for_generation", nullptr}, {"num_generations", "2"},
-        {"temperature", nullptr}, {"top_p", nullptr}, {"top_k", nullptr}, {"min_p", nullptr},
-        {"repetition_penalty", nullptr}, {"epsilon", nullptr}, {"epsilon_high", nullptr},
-        {"beta", "0.05"}, {"num_iterations", nullptr}, {"reward_funcs", nullptr},
-        {"reward_weights", nullptr}, {"format_pattern", nullptr}, {"reward_timeout", nullptr},
-        {"mask_truncated_completions", nullptr}};
-    for (const KeySpec &g : kSchema) {
-      auto it = shared.find(g.key);
-      if (std::string_view(g.section) != "grpo" || it == shared.end())
-        continue;
-      KeySpec r = g;
-      r.section = "rloo";
-      r.methods = RLOO;
-      r.defaults = none();
-      r.defaults[static_cast<unsigned>(Method::RLOO)] =
-          it->second ? it->second : g.defaults[static_cast<unsigned>(Method::GRPO)];
-      if (std::string_view(g.key) == "beta")
-        r.help = "KL coefficient: beta x the completion's KL to the reference is taken off its reward";
-      out.push_back(r);
-    }
+    // GRPO's keys that another online method's table shares, each with
+    // that method's default (nullptr: GRPO's).
+    auto copyGrpoKeys = [&](const char *section, Method method, unsigned mask,
+                            const std::map<std::string, const char *> &keys) {
+      for (const KeySpec &g : kSchema) {
+        auto it = keys.find(g.key);
+        if (std::string_view(g.section) != "grpo" || it == keys.end())
+          continue;
+        KeySpec r = g;
+        r.section = section;
+        r.methods = mask;
+        r.defaults = none();
+        r.defaults[static_cast<unsigned>(method)] =
+            it->second ? it->second : g.defaults[static_cast<unsigned>(Method::GRPO)];
+        if (method == Method::RLOO && std::string_view(g.key) == "beta")
+          r.help = "KL coefficient: beta x the completion's KL to the reference is taken off "
+                   "its reward";
+        out.push_back(r);
+      }
+    };
+    copyGrpoKeys("rloo", Method::RLOO, RLOO,
+                 {{"ds3_gather_for_generation", nullptr}, {"num_generations", "2"},
+                  {"temperature", nullptr}, {"top_p", nullptr}, {"top_k", nullptr},
+                  {"min_p", nullptr}, {"repetition_penalty", nullptr}, {"epsilon", nullptr},
+                  {"epsilon_high", nullptr}, {"beta", "0.05"}, {"num_iterations", nullptr},
+                  {"reward_funcs", nullptr}, {"reward_weights", nullptr},
+                  {"format_pattern", nullptr}, {"reward_timeout", nullptr},
+                  {"mask_truncated_completions", nullptr}});
     KeySpec norm{"rloo", "normalize_advantages", Kind::Bool, none(), RLOO, nullptr,
                  -INFINITY, INFINITY, false,
                  "advantages standardised over the whole batch (mean 0, std 1)"};
@@ -296,23 +303,13 @@ const std::vector<KeySpec> &schema() {
     out.push_back(norm);
     // Online DPO: GRPO's sampling and reward keys with OnlineDPOConfig's
     // defaults, and its own.
-    const std::map<std::string, const char *> online = {
-        {"ds3_gather_for_generation", nullptr}, {"temperature", "0.9"}, {"top_p", nullptr},
-        {"top_k", nullptr}, {"min_p", nullptr}, {"repetition_penalty", nullptr},
-        {"reward_funcs", nullptr}, {"reward_weights", nullptr}, {"format_pattern", nullptr},
-        {"reward_timeout", nullptr}};
+    copyGrpoKeys("online_dpo", Method::OnlineDPO, ONLINE_DPO,
+                 {{"ds3_gather_for_generation", nullptr}, {"temperature", "0.9"},
+                  {"top_p", nullptr}, {"top_k", nullptr}, {"min_p", nullptr},
+                  {"repetition_penalty", nullptr}, {"reward_funcs", nullptr},
+                  {"reward_weights", nullptr}, {"format_pattern", nullptr},
+                  {"reward_timeout", nullptr}});
     const unsigned od = static_cast<unsigned>(Method::OnlineDPO);
-    for (const KeySpec &g : kSchema) {
-      auto it = online.find(g.key);
-      if (std::string_view(g.section) != "grpo" || it == online.end())
-        continue;
-      KeySpec r = g;
-      r.section = "online_dpo";
-      r.methods = ONLINE_DPO;
-      r.defaults = none();
-      r.defaults[od] = it->second ? it->second : g.defaults[static_cast<unsigned>(Method::GRPO)];
-      out.push_back(r);
-    }
     KeySpec beta{"online_dpo", "beta", Kind::Floats, none(), ONLINE_DPO, nullptr, 0, INFINITY,
                  true, "KL coefficient, or a list of one per epoch (the last for the epochs "
                        "after it)"};
@@ -327,22 +324,11 @@ const std::vector<KeySpec> &schema() {
                    "subtracted from the score of a completion that ends without EOS"});
     // PPO: GRPO's temperature and reward keys with PPOConfig's defaults,
     // and its own.
-    const std::map<std::string, const char *> ppoShared = {
-        {"ds3_gather_for_generation", nullptr}, {"temperature", "0.7"},
-        {"reward_funcs", nullptr}, {"reward_weights", nullptr}, {"format_pattern", nullptr},
-        {"reward_timeout", nullptr}};
+    copyGrpoKeys("ppo", Method::PPO, PPO,
+                 {{"ds3_gather_for_generation", nullptr}, {"temperature", "0.7"},
+                  {"reward_funcs", nullptr}, {"reward_weights", nullptr},
+                  {"format_pattern", nullptr}, {"reward_timeout", nullptr}});
     const unsigned pp = static_cast<unsigned>(Method::PPO);
-    for (const KeySpec &g : kSchema) {
-      auto it = ppoShared.find(g.key);
-      if (std::string_view(g.section) != "grpo" || it == ppoShared.end())
-        continue;
-      KeySpec r = g;
-      r.section = "ppo";
-      r.methods = PPO;
-      r.defaults = none();
-      r.defaults[pp] = it->second ? it->second : g.defaults[static_cast<unsigned>(Method::GRPO)];
-      out.push_back(r);
-    }
     auto ppoKey = [&](const char *key, Kind kind, const char *def, double lo, double hi,
                       bool loOpen, const char *help, const char *choices = nullptr) {
       KeySpec k{"ppo", key, kind, none(), PPO, choices, lo, hi, loOpen, help};
