@@ -364,18 +364,10 @@ public:
                                         "\n");
   }
   void loadState(const std::string &dir, int64_t step, Communicator &comm) override {
-    std::string file = stateFile(dir, comm);
-    std::ifstream in(file);
-    json j = json::parse(in, nullptr, false);
-    auto fail = [&](const std::string &why) {
-      return RunError(file + ": error: " + why + "; the checkpoint at step " +
-                      std::to_string(step) + " is inside a cycle of num_iterations = " +
-                      std::to_string(g.numIterations) + " and needs the batch each rank "
-                      "generated (resume with the same number of processes, or from a "
-                      "checkpoint at a multiple of num_iterations)");
-    };
-    if (!in || j.is_discarded() || !j.is_object())
-      throw fail("missing or not JSON");
+    CycleState state(stateFile(dir, comm), step, "num_iterations", g.numIterations,
+                     "the batch each rank generated");
+    const json &j = state.json();
+    auto fail = [&](const std::string &why) { return state.fail(why); };
     try {
       prepared.clear();
       globalCompletionTokens = j.at("global_completion_tokens").get<double>();

@@ -6,6 +6,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <fstream>
 
 namespace trlc {
 
@@ -206,6 +207,22 @@ void OnlineData::readColumns() {
     columns.push_back(std::move(j));
     start = nl + 1;
   }
+}
+
+CycleState::CycleState(std::string file, int64_t step, const std::string &key, int64_t cycle,
+                       const std::string &what)
+    : file(std::move(file)) {
+  context = "; the checkpoint at step " + std::to_string(step) + " is inside a cycle of " + key +
+            " = " + std::to_string(cycle) + " and needs " + what + " (resume with the same "
+            "number of processes, or from a checkpoint at a multiple of " + key + ")";
+  std::ifstream in(this->file);
+  j = json::parse(in, nullptr, false);
+  if (!in || j.is_discarded() || !j.is_object())
+    throw fail("missing or not JSON");
+}
+
+RunError CycleState::fail(const std::string &why) const {
+  return RunError(file + ": error: " + why + context);
 }
 
 std::pair<double, double> globalMeanStd(const std::vector<double> &values, Communicator &comm) {

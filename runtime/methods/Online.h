@@ -16,6 +16,7 @@
 #include "trlc/Generate.h"
 #include "trlc/Method.h"
 #include "trlc/Rewards.h"
+#include "trlc/Run.h"
 
 #include <nlohmann/json.hpp>
 
@@ -74,6 +75,23 @@ private:
   std::vector<std::unique_ptr<RewardFunction>> rewards_;
   std::unique_ptr<Generator> gen;
   Executor *exec = nullptr;  // the reward models' (set by generator())
+};
+
+/// What a checkpoint inside a cycle of optimizer steps on one batch
+/// (GRPO's num_iterations, PPO's num_ppo_epochs) keeps of each rank: its
+/// batch, as JSON in `file`. Reading it back: the parsed object, and
+/// fail(why), the error naming the file, the step and how to resume
+/// otherwise (thrown at once for a missing or malformed file).
+class CycleState {
+public:
+  CycleState(std::string file, int64_t step, const std::string &key, int64_t cycle,
+             const std::string &what);
+  const nlohmann::json &json() const { return j; }
+  RunError fail(const std::string &why) const;
+
+private:
+  std::string file, context;
+  nlohmann::json j;
 };
 
 /// The mean and (unbiased, as torch.std) std of every rank's `values`.

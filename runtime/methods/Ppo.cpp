@@ -223,18 +223,10 @@ public:
     writeText(stateFile(dir, comm), json{{"micro_batches", rolloutJson()}}.dump() + "\n");
   }
   void loadState(const std::string &dir, int64_t step, Communicator &comm) override {
-    std::string file = stateFile(dir, comm);
-    std::ifstream in(file);
-    json j = json::parse(in, nullptr, false);
-    auto fail = [&](const std::string &why) {
-      return RunError(file + ": error: " + why + "; the checkpoint at step " +
-                      std::to_string(step) + " is inside a cycle of num_ppo_epochs = " +
-                      std::to_string(g.numIterations) + " and needs the rollout each rank "
-                      "made (resume with the same number of processes, or from a "
-                      "checkpoint at a multiple of num_ppo_epochs)");
-    };
-    if (!in || j.is_discarded() || !j.is_object())
-      throw fail("missing or not JSON");
+    CycleState state(stateFile(dir, comm), step, "num_ppo_epochs", g.numIterations,
+                     "the rollout each rank made");
+    const json &j = state.json();
+    auto fail = [&](const std::string &why) { return state.fail(why); };
     try {
       rollout.clear();
       int64_t vocabSize = a.plan.run.modelConfig.value("vocab_size", int64_t(0));
