@@ -78,9 +78,7 @@ public:
         throw std::logic_error("GRPO: no generation batch to iterate on");
       return;
     }
-    std::mt19937_64 rng(static_cast<uint64_t>(a.plan.run.seed) * 0x9E3779B97F4A7C15ull +
-                        static_cast<uint64_t>(step) * 1000003ull +
-                        static_cast<uint64_t>(comm.rank()));
+    std::mt19937_64 rng = data.stepRng(step, comm.rank());
     Sampling s = data.sampling();
     prepared.clear();
     double completionTokens = 0;
@@ -304,7 +302,7 @@ public:
       sums->add(firstTrainMetric + 3, kl / tokens);
   }
   void stepDone(int64_t tokens, Communicator &comm) override {
-    numTokens += tokens;
+    numTokens.add(tokens);
     sums->stepDone(comm);
     // clip_ratio/low_min and high_max: per micro-batch the least (most)
     // share over the ranks, averaged over the step's micro-batches.
@@ -341,7 +339,7 @@ public:
     highShares.clear();
   }
   void addMetrics(json &row) override {
-    row["num_tokens"] = numTokens;
+    numTokens.emit(row);
     sums->emit(row);
     if (g.beta == 0)
       row.erase("kl");
@@ -413,10 +411,7 @@ public:
                   row.value("completions/mean_length", 0.0));
     return buf;
   }
-  void resume(const json &logHistory) override {
-    for (const json &row : logHistory)
-      numTokens = row.value("num_tokens", numTokens);
-  }
+  void resume(const json &logHistory) override { numTokens.resume(logHistory); }
 
 private:
   struct Prepared {
@@ -539,7 +534,8 @@ private:
   std::string stateFile(const std::string &dir, Communicator &comm) const {
     return dir + "/grpo_batch-rank" + std::to_string(comm.rank()) + ".json";
   }
-  int64_t pad = 0, numTokens = 0, microBatches = 1;
+  int64_t pad = 0, microBatches = 1;
+  TokenCount numTokens;
   double globalCompletionTokens = 1;
 };
 

@@ -103,6 +103,11 @@ Sampling OnlineData::sampling() const {
   return s;
 }
 
+std::mt19937_64 OnlineData::stepRng(int64_t step, int rank) const {
+  return std::mt19937_64(static_cast<uint64_t>(a.plan.run.seed) * 0x9E3779B97F4A7C15ull +
+                         static_cast<uint64_t>(step) * 1000003ull + static_cast<uint64_t>(rank));
+}
+
 Generator &OnlineData::generator(Executor &ex) {
   exec = &ex;
   if (!gen)

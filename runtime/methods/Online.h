@@ -37,6 +37,10 @@ public:
   void setRows(const TokenRow *first, size_t count);
   /// run.grpo's sampling settings.
   Sampling sampling() const;
+  /// The sampling generator of optimizer step `step` on rank `rank`: the
+  /// run's seed, the step and the rank, so a resumed run samples as the
+  /// uninterrupted one did.
+  std::mt19937_64 stepRng(int64_t step, int rank) const;
   /// The generator over the executor's programs (made once).
   Generator &generator(Executor &ex);
 

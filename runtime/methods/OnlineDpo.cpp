@@ -62,9 +62,7 @@ public:
     Generator &gen = data.generator(ex);
     scale = static_cast<double>(accum) * comm.size();
     beta = betaAt(step);
-    std::mt19937_64 rng(static_cast<uint64_t>(a.plan.run.seed) * 0x9E3779B97F4A7C15ull +
-                        static_cast<uint64_t>(step) * 1000003ull +
-                        static_cast<uint64_t>(comm.rank()));
+    std::mt19937_64 rng = data.stepRng(step, comm.rank());
     Sampling s = data.sampling();
     prepared.clear();
     next = 0;
@@ -203,11 +201,11 @@ public:
     sums.add(13, beta);
   }
   void stepDone(int64_t tokens, Communicator &comm) override {
-    numTokens += tokens;
+    numTokens.add(tokens);
     sums.stepDone(comm);
   }
   void addMetrics(json &row) override {
-    row["num_tokens"] = numTokens;
+    numTokens.emit(row);
     sums.emit(row);
   }
   std::string progressText(const json &row) const override {
@@ -216,10 +214,7 @@ public:
                   row.value("objective/scores", 0.0), row.value("rewards/accuracies", 0.0));
     return buf;
   }
-  void resume(const json &logHistory) override {
-    for (const json &row : logHistory)
-      numTokens = row.value("num_tokens", numTokens);
-  }
+  void resume(const json &logHistory) override { numTokens.resume(logHistory); }
 
 private:
   struct Prepared {
@@ -236,7 +231,7 @@ private:
   const Prepared *observed = nullptr;
   size_t next = 0, datasetRows = 1;
   double beta = 0.1, scale = 1;
-  int64_t numTokens = 0;
+  TokenCount numTokens;
   bool dumped = false;
 };
 

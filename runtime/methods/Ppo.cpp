@@ -65,9 +65,7 @@ public:
         throw std::logic_error("PPO: no rollout to train on");
       return;
     }
-    std::mt19937_64 rng(static_cast<uint64_t>(a.plan.run.seed) * 0x9E3779B97F4A7C15ull +
-                        static_cast<uint64_t>(step) * 1000003ull +
-                        static_cast<uint64_t>(comm.rank()));
+    std::mt19937_64 rng = data.stepRng(step, comm.rank());
     Sampling s = data.sampling();
     rollout.clear();
     double eos = 0;
@@ -163,20 +161,17 @@ public:
       for (size_t j = 0; j < row.values.size(); ++j) {
         size_t t = r * s + row.prompt - 1 + j;
         PpoTerm value = ppoValueTerm(v[t], row.values[j], row.returns[j], p.cliprangeValue);
-        double diff = v[t] - row.values[j];
-        double vc = row.values[j] + std::clamp(diff, -p.cliprangeValue, p.cliprangeValue);
         vf += value.loss;
-        vclip += (vc - row.returns[j]) * (vc - row.returns[j]) >
-                 (v[t] - row.returns[j]) * (v[t] - row.returns[j]);
+        vclip += value.clipped;
         nv += 1;
         if (j >= row.logps.size())
           continue;
-        double d = lp[t] - row.logps[j], rr = std::exp(d), A = row.advantages[j];
-        double rc = std::clamp(rr, 1 - p.cliprange, 1 + p.cliprange);
+        double d = lp[t] - row.logps[j];
+        PpoTerm policy = ppoPolicyTerm(lp[t], row.logps[j], row.advantages[j], p.cliprange);
         kl += 0.5 * d * d;
-        clip += -A * rc > -A * rr;
-        pg += ppoPolicyTerm(lp[t], row.logps[j], A, p.cliprange).loss;
-        ratio += rr;
+        clip += policy.clipped;
+        pg += policy.loss;
+        ratio += std::exp(d);
         n += 1;
       }
       ratio += static_cast<double>(g.maxCompletionLength) - row.logps.size();
@@ -195,11 +190,11 @@ public:
       sums.add(10, ratio / slots);
   }
   void stepDone(int64_t tokens, Communicator &comm) override {
-    numTokens += tokens;
+    numTokens.add(tokens);
     sums.stepDone(comm);
   }
   void addMetrics(json &row) override {
-    row["num_tokens"] = numTokens;
+    numTokens.emit(row);
     sums.emit(row);
   }
   std::string progressText(const json &row) const override {
@@ -210,10 +205,7 @@ public:
                   row.value("objective/kl", 0.0));
     return buf;
   }
-  void resume(const json &logHistory) override {
-    for (const json &row : logHistory)
-      numTokens = row.value("num_tokens", numTokens);
-  }
+  void resume(const json &logHistory) override { numTokens.resume(logHistory); }
 
   /// A checkpoint inside a num_ppo_epochs cycle keeps this rank's rollout.
   void saveState(const std::string &dir, Communicator &comm) override {
@@ -302,8 +294,8 @@ private:
       return std::pair{readFloats(ex, out), out.dim(1)};
     };
     auto [lp, s] = run("old_token_logps", "per_token_logps");
-    auto [ref, s2] = run("ref_token_logps", "ref_per_token_logps");
-    auto [values, s3] = run("values", "values");
+    std::vector<double> ref = run("ref_token_logps", "ref_per_token_logps").first;
+    std::vector<double> values = run("values", "values").first;
     size_t most = static_cast<size_t>(g.maxCompletionLength);
     double kl = 0, entropy = 0, nonScore = 0, scores = 0;
     for (size_t r = 0; r < b.rows.size(); ++r) {
@@ -337,8 +329,6 @@ private:
       sums.add(3, (nonScore + scores) / n);
       sums.add(4, scores / n);
     }
-    (void)s2;
-    (void)s3;
   }
 
   /// TRL's masked_whiten over `select`ed entries of every row: (x - mean) /
@@ -417,7 +407,7 @@ private:
   std::vector<Batch> rollout;
   size_t next = 0;
   double scale = 1;
-  int64_t numTokens = 0;
+  TokenCount numTokens;
   bool dumped = false;
 };
 

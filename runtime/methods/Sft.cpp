@@ -47,17 +47,14 @@ public:
   void setNormalizer(Executor &ex, double n) override {
     ex.setScalar(ex.input("train_step", "num_items_in_batch"), static_cast<float>(n));
   }
-  void stepDone(int64_t tokens, Communicator &) override { numTokens += tokens; }
+  void stepDone(int64_t tokens, Communicator &) override { numTokens.add(tokens); }
   /// TRL's SFTTrainer logs the input tokens seen so far.
-  void addMetrics(nlohmann::json &row) override { row["num_tokens"] = numTokens; }
-  void resume(const nlohmann::json &logHistory) override {
-    for (const nlohmann::json &row : logHistory)
-      numTokens = row.value("num_tokens", numTokens);
-  }
+  void addMetrics(nlohmann::json &row) override { numTokens.emit(row); }
+  void resume(const nlohmann::json &logHistory) override { numTokens.resume(logHistory); }
 
 private:
   int64_t pad;
-  int64_t numTokens = 0;
+  TokenCount numTokens;
 };
 
 } // namespace

@@ -149,6 +149,22 @@ private:
   std::vector<double> step, total;
 };
 
+/// TRL's num_tokens: the input tokens trained on so far, summed over the
+/// ranks (stepDone's `tokens`), written into each metrics row and read
+/// back from the log history of a resumed run.
+class TokenCount {
+public:
+  void add(int64_t tokens) { n += tokens; }
+  void emit(nlohmann::json &row) const { row["num_tokens"] = n; }
+  void resume(const nlohmann::json &logHistory) {
+    for (const nlohmann::json &row : logHistory)
+      n = row.value("num_tokens", n);
+  }
+
+private:
+  int64_t n = 0;
+};
+
 /// SFT (runtime/methods/Sft.cpp): input_ids, position_ids restarting at
 /// each document, attention_mask and, when the program has them, labels
 /// shifted by one with -100 where the loss does not count, and the

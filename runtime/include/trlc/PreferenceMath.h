@@ -90,9 +90,11 @@ TRLC_HD inline KtoTerm ktoTerm(KtoKind kind, double beta, double r, double kl,
 /// derivative by lp; the clipped value term max((v - R)^2, (v' - R)^2),
 /// v' = old_v + clip(v - old_v, -cv, cv), and its derivative by v. As
 /// PyTorch differentiates them: torch.maximum gives each side half on a
-/// tie, torch.clamp passes the gradient inside its closed range.
+/// tie, torch.clamp passes the gradient inside its closed range. `clipped`:
+/// the clipped side is the larger (TRL's pg_clipfrac and vf_clipfrac).
 struct PpoTerm {
   double loss, d;
+  bool clipped;
 };
 
 TRLC_HD inline PpoTerm ppoPolicyTerm(double lp, double old, double adv, double clip) {
@@ -101,7 +103,7 @@ TRLC_HD inline PpoTerm ppoPolicyTerm(double lp, double old, double adv, double c
   double u1 = -adv * r, u2 = -adv * rc;
   double d1 = -adv * r, d2 = r >= lo && r <= hi ? -adv * r : 0.0;
   double d = u1 > u2 ? d1 : (u1 < u2 ? d2 : 0.5 * (d1 + d2));
-  return {u1 > u2 ? u1 : u2, d};
+  return {u1 > u2 ? u1 : u2, d, u2 > u1};
 }
 
 TRLC_HD inline PpoTerm ppoValueTerm(double v, double oldV, double ret, double clip) {
@@ -110,7 +112,7 @@ TRLC_HD inline PpoTerm ppoValueTerm(double v, double oldV, double ret, double cl
   double l1 = (v - ret) * (v - ret), l2 = (vc - ret) * (vc - ret);
   double d1 = 2 * (v - ret), d2 = diff >= -clip && diff <= clip ? 2 * (vc - ret) : 0.0;
   double d = l1 > l2 ? d1 : (l1 < l2 ? d2 : 0.5 * (d1 + d2));
-  return {l1 > l2 ? l1 : l2, d};
+  return {l1 > l2 ? l1 : l2, d, l2 > l1};
 }
 
 } // namespace trlc
