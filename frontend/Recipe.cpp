@@ -263,6 +263,16 @@ const char *const kMethodSections[] = {"sft", "dpo", "kto", "grpo", "rloo", "onl
 
 unsigned maskOf(Method m) { return 1u << static_cast<unsigned>(m); }
 
+/// `f` on each entry of a Strings or Floats value: its one value, or each
+/// of its list.
+template <typename F> void eachEntry(const toml::node &n, F f) {
+  if (const toml::array *list = n.as_array())
+    for (const toml::node &e : *list)
+      f(e);
+  else
+    f(n);
+}
+
 /// The whole schema: kSchema, then the tables of RLOO, online DPO and PPO,
 /// each GRPO's keys its TRL config has (with its defaults) and its own.
 const std::vector<KeySpec> &schema() {
@@ -639,6 +649,7 @@ private:
   std::optional<Error> checkRewards(const toml::table &root, Recipe &r);
   std::optional<Error> checkRewardModel(const toml::node &node, const std::string &dir, Recipe &r);
   std::optional<Error> resolveValueModel(const toml::table &root, Recipe &r);
+  std::optional<Error> resolvePython(const toml::node &node, std::string &f, const char *what);
   std::string printResolved(const toml::table &root, const Recipe &r);
 
   const toml::node *get(const toml::table &root, const char *section,
@@ -1121,12 +1132,8 @@ void Resolver::fill(toml::table &root, Recipe &r) {
       r.grpo.lossType = "grpo";
       r.grpo.scaleRewards = "none";
       r.onlineDpo.betas.clear();
-      const toml::node *n = get(root, t, "beta");
-      if (n->is_array())
-        for (const toml::node &e : *n->as_array())
-          r.onlineDpo.betas.push_back(e.value_or(0.0));
-      else
-        r.onlineDpo.betas.push_back(n->value_or(0.0));
+      eachEntry(*get(root, t, "beta"),
+                [&](const toml::node &e) { r.onlineDpo.betas.push_back(e.value_or(0.0)); });
       r.onlineDpo.lossType = *str(t, "loss_type");
       r.onlineDpo.missingEosPenalty = f64(t, "missing_eos_penalty");
       r.onlineDpo.judge = str(t, "judge");
@@ -1144,19 +1151,12 @@ void Resolver::fill(toml::table &root, Recipe &r) {
     }
     if (const toml::node *n = get(root, t, "reward_funcs")) {
       r.grpo.rewardFuncsWhere = diag.where(*n);
-      if (n->is_string())
-        r.grpo.rewardFuncs.push_back(n->as_string()->get());
-      else
-        for (const toml::node &e : *n->as_array())
-          r.grpo.rewardFuncs.push_back(e.as_string()->get());
+      eachEntry(*n, [&](const toml::node &e) {
+        r.grpo.rewardFuncs.push_back(e.as_string()->get());
+      });
     }
-    if (const toml::node *n = get(root, t, "reward_weights")) {
-      if (n->is_array())
-        for (const toml::node &e : *n->as_array())
-          r.grpo.rewardWeights.push_back(e.value_or(0.0));
-      else
-        r.grpo.rewardWeights.push_back(n->value_or(0.0));
-    }
+    if (const toml::node *n = get(root, t, "reward_weights"))
+      eachEntry(*n, [&](const toml::node &e) { r.grpo.rewardWeights.push_back(e.value_or(0.0)); });
     r.grpo.formatPattern = str(t, "format_pattern").value_or("");
     r.grpo.rewardTimeout = *f64(t, "reward_timeout");
     r.grpo.ds3GatherForGeneration = *b(t, "ds3_gather_for_generation");
@@ -1208,17 +1208,10 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
     std::string &f = *r.onlineDpo.judge;
     if (f.rfind("command:", 0) == 0 && f.size() > 8)
       return std::nullopt;
-    size_t colon = f.rfind(':');
-    if (f.rfind("python:", 0) != 0 || colon <= 7 || colon + 1 == f.size())
+    if (f.rfind("python:", 0) != 0)
       return diag.at(*judge, "a judge is \"python:FILE.py:FUNCTION\" or \"command:PROGRAM\", "
                              "got \"" + f + "\"");
-    std::string file = f.substr(7, colon - 7);
-    if (!isRegularFile(file))
-      return diag.at(*judge, "the judge file '" + file + "' does not exist (relative paths are "
-                             "relative to the current directory, " +
-                                 fs::current_path().string() + ")");
-    f = "python:" + fs::absolute(file).lexically_normal().string() + f.substr(colon);
-    return std::nullopt;
+    return resolvePython(*judge, f, "judge");
   }
   if (!funcs)
     return diag.atFile(std::string(r.method == Method::RLOO        ? "RLOO"
@@ -1251,22 +1244,8 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
       continue;
     }
     if (f.rfind("python:", 0) == 0) {
-      std::string rest = f.substr(7);
-      size_t colon = rest.rfind(':');
-      if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size() ||
-          rest.substr(colon + 1).find_first_not_of(
-              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") !=
-              std::string::npos ||
-          std::isdigit(static_cast<unsigned char>(rest[colon + 1])))
-        return diag.at(entry(i), "a Python reward is named \"python:FILE.py:FUNCTION\", got \"" +
-                                     f + "\"");
-      std::string file = rest.substr(0, colon);
-      if (!isRegularFile(file))
-        return diag.at(entry(i), "the reward file '" + file + "' does not exist (relative "
-                                 "paths are relative to the current directory, " +
-                                     fs::current_path().string() + ")");
-      f = "python:" + fs::absolute(file).lexically_normal().string() + ":" +
-          rest.substr(colon + 1);
+      if (auto err = resolvePython(entry(i), f, "reward"))
+        return err;
       continue;
     }
     if (f.rfind("command:", 0) == 0 && f.size() > 8)
@@ -1310,6 +1289,28 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
                       "): trlc generates each prompt's group within one micro-batch";
     return where ? diag.at(*where, msg) : diag.atFile(msg);
   }
+  return std::nullopt;
+}
+
+/// A "python:FILE.py:FUNCTION" entry (a reward, or online DPO's judge):
+/// FUNCTION an identifier, FILE an existing file, made absolute in `f`.
+std::optional<Error> Resolver::resolvePython(const toml::node &node, std::string &f,
+                                             const char *what) {
+  std::string rest = f.substr(7);
+  size_t colon = rest.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size() ||
+      rest.substr(colon + 1).find_first_not_of(
+          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") !=
+          std::string::npos ||
+      std::isdigit(static_cast<unsigned char>(rest[colon + 1])))
+    return diag.at(node, std::string("a Python ") + what +
+                             " is named \"python:FILE.py:FUNCTION\", got \"" + f + "\"");
+  std::string file = rest.substr(0, colon);
+  if (!isRegularFile(file))
+    return diag.at(node, std::string("the ") + what + " file '" + file +
+                             "' does not exist (relative paths are relative to the current "
+                             "directory, " + fs::current_path().string() + ")");
+  f = "python:" + fs::absolute(file).lexically_normal().string() + ":" + rest.substr(colon + 1);
   return std::nullopt;
 }
 
