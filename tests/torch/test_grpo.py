@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_reference as ref  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = ref.ROOT
 
 REWARD = '''
 def digits(prompts, completions, completion_ids, **kwargs):
@@ -54,27 +54,7 @@ def recipe(tmp, loss_type, out_dir, eos=2, liger=False, level="token", iteration
            temperature=1.0):
     data = os.path.join(ROOT, "recipes/data/arith-grpo.jsonl")
     return f"""method = "grpo"
-[model]
-init_seed = 3
-dtype = "fp32"
-tokenizer = "{ROOT}/recipes/data/arith-tokenizer"
-[model.config]
-model_type = "llama"
-hidden_size = 32
-intermediate_size = 48
-num_hidden_layers = 2
-num_attention_heads = 4
-num_key_value_heads = 2
-vocab_size = 32
-max_position_embeddings = 32
-rms_norm_eps = 1e-6
-rope_theta = 10000.0
-tie_word_embeddings = true
-initializer_range = 0.3
-bos_token_id = 1
-eos_token_id = {eos}
-pad_token_id = 0
-[data]
+{ref.tiny_llama(eos, init_seed=3)}[data]
 train = "{data}"
 max_prompt_length = 8
 max_completion_length = 6

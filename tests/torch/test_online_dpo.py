@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_reference as ref  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = ref.ROOT
 
 REWARD = '''
 def digits(prompts, completions, completion_ids, **kwargs):
@@ -54,27 +54,7 @@ BETAS, PENALTY, EOS, PAIRS, ACCUM = [0.1, 0.3], 0.5, 2, 8, 2
 
 def recipe(tmp, out_dir, loss_type, liger):
     return f"""method = "online_dpo"
-[model]
-init_seed = 5
-dtype = "fp32"
-tokenizer = "{ROOT}/recipes/data/arith-tokenizer"
-[model.config]
-model_type = "llama"
-hidden_size = 32
-intermediate_size = 48
-num_hidden_layers = 2
-num_attention_heads = 4
-num_key_value_heads = 2
-vocab_size = 32
-max_position_embeddings = 32
-rms_norm_eps = 1e-6
-rope_theta = 10000.0
-tie_word_embeddings = true
-initializer_range = 0.3
-bos_token_id = 1
-eos_token_id = {EOS}
-pad_token_id = 0
-[data]
+{ref.tiny_llama(EOS)}[data]
 train = "{tmp}/prompts.jsonl"
 max_prompt_length = 8
 max_completion_length = 6
@@ -104,23 +84,13 @@ def run_case(trlc, tmp, failures, loss_type="sigmoid", liger=False):
     rec = os.path.join(tmp, name + ".toml")
     with open(rec, "w") as f:
         f.write(recipe(tmp, out, loss_type, liger))
-    artifact = os.path.join(tmp, name + ".trlc")
-    init, start = (os.path.join(tmp, name + s) for s in ("-init.safetensors", "-start.safetensors"))
-    grads, dump = os.path.join(tmp, name + "-grad.safetensors"), os.path.join(tmp, name + ".json")
-    res = subprocess.run([trlc, "train", rec, "-o", artifact, "--threads", "1", "--quiet",
-                          "--max-steps", "1", "--dump-initial", init], capture_output=True, text=True)
-    if res.returncode == 0:
-        res = subprocess.run([trlc, "run", artifact, "--threads", "1", "--quiet", "--max-steps", "2",
-                              "--resume", os.path.join(out, "checkpoint-1"), "--output-dir", out + "-2",
-                              "--dump-initial", start, "--dump-gradients", grads],
-                             capture_output=True, text=True,
-                             env=dict(os.environ, TRLC_DUMP_GRPO_BATCH=dump))
-    if res.returncode != 0:
-        failures.append(f"{name}: trlc failed:\n{res.stdout}{res.stderr}")
+    files, error = ref.second_step(trlc, rec, out, os.path.join(tmp, name))
+    if error:
+        failures.append(f"{name}: trlc failed:\n{error}")
         return
+    init, start, grads, dump = files["init"], files["start"], files["grads"], files["dump"]
     batch = json.load(open(dump))
-    with open(os.path.join(out + "-2", "metrics.jsonl")) as f:
-        metrics = [json.loads(l) for l in f if '"loss"' in l][-1]
+    metrics = ref.last_metrics(out + "-2")
     cfg = json.load(open(os.path.join(out, "config.json")))
     reference = {k: v.detach().clone() for k, v in ref.read_safetensors(init).items()}
     params = {k: v.clone().requires_grad_(True) for k, v in ref.read_safetensors(start).items()}
@@ -235,8 +205,7 @@ def judge_case(trlc, tmp, failures):
             wrong += chosen < rejected
             differ += chosen != rejected
             pairs += 1
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        metrics = [json.loads(l) for l in f if '"loss"' in l][-1]
+    metrics = ref.last_metrics(out)
     print(f"{name}: {pairs} pairs, {differ} of different lengths, {wrong} chosen shorter; "
           f"objective/scores logged: {'objective/scores' in metrics}")
     if wrong:

@@ -210,6 +210,66 @@ def rel(a, b):
     return (a - b).norm().item() / max(b.norm().item(), 1e-30)
 
 
+# --- the online methods' tests (test_rloo, test_online_dpo, test_ppo, ...) --
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny_llama(eos_token_id, init_seed=5):
+    """The [model] tables of the online methods' tests: a 2-layer llama with
+    grouped-query attention and tied embeddings, from seeded random weights
+    in fp32, over the addition task's tokenizer."""
+    return f"""[model]
+init_seed = {init_seed}
+dtype = "fp32"
+tokenizer = "{ROOT}/recipes/data/arith-tokenizer"
+[model.config]
+model_type = "llama"
+hidden_size = 32
+intermediate_size = 48
+num_hidden_layers = 2
+num_attention_heads = 4
+num_key_value_heads = 2
+vocab_size = 32
+max_position_embeddings = 32
+rms_norm_eps = 1e-6
+rope_theta = 10000.0
+tie_word_embeddings = true
+initializer_range = 0.3
+bos_token_id = 1
+eos_token_id = {eos_token_id}
+pad_token_id = 0
+"""
+
+
+def second_step(trlc, rec, out, prefix):
+    """Trains recipe `rec` (output_dir `out`, saving every step) for one
+    step, then resumes from its checkpoint for the second, which writes the
+    weights it starts from, its accumulated gradients and the batch it
+    trains on (TRLC_DUMP_GRPO_BATCH). Returns the files by name ("artifact",
+    "init", "start", "grads", "dump") and trlc's output when it failed."""
+    files = {"artifact": prefix + ".trlc", "init": prefix + "-init.safetensors",
+             "start": prefix + "-start.safetensors", "grads": prefix + "-grad.safetensors",
+             "dump": prefix + ".json"}
+    res = subprocess.run([trlc, "train", rec, "-o", files["artifact"], "--threads", "1", "--quiet",
+                          "--max-steps", "1", "--dump-initial", files["init"]],
+                         capture_output=True, text=True)
+    if res.returncode == 0:
+        res = subprocess.run([trlc, "run", files["artifact"], "--threads", "1", "--quiet",
+                              "--max-steps", "2", "--resume", os.path.join(out, "checkpoint-1"),
+                              "--output-dir", out + "-2", "--dump-initial", files["start"],
+                              "--dump-gradients", files["grads"]],
+                             capture_output=True, text=True,
+                             env=dict(os.environ, TRLC_DUMP_GRPO_BATCH=files["dump"]))
+    return files, (None if res.returncode == 0 else res.stdout + res.stderr)
+
+
+def last_metrics(run_dir):
+    """The last training row (one with a loss) of a run's metrics.jsonl."""
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if '"loss"' in line][-1]
+
+
 def run_case(trlc, case, tmp, failures):
     family, _ = CASES[case]
     batch, accum = (4, 2) if case == "llama-gqa-untied" else (6, 1)

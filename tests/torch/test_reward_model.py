@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_reference as ref  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = ref.ROOT
 SPECIAL = {0, 1, 2}  # pad, bos, eos of the policy's config
 
 RM_CONFIG = {
@@ -96,26 +96,7 @@ def reference_score(w, ids):
     return ref.llama_logits(p, RM_CONFIG, x, pos, mask)[0, -1, 0].item()
 
 
-POLICY = """[model]
-init_seed = 5
-dtype = "fp32"
-tokenizer = "{root}/recipes/data/arith-tokenizer"
-[model.config]
-model_type = "llama"
-hidden_size = 32
-intermediate_size = 48
-num_hidden_layers = 2
-num_attention_heads = 4
-num_key_value_heads = 2
-vocab_size = 32
-max_position_embeddings = 32
-rms_norm_eps = 1e-6
-tie_word_embeddings = true
-initializer_range = 0.3
-bos_token_id = 1
-eos_token_id = 2
-pad_token_id = 0
-[data]
+POLICY = """{model}[data]
 train = "{root}/recipes/data/arith-grpo.jsonl"
 max_prompt_length = 8
 max_completion_length = 6
@@ -135,7 +116,7 @@ def train(trlc, tmp, name, method, table):
     batch it dumped (TRLC_DUMP_GRPO_BATCH) and its last metrics row."""
     rec = os.path.join(tmp, name + ".toml")
     with open(rec, "w") as f:
-        f.write(f'method = "{method}"\n' + POLICY.format(root=ROOT, out=os.path.join(tmp, name)) +
+        f.write(f'method = "{method}"\n' + POLICY.format(model=ref.tiny_llama(2), root=ROOT, out=os.path.join(tmp, name)) +
                 f"[{method}]\n{table}")
     dump = os.path.join(tmp, name + ".json")
     res = subprocess.run([trlc, "train", rec, "-o", os.path.join(tmp, name + ".trlc"), "--threads", "1",
@@ -144,9 +125,7 @@ def train(trlc, tmp, name, method, table):
     if res.returncode != 0:
         print(f"trlc failed:\n{res.stdout}{res.stderr}")
         sys.exit(1)
-    with open(os.path.join(tmp, name, "metrics.jsonl")) as f:
-        metrics = [json.loads(l) for l in f if '"loss"' in l][-1]
-    return json.load(open(dump)), metrics
+    return json.load(open(dump)), ref.last_metrics(os.path.join(tmp, name))
 
 
 def main():

@@ -24,7 +24,6 @@ Exit code 77 (skipped) when torch cannot be imported.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -38,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_reference as ref  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = ref.ROOT
 
 REWARD = '''
 def digits(prompts, completions, completion_ids, **kwargs):
@@ -49,27 +48,7 @@ BETA, EPS, EPS_HIGH, GENS, TEMPERATURE = 0.05, 0.2, 0.28, 4, 0.9
 
 def recipe(tmp, out_dir, normalize, liger, iterations):
     return f"""method = "rloo"
-[model]
-init_seed = 5
-dtype = "fp32"
-tokenizer = "{ROOT}/recipes/data/arith-tokenizer"
-[model.config]
-model_type = "llama"
-hidden_size = 32
-intermediate_size = 48
-num_hidden_layers = 2
-num_attention_heads = 4
-num_key_value_heads = 2
-vocab_size = 32
-max_position_embeddings = 32
-rms_norm_eps = 1e-6
-rope_theta = 10000.0
-tie_word_embeddings = true
-initializer_range = 0.3
-bos_token_id = 1
-eos_token_id = 20
-pad_token_id = 0
-[data]
+{ref.tiny_llama(20)}[data]
 train = "{ROOT}/recipes/data/arith-grpo.jsonl"
 max_prompt_length = 8
 max_completion_length = 6
@@ -103,26 +82,15 @@ def run_case(trlc, tmp, failures, normalize=False, liger=False, iterate=False):
     rec = os.path.join(tmp, name + ".toml")
     with open(rec, "w") as f:
         f.write(recipe(tmp, out, normalize, liger, 2 if iterate else 1))
-    artifact = os.path.join(tmp, name + ".trlc")
-    init, start = (os.path.join(tmp, name + s) for s in ("-init.safetensors", "-start.safetensors"))
-    grads, dump = os.path.join(tmp, name + "-grad.safetensors"), os.path.join(tmp, name + ".json")
-    res = subprocess.run([trlc, "train", rec, "-o", artifact, "--threads", "1", "--quiet",
-                          "--max-steps", "1", "--dump-initial", init], capture_output=True, text=True)
-    if res.returncode == 0:
-        # Step 2, from step 1's checkpoint (and, iterating, its batch).
-        res = subprocess.run([trlc, "run", artifact, "--threads", "1", "--quiet", "--max-steps", "2",
-                              "--resume", os.path.join(out, "checkpoint-1"), "--output-dir", out + "-2",
-                              "--dump-initial", start, "--dump-gradients", grads],
-                             capture_output=True, text=True,
-                             env=dict(os.environ, TRLC_DUMP_GRPO_BATCH=dump))
-    if res.returncode != 0:
-        failures.append(f"{name}: trlc failed:\n{res.stdout}{res.stderr}")
+    files, error = ref.second_step(trlc, rec, out, os.path.join(tmp, name))
+    if error:
+        failures.append(f"{name}: trlc failed:\n{error}")
         return
+    init, start, grads, dump = files["init"], files["start"], files["grads"], files["dump"]
     if iterate:
         dump = os.path.join(out, "checkpoint-1", "grpo_batch-rank0.json")
     batch = json.load(open(dump))
-    with open(os.path.join(out + "-2", "metrics.jsonl")) as f:
-        metrics = [json.loads(l) for l in f if '"loss"' in l]
+    metrics = ref.last_metrics(out + "-2")
     cfg = json.load(open(os.path.join(out, "config.json")))
     reference = {k: v.detach().clone() for k, v in ref.read_safetensors(init).items()}
     params = {k: v.clone().requires_grad_(True) for k, v in ref.read_safetensors(start).items()}
@@ -181,10 +149,10 @@ def run_case(trlc, tmp, failures, normalize=False, liger=False, iterate=False):
         per_seq = -torch.min(ratio * adv, ratio.clamp(1 - EPS, 1 + EPS_HIGH) * adv)
         total = total + per_seq.sum() / sequences
     total.backward()
-    r = abs(metrics[-1]["loss"] - total.item())
+    r = abs(metrics["loss"] - total.item())
     trlc_grads = ref.read_safetensors(grads)
     worst = max((ref.rel(trlc_grads[k], p.grad), k) for k, p in params.items())
-    print(f"{name}: loss trlc {metrics[-1]['loss']:.4e} torch {total.item():.4e} (abs {r:.1e}); "
+    print(f"{name}: loss trlc {metrics['loss']:.4e} torch {total.item():.4e} (abs {r:.1e}); "
           f"worst gradient rel error {worst[0]:.2e} ({worst[1]}); advantages within {worst_adv:.1e}; "
           f"old log-probabilities within {worst_old:.1e}; mean |A| {want.abs().mean():.3f}; "
           f"clipped completions {outside}/{sequences}")
