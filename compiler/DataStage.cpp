@@ -193,9 +193,11 @@ Expected<PreparedData> prepareData(const Recipe &r, const std::string &artifact)
       d.train = tokenRows(std::move(plan.rows));
       rows = static_cast<int64_t>(d.train.size());
     } else {
-      // One row per example: DPO's chosen and rejected sequences, KTO's
-      // example and its KL pair, each as a document of the row.
-      bool twoDocs = r.method == Method::DPO || r.method == Method::KTO;
+      // One row per example: DPO's (and reward modelling's) chosen and
+      // rejected sequences, KTO's example and its KL pair, each as a
+      // document of the row.
+      bool twoDocs = r.method == Method::DPO || r.method == Method::KTO ||
+                     r.method == Method::Reward;
       for (data::PairedExample &e : plan.examples) {
         int64_t length = static_cast<int64_t>(e.chosen.ids.size());
         TokenRow row{std::move(e.chosen.ids), std::move(e.chosen.mask), {length}, e.label};
@@ -443,7 +445,7 @@ int dataCommand(const DataRequest &request, std::ostream &out, std::ostream &err
         const data::PairedExample &e = plan.examples[k];
         json j = rowJson(seqRow(e.chosen));
         j["example"] = k;
-        if (r.method == Method::DPO) {
+        if (r.method == Method::DPO || r.method == Method::Reward) {
           j["kind"] = "chosen";
           out << j.dump() << "\n";
           if (!more())

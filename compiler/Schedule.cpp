@@ -109,6 +109,25 @@ mlir::trl::PipelineOptions pipelineOptions(const Recipe &r, const Schedule &s, i
   return o;
 }
 
+namespace {
+/// `c` as transformers saves its *ForSequenceClassification with one label
+/// (a reward or value model): the class, id2label / label2id, and the
+/// padding id it finds each sequence's last token by.
+nlohmann::json sequenceClassifierConfig(const ModelConfig &c, int64_t pad) {
+  nlohmann::json j = nlohmann::json::parse(configToHfJson(c));
+  std::string arch = j["architectures"][0].get<std::string>();
+  for (const char *head : {"ForCausalLM", "LMHeadModel"})
+    if (size_t at = arch.find(head); at != std::string::npos)
+      arch = arch.substr(0, at) + "ForSequenceClassification";
+  j["architectures"] = {arch};
+  j["id2label"] = {{"0", "LABEL_0"}};
+  j["label2id"] = {{"LABEL_0", 0}};
+  if (!j.contains("pad_token_id") || j["pad_token_id"].is_null())
+    j["pad_token_id"] = pad;
+  return j;
+}
+} // namespace
+
 artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
   namespace fs = std::filesystem;
   auto absolute = [](const std::string &path) {
@@ -128,8 +147,11 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
     run.tokenizer = absolute(*r.model.tokenizer);
   else if (r.model.path)
     run.tokenizer = absolute(*r.model.path);
-  run.modelConfig = nlohmann::json::parse(configToHfJson(r.model.config));
   run.padTokenId = r.model.config.padTokenId.value_or(r.model.config.eosTokenId.value_or(0));
+  // A reward model saves as the sequence classifier it is.
+  run.modelConfig = r.method == Method::Reward
+                        ? sequenceClassifierConfig(r.model.config, run.padTokenId)
+                        : nlohmann::json::parse(configToHfJson(r.model.config));
   run.outputDir = absolute(r.output.outputDir);
   run.loggingSteps = r.output.loggingSteps;
   run.saveStrategy = r.output.saveStrategy;
@@ -172,16 +194,7 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
       p.lam = r.ppo.lam;
       p.missingEosPenalty = r.ppo.missingEosPenalty.value_or(-1.0);
       p.valueModel = r.ppo.valueModelPath;
-      nlohmann::json vc = nlohmann::json::parse(configToHfJson(r.ppo.valueModelConfig));
-      // The causal model's class, as a sequence classifier.
-      std::string arch = vc["architectures"][0].get<std::string>();
-      for (const char *head : {"ForCausalLM", "LMHeadModel"})
-        if (size_t at = arch.find(head); at != std::string::npos)
-          arch = arch.substr(0, at) + "ForSequenceClassification";
-      vc["architectures"] = {arch};
-      vc["id2label"] = {{"0", "LABEL_0"}};
-      vc["label2id"] = {{"LABEL_0", 0}};
-      p.valueConfig = vc;
+      p.valueConfig = sequenceClassifierConfig(r.ppo.valueModelConfig, run.padTokenId);
       g.ppo = p;
     }
     if (r.method == Method::OnlineDPO) {

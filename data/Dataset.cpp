@@ -134,7 +134,7 @@ public:
     try {
       switch (format_) {
       case Format::Tokenized:
-        if (c_.method == "dpo")
+        if (c_.method == "dpo" || c_.method == "reward")
           return tokenizedPreference(obj, ex);
         if (c_.method == "kto")
           return tokenizedUnpaired(obj, ex);
@@ -298,9 +298,7 @@ private:
     bool cut = false;
     ex.chosen = truncateSide(prompt, chosen, cut);
     ex.rejected = truncateSide(prompt, rejected, cut);
-    if (cut)
-      return BadRow{"truncated", ""};
-    return std::nullopt;
+    return pairCut(cut);
   }
 
   /// KTO rows: prompt_input_ids, completion_input_ids and label.
@@ -404,6 +402,17 @@ private:
     return truncatePair(c_, std::move(prompt), std::move(completion), cut);
   }
 
+  /// A preference pair that did not fit: DPO keeps it truncated; reward
+  /// modelling drops it (TRL's RewardTrainer filters pairs longer than
+  /// max_length, the only length limit it has), counted in the data stats.
+  std::optional<BadRow> pairCut(bool cut) const {
+    if (!cut)
+      return std::nullopt;
+    if (c_.method == "reward")
+      return BadRow{"drop:longer than max_length", ""};
+    return BadRow{"truncated", ""};
+  }
+
   std::optional<BadRow> promptTooLong(size_t promptLen) const {
     int64_t p = static_cast<int64_t>(promptLen);
     if (c_.maxPromptLength)
@@ -442,6 +451,10 @@ private:
   }
 
   std::optional<BadRow> preference(simdjson::dom::object obj, PairedExample &ex) const {
+    simdjson::dom::element margin;
+    if (c_.method == "reward" && !obj.at_key("margin").get(margin))
+      return BadRow{"unsupported", "\"margin\" (TRL's per-pair reward margin) is not supported "
+                                   "yet; remove the column to train without it"};
     Text p, ch, rj;
     if (auto bad = text(obj, "chosen", ch))
       return bad;
@@ -467,9 +480,7 @@ private:
     bool cut = false;
     ex.chosen = truncateSide(prompt, {fullChosen.begin() + len, fullChosen.end()}, cut);
     ex.rejected = truncateSide(prompt, {fullRejected.begin() + len, fullRejected.end()}, cut);
-    if (cut)
-      return BadRow{"truncated", ""};
-    return std::nullopt;
+    return pairCut(cut);
   }
 
   std::optional<BadRow> unpaired(simdjson::dom::object obj, PairedExample &ex) const {
@@ -539,7 +550,8 @@ Format detect(simdjson::dom::object obj, const DataConfig &c) {
   if (has("completion") && has("label")) return Format::UnpairedPreference;
   // One of the method's keys is enough to know what the row means to be
   // (its missing partner is then reported by name).
-  if (c.method == "dpo" && (has("chosen") || has("rejected"))) return Format::Preference;
+  if ((c.method == "dpo" || c.method == "reward") && (has("chosen") || has("rejected")))
+    return Format::Preference;
   if (c.method == "kto" && has("label")) return Format::UnpairedPreference;
   if (has("prompt") && has("completion")) return Format::PromptCompletion;
   if (has(c.datasetTextField.c_str()) || has("messages")) return Format::LanguageModeling;
@@ -566,7 +578,7 @@ void checkMethod(Format f, const std::string &method, const std::string &where) 
   bool ok = false;
   if (method == "sft")
     ok = f == Format::LanguageModeling || f == Format::PromptCompletion || f == Format::Tokenized;
-  else if (method == "dpo")
+  else if (method == "dpo" || method == "reward")
     ok = f == Format::Preference || f == Format::Tokenized;
   else if (method == "kto")
     ok = f == Format::UnpairedPreference || f == Format::PromptCompletion ||
@@ -583,7 +595,9 @@ void checkMethod(Format f, const std::string &method, const std::string &where) 
         {"grpo", "prompt_only (prompt)"},
         {"rloo", "prompt_only (prompt)"},
         {"online_dpo", "prompt_only (prompt)"},
-        {"ppo", "prompt_only (prompt)"}};
+        {"ppo", "prompt_only (prompt)"},
+        {"reward", "preference (chosen + rejected, with or without a prompt, or "
+                   "prompt_input_ids + chosen_input_ids + rejected_input_ids)"}};
     throw InputError(where + ": error: the dataset is in the " + formatName(f) +
                      " format, which method = \"" + method + "\" cannot train on; it needs " +
                      wants.at(method));
@@ -813,7 +827,7 @@ DataPlan runDataPlan(const DataConfig &c) {
             ++plan.stats.dropped[b.reason.substr(5)];
             continue;
           } else {
-            if (b.reason == "no chat template")
+            if (b.reason == "no chat template" || b.reason == "unsupported")
               throw InputError(file + ":" + std::to_string(numbers[k]) + ": error: " + b.message);
             if (!c.skipBadRows) {
               std::string msg = b.message;

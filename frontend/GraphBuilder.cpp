@@ -41,6 +41,7 @@ OwningOpRef<ModuleOp> buildTrainStep(MLIRContext &context, const Recipe &recipe,
   case Method::RLOO: step = buildRlooLoss(m, fn); break;
   case Method::OnlineDPO: step = buildOnlineDpoLoss(m, fn); break;
   case Method::PPO: step = buildPpoLoss(m, fn); break;
+  case Method::Reward: step = buildRewardLoss(m, fn); break;
   }
   // The loss first, then the method's metrics, each a named output.
   SmallVector<Value> results{step.loss};

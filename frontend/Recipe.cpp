@@ -38,6 +38,7 @@ const char *methodName(Method method) {
   case Method::RLOO: return "rloo";
   case Method::OnlineDPO: return "online_dpo";
   case Method::PPO: return "ppo";
+  case Method::Reward: return "reward";
   }
   return "?";
 }
@@ -129,7 +130,8 @@ enum MethodMask : unsigned {
   RLOO = 16,
   ONLINE_DPO = 32,
   PPO = 64,
-  ALL = 127,
+  REWARD = 128,
+  ALL = 255,
 };
 
 struct KeySpec {
@@ -137,9 +139,9 @@ struct KeySpec {
   const char *key;
   Kind kind;
   /// Default as a TOML literal per method (sft, dpo, kto, grpo, rloo,
-  /// online_dpo, ppo); nullptr means "no value" (optional key) for that
-  /// method.
-  std::array<const char *, 7> defaults;
+  /// online_dpo, ppo, reward); nullptr means "no value" (optional key) for
+  /// that method.
+  std::array<const char *, 8> defaults;
   unsigned methods = ALL;
   const char *choices = nullptr;  // "a|b|c" for Kind::Enum
   double lo = -INFINITY, hi = INFINITY;
@@ -148,14 +150,14 @@ struct KeySpec {
   bool hiOpen = false;  // range excludes hi
 };
 
-constexpr std::array<const char *, 7> all(const char *v) { return {v, v, v, v, v, v, v}; }
-constexpr std::array<const char *, 7> none() {
-  return {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+constexpr std::array<const char *, 8> all(const char *v) { return {v, v, v, v, v, v, v, v}; }
+constexpr std::array<const char *, 8> none() {
+  return {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 }
 
 // clang-format off
 const KeySpec kSchema[] = {
-  {"", "method", Kind::Enum, none(), ALL, "sft|dpo|kto|grpo|rloo|online_dpo|ppo", -INFINITY, INFINITY, false, "training method"},
+  {"", "method", Kind::Enum, none(), ALL, "sft|dpo|kto|grpo|rloo|online_dpo|ppo|reward", -INFINITY, INFINITY, false, "training method"},
 
   {"model", "path", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "Hugging Face model directory"},
   {"model", "dtype", Kind::Enum, all("\"bf16\""), ALL, "bf16|fp32", -INFINITY, INFINITY, false, "activation storage: bf16 keeps the activations between ops in bf16 (fp32 master weights, gradients and optimizer state; kernels compute in fp32), fp32 keeps everything in fp32"},
@@ -166,7 +168,7 @@ const KeySpec kSchema[] = {
   {"data", "eval", Kind::Paths, none(), ALL, nullptr, -INFINITY, INFINITY, false, "held-out JSONL file(s) for evaluation"},
   {"data", "format", Kind::Enum, all("\"auto\""), ALL, "auto|language_modeling|prompt_only|prompt_completion|preference|unpaired_preference|tokenized", -INFINITY, INFINITY, false, "dataset format"},
   {"data", "dataset_text_field", Kind::String, {"\"text\"", nullptr, nullptr, nullptr}, SFT, nullptr, -INFINITY, INFINITY, false, "column of language-modeling text"},
-  {"data", "max_length", Kind::Int, {"1024", "1024", "1024", nullptr}, SFT | DPO | KTO, nullptr, 1, 1 << 24, false, "maximum tokens per example"},
+  {"data", "max_length", Kind::Int, {"1024", "1024", "1024", nullptr, nullptr, nullptr, nullptr, "1024"}, SFT | DPO | KTO | REWARD, nullptr, 1, 1 << 24, false, "maximum tokens per example (reward: longer pairs are dropped, as TRL filters them)"},
   {"data", "max_prompt_length", Kind::Int, {nullptr, "512", "512", "512", "512", "512", "512"}, DPO | KTO | GRPO | RLOO | ONLINE_DPO | PPO, nullptr, 1, 1 << 24, false, "maximum prompt tokens (keeps the prompt's end)"},
   {"data", "max_completion_length", Kind::Int, {nullptr, nullptr, nullptr, "512", "256", "64", "53"}, DPO | KTO | GRPO | RLOO | ONLINE_DPO | PPO, nullptr, 1, 1 << 24, false, "maximum completion tokens (keeps the completion's start; online methods: tokens generated, TRL's max_new_tokens for online DPO, response_length for PPO)"},
   {"data", "truncation_mode", Kind::Enum, {"\"keep_start\"", "\"keep_end\"", "\"keep_end\"", nullptr}, SFT | DPO | KTO, "keep_start|keep_end", -INFINITY, INFINITY, false, "which end of an over-long example to keep"},
@@ -178,7 +180,7 @@ const KeySpec kSchema[] = {
   {"data", "chat_template_path", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "Jinja chat template overriding tokenizer_config.json"},
   {"data", "on_bad_row", Kind::Enum, all("\"error\""), ALL, "error|skip", -INFINITY, INFINITY, false, "what to do with an invalid dataset row"},
 
-  {"train", "learning_rate", Kind::Float, {"2e-5", "1e-6", "1e-6", "1e-6", "1e-6", "5e-7", "3e-6"}, ALL, nullptr, 0, 10, false, "peak learning rate"},
+  {"train", "learning_rate", Kind::Float, {"2e-5", "1e-6", "1e-6", "1e-6", "1e-6", "5e-7", "3e-6", "1e-4"}, ALL, nullptr, 0, 10, false, "peak learning rate"},
   {"train", "lr_scheduler_type", Kind::Enum, all("\"linear\""), ALL, "constant|linear|cosine", -INFINITY, INFINITY, false, "learning-rate schedule"},
   {"train", "warmup_ratio", Kind::Float, all("0.0"), ALL, nullptr, 0, 1, false, "fraction of steps spent warming up"},
   {"train", "warmup_steps", Kind::Int, all("0"), ALL, nullptr, 0, INFINITY, false, "warm-up steps (overrides warmup_ratio)"},
@@ -257,9 +259,12 @@ const Alias kAliases[] = {
     {"memory", "ds3_gather_for_generation", "online", "ds3_gather_for_generation"},
 };
 
-const char *const kSections[] = {"model", "data", "train", "memory",     "sft", "dpo",
-                                 "kto",   "grpo", "rloo",  "online_dpo", "ppo", "output"};
-const char *const kMethodSections[] = {"sft", "dpo", "kto", "grpo", "rloo", "online_dpo", "ppo"};
+const char *const kSections[] = {"model", "data",       "train", "memory", "sft",
+                                 "dpo",   "kto",        "grpo",  "rloo",   "online_dpo",
+                                 "ppo",   "reward",     "output"};
+const char *const kMethodSections[] = {"sft",        "dpo", "kto",   "grpo",
+                                       "rloo", "online_dpo", "ppo", "reward"};
+constexpr unsigned kMethods = 8;
 
 unsigned maskOf(Method m) { return 1u << static_cast<unsigned>(m); }
 
@@ -271,6 +276,31 @@ template <typename F> void eachEntry(const toml::node &n, F f) {
       f(e);
   else
     f(n);
+}
+
+/// The labels a config.json declares (num_labels, else id2label's size);
+/// -1 when it declares none.
+int64_t labelCount(const fs::path &file) {
+  std::ifstream in(file);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  int64_t labels = -1;
+  if (j.is_object() && j.contains("id2label") && j["id2label"].is_object())
+    labels = static_cast<int64_t>(j["id2label"].size());
+  if (j.is_object() && j.contains("num_labels") && j["num_labels"].is_number_integer())
+    labels = j["num_labels"].get<int64_t>();
+  return labels;
+}
+
+/// Whether config.json's architectures name a *ForSequenceClassification.
+bool isSequenceClassifier(const fs::path &file) {
+  std::ifstream in(file);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (!j.is_object() || !j.contains("architectures") || !j["architectures"].is_array())
+    return false;
+  for (const nlohmann::json &a : j["architectures"])
+    if (a.is_string() && a.get<std::string>().find("ForSequenceClassification") != std::string::npos)
+      return true;
+  return false;
 }
 
 /// The whole schema: kSchema, then the tables of RLOO, online DPO and PPO,
@@ -384,7 +414,7 @@ const KeySpec *findSpec(std::string_view section, std::string_view key) {
 
 std::string methodList(unsigned mask) {
   std::string out;
-  for (unsigned i = 0; i < 7; ++i)
+  for (unsigned i = 0; i < kMethods; ++i)
     if (mask & (1u << i)) {
       if (!out.empty())
         out += ", ";
@@ -824,11 +854,11 @@ std::optional<Error> Resolver::checkMethodApplicability(toml::table &root) {
   const toml::node *m = root.get("method");
   if (!m)
     return diag.atFile("missing required key 'method' (one of \"sft\", "
-                       "\"dpo\", \"kto\", \"grpo\", \"rloo\", \"online_dpo\", \"ppo\"); add for "
+                       "\"dpo\", \"kto\", \"grpo\", \"rloo\", \"online_dpo\", \"ppo\", \"reward\"); add for "
                        "example "
                        "method = \"sft\" at the top of the recipe");
   std::string name = m->as_string()->get();
-  for (unsigned i = 0; i < 7; ++i)
+  for (unsigned i = 0; i < kMethods; ++i)
     if (name == methodName(static_cast<Method>(i)))
       method = static_cast<Method>(i);
   for (const char *table : kMethodSections) {
@@ -931,6 +961,17 @@ std::optional<Error> Resolver::checkContradictions(toml::table &root) {
                        "[dpo] rpo_alpha with loss_type \"ipo\" is not supported yet "
                        "(IPO's mean log-probabilities and RPO's token NLL need two "
                        "reductions); use another loss_type or remove rpo_alpha");
+  }
+  if (method == Method::Reward) {
+    // A reward model scores whole sequences: no generation, no LM head.
+    if (const toml::node *ev = present("data", "eval"))
+      return diag.at(*ev, "[data] eval is not supported for method = \"reward\" yet: trlc "
+                          "evaluates by greedy generation, which a reward model cannot do; "
+                          "remove it");
+    if (boolOf("memory", "use_liger_kernel", false))
+      return diag.at(*present("memory", "use_liger_kernel"),
+                     "[memory] use_liger_kernel fuses the LM head with the cross-entropy "
+                     "loss; a reward model has a one-score head instead, so remove it");
   }
   if (method == Method::KTO && strOf("kto", "loss_type", "kto") == "kto" &&
       intOrDefault("train", "per_device_train_batch_size") < 2) {
@@ -1088,6 +1129,8 @@ void Resolver::fill(toml::table &root, Recipe &r) {
     r.kto.lossType = *str("kto", "loss_type");
     r.reference.modelPath = str("kto", "ref_model");
     r.reference.precompute = *b("kto", "precompute_ref_log_probs");
+    break;
+  case Method::Reward:
     break;
   case Method::GRPO:
   case Method::RLOO:
@@ -1360,13 +1403,7 @@ std::optional<Error> Resolver::checkRewardModel(const toml::node &node, const st
   auto config = configFromJsonFile(file);
   if (!config)
     return config.error();
-  std::ifstream in(file);
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  int64_t labels = -1;
-  if (j.is_object() && j.contains("id2label") && j["id2label"].is_object())
-    labels = static_cast<int64_t>(j["id2label"].size());
-  if (j.is_object() && j.contains("num_labels") && j["num_labels"].is_number_integer())
-    labels = j["num_labels"].get<int64_t>();
+  int64_t labels = labelCount(file);
   if (labels != 1)
     return diag.at(node, what + " has " +
                              (labels < 0 ? std::string("no id2label") : std::to_string(labels) +
@@ -1457,6 +1494,16 @@ std::optional<Error> Resolver::resolveModel(toml::table &root, Recipe &r) {
   if (!config)
     return config.error();
   r.model.config = *config;
+  if (method == Method::Reward) {
+    // A sequence classifier trains as a reward model only with one label;
+    // a causal LM gets a new one-score head (TRL loads it with num_labels = 1).
+    int64_t labels = labelCount(dir / "config.json");
+    if (labels > 1 && isSequenceClassifier(dir / "config.json"))
+      return diag.at(*pathNode, "[model] path '" + dir.string() + "' is a sequence "
+                                "classifier with " + std::to_string(labels) +
+                                " labels; a reward model has one (num_labels = 1): start from "
+                                "its base model or a one-label checkpoint");
+  }
   return std::nullopt;
 }
 

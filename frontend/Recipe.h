@@ -20,7 +20,7 @@
 
 namespace trlc {
 
-enum class Method { SFT, DPO, KTO, GRPO, RLOO, OnlineDPO, PPO };
+enum class Method { SFT, DPO, KTO, GRPO, RLOO, OnlineDPO, PPO, Reward };
 /// The methods that generate their own completions while training.
 inline bool isOnline(Method m) {
   return m == Method::GRPO || m == Method::RLOO || m == Method::OnlineDPO || m == Method::PPO;

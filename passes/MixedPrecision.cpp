@@ -120,7 +120,9 @@ struct MixedPrecision
       same.leader(v);
       for (OpOperand &use : v.getUses()) {
         Operation *user = use.getOwner();
-        if (isa<func::ReturnOp>(user)) {
+        // Returned values, and what trl.masked_sum reads (f32 only: a
+        // score head's output summed at the last token), stay f32.
+        if (isa<func::ReturnOp, MaskedSumOp>(user)) {
           pinned.insert(v);
           continue;
         }

@@ -732,11 +732,12 @@ Expected<Artifact> readArtifact(const std::string &dir) {
       {"grpo", {Kernel::GrpoLoss}},
       {"rloo", {Kernel::RlooLoss}},
       {"online_dpo", {Kernel::DpoLoss}},
-      {"ppo", {Kernel::PpoLoss}}};
+      {"ppo", {Kernel::PpoLoss}},
+      {"reward", {Kernel::DpoLoss}}};
   auto method = losses.find(a.manifest.method);
   if (method == losses.end())
     return Error{manifest + ": error: unknown method \"" + a.manifest.method +
-                 "\" (sft, dpo, kto, grpo, rloo, online_dpo or ppo)"};
+                 "\" (sft, dpo, kto, grpo, rloo, online_dpo, ppo or reward)"};
   // An online method's settings travel with it, and only with it.
   bool onlineMethod = a.manifest.method == "grpo" || a.manifest.method == "rloo" ||
                       a.manifest.method == "online_dpo" || a.manifest.method == "ppo";
@@ -836,7 +837,8 @@ Expected<Artifact> readArtifact(const std::string &dir) {
     auto ids = p.inputs.find("input_ids");
     if (ids != p.inputs.end() && !p.inputs.count("cu_seqlens")) {
       const TensorDesc &t = a.plan.tensors[ids->second];
-      int64_t rows = (a.manifest.method == "dpo" ? 2 : 1) * a.manifest.batchSize;
+      bool pairs = a.manifest.method == "dpo" || a.manifest.method == "reward";
+      int64_t rows = (pairs ? 2 : 1) * a.manifest.batchSize;
       if (a.manifest.method == "online_dpo")
         rows = 2 * a.manifest.batchSize;
       bool online = a.manifest.method == "grpo" || a.manifest.method == "rloo";

@@ -259,40 +259,33 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
       throw RunError(error);
     return t;
   };
+  // `name` from `dir`, or random without one. A causal model has no score
+  // head: a reward model trained from it (method "reward") or PPO's value
+  // model starts with a random one, as transformers initialises a missing
+  // one (reward models among the rewards are checked to have theirs).
+  // `seedName` seeds the random values.
   auto fill = [&](const std::string &dir, const std::string &name,
-                  const std::vector<int64_t> &shape, bool hfT, float *w) {
-    if (!dir.empty())
+                  const std::vector<int64_t> &shape, bool hfT, float *w,
+                  const std::string &seedName) {
+    if (!dir.empty() && !(name == "score.weight" && !tensorsOf(dir).count(name)))
       return loadTensor(tensorsOf(dir), dir, name, shape, hfT, w);
     int64_t n = 1;
     for (int64_t d : shape)
       n *= d;
-    randomInit(name, shape.size(), n, w, static_cast<uint64_t>(run.initSeed),
+    randomInit(seedName, shape.size(), n, w, static_cast<uint64_t>(run.initSeed),
                run.initializerRange);
   };
   // PPO's value model ("value_model." names): from a trlc checkpoint's
-  // value_model/ beside the policy, else from run.grpo.ppo's directory; a
-  // causal model there has no score head, which then starts random (as
-  // transformers initialises a missing one).
+  // value_model/ beside the policy, else from run.grpo.ppo's directory.
   const std::string valuePrefix = "value_model.";
   auto fillPolicy = [&](const std::string &name, const std::vector<int64_t> &shape, bool hfT,
                         float *w) {
     if (name.rfind(valuePrefix, 0) != 0 || !run.grpo || !run.grpo->ppo)
-      return fill(policyDir, name, shape, hfT, w);
-    std::string own = name.substr(valuePrefix.size());
+      return fill(policyDir, name, shape, hfT, w, name);
     std::string dir = run.grpo->ppo->valueModel;
     if (!policyDir.empty() && fs::is_directory(fs::path(policyDir) / "value_model"))
       dir = (fs::path(policyDir) / "value_model").string();
-    if (!dir.empty() && own == "score.weight" && !tensorsOf(dir).count(own))
-      dir.clear();
-    if (dir.empty()) {
-      int64_t n = 1;
-      for (int64_t d : shape)
-        n *= d;
-      randomInit(name, shape.size(), n, w, static_cast<uint64_t>(run.initSeed),
-                 run.initializerRange);
-      return;
-    }
-    loadTensor(tensorsOf(dir), dir, own, shape, hfT, w);
+    fill(dir, name.substr(valuePrefix.size()), shape, hfT, w, name);
   };
   // Frozen sets: the reference, and reward model K from its directory.
   std::vector<std::string> rewardModels;
@@ -317,7 +310,7 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
     std::vector<float> w(t.numel());
     if (frozen)
       fill(frozenDir(params[i].set), params[i].name, t.desc->shape, params[i].hfTransposed,
-           w.data());
+           w.data(), params[i].name);
     else
       fillPolicy(params[i].name, t.desc->shape, params[i].hfTransposed, w.data());
     writeParam(ex, t, w);

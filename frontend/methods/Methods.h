@@ -43,6 +43,11 @@ StepResults buildOnlineDpoLoss(ModelBuilder &m, mlir::func::FuncOp fn);
 /// over the dataset before training.
 void buildDpoRefLogps(ModelBuilder &m, mlir::ModuleOp module);
 
+/// Reward modelling: the one-score head's scores of the chosen and
+/// rejected sequences and the Bradley-Terry loss between them; metrics the
+/// two scores.
+StepResults buildRewardLoss(ModelBuilder &m, mlir::func::FuncOp fn);
+
 /// KTO: completions with their desirable/undesirable labels and, for
 /// loss_type kto, the KL estimate's mismatched pairs; metrics the rewards,
 /// the policy's log-probabilities and the KL.

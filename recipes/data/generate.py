@@ -3,7 +3,7 @@
 
 The task is two-number addition ("12+7=" -> "19"), in each TRL format:
 prompt-completion (SFT), preference (DPO: the right sum is chosen, a sum off
-by one is rejected), unpaired preference (KTO) and prompt-only (GRPO). The
+by one is rejected; reward modelling: several kinds of wrong answer), unpaired preference (KTO) and prompt-only (GRPO). The
 wrong sums keep the right one's tens digit (39 is never the wrong answer
 for 40): only the last digit tells them apart, so preference training
 does not push down a digit the right answer starts with.
@@ -70,6 +70,28 @@ def near_miss(s, step):
     return s + step
 
 
+def wrong_answer(rng, s):
+    """A wrong answer for the sum s: off by one or by ten, another number,
+    a digit dropped, added or swapped."""
+    text = str(s)
+    while True:
+        kind = rng.randrange(6)
+        if kind == 0:
+            w = str(near_miss(s, rng.choice([-1, 1])))
+        elif kind == 1:
+            w = str(s + 10 if s < 10 or rng.random() < 0.5 else s - 10)
+        elif kind == 2:
+            w = str(rng.randint(0, 98))
+        elif kind == 3:
+            w = text[:-1] if len(text) > 1 else text + text
+        elif kind == 4:
+            w = text + str(rng.randint(0, 9))
+        else:
+            w = text[::-1]
+        if w != text:
+            return w
+
+
 def write(name, rows):
     with open(os.path.join(HERE, name), "w") as f:
         for row in rows:
@@ -108,6 +130,13 @@ def main():
     # prompt carries the BOS the SFT model was trained with as text.
     write("arith-grpo.jsonl",
           [{"prompt": "<s>" + p, "answer": c} for p, c, _ in problems(rng, 2000)])
+    # Reward modelling (its own generator, so the files above stay as they
+    # were): the right sum against the kinds of wrong answer a sampling
+    # policy writes, two pairs per prompt.
+    rm = random.Random(4321)
+    write("arith-rm.jsonl",
+          [{"prompt": p, "chosen": c, "rejected": wrong_answer(rm, s)}
+           for p, c, s in problems(rm, 1500) for _ in range(2)])
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ std::unique_ptr<Method> makeMethod(const artifact::Artifact &artifact) {
     return makeOnlineDpo(artifact);
   if (name == "ppo")
     return makePpo(artifact);
-  throw RunError(artifact.dir + ": error: trlc run trains SFT, DPO, KTO, GRPO, RLOO and online "
-                 "DPO artifacts, not " + name);
+  if (name == "reward")
+    return makeReward(artifact);
+  throw RunError(artifact.dir + ": error: trlc run trains SFT, DPO, KTO, GRPO, RLOO, online "
+                 "DPO, PPO and reward-model artifacts, not " + name);
 }
 
 int64_t fillSequences(Executor &ex, const std::string &prog, const std::string &prefix,

@@ -15,12 +15,16 @@ using nlohmann::json;
 namespace {
 
 /// A reward model: program @reward_model_K scores prompt + completion
-/// token ids (the completion without its special tokens, as TRL scores
-/// the decoded text) at the last token, in batches of the program's rows.
+/// token ids at the last token, in batches of the program's rows: for PPO
+/// the completion through its EOS (TRL's PPOTrainer scores the truncated
+/// response's ids), for the others without its special tokens (TRL scores
+/// the decoded text).
 class ModelReward : public RewardFunction {
 public:
-  ModelReward(size_t k, const std::string &dir, Executor *const &ex, const SpecialTokens &specials)
-      : program("reward_model_" + std::to_string(k)), ex(ex), specials(specials) {
+  ModelReward(size_t k, const std::string &dir, Executor *const &ex, const SpecialTokens &specials,
+              bool throughEos)
+      : program("reward_model_" + std::to_string(k)), ex(ex), specials(specials),
+        throughEos(throughEos) {
     // TRL names a model's reward by its name or path's last component.
     std::string d = dir;
     while (d.size() > 1 && d.back() == '/')
@@ -41,7 +45,7 @@ public:
       for (size_t i = 0; i < n; ++i) {
         TokenRow &r = seqs[i];
         r.ids = batch.promptIds.at(from + i);
-        for (int64_t t : specials.strip(batch.completionIds.at(from + i)))
+        for (int64_t t : completion(batch.completionIds.at(from + i)))
           r.ids.push_back(t);
         if (r.ids.size() > slots)
           throw RunError("error: a prompt and completion of " + std::to_string(r.ids.size()) +
@@ -67,9 +71,27 @@ public:
   }
 
 private:
+  /// The completion as the model reads it: PPO's (TRL's truncate_response)
+  /// up to and including its first EOS; the other methods' as TRL
+  /// re-tokenizes the decoded text, without special tokens.
+  std::vector<int64_t> completion(const std::vector<int64_t> &ids) const {
+    if (!throughEos)
+      return specials.strip(ids);
+    std::vector<int64_t> out;
+    for (int64_t t : ids) {
+      if (t == specials.pad && t != specials.eos)
+        continue;
+      out.push_back(t);
+      if (t == specials.eos)
+        break;
+    }
+    return out;
+  }
+
   std::string program, name_;
   Executor *const &ex;
   const SpecialTokens &specials;
+  bool throughEos;
 };
 
 } // namespace
@@ -81,7 +103,7 @@ OnlineData::OnlineData(const artifact::Artifact &a)
                    "for the rewards; the recipe needs [model] tokenizer (or path)");
   readColumns();
   rewards_ = makeRewards(g, [&](size_t k, const std::string &dir) {
-    return std::make_unique<ModelReward>(k, dir, exec, specials_);
+    return std::make_unique<ModelReward>(k, dir, exec, specials_, g.ppo.has_value());
   });
 }
 

@@ -8,10 +8,14 @@ vocabulary), then trains one online DPO step that ranks its pairs with it
 (TRLC_DUMP_GRPO_BATCH writes the pairs and their scores). The reference
 (float64) scores each completion as transformers does: the model's final
 hidden states at the last token of prompt + completion (the completion
-without its special tokens, as TRL re-tokenizes the decoded text), times
+without its special tokens, as TRL re-tokenizes the decoded text; for PPO
+through its EOS, as TRL's PPOTrainer scores the response ids), times
 score.weight. Compares every score (1e-5, relative to max(1, |score|)), the
 ranking, and checks that the GRPO metric rewards/NAME/mean of the same
-model matches the mean of its scores (1e-5).
+model matches the mean of its scores (1e-5). Then trains the same
+checkpoint one step as a reward model (method = "reward", fp32) and checks
+its loss, gradients, accuracy and margin against TRL's RewardTrainer
+formulas.
 
 Exit code 77 (skipped) when torch cannot be imported.
 """
@@ -128,6 +132,82 @@ def train(trlc, tmp, name, method, table):
     return json.load(open(dump)), ref.last_metrics(os.path.join(tmp, name))
 
 
+VOCAB = {c: i for i, c in enumerate(["<pad>", "<s>", "</s>"] + list("0123456789+=-"))}
+
+REWARD = """method = "reward"
+[model]
+path = "{rm}"
+tokenizer = "{root}/recipes/data/arith-tokenizer"
+dtype = "fp32"
+[data]
+train = "{data}"
+max_length = 16
+[train]
+learning_rate = 1e-3
+per_device_train_batch_size = 4
+gradient_accumulation_steps = 2
+max_steps = 1
+[output]
+output_dir = "{out}"
+logging_steps = 1
+"""
+
+
+def reward_training(trlc, tmp, rm, failures):
+    """TRL's RewardTrainer loss, -log sigmoid(score(chosen) - score(rejected))
+    averaged over the pairs (the two micro-batches' means averaged), each
+    score read at the last token (the EOS TRL appends); its gradients for
+    every tensor, and the logged accuracy and margin."""
+    with open(os.path.join(ROOT, "recipes/data/arith-rm.jsonl")) as f:
+        pairs = [json.loads(line) for line in f][:8]
+    data = os.path.join(tmp, "pairs.jsonl")
+    with open(data, "w") as f:
+        for p in pairs:
+            f.write(json.dumps(p) + "\n")
+    out = os.path.join(tmp, "rm-run")
+    rec = os.path.join(tmp, "rm-run.toml")
+    with open(rec, "w") as f:
+        f.write(REWARD.format(rm=rm, root=ROOT, data=data, out=out))
+    init, grads = os.path.join(tmp, "rm-init.safetensors"), os.path.join(tmp, "rm-grad.safetensors")
+    res = subprocess.run([trlc, "train", rec, "-o", os.path.join(tmp, "rm-run.trlc"), "--threads", "1",
+                          "--quiet", "--dump-initial", init, "--dump-gradients", grads],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        failures.append(f"reward modelling: trlc failed:\n{res.stdout}{res.stderr}")
+        return
+    params = {k: v.clone().requires_grad_(True) for k, v in ref.read_safetensors(init).items()}
+
+    def score(text):
+        ids = [1] + [VOCAB[c] for c in text] + [2]
+        p = dict(params)
+        p["lm_head.weight"] = params["score.weight"]
+        x = torch.tensor([ids])
+        return ref.llama_logits(p, RM_CONFIG, x, torch.arange(len(ids))[None], torch.ones_like(x))[0, -1, 0]
+
+    chosen = torch.stack([score(p["prompt"] + p["chosen"]) for p in pairs])
+    rejected = torch.stack([score(p["prompt"] + p["rejected"]) for p in pairs])
+    loss = -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+    loss.backward()
+    m = ref.last_metrics(out)
+    r = abs(m["loss"] - loss.item()) / abs(loss.item())
+    acc = (chosen > rejected).double().mean().item()
+    margin = (chosen - rejected).mean().item()
+    print(f"reward modelling: loss trlc {m['loss']:.8f} torch {loss.item():.8f} rel {r:.2e}; "
+          f"accuracy {m['accuracy']} ({acc}), margin {m['margin']:.6f} ({margin:.6f})")
+    if r > 1e-5:
+        failures.append(f"reward modelling's loss differs by {r:.2e} relative")
+    if m["accuracy"] != acc or abs(m["margin"] - margin) > 1e-5 * max(1.0, abs(margin)):
+        failures.append("reward modelling's accuracy or margin differs from the reference")
+    got = ref.read_safetensors(grads)
+    if set(got) != set(params):
+        failures.append(f"reward modelling's gradient names differ: {sorted(set(got) ^ set(params))}")
+        return
+    worst = max((ref.rel(got[k], p.grad), k) for k, p in params.items())
+    print(f"reward modelling: worst gradient rel error {worst[0]:.2e} ({worst[1]})")
+    if worst[0] > 1e-5:
+        failures.append(f"reward modelling's gradient of {worst[1]} differs by {worst[0]:.2e}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trlc", required=True)
@@ -173,10 +253,38 @@ def main():
         print(f"GRPO: rewards/tiny-rm/mean {got} against the reference's {mean:.6f}")
         if got is None or abs(got - mean) > 1e-5 * max(1.0, abs(mean)):
             failures.append(f"GRPO's rewards/tiny-rm/mean {got} is not the scores' mean {mean}")
+        # PPO scores prompt + completion through its EOS (TRL's PPOTrainer
+        # scores the truncated response's ids, EOS kept).
+        batch, _ = train(args.trlc, tmp, "ppo", "ppo",
+                         f'temperature = 1.0\nreward_funcs = ["model:{rm}"]\n')
+        worst, with_eos, n = 0.0, 0, 0
+        for rows in batch["micro_batches"]:
+            for r in rows:
+                ids, p = r["input_ids"], r["prompt_length"]
+                completion = []
+                for t in ids[p:]:
+                    if t == 0:  # padding
+                        continue
+                    completion.append(t)
+                    if t == 2:
+                        break
+                with_eos += 2 in completion
+                want = reference_score(w, ids[:p] + completion)
+                worst = max(worst, abs(want - r["score"]) / max(1.0, abs(want)))
+                n += 1
+        print(f"PPO: {n} scores ({with_eos} completions with EOS) within {worst:.1e} of the reference")
+        if worst > 1e-5:
+            failures.append(f"PPO's reward model scores differ by {worst:.2e}")
+        if not with_eos:
+            failures.append("no PPO completion ended with EOS: the test would not see it dropped")
+
+        # Reward modelling from the same checkpoint: one step over 8 pairs
+        # (2 micro-batches of 4), fp32.
+        reward_training(args.trlc, tmp, rm, failures)
     if failures:
         print("\nFAILED:\n" + "\n".join(failures))
         sys.exit(1)
-    print("reward model scores match")
+    print("reward model scores, and reward modelling's loss and gradients, match")
 
 
 if __name__ == "__main__":

@@ -117,6 +117,18 @@ TEST(Recipe, MethodDependentDefaults) {
   r = parseOk(online + "beta = [0.1, 0.05]\nmissing_eos_penalty = 1.0\n");
   EXPECT_EQ(r.onlineDpo.betas, (std::vector<double>{0.1, 0.05}));
   EXPECT_EQ(r.onlineDpo.missingEosPenalty, 1.0);
+
+  // RewardConfig's: max_length 1024 (longer pairs dropped), no prompt or
+  // completion limits, no truncation mode.
+  std::string reward = kMinimal;
+  reward.replace(reward.find("\"sft\""), 5, "\"reward\"");
+  r = parseOk(reward);
+  EXPECT_EQ(r.method, Method::Reward);
+  EXPECT_DOUBLE_EQ(r.train.learningRate, 1e-4);
+  EXPECT_EQ(r.data.maxLength, 1024);
+  EXPECT_FALSE(r.data.maxPromptLength.has_value());
+  EXPECT_FALSE(r.data.maxCompletionLength.has_value());
+  EXPECT_EQ(r.data.truncationMode, "");
 }
 
 TEST(Recipe, ModelConfigDefaults) {
@@ -209,8 +221,8 @@ std::string withModel(const std::string &rest) {
 std::vector<BadRecipe> badRecipes() {
   return {
       {"syntax", "method = \"sft\n", {}, "r.toml:1:14: error: Error while parsing string: unescaped control characters other than TAB (U+0009) are explicitly prohibited"},
-      {"missing_method", "[data]\ntrain = \"d.jsonl\"\n", {}, "r.toml: error: missing required key 'method' (one of \"sft\", \"dpo\", \"kto\", \"grpo\", \"rloo\", \"online_dpo\", \"ppo\"); add for example method = \"sft\" at the top of the recipe"},
-      {"bad_method", "method = \"orpo\"\n", {}, "r.toml:1:10: error: method must be one of \"sft\", \"dpo\", \"kto\", \"grpo\", \"rloo\", \"online_dpo\" or \"ppo\", got \"orpo\"; did you mean \"grpo\"?"},
+      {"missing_method", "[data]\ntrain = \"d.jsonl\"\n", {}, "r.toml: error: missing required key 'method' (one of \"sft\", \"dpo\", \"kto\", \"grpo\", \"rloo\", \"online_dpo\", \"ppo\", \"reward\"); add for example method = \"sft\" at the top of the recipe"},
+      {"bad_method", "method = \"orpo\"\n", {}, "r.toml:1:10: error: method must be one of \"sft\", \"dpo\", \"kto\", \"grpo\", \"rloo\", \"online_dpo\", \"ppo\" or \"reward\", got \"orpo\"; did you mean \"grpo\"?"},
       {"method_type", "method = 1\n", {}, "r.toml:1:10: error: method must be a string, got an integer (1)"},
       {"unknown_section", withModel("[trainer]\nseed = 1\n"), {}, "r.toml:8:2: error: unknown top-level key 'trainer'; did you mean 'train'?"},
       {"key_without_section", withModel("[data]\ntrain = \"d.jsonl\"\n").insert(15, "learning_rate = 1.0\n"), {}, "r.toml:2:1: error: unknown top-level key 'learning_rate'; 'learning_rate' belongs in [train]"},

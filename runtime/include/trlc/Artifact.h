@@ -25,7 +25,8 @@
 //   format_version    integer
 //   recipe            path of the recipe as given to `trlc compile`
 //   recipe_hash       FNV-1a 64-bit hash (hex) of recipe.toml; checked on load
-//   method            "sft" | "dpo" | "kto" | "grpo" | "rloo" | "online_dpo"
+//   method            "sft" | "dpo" | "kto" | "grpo" | "rloo" | "online_dpo" |
+//                     "ppo" | "reward"
 //   model_type        "llama" | "qwen2" | "qwen3" | "mistral" | "gpt2"; checked
 //                     against the run's model_config
 //   world_size        data-parallel processes the plan is made for (the one

@@ -94,6 +94,7 @@ std::unique_ptr<Method> makeKto(const artifact::Artifact &artifact);
 std::unique_ptr<Method> makeGrpo(const artifact::Artifact &artifact);
 std::unique_ptr<Method> makeOnlineDpo(const artifact::Artifact &artifact);
 std::unique_ptr<Method> makePpo(const artifact::Artifact &artifact);
+std::unique_ptr<Method> makeReward(const artifact::Artifact &artifact);
 
 /// One sequence of a batch: document `doc` of a shard row (DPO's chosen or
 /// rejected side, KTO's example or KL pair); no row is padding.

@@ -132,3 +132,29 @@ func.func @other(%x: tensor<2x3x4xf32>, %labels: tensor<2x3xi64>) -> tensor<2x3x
   %lp = trl.log_probs %l, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<2x3xf32>
   return %lp : tensor<2x3xf32>
 }
+
+// -----
+
+// A one-score head (reward modelling): trl.masked_sum reads f32 only, so
+// the head's product and its reshape stay f32 while the norm before it
+// goes bf16.
+// CHECK-LABEL: func.func @train_step
+// CHECK-SAME: trl.bf16_values = 1 : i64
+// CHECK: trl.rms_norm {{.*}} -> tensor<2x3x4xbf16>
+// CHECK: trl.linear {{.*}} -> tensor<2x3x1xf32>
+// CHECK: trl.reshape {{.*}} : (tensor<2x3x1xf32>) -> tensor<2x3xf32>
+// CHECK: trl.masked_sum {{.*}} : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<2xf32>
+func.func @train_step(%ids: tensor<2x3xi64>, %last: tensor<2x3xf32>, %w: tensor<1x2xf32>) -> tensor<f32> {
+  %table = trl.param "embed" : tensor<8x4xf32>
+  %nw = trl.param "norm" : tensor<4xf32>
+  %ws = trl.param "score" : tensor<1x4xf32>
+  %h = trl.embedding %table, %ids : (tensor<8x4xf32>, tensor<2x3xi64>) -> tensor<2x3x4xf32>
+  %x = trl.rms_norm %h, %nw : (tensor<2x3x4xf32>, tensor<4xf32>) -> tensor<2x3x4xf32>
+  %s = trl.linear %x, %ws : (tensor<2x3x4xf32>, tensor<1x4xf32>) -> tensor<2x3x1xf32>
+  %s2 = trl.reshape %s : (tensor<2x3x1xf32>) -> tensor<2x3xf32>
+  %scores = trl.masked_sum %s2, %last : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<2xf32>
+  %row = trl.reshape %scores : (tensor<2xf32>) -> tensor<1x2xf32>
+  %total = trl.masked_sum %row, %w : (tensor<1x2xf32>, tensor<1x2xf32>) -> tensor<1xf32>
+  %loss = trl.reshape %total : (tensor<1xf32>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
