@@ -45,6 +45,7 @@ MemorySummary summarizeMemory(ModuleOp module) {
         s.trainableParameters += n;
       } else {
         s.frozenParameters += n;
+        s.frozenBase |= param.getSet() == "policy";
         // Stored as trl-mixed-precision typed it (bf16 under dtype bf16).
         s.frozenBytes += n * trl::tensorBytes(param.getType()) /
                          std::max<int64_t>(trl::tensorElements(param.getType()), 1);
@@ -86,13 +87,14 @@ std::string formatMemorySummary(const MemorySummary &s) {
   std::snprintf(line, sizeof(line),
                 "memory summary (one step, every activation kept; trlc "
                 "inspect shows the exact plan)\n"
-                "  trainable parameters: %lld   frozen (reference): %lld\n",
+                "  trainable parameters: %lld   frozen (%s): %lld\n",
                 static_cast<long long>(s.trainableParameters),
+                s.frozenBase ? "LoRA base" : "reference",
                 static_cast<long long>(s.frozenParameters));
   out += line;
   row("parameters", s.parameterBytes);
   if (s.frozenParameters)
-    row("reference model (frozen)", s.frozenBytes);
+    row(s.frozenBase ? "base model (frozen, LoRA)" : "reference model (frozen)", s.frozenBytes);
   row("gradients", s.gradientBytes);
   row("optimizer state (AdamW)", s.optimizerBytes);
   row("activations (all kept, no reuse)", s.activationBytes);

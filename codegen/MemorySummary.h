@@ -22,7 +22,8 @@ namespace trlc {
 
 struct MemorySummary {
   int64_t trainableParameters = 0;
-  int64_t frozenParameters = 0;    // reference model
+  int64_t frozenParameters = 0;    // reference model, or LoRA's base
+  bool frozenBase = false;         // the frozen ones are the policy's (trl-lora)
   int64_t parameterBytes = 0;      // trainable weights (fp32 master)
   int64_t frozenBytes = 0;
   int64_t gradientBytes = 0;

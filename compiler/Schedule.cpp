@@ -90,6 +90,13 @@ mlir::trl::PipelineOptions pipelineOptions(const Recipe &r, const Schedule &s, i
   o.packing = ((r.data.packing || r.data.paddingFree) && r.method == Method::SFT) ||
               (r.data.paddingFree && r.method == Method::DPO);
   o.fuseLoss = r.memory.useLigerKernel;
+  if (r.peft.enabled) {
+    for (const std::string &t : r.peft.targetModules)
+      o.loraTargets += (o.loraTargets.empty() ? "" : ",") + t;
+    o.loraRank = r.peft.r;
+    o.loraAlpha = r.peft.loraAlpha;
+    o.loraRslora = r.peft.useRslora;
+  }
   o.lossChunkSize = r.memory.lossChunkSize;
   o.mixedPrecision = r.model.dtype == "bf16";
   o.offload = r.memory.activationOffloading;
@@ -159,6 +166,9 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
   run.saveOnlyModel = r.output.saveOnlyModel;
   run.stepsPerEpoch = s.stepsPerEpoch;
   run.saveTotalLimit = r.output.saveTotalLimit.value_or(-1);
+  if (r.peft.enabled)
+    run.peft = artifact::RunInfo::Peft{r.peft.r, r.peft.loraAlpha, r.peft.targetModules,
+                                       r.peft.useRslora, r.peft.initLoraWeights};
   if (isOnline(r.method)) {
     artifact::GrpoRun g;
     g.numGenerations = r.grpo.numGenerations;

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -238,6 +239,16 @@ const KeySpec kSchema[] = {
   {"grpo", "scale_rewards", Kind::Enum, {nullptr, nullptr, nullptr, "\"group\""}, GRPO, "group|batch|none", -INFINITY, INFINITY, false, "advantages divided by the group's or the batch's reward std, or not scaled"},
   {"grpo", "mask_truncated_completions", Kind::Bool, {nullptr, nullptr, nullptr, "false"}, GRPO, nullptr, -INFINITY, INFINITY, false, "leave completions that reached max_completion_length without EOS out of the loss"},
 
+  {"peft", "r", Kind::Int, all("8"), ALL, nullptr, 1, 1 << 16, false, "LoRA rank"},
+  {"peft", "lora_alpha", Kind::Float, all("8.0"), ALL, nullptr, 0, INFINITY, true, "LoRA scaling numerator: the update is lora_alpha / r x B A x"},
+  {"peft", "lora_dropout", Kind::Float, all("0.0"), ALL, nullptr, 0, 1, false, "dropout on the adapters' input (trlc: 0 only, for now)"},
+  {"peft", "target_modules", Kind::Strings, none(), ALL, nullptr, -INFINITY, INFINITY, false, "module names (q_proj, v_proj, ...) or \"all-linear\" (default: PEFT's for the model: q_proj and v_proj, gpt2's c_attn)"},
+  {"peft", "bias", Kind::Enum, all("\"none\""), ALL, "none|all|lora_only", -INFINITY, INFINITY, false, "which biases train (trlc: none, for now)"},
+  {"peft", "use_rslora", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "scale by lora_alpha / sqrt(r) (rank-stabilised LoRA)"},
+  {"peft", "init_lora_weights", Kind::Bool, all("true"), ALL, nullptr, -INFINITY, INFINITY, false, "true: A Kaiming-uniform, B zeros (the update starts at 0); false: both Kaiming-uniform"},
+  {"peft", "modules_to_save", Kind::Strings, none(), ALL, nullptr, -INFINITY, INFINITY, false, "modules trained and saved whole besides the adapters (not supported yet)"},
+  {"peft", "adapter", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "a PEFT adapter directory to continue training (not supported yet)"},
+
   {"output", "output_dir", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "where metrics and checkpoints go (default: runs/<recipe name>)"},
   {"output", "logging_steps", Kind::Int, all("10"), ALL, nullptr, 1, INFINITY, false, "log every N optimizer steps"},
   {"output", "save_strategy", Kind::Enum, all("\"steps\""), ALL, "no|steps|epoch", -INFINITY, INFINITY, false, "checkpoints every save_steps steps and at the end, at every epoch's end, or none (the final model is always saved)"},
@@ -261,7 +272,7 @@ const Alias kAliases[] = {
 
 const char *const kSections[] = {"model", "data",       "train", "memory", "sft",
                                  "dpo",   "kto",        "grpo",  "rloo",   "online_dpo",
-                                 "ppo",   "reward",     "output"};
+                                 "ppo",   "reward",     "peft",   "output"};
 const char *const kMethodSections[] = {"sft",        "dpo", "kto",   "grpo",
                                        "rloo", "online_dpo", "ppo", "reward"};
 constexpr unsigned kMethods = 8;
@@ -679,6 +690,9 @@ private:
   std::optional<Error> checkRewards(const toml::table &root, Recipe &r);
   std::optional<Error> checkRewardModel(const toml::node &node, const std::string &dir, Recipe &r);
   std::optional<Error> resolveValueModel(const toml::table &root, Recipe &r);
+  /// [peft]: what this slice of LoRA supports, and target_modules resolved
+  /// against the model's linear layers.
+  std::optional<Error> checkPeft(const toml::table &root, Recipe &r);
   std::optional<Error> resolvePython(const toml::node &node, std::string &f, const char *what);
   std::string printResolved(const toml::table &root, const Recipe &r);
 
@@ -1015,6 +1029,9 @@ void fillDefaults(toml::table &root, Method method) {
     if (std::string_view(spec.key) == "init_seed" &&
         root["model"]["path"].is_string())
       continue;
+    // [peft]'s defaults only when the recipe asks for LoRA.
+    if (std::string_view(spec.section) == "peft" && !root.contains("peft"))
+      continue;
     if (std::string_view(spec.key) == "packing_strategy" &&
         !root["data"]["packing"].value_or(false))
       continue;
@@ -1207,6 +1224,17 @@ void Resolver::fill(toml::table &root, Recipe &r) {
   }
   }
 
+  if ((r.peft.enabled = root.contains("peft"))) {
+    r.peft.r = *i64("peft", "r");
+    r.peft.loraAlpha = *f64("peft", "lora_alpha");
+    r.peft.useRslora = *b("peft", "use_rslora");
+    r.peft.initLoraWeights = *b("peft", "init_lora_weights");
+    if (const toml::node *n = get(root, "peft", "target_modules"))
+      eachEntry(*n, [&](const toml::node &e) {
+        r.peft.targetModules.push_back(e.as_string()->get());
+      });
+  }
+
   r.output.outputDir =
       str("output", "output_dir").value_or("runs/" + r.stem);
   r.output.loggingSteps = *i64("output", "logging_steps");
@@ -1331,6 +1359,80 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
                       std::to_string(r.grpo.numGenerations) +
                       "): trlc generates each prompt's group within one micro-batch";
     return where ? diag.at(*where, msg) : diag.atFile(msg);
+  }
+  return std::nullopt;
+}
+
+std::optional<Error> Resolver::checkPeft(const toml::table &root, Recipe &r) {
+  if (!r.peft.enabled)
+    return std::nullopt;
+  const toml::node *table = root.get("peft");
+  if (r.method != Method::SFT && r.method != Method::DPO && r.method != Method::KTO)
+    return diag.at(*table, std::string("[peft] (LoRA) with method = \"") + methodName(r.method) +
+                               "\" is not supported yet; it trains SFT, DPO and KTO");
+  auto unsupported = [&](const char *key, const std::string &why) -> std::optional<Error> {
+    if (const toml::node *n = get(root, "peft", key))
+      return diag.at(*n, "[peft] " + std::string(key) + " " + why);
+    return std::nullopt;
+  };
+  if (auto e = unsupported("modules_to_save", "is not supported yet; remove it (the "
+                                              "adapters alone train)"))
+    return e;
+  if (auto e = unsupported("adapter", "(continuing a PEFT adapter) is not supported yet"))
+    return e;
+  if (const toml::node *n = get(root, "peft", "lora_dropout"))
+    if (n->value_or(0.0) != 0.0 && !(n->is_integer() && n->as_integer()->get() == 0))
+      return diag.at(*n, "[peft] lora_dropout > 0 is not supported yet (trlc has no dropout); "
+                         "set it to 0.0");
+  if (const toml::node *n = get(root, "peft", "bias"))
+    if (n->as_string()->get() != "none")
+      return diag.at(*n, "[peft] bias = \"" + n->as_string()->get() +
+                             "\" is not supported yet; only \"none\" (no bias trains)");
+  if (r.memory.zeroStage == 3)
+    return diag.at(*get(root, "memory", "zero_stage"),
+                   "[peft] with ZeRO-3 is not supported yet; use zero_stage = 0 (the frozen "
+                   "base is replicated, the adapters' gradients all-reduced)");
+  if (r.memory.useLigerKernel)
+    return diag.at(*get(root, "memory", "use_liger_kernel"),
+                   "[peft] with use_liger_kernel is not supported yet; remove one of them");
+  const char *method = methodName(r.method);
+  if (r.reference.modelPath)
+    return diag.at(*get(root, method, "ref_model"),
+                   std::string("[") + method + "] ref_model with [peft]: the reference is the "
+                   "base model with the adapters off (as TRL's with PEFT), so remove ref_model");
+  if (r.reference.precompute && !r.peft.initLoraWeights)
+    return diag.at(*get(root, "peft", "init_lora_weights"),
+                   "[peft] init_lora_weights = false with precompute_ref_log_probs: the "
+                   "reference log-probabilities are computed with the adapters, which then "
+                   "change the model; keep init_lora_weights = true (the update starts at 0)");
+  // The model's linear layers, by module name.
+  std::vector<std::string> linears =
+      r.model.config.family == ModelFamily::GPT2
+          ? std::vector<std::string>{"c_attn", "c_proj", "c_fc"}
+          : std::vector<std::string>{"q_proj", "k_proj", "v_proj", "o_proj",
+                                     "gate_proj", "up_proj", "down_proj"};
+  std::string list;
+  for (const std::string &l : linears)
+    list += (list.empty() ? "" : ", ") + l;
+  std::vector<std::string> &t = r.peft.targetModules;
+  if (t.empty()) {  // PEFT's default for the architecture
+    t = r.model.config.family == ModelFamily::GPT2
+            ? std::vector<std::string>{"c_attn"}
+            : std::vector<std::string>{"q_proj", "v_proj"};
+  } else if (t.size() == 1 && t[0] == "all-linear") {
+    t = linears;  // every linear but the output layer, as PEFT
+  } else {
+    const toml::node *n = get(root, "peft", "target_modules");
+    for (const std::string &m : t) {
+      if (std::find(linears.begin(), linears.end(), m) != linears.end())
+        continue;
+      std::string msg = "[peft] target_modules names \"" + m + "\", which is not a linear "
+                        "layer of this " + std::string(familyName(r.model.config.family)) +
+                        " model; its linear layers are " + list + " (or \"all-linear\")";
+      if (auto best = closestMatch(m, linears))
+        msg += "; did you mean \"" + *best + "\"?";
+      return diag.at(*n, msg);
+    }
   }
   return std::nullopt;
 }
@@ -1580,6 +1682,8 @@ Expected<Recipe> Resolver::run(toml::table &root,
       return diag.atFile(msg);
     }
   }
+  if (auto err = checkPeft(root, r))
+    return *err;
   if (auto err = checkReference(root, r))
     return *err;
   if (auto err = checkRewards(root, r))

@@ -199,6 +199,18 @@ struct Recipe {
     ModelConfig valueModelConfig;
   } ppo;
 
+  /// [peft]: LoRA adapters (PEFT's LoraConfig); `enabled` when the table
+  /// is present. targetModules is resolved (PEFT's per-model default,
+  /// "all-linear" expanded).
+  struct Peft {
+    bool enabled = false;
+    int64_t r = 8;
+    double loraAlpha = 8.0;
+    std::vector<std::string> targetModules;
+    bool useRslora = false;
+    bool initLoraWeights = true;
+  } peft;
+
   struct Output {
     std::string outputDir;
     int64_t loggingSteps = 10;

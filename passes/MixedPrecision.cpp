@@ -84,6 +84,15 @@ struct MixedPrecision
     for (auto other : getOperation().getOps<func::FuncOp>())
       if (other->hasAttr("trl.step_forward"))
         convert(other, nullptr);
+    // A frozen base (trl-lora) is one tensor every program reads: bf16 in
+    // all of them.
+    Type bf16 = BFloat16Type::get(&getContext());
+    for (auto other : getOperation().getOps<func::FuncOp>())
+      other.walk([&](ParamOp p) {
+        auto t = cast<RankedTensorType>(p.getType());
+        if (p.getSet() == "policy" && !p.getTrainable() && t.getElementType().isF32())
+          p.getResult().setType(RankedTensorType::get(t.getShape(), bf16, t.getEncoding()));
+      });
   }
 
   /// Retypes the activations of `fn`'s ops up to `stop` (all: null).

@@ -22,6 +22,30 @@ def TrlTruncationBounds : Pass<"trl-truncation-bounds", "ModuleOp"> {
   ];
 }
 
+def TrlLora : Pass<"trl-lora", "ModuleOp"> {
+  let summary = "LoRA adapters (PEFT): frozen base weights, trained low-rank updates";
+  let description = [{
+    Every `trl.linear` of every program whose weight is a policy parameter
+    named `<module>.<target>.weight`, for a target of `targets`, becomes
+    base + scale * B(A(x)): new trainable parameters
+    `<module>.<target>.lora_A.weight` [r, in] and `lora_B.weight` [out, r]
+    (PEFT's layout), scale `alpha` / r (`alpha` / sqrt(r) with `rslora`).
+    Every other policy parameter is then frozen (no gradient, no optimizer
+    state; trl-mixed-precision stores it in bf16), and the frozen
+    reference's parameters are replaced by the policy's frozen ones of the
+    same name: the reference is the base model with the adapters off, as
+    TRL's with PEFT, and holds no copy. Fails when a target names no linear.
+  }];
+  let dependentDialects = ["::mlir::trl::TrlDialect"];
+  let options = [
+    Option<"targets", "targets", "std::string", "\"\"",
+           "comma-separated module names (q_proj,v_proj, ...)">,
+    Option<"rank", "rank", "int64_t", "8", "the adapters' rank r">,
+    Option<"alpha", "alpha", "double", "8.0", "lora_alpha">,
+    Option<"rslora", "rslora", "bool", "false", "scale alpha / sqrt(r) (rank-stabilised LoRA)">,
+  ];
+}
+
 def TrlPackingLayout : Pass<"trl-packing-layout", "ModuleOp"> {
   let summary = "packed rows: padded attention becomes block-diagonal varlen attention";
   let description = [{

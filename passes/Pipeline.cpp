@@ -13,6 +13,14 @@ namespace {
 /// Everything before trl-offload-remat: the forward pass's layout and
 /// loss, then (unless forward only) the backward pass and its precision.
 void addUntilRemat(OpPassManager &pm, const trl::PipelineOptions &o) {
+  if (!o.loraTargets.empty()) {
+    trl::TrlLoraOptions lora;
+    lora.targets = o.loraTargets;
+    lora.rank = o.loraRank;
+    lora.alpha = o.loraAlpha;
+    lora.rslora = o.loraRslora;
+    pm.addPass(trl::createTrlLora(lora));
+  }
   // Deduplicate parameter reads and drop values nothing uses before
   // differentiating.
   pm.addPass(trl::createTrlTruncationBounds());

@@ -16,6 +16,11 @@ struct PipelineOptions {
   /// `--emit=mlir` of the bare model.
   bool forwardOnly = false;
   bool packing = false;  // rows hold several documents: trl-packing-layout
+  // trl-lora ([peft]): comma-separated target modules ("" = no LoRA)
+  std::string loraTargets;
+  int64_t loraRank = 8;
+  double loraAlpha = 8.0;
+  bool loraRslora = false;
   bool fuseLoss = false;       // trl-fuse-loss ([memory] use_liger_kernel)
   int64_t lossChunkSize = 0;   // its rows per chunk, 0: Liger's rule
   bool mixedPrecision = false; // trl-mixed-precision ([model] dtype = "bf16")

@@ -124,6 +124,20 @@ RunInfo runInfoFromJson(const json &j) {
   r.saveOnlyModel = field<bool>(j, "save_only_model");
   r.saveTotalLimit = field<int64_t>(j, "save_total_limit");
   r.data = dataShardsFromJson(j.at("data"));
+  if (!j.contains("peft"))
+    throw FieldError("'peft' is missing");
+  if (const json &p = j.at("peft"); !p.is_null()) {
+    RunInfo::Peft o;
+    o.r = field<int64_t>(p, "r");
+    o.loraAlpha = field<double>(p, "lora_alpha");
+    o.targetModules = field<std::vector<std::string>>(p, "target_modules");
+    o.useRslora = field<bool>(p, "use_rslora");
+    o.initLoraWeights = field<bool>(p, "init_lora_weights");
+    if (o.r < 1 || !(o.loraAlpha > 0) || o.targetModules.empty())
+      throw json::other_error::create(501, "peft needs r >= 1, lora_alpha > 0 and target_modules",
+                                      &p);
+    r.peft = o;
+  }
   if (j.contains("grpo") && !j.at("grpo").is_null()) {
     const json &g = j.at("grpo");
     GrpoRun o;
@@ -461,7 +475,13 @@ json RunInfo::toJson() const {
           {"save_only_model", saveOnlyModel},
           {"save_total_limit", saveTotalLimit},
           {"data", data.toJson()},
-          {"grpo", grpo ? grpo->toJson() : json(nullptr)}};
+          {"grpo", grpo ? grpo->toJson() : json(nullptr)},
+          {"peft", peft ? json{{"r", peft->r},
+                               {"lora_alpha", peft->loraAlpha},
+                               {"target_modules", peft->targetModules},
+                               {"use_rslora", peft->useRslora},
+                               {"init_lora_weights", peft->initLoraWeights}}
+                        : json(nullptr)}};
 }
 
 json ZeroLayout::toJson() const {
@@ -747,6 +767,14 @@ Expected<Artifact> readArtifact(const std::string &dir) {
         (a.manifest.method == "ppo") != a.plan.run.grpo->ppo.has_value())))
     return Error{planFile.string() + ": error: run.grpo does not fit method \"" +
                  a.manifest.method + "\"; recompile the recipe"};
+  // LoRA's settings travel with its adapters, and only with them.
+  bool adapters = std::any_of(a.plan.params.begin(), a.plan.params.end(), [](const ParamDesc &p) {
+    return p.name.size() > 14 && p.name.compare(p.name.size() - 14, 14, ".lora_A.weight") == 0;
+  });
+  if (adapters != a.plan.run.peft.has_value())
+    return Error{planFile.string() + ": error: run.peft does not fit the plan's parameters (" +
+                 (adapters ? "LoRA adapters without run.peft" : "run.peft without adapters") +
+                 "); recompile the recipe"};
   bool hasLoss = false;
   if (auto step = a.plan.programs.find("train_step"); step != a.plan.programs.end())
     for (const KernelCall &c : step->second.calls)

@@ -43,6 +43,47 @@ void randomInit(const std::string &name, size_t rank, int64_t n, float *w, uint6
     w[i] = static_cast<float>(normal(rng));
 }
 
+/// LoRA (trl-lora): the adapters are the policy's `*.lora_A.weight` and
+/// `*.lora_B.weight`; PEFT stores them as `base_model.model.<name>` in
+/// adapter_model.safetensors.
+bool isAdapter(const std::string &name) {
+  auto ends = [&](const char *s) {
+    size_t n = std::char_traits<char>::length(s);
+    return name.size() > n && name.compare(name.size() - n, n, s) == 0;
+  };
+  return ends(".lora_A.weight") || ends(".lora_B.weight");
+}
+const char *const kPeftPrefix = "base_model.model.";
+
+/// PEFT's initialisation: A Kaiming-uniform (a = sqrt(5): U(-1/sqrt(in),
+/// 1/sqrt(in))), B zeros, or also Kaiming-uniform with init_lora_weights
+/// false; seeded by the name.
+void adapterInit(const std::string &name, const std::vector<int64_t> &shape, float *w,
+                 uint64_t seed, bool initLoraWeights) {
+  int64_t n = shape[0] * shape[1];
+  bool b = name.compare(name.size() - 14, 14, ".lora_B.weight") == 0;
+  if (b && initLoraWeights) {
+    std::fill(w, w + n, 0.0f);
+    return;
+  }
+  std::mt19937_64 rng(fnv1a(name, kFnvOffsetBasis ^ seed));
+  double bound = 1.0 / std::sqrt(static_cast<double>(shape[1]));
+  std::uniform_real_distribution<double> u(-bound, bound);
+  for (int64_t i = 0; i < n; ++i)
+    w[i] = static_cast<float>(u(rng));
+}
+
+/// A tensor's values as fp32, whatever it is stored in.
+std::vector<float> readAsFloat(Executor &ex, const TensorRef &t) {
+  if (t.dtype() != artifact::DType::BF16)
+    return ex.read<float>(t);
+  std::vector<uint16_t> h = ex.read<uint16_t>(t);
+  std::vector<float> out(h.size());
+  for (size_t i = 0; i < h.size(); ++i)
+    out[i] = bf16ToFloat(h[i]);
+  return out;
+}
+
 /// The weight in Hugging Face layout (Conv1D weights transposed back).
 std::vector<float> hfLayout(const float *w, std::vector<int64_t> &shape, bool hfTransposed) {
   int64_t n = 1;
@@ -149,6 +190,25 @@ json savedConfig(json config, const std::vector<NamedTensor> &weights) {
       config["vocab_size"] = t.shape[0];
   }
   return config;
+}
+
+/// adapter_config.json: PEFT's LoraConfig of the run's [peft].
+json adapterConfig(const artifact::RunInfo &run) {
+  const artifact::RunInfo::Peft &p = *run.peft;
+  bool conv1d = run.modelConfig.value("model_type", "") == "gpt2";
+  return {{"peft_type", "LORA"},
+          {"task_type", "CAUSAL_LM"},
+          {"base_model_name_or_path", run.modelPath.empty() ? json(nullptr) : json(run.modelPath)},
+          {"r", p.r},
+          {"lora_alpha", p.loraAlpha},
+          {"lora_dropout", 0.0},
+          {"target_modules", p.targetModules},
+          {"bias", "none"},
+          {"use_rslora", p.useRslora},
+          {"fan_in_fan_out", conv1d},
+          {"init_lora_weights", p.initLoraWeights},
+          {"modules_to_save", nullptr},
+          {"inference_mode", true}};
 }
 
 int tensorOf(const artifact::ParamDesc &p, StateKind kind) {
@@ -301,6 +361,21 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
                      " has no reward model in run.grpo.reward_funcs; recompile the recipe");
     return rewardModels[k];
   };
+  // LoRA: the adapters from a checkpoint's adapter_model.safetensors, else
+  // PEFT's initialisation; the frozen base always from the model.
+  std::map<std::string, safetensors::Tensor> adapters;
+  fs::path adapterFile = fs::path(policyDir) / "adapter_model.safetensors";
+  if (run.peft && !policyDir.empty() && fs::exists(adapterFile)) {
+    std::string error;
+    if (!safetensors::readFile(adapterFile.string(), adapters, error))
+      throw RunError(error);
+  }
+  auto fillAdapter = [&](const std::string &name, const std::vector<int64_t> &shape, float *w) {
+    if (adapters.empty())
+      return adapterInit(name, shape, w, static_cast<uint64_t>(run.initSeed),
+                         run.peft->initLoraWeights);
+    loadTensor(adapters, adapterFile.string(), kPeftPrefix + name, shape, false, w);
+  };
   const std::vector<artifact::ParamDesc> &params = artifact.plan.params;
   for (size_t i = 0; i < params.size(); ++i) {
     bool frozen = params[i].set != "policy";
@@ -308,7 +383,12 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
       continue;
     TensorRef t = ex.tensor(params[i].tensor);
     std::vector<float> w(t.numel());
-    if (frozen)
+    if (run.peft && !frozen && isAdapter(params[i].name))
+      fillAdapter(params[i].name, t.desc->shape, w.data());
+    else if (run.peft && !frozen && !params[i].trainable)
+      fill(run.modelPath, params[i].name, t.desc->shape, params[i].hfTransposed, w.data(),
+           params[i].name);
+    else if (frozen)
       fill(frozenDir(params[i].set), params[i].name, t.desc->shape, params[i].hfTransposed,
            w.data(), params[i].name);
     else
@@ -339,7 +419,7 @@ std::vector<NamedTensor> ModelState::collect(StateKind kind) {
       continue;
     TensorRef t = ex.tensor(tensorOf(p, kind));
     NamedTensor n{p.name, t.desc->shape, {}};
-    n.data = hfLayout(ex.read<float>(t).data(), n.shape, p.hfTransposed);
+    n.data = hfLayout(readAsFloat(ex, t).data(), n.shape, p.hfTransposed);
     out.push_back(std::move(n));
   }
   for (const artifact::ZeroGroup &g : artifact.plan.zero.groups) {
@@ -387,7 +467,16 @@ void ModelState::save(const std::string &dirName, const TrainerState *state) {
     writeText((dir / "value_model" / "config.json").string(),
               run.grpo->ppo->valueConfig.dump(2) + "\n");
   }
-  if (lead()) {
+  if (lead() && run.peft) {
+    // A PEFT adapter: the adapters alone, and their LoraConfig.
+    std::vector<NamedTensor> adapters;
+    for (NamedTensor &t : weights)
+      if (isAdapter(t.name))
+        adapters.push_back({kPeftPrefix + t.name, t.shape, std::move(t.data)});
+    writeTensors((dir / "adapter_model.safetensors").string(), adapters);
+    writeText((dir / "adapter_config.json").string(), adapterConfig(run).dump(2) + "\n");
+    copyTokenizer(run.tokenizer, dir);
+  } else if (lead()) {
     writeTensors((dir / "model.safetensors").string(), weights);
     writeText((dir / "config.json").string(), savedConfig(run.modelConfig, weights).dump(2) + "\n");
     writeGenerationConfig(run, dir);
@@ -529,8 +618,20 @@ TrainerState ModelState::resume(const std::string &dir) {
                    "save_only_model = true), not the optimizer state --resume needs; to "
                    "train on from its weights, set [model] path to it");
   std::map<std::string, safetensors::Tensor> model, moments;
-  if (!safetensors::readModelDir(dir, model, error) ||
-      !safetensors::readFile((fs::path(dir) / "optimizer.safetensors").string(), moments, error))
+  if (artifact.plan.run.peft) {
+    // A LoRA checkpoint holds the adapters (PEFT's names); the frozen base
+    // is in place from the model (initialize()).
+    std::map<std::string, safetensors::Tensor> adapters;
+    std::string file = (fs::path(dir) / "adapter_model.safetensors").string();
+    if (!safetensors::readFile(file, adapters, error))
+      throw RunError(error);
+    for (auto &[name, t] : adapters)
+      if (name.rfind(kPeftPrefix, 0) == 0)
+        model[name.substr(std::char_traits<char>::length(kPeftPrefix))] = std::move(t);
+  } else if (!safetensors::readModelDir(dir, model, error)) {
+    throw RunError(error);
+  }
+  if (!safetensors::readFile((fs::path(dir) / "optimizer.safetensors").string(), moments, error))
     throw RunError(error);
   // PPO's value model, saved beside the policy under value_model/.
   if (fs::path values = fs::path(dir) / "value_model"; fs::is_directory(values)) {
@@ -542,7 +643,7 @@ TrainerState ModelState::resume(const std::string &dir) {
   }
   for (size_t i = 0; i < params.size(); ++i) {
     const artifact::ParamDesc &p = params[i];
-    if (isShard[i] || p.set != "policy")
+    if (isShard[i] || p.set != "policy" || (artifact.plan.run.peft && !p.trainable))
       continue;
     for (auto [id, key, file] : {std::tuple{p.tensor, "", &model},
                                  std::tuple{p.expAvg, "exp_avg.", &moments},

@@ -42,7 +42,7 @@ std::string formatBytes(int64_t bytes) {
 const char *categoryName(MemCategory c) {
   switch (c) {
   case MemCategory::Parameters: return "parameters";
-  case MemCategory::Frozen: return "frozen (reference) parameters";
+  case MemCategory::Frozen: return "frozen parameters";
   case MemCategory::Gradients: return "gradients";
   case MemCategory::Optimizer: return "optimizer state";
   case MemCategory::ValueModel: return "value model state";
@@ -419,9 +419,11 @@ std::string memoryReportText(const MemoryReport &r) {
                   formatBytes(peak.bytes[c]).c_str());
     out << line;
   }
-  if (r.precomputedReference)
-    out << "  frozen (reference) parameters             0 B (reference log-probabilities "
-           "precomputed)\n";
+  if (r.precomputedReference) {
+    std::snprintf(line, sizeof line, "  %-32s %12s (reference log-probabilities precomputed)\n",
+                  categoryName(MemCategory::Frozen), "0 B");
+    out << line;
+  }
   if (!r.hostBytes)
     out << "  offloaded (host)                          0 B (nothing offloaded)\n";
   if (r.worldSize <= 1)

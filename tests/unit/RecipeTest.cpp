@@ -131,6 +131,23 @@ TEST(Recipe, MethodDependentDefaults) {
   EXPECT_EQ(r.data.truncationMode, "");
 }
 
+TEST(Recipe, PeftDefaults) {
+  // No [peft] table: no LoRA, and no [peft] defaults in the resolved recipe.
+  Recipe r = parseOk(kMinimal);
+  EXPECT_FALSE(r.peft.enabled);
+  EXPECT_EQ(r.resolvedToml.find("[peft]"), std::string::npos);
+  // LoraConfig's defaults, PEFT's target modules for llama.
+  r = parseOk(std::string(kMinimal) + "[peft]\n");
+  EXPECT_TRUE(r.peft.enabled);
+  EXPECT_EQ(r.peft.r, 8);
+  EXPECT_DOUBLE_EQ(r.peft.loraAlpha, 8.0);
+  EXPECT_EQ(r.peft.targetModules, (std::vector<std::string>{"q_proj", "v_proj"}));
+  EXPECT_FALSE(r.peft.useRslora);
+  EXPECT_TRUE(r.peft.initLoraWeights);
+  r = parseOk(std::string(kMinimal) + "[peft]\ntarget_modules = \"all-linear\"\n");
+  EXPECT_EQ(r.peft.targetModules.size(), 7u);
+}
+
 TEST(Recipe, ModelConfigDefaults) {
   Recipe r = parseOk(kMinimal);
   const ModelConfig &c = r.model.config;

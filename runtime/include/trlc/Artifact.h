@@ -97,7 +97,7 @@
 
 namespace trlc::artifact {
 
-inline constexpr int kFormatVersion = 11;
+inline constexpr int kFormatVersion = 12;
 inline constexpr const char *kFormatName = "trlc-artifact";
 inline constexpr const char *kManifestFile = "manifest.json";
 inline constexpr const char *kRecipeFile = "recipe.toml";
@@ -262,6 +262,19 @@ struct RunInfo {
   int64_t saveTotalLimit = -1;  // -1: keep every checkpoint
   DataShards data;
   std::optional<GrpoRun> grpo;
+  /// [peft] (trl-lora): the adapters' settings (plan.json run.peft, null
+  /// without LoRA), for their initialisation and adapter_config.json. The
+  /// adapters are the policy's `*.lora_A.weight` / `*.lora_B.weight`
+  /// parameters; every other policy parameter is the frozen base, read
+  /// from model_path.
+  struct Peft {
+    int64_t r = 8;
+    double loraAlpha = 8.0;
+    std::vector<std::string> targetModules;
+    bool useRslora = false;
+    bool initLoraWeights = true;
+  };
+  std::optional<Peft> peft;
 
   nlohmann::json toJson() const;
 };

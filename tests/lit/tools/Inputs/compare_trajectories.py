@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Compares two trlc runs step by step: the loss of every step RUN_B logged
-(relative error; RUN_B may be a resumed run, logging only the later steps) and the final model.safetensors (largest relative error
+(relative error; RUN_B may be a resumed run, logging only the later steps) and the final model.safetensors (a LoRA run's adapter_model.safetensors; largest relative error
 of any tensor, in norm). Standard library only.
 
     compare_trajectories.py RUN_A RUN_B TOLERANCE
 """
 import json
 import math
+import os
 import sys
 
 from compare_runs import read_safetensors
@@ -26,8 +27,11 @@ def main():
         return 1
     worst_loss = max(abs(la[s] - lb[s]) / abs(la[s]) for s in lb)
     print(f"{len(lb)} steps, worst loss relative error {worst_loss:.2e}")
-    wa = read_safetensors(f"{run_a}/model.safetensors")
-    wb = read_safetensors(f"{run_b}/model.safetensors")
+    # A LoRA run saves its adapters alone.
+    name = "model.safetensors" if os.path.exists(f"{run_a}/model.safetensors") \
+        else "adapter_model.safetensors"
+    wa = read_safetensors(f"{run_a}/{name}")
+    wb = read_safetensors(f"{run_b}/{name}")
     if wa.keys() != wb.keys():
         print("different tensors in the final models")
         return 1
