@@ -1367,9 +1367,11 @@ std::optional<Error> Resolver::checkPeft(const toml::table &root, Recipe &r) {
   if (!r.peft.enabled)
     return std::nullopt;
   const toml::node *table = root.get("peft");
-  if (r.method != Method::SFT && r.method != Method::DPO && r.method != Method::KTO)
+  if (r.method == Method::PPO || r.method == Method::Reward)
     return diag.at(*table, std::string("[peft] (LoRA) with method = \"") + methodName(r.method) +
-                               "\" is not supported yet; it trains SFT, DPO and KTO");
+                               "\" is not supported yet (its score head would need "
+                               "modules_to_save); it trains SFT, DPO, KTO, GRPO, RLOO and online "
+                               "DPO");
   auto unsupported = [&](const char *key, const std::string &why) -> std::optional<Error> {
     if (const toml::node *n = get(root, "peft", key))
       return diag.at(*n, "[peft] " + std::string(key) + " " + why);
@@ -1388,13 +1390,6 @@ std::optional<Error> Resolver::checkPeft(const toml::table &root, Recipe &r) {
     if (n->as_string()->get() != "none")
       return diag.at(*n, "[peft] bias = \"" + n->as_string()->get() +
                              "\" is not supported yet; only \"none\" (no bias trains)");
-  if (r.memory.zeroStage == 3)
-    return diag.at(*get(root, "memory", "zero_stage"),
-                   "[peft] with ZeRO-3 is not supported yet; use zero_stage = 0 (the frozen "
-                   "base is replicated, the adapters' gradients all-reduced)");
-  if (r.memory.useLigerKernel)
-    return diag.at(*get(root, "memory", "use_liger_kernel"),
-                   "[peft] with use_liger_kernel is not supported yet; remove one of them");
   const char *method = methodName(r.method);
   if (r.reference.modelPath)
     return diag.at(*get(root, method, "ref_model"),

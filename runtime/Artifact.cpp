@@ -768,9 +768,14 @@ Expected<Artifact> readArtifact(const std::string &dir) {
     return Error{planFile.string() + ": error: run.grpo does not fit method \"" +
                  a.manifest.method + "\"; recompile the recipe"};
   // LoRA's settings travel with its adapters, and only with them.
-  bool adapters = std::any_of(a.plan.params.begin(), a.plan.params.end(), [](const ParamDesc &p) {
-    return p.name.size() > 14 && p.name.compare(p.name.size() - 14, 14, ".lora_A.weight") == 0;
-  });
+  auto isAdapter = [](const std::string &n) {
+    return n.size() > 14 && n.compare(n.size() - 14, 14, ".lora_A.weight") == 0;
+  };
+  bool adapters = std::any_of(a.plan.params.begin(), a.plan.params.end(),
+                              [&](const ParamDesc &p) { return isAdapter(p.name); });
+  for (const ZeroGroup &g : a.plan.zero.groups)  // ZeRO-3 shards name their members
+    for (const ZeroGroup::Member &m : g.members)
+      adapters = adapters || isAdapter(m.name);
   if (adapters != a.plan.run.peft.has_value())
     return Error{planFile.string() + ": error: run.peft does not fit the plan's parameters (" +
                  (adapters ? "LoRA adapters without run.peft" : "run.peft without adapters") +

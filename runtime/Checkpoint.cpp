@@ -335,11 +335,28 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
     randomInit(seedName, shape.size(), n, w, static_cast<uint64_t>(run.initSeed),
                run.initializerRange);
   };
+  // LoRA: the adapters from a checkpoint's adapter_model.safetensors, else
+  // PEFT's initialisation; the frozen base always from the model.
+  std::map<std::string, safetensors::Tensor> adapters;
+  fs::path adapterFile = fs::path(policyDir) / "adapter_model.safetensors";
+  if (run.peft && !policyDir.empty() && fs::exists(adapterFile)) {
+    std::string error;
+    if (!safetensors::readFile(adapterFile.string(), adapters, error))
+      throw RunError(error);
+  }
+  auto fillAdapter = [&](const std::string &name, const std::vector<int64_t> &shape, float *w) {
+    if (adapters.empty())
+      return adapterInit(name, shape, w, static_cast<uint64_t>(run.initSeed),
+                         run.peft->initLoraWeights);
+    loadTensor(adapters, adapterFile.string(), kPeftPrefix + name, shape, false, w);
+  };
   // PPO's value model ("value_model." names): from a trlc checkpoint's
   // value_model/ beside the policy, else from run.grpo.ppo's directory.
   const std::string valuePrefix = "value_model.";
   auto fillPolicy = [&](const std::string &name, const std::vector<int64_t> &shape, bool hfT,
                         float *w) {
+    if (run.peft && isAdapter(name))  // (ZeRO-3 shards the adapters alone)
+      return fillAdapter(name, shape, w);
     if (name.rfind(valuePrefix, 0) != 0 || !run.grpo || !run.grpo->ppo)
       return fill(policyDir, name, shape, hfT, w, name);
     std::string dir = run.grpo->ppo->valueModel;
@@ -360,21 +377,6 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
       throw RunError(artifact.dir + "/plan.json: error: parameter set " + set +
                      " has no reward model in run.grpo.reward_funcs; recompile the recipe");
     return rewardModels[k];
-  };
-  // LoRA: the adapters from a checkpoint's adapter_model.safetensors, else
-  // PEFT's initialisation; the frozen base always from the model.
-  std::map<std::string, safetensors::Tensor> adapters;
-  fs::path adapterFile = fs::path(policyDir) / "adapter_model.safetensors";
-  if (run.peft && !policyDir.empty() && fs::exists(adapterFile)) {
-    std::string error;
-    if (!safetensors::readFile(adapterFile.string(), adapters, error))
-      throw RunError(error);
-  }
-  auto fillAdapter = [&](const std::string &name, const std::vector<int64_t> &shape, float *w) {
-    if (adapters.empty())
-      return adapterInit(name, shape, w, static_cast<uint64_t>(run.initSeed),
-                         run.peft->initLoraWeights);
-    loadTensor(adapters, adapterFile.string(), kPeftPrefix + name, shape, false, w);
   };
   const std::vector<artifact::ParamDesc> &params = artifact.plan.params;
   for (size_t i = 0; i < params.size(); ++i) {
