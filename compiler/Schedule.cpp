@@ -168,7 +168,7 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
   run.saveTotalLimit = r.output.saveTotalLimit.value_or(-1);
   if (r.peft.enabled)
     run.peft = artifact::RunInfo::Peft{r.peft.r, r.peft.loraAlpha, r.peft.targetModules,
-                                       r.peft.useRslora, r.peft.initLoraWeights};
+                                       r.peft.useRslora, r.peft.initLoraWeights, r.peft.adapter};
   if (isOnline(r.method)) {
     artifact::GrpoRun g;
     g.numGenerations = r.grpo.numGenerations;

@@ -247,7 +247,7 @@ const KeySpec kSchema[] = {
   {"peft", "use_rslora", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "scale by lora_alpha / sqrt(r) (rank-stabilised LoRA)"},
   {"peft", "init_lora_weights", Kind::Bool, all("true"), ALL, nullptr, -INFINITY, INFINITY, false, "true: A Kaiming-uniform, B zeros (the update starts at 0); false: both Kaiming-uniform"},
   {"peft", "modules_to_save", Kind::Strings, none(), ALL, nullptr, -INFINITY, INFINITY, false, "modules trained and saved whole besides the adapters (not supported yet)"},
-  {"peft", "adapter", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "a PEFT adapter directory to continue training (not supported yet)"},
+  {"peft", "adapter", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "a PEFT LoRA adapter directory to continue training (its r, lora_alpha, target_modules and use_rslora apply)"},
 
   {"output", "output_dir", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "where metrics and checkpoints go (default: runs/<recipe name>)"},
   {"output", "logging_steps", Kind::Int, all("10"), ALL, nullptr, 1, INFINITY, false, "log every N optimizer steps"},
@@ -693,6 +693,10 @@ private:
   /// [peft]: what this slice of LoRA supports, and target_modules resolved
   /// against the model's linear layers.
   std::optional<Error> checkPeft(const toml::table &root, Recipe &r);
+  /// [peft] adapter: its adapter_config.json's settings, which the recipe
+  /// may repeat but not contradict.
+  std::optional<Error> readAdapterConfig(const toml::table &root, const toml::node &node,
+                                         Recipe &r);
   std::optional<Error> resolvePython(const toml::node &node, std::string &f, const char *what);
   std::string printResolved(const toml::table &root, const Recipe &r);
 
@@ -1363,6 +1367,68 @@ std::optional<Error> Resolver::checkRewards(const toml::table &root, Recipe &r) 
   return std::nullopt;
 }
 
+std::optional<Error> Resolver::readAdapterConfig(const toml::table &root,
+                                                 const toml::node &node, Recipe &r) {
+  fs::path dir = node.as_string()->get();
+  fs::path file = dir / "adapter_config.json";
+  if (!isDirectory(dir) || !pathExists(dir / "adapter_model.safetensors"))
+    return diag.at(node, "[peft] adapter '" + dir.string() + "' is not a PEFT adapter directory "
+                         "(adapter_config.json and adapter_model.safetensors)");
+  std::ifstream in(file);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (!j.is_object() || j.value("peft_type", "") != "LORA" || !j.contains("r") ||
+      !j["r"].is_number_integer() || !j.contains("lora_alpha") || !j["lora_alpha"].is_number() ||
+      !j.contains("target_modules"))
+    return diag.at(node, file.string() + " is not a LoRA adapter config (peft_type \"LORA\", "
+                         "r, lora_alpha, target_modules)");
+  std::vector<std::string> targets;
+  if (j["target_modules"].is_string()) {
+    targets.push_back(j["target_modules"].get<std::string>());
+  } else if (j["target_modules"].is_array()) {
+    for (const nlohmann::json &t : j["target_modules"])
+      if (t.is_string())
+        targets.push_back(t.get<std::string>());
+  }
+  std::sort(targets.begin(), targets.end());
+  // What the recipe says must be what the adapter was trained with.
+  auto clash = [&](const char *key, const std::string &mine, const std::string &theirs)
+      -> std::optional<Error> {
+    const toml::node *n = get(root, "peft", key);
+    if (n && mine != theirs)
+      return diag.at(*n, "[peft] " + std::string(key) + " is " + mine + " but the adapter '" +
+                             dir.string() + "' has " + theirs + "; remove the key (the "
+                             "adapter's applies) or match it");
+    return std::nullopt;
+  };
+  std::vector<std::string> mine = r.peft.targetModules;
+  std::sort(mine.begin(), mine.end());
+  auto list = [](const std::vector<std::string> &v) {
+    std::string s;
+    for (const std::string &e : v)
+      s += (s.empty() ? "" : ",") + e;
+    return "[" + s + "]";
+  };
+  int64_t rank = j["r"].get<int64_t>();
+  double alpha = j["lora_alpha"].get<double>();
+  bool rs = j.value("use_rslora", false);
+  if (auto e = clash("r", std::to_string(r.peft.r), std::to_string(rank)))
+    return e;
+  if (auto e = clash("lora_alpha", formatNumber(r.peft.loraAlpha), formatNumber(alpha)))
+    return e;
+  if (auto e = clash("use_rslora", r.peft.useRslora ? "true" : "false", rs ? "true" : "false"))
+    return e;
+  if (!r.peft.targetModules.empty() && !(r.peft.targetModules.size() == 1 &&
+                                         r.peft.targetModules[0] == "all-linear"))
+    if (auto e = clash("target_modules", list(mine), list(targets)))
+      return e;
+  r.peft.r = rank;
+  r.peft.loraAlpha = alpha;
+  r.peft.useRslora = rs;
+  r.peft.targetModules = targets;
+  r.peft.adapter = fs::absolute(dir).lexically_normal().string();
+  return std::nullopt;
+}
+
 std::optional<Error> Resolver::checkPeft(const toml::table &root, Recipe &r) {
   if (!r.peft.enabled)
     return std::nullopt;
@@ -1379,8 +1445,6 @@ std::optional<Error> Resolver::checkPeft(const toml::table &root, Recipe &r) {
   };
   if (auto e = unsupported("modules_to_save", "is not supported yet; remove it (the "
                                               "adapters alone train)"))
-    return e;
-  if (auto e = unsupported("adapter", "(continuing a PEFT adapter) is not supported yet"))
     return e;
   if (const toml::node *n = get(root, "peft", "lora_dropout"))
     if (n->value_or(0.0) != 0.0 && !(n->is_integer() && n->as_integer()->get() == 0))
@@ -1400,6 +1464,14 @@ std::optional<Error> Resolver::checkPeft(const toml::table &root, Recipe &r) {
                    "[peft] init_lora_weights = false with precompute_ref_log_probs: the "
                    "reference log-probabilities are computed with the adapters, which then "
                    "change the model; keep init_lora_weights = true (the update starts at 0)");
+  if (const toml::node *n = get(root, "peft", "adapter")) {
+    if (auto err = readAdapterConfig(root, *n, r))
+      return err;
+    if (r.reference.precompute)
+      return diag.at(*n, "[peft] adapter with precompute_ref_log_probs: the reference "
+                         "log-probabilities would be the adapted model's, not the base's; "
+                         "remove one of them");
+  }
   // The model's linear layers, by module name.
   std::vector<std::string> linears =
       r.model.config.family == ModelFamily::GPT2
@@ -1418,6 +1490,8 @@ std::optional<Error> Resolver::checkPeft(const toml::table &root, Recipe &r) {
     t = linears;  // every linear but the output layer, as PEFT
   } else {
     const toml::node *n = get(root, "peft", "target_modules");
+    if (!n)  // the adapter's own list
+      n = get(root, "peft", "adapter");
     for (const std::string &m : t) {
       if (std::find(linears.begin(), linears.end(), m) != linears.end())
         continue;

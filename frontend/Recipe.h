@@ -209,6 +209,7 @@ struct Recipe {
     std::vector<std::string> targetModules;
     bool useRslora = false;
     bool initLoraWeights = true;
+    std::string adapter;  // [peft] adapter: a PEFT adapter to continue (absolute), or ""
   } peft;
 
   struct Output {

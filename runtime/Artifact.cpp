@@ -133,6 +133,7 @@ RunInfo runInfoFromJson(const json &j) {
     o.targetModules = field<std::vector<std::string>>(p, "target_modules");
     o.useRslora = field<bool>(p, "use_rslora");
     o.initLoraWeights = field<bool>(p, "init_lora_weights");
+    o.adapter = field<std::string>(p, "adapter");
     if (o.r < 1 || !(o.loraAlpha > 0) || o.targetModules.empty())
       throw json::other_error::create(501, "peft needs r >= 1, lora_alpha > 0 and target_modules",
                                       &p);
@@ -480,7 +481,8 @@ json RunInfo::toJson() const {
                                {"lora_alpha", peft->loraAlpha},
                                {"target_modules", peft->targetModules},
                                {"use_rslora", peft->useRslora},
-                               {"init_lora_weights", peft->initLoraWeights}}
+                               {"init_lora_weights", peft->initLoraWeights},
+                               {"adapter", peft->adapter}}
                         : json(nullptr)}};
 }
 

@@ -338,8 +338,14 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
   // LoRA: the adapters from a checkpoint's adapter_model.safetensors, else
   // PEFT's initialisation; the frozen base always from the model.
   std::map<std::string, safetensors::Tensor> adapters;
-  fs::path adapterFile = fs::path(policyDir) / "adapter_model.safetensors";
-  if (run.peft && !policyDir.empty() && fs::exists(adapterFile)) {
+  // ([peft] adapter: the adapter the run continues.)
+  fs::path adapterFile;
+  if (run.peft && !policyDir.empty() &&
+      fs::exists(fs::path(policyDir) / "adapter_model.safetensors"))
+    adapterFile = fs::path(policyDir) / "adapter_model.safetensors";
+  else if (run.peft && !run.peft->adapter.empty())
+    adapterFile = fs::path(run.peft->adapter) / "adapter_model.safetensors";
+  if (!adapterFile.empty()) {
     std::string error;
     if (!safetensors::readFile(adapterFile.string(), adapters, error))
       throw RunError(error);

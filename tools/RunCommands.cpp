@@ -2,6 +2,9 @@
 
 #include "tools/RunCommands.h"
 #include "trlc/Inspect.h"
+#include "trlc/Merge.h"
+
+#include <iostream>
 
 #include <limits>
 #include <algorithm>
@@ -9,14 +12,18 @@
 
 namespace trlc::cli {
 
+namespace {
+/// An option's value into `field`.
+auto text(std::string &field) {
+  return [&field](const std::string &v) {
+    field = v;
+    return std::string();
+  };
+}
+} // namespace
+
 Options runOptions(RunOptions &r) {
   Options o;
-  auto text = [](std::string &field) {
-    return [&field](const std::string &v) {
-      field = v;
-      return std::string();
-    };
-  };
   o.value("--device",
           [&r](const std::string &v) {
             if (v != "cpu" && v != "cuda")
@@ -94,6 +101,36 @@ int inspectCommand(int argc, char **argv, std::string &usage) {
   if (usage.empty() && r.artifact.empty())
     usage = "inspect needs an artifact: trlc inspect OUT.trlc --memory";
   return usage.empty() ? inspectArtifact(r) : 2;
+}
+
+int mergeCommand(int argc, char **argv, std::string &usage) {
+  MergeOptions m;
+  Options o;
+  o.value("-o", text(m.output))
+      .value("--output", text(m.output))
+      .value("--base", text(m.base))
+      .positional([&m](const std::string &arg) {
+        if (!m.adapter.empty())
+          return "more than one adapter given ('" + m.adapter + "' and '" + arg + "')";
+        m.adapter = arg;
+        return std::string();
+      })
+      .unknown([](const std::string &arg, const std::vector<std::string> &) {
+        return "unknown option '" + arg + "' (merge takes -o OUT_DIR and --base DIR)";
+      });
+  usage = o.parse(argc, argv, 2);
+  if (usage.empty() && (m.adapter.empty() || m.output.empty()))
+    usage = "merge needs an adapter and an output: trlc merge ADAPTER_DIR -o OUT_DIR";
+  if (!usage.empty())
+    return 2;
+  try {
+    int n = mergeAdapter(m);
+    std::cout << "merged " << n << " adapted weights into " << m.output << "\n";
+    return 0;
+  } catch (const RunError &e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  }
 }
 
 } // namespace trlc::cli

@@ -26,6 +26,10 @@ int runCommand(int argc, char **argv, std::string &usage);
 /// `trlc inspect ARTIFACT [--memory] [--json] [--timeline FILE.svg]`.
 int inspectCommand(int argc, char **argv, std::string &usage);
 
+/// `trlc merge ADAPTER_DIR -o OUT_DIR [--base DIR]`: a LoRA adapter merged
+/// into its base model.
+int mergeCommand(int argc, char **argv, std::string &usage);
+
 } // namespace trlc::cli
 
 #endif // TRLC_TOOLS_RUNCOMMANDS_H

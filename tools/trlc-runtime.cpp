@@ -17,12 +17,21 @@ int main(int argc, char **argv) {
       "                [--nproc N] [--threads N] [--quiet] [--resume CHECKPOINT]\n"
       "                [--dump-initial FILE] [--dump-gradients FILE]\n"
       "       trlc inspect ARTIFACT.trlc [--memory] [--json] [--timeline FILE.svg]\n"
+      "       trlc merge ADAPTER_DIR -o OUT_DIR [--base DIR]\n"
       "(this trlc was built with TRLC_COMPILER=OFF: compile recipes with a\n"
       "full build and copy the artifact here)\n";
   std::string command = argc > 1 ? argv[1] : "";
   if (command == "-h" || command == "--help" || command == "help") {
     std::cout << usage;
     return 0;
+  }
+  if (command == "merge") {
+    std::string err;
+    int rc = trlc::cli::mergeCommand(argc, argv, err);
+    if (err.empty())
+      return rc;
+    std::cerr << "trlc: error: " << err << "\n\n" << usage;
+    return 2;
   }
   if (command == "run" || command == "inspect") {
     if (command == "run")

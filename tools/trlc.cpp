@@ -40,6 +40,7 @@ const char *kUsage =
     "  data RECIPE.toml      run only the data plan: [--emit=jsonl] [--stats] [--limit N]\n"
     "  inspect ARTIFACT.trlc the memory plan: [--memory] [--json] [--timeline FILE.svg]\n"
     "  generate ARTIFACT.trlc completions of --prompt TEXT or --prompts FILE.jsonl\n"
+    "  merge ADAPTER_DIR     a LoRA adapter merged into its base: -o OUT_DIR [--base DIR]\n"
     "\n"
     "compile options:\n"
     "  -o OUT.trlc               artifact directory (default: RECIPE_NAME.trlc)\n"
@@ -243,13 +244,17 @@ int main(int argc, char **argv) {
     int rc = trlc::cli::generateCommand(argc, argv, usage);
     return usage.empty() ? rc : usageError(usage);
   }
+  if (command == "merge") {
+    int rc = trlc::cli::mergeCommand(argc, argv, usage);
+    return usage.empty() ? rc : usageError(usage);
+  }
   if (command == "inspect" || command == "run") {
     int rc = command == "run" ? trlc::cli::runCommand(argc, argv, usage)
                               : trlc::cli::inspectCommand(argc, argv, usage);
     return usage.empty() ? rc : usageError(usage);
   }
   std::string msg = "unknown command '" + command + "'";
-  if (auto best = trlc::closestMatch(command, {"compile", "run", "train", "data", "inspect", "generate"}))
+  if (auto best = trlc::closestMatch(command, {"compile", "run", "train", "data", "inspect", "generate", "merge"}))
     msg += "; did you mean '" + *best + "'?";
   return usageError(msg);
 }

@@ -23,6 +23,9 @@ padding-free pairs (bounded by the data plan's longest batch), precomputed
 reference log-probabilities (no reference weights in the step) and
 activation offloading with recomputation.
 
+Part 5 (planning): LoRA (r = 16, every linear layer) against full
+fine-tuning on both shapes, bf16 plans, with the same memory settings.
+
 Part 2 (measured, CPU): trains a small llama for a few steps with the fused
 loss on and off and prints peak RSS, the planned bytes and the bytes the
 runtime allocated.
@@ -229,11 +232,69 @@ def part4(trlc, pairs=8, seq=1024):
             manifest = json.load(open(os.path.join(art, "manifest.json")))
             c = j["peak"]["by_category"]
             state = c["parameters"] + c["gradients"] + c["optimizer state"]
-            ref = c.get("frozen (reference) parameters", 0)
+            ref = c.get("frozen parameters", 0)
             tokens = manifest["sequence_bound"] * (1 if o.get("padding_free") else 2 * pairs)
             print(f"| {label} | {j['peak']['bytes'] / GIB:.2f} GiB | {state / GIB:.2f} GiB | "
                   f"{ref / GIB:.2f} GiB | {c['activations'] / GIB:.2f} GiB | "
                   f"{c['workspace'] / GIB:.2f} GiB | {j['host_bytes'] / GIB:.2f} GiB | {tokens} |")
+    print()
+
+
+def part5(trlc, seq, batch, r=16):
+    """LoRA (r = 16, every linear layer) against full fine-tuning, bf16
+    plans (the default storage), with the same memory settings."""
+    print(f"## LoRA (r = {r}, all-linear) against full fine-tuning: planned peak, SFT step, "
+          f"sequence {seq}, batch {batch} (bf16 plans)\n")
+    print("| model | setting | full fine-tuning | LoRA | LoRA model state (adapters + frozen base) "
+          "| LoRA activations | LoRA host pool |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as work:
+        data = os.path.join(work, "long.jsonl")
+        long_rows(data)
+        for mname, cfg in MODELS.items():
+            for label, o in [("fused loss", {"liger": True}),
+                             ("+ recompute", {"liger": True, "rec": True}),
+                             ("+ activation offloading", {"liger": True, "rec": True, "off": True}),
+                             ("fused loss + budget 24 GiB", {"liger": True, "budget": "24GiB"})]:
+                peaks = []
+                for lora in (False, True):
+                    lines = ['method = "sft"', "[model]", "init_seed = 0",
+                             'tokenizer = "recipes/data/arith-tokenizer"', "[model.config]"]
+                    lines += [f"{k} = {v}" if not isinstance(v, str) or v in ("true", "false")
+                              else f'{k} = "{v}"' for k, v in cfg.items()]
+                    lines += [f"max_position_embeddings = {seq}", "[data]", f'train = "{data}"',
+                              f"max_length = {seq}", "packing = true", "[train]",
+                              f"per_device_train_batch_size = {batch}", "max_steps = 10",
+                              "[memory]", f"use_liger_kernel = {'true' if o.get('liger') else 'false'}",
+                              f"gradient_checkpointing = {'true' if o.get('rec') else 'false'}",
+                              f"activation_offloading = {'true' if o.get('off') else 'false'}",
+                              f'budget = "{o.get("budget", "auto")}"']
+                    if lora:
+                        lines += ["[peft]", f"r = {r}", f"lora_alpha = {2 * r}",
+                                  'target_modules = "all-linear"']
+                    lines += ["[output]", f'output_dir = "{os.path.join(work, "out")}"']
+                    rec = os.path.join(work, "lora.toml")
+                    with open(rec, "w") as f:
+                        f.write("\n".join(lines) + "\n")
+                    art = os.path.join(work, "lora.trlc")
+                    done = subprocess.run([trlc, "compile", rec, "-o", art], capture_output=True,
+                                          text=True)
+                    if done.returncode != 0:
+                        peaks.append(None)
+                        continue
+                    peaks.append(json.loads(subprocess.run(
+                        [trlc, "inspect", art, "--json"], check=True, capture_output=True,
+                        text=True).stdout))
+                full, mine = peaks
+                show = lambda j: "does not fit" if j is None else f"{j['peak']['bytes'] / GIB:.2f} GiB"
+                if mine is None:
+                    print(f"| {mname} | {label} | {show(full)} | does not fit | | | |")
+                    continue
+                c = mine["peak"]["by_category"]
+                state = (c["parameters"] + c["gradients"] + c["optimizer state"] +
+                         c.get("frozen parameters", 0))
+                print(f"| {mname} | {label} | {show(full)} | {show(mine)} | {state / GIB:.2f} GiB | "
+                      f"{c['activations'] / GIB:.2f} GiB | {mine['host_bytes'] / GIB:.2f} GiB |")
     print()
 
 
@@ -271,14 +332,18 @@ def main():
     ap.add_argument("--trlc", default="build/bin/trlc")
     ap.add_argument("--seq", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--only", choices=["sft", "zero3", "dpo", "measured"], default=None)
+    ap.add_argument("--only", choices=["sft", "zero3", "dpo", "lora", "measured"], default=None)
     args = ap.parse_args()
     if args.only == "dpo":
         part4(args.trlc)
         return 0
+    if args.only == "lora":
+        part5(args.trlc, args.seq, args.batch)
+        return 0
     part1(args.trlc, args.seq, args.batch)
     part3(args.trlc, args.seq, args.batch)
     part4(args.trlc)
+    part5(args.trlc, args.seq, args.batch)
     part2(args.trlc)
     return 0
 

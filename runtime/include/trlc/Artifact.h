@@ -273,6 +273,9 @@ struct RunInfo {
     std::vector<std::string> targetModules;
     bool useRslora = false;
     bool initLoraWeights = true;
+    /// A PEFT adapter directory whose adapters the run starts from ("":
+    /// PEFT's initialisation).
+    std::string adapter;
   };
   std::optional<Peft> peft;
 
