@@ -1,6 +1,6 @@
 //===- Lora.cpp - trl-lora: PEFT's LoRA adapters over the targeted linears ===//
 //
-// y = x W^T (+ b) becomes y + scale * (x A^T) B^T for each targeted linear,
+// y = x W^T (+ b) becomes y + (scale * x A^T) B^T for each targeted linear,
 // with A [r, in] and B [out, r] new trainable parameters named as PEFT
 // names them (`<module>.lora_A.weight`, `<module>.lora_B.weight`; the
 // runtime initialises A Kaiming-uniform and B to zeros, PEFT's default).
@@ -83,12 +83,15 @@ struct Lora : mlir::trl::impl::TrlLoraBase<Lora> {
       Value bw = param(".lora_B.weight", {outF, rank});
       SmallVector<int64_t> mid(yt.getShape().drop_back());
       mid.push_back(rank);
-      Value h = b.create<LinearOp>(loc, RankedTensorType::get(mid, f32), lin.getX(), a, Value());
-      Value d = b.create<LinearOp>(loc, yt, h, bw, Value());
+      // The scale applies to the rank-r activation, the smallest: B(A(x) /
+      // (1 / scale)); the out-sized update then only feeds the add.
+      auto midType = RankedTensorType::get(mid, f32);
+      Value h = b.create<LinearOp>(loc, midType, lin.getX(), a, Value());
       Value inv = b.create<FillOp>(loc, RankedTensorType::get({}, f32),
                                    b.getF64FloatAttr(1.0 / scale));
-      Value scaled = b.create<DivOp>(loc, yt, d, inv);
-      Value sum = b.create<AddOp>(loc, lin.getResult(), scaled);
+      Value scaled = b.create<DivOp>(loc, midType, h, inv);
+      Value d = b.create<LinearOp>(loc, yt, scaled, bw, Value());
+      Value sum = b.create<AddOp>(loc, lin.getResult(), d);
       lin.getResult().replaceAllUsesExcept(sum, sum.getDefiningOp());
     }
     for (auto &t : wanted)

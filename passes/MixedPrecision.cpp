@@ -112,6 +112,11 @@ struct MixedPrecision
       } else if (auto a = dyn_cast<AttentionOp>(op)) {
         if (f32(a.getOut()))
           candidates.insert(a.getOut());
+      } else if (isa<AddOp>(op)) {
+        // A sum of two candidates (trl-lora's base + update) goes with them;
+        // a residual add reads the f32 stream and stays f32 (grouped below).
+        if (candidates.contains(op.getOperand(0)) && candidates.contains(op.getOperand(1)))
+          candidates.insert(op.getResult(0));
       } else if (isa<ReshapeOp, SplitOp>(op)) {
         // Views of a candidate go with it (grouped below).
         if (candidates.contains(op.getOperand(0)))

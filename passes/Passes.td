@@ -27,7 +27,7 @@ def TrlLora : Pass<"trl-lora", "ModuleOp"> {
   let description = [{
     Every `trl.linear` of every program whose weight is a policy parameter
     named `<module>.<target>.weight`, for a target of `targets`, becomes
-    base + scale * B(A(x)): new trainable parameters
+    base + B(scale * A(x)): new trainable parameters
     `<module>.<target>.lora_A.weight` [r, in] and `lora_B.weight` [out, r]
     (PEFT's layout), scale `alpha` / r (`alpha` / sqrt(r) with `rslora`).
     Every other policy parameter is then frozen (no gradient, no optimizer

@@ -11,6 +11,10 @@ torch.optim.AdamW and clipping at 1.0, as trlc does. Cases:
   tiny     llama 4x256 (GQA 8/4, vocab 1024), random init, batch 8 x 128
   smollm2  SmolLM2-135M-Instruct (scripts/fetch-smollm2), batch 4 x 128
 
+With --lora, trlc also trains LoRA adapters (r 16, every linear layer, the
+base frozen) on the same model, batch and data, and prints their tokens/s
+against full fine-tuning.
+
     /usr/bin/python3 bench/cpu_sft/run.py --trlc build/bin/trlc [--threads 2] [--case smollm2]
 """
 import argparse
@@ -110,6 +114,7 @@ def main():
     ap.add_argument("--case", choices=["tiny", "smollm2"], default="tiny")
     ap.add_argument("--child", choices=["torch"])
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--lora", action="store_true", help="also time trlc's LoRA (r 16, all-linear)")
     ap.add_argument("--init")
     ap.add_argument("--data")
     args = ap.parse_args()
@@ -147,6 +152,16 @@ def main():
             metrics = [json.loads(l) for l in open(os.path.join(tmp, "run", "metrics.jsonl"))]
             record("trlc", statistics.median(m["tokens_per_second"] for m in metrics[2:]),
                    metrics[-1]["peak_memory_bytes"])
+            if args.lora:
+                lrec = os.path.join(tmp, "lora.toml")
+                with open(lrec, "w") as f:
+                    f.write(recipe(data, os.path.join(tmp, "lora-run"), args.steps) +
+                            '[peft]\nr = 16\nlora_alpha = 32\ntarget_modules = "all-linear"\n')
+                subprocess.run([args.trlc, "train", lrec, "-o", os.path.join(tmp, "l.trlc"),
+                                "--quiet", "--threads", str(args.threads)], check=True)
+                lm = [json.loads(l) for l in open(os.path.join(tmp, "lora-run", "metrics.jsonl"))]
+                record("trlc LoRA r16", statistics.median(m["tokens_per_second"] for m in lm[2:]),
+                       lm[-1]["peak_memory_bytes"])
             for name, extra in (("pytorch eager", []), ("pytorch compile", ["--compile"])):
                 if extra:
                     has = subprocess.run([sys.executable, "-c", "import torch; print(hasattr(torch, 'compile'))"],

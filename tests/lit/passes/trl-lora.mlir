@@ -3,7 +3,8 @@
 // RUN: not trl-opt %s -split-input-file -trl-lora="targets=qproj" 2>&1 | FileCheck %s --check-prefix=BAD
 
 // The targeted linear gains A [2, 4] and B [6, 2] (PEFT's names and
-// layout) and adds B(A(x)) x alpha / r (divided by r / alpha = 0.5); the
+// layout) and adds B(A(x) x alpha / r) (the rank-2 activation divided by
+// r / alpha = 0.5); the
 // untargeted one keeps its weight, now frozen like every base parameter;
 // the reference reads the same frozen base weights (adapters off), not a
 // copy of its own.
@@ -15,10 +16,10 @@
 // CHECK: %[[A:.*]] = trl.param "model.layers.0.self_attn.q_proj.lora_A.weight" : tensor<2x4xf32>
 // CHECK: %[[B:.*]] = trl.param "model.layers.0.self_attn.q_proj.lora_B.weight" : tensor<6x2xf32>
 // CHECK: %[[H:.*]] = trl.linear %[[X]], %[[A]] : (tensor<2x3x4xf32>, tensor<2x4xf32>) -> tensor<2x3x2xf32>
-// CHECK: %[[D:.*]] = trl.linear %[[H]], %[[B]] : (tensor<2x3x2xf32>, tensor<6x2xf32>) -> tensor<2x3x6xf32>
 // CHECK: %[[S:.*]] = trl.fill {value = 5.000000e-01 : f64} : tensor<f32>
-// CHECK: %[[DS:.*]] = trl.div %[[D]], %[[S]]
-// CHECK: %[[SUM:.*]] = trl.add %[[Y]], %[[DS]] : tensor<2x3x6xf32>
+// CHECK: %[[HS:.*]] = trl.div %[[H]], %[[S]] : (tensor<2x3x2xf32>, tensor<f32>) -> tensor<2x3x2xf32>
+// CHECK: %[[D:.*]] = trl.linear %[[HS]], %[[B]] : (tensor<2x3x2xf32>, tensor<6x2xf32>) -> tensor<2x3x6xf32>
+// CHECK: %[[SUM:.*]] = trl.add %[[Y]], %[[D]] : tensor<2x3x6xf32>
 // CHECK: trl.linear %[[X]], %[[K]]
 // CHECK-NOT: set = "reference"
 // CHECK: trl.add %[[SUM]]

@@ -158,3 +158,32 @@ func.func @train_step(%ids: tensor<2x3xi64>, %last: tensor<2x3xf32>, %w: tensor<
   %loss = trl.reshape %total : (tensor<1xf32>) -> tensor<f32>
   return %loss : tensor<f32>
 }
+
+// -----
+
+// A sum of two stored activations (trl-lora's base output + its update) is
+// stored in bf16 with them; the residual add that reads the f32 stream is
+// not.
+// CHECK-LABEL: func.func @train_step
+// CHECK: %[[Y:.*]] = trl.linear {{.*}} -> tensor<2x3x4xbf16>
+// CHECK: %[[D:.*]] = trl.linear {{.*}} -> tensor<2x3x4xbf16>
+// CHECK: %[[S:.*]] = trl.add %[[Y]], %[[D]] : tensor<2x3x4xbf16>
+// CHECK: trl.rms_norm %[[S]]
+func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>) -> tensor<f32> {
+  %table = trl.param "embed" : tensor<8x4xf32>
+  %nw = trl.param "norm" : tensor<4xf32>
+  %w = trl.param "w" : tensor<4x4xf32>
+  %a = trl.param "a" : tensor<2x4xf32>
+  %b = trl.param "b" : tensor<4x2xf32>
+  %h = trl.embedding %table, %ids : (tensor<8x4xf32>, tensor<2x3xi64>) -> tensor<2x3x4xf32>
+  %x = trl.rms_norm %h, %nw : (tensor<2x3x4xf32>, tensor<4xf32>) -> tensor<2x3x4xf32>
+  %y = trl.linear %x, %w : (tensor<2x3x4xf32>, tensor<4x4xf32>) -> tensor<2x3x4xf32>
+  %t = trl.linear %x, %a : (tensor<2x3x4xf32>, tensor<2x4xf32>) -> tensor<2x3x2xf32>
+  %d = trl.linear %t, %b : (tensor<2x3x2xf32>, tensor<4x2xf32>) -> tensor<2x3x4xf32>
+  %s = trl.add %y, %d : tensor<2x3x4xf32>
+  %n = trl.rms_norm %s, %nw : (tensor<2x3x4xf32>, tensor<4xf32>) -> tensor<2x3x4xf32>
+  %r = trl.add %h, %n : tensor<2x3x4xf32>
+  %logits = trl.linear %r, %table : (tensor<2x3x4xf32>, tensor<8x4xf32>) -> tensor<2x3x8xf32>
+  %loss = trl.cross_entropy %logits, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
