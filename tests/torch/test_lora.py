@@ -9,7 +9,9 @@ gradients. The reference computes the same SFT loss with each targeted
 weight W replaced by W + scale x B A (scale lora_alpha / r, or / sqrt(r)
 with rsLoRA; transposed for Conv1D) and differentiates it: the loss must
 agree to 1e-6 relative, every adapter's gradient to 1e-5, and no base
-weight may have a gradient. The saved adapter holds PEFT's keys
+weight may have a gradient. Then 8 AdamW steps against torch.optim.AdamW
+over the adapters (the loss at every step to 1e-5, the saved adapters to
+1e-4). The saved adapter holds PEFT's keys
 (base_model.model.<module>.lora_A.weight) with the trained values, and
 loads with `peft` when it is installed. Then one DPO step with the
 adapters starting at zero (PEFT's default): the reference is the base with
@@ -19,6 +21,7 @@ Exit code 77 (skipped) when torch cannot be imported.
 """
 import argparse
 import json
+import math
 import os
 import random
 import subprocess
@@ -88,9 +91,13 @@ def sft_case(trlc, tmp, case, failures):
     model_cfg = json.load(open(os.path.join(tmp, case + ".trlc", "plan.json")))["run"]["model_config"]
     ids, pos, mask, labels = ref.batch_tensors(rows, 12)
     logits_fn = ref.gpt2_logits if case == "gpt2" else ref.llama_logits
-    logits = logits_fn(merged(params, case), model_cfg, ids, pos, mask)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                           ignore_index=-100, reduction="sum") / (labels != -100).sum()
+
+    def loss_of(p):
+        logits = logits_fn(merged(p, case), model_cfg, ids, pos, mask)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                               ignore_index=-100, reduction="sum") / (labels != -100).sum()
+
+    loss = loss_of(params)
     loss.backward()
     got = ref.last_metrics(out)["loss"]
     r = abs(got - loss.item()) / abs(loss.item())
@@ -107,6 +114,7 @@ def sft_case(trlc, tmp, case, failures):
     print(f"{case}: worst adapter gradient rel error {worst[0]:.2e} ({worst[1]})")
     if worst[0] > 1e-5:
         failures.append(f"{case}: the gradient of {worst[1]} differs by {worst[0]:.2e}")
+    adamw_steps(trlc, tmp, case, data, init, adapters, loss_of, failures)
     saved = ref.read_safetensors(os.path.join(out, "adapter_model.safetensors"))
     want = {"base_model.model." + k for k in adapters}
     if set(saved) != want:
@@ -121,6 +129,44 @@ def sft_case(trlc, tmp, case, failures):
     config = peft.LoraConfig.from_pretrained(out)
     if config.r != 4 or sorted(config.target_modules) != sorted(cfg["target_modules"]):
         failures.append(f"{case}: peft reads another LoraConfig: {config}")
+
+
+def adamw_steps(trlc, tmp, case, data, init, adapters, loss_of, failures, steps=8):
+    """`steps` optimizer steps on the same batch against torch.optim.AdamW
+    over the adapters alone (weight decay 0.1 on each, cosine schedule,
+    clipping at 0.5 over the adapters' norm): the loss at every step and
+    the saved adapters."""
+    out = os.path.join(tmp, case + "-steps")
+    rec = os.path.join(tmp, case + "-steps.toml")
+    with open(rec, "w") as f:
+        f.write(recipe(case, data, out).replace("max_steps = 1", f"max_steps = {steps}"))
+    res = subprocess.run([trlc, "train", rec, "-o", os.path.join(tmp, case + "-steps.trlc"),
+                          "--threads", "1", "--quiet"], capture_output=True, text=True)
+    if res.returncode != 0:
+        failures.append(f"{case}: trlc failed:\n{res.stdout}{res.stderr}")
+        return
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        logged = [json.loads(line)["loss"] for line in f if '"loss"' in line]
+    p = {k: v.clone().requires_grad_(k in adapters) for k, v in init.items()}
+    opt = torch.optim.AdamW([p[k] for k in adapters], lr=1e-2, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: max(0.0, 0.5 * (1 + math.cos(math.pi * k / steps))))
+    worst = 0.0
+    for step in range(steps):
+        opt.zero_grad()
+        loss = loss_of(p)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p[k] for k in adapters], 0.5)
+        opt.step()
+        sched.step()
+        worst = max(worst, abs(logged[step] - loss.item()) / abs(loss.item()))
+    saved = ref.read_safetensors(os.path.join(out, "adapter_model.safetensors"))
+    wrel = max(ref.rel(saved["base_model.model." + k], p[k].detach()) for k in adapters)
+    print(f"{case}: {steps} AdamW steps, worst loss rel error {worst:.2e} "
+          f"({logged[0]:.4f} -> {logged[-1]:.4f}), final adapters within {wrel:.2e}")
+    if worst > 1e-5 or wrel > 1e-4:
+        failures.append(f"{case}: the AdamW trajectory differs (loss {worst:.2e}, adapters {wrel:.2e})")
 
 
 DPO = """method = "dpo"
