@@ -60,6 +60,9 @@ const char *const kPeftPrefix = "base_model.model.";
 /// false; seeded by the name.
 void adapterInit(const std::string &name, const std::vector<int64_t> &shape, float *w,
                  uint64_t seed, bool initLoraWeights) {
+  if (shape.size() != 2)
+    throw RunError("error: the LoRA parameter " + name + " is not a matrix; recompile the "
+                   "recipe");
   int64_t n = shape[0] * shape[1];
   bool b = name.compare(name.size() - 14, 14, ".lora_B.weight") == 0;
   if (b && initLoraWeights) {

@@ -87,7 +87,10 @@ int mergeAdapter(const MergeOptions &o) {
                                                                  "', which the base model lacks"));
     const safetensors::Tensor &b = bIt->second;
     safetensors::Tensor &w = wIt->second;
-    int64_t rank = a.shape.at(0), in = a.shape.at(1), out = b.shape.at(0);
+    if (a.shape.size() != 2 || b.shape.size() != 2)
+      throw RunError((adapter / "adapter_model.safetensors").string() + ": error: " + module +
+                     "'s lora_A and lora_B must be matrices");
+    int64_t rank = a.shape[0], in = a.shape[1], out = b.shape[0];
     // W is [out, in], or [in, out] for a Conv1D (fan_in_fan_out).
     std::vector<int64_t> want = fanInFanOut ? std::vector<int64_t>{in, out}
                                             : std::vector<int64_t>{out, in};
