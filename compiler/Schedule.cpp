@@ -96,6 +96,8 @@ mlir::trl::PipelineOptions pipelineOptions(const Recipe &r, const Schedule &s, i
     o.loraRank = r.peft.r;
     o.loraAlpha = r.peft.loraAlpha;
     o.loraRslora = r.peft.useRslora;
+    for (const std::string &m : r.peft.modulesToSave)
+      o.loraSave += (o.loraSave.empty() ? "" : ",") + m;
   }
   o.lossChunkSize = r.memory.lossChunkSize;
   o.mixedPrecision = r.model.dtype == "bf16";
@@ -168,7 +170,8 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
   run.saveTotalLimit = r.output.saveTotalLimit.value_or(-1);
   if (r.peft.enabled)
     run.peft = artifact::RunInfo::Peft{r.peft.r, r.peft.loraAlpha, r.peft.targetModules,
-                                       r.peft.useRslora, r.peft.initLoraWeights, r.peft.adapter};
+                                       r.peft.useRslora, r.peft.initLoraWeights, r.peft.adapter,
+                                       r.peft.modulesToSave};
   if (isOnline(r.method)) {
     artifact::GrpoRun g;
     g.numGenerations = r.grpo.numGenerations;

@@ -246,7 +246,7 @@ const KeySpec kSchema[] = {
   {"peft", "bias", Kind::Enum, all("\"none\""), ALL, "none|all|lora_only", -INFINITY, INFINITY, false, "which biases train (trlc: none, for now)"},
   {"peft", "use_rslora", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "scale by lora_alpha / sqrt(r) (rank-stabilised LoRA)"},
   {"peft", "init_lora_weights", Kind::Bool, all("true"), ALL, nullptr, -INFINITY, INFINITY, false, "true: A Kaiming-uniform, B zeros (the update starts at 0); false: both Kaiming-uniform"},
-  {"peft", "modules_to_save", Kind::Strings, none(), ALL, nullptr, -INFINITY, INFINITY, false, "modules trained and saved whole besides the adapters (not supported yet)"},
+  {"peft", "modules_to_save", Kind::Strings, none(), ALL, nullptr, -INFINITY, INFINITY, false, "modules trained whole and saved with the adapters, PEFT's modules_to_save (embed_tokens, lm_head, norm, score; gpt2: wte, wpe, ln_f, score)"},
   {"peft", "adapter", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "a PEFT LoRA adapter directory to continue training (its r, lora_alpha, target_modules and use_rslora apply)"},
 
   {"output", "output_dir", Kind::String, none(), ALL, nullptr, -INFINITY, INFINITY, false, "where metrics and checkpoints go (default: runs/<recipe name>)"},
@@ -1237,6 +1237,10 @@ void Resolver::fill(toml::table &root, Recipe &r) {
       eachEntry(*n, [&](const toml::node &e) {
         r.peft.targetModules.push_back(e.as_string()->get());
       });
+    if (const toml::node *n = get(root, "peft", "modules_to_save"))
+      eachEntry(*n, [&](const toml::node &e) {
+        r.peft.modulesToSave.push_back(e.as_string()->get());
+      });
   }
 
   r.output.outputDir =
@@ -1433,19 +1437,37 @@ std::optional<Error> Resolver::checkPeft(const toml::table &root, Recipe &r) {
   if (!r.peft.enabled)
     return std::nullopt;
   const toml::node *table = root.get("peft");
-  if (r.method == Method::PPO || r.method == Method::Reward)
-    return diag.at(*table, std::string("[peft] (LoRA) with method = \"") + methodName(r.method) +
-                               "\" is not supported yet (its score head would need "
-                               "modules_to_save); it trains SFT, DPO, KTO, GRPO, RLOO and online "
-                               "DPO");
+  if (r.method == Method::PPO)
+    return diag.at(*table, "[peft] (LoRA) with method = \"ppo\" is not supported yet (its value "
+                           "model trains beside the policy); it trains every other method");
+  // The modules trained whole: the model's non-linear ones, by name.
+  bool gpt2 = r.model.config.family == ModelFamily::GPT2;
+  std::vector<std::string> whole = gpt2 ? std::vector<std::string>{"wte", "wpe", "ln_f"}
+                                        : std::vector<std::string>{"embed_tokens", "norm"};
+  if (!gpt2 && !r.model.config.tieWordEmbeddings)
+    whole.push_back("lm_head");
+  if (r.method == Method::Reward)
+    whole.push_back("score");
+  if (const toml::node *n = get(root, "peft", "modules_to_save"))
+    for (const std::string &m : r.peft.modulesToSave)
+      if (std::find(whole.begin(), whole.end(), m) == whole.end()) {
+        std::string list;
+        for (const std::string &w : whole)
+          list += (list.empty() ? "" : ", ") + w;
+        return diag.at(*n, "[peft] modules_to_save names \"" + m + "\", which is not a module "
+                           "this model can train whole (" + list + (m == "lm_head" && !gpt2
+                           ? "; this model ties lm_head to embed_tokens" : "") + ")");
+      }
+  if (r.method == Method::Reward &&
+      std::find(r.peft.modulesToSave.begin(), r.peft.modulesToSave.end(), "score") ==
+          r.peft.modulesToSave.end())
+    return diag.at(*table, "[peft] with method = \"reward\" trains the new score head whole: add "
+                           "modules_to_save = [\"score\"] (as TRL advises)");
   auto unsupported = [&](const char *key, const std::string &why) -> std::optional<Error> {
     if (const toml::node *n = get(root, "peft", key))
       return diag.at(*n, "[peft] " + std::string(key) + " " + why);
     return std::nullopt;
   };
-  if (auto e = unsupported("modules_to_save", "is not supported yet; remove it (the "
-                                              "adapters alone train)"))
-    return e;
   if (const toml::node *n = get(root, "peft", "lora_dropout"))
     if (n->value_or(0.0) != 0.0 && !(n->is_integer() && n->as_integer()->get() == 0))
       return diag.at(*n, "[peft] lora_dropout > 0 is not supported yet (trlc has no dropout); "

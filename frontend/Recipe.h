@@ -210,6 +210,7 @@ struct Recipe {
     bool useRslora = false;
     bool initLoraWeights = true;
     std::string adapter;  // [peft] adapter: a PEFT adapter to continue (absolute), or ""
+    std::vector<std::string> modulesToSave;  // trained whole, saved with the adapters
   } peft;
 
   struct Output {

@@ -101,16 +101,29 @@ struct Lora : mlir::trl::impl::TrlLoraBase<Lora> {
         return signalPassFailure();
       }
 
-    // 2. The base is frozen: every policy parameter but the adapters.
+    // 2. The base is frozen: every policy parameter but the adapters and
+    // the modules trained whole (modules_to_save: a component of the name).
+    llvm::StringSet<> whole;
+    SmallVector<StringRef> saveParts;
+    StringRef(save).split(saveParts, ',', -1, false);
+    for (StringRef m : saveParts)
+      whole.insert(m.trim());
+    auto trainedWhole = [&](StringRef name) {
+      SmallVector<StringRef> parts;
+      name.split(parts, '.');
+      return llvm::any_of(parts, [&](StringRef c) { return whole.contains(c); });
+    };
     module.walk([&](ParamOp p) {
-      if (p.getSet() == "policy" && p.getTrainable() && !isLoraName(p.getName()))
+      if (p.getSet() == "policy" && p.getTrainable() && !isLoraName(p.getName()) &&
+          !trainedWhole(p.getName()))
         p.setTrainableAttr(b.getBoolAttr(false));
     });
 
-    // 3. The reference reads the frozen base: no copy of its own.
+    // 3. The reference reads the frozen base: no copy of its own (but of
+    // the modules trained whole, whose original PEFT keeps too).
     SmallVector<ParamOp> refs;
     module.walk([&](ParamOp p) {
-      if (p.getSet() == "reference")
+      if (p.getSet() == "reference" && !trainedWhole(p.getName()))
         refs.push_back(p);
     });
     for (ParamOp r : refs) {

@@ -30,7 +30,8 @@ def TrlLora : Pass<"trl-lora", "ModuleOp"> {
     base + B(scale * A(x)): new trainable parameters
     `<module>.<target>.lora_A.weight` [r, in] and `lora_B.weight` [out, r]
     (PEFT's layout), scale `alpha` / r (`alpha` / sqrt(r) with `rslora`).
-    Every other policy parameter is then frozen (no gradient, no optimizer
+    Every other policy parameter, but those of the `save` modules (a
+    component of their name), is then frozen (no gradient, no optimizer
     state; trl-mixed-precision stores it in bf16), and the frozen
     reference's parameters are replaced by the policy's frozen ones of the
     same name: the reference is the base model with the adapters off, as
@@ -43,6 +44,8 @@ def TrlLora : Pass<"trl-lora", "ModuleOp"> {
     Option<"rank", "rank", "int64_t", "8", "the adapters' rank r">,
     Option<"alpha", "alpha", "double", "8.0", "lora_alpha">,
     Option<"rslora", "rslora", "bool", "false", "scale alpha / sqrt(r) (rank-stabilised LoRA)">,
+    Option<"save", "save", "std::string", "\"\"",
+           "comma-separated modules trained whole (modules_to_save: embed_tokens, lm_head, ...)">,
   ];
 }
 

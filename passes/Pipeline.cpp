@@ -19,6 +19,7 @@ void addUntilRemat(OpPassManager &pm, const trl::PipelineOptions &o) {
     lora.rank = o.loraRank;
     lora.alpha = o.loraAlpha;
     lora.rslora = o.loraRslora;
+    lora.save = o.loraSave;
     pm.addPass(trl::createTrlLora(lora));
   }
   // Deduplicate parameter reads and drop values nothing uses before

@@ -21,6 +21,7 @@ struct PipelineOptions {
   int64_t loraRank = 8;
   double loraAlpha = 8.0;
   bool loraRslora = false;
+  std::string loraSave;  // modules_to_save: trained whole
   bool fuseLoss = false;       // trl-fuse-loss ([memory] use_liger_kernel)
   int64_t lossChunkSize = 0;   // its rows per chunk, 0: Liger's rule
   bool mixedPrecision = false; // trl-mixed-precision ([model] dtype = "bf16")

@@ -134,6 +134,7 @@ RunInfo runInfoFromJson(const json &j) {
     o.useRslora = field<bool>(p, "use_rslora");
     o.initLoraWeights = field<bool>(p, "init_lora_weights");
     o.adapter = field<std::string>(p, "adapter");
+    o.modulesToSave = field<std::vector<std::string>>(p, "modules_to_save");
     if (o.r < 1 || !(o.loraAlpha > 0) || o.targetModules.empty())
       throw json::other_error::create(501, "peft needs r >= 1, lora_alpha > 0 and target_modules",
                                       &p);
@@ -482,7 +483,8 @@ json RunInfo::toJson() const {
                                {"target_modules", peft->targetModules},
                                {"use_rslora", peft->useRslora},
                                {"init_lora_weights", peft->initLoraWeights},
-                               {"adapter", peft->adapter}}
+                               {"adapter", peft->adapter},
+                               {"modules_to_save", peft->modulesToSave}}
                         : json(nullptr)}};
 }
 

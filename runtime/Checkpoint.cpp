@@ -55,6 +55,22 @@ bool isAdapter(const std::string &name) {
 }
 const char *const kPeftPrefix = "base_model.model.";
 
+/// A parameter of a module trained whole (modules_to_save: one component
+/// of its dotted name), as trl-lora decides it.
+bool trainedWhole(const std::string &name, const std::vector<std::string> &modules) {
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t dot = name.find('.', start);
+    std::string part = name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (std::find(modules.begin(), modules.end(), part) != modules.end())
+      return true;
+    if (dot == std::string::npos)
+      break;
+    start = dot + 1;
+  }
+  return false;
+}
+
 /// PEFT's initialisation: A Kaiming-uniform (a = sqrt(5): U(-1/sqrt(in),
 /// 1/sqrt(in))), B zeros, or also Kaiming-uniform with init_lora_weights
 /// false; seeded by the name.
@@ -210,7 +226,7 @@ json adapterConfig(const artifact::RunInfo &run) {
           {"use_rslora", p.useRslora},
           {"fan_in_fan_out", conv1d},
           {"init_lora_weights", p.initLoraWeights},
-          {"modules_to_save", nullptr},
+          {"modules_to_save", p.modulesToSave.empty() ? json(nullptr) : json(p.modulesToSave)},
           {"inference_mode", true}};
 }
 
@@ -353,19 +369,25 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
     if (!safetensors::readFile(adapterFile.string(), adapters, error))
       throw RunError(error);
   }
-  auto fillAdapter = [&](const std::string &name, const std::vector<int64_t> &shape, float *w) {
-    if (adapters.empty())
-      return adapterInit(name, shape, w, static_cast<uint64_t>(run.initSeed),
-                         run.peft->initLoraWeights);
-    loadTensor(adapters, adapterFile.string(), kPeftPrefix + name, shape, false, w);
+  // A trained parameter of a LoRA run: an adapter, or one of a module
+  // trained whole (modules_to_save), which starts as the model's.
+  auto fillAdapter = [&](const std::string &name, const std::vector<int64_t> &shape, bool hfT,
+                         float *w) {
+    if (adapters.count(kPeftPrefix + name))
+      return loadTensor(adapters, adapterFile.string(), kPeftPrefix + name, shape, hfT, w);
+    if (!isAdapter(name))
+      return fill(run.modelPath, name, shape, hfT, w, name);
+    if (!adapters.empty())  // an adapter file without this adapter
+      loadTensor(adapters, adapterFile.string(), kPeftPrefix + name, shape, false, w);
+    adapterInit(name, shape, w, static_cast<uint64_t>(run.initSeed), run.peft->initLoraWeights);
   };
   // PPO's value model ("value_model." names): from a trlc checkpoint's
   // value_model/ beside the policy, else from run.grpo.ppo's directory.
   const std::string valuePrefix = "value_model.";
   auto fillPolicy = [&](const std::string &name, const std::vector<int64_t> &shape, bool hfT,
                         float *w) {
-    if (run.peft && isAdapter(name))  // (ZeRO-3 shards the adapters alone)
-      return fillAdapter(name, shape, w);
+    if (run.peft)  // (ZeRO-3 shards what trains: adapters, modules_to_save)
+      return fillAdapter(name, shape, hfT, w);
     if (name.rfind(valuePrefix, 0) != 0 || !run.grpo || !run.grpo->ppo)
       return fill(policyDir, name, shape, hfT, w, name);
     std::string dir = run.grpo->ppo->valueModel;
@@ -394,8 +416,8 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
       continue;
     TensorRef t = ex.tensor(params[i].tensor);
     std::vector<float> w(t.numel());
-    if (run.peft && !frozen && isAdapter(params[i].name))
-      fillAdapter(params[i].name, t.desc->shape, w.data());
+    if (run.peft && !frozen && params[i].trainable)
+      fillAdapter(params[i].name, t.desc->shape, params[i].hfTransposed, w.data());
     else if (run.peft && !frozen && !params[i].trainable)
       fill(run.modelPath, params[i].name, t.desc->shape, params[i].hfTransposed, w.data(),
            params[i].name);
@@ -482,7 +504,7 @@ void ModelState::save(const std::string &dirName, const TrainerState *state) {
     // A PEFT adapter: the adapters alone, and their LoraConfig.
     std::vector<NamedTensor> adapters;
     for (NamedTensor &t : weights)
-      if (isAdapter(t.name))
+      if (isAdapter(t.name) || trainedWhole(t.name, run.peft->modulesToSave))
         adapters.push_back({kPeftPrefix + t.name, t.shape, std::move(t.data)});
     writeTensors((dir / "adapter_model.safetensors").string(), adapters);
     writeText((dir / "adapter_config.json").string(), adapterConfig(run).dump(2) + "\n");

@@ -109,6 +109,20 @@ int mergeAdapter(const MergeOptions &o) {
   if (!merged)
     throw RunError((adapter / "adapter_model.safetensors").string() +
                    ": error: holds no lora_A / lora_B pair");
+  // Modules trained whole (modules_to_save) replace the base's.
+  for (auto &[key, t] : lora) {
+    bool pair = key.find(".lora_A.") != std::string::npos ||
+                key.find(".lora_B.") != std::string::npos;
+    if (pair)
+      continue;
+    std::string name = key.rfind(prefix, 0) == 0 ? key.substr(prefix.size()) : key;
+    auto it = base.find(name);
+    if (it != base.end() && it->second.shape != t.shape)
+      throw RunError((adapter / "adapter_model.safetensors").string() + ": error: " + key +
+                     " does not have the shape of " + name + " in the base model");
+    base[name] = std::move(t);
+    ++merged;
+  }
 
   fs::create_directories(o.output);
   std::vector<safetensors::Entry> entries;

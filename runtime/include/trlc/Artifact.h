@@ -276,6 +276,9 @@ struct RunInfo {
     /// A PEFT adapter directory whose adapters the run starts from ("":
     /// PEFT's initialisation).
     std::string adapter;
+    /// Modules trained whole (PEFT's modules_to_save): their parameters
+    /// train and are saved with the adapters.
+    std::vector<std::string> modulesToSave;
   };
   std::optional<Peft> peft;
 

@@ -3,7 +3,8 @@
 // `trlc merge ADAPTER_DIR -o OUT_DIR`: every targeted weight becomes
 // W + scale x B A (scale lora_alpha / r, or / sqrt(r) with use_rslora;
 // transposed for Conv1D weights, PEFT's fan_in_fan_out), written with the
-// base's other tensors as a Hugging Face model directory (fp32
+// base's other tensors (a module trained whole, modules_to_save, replaced
+// by the adapter's) as a Hugging Face model directory (fp32
 // model.safetensors, the base's config.json, generation_config.json and
 // tokenizer files). Reads PEFT adapters, trlc's or PEFT's own.
 //
