@@ -457,6 +457,13 @@ json DataShards::toJson() const {
           {"columns", columns}, {"sources", sources}, {"hash", hash}};
 }
 
+bool isLoraAdapter(const std::string &name) {
+  auto ends = [&](std::string_view s) {
+    return name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  return ends(".lora_A.weight") || ends(".lora_B.weight");
+}
+
 json RunInfo::toJson() const {
   return {{"gradient_accumulation_steps", gradientAccumulationSteps},
           {"total_steps", totalSteps},
@@ -772,14 +779,11 @@ Expected<Artifact> readArtifact(const std::string &dir) {
     return Error{planFile.string() + ": error: run.grpo does not fit method \"" +
                  a.manifest.method + "\"; recompile the recipe"};
   // LoRA's settings travel with its adapters, and only with them.
-  auto isAdapter = [](const std::string &n) {
-    return n.size() > 14 && n.compare(n.size() - 14, 14, ".lora_A.weight") == 0;
-  };
   bool adapters = std::any_of(a.plan.params.begin(), a.plan.params.end(),
-                              [&](const ParamDesc &p) { return isAdapter(p.name); });
+                              [](const ParamDesc &p) { return isLoraAdapter(p.name); });
   for (const ZeroGroup &g : a.plan.zero.groups)  // ZeRO-3 shards name their members
     for (const ZeroGroup::Member &m : g.members)
-      adapters = adapters || isAdapter(m.name);
+      adapters = adapters || isLoraAdapter(m.name);
   if (adapters != a.plan.run.peft.has_value())
     return Error{planFile.string() + ": error: run.peft does not fit the plan's parameters (" +
                  (adapters ? "LoRA adapters without run.peft" : "run.peft without adapters") +

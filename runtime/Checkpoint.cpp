@@ -43,33 +43,9 @@ void randomInit(const std::string &name, size_t rank, int64_t n, float *w, uint6
     w[i] = static_cast<float>(normal(rng));
 }
 
-/// LoRA (trl-lora): the adapters are the policy's `*.lora_A.weight` and
-/// `*.lora_B.weight`; PEFT stores them as `base_model.model.<name>` in
-/// adapter_model.safetensors.
-bool isAdapter(const std::string &name) {
-  auto ends = [&](const char *s) {
-    size_t n = std::char_traits<char>::length(s);
-    return name.size() > n && name.compare(name.size() - n, n, s) == 0;
-  };
-  return ends(".lora_A.weight") || ends(".lora_B.weight");
-}
+/// LoRA: PEFT stores what trains (the adapters, modules_to_save) as
+/// `base_model.model.<name>` in adapter_model.safetensors.
 const char *const kPeftPrefix = "base_model.model.";
-
-/// A parameter of a module trained whole (modules_to_save: one component
-/// of its dotted name), as trl-lora decides it.
-bool trainedWhole(const std::string &name, const std::vector<std::string> &modules) {
-  size_t start = 0;
-  while (start <= name.size()) {
-    size_t dot = name.find('.', start);
-    std::string part = name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (std::find(modules.begin(), modules.end(), part) != modules.end())
-      return true;
-    if (dot == std::string::npos)
-      break;
-    start = dot + 1;
-  }
-  return false;
-}
 
 /// PEFT's initialisation: A Kaiming-uniform (a = sqrt(5): U(-1/sqrt(in),
 /// 1/sqrt(in))), B zeros, or also Kaiming-uniform with init_lora_weights
@@ -375,10 +351,10 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
                          float *w) {
     if (adapters.count(kPeftPrefix + name))
       return loadTensor(adapters, adapterFile.string(), kPeftPrefix + name, shape, hfT, w);
-    if (!isAdapter(name))
+    if (!artifact::isLoraAdapter(name))
       return fill(run.modelPath, name, shape, hfT, w, name);
-    if (!adapters.empty())  // an adapter file without this adapter
-      loadTensor(adapters, adapterFile.string(), kPeftPrefix + name, shape, false, w);
+    if (!adapters.empty())  // an adapter file without this adapter: the error names it
+      return loadTensor(adapters, adapterFile.string(), kPeftPrefix + name, shape, false, w);
     adapterInit(name, shape, w, static_cast<uint64_t>(run.initSeed), run.peft->initLoraWeights);
   };
   // PPO's value model ("value_model." names): from a trlc checkpoint's
@@ -443,12 +419,13 @@ void ModelState::initialize() {
 
 void ModelState::loadPolicyFrom(const std::string &dir) { load(dir, nullptr); }
 
-std::vector<NamedTensor> ModelState::collect(StateKind kind) {
+std::vector<NamedTensor> ModelState::collect(StateKind kind, bool trainableOnly) {
   const std::vector<artifact::ParamDesc> &params = artifact.plan.params;
   std::vector<NamedTensor> out;
   for (size_t i = 0; i < params.size(); ++i) {
     const artifact::ParamDesc &p = params[i];
-    if (p.set != "policy" || isShard[i] || tensorOf(p, kind) < 0)
+    if (p.set != "policy" || isShard[i] || tensorOf(p, kind) < 0 ||
+        (trainableOnly && !p.trainable))
       continue;
     TensorRef t = ex.tensor(tensorOf(p, kind));
     NamedTensor n{p.name, t.desc->shape, {}};
@@ -485,7 +462,8 @@ void ModelState::save(const std::string &dirName, const TrainerState *state) {
   fs::path dir(dirName);
   std::error_code ec;
   fs::create_directories(dir, ec);
-  std::vector<NamedTensor> weights = collect(StateKind::Param);
+  // A LoRA run saves what trains alone (the frozen base is the model's).
+  std::vector<NamedTensor> weights = collect(StateKind::Param, run.peft.has_value());
   if (lead() && run.grpo && run.grpo->ppo) {
     // PPO's value model: its own directory, as transformers saves one.
     std::vector<NamedTensor> policy, value;
@@ -501,12 +479,11 @@ void ModelState::save(const std::string &dirName, const TrainerState *state) {
               run.grpo->ppo->valueConfig.dump(2) + "\n");
   }
   if (lead() && run.peft) {
-    // A PEFT adapter: the adapters alone, and their LoraConfig.
-    std::vector<NamedTensor> adapters;
+    // A PEFT adapter: the adapters (and modules_to_save), and their
+    // LoraConfig.
     for (NamedTensor &t : weights)
-      if (isAdapter(t.name) || trainedWhole(t.name, run.peft->modulesToSave))
-        adapters.push_back({kPeftPrefix + t.name, t.shape, std::move(t.data)});
-    writeTensors((dir / "adapter_model.safetensors").string(), adapters);
+      t.name = kPeftPrefix + t.name;
+    writeTensors((dir / "adapter_model.safetensors").string(), weights);
     writeText((dir / "adapter_config.json").string(), adapterConfig(run).dump(2) + "\n");
     copyTokenizer(run.tokenizer, dir);
   } else if (lead()) {

@@ -285,6 +285,10 @@ struct RunInfo {
   nlohmann::json toJson() const;
 };
 
+/// Whether a parameter is one of trl-lora's adapters (`*.lora_A.weight`,
+/// `*.lora_B.weight`).
+bool isLoraAdapter(const std::string &name);
+
 /// ZeRO-3 (trl-zero3-shard): each group of parameters is one flat buffer,
 /// `shard` elements per rank; parameter `param` of the plan is this rank's
 /// shard of it (with its gradient and moments), and `members` say where

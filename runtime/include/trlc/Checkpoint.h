@@ -57,8 +57,9 @@ public:
   /// reference log-probabilities run the reference in the policy's place).
   void loadPolicyFrom(const std::string &dir);
   /// The policy's tensors of `kind`, whole (ZeRO-3 shards gathered), in
-  /// Hugging Face layout, sorted by name.
-  std::vector<NamedTensor> collect(StateKind kind);
+  /// Hugging Face layout, sorted by name; the trainable ones alone with
+  /// `trainableOnly` (ZeRO-3 groups hold trainable parameters only).
+  std::vector<NamedTensor> collect(StateKind kind, bool trainableOnly = false);
   /// collect(kind) into one safetensors file.
   void write(const std::string &path, StateKind kind);
   /// The model (config.json, weights, tokenizer files) into `dir` and,
