@@ -32,18 +32,7 @@ public:
       pairs = ex.input(prog, ex.hasInput(prog, "completion_mask") ? "completion_mask"
                                                                   : "completion_mean_mask")
                   .dim(0) / 2;
-    if (static_cast<int64_t>(rows.size()) > pairs)
-      throw RunError("error: a batch of " + std::to_string(rows.size()) + " pairs for a " +
-                     prog + " that holds " + std::to_string(pairs) + "; recompile the recipe "
-                     "with `trlc compile`");
-    std::vector<Sequence> seqs(2 * pairs);
-    for (size_t k = 0; k < rows.size(); ++k) {
-      if (rows[k]->seqLengths.size() != 2)
-        throw RunError("error: the token shard's rows are not DPO pairs; compile the "
-                       "artifact again");
-      seqs[k] = {rows[k], 0};
-      seqs[pairs + k] = {rows[k], 1};
-    }
+    std::vector<Sequence> seqs = pairSequences(rows, pairs, prog);
     int64_t completion = 0;
     int64_t tokens = packed ? fillPackedSequences(ex, prog, seqs, pad, &completion)
                             : fillSequences(ex, prog, "", seqs, pad, &completion);
@@ -60,10 +49,7 @@ public:
       writeFloats(ex, ex.input(prog, "ref_chosen_logps"), rc);
       writeFloats(ex, ex.input(prog, "ref_rejected_logps"), rr);
     }
-    std::vector<double> w(pairs, 0.0);
-    for (int64_t k = 0; k < real; ++k)
-      w[k] = 1.0 / (double(real) * scale);
-    writeFloats(ex, ex.input(prog, "pair_weights"), w);
+    writeFloats(ex, ex.input(prog, "pair_weights"), pairWeights(real, pairs, scale));
     if (ex.hasInput(prog, "nll_weight")) {
       // Tokens of the chosen completions alone.
       std::vector<Sequence> chosen(seqs.begin(), seqs.begin() + pairs);

@@ -26,6 +26,29 @@ std::unique_ptr<Method> makeMethod(const artifact::Artifact &artifact) {
                  "DPO, PPO and reward-model artifacts, not " + name);
 }
 
+std::vector<Sequence> pairSequences(const Rows &rows, int64_t pairs, const std::string &program) {
+  if (static_cast<int64_t>(rows.size()) > pairs)
+    throw RunError("error: a batch of " + std::to_string(rows.size()) + " pairs for a " +
+                   program + " that holds " + std::to_string(pairs) + "; recompile the recipe "
+                   "with `trlc compile`");
+  std::vector<Sequence> seqs(2 * pairs);
+  for (size_t k = 0; k < rows.size(); ++k) {
+    if (rows[k]->seqLengths.size() != 2)
+      throw RunError("error: the token shard's rows are not preference pairs; compile the "
+                     "artifact again");
+    seqs[k] = {rows[k], 0};
+    seqs[pairs + k] = {rows[k], 1};
+  }
+  return seqs;
+}
+
+std::vector<double> pairWeights(int64_t real, int64_t pairs, double scale) {
+  std::vector<double> w(pairs, 0.0);
+  for (int64_t k = 0; k < real; ++k)
+    w[k] = 1.0 / (double(real) * scale);
+  return w;
+}
+
 int64_t fillSequences(Executor &ex, const std::string &prog, const std::string &prefix,
                       const std::vector<Sequence> &seqs, int64_t pad, int64_t *completion) {
   TensorRef ids = ex.input(prog, prefix + "input_ids"),

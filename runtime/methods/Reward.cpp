@@ -31,30 +31,22 @@ public:
   int64_t fill(Executor &ex, const std::string &prog, const Rows &rows) override {
     TensorRef ids = ex.input(prog, "input_ids");
     int64_t pairs = ids.dim(0) / 2, slots = ids.dim(1);
-    if (static_cast<int64_t>(rows.size()) > pairs)
-      throw RunError("error: a batch of " + std::to_string(rows.size()) + " pairs for a " +
-                     prog + " that holds " + std::to_string(pairs) + "; recompile the recipe "
-                     "with `trlc compile`");
-    std::vector<Sequence> seqs(2 * pairs);
+    std::vector<Sequence> seqs = pairSequences(rows, pairs, prog);
     std::vector<double> last(2 * pairs * slots, 0.0);
-    for (size_t k = 0; k < rows.size(); ++k) {
-      const TokenRow &r = *rows[k];
-      if (r.seqLengths.size() != 2 || r.seqLengths[0] < 1 || r.seqLengths[1] < 1)
-        throw RunError("error: the token shard's rows are not preference pairs; compile the "
-                       "artifact again");
-      seqs[k] = {rows[k], 0};
-      seqs[pairs + k] = {rows[k], 1};
-      last[k * slots + std::min(r.seqLengths[0], slots) - 1] = 1.0;
-      last[(pairs + k) * slots + std::min(r.seqLengths[1], slots) - 1] = 1.0;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      if (!seqs[i].row)
+        continue;
+      int64_t len = seqs[i].row->seqLengths[seqs[i].doc];
+      if (len < 1)
+        throw RunError("error: the token shard holds an empty side of a preference pair; "
+                       "compile the artifact again");
+      last[i * slots + std::min(len, slots) - 1] = 1.0;
     }
     // (fillSequences refuses a sequence longer than the step's bound.)
     int64_t tokens = fillSequences(ex, prog, "", seqs, pad);
     writeFloats(ex, ex.input(prog, "last_token_mask"), last);
     real = static_cast<int64_t>(rows.size());
-    std::vector<double> w(pairs, 0.0);
-    for (int64_t k = 0; k < real; ++k)
-      w[k] = 1.0 / (double(real) * scale);
-    writeFloats(ex, ex.input(prog, "pair_weights"), w);
+    writeFloats(ex, ex.input(prog, "pair_weights"), pairWeights(real, pairs, scale));
     return tokens;
   }
   double normalizer(const std::vector<Rows> &) const override { return 1.0; }

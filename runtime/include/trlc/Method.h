@@ -123,6 +123,15 @@ int64_t fillPackedSequences(Executor &ex, const std::string &program,
                             const std::vector<Sequence> &sequences, int64_t pad,
                             int64_t *completionTokens = nullptr);
 
+/// Preference pairs (DPO, reward modelling) as the sequences of a batch of
+/// `pairs` pairs: row k's chosen side (document 0) at k, its rejected side
+/// at pairs + k, the rest padding. Throws RunError when `rows` outnumber
+/// the pairs `program` holds or a row is not a pair.
+std::vector<Sequence> pairSequences(const Rows &rows, int64_t pairs, const std::string &program);
+/// Each pair's loss weight: 1 / (the real pairs x `scale`, the accumulation
+/// steps x ranks), 0 for padding: TRL's mean over the micro-batch.
+std::vector<double> pairWeights(int64_t real, int64_t pairs, double scale);
+
 /// Writes `values` into an f32, f64 or bf16 tensor.
 void writeFloats(Executor &ex, const TensorRef &t, const std::vector<double> &values);
 /// Reads an f32, f64 or bf16 tensor.
