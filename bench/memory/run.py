@@ -62,6 +62,12 @@ def long_rows(path, n=64, chars=5000):
             f.write(json.dumps({"text": text}) + "\n")
 
 
+def config_lines(cfg):
+    """A MODELS entry as [model.config] TOML lines."""
+    return [f"{k} = {v}" if not isinstance(v, str) or v in ("true", "false") else f'{k} = "{v}"'
+            for k, v in cfg.items()]
+
+
 def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=False,
            budget=None, zero=0):
     data = os.path.join(os.path.dirname(path), "long.jsonl")
@@ -71,8 +77,7 @@ def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=
     # activations, the default), which halves the activation bytes again.
     lines = ['method = "sft"', "[model]", "init_seed = 0", 'dtype = "fp32"',
              'tokenizer = "recipes/data/arith-tokenizer"', "[model.config]"]
-    lines += [f"{k} = {v}" if not isinstance(v, str) or v in ("true", "false") else f'{k} = "{v}"'
-              for k, v in cfg.items()]
+    lines += config_lines(cfg)
     lines += [f"max_position_embeddings = {seq}", "[data]",
               f'train = "{data}"', f"max_length = {seq}"]
     if packing:
@@ -212,8 +217,7 @@ def part4(trlc, pairs=8, seq=1024):
         for label, o in rows:
             lines = ['method = "dpo"', "[model]", "init_seed = 0",
                      'tokenizer = "recipes/data/arith-tokenizer"', "[model.config]"]
-            lines += [f"{k} = {v}" if not isinstance(v, str) or v in ("true", "false")
-                      else f'{k} = "{v}"' for k, v in cfg.items()]
+            lines += config_lines(cfg)
             lines += [f"max_position_embeddings = {seq}", "[data]", f'train = "{data}"',
                       f"max_length = {seq}", f"padding_free = {'true' if o.get('padding_free') else 'false'}",
                       "[train]", f"per_device_train_batch_size = {pairs}", "max_steps = 10",
@@ -260,8 +264,7 @@ def part5(trlc, seq, batch, r=16):
                 for lora in (False, True):
                     lines = ['method = "sft"', "[model]", "init_seed = 0",
                              'tokenizer = "recipes/data/arith-tokenizer"', "[model.config]"]
-                    lines += [f"{k} = {v}" if not isinstance(v, str) or v in ("true", "false")
-                              else f'{k} = "{v}"' for k, v in cfg.items()]
+                    lines += config_lines(cfg)
                     lines += [f"max_position_embeddings = {seq}", "[data]", f'train = "{data}"',
                               f"max_length = {seq}", "packing = true", "[train]",
                               f"per_device_train_batch_size = {batch}", "max_steps = 10",
