@@ -98,6 +98,9 @@ mlir::trl::PipelineOptions pipelineOptions(const Recipe &r, const Schedule &s, i
     o.loraRslora = r.peft.useRslora;
     for (const std::string &m : r.peft.modulesToSave)
       o.loraSave += (o.loraSave.empty() ? "" : ",") + m;
+    o.loraDropout = r.train.disableDropout ? 0 : r.peft.loraDropout;
+    if (r.method == Method::PPO)
+      o.loraKeep = "value_model.";  // the value model trains whole, as TRL's
   }
   o.lossChunkSize = r.memory.lossChunkSize;
   o.mixedPrecision = r.model.dtype == "bf16";
@@ -171,7 +174,7 @@ artifact::RunInfo runInfo(const Recipe &r, const Schedule &s) {
   if (r.peft.enabled)
     run.peft = artifact::RunInfo::Peft{r.peft.r, r.peft.loraAlpha, r.peft.targetModules,
                                        r.peft.useRslora, r.peft.initLoraWeights, r.peft.adapter,
-                                       r.peft.modulesToSave};
+                                       r.peft.modulesToSave, r.peft.loraDropout};
   if (isOnline(r.method)) {
     artifact::GrpoRun g;
     g.numGenerations = r.grpo.numGenerations;

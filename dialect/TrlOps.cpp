@@ -448,6 +448,15 @@ LogicalResult DivOp::verify() {
   return expectType(*this, "result", getType(), getX().getType());
 }
 
+LogicalResult DropoutOp::verify() {
+  double p = getP().convertToDouble();
+  if (!(p >= 0 && p < 1))
+    return emitOpError("p must be in [0, 1), got ") << p;
+  if (getStream() < 0)
+    return emitOpError("stream must be non-negative");
+  return expectType(*this, "result", getType(), getX().getType());
+}
+
 //===----------------------------------------------------------------------===//
 // Losses
 //===----------------------------------------------------------------------===//

@@ -309,6 +309,31 @@ def Trl_GeluOp : Trl_Op<"gelu", [Trl_Differentiable, Pure, SameOperandsAndResult
   let assemblyFormat = "$x attr-dict `:` type($x)";
 }
 
+def Trl_DropoutOp : Trl_Op<"dropout", [Trl_Differentiable, Pure]> {
+  let summary = "inverted dropout with a counter-based mask (LoRA's lora_dropout)";
+  let description = [{
+    Element i of `x` is kept, scaled by 1 / (1 - p), unless the hash of
+    (`seed`, `stream`, i) falls below p; then it is zero. The mask is a
+    function of those three alone, so the same op over the output gradient
+    (the VJP) drops the same elements and no mask is stored. `seed` is a
+    0-d i64 batch input the runtime sets per micro-batch; `stream` tells
+    the dropouts of one step apart. The hash (splitmix64) is the same on
+    every backend:
+
+        h = mix(seed * 0x9E3779B97F4A7C15 + (stream + 1) * 0xD1B54A32D192ED03 + i)
+        keep = (h >> 40) >= round(p * 2^24)
+
+    ```mlir
+    %d = trl.dropout %x, %seed {p = 0.05 : f64, stream = 3 : i64} : (tensor<2x16x64xf32>, tensor<i64>) -> tensor<2x16x64xf32>
+    ```
+  }];
+  let arguments = (ins Trl_FloatTensor:$x, 0DTensorOf<[I64]>:$seed, F64Attr:$p,
+                   I64Attr:$stream);
+  let results = (outs Trl_FloatTensor:$result);
+  let assemblyFormat = "$x `,` $seed attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 def Trl_AddOp : Trl_Op<"add", [Trl_Differentiable, Pure, SameOperandsAndResultType]> {
   let summary = "elementwise sum (residual connections, gradient accumulation)";
   let description = [{

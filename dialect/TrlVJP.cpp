@@ -151,6 +151,16 @@ LogicalResult GeluOp::buildVJP(OpBuilder &b, ValueRange grads,
   return success();
 }
 
+LogicalResult DropoutOp::buildVJP(OpBuilder &b, ValueRange grads,
+                                  SmallVectorImpl<Value> &out) {
+  // The same mask (a function of seed, stream and position) over the
+  // gradient: kept elements scaled by 1 / (1 - p), dropped ones zero.
+  out.push_back(b.create<DropoutOp>(getLoc(), grads[0].getType(), grads[0], getSeed(),
+                                    getPAttr(), getStreamAttr()));
+  out.push_back(nullptr);
+  return success();
+}
+
 LogicalResult AddOp::buildVJP(OpBuilder &b, ValueRange grads,
                               SmallVectorImpl<Value> &out) {
   out.append({grads[0], grads[0]});

@@ -195,6 +195,7 @@ const KeySpec kSchema[] = {
   {"train", "adam_beta2", Kind::Float, all("0.999"), ALL, nullptr, 0, 1, false, "AdamW beta2", true},
   {"train", "adam_epsilon", Kind::Float, all("1e-8"), ALL, nullptr, 0, 1, true, "AdamW epsilon"},
   {"train", "seed", Kind::Int, all("42"), ALL, nullptr, 0, 4294967295.0, false, "data order and dropout seed"},
+  {"train", "disable_dropout", Kind::Bool, {"false", "true", "true", "false", "false", "true", "true", "true"}, ALL, nullptr, -INFINITY, INFINITY, false, "set every dropout probability to 0, as TRL's disable_dropout (in trlc's models only [peft] lora_dropout has one)"},
 
   {"memory", "use_liger_kernel", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "fused linear losses (never materialise [T, V] logits)"},
   {"memory", "loss_chunk_size", Kind::Int, all("0"), ALL, nullptr, 0, 1e9, false, "rows per chunk of the fused loss (0: Liger's rule)"},
@@ -241,7 +242,7 @@ const KeySpec kSchema[] = {
 
   {"peft", "r", Kind::Int, all("8"), ALL, nullptr, 1, 1 << 16, false, "LoRA rank"},
   {"peft", "lora_alpha", Kind::Float, all("8.0"), ALL, nullptr, 0, INFINITY, true, "LoRA scaling numerator: the update is lora_alpha / r x B A x"},
-  {"peft", "lora_dropout", Kind::Float, all("0.0"), ALL, nullptr, 0, 1, false, "dropout on the adapters' input (trlc: 0 only, for now)"},
+  {"peft", "lora_dropout", Kind::Float, all("0.0"), ALL, nullptr, 0, 1, false, "dropout on the adapters' input in the training step (0 with [train] disable_dropout)", true},
   {"peft", "target_modules", Kind::Strings, none(), ALL, nullptr, -INFINITY, INFINITY, false, "module names (q_proj, v_proj, ...) or \"all-linear\" (default: PEFT's for the model: q_proj and v_proj, gpt2's c_attn)"},
   {"peft", "bias", Kind::Enum, all("\"none\""), ALL, "none|all|lora_only", -INFINITY, INFINITY, false, "which biases train (trlc: none, for now)"},
   {"peft", "use_rslora", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "scale by lora_alpha / sqrt(r) (rank-stabilised LoRA)"},
@@ -1123,6 +1124,7 @@ void Resolver::fill(toml::table &root, Recipe &r) {
   r.train.adamBeta2 = *f64("train", "adam_beta2");
   r.train.adamEpsilon = *f64("train", "adam_epsilon");
   r.train.seed = *i64("train", "seed");
+  r.train.disableDropout = *b("train", "disable_dropout");
 
   r.memory.useLigerKernel = *b("memory", "use_liger_kernel");
   r.memory.lossChunkSize = *i64("memory", "loss_chunk_size");
@@ -1232,6 +1234,7 @@ void Resolver::fill(toml::table &root, Recipe &r) {
     r.peft.r = *i64("peft", "r");
     r.peft.loraAlpha = *f64("peft", "lora_alpha");
     r.peft.useRslora = *b("peft", "use_rslora");
+    r.peft.loraDropout = *f64("peft", "lora_dropout");
     r.peft.initLoraWeights = *b("peft", "init_lora_weights");
     if (const toml::node *n = get(root, "peft", "target_modules"))
       eachEntry(*n, [&](const toml::node &e) {
@@ -1429,6 +1432,16 @@ std::optional<Error> Resolver::readAdapterConfig(const toml::table &root,
   r.peft.loraAlpha = alpha;
   r.peft.useRslora = rs;
   r.peft.targetModules = targets;
+  // lora_dropout is training, not structure: the recipe's wins, else the
+  // adapter's (as PEFT trains a loaded adapter with its config's).
+  if (!get(root, "peft", "lora_dropout") && j.contains("lora_dropout") &&
+      j["lora_dropout"].is_number()) {
+    double p = j["lora_dropout"].get<double>();
+    if (!(p >= 0 && p < 1))
+      return diag.at(node, file.string() + " has lora_dropout " + formatNumber(p) +
+                               ", outside [0, 1); set [peft] lora_dropout");
+    r.peft.loraDropout = p;
+  }
   r.peft.adapter = fs::absolute(dir).lexically_normal().string();
   return std::nullopt;
 }
@@ -1437,9 +1450,6 @@ std::optional<Error> Resolver::checkPeft(const toml::table &root, Recipe &r) {
   if (!r.peft.enabled)
     return std::nullopt;
   const toml::node *table = root.get("peft");
-  if (r.method == Method::PPO)
-    return diag.at(*table, "[peft] (LoRA) with method = \"ppo\" is not supported yet (its value "
-                           "model trains beside the policy); it trains every other method");
   // The modules trained whole: the model's non-linear ones, by name.
   bool gpt2 = r.model.config.family == ModelFamily::GPT2;
   std::vector<std::string> whole = gpt2 ? std::vector<std::string>{"wte", "wpe", "ln_f"}
@@ -1468,10 +1478,6 @@ std::optional<Error> Resolver::checkPeft(const toml::table &root, Recipe &r) {
       return diag.at(*n, "[peft] " + std::string(key) + " " + why);
     return std::nullopt;
   };
-  if (const toml::node *n = get(root, "peft", "lora_dropout"))
-    if (n->value_or(0.0) != 0.0 && !(n->is_integer() && n->as_integer()->get() == 0))
-      return diag.at(*n, "[peft] lora_dropout > 0 is not supported yet (trlc has no dropout); "
-                         "set it to 0.0");
   if (const toml::node *n = get(root, "peft", "bias"))
     if (n->as_string()->get() != "none")
       return diag.at(*n, "[peft] bias = \"" + n->as_string()->get() +
@@ -1493,6 +1499,17 @@ std::optional<Error> Resolver::checkPeft(const toml::table &root, Recipe &r) {
       return diag.at(*n, "[peft] adapter with precompute_ref_log_probs: the reference "
                          "log-probabilities would be the adapted model's, not the base's; "
                          "remove one of them");
+  }
+  if (r.peft.loraDropout > 0 && r.train.disableDropout) {
+    const toml::node *n = get(root, "peft", "lora_dropout"),
+                     *d = get(root, "train", "disable_dropout");
+    // (A default's node comes from no file and no --set.)
+    bool given = d && (d->source().path || diag.where(*d).rfind("--set", 0) == 0);
+    r.warnings.push_back((n ? diag.where(*n) : path) + ": warning: [peft] lora_dropout = " +
+                         formatNumber(r.peft.loraDropout) + " has no effect: [train] "
+                         "disable_dropout is true (" + (given ? std::string("set so")
+                         : std::string(methodName(r.method)) + "'s default, as TRL's") +
+                         "); set disable_dropout = false to use it");
   }
   // The model's linear layers, by module name.
   std::vector<std::string> linears =

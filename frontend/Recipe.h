@@ -109,6 +109,7 @@ struct Recipe {
     double weightDecay = 0.0;
     double adamBeta1 = 0.9, adamBeta2 = 0.999, adamEpsilon = 1e-8;
     int64_t seed = 42;
+    bool disableDropout = false;  // TRL's disable_dropout (default per method)
   } train;
 
   struct Memory {
@@ -208,6 +209,7 @@ struct Recipe {
     double loraAlpha = 8.0;
     std::vector<std::string> targetModules;
     bool useRslora = false;
+    double loraDropout = 0;  // as configured (the step applies none with disable_dropout)
     bool initLoraWeights = true;
     std::string adapter;  // [peft] adapter: a PEFT adapter to continue (absolute), or ""
     std::vector<std::string> modulesToSave;  // trained whole, saved with the adapters

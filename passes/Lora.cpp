@@ -7,12 +7,14 @@
 // The scale multiplies as a division by its inverse (trl.div by a 0-d
 // trl.fill). Then every other policy parameter is frozen, and the frozen
 // reference reads those same frozen weights: the base with the adapters
-// off.
+// off. With lora_dropout, the adapters of @train_step read trl.dropout(x),
+// seeded by a `dropout_seed` batch input.
 //
 //===----------------------------------------------------------------------===//
 
 #include "passes/Passes.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 
 #include "llvm/ADT/StringSet.h"
@@ -51,6 +53,15 @@ struct Lora : mlir::trl::impl::TrlLoraBase<Lora> {
       module.emitError("trl-lora: no target modules");
       return signalPassFailure();
     }
+    if (!(dropout >= 0 && dropout < 1)) {
+      module.emitError("trl-lora: dropout must be in [0, 1)");
+      return signalPassFailure();
+    }
+    SmallVector<StringRef> keepParts;
+    StringRef(keep).split(keepParts, ',', -1, false);
+    auto kept = [&](StringRef name) {
+      return llvm::any_of(keepParts, [&](StringRef k) { return name.starts_with(k.trim()); });
+    };
     double scale = alpha / (rslora ? std::sqrt(double(rank)) : double(rank));
     OpBuilder b(module.getContext());
     Type f32 = b.getF32Type();
@@ -58,9 +69,11 @@ struct Lora : mlir::trl::impl::TrlLoraBase<Lora> {
     // 1. Adapters on the targeted linears of every program.
     SmallVector<LinearOp> linears;
     module.walk([&](LinearOp op) { linears.push_back(op); });
+    Value seed;  // @train_step's dropout_seed, made at the first adapter
+    int64_t streams = 0;
     for (LinearOp lin : linears) {
       auto w = lin.getWeight().getDefiningOp<ParamOp>();
-      if (!w || w.getSet() != "policy")
+      if (!w || w.getSet() != "policy" || kept(w.getName()))
         continue;
       StringRef name = w.getName();
       if (!name.consume_back(".weight"))
@@ -86,7 +99,20 @@ struct Lora : mlir::trl::impl::TrlLoraBase<Lora> {
       // The scale applies to the rank-r activation, the smallest: B(A(x) /
       // (1 / scale)); the out-sized update then only feeds the add.
       auto midType = RankedTensorType::get(mid, f32);
-      Value h = b.create<LinearOp>(loc, midType, lin.getX(), a, Value());
+      Value x = lin.getX();
+      auto fn = lin->getParentOfType<func::FuncOp>();
+      if (dropout > 0 && fn && fn.getSymName() == "train_step") {
+        if (!seed) {
+          unsigned index = fn.getNumArguments();
+          fn.insertArgument(index, RankedTensorType::get({}, b.getI64Type()),
+                            b.getDictionaryAttr({}), fn.getLoc());
+          fn.setArgAttr(index, "trl.input", b.getStringAttr("dropout_seed"));
+          seed = fn.getArgument(index);
+        }
+        x = b.create<DropoutOp>(loc, x.getType(), x, seed, b.getF64FloatAttr(dropout),
+                                b.getI64IntegerAttr(streams++));
+      }
+      Value h = b.create<LinearOp>(loc, midType, x, a, Value());
       Value inv = b.create<FillOp>(loc, RankedTensorType::get({}, f32),
                                    b.getF64FloatAttr(1.0 / scale));
       Value scaled = b.create<DivOp>(loc, midType, h, inv);
@@ -115,7 +141,7 @@ struct Lora : mlir::trl::impl::TrlLoraBase<Lora> {
     };
     module.walk([&](ParamOp p) {
       if (p.getSet() == "policy" && p.getTrainable() && !isLoraName(p.getName()) &&
-          !trainedWhole(p.getName()))
+          !trainedWhole(p.getName()) && !kept(p.getName()))
         p.setTrainableAttr(b.getBoolAttr(false));
     });
 

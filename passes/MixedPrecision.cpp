@@ -117,8 +117,8 @@ struct MixedPrecision
         // a residual add reads the f32 stream and stays f32 (grouped below).
         if (candidates.contains(op.getOperand(0)) && candidates.contains(op.getOperand(1)))
           candidates.insert(op.getResult(0));
-      } else if (isa<ReshapeOp, SplitOp>(op)) {
-        // Views of a candidate go with it (grouped below).
+      } else if (isa<ReshapeOp, SplitOp, DropoutOp>(op)) {
+        // Views of a candidate, and its dropout, go with it (grouped below).
         if (candidates.contains(op.getOperand(0)))
           for (Value r : op.getResults())
             candidates.insert(r);
@@ -138,6 +138,10 @@ struct MixedPrecision
         // score head's output summed at the last token), stay f32.
         if (isa<func::ReturnOp, MaskedSumOp>(user)) {
           pinned.insert(v);
+          continue;
+        }
+        if (auto d = dyn_cast<DropoutOp>(user)) {  // (not its i64 seed)
+          same.join(v, d.getResult());
           continue;
         }
         bool tied = isa<ReshapeOp, SplitOp, ConcatOp>(user) ||

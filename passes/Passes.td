@@ -36,6 +36,13 @@ def TrlLora : Pass<"trl-lora", "ModuleOp"> {
     reference's parameters are replaced by the policy's frozen ones of the
     same name: the reference is the base model with the adapters off, as
     TRL's with PEFT, and holds no copy. Fails when a target names no linear.
+
+    With `dropout` > 0, the adapters of `@train_step` read
+    `trl.dropout(x)` (PEFT's lora_dropout), one `stream` per adapter, all
+    seeded by a new 0-d i64 batch input `dropout_seed`; the other programs
+    (generation, reference and old log-probabilities) run without it, as
+    PEFT's modules in eval mode. Parameters whose names start with a `keep`
+    prefix (PPO's `value_model.`) are neither adapted nor frozen.
   }];
   let dependentDialects = ["::mlir::trl::TrlDialect"];
   let options = [
@@ -46,6 +53,9 @@ def TrlLora : Pass<"trl-lora", "ModuleOp"> {
     Option<"rslora", "rslora", "bool", "false", "scale alpha / sqrt(r) (rank-stabilised LoRA)">,
     Option<"save", "save", "std::string", "\"\"",
            "comma-separated modules trained whole (modules_to_save: embed_tokens, lm_head, ...)">,
+    Option<"dropout", "dropout", "double", "0.0", "lora_dropout: dropout on the adapters' input in @train_step">,
+    Option<"keep", "keep", "std::string", "\"\"",
+           "comma-separated parameter-name prefixes left alone (trained whole, no adapters)">,
   ];
 }
 

@@ -20,6 +20,8 @@ void addUntilRemat(OpPassManager &pm, const trl::PipelineOptions &o) {
     lora.alpha = o.loraAlpha;
     lora.rslora = o.loraRslora;
     lora.save = o.loraSave;
+    lora.dropout = o.loraDropout;
+    lora.keep = o.loraKeep;
     pm.addPass(trl::createTrlLora(lora));
   }
   // Deduplicate parameter reads and drop values nothing uses before

@@ -22,6 +22,8 @@ struct PipelineOptions {
   double loraAlpha = 8.0;
   bool loraRslora = false;
   std::string loraSave;  // modules_to_save: trained whole
+  double loraDropout = 0;  // lora_dropout in @train_step
+  std::string loraKeep;    // name prefixes it leaves alone (PPO's value model)
   bool fuseLoss = false;       // trl-fuse-loss ([memory] use_liger_kernel)
   int64_t lossChunkSize = 0;   // its rows per chunk, 0: Liger's rule
   bool mixedPrecision = false; // trl-mixed-precision ([model] dtype = "bf16")

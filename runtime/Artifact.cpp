@@ -135,9 +135,12 @@ RunInfo runInfoFromJson(const json &j) {
     o.initLoraWeights = field<bool>(p, "init_lora_weights");
     o.adapter = field<std::string>(p, "adapter");
     o.modulesToSave = field<std::vector<std::string>>(p, "modules_to_save");
-    if (o.r < 1 || !(o.loraAlpha > 0) || o.targetModules.empty())
-      throw json::other_error::create(501, "peft needs r >= 1, lora_alpha > 0 and target_modules",
-                                      &p);
+    if (p.contains("lora_dropout"))  // (artifacts before it had none)
+      o.loraDropout = field<double>(p, "lora_dropout");
+    if (o.r < 1 || !(o.loraAlpha > 0) || o.targetModules.empty() ||
+        !(o.loraDropout >= 0 && o.loraDropout < 1))
+      throw json::other_error::create(
+          501, "peft needs r >= 1, lora_alpha > 0, target_modules and lora_dropout in [0, 1)", &p);
     r.peft = o;
   }
   if (j.contains("grpo") && !j.at("grpo").is_null()) {
@@ -491,7 +494,8 @@ json RunInfo::toJson() const {
                                {"use_rslora", peft->useRslora},
                                {"init_lora_weights", peft->initLoraWeights},
                                {"adapter", peft->adapter},
-                               {"modules_to_save", peft->modulesToSave}}
+                               {"modules_to_save", peft->modulesToSave},
+                               {"lora_dropout", peft->loraDropout}}
                         : json(nullptr)}};
 }
 

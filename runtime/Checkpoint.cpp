@@ -196,7 +196,7 @@ json adapterConfig(const artifact::RunInfo &run) {
           {"base_model_name_or_path", run.modelPath.empty() ? json(nullptr) : json(run.modelPath)},
           {"r", p.r},
           {"lora_alpha", p.loraAlpha},
-          {"lora_dropout", 0.0},
+          {"lora_dropout", p.loraDropout},
           {"target_modules", p.targetModules},
           {"bias", "none"},
           {"use_rslora", p.useRslora},
@@ -362,9 +362,10 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
   const std::string valuePrefix = "value_model.";
   auto fillPolicy = [&](const std::string &name, const std::vector<int64_t> &shape, bool hfT,
                         float *w) {
-    if (run.peft)  // (ZeRO-3 shards what trains: adapters, modules_to_save)
+    bool value = name.rfind(valuePrefix, 0) == 0 && run.grpo && run.grpo->ppo;
+    if (run.peft && !value)  // (ZeRO-3 shards what trains: adapters, modules_to_save)
       return fillAdapter(name, shape, hfT, w);
-    if (name.rfind(valuePrefix, 0) != 0 || !run.grpo || !run.grpo->ppo)
+    if (!value)
       return fill(policyDir, name, shape, hfT, w, name);
     std::string dir = run.grpo->ppo->valueModel;
     if (!policyDir.empty() && fs::is_directory(fs::path(policyDir) / "value_model"))
@@ -393,7 +394,7 @@ void ModelState::load(const std::string &policyDir, const std::string *reference
     TensorRef t = ex.tensor(params[i].tensor);
     std::vector<float> w(t.numel());
     if (run.peft && !frozen && params[i].trainable)
-      fillAdapter(params[i].name, t.desc->shape, params[i].hfTransposed, w.data());
+      fillPolicy(params[i].name, t.desc->shape, params[i].hfTransposed, w.data());
     else if (run.peft && !frozen && !params[i].trainable)
       fill(run.modelPath, params[i].name, t.desc->shape, params[i].hfTransposed, w.data(),
            params[i].name);

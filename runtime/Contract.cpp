@@ -373,6 +373,20 @@ void shapes(Call &c) {
                                                 : std::initializer_list<int>{0, 1});
     c.floatsExcept({});
     return;
+  case Kernel::Dropout: {
+    sameCount(c, {0});
+    c.numel(In, 1, 1);
+    c.floatsExcept({1});
+    if (c.in(1) && c.in(1)->dtype != DType::I64)
+      c.fail("input 1 (the seed) must be i64");
+    c.integer("stream", 0);
+    if (c.number("p")) {
+      double p = c.call.attrs.at("p").get<double>();
+      if (!(p >= 0 && p < 1))
+        c.fail("attribute 'p' must be in [0, 1)");
+    }
+    return;
+  }
   case Kernel::Div:
     sameCount(c, {0});
     c.numel(In, 1, 1);
@@ -769,6 +783,7 @@ bool inPlaceAllowed(Kernel k, size_t in, size_t out) {
   case Kernel::SwigluGrad:
   case Kernel::Gelu:
   case Kernel::GeluGrad:
+  case Kernel::Dropout:
   case Kernel::AllReduce:
     return true;  // elementwise: element i reads only element i
   case Kernel::AdamW:

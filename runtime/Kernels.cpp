@@ -194,6 +194,7 @@ bool stagesBf16(Kernel kernel, const KernelArgs &args, ScratchTarget::Device dev
   case Kernel::SwigluGrad: inMask = 0b110; break;
   case Kernel::Gelu: inMask = 0b1, outMask = 0b1; break;
   case Kernel::GeluGrad: inMask = 0b10; break;
+  case Kernel::Dropout: inMask = 0b1, outMask = 0b1; break;
   case Kernel::RmsNorm:
   case Kernel::LayerNorm: outMask = 0b1; break;
   case Kernel::Rope: inMask = 0b1, outMask = 0b1; break;

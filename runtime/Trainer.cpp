@@ -257,6 +257,11 @@ int Loop::main() {
   ProgressBar progress(isatty(2) && !o.quiet && lead());
   TensorRef stepIn = ex.input("optimizer_step", "step");
   TensorRef lossOut = ex.output("train_step", "loss");
+  // trl.dropout's seed ([peft] lora_dropout): one per micro-batch of each
+  // rank, from the run's seed, the step and the micro-batch alone, so a
+  // resumed run drops what the uninterrupted one did.
+  bool dropout = ex.hasInput("train_step", "dropout_seed");
+  TensorRef seedIn = dropout ? ex.input("train_step", "dropout_seed") : TensorRef{};
   if (!o.quiet && lead())
     std::cout << "training " << total << " steps on " << rows.size() << " examples (batch "
               << batch << " x " << accum << " accumulation"
@@ -288,10 +293,12 @@ int Loop::main() {
     }
     double normalizer = method->normalizer(global);  // over the whole global batch
     double loss = 0, tokensNow = 0;
-    for (const Rows &m : global) {
-      Rows mine = sampler.slice(m, rank);
+    for (size_t k = 0; k < global.size(); ++k) {
+      Rows mine = sampler.slice(global[k], rank);
       tokensNow += method->fill(ex, "train_step", mine);
       method->setNormalizer(ex, normalizer);
+      if (dropout)
+        ex.setScalar<int64_t>(seedIn, dropoutSeed(run.seed, (step * accum + static_cast<int64_t>(k)) * world + rank));
       ex.run("train_step");
       loss += ex.scalar<float>(lossOut);
       method->observe(ex, mine);

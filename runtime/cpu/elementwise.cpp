@@ -39,6 +39,22 @@ template <typename T> void divide(const KernelArgs &a) {
     y[i] = x[i] / d;
 }
 
+/// trl.dropout: kept elements scaled by 1 / (1 - p), the mask from
+/// (seed, stream, position) alone (trlc/ScalarMath.h).
+template <typename T> void dropout(const KernelArgs &a) {
+  double p = attrF(a, "p");
+  uint32_t threshold = dropoutThreshold(p);
+  uint64_t seed = static_cast<uint64_t>(index(a.in[1], 0)),
+           stream = static_cast<uint64_t>(attrI(a, "stream"));
+  T scale = static_cast<T>(1 / (1 - p));
+  const T *x = a.in[0].as<T>();
+  T *y = a.out[0].as<T>();
+  int64_t n = a.out[0].numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = dropoutKeeps(seed, stream, static_cast<uint64_t>(i), threshold) ? x[i] * scale : T(0);
+}
+
 namespace {
 
 template <typename T>
@@ -225,6 +241,7 @@ template <typename T> void packFlat(const KernelArgs &a) {
 TRLC_CPU_KERNEL(fill)
 TRLC_CPU_KERNEL(add)
 TRLC_CPU_KERNEL(divide)
+TRLC_CPU_KERNEL(dropout)
 TRLC_CPU_KERNEL(swiglu)
 TRLC_CPU_KERNEL(swigluGrad)
 TRLC_CPU_KERNEL(gelu)

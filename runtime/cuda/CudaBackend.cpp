@@ -557,6 +557,13 @@ void CudaBackend::gelu(const KernelArgs &a) {
            a.out[0].numel());
 }
 
+void CudaBackend::dropout(const KernelArgs &a) {
+  double p = attrF(a, "p");
+  cu::dropout(stream, V(a.in[0]), a.in[1].as<int64_t>(),
+              static_cast<uint64_t>(attrI(a, "stream")), dropoutThreshold(p),
+              static_cast<float>(1 / (1 - p)), VOut(a.out[0]), a.out[0].numel());
+}
+
 void CudaBackend::geluGrad(const KernelArgs &a) {
   cu::geluGrad(stream, attrS(a, "approximate") == "tanh", F(a.in[0]), V(a.in[1]),
                F(a.out[0]), a.out[0].numel());

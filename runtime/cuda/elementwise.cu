@@ -86,6 +86,16 @@ __global__ void geluGradKernel(bool tanhApprox, const float *dy, Floats x,
   }
 }
 
+__global__ void dropoutKernel(Floats x, const int64_t *seed, uint64_t stream,
+                              uint32_t threshold, float scale, FloatsOut y,
+                              int64_t n) {
+  uint64_t sd = static_cast<uint64_t>(*seed);
+  TRLC_GRID_STRIDE(i, n) {
+    bool keep = dropoutKeeps(sd, stream, static_cast<uint64_t>(i), threshold);
+    store(y, i, keep ? load(x, i) * scale : 0.0f);
+  }
+}
+
 /// One warp per row.
 __global__ void maskedSumKernel(Floats x, Floats m, float *y, int64_t rows,
                                 int64_t cols, bool shared) {
@@ -233,6 +243,13 @@ void swigluGrad(cudaStream_t s, const float *dy, Floats g, Floats u, float *dg,
 
 void gelu(cudaStream_t s, bool tanhApprox, Floats x, FloatsOut y, int64_t n) {
   geluKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(tanhApprox, x, y, n);
+  TRLC_LAUNCHED();
+}
+
+void dropout(cudaStream_t s, Floats x, const int64_t *seed, uint64_t stream,
+             uint32_t threshold, float scale, FloatsOut y, int64_t n) {
+  dropoutKernel<<<blocksFor(n, kThreads), kThreads, 0, s>>>(
+      x, seed, stream, threshold, scale, y, n);
   TRLC_LAUNCHED();
 }
 

@@ -105,6 +105,10 @@ void swiglu(cudaStream_t s, Floats g, Floats u, FloatsOut y, int64_t n);
 void swigluGrad(cudaStream_t s, const float *dy, Floats g, Floats u, float *dg,
                 float *du, int64_t n);
 void gelu(cudaStream_t s, bool tanhApprox, Floats x, FloatsOut y, int64_t n);
+/// trl.dropout: x scaled by `scale` where dropoutKeeps(*seed, stream, i,
+/// threshold) (trlc/ScalarMath.h), else 0; `seed` is on the device.
+void dropout(cudaStream_t s, Floats x, const int64_t *seed, uint64_t stream,
+             uint32_t threshold, float scale, FloatsOut y, int64_t n);
 void geluGrad(cudaStream_t s, bool tanhApprox, const float *dy, Floats x,
               float *dx, int64_t n);
 /// y[r] = sum_j x[r, j] * mask[r, j] (x and mask fp32 or bf16); with

@@ -6,7 +6,7 @@
 // norm under 1e-5 for fp32 kernels and 1e-2 for bf16 ones. Runs on every
 // machine, so CI checks the kernels' indexing, masking, tiling and
 // synchronization even where no GPU is: attention (fp32, and bf16 on
-// tensor cores), the norms, rope, the MLP activations, AdamW, the
+// tensor cores), the norms, rope, the MLP activations, dropout, AdamW, the
 // gradient norm, the DPO/KTO losses and generation's KV cache. Not emulated: the products and the
 // fused head (cuBLASLt), embedding (CUB's sort), cross entropy and GRPO. CudaOpsTest still has the last word
 // on a GPU (timing, real fragment layouts, the CUDA backend itself).
@@ -423,6 +423,15 @@ TEST_F(Emu, ActivationsFp32AndBf16) {
                      static_cast<float *>(y), n);
         compare(gg, {y}, tol);
       }
+      // dropout: the same mask as the CPU backend's (one hash, both sides).
+      json attrs = {{"p", 0.3}, {"stream", 7}};
+      Op dr("dropout", attrs);
+      int x = input(dr, 1.0), seed = dr.i64({}, {int64_t(42) << 32 | 5});
+      dr.in({x, seed}).out({dr.output({n}, false, type)});
+      y = dev(dr, dr.call.out[0]);
+      cu::dropout(nullptr, floats(dr, x), static_cast<const int64_t *>(dev(dr, seed)), 7,
+                  dropoutThreshold(0.3), static_cast<float>(1 / 0.7), {y, bf16}, n);
+      compare(dr, {y}, tol);
     }
 }
 

@@ -15,7 +15,12 @@ over the adapters (the loss at every step to 1e-5, the saved adapters to
 (base_model.model.<module>.lora_A.weight) with the trained values, and
 loads with `peft` when it is installed. Then one DPO step with the
 adapters starting at zero (PEFT's default): the reference is the base with
-the adapters off, so every reward is exactly 0 at the first step.
+the adapters off, so every reward is exactly 0 at the first step. Then one
+step with lora_dropout = 0.2: the reference draws trl.dropout's masks with
+the same hash (splitmix64 of the seed, the adapter's stream and the
+position; the first micro-batch's seed is 42 << 32) and computes
+W x + scale B A (mask x / 0.8); loss to 1e-6, adapter gradients to 1e-5,
+and the loss must differ from the one without dropout.
 
 Exit code 77 (skipped) when torch cannot be imported.
 """
@@ -226,6 +231,77 @@ def dpo_case(trlc, tmp, failures):
         failures.append("DPO with LoRA: the adapters did not move the policy off the reference")
 
 
+M64 = (1 << 64) - 1
+
+
+def dropout_keep(seed, stream, n, p):
+    """trl.dropout's mask (trlc/ScalarMath.h: dropoutKeeps) of n elements."""
+    import numpy as np
+    base = (seed * 0x9E3779B97F4A7C15 + (stream + 1) * 0xD1B54A32D192ED03) & M64
+    z = np.arange(n, dtype=np.uint64) + np.uint64(base)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    keep = (z >> np.uint64(40)) >= np.uint64(int(math.floor(p * 2 ** 24 + 0.5)))
+    return torch.from_numpy(keep.astype("float64"))
+
+
+def dropout_case(trlc, tmp, failures):
+    # One row: the mask is over the positions of the step's batch, whose
+    # row order the sampler shuffles.
+    rng = random.Random(5)
+    rows = ref.make_rows(1, 40, 12, rng)
+    data = os.path.join(tmp, "dropout.jsonl")
+    with open(data, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    out = os.path.join(tmp, "dropout-run")
+    rec = os.path.join(tmp, "dropout.toml")
+    with open(rec, "w") as f:
+        f.write(recipe("llama", data, out).replace("per_device_train_batch_size = 6",
+                                                   "per_device_train_batch_size = 1") +
+                "lora_dropout = 0.2\n")
+    init, grads = run(trlc, rec, tmp, "dropout")
+    params = {k: v.clone().requires_grad_(".lora_" in k) for k, v in init.items()}
+    model_cfg = json.load(open(os.path.join(tmp, "dropout.trlc", "plan.json")))["run"]["model_config"]
+    # The mask is over the step's [batch, sequence bound, features] layout.
+    bound = json.load(open(os.path.join(tmp, "dropout.trlc", "manifest.json")))["sequence_bound"]
+    ids, pos, mask, labels = ref.batch_tensors(rows, bound)
+    scale, p_drop, seed = PEFT["llama"][1], 0.2, 42 << 32
+
+    def loss_of(p, dropout):
+        stream = [0]
+
+        def linear(x, name):
+            a, b = p[name[:-7] + ".lora_A.weight"], p[name[:-7] + ".lora_B.weight"]
+            xa = x
+            if dropout:
+                keep = dropout_keep(seed, stream[0], x.numel(), p_drop).view(x.shape)
+                xa = x * keep / (1 - p_drop)
+            stream[0] += 1
+            return x @ p[name].T + scale * ((xa @ a.T) @ b.T)
+
+        logits = ref.llama_logits(p, model_cfg, ids, pos, mask, linear)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                               ignore_index=-100, reduction="sum") / (labels != -100).sum()
+
+    loss = loss_of(params, True)
+    loss.backward()
+    plain = loss_of(params, False).item()
+    got = ref.last_metrics(out)["loss"]
+    r = abs(got - loss.item()) / abs(loss.item())
+    adapters = sorted(k for k in params if ".lora_" in k)
+    worst = max((ref.rel(grads[k], params[k].grad), k) for k in adapters)
+    print(f"lora_dropout 0.2: loss trlc {got:.8f} torch {loss.item():.8f} rel {r:.2e} "
+          f"(without dropout {plain:.8f}); worst adapter gradient rel error {worst[0]:.2e}")
+    if r > 1e-6:
+        failures.append(f"lora_dropout: the loss differs by {r:.2e}")
+    if abs(plain - loss.item()) < 1e-4:
+        failures.append("lora_dropout: the loss equals the one without dropout")
+    if worst[0] > 1e-5:
+        failures.append(f"lora_dropout: the gradient of {worst[1]} differs by {worst[0]:.2e}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trlc", required=True)
@@ -235,6 +311,7 @@ def main():
         for case in ("llama", "gpt2"):
             sft_case(args.trlc, tmp, case, failures)
         dpo_case(args.trlc, tmp, failures)
+        dropout_case(args.trlc, tmp, failures)
     if failures:
         print("\nFAILED:\n" + "\n".join(failures))
         sys.exit(1)

@@ -78,24 +78,28 @@ def rms_norm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def llama_logits(p, cfg, ids, pos, mask):
+def llama_logits(p, cfg, ids, pos, mask, linear=None):
+    """`linear(x, name)`, when given, computes each decoder linear (a LoRA
+    reference adds its adapters there), called in the model's order: q, k,
+    v, o, gate, up, down per layer."""
     b, s = ids.shape
     h, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = h // nh
+    lin = linear or (lambda x, name: x @ p[name].T)
     x = p["model.embed_tokens.weight"][ids]
     for l in range(cfg["num_hidden_layers"]):
         pre = f"model.layers.{l}."
         n1 = rms_norm(x, p[pre + "input_layernorm.weight"], cfg["rms_norm_eps"])
-        q = (n1 @ p[pre + "self_attn.q_proj.weight"].T).view(b, s, nh, d)
-        k = (n1 @ p[pre + "self_attn.k_proj.weight"].T).view(b, s, nkv, d)
-        v = (n1 @ p[pre + "self_attn.v_proj.weight"].T).view(b, s, nkv, d)
+        q = lin(n1, pre + "self_attn.q_proj.weight").view(b, s, nh, d)
+        k = lin(n1, pre + "self_attn.k_proj.weight").view(b, s, nkv, d)
+        v = lin(n1, pre + "self_attn.v_proj.weight").view(b, s, nkv, d)
         q, k = rope(q, pos, cfg["rope_theta"]), rope(k, pos, cfg["rope_theta"])
         o = attention(q, k, v, mask).reshape(b, s, nh * d)
-        x = x + o @ p[pre + "self_attn.o_proj.weight"].T
+        x = x + lin(o, pre + "self_attn.o_proj.weight")
         n2 = rms_norm(x, p[pre + "post_attention_layernorm.weight"], cfg["rms_norm_eps"])
-        g = n2 @ p[pre + "mlp.gate_proj.weight"].T
-        u = n2 @ p[pre + "mlp.up_proj.weight"].T
-        x = x + (F.silu(g) * u) @ p[pre + "mlp.down_proj.weight"].T
+        g = lin(n2, pre + "mlp.gate_proj.weight")
+        u = lin(n2, pre + "mlp.up_proj.weight")
+        x = x + lin(F.silu(g) * u, pre + "mlp.down_proj.weight")
     x = rms_norm(x, p["model.norm.weight"], cfg["rms_norm_eps"])
     head = p["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else p["lm_head.weight"]
     return x @ head.T

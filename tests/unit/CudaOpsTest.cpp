@@ -78,6 +78,10 @@ TEST_F(CudaOps, Elementwise) {
       check(bwd.in({bwd.floats({n}), bwd.floats({n}, 2.0)})
                 .out({bwd.output({n})}));
     }
+    {
+      Op op("dropout", {{"p", 0.1}, {"stream", 2}});
+      check(op.in({op.floats({n}), op.i64({}, {int64_t(42) << 32 | 9})}).out({op.output({n})}));
+    }
   }
 }
 

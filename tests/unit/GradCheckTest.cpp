@@ -291,6 +291,40 @@ TEST_F(GradCheck, SwigluAndGelu) {
   }
 }
 
+// dropout's backward is the same op over the gradient: the same mask, from
+// the seed, the stream and the position alone.
+TEST_F(GradCheck, Dropout) {
+  std::vector<Buf> in = {floats({6, 40}), ints({}, {int64_t(42) << 32 | 3})};
+  std::vector<Buf> out = {zeros({6, 40})};
+  json attrs = {{"p", 0.25}, {"stream", 5}};
+  check(in, out, [&] { run("dropout", {&in[0], &in[1]}, {&out[0]}, attrs); },
+        [&](std::vector<Buf> &dy) {
+          std::vector<Buf> g = {zeros({6, 40})};
+          run("dropout", {&dy[0], &in[1]}, {&g[0]}, attrs);
+          return g;
+        }, {0});
+  // About p of the elements are dropped, the rest scaled by 1 / (1 - p);
+  // another stream or seed drops others.
+  run("dropout", {&in[0], &in[1]}, {&out[0]}, attrs);
+  int dropped = 0;
+  for (size_t i = 0; i < out[0].f.size(); ++i) {
+    if (out[0].f[i] == 0)
+      ++dropped;
+    else
+      EXPECT_NEAR(out[0].f[i], in[0].f[i] / 0.75, 1e-12);
+  }
+  EXPECT_GT(dropped, 40);
+  EXPECT_LT(dropped, 80);
+  std::vector<double> first = out[0].f;
+  run("dropout", {&in[0], &in[1]}, {&out[0]}, {{"p", 0.25}, {"stream", 6}});
+  EXPECT_NE(first, out[0].f);
+  Buf seed = ints({}, {int64_t(42) << 32 | 4});
+  run("dropout", {&in[0], &seed}, {&out[0]}, attrs);
+  EXPECT_NE(first, out[0].f);
+  run("dropout", {&in[0], &in[1]}, {&out[0]}, {{"p", 0.0}, {"stream", 5}});
+  EXPECT_EQ(in[0].f, out[0].f);
+}
+
 TEST_F(GradCheck, AddDivSplitConcat) {
   std::vector<Buf> in = {floats({3, 6}), floats({3, 6}), floats({}, 0.0, 3.0)};
   std::vector<Buf> out = {zeros({3, 6})};

@@ -279,6 +279,9 @@ struct RunInfo {
     /// Modules trained whole (PEFT's modules_to_save): their parameters
     /// train and are saved with the adapters.
     std::vector<std::string> modulesToSave;
+    /// lora_dropout as configured (adapter_config.json); the step's
+    /// trl.dropout ops carry what applies.
+    double loraDropout = 0;
   };
   std::optional<Peft> peft;
 

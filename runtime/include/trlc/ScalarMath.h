@@ -1,6 +1,7 @@
 //===- ScalarMath.h - scalar math both backends compute alike ---*- C++ -*-===//
 //
-// The learning-rate schedule and the AdamW update, written once for the
+// The learning-rate schedule, the AdamW update and the dropout mask,
+// written once for the
 // CPU kernels and the CUDA kernels (`__host__ __device__` under nvcc), so
 // the two backends differ only in how they parallelise, not in what they
 // compute.
@@ -11,6 +12,7 @@
 #define TRLC_RUNTIME_SCALARMATH_H
 
 #include <math.h>
+#include <stdint.h>
 
 #if defined(__CUDACC__)
 #define TRLC_HD __host__ __device__
@@ -85,6 +87,31 @@ TRLC_HD inline void adamwUpdate(const AdamWStep<T> &s, T p, T grad, T m, T v,
   pOut = w - s.stepSize * mi / (sqrtOf(vi) / s.bc2sqrt + s.eps);
   mOut = mi;
   vOut = vi;
+}
+
+/// trl.dropout's mask (dialect/TrlOps.td): what a dropout with
+/// probability p keeps, as an integer threshold on 24 hash bits, computed
+/// once on the host so both backends compare the same integers.
+inline uint32_t dropoutThreshold(double p) {
+  return static_cast<uint32_t>(llround(p * 16777216.0));
+}
+
+/// The seed the runtime gives trl.dropout for micro-batch `micro` of a
+/// run seeded `seed`, counting micro-batches over the run: (optimizer step
+/// x accumulation + k) x world + rank.
+inline int64_t dropoutSeed(int64_t seed, int64_t micro) {
+  return static_cast<int64_t>((static_cast<uint64_t>(seed) << 32) ^ static_cast<uint64_t>(micro));
+}
+
+/// Whether element `i` of the dropout of (`seed`, `stream`) is kept: the
+/// splitmix64 finaliser over seed, stream and position.
+TRLC_HD inline bool dropoutKeeps(uint64_t seed, uint64_t stream, uint64_t i,
+                                 uint32_t threshold) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + (stream + 1) * 0xD1B54A32D192ED03ull + i;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<uint32_t>(z >> 40) >= threshold;
 }
 
 } // namespace trlc

@@ -909,3 +909,27 @@ func.func @ppo_negative_clip(%lp: tensor<4x8xf32>, %n: tensor<f32>) {
   %l = trl.ppo_loss %lp, %lp, %lp, %lp, %lp, %lp, %lp, %lp, %n, %n {cliprange = -0.1 : f64} : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<f32>, tensor<f32>) -> tensor<f32>
   return
 }
+
+// -----
+
+func.func @dropout_p(%x: tensor<4xf32>, %seed: tensor<i64>) {
+  // expected-error @+1 {{p must be in [0, 1), got 1}}
+  %y = trl.dropout %x, %seed {p = 1.0 : f64, stream = 0 : i64} : (tensor<4xf32>, tensor<i64>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @dropout_shape(%x: tensor<4xf32>, %seed: tensor<i64>) {
+  // expected-error @+1 {{expects result of type 'tensor<4xf32>', got 'tensor<8xf32>'}}
+  %y = trl.dropout %x, %seed {p = 0.1 : f64, stream = 0 : i64} : (tensor<4xf32>, tensor<i64>) -> tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @dropout_seed(%x: tensor<4xf32>, %seed: tensor<2xi64>) {
+  // expected-error @+1 {{operand #1 must be 0D tensor of 64-bit signless integer values}}
+  %y = trl.dropout %x, %seed {p = 0.1 : f64, stream = 0 : i64} : (tensor<4xf32>, tensor<2xi64>) -> tensor<4xf32>
+  return
+}

@@ -193,3 +193,12 @@ func.func @mixed_precision(%x: tensor<2x8xf32>, %nw: tensor<8xf32>, %w: tensor<4
   %dx, %dw = trl.linear_grad %dg, %h, %w : (tensor<2x4xf32>, tensor<2x8xbf16>, tensor<4x8xf32>) -> (tensor<2x8xf32>, tensor<4x8xf32>)
   return %dx : tensor<2x8xf32>
 }
+
+// LoRA's dropout: the seed is a 0-d i64 batch input; bf16 storage passes
+// through.
+// CHECK-LABEL: func.func @dropout
+// CHECK: trl.dropout %{{.*}}, %{{.*}} {p = 5.000000e-02 : f64, stream = 3 : i64} : (tensor<2x8xbf16>, tensor<i64>) -> tensor<2x8xbf16>
+func.func @dropout(%x: tensor<2x8xbf16>, %seed: tensor<i64>) -> tensor<2x8xbf16> {
+  %y = trl.dropout %x, %seed {p = 0.05 : f64, stream = 3 : i64} : (tensor<2x8xbf16>, tensor<i64>) -> tensor<2x8xbf16>
+  return %y : tensor<2x8xbf16>
+}

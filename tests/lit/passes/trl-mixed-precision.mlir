@@ -187,3 +187,26 @@ func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>) -> tensor
   %loss = trl.cross_entropy %logits, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<f32>
   return %loss : tensor<f32>
 }
+
+// -----
+
+// lora_dropout's dropout of a bf16 norm output is stored in bf16 with it
+// (not its i64 seed); its backward over the f32 gradient stays f32.
+// CHECK-LABEL: func.func @train_step
+// CHECK: %[[X:.*]] = trl.rms_norm {{.*}} -> tensor<2x3x4xbf16>
+// CHECK: %[[DX:.*]] = trl.dropout %[[X]], %{{.*}} {p = 1.000000e-01 : f64, stream = 0 : i64} : (tensor<2x3x4xbf16>, tensor<i64>) -> tensor<2x3x4xbf16>
+// CHECK: trl.linear %[[DX]]
+// CHECK: trl.dropout {{.*}} : (tensor<2x3x4xf32>, tensor<i64>) -> tensor<2x3x4xf32>
+func.func @train_step(%ids: tensor<2x3xi64>, %labels: tensor<2x3xi64>, %seed: tensor<i64>) -> tensor<f32> {
+  %table = trl.param "embed" : tensor<8x4xf32>
+  %nw = trl.param "norm" : tensor<4xf32>
+  %a = trl.param "a" : tensor<4x4xf32>
+  %h = trl.embedding %table, %ids : (tensor<8x4xf32>, tensor<2x3xi64>) -> tensor<2x3x4xf32>
+  %x = trl.rms_norm %h, %nw : (tensor<2x3x4xf32>, tensor<4xf32>) -> tensor<2x3x4xf32>
+  %dx = trl.dropout %x, %seed {p = 0.1 : f64, stream = 0 : i64} : (tensor<2x3x4xf32>, tensor<i64>) -> tensor<2x3x4xf32>
+  %y = trl.linear %dx, %a : (tensor<2x3x4xf32>, tensor<4x4xf32>) -> tensor<2x3x4xf32>
+  %r = trl.add %h, %y : tensor<2x3x4xf32>
+  %logits = trl.linear %r, %table : (tensor<2x3x4xf32>, tensor<8x4xf32>) -> tensor<2x3x8xf32>
+  %loss = trl.cross_entropy %logits, %labels : (tensor<2x3x8xf32>, tensor<2x3xi64>) -> tensor<f32>
+  return %loss : tensor<f32>
+}
