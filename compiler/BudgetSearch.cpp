@@ -35,6 +35,12 @@ Planned plan(mlir::ModuleOp module, const mlir::trl::PipelineOptions &options,
       out.offloaded = a.getInt();
     if (auto a = fn->getAttrOfType<mlir::FloatAttr>("trl.remat_overhead_s"))
       out.overheadSeconds = a.getValueAsDouble();
+    if (auto a = fn->getAttrOfType<mlir::IntegerAttr>("trl.recomputed_layers"))
+      out.layers = a.getInt();
+    if (auto a = fn->getAttrOfType<mlir::FloatAttr>("trl.recomputed_flops"))
+      out.recomputedFlops = a.getValueAsDouble();
+    if (auto a = fn->getAttrOfType<mlir::FloatAttr>("trl.offloaded_bytes"))
+      out.offloadedBytes = a.getValueAsDouble();
   }
   auto lowered = lowerToPlan(module);
   if (!lowered)
@@ -53,49 +59,87 @@ Planned planFresh(const Recipe &r, const StepShape &shape,
 
 } // namespace
 
-Planned StepPricer::price(double rematMaxCost) const {
+Planned StepPricer::price(double rematMaxCost, bool layers) const {
   mlir::OwningOpRef<mlir::ModuleOp> copy = front.clone();
   mlir::trl::PipelineOptions o = options;
   o.forwardOnly = false;
   o.rematMaxCost = rematMaxCost;
-  return plan(*copy, o, mlir::trl::PipelinePart::FromRemat);
+  o.recomputeLayers = o.recomputeLayers || layers;
+  Planned p = plan(*copy, o, mlir::trl::PipelinePart::FromRemat);
+  p.recomputeLayers = o.recomputeLayers;
+  p.rematMaxCost = rematMaxCost;
+  return p;
 }
 
 std::optional<std::string> fitBudget(const StepPricer &pricer, int64_t budget,
                                      mlir::trl::PipelineOptions &options,
                                      std::string &decision) {
-  auto describe = [](const Planned &p) {
-    char overhead[64];
-    std::snprintf(overhead, sizeof overhead, "%.3g ms", 1e3 * p.overheadSeconds);
-    return std::to_string(p.recomputed) + " activations recomputed, " +
-           std::to_string(p.offloaded) + " offloaded, about " + overhead +
-           " added per step on the cpu profile; planned " + formatBytes(p.bytes);
+  auto ms = [](double s) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.3g ms", 1e3 * s);
+    return std::string(text);
   };
+  auto describe = [&](const Planned &p) {
+    std::string out;
+    if (p.layers > 0) {
+      char flops[48];
+      double f = p.recomputedFlops;
+      std::snprintf(flops, sizeof flops, "%.3g %s", f >= 1e12 ? f / 1e12 : f >= 1e9 ? f / 1e9 : f / 1e6,
+                    f >= 1e12 ? "TFLOP" : f >= 1e9 ? "GFLOP" : "MFLOP");
+      out += std::to_string(p.layers) + " layers recomputed whole in the backward (layer "
+             "checkpointing, " + flops + " per step), ";
+    }
+    out += std::to_string(p.recomputed) + " activations recomputed, " +
+           std::to_string(p.offloaded) + " offloaded";
+    if (p.offloaded > 0)
+      out += " (" + formatBytes(static_cast<int64_t>(p.offloadedBytes)) + " each way)";
+    return out + "; about " + ms(p.cudaSeconds()) + " added per step on the cuda profile, " +
+           ms(p.overheadSeconds) + " on the cpu profile; planned " + formatBytes(p.bytes);
+  };
+  auto fits = [&](const Planned &p) { return p.bytes >= 0 && p.bytes <= budget; };
   Planned asIs = pricer.price(options.rematMaxCost);
-  if (asIs.bytes >= 0 && asIs.bytes <= budget) {
+  if (fits(asIs)) {
     decision = "fits as the recipe asks (" + formatBytes(asIs.bytes) + ")";
     return std::nullopt;
   }
-  Planned most = pricer.price(1e9);  // every decision the model can take
-  if (most.bytes < 0 || most.bytes > budget)
-    return "the step needs at least " + formatBytes(most.bytes) + " (" +
-           std::to_string(most.bytes) + " bytes) of device memory even with every saved "
+  // The cheapest fitting bound, with or without layer checkpointing.
+  int64_t smallest = -1;
+  auto search = [&](bool layers) -> std::optional<Planned> {
+    Planned start = pricer.price(options.rematMaxCost, layers);
+    if (fits(start))
+      return start;
+    Planned most = pricer.price(1e9, layers);  // every decision the model can take
+    if (most.bytes >= 0 && (smallest < 0 || most.bytes < smallest))
+      smallest = most.bytes;
+    if (!fits(most))
+      return std::nullopt;
+    double lo = 1e-15, hi = 1e-3;  // s per byte; hi: effectively everything
+    Planned best = most;
+    for (int i = 0; i < 24; ++i) {
+      double mid = std::sqrt(lo * hi);
+      Planned p = pricer.price(mid, layers);
+      if (fits(p)) {
+        hi = mid;
+        best = p;
+      } else {
+        lo = mid;
+      }
+    }
+    return best;
+  };
+  std::optional<Planned> best = search(options.recomputeLayers);
+  if (!options.recomputeLayers)
+    if (std::optional<Planned> layered = search(true))
+      if (!best || layered->cudaSeconds() < best->cudaSeconds())
+        best = layered;
+  if (!best)
+    return "the step needs at least " + formatBytes(smallest) + " (" + std::to_string(smallest) +
+           " bytes) of device memory even with every decoder layer recomputed and every saved "
            "activation recomputed or offloaded; raise [memory] budget to at least that, or "
            "shrink per_device_train_batch_size or max_length";
-  double lo = 1e-15, hi = 1e-3;  // s per byte; hi: effectively everything
-  Planned best = most;
-  for (int i = 0; i < 24; ++i) {
-    double mid = std::sqrt(lo * hi);
-    Planned p = pricer.price(mid);
-    if (p.bytes >= 0 && p.bytes <= budget) {
-      hi = mid;
-      best = p;
-    } else {
-      lo = mid;
-    }
-  }
-  options.rematMaxCost = hi;
-  decision = describe(best);
+  options.rematMaxCost = best->rematMaxCost;
+  options.recomputeLayers = best->recomputeLayers;
+  decision = describe(*best);
   return std::nullopt;
 }
 
@@ -103,10 +147,12 @@ nlohmann::json passEffects(const Recipe &r, const StepShape &shape,
                            mlir::trl::PipelineOptions options) {
   nlohmann::json out = nlohmann::json::array();
   bool packing = options.packing, fuse = options.fuseLoss, recompute = options.recompute,
-       offload = options.offload, mixed = options.mixedPrecision;
-  if (!packing && !fuse && !recompute && !offload && !mixed)
+       layers = options.recomputeLayers, offload = options.offload,
+       mixed = options.mixedPrecision;
+  if (!packing && !fuse && !recompute && !layers && !offload && !mixed)
     return out;
   options.packing = options.fuseLoss = options.recompute = options.offload = false;
+  options.recomputeLayers = false;
   options.mixedPrecision = false;
   options.forwardOnly = false;
   auto row = [&](const char *pass) {
@@ -124,6 +170,10 @@ nlohmann::json passEffects(const Recipe &r, const StepShape &shape,
   if (mixed) {
     options.mixedPrecision = true;
     row("trl-mixed-precision");
+  }
+  if (layers) {
+    options.recomputeLayers = true;
+    row("trl-offload-remat (layer checkpointing)");
   }
   if (recompute) {
     options.recompute = true;

@@ -105,7 +105,8 @@ mlir::trl::PipelineOptions pipelineOptions(const Recipe &r, const Schedule &s, i
   o.lossChunkSize = r.memory.lossChunkSize;
   o.mixedPrecision = r.model.dtype == "bf16";
   o.offload = r.memory.activationOffloading;
-  o.recompute = r.memory.gradientCheckpointing;
+  o.recompute = r.memory.gradientCheckpointing && r.memory.recompute == "selective";
+  o.recomputeLayers = r.memory.gradientCheckpointing && r.memory.recompute == "full";
   o.zeroStage = r.memory.zeroStage;
   o.worldSize = world;
   o.gatherForGeneration = !isOnline(r.method) || r.grpo.ds3GatherForGeneration;

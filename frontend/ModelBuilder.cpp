@@ -107,6 +107,21 @@ Value ModelBuilder::rope(Value x, Value positions) {
                           UnitAttr());
 }
 
+Operation *ModelBuilder::lastBuilt() {
+  Block *block = b.getInsertionBlock();
+  auto ip = b.getInsertionPoint();
+  return ip == block->begin() ? nullptr : &*std::prev(ip);
+}
+
+void ModelBuilder::tagLayer(Operation *before, int64_t layer) {
+  Block *block = b.getInsertionBlock();
+  auto tag = b.getStringAttr(layer < 0 ? std::string() : paramPrefix + std::to_string(layer));
+  auto it = before ? std::next(Block::iterator(before)) : block->begin();
+  for (; it != b.getInsertionPoint(); ++it)
+    if (!isa<ParamOp>(*it))
+      it->setAttr("trl.layer", tag);
+}
+
 ModelBuilder::TokenInputs ModelBuilder::tokenInputs(func::FuncOp fn, int64_t rows,
                                                      const std::string &prefix) {
   auto type = tensor({rows, seqLen}, i64);
@@ -124,6 +139,7 @@ Value ModelBuilder::llamaForward(Value ids, Value positions, Value mask,
   Value x = b.create<EmbeddingOp>(loc, act({batch, s, h}), embed, ids);
   bool oBias = cfg.attentionBias && cfg.family != ModelFamily::Qwen2;
   for (int64_t l = 0; l < cfg.numLayers; ++l) {
+    Operation *before = lastBuilt();
     std::string p = "model.layers." + std::to_string(l) + ".";
     Value n1 = rmsNorm(x, param(p + "input_layernorm.weight", {h}));
     auto proj = [&](const char *name, int64_t heads, bool bias) {
@@ -151,8 +167,12 @@ Value ModelBuilder::llamaForward(Value ids, Value positions, Value mask,
     Value up = linear(n2, param(p + "mlp.up_proj.weight", {f, h}));
     Value a = b.create<SwigluOp>(loc, gate.getType(), gate, up);
     x = add(x, linear(a, param(p + "mlp.down_proj.weight", {h, f})));
+    tagLayer(before, l);
   }
-  return rmsNorm(x, param("model.norm.weight", {h}));
+  Operation *before = lastBuilt();
+  Value out = rmsNorm(x, param("model.norm.weight", {h}));
+  tagLayer(before, -1);
+  return out;
 }
 
 Value ModelBuilder::gpt2Forward(Value ids, Value positions, Value mask,
@@ -167,6 +187,7 @@ Value ModelBuilder::gpt2Forward(Value ids, Value positions, Value mask,
       &ctx, cfg.hiddenAct == "gelu" ? GeluApproximation::none
                                     : GeluApproximation::tanh);
   for (int64_t l = 0; l < cfg.numLayers; ++l) {
+    Operation *before = lastBuilt();
     std::string p = "transformer.h." + std::to_string(l) + ".";
     Value n1 = layerNorm(x, p + "ln_1");
     // Conv1D weights are stored [in, out]; loading transposes them.
@@ -187,8 +208,12 @@ Value ModelBuilder::gpt2Forward(Value ids, Value positions, Value mask,
     Value a = b.create<GeluOp>(loc, fc, approx);
     x = add(x, linear(a, param(p + "mlp.c_proj.weight", {h, f}, true),
                       param(p + "mlp.c_proj.bias", {h})));
+    tagLayer(before, l);
   }
-  return layerNorm(x, "transformer.ln_f");
+  Operation *before = lastBuilt();
+  Value out = layerNorm(x, "transformer.ln_f");
+  tagLayer(before, -1);
+  return out;
 }
 
 std::pair<Value, Value> ModelBuilder::forward(Value ids, Value positions,

@@ -110,6 +110,15 @@ private:
   mlir::Value attend(mlir::Value q, mlir::Value k, mlir::Value v, mlir::Value mask,
                      mlir::Value positions, int64_t batch, int64_t layer);
   mlir::Value rope(mlir::Value x, mlir::Value positions);
+  /// The op before the insertion point (null at the block's start): a
+  /// decoder layer's ops are the ones built after it.
+  mlir::Operation *lastBuilt();
+  /// Tags the ops built after `before` (but parameter reads) `trl.layer` =
+  /// the parameter prefix and `layer` ("3", PPO's "value_model.3"), for
+  /// trl-offload-remat's layer checkpointing; the policy's and the
+  /// reference's layer l share the tag, so CSE still merges what they
+  /// compute alike. -1: "" (not a layer: the final norm).
+  void tagLayer(mlir::Operation *before, int64_t layer);
   mlir::Value llamaForward(mlir::Value ids, mlir::Value positions, mlir::Value mask,
                            int64_t batch);
   mlir::Value gpt2Forward(mlir::Value ids, mlir::Value positions, mlir::Value mask,

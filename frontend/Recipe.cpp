@@ -200,7 +200,8 @@ const KeySpec kSchema[] = {
   {"memory", "use_liger_kernel", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "fused linear losses (never materialise [T, V] logits)"},
   {"memory", "loss_chunk_size", Kind::Int, all("0"), ALL, nullptr, 0, 1e9, false, "rows per chunk of the fused loss (0: Liger's rule)"},
   {"memory", "activation_offloading", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "offload saved activations to host memory"},
-  {"memory", "gradient_checkpointing", Kind::Bool, all("false"), ALL, nullptr, -INFINITY, INFINITY, false, "recompute activations in the backward pass"},
+  {"memory", "gradient_checkpointing", Kind::Bool, all("true"), ALL, nullptr, -INFINITY, INFINITY, false, "recompute activations in the backward pass (TRL's default: on)"},
+  {"memory", "recompute", Kind::Enum, all("\"full\""), ALL, "full|selective", -INFINITY, INFINITY, false, "what gradient_checkpointing recomputes: \"full\" whole decoder layers from their inputs, products included (Hugging Face's), \"selective\" only cheap ops (norms, RoPE, activations, adds)"},
   {"memory", "budget", Kind::Size, all("\"auto\""), ALL, nullptr, -INFINITY, INFINITY, false, "device memory budget (\"auto\" or a size such as \"20GiB\")"},
   {"memory", "zero_stage", Kind::Int, all("0"), ALL, nullptr, 0, 3, false, "ZeRO sharding stage"},
 
@@ -1130,6 +1131,7 @@ void Resolver::fill(toml::table &root, Recipe &r) {
   r.memory.lossChunkSize = *i64("memory", "loss_chunk_size");
   r.memory.activationOffloading = *b("memory", "activation_offloading");
   r.memory.gradientCheckpointing = *b("memory", "gradient_checkpointing");
+  r.memory.recompute = *str("memory", "recompute");
   r.memory.budgetBytes = *parseSize(*str("memory", "budget"));
   r.memory.zeroStage = *i64("memory", "zero_stage");
 
@@ -1771,6 +1773,11 @@ Expected<Recipe> Resolver::run(toml::table &root,
     return *err;
   fillDefaults(root, method);
   fill(root, r);
+  if (const toml::node *n = get(root, "memory", "recompute");
+      n && !r.memory.gradientCheckpointing &&
+      (n->source().path || diag.where(*n).rfind("--set", 0) == 0))
+    r.warnings.push_back(diag.where(*n) + ": warning: [memory] recompute has no effect with "
+                         "gradient_checkpointing = false");
   if (auto err = checkPositions(root, r))
     return *err;
   // A path the filesystem cannot hold is the recipe's mistake, said here.

@@ -116,7 +116,8 @@ struct Recipe {
     bool useLigerKernel = false;
     int64_t lossChunkSize = 0;  // 0: Liger's rule
     bool activationOffloading = false;
-    bool gradientCheckpointing = false;
+    bool gradientCheckpointing = true;  // TRL 1.x's default
+    std::string recompute = "full";     // full (whole layers) | selective (cheap ops)
     std::optional<int64_t> budgetBytes;  // none = "auto"
     int64_t zeroStage = 0;
   } memory;

@@ -4,7 +4,14 @@
 // activation) is kept on the device from its definition to its last
 // backward use. This pass decides, per saved activation:
 //
-//  - recompute (`recompute` option, [memory] gradient_checkpointing): a
+//  - recompute whole layers (`layers` option, [memory]
+//    gradient_checkpointing with recompute = "full", Hugging Face's
+//    gradient checkpointing): each decoder layer (the ops ModelBuilder tags
+//    `trl.layer`, and what later passes derived from them) keeps only its
+//    input and its output; its forward, products included, is cloned right
+//    before the first backward use of anything else it saved, and the
+//    backward reads the clones;
+//  - recompute (`recompute` option, recompute = "selective"): a
 //    cheap op (norms, RoPE, SwiGLU, GELU, residual add) whose operands the
 //    backward keeps anyway is cloned right before its first backward use, so
 //    its result dies after the forward;
@@ -24,6 +31,7 @@
 #include "passes/Passes.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
 
 #include <cmath>
 
@@ -40,9 +48,108 @@ namespace {
 struct OffloadRemat : mlir::trl::impl::TrlOffloadRematBase<OffloadRemat> {
   using TrlOffloadRematBase::TrlOffloadRematBase;
 
+  /// Peak product throughput of the backend profile (FLOP/s), for pricing
+  /// recomputation.
+  double profilePeakFlops() const { return profile == "cuda" ? 7.9e14 : 5.0e10; }
+
+  /// Hugging Face gradient checkpointing: the forward ops of each decoder
+  /// layer, by `trl.layer` tag (an untagged op whose operands come from one
+  /// layer's ops belongs to it: trl-lora's adapters, ops later passes
+  /// rebuilt), are cloned before the layer's first backward use; the
+  /// backward reads the clones, except for the values another layer or
+  /// the head reads in the forward (the layer's output: the next layer's
+  /// checkpoint), which stay. Clones nothing reads are dropped.
+  void checkpointLayers(func::FuncOp fn, Operation *lossDef, OpBuilder &b, int64_t &count,
+                        double &seconds, double &flops) {
+    DenseMap<Operation *, unsigned> position;
+    unsigned n = 0;
+    for (Operation &op : fn.front())
+      position[&op] = n++;
+    unsigned boundary = position[lossDef];
+    auto isBackward = [&](Operation *op) { return position.lookup(op) > boundary; };
+    // Each forward op's layer ("": none).
+    DenseMap<Operation *, StringAttr> layerOf;
+    SmallVector<StringAttr> order;  // layers in forward order
+    DenseMap<StringAttr, SmallVector<Operation *>> opsOf;
+    for (Operation &op : fn.front()) {
+      if (position[&op] > boundary)
+        break;
+      StringAttr layer = op.getAttrOfType<StringAttr>("trl.layer");
+      if (!layer && !isa<ParamOp, FillOp>(op) && op.getNumOperands() > 0) {
+        // Derived: every operand from this layer's ops, a parameter, a
+        // constant or an argument.
+        bool mixed = false;
+        for (Value v : op.getOperands()) {
+          Operation *def = v.getDefiningOp();
+          if (!def || isa<ParamOp, FillOp>(def))
+            continue;
+          StringAttr l = layerOf.lookup(def);
+          if (!l || l.empty() || (layer && l != layer))
+            mixed = true;
+          else
+            layer = l;
+        }
+        if (mixed)
+          layer = {};
+      }
+      if (!layer || layer.empty() || isa<ParamOp, FillOp>(op))
+        continue;
+      layerOf[&op] = layer;
+      if (!opsOf.count(layer))
+        order.push_back(layer);
+      opsOf[layer].push_back(&op);
+    }
+    double peak = profilePeakFlops();
+    for (StringAttr layer : order) {
+      ArrayRef<Operation *> ops = opsOf[layer];
+      DenseSet<Operation *> inLayer(ops.begin(), ops.end());
+      // What the layer saved for the backward, but its outputs.
+      SmallVector<Value> saved;
+      for (Operation *op : ops)
+        for (Value v : op->getResults()) {
+          bool backward = false, output = false;
+          for (Operation *u : v.getUsers())
+            (isBackward(u) ? backward : output) |= isBackward(u) || !inLayer.contains(u);
+          if (backward && !output)
+            saved.push_back(v);
+        }
+      if (saved.empty())
+        continue;
+      Operation *first = nullptr;
+      for (Value v : saved)
+        for (Operation *u : v.getUsers())
+          if (isBackward(u) && (!first || position[u] < position[first]))
+            first = u;
+      b.setInsertionPoint(first);
+      IRMapping map;
+      SmallVector<Operation *> clones;
+      for (Operation *op : ops) {
+        Operation *clone = b.clone(*op, map);
+        clone->setAttr("trl.recomputed", b.getUnitAttr());
+        position[clone] = position[first];
+        clones.push_back(clone);
+      }
+      for (Value v : saved)
+        v.replaceUsesWithIf(map.lookup(v), [&](OpOperand &use) {
+          return isBackward(use.getOwner()) && !llvm::is_contained(clones, use.getOwner());
+        });
+      for (Operation *clone : llvm::reverse(clones)) {
+        if (clone->use_empty()) {
+          clone->erase();
+          continue;
+        }
+        if (auto cost = dyn_cast<MemoryCostOpInterface>(clone)) {
+          seconds += double(cost.getFlops()) / peak;
+          flops += double(cost.getFlops());
+        }
+      }
+      ++count;
+    }
+  }
+
   void runOnOperation() override {
     auto fn = getOperation().lookupSymbol<func::FuncOp>("train_step");
-    if (!fn || (!offload && !recompute && maxCost < 0))
+    if (!fn || (!offload && !recompute && !layers && maxCost < 0))
       return;
     auto ret = cast<func::ReturnOp>(fn.front().getTerminator());
     bool anyGrad = false;
@@ -57,6 +164,12 @@ struct OffloadRemat : mlir::trl::impl::TrlOffloadRematBase<OffloadRemat> {
       fn.emitOpError("trl-offload-remat: the loss is not computed in @train_step");
       return signalPassFailure();
     }
+    OpBuilder b(&getContext());
+    int64_t layerCount = 0;
+    double layerSeconds = 0, recomputedFlops = 0, offloadedBytes = 0;
+    if (layers)
+      checkpointLayers(fn, lossDef, b, layerCount, layerSeconds, recomputedFlops);
+
     DenseMap<Operation *, unsigned> position;
     unsigned n = 0;
     for (Operation &op : fn.front())
@@ -131,9 +244,8 @@ struct OffloadRemat : mlir::trl::impl::TrlOffloadRematBase<OffloadRemat> {
     };
     auto offloadSeconds = [&](int64_t bytes) { return 2 * (latency + double(bytes) / linkBytes); };
 
-    OpBuilder b(&getContext());
     int64_t recomputed = 0, offloaded = 0;
-    double overhead = 0;
+    double overhead = layerSeconds;
     DenseSet<Value> done;
     // With a cost bound (the compiler's budget search), each saved
     // activation gets its cheaper decision when that costs at most
@@ -158,6 +270,8 @@ struct OffloadRemat : mlir::trl::impl::TrlOffloadRematBase<OffloadRemat> {
           continue;
         Operation *def = v.getDefiningOp();
         overhead += recomputeSeconds(v);
+        if (auto cost = dyn_cast<MemoryCostOpInterface>(v.getDefiningOp()))
+          recomputedFlops += double(cost.getFlops());
         Operation *first = firstBackwardUser(v);
         b.setInsertionPoint(first);
         Operation *clone = b.clone(*def);
@@ -178,6 +292,7 @@ struct OffloadRemat : mlir::trl::impl::TrlOffloadRematBase<OffloadRemat> {
         if (!type || isHostTensor(type) || tensorBytes(type) < minBytes)
           continue;
         overhead += offloadSeconds(tensorBytes(type));
+        offloadedBytes += double(tensorBytes(type));
         // After the last forward use (or the definition), before the first
         // backward one.
         Operation *lastForward = v.getDefiningOp();
@@ -197,9 +312,15 @@ struct OffloadRemat : mlir::trl::impl::TrlOffloadRematBase<OffloadRemat> {
         ++offloaded;
       }
     }
+    if (layers)
+      fn->setAttr("trl.recomputed_layers", b.getI64IntegerAttr(layerCount));
     fn->setAttr("trl.recomputed_values", b.getI64IntegerAttr(recomputed));
     fn->setAttr("trl.offloaded_values", b.getI64IntegerAttr(offloaded));
     fn->setAttr("trl.remat_overhead_s", b.getF64FloatAttr(overhead));
+    // What the decisions cost per step on any profile: FLOPs recomputed,
+    // bytes copied each way.
+    fn->setAttr("trl.recomputed_flops", b.getF64FloatAttr(recomputedFlops));
+    fn->setAttr("trl.offloaded_bytes", b.getF64FloatAttr(offloadedBytes));
   }
 };
 

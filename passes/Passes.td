@@ -128,7 +128,14 @@ def TrlMixedPrecision : Pass<"trl-mixed-precision", "ModuleOp"> {
 def TrlOffloadRemat : Pass<"trl-offload-remat", "ModuleOp"> {
   let summary = "keep, recompute or offload each activation the backward pass reads";
   let description = [{
-    Runs after trl-autodiff on `@train_step`. With `recompute`, a saved
+    Runs after trl-autodiff on `@train_step`. With `layers` (Hugging Face
+    gradient checkpointing), each decoder layer (ops tagged `trl.layer` by
+    the model builder, and untagged ops whose operands come from one
+    layer, such as trl-lora's adapters) keeps only its input and output:
+    its whole forward, products included, is cloned (`trl.recomputed`)
+    before the first backward use of anything else it saved, so the
+    gradients are those of the run without it, bit for bit
+    (`trl.recomputed_layers`). With `recompute`, a saved
     activation made by a cheap op (rms_norm, layer_norm, rope, swiglu, gelu,
     add) whose operands the backward keeps anyway is recomputed by a clone
     of that op (`trl.recomputed`) before its first backward use. With
@@ -149,6 +156,8 @@ def TrlOffloadRemat : Pass<"trl-offload-remat", "ModuleOp"> {
   let dependentDialects = ["::mlir::trl::TrlDialect"];
   let options = [
     Option<"offload", "offload", "bool", "false", "offload saved activations to host memory">,
+    Option<"layers", "layers", "bool", "false",
+           "recompute whole decoder layers in the backward, keeping each layer's input (Hugging Face gradient checkpointing)">,
     Option<"recompute", "recompute", "bool", "false", "recompute cheap saved activations">,
     Option<"minBytes", "min-bytes", "int64_t", "1024", "smallest activation worth offloading">,
     Option<"maxCost", "max-cost", "double", "-1",

@@ -46,10 +46,11 @@ void addUntilRemat(OpPassManager &pm, const trl::PipelineOptions &o) {
 /// trl-offload-remat and everything after it: the schedule's activation
 /// decisions, the optimizer, sharding and the memory plan.
 void addFromRemat(OpPassManager &pm, const trl::PipelineOptions &o) {
-  if (o.offload || o.recompute || o.rematMaxCost >= 0) {
+  if (o.offload || o.recompute || o.recomputeLayers || o.rematMaxCost >= 0) {
     trl::TrlOffloadRematOptions remat;
     remat.offload = o.offload;
     remat.recompute = o.recompute;
+    remat.layers = o.recomputeLayers;
     remat.minBytes = o.offloadMinBytes;
     remat.maxCost = o.rematMaxCost;
     pm.addPass(trl::createTrlOffloadRemat(remat));

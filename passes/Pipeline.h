@@ -28,7 +28,8 @@ struct PipelineOptions {
   int64_t lossChunkSize = 0;   // its rows per chunk, 0: Liger's rule
   bool mixedPrecision = false; // trl-mixed-precision ([model] dtype = "bf16")
   bool offload = false;        // trl-offload-remat ([memory] activation_offloading)
-  bool recompute = false;      // trl-offload-remat ([memory] gradient_checkpointing)
+  bool recompute = false;      // trl-offload-remat's cheap ops (recompute = "selective")
+  bool recomputeLayers = false; // trl-offload-remat's whole layers (gradient_checkpointing)
   int64_t offloadMinBytes = 1024;  // smallest activation it offloads
   double rematMaxCost = -1;        // its cost bound, s per byte freed (-1: off)
   int64_t zeroStage = 0;   // trl-zero3-shard ([memory] zero_stage)

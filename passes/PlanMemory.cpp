@@ -10,6 +10,10 @@
 //    ""]` on the op.
 //  - A fill returned only into states needs no buffer (`trl.no_buffer`).
 //  - Views (`trl.reshape`, `trl.flat_view`) share their source's buffer.
+//  - An elementwise op (add, div, swiglu, gelu, their gradients, dropout)
+//    writes a result into the buffer of an operand of the same size that
+//    nothing reads after it (the runtime's contract allows exactly these
+//    in place): the gradient chains of the backward reuse one buffer.
 //  - Every other value (batch inputs included) is an activation, live
 //    from its definition (inputs: the start) to its last use (returned
 //    values: the end). Activations are placed largest first at the lowest
@@ -122,12 +126,50 @@ struct PlanMemory : mlir::trl::impl::TrlPlanMemoryBase<PlanMemory> {
       if (fn.getArgAttr(i, "trl.input"))
         addBuffer(fn.getArgument(i), -1);
     DenseSet<Value> noBuffer;
+    // Each value's own last use, for the in-place elementwise results.
+    DenseMap<Value, int> lastUse;
+    for (Operation &op : fn.front())
+      for (Value v : op.getOperands())
+        lastUse[v] = std::max(lastUse.lookup(v), &op == ret.getOperation() ? end : position[&op]);
+    DenseMap<Value, int> rootLast;  // over the root's views and in-place results
+    auto extend = [&](Value v) {
+      Value r = root(v);
+      rootLast[r] = std::max(rootLast.lookup(r), lastUse.lookup(v));
+    };
     for (Operation &op : fn.front().without_terminator()) {
       if (isa<ParamOp>(op))
         continue;
+      if (isa<AddOp, DivOp, SwigluOp, SwigluGradOp, GeluOp, GeluGradOp, DropoutOp>(op)) {
+        DenseSet<Value> taken;
+        for (Value r : op.getResults()) {
+          if (inPlace.count(r) || !isa<RankedTensorType>(r.getType()))
+            continue;
+          int64_t bytes = alignUp(tensorBytes(cast<RankedTensorType>(r.getType())));
+          for (Value in : op.getOperands()) {
+            Value from = root(in);
+            auto it = bufferOf.find(from);
+            if (it == bufferOf.end() || taken.count(from) || isa<BlockArgument>(from) ||
+                viewBytes.lookup(in) != 0 || buffers[it->second].bytes != bytes ||
+                buffers[it->second].host != isHostTensor(cast<RankedTensorType>(r.getType())) ||
+                rootLast.lookup(from) != position[&op])
+              continue;
+            taken.insert(from);
+            rootOf[r] = from;
+            extend(r);
+            break;
+          }
+        }
+        for (Value r : op.getResults())
+          if (!inPlace.count(r) && !rootOf.count(r)) {
+            addBuffer(r, position[&op]);
+            extend(r);
+          }
+        continue;
+      }
       if (auto r = dyn_cast<ReshapeOp>(op)) {
         rootOf[r.getResult()] = root(r.getX());
         viewBytes[r.getResult()] = viewBytes.lookup(r.getX());
+        extend(r.getResult());
         continue;
       }
       if (auto v = dyn_cast<FlatViewOp>(op)) {
@@ -135,6 +177,7 @@ struct PlanMemory : mlir::trl::impl::TrlPlanMemoryBase<PlanMemory> {
         viewBytes[v.getResult()] =
             viewBytes.lookup(v.getX()) +
             tensorBytes(RankedTensorType::get({v.getOffset()}, v.getType().getElementType()));
+        extend(v.getResult());
         continue;
       }
       if (auto f = dyn_cast<FillOp>(op)) {
@@ -148,8 +191,10 @@ struct PlanMemory : mlir::trl::impl::TrlPlanMemoryBase<PlanMemory> {
         }
       }
       for (Value r : op.getResults())
-        if (!inPlace.count(r))
+        if (!inPlace.count(r)) {
           addBuffer(r, position[&op]);
+          extend(r);
+        }
     }
     auto touch = [&](Value v, int at) {
       auto it = bufferOf.find(root(v));

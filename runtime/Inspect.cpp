@@ -57,7 +57,7 @@ int inspectArtifact(const InspectOptions &o) {
     std::cout << "effect of each memory pass (planned device bytes, cpu):\n";
     for (const json &p : passes) {
       char line[200];
-      std::snprintf(line, sizeof line, "  %-24s %14lld bytes\n",
+      std::snprintf(line, sizeof line, "  %-40s %14lld bytes\n",
                     p.value("pass", "").c_str(),
                     static_cast<long long>(p.value("device_bytes", int64_t(0))));
       std::cout << line;

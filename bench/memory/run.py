@@ -26,6 +26,10 @@ activation offloading with recomputation.
 Part 5 (planning): LoRA (r = 16, every linear layer) against full
 fine-tuning on both shapes, bf16 plans, with the same memory settings.
 
+Part 6 (planning): layer checkpointing (Hugging Face's gradient
+checkpointing, trlc's default), offloaded checkpoints and ZeRO-3 over 8
+ranks, bf16 plans, against selective recompute with offloading.
+
 Part 2 (measured, CPU): trains a small llama for a few steps with the fused
 loss on and off and prints peak RSS, the planned bytes and the bytes the
 runtime allocated.
@@ -69,13 +73,16 @@ def config_lines(cfg):
 
 
 def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=False,
-           budget=None, zero=0):
+           budget=None, zero=0, dtype="fp32"):
+    """`recompute`: False, True (the cheap ops alone, recompute = "selective",
+    as the recorded fp32 rows were planned) or "full" (whole layers,
+    Hugging Face's gradient checkpointing)."""
     data = os.path.join(os.path.dirname(path), "long.jsonl")
     if not os.path.exists(data):
         long_rows(data)
     # fp32 storage: the recorded plans predate trl-mixed-precision (bf16
     # activations, the default), which halves the activation bytes again.
-    lines = ['method = "sft"', "[model]", "init_seed = 0", 'dtype = "fp32"',
+    lines = ['method = "sft"', "[model]", "init_seed = 0", f'dtype = "{dtype}"',
              'tokenizer = "recipes/data/arith-tokenizer"', "[model.config]"]
     lines += config_lines(cfg)
     lines += [f"max_position_embeddings = {seq}", "[data]",
@@ -85,6 +92,7 @@ def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=
     lines += ["[train]", f"per_device_train_batch_size = {batch}", "max_steps = 10",
               "[memory]", f"use_liger_kernel = {'true' if liger else 'false'}",
               f"gradient_checkpointing = {'true' if recompute else 'false'}",
+              f'recompute = "{"full" if recompute == "full" else "selective"}"',
               f"activation_offloading = {'true' if offload else 'false'}",
               f'budget = "{budget or "auto"}"', f"zero_stage = {zero}",
               "[output]", f'output_dir = "{out}"']
@@ -93,10 +101,10 @@ def recipe(path, cfg, seq, batch, packing, liger, out, recompute=False, offload=
 
 
 def plan(trlc, work, name, cfg, seq, batch, packing, liger, recompute=False, offload=False,
-         budget=None, zero=0, nproc=1):
+         budget=None, zero=0, nproc=1, dtype="fp32"):
     r = os.path.join(work, f"{name}.toml")
     recipe(r, cfg, seq, batch, packing, liger, os.path.join(work, "out"), recompute, offload,
-           budget, zero)
+           budget, zero, dtype)
     art = os.path.join(work, f"{name}.trlc")
     done = subprocess.run([trlc, "compile", r, "-o", art, "--nproc", str(nproc)],
                           capture_output=True, text=True)
@@ -224,6 +232,7 @@ def part4(trlc, pairs=8, seq=1024):
                       "[memory]", f"use_liger_kernel = {'true' if o.get('liger') else 'false'}",
                       f"activation_offloading = {'true' if o.get('offload') else 'false'}",
                       f"gradient_checkpointing = {'true' if o.get('offload') else 'false'}",
+                      'recompute = "selective"',
                       "[dpo]", f"precompute_ref_log_probs = {'true' if o.get('pre') else 'false'}",
                       "[output]", f'output_dir = "{os.path.join(work, "out")}"']
             r = os.path.join(work, "dpo.toml")
@@ -259,7 +268,9 @@ def part5(trlc, seq, batch, r=16):
             for label, o in [("fused loss", {"liger": True}),
                              ("+ recompute", {"liger": True, "rec": True}),
                              ("+ activation offloading", {"liger": True, "rec": True, "off": True}),
-                             ("fused loss + budget 24 GiB", {"liger": True, "budget": "24GiB"})]:
+                             ("fused loss + budget 24 GiB", {"liger": True, "budget": "24GiB"}),
+                             ("fused loss + layer checkpointing", {"liger": True, "rec": "full"}),
+                             ("+ offloaded checkpoints", {"liger": True, "rec": "full", "off": True})]:
                 peaks = []
                 for lora in (False, True):
                     lines = ['method = "sft"', "[model]", "init_seed = 0",
@@ -270,6 +281,7 @@ def part5(trlc, seq, batch, r=16):
                               f"per_device_train_batch_size = {batch}", "max_steps = 10",
                               "[memory]", f"use_liger_kernel = {'true' if o.get('liger') else 'false'}",
                               f"gradient_checkpointing = {'true' if o.get('rec') else 'false'}",
+                              f'recompute = "{"full" if o.get("rec") == "full" else "selective"}"',
                               f"activation_offloading = {'true' if o.get('off') else 'false'}",
                               f'budget = "{o.get("budget", "auto")}"']
                     if lora:
@@ -298,6 +310,58 @@ def part5(trlc, seq, batch, r=16):
                          c.get("frozen parameters", 0))
                 print(f"| {mname} | {label} | {show(full)} | {show(mine)} | {state / GIB:.2f} GiB | "
                       f"{c['activations'] / GIB:.2f} GiB | {mine['host_bytes'] / GIB:.2f} GiB |")
+    print()
+
+
+def part6(trlc, seq, batch):
+    """Layer checkpointing (Hugging Face's gradient checkpointing, the
+    default), offloaded checkpoints and ZeRO-3, bf16 plans (the default
+    storage), against selective recompute with offloading."""
+    print(f"## Layer checkpointing: planned peak, SFT step, sequence {seq}, batch {batch} "
+          f"(packed, fused loss, bf16 plans)\n")
+    print("| model | setting | ranks | peak per rank | model state per rank | activations | host pool "
+          "| recomputed per step | copied to the host per step | added time per step, CUDA profile |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as work:
+        for mname, cfg in MODELS.items():
+            for label, rec, off, n in [
+                    ("no checkpointing", False, False, 1),
+                    ("selective recompute + offloading", True, True, 1),
+                    ("full layer checkpointing", "full", False, 1),
+                    ("full + offloaded checkpoints", "full", True, 1),
+                    ("ZeRO-3, full layer checkpointing", "full", False, 8),
+                    ("ZeRO-3, full + offloaded checkpoints", "full", True, 8)]:
+                r = os.path.join(work, f"{mname}-ckpt.toml")
+                recipe(r, cfg, seq, batch, True, True, os.path.join(work, "out"), rec, off,
+                       zero=3 if n > 1 else 0, dtype="bf16")
+                art = os.path.join(work, f"{mname}-ckpt.trlc")
+                done = subprocess.run([trlc, "compile", r, "-o", art, "--nproc", str(n),
+                                       "--emit=mlir"], capture_output=True, text=True)
+                def attr(name):
+                    for line in done.stdout.splitlines():
+                        if f"{name} = " in line and "@train_step" in line:
+                            text = line.split(f"{name} = ")[1].split(" ")[0]
+                            if text.startswith("0x"):  # MLIR's exact form of an f64
+                                import struct
+                                return struct.unpack(">d", bytes.fromhex(text[2:]))[0]
+                            return float(text)
+                    return 0.0
+                # The pass's CUDA profile (passes/OffloadRemat.cpp): products at
+                # 7.9e14 FLOP/s, copies at 5e10 B/s each way with 10 us latency.
+                flops, moved = attr("trl.recomputed_flops"), attr("trl.offloaded_bytes")
+                copies = attr("trl.offloaded_values")
+                cuda_s = flops / 7.9e14 + 2 * (moved / 5e10 + copies * 1e-5)
+                subprocess.run([trlc, "compile", r, "-o", art, "--nproc", str(n)], check=True,
+                               capture_output=True)
+                j = json.loads(subprocess.run([trlc, "inspect", art, "--json"], check=True,
+                                              capture_output=True, text=True).stdout)
+                c = j["peak"]["by_category"]
+                state = (j["data_parallel"]["model_state_bytes_per_rank"] if n > 1 else
+                         c["parameters"] + c["gradients"] + c["optimizer state"])
+                print(f"| {mname} | {label} | {n} | {j['peak']['bytes'] / GIB:.2f} GiB | "
+                      f"{state / GIB:.2f} GiB | {c['activations'] / GIB:.2f} GiB | "
+                      f"{j['host_bytes'] / GIB:.2f} GiB | {flops / 1e12:.1f} TFLOP | "
+                      f"{moved / GIB:.2f} GiB | {1e3 * cuda_s:.0f} ms |")
     print()
 
 
@@ -335,7 +399,8 @@ def main():
     ap.add_argument("--trlc", default="build/bin/trlc")
     ap.add_argument("--seq", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--only", choices=["sft", "zero3", "dpo", "lora", "measured"], default=None)
+    ap.add_argument("--only", choices=["sft", "zero3", "dpo", "lora", "checkpointing", "measured"],
+                    default=None)
     args = ap.parse_args()
     if args.only == "dpo":
         part4(args.trlc)
@@ -343,10 +408,14 @@ def main():
     if args.only == "lora":
         part5(args.trlc, args.seq, args.batch)
         return 0
+    if args.only == "checkpointing":
+        part6(args.trlc, args.seq, args.batch)
+        return 0
     part1(args.trlc, args.seq, args.batch)
     part3(args.trlc, args.seq, args.batch)
     part4(args.trlc)
     part5(args.trlc, args.seq, args.batch)
+    part6(args.trlc, args.seq, args.batch)
     part2(args.trlc)
     return 0
 

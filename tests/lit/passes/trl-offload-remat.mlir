@@ -26,7 +26,7 @@ func.func @train_step(%ids: tensor<2x16xi64> {trl.input = "input_ids"}, %labels:
 // Offload (TRL's rule): %h and %r (4 KiB each) go to the host after their
 // last forward use and come back right before their first backward use;
 // the output head's activations (%g, the logits) stay.
-// OFF: attributes {trl.offloaded_values = 2 : i64, trl.recomputed_values = 0 : i64,
+// OFF: attributes {trl.offloaded_bytes = 8.192000e+03 : f64, trl.offloaded_values = 2 : i64, trl.recomputed_flops = 0.000000e+00 : f64, trl.recomputed_values = 0 : i64,
 // OFF: %[[H:.*]] = trl.embedding
 // OFF-NEXT: %[[R:.*]] = trl.rms_norm %[[H]]
 // OFF-NEXT: %[[HH:.*]] = trl.offload %[[H]] : (tensor<2x16x32xf32>) -> tensor<2x16x32xf32, #trl.space<host>>
@@ -41,7 +41,7 @@ func.func @train_step(%ids: tensor<2x16xi64> {trl.input = "input_ids"}, %labels:
 
 // Recompute: %r is a norm of values the backward keeps anyway (%h and the
 // weight), so a clone makes it again right before gelu_grad.
-// RE: attributes {trl.offloaded_values = 0 : i64, trl.recomputed_values = 1 : i64,
+// RE: attributes {trl.offloaded_bytes = 0.000000e+00 : f64, trl.offloaded_values = 0 : i64, trl.recomputed_flops = 1.024000e+03 : f64, trl.recomputed_values = 1 : i64,
 // RE: %[[H:.*]] = trl.embedding
 // RE: trl.linear_grad
 // RE-NEXT: %[[R2:.*]] = trl.rms_norm %[[H]], %{{.*}} {trl.recomputed}
@@ -50,7 +50,7 @@ func.func @train_step(%ids: tensor<2x16xi64> {trl.input = "input_ids"}, %labels:
 
 // Both: %r is recomputed from %h, which is offloaded; the recomputation
 // reads the reloaded copy.
-// BOTH: attributes {trl.offloaded_values = 1 : i64, trl.recomputed_values = 1 : i64,
+// BOTH: attributes {trl.offloaded_bytes = 4.096000e+03 : f64, trl.offloaded_values = 1 : i64, trl.recomputed_flops = 1.024000e+03 : f64, trl.recomputed_values = 1 : i64,
 // BOTH: trl.linear_grad
 // BOTH-NEXT: %[[H2:.*]] = trl.reload
 // BOTH-NEXT: %[[R2:.*]] = trl.rms_norm %[[H2]], %{{.*}} {trl.recomputed}
@@ -61,14 +61,14 @@ func.func @train_step(%ids: tensor<2x16xi64> {trl.input = "input_ids"}, %labels:
 // per copy or launch): recomputing %r costs about 2.6e-10 s per byte it
 // frees, offloading %h (the only option for it) 6.9e-10. Each bound takes
 // the decisions at or under it.
-// COST0: trl.offloaded_values = 0 : i64, trl.recomputed_values = 0 : i64, trl.remat_overhead_s = 0.000000e+00 : f64
-// COST1: trl.offloaded_values = 0 : i64, trl.recomputed_values = 1 : i64
+// COST0: trl.offloaded_values = 0 : i64, trl.recomputed_flops = 0.000000e+00 : f64, trl.recomputed_values = 0 : i64, trl.remat_overhead_s = 0.000000e+00 : f64
+// COST1: trl.offloaded_values = 0 : i64, trl.recomputed_flops = {{.*}}, trl.recomputed_values = 1 : i64
 // COST1: trl.rms_norm {{.*}} {trl.recomputed}
-// COST2: trl.offloaded_values = 1 : i64, trl.recomputed_values = 1 : i64
+// COST2: trl.offloaded_values = 1 : i64, trl.recomputed_flops = {{.*}}, trl.recomputed_values = 1 : i64
 // COST2: trl.offload
 // PROFILE: unknown profile 'tpu' (cpu or cuda)
 
 // Below min-bytes nothing moves.
-// BIG: attributes {trl.offloaded_values = 0 : i64, trl.recomputed_values = 0 : i64,
+// BIG: attributes {trl.offloaded_bytes = 0.000000e+00 : f64, trl.offloaded_values = 0 : i64, trl.recomputed_flops = 0.000000e+00 : f64, trl.recomputed_values = 0 : i64,
 // BIG-NOT: trl.offload
 
