@@ -45,6 +45,20 @@ using namespace mlir::trl;
 
 namespace {
 
+/// @train_step's ops in block order, and where the backward starts (after
+/// the loss).
+struct Order {
+  DenseMap<Operation *, unsigned> position;
+  unsigned boundary = 0;
+  Order(func::FuncOp fn, Operation *lossDef) {
+    unsigned n = 0;
+    for (Operation &op : fn.front())
+      position[&op] = n++;
+    boundary = position[lossDef];
+  }
+  bool isBackward(Operation *op) const { return position.lookup(op) > boundary; }
+};
+
 struct OffloadRemat : mlir::trl::impl::TrlOffloadRematBase<OffloadRemat> {
   using TrlOffloadRematBase::TrlOffloadRematBase;
 
@@ -61,12 +75,10 @@ struct OffloadRemat : mlir::trl::impl::TrlOffloadRematBase<OffloadRemat> {
   /// checkpoint), which stay. Clones nothing reads are dropped.
   void checkpointLayers(func::FuncOp fn, Operation *lossDef, OpBuilder &b, int64_t &count,
                         double &seconds, double &flops) {
-    DenseMap<Operation *, unsigned> position;
-    unsigned n = 0;
-    for (Operation &op : fn.front())
-      position[&op] = n++;
-    unsigned boundary = position[lossDef];
-    auto isBackward = [&](Operation *op) { return position.lookup(op) > boundary; };
+    Order order_(fn, lossDef);
+    DenseMap<Operation *, unsigned> &position = order_.position;
+    unsigned boundary = order_.boundary;
+    auto isBackward = [&](Operation *op) { return order_.isBackward(op); };
     // Each forward op's layer ("": none).
     DenseMap<Operation *, StringAttr> layerOf;
     SmallVector<StringAttr> order;  // layers in forward order
@@ -170,12 +182,10 @@ struct OffloadRemat : mlir::trl::impl::TrlOffloadRematBase<OffloadRemat> {
     if (layers)
       checkpointLayers(fn, lossDef, b, layerCount, layerSeconds, recomputedFlops);
 
-    DenseMap<Operation *, unsigned> position;
-    unsigned n = 0;
-    for (Operation &op : fn.front())
-      position[&op] = n++;
-    unsigned boundary = position[lossDef];
-    auto isBackward = [&](Operation *op) { return position.lookup(op) > boundary; };
+    Order order_(fn, lossDef);
+    DenseMap<Operation *, unsigned> &position = order_.position;
+    unsigned boundary = order_.boundary;
+    auto isBackward = [&](Operation *op) { return order_.isBackward(op); };
 
     // The output head: the loss's tensor operands and, through a plain
     // lm_head product, that product's input.
